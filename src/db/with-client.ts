@@ -1,0 +1,25 @@
+// Lets functions accept either a Pool or a caller's own client (e.g. one inside the
+// caller's transaction) and run on a single connection.
+import type pg from 'pg';
+
+export type Queryable = pg.Pool | pg.ClientBase;
+
+// Structural check: a caller's Pool may come from another copy of pg.
+export function isPool(db: Queryable): db is pg.Pool {
+  return 'totalCount' in db && 'idleCount' in db;
+}
+
+/** Runs fn on one connection: db itself if it is a client, else one checked out of the pool. */
+export async function withClient<T>(db: Queryable, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  if (!isPool(db)) return fn(db);
+  const client = await db.connect();
+  try {
+    const result = await fn(client);
+    client.release();
+    return result;
+  } catch (err) {
+    // Destroy rather than reuse: the connection may be mid-transaction or broken.
+    client.release(err instanceof Error ? err : true);
+    throw err;
+  }
+}

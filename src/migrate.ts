@@ -1,0 +1,73 @@
+// Applies the embedded sql/*.sql migrations. Race-safe: every caller takes the same
+// transaction-scoped advisory lock, so twenty workers starting at once apply each
+// migration exactly once and the rest find the schema already current.
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { BucketqError, SchemaNotMigratedError, SchemaTooNewError } from './errors.js';
+import { latestVersion, migrations } from './generated/migrations.js';
+import { type Queryable, withClient } from './db/with-client.js';
+
+/** Advisory lock key: the first 8 bytes of sha256('bucketq.migrate') as a signed bigint. */
+export const MIGRATION_LOCK_KEY: string = createHash('sha256').update('bucketq.migrate').digest().readBigInt64BE(0).toString();
+
+export class MigrationError extends BucketqError {
+  constructor(message: string, opts?: { cause?: unknown }) {
+    super('BQ_MIGRATION', message, opts);
+  }
+}
+
+/**
+ * Brings the bucketq schema up to this package's latest version in one transaction.
+ * A client passed in must not already be inside a transaction.
+ */
+export async function migrate(db: Queryable): Promise<{ from: number; to: number }> {
+  return withClient(db, async (client) => {
+    await client.query('begin');
+    try {
+      await client.query('select pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+      // Read only after the lock: a concurrent migrator may just have committed.
+      const from = await readSchemaVersion(client);
+      if (from > latestVersion) throw new SchemaTooNewError(from, latestVersion);
+      for (const m of migrations) {
+        if (m.version <= from) continue;
+        await applyOne(client, m);
+      }
+      await client.query('commit');
+      return { from, to: Math.max(from, latestVersion) };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    }
+  });
+}
+
+/** Throws unless the database schema is exactly the version this package was built for. */
+export async function assertSchemaCurrent(db: Queryable): Promise<void> {
+  const version = await readSchemaVersion(db);
+  if (version > latestVersion) throw new SchemaTooNewError(version, latestVersion);
+  if (version < latestVersion) throw new SchemaNotMigratedError(version, latestVersion);
+}
+
+/** 0 when bucketq was never installed; otherwise the highest applied migration. */
+export async function readSchemaVersion(db: Queryable): Promise<number> {
+  const exists = await db.query<{ present: boolean }>(`select to_regclass('bucketq.migration') is not null as present`);
+  if (!exists.rows[0]?.present) return 0;
+  const res = await db.query<{ version: number }>('select coalesce(max(version), 0)::int as version from bucketq.migration');
+  return res.rows[0]?.version ?? 0;
+}
+
+async function applyOne(client: pg.ClientBase, m: { version: number; name: string; sql: string }): Promise<void> {
+  try {
+    // Simple-query protocol (no parameters) so a file may hold many statements.
+    await client.query(m.sql);
+  } catch (err) {
+    throw new MigrationError(`migration ${m.version} (${m.name}) failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  // Each file records itself; a file that forgets would be re-applied forever.
+  const after = await readSchemaVersion(client);
+  if (after !== m.version) {
+    throw new MigrationError(
+      `migration ${m.version} (${m.name}) ran but bucketq.migration now reports version ${after}; the file must insert its own row (version ${m.version})`,
+    );
+  }
+}
