@@ -1,0 +1,144 @@
+// The public client: validates arguments once, then calls one SQL function per method.
+import pg from 'pg';
+import type { z } from 'zod';
+import { migrate } from './migrate.js';
+import {
+  type AckItem,
+  type AckOptions,
+  type BatchMessage,
+  type ClaimOptions,
+  type ClientOptions,
+  type CreateGroupOptions,
+  type CreateTopicOptions,
+  type NackItem,
+  type NackOptions,
+  type SendBatchOptions,
+  type SendOptions,
+  ackItemsSchema,
+  ackOptionsSchema,
+  batchMessagesSchema,
+  claimOptionsSchema,
+  clientOptionsSchema,
+  consumerIdSchema,
+  createGroupOptionsSchema,
+  createTopicOptionsSchema,
+  groupNameSchema,
+  msgIdsSchema,
+  nackItemsSchema,
+  nackOptionsSchema,
+  parseOrThrow,
+  sendBatchOptionsSchema,
+  sendOptionsSchema,
+  topicNameSchema,
+} from './options.js';
+import * as admin from './queries/admin.js';
+import * as consume from './queries/consume.js';
+import * as producer from './queries/send.js';
+import * as topics from './queries/topics.js';
+import { TypedTopic } from './typed-topic.js';
+
+// Methods are async even where validation could throw synchronously, so every
+// failure, bad input included, arrives as a rejected promise.
+export class BucketQ {
+  /** The pool every method uses unless given a client. */
+  readonly pool: pg.Pool;
+  // Only a pool we created is ours to end; a caller's pool outlives us.
+  private readonly ownsPool: boolean;
+
+  constructor(options: ClientOptions) {
+    const o = parseOrThrow(clientOptionsSchema, options, 'BucketQ options');
+    if (o.pool) {
+      this.pool = o.pool;
+      this.ownsPool = false;
+    } else {
+      this.pool = new pg.Pool({ connectionString: o.connectionString, max: o.poolMax ?? 10 });
+      // An idle client losing its connection must not crash the process; the pool replaces it.
+      this.pool.on('error', () => {});
+      this.ownsPool = true;
+    }
+  }
+
+  /** Applies pending schema migrations (safe to call from many processes at once). */
+  async migrate(): Promise<{ from: number; to: number }> {
+    return migrate(this.pool);
+  }
+
+  /** Creates a topic; true if created, false if it already existed with the same settings. */
+  async createTopic(name: string, options: CreateTopicOptions = {}): Promise<boolean> {
+    const topic = parseOrThrow(topicNameSchema, name, 'topic name');
+    const o = parseOrThrow(createTopicOptionsSchema, options, 'createTopic options');
+    return topics.createTopic(this.pool, topic, o);
+  }
+
+  /** Creates a consumer group on a topic; true if created, false if it already existed with the same settings. */
+  async createGroup(name: string, topic: string, options: CreateGroupOptions = {}): Promise<boolean> {
+    const group = parseOrThrow(groupNameSchema, name, 'group name');
+    const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
+    const o = parseOrThrow(createGroupOptionsSchema, options, 'createGroup options');
+    const startAt = o.startAt instanceof Date ? o.startAt.toISOString() : o.startAt;
+    return topics.createGroup(this.pool, group, topicName, { ...o, startAt });
+  }
+
+  /**
+   * Sends one message and returns its id as a string (int8 ids can exceed 2^53).
+   * Pass `client` to send inside your own transaction (transactional outbox).
+   */
+  async send(topic: string, payload: unknown, options: SendOptions = {}): Promise<string> {
+    const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
+    const { client, ...message } = parseOrThrow(sendOptionsSchema, options, 'send options');
+    return producer.send(client ?? this.pool, topicName, { payload, ...message });
+  }
+
+  /** Sends many messages in one statement; returns their ids (strings) in input order. */
+  async sendBatch(topic: string, messages: readonly BatchMessage[], options: SendBatchOptions = {}): Promise<string[]> {
+    const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
+    const parsed = parseOrThrow(batchMessagesSchema, messages, 'sendBatch messages');
+    const { client } = parseOrThrow(sendBatchOptionsSchema, options, 'sendBatch options');
+    return producer.sendBatch(client ?? this.pool, topicName, parsed);
+  }
+
+  /** Leases up to `max` ready messages for a consumer of a group. */
+  async claim(group: string, consumerId: string, options: ClaimOptions = {}): Promise<consume.ClaimedMessage[]> {
+    const groupName = parseOrThrow(groupNameSchema, group, 'group name');
+    const consumer = parseOrThrow(consumerIdSchema, consumerId, 'consumerId');
+    return consume.claim(this.pool, groupName, consumer, parseOrThrow(claimOptionsSchema, options, 'claim options'));
+  }
+
+  /** Acknowledges leased messages (pass `client` to ack inside your own transaction). */
+  async ack(group: string, items: readonly AckItem[], options: AckOptions = {}): Promise<consume.AckResult[]> {
+    const groupName = parseOrThrow(groupNameSchema, group, 'group name');
+    const parsed = parseOrThrow(ackItemsSchema, items, 'ack items');
+    const { client, ...o } = parseOrThrow(ackOptionsSchema, options, 'ack options');
+    return consume.ack(client ?? this.pool, groupName, parsed, o);
+  }
+
+  /** Fails leased messages: retried after a backoff, or dead-lettered when attempts run out. */
+  async nack(group: string, items: readonly NackItem[], options: NackOptions = {}): Promise<consume.NackResult[]> {
+    const groupName = parseOrThrow(groupNameSchema, group, 'group name');
+    const parsed = parseOrThrow(nackItemsSchema, items, 'nack items');
+    const { client, ...o } = parseOrThrow(nackOptionsSchema, options, 'nack options');
+    return consume.nack(client ?? this.pool, groupName, parsed, o);
+  }
+
+  /** Puts a group's dead-lettered messages (all, or the given ids) back in line; returns how many. */
+  async replayDead(group: string, msgIds?: readonly (string | bigint | number)[]): Promise<number> {
+    const groupName = parseOrThrow(groupNameSchema, group, 'group name');
+    const ids = msgIds === undefined ? undefined : parseOrThrow(msgIdsSchema, msgIds, 'msgIds');
+    return admin.replayDead(this.pool, groupName, ids);
+  }
+
+  /** Runs housekeeping (partitions, retention, idempotency keys); returns the actions taken. */
+  async maintain(): Promise<admin.MaintenanceAction[]> {
+    return admin.maintain(this.pool);
+  }
+
+  /** A topic whose payloads are validated against a zod schema before sending. */
+  topic<S extends z.ZodType>(name: string, schema: S): TypedTopic<S> {
+    return new TypedTopic(this, parseOrThrow(topicNameSchema, name, 'topic name'), schema);
+  }
+
+  /** Ends the pool if this client created it. */
+  async close(): Promise<void> {
+    if (this.ownsPool && !this.pool.ended) await this.pool.end();
+  }
+}

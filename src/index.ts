@@ -1,0 +1,37 @@
+// Public API of the bucketq package.
+export { BucketQ } from './client.js';
+export { TypedTopic } from './typed-topic.js';
+export { migrate, assertSchemaCurrent, readSchemaVersion, MigrationError } from './migrate.js';
+export { latestVersion } from './generated/migrations.js';
+export { startEmbeddedPostgres, type EmbeddedPostgresOptions, type EmbeddedPostgresHandle } from './db/embedded.js';
+export {
+  BucketqError,
+  ConfigError,
+  PayloadValidationError,
+  SchemaTooNewError,
+  SchemaNotMigratedError,
+  InvalidNameError,
+  UnknownTopicError,
+  UnknownGroupError,
+  PayloadTooLargeError,
+  InvalidArgumentError,
+  StaleLeaseError,
+  ConflictError,
+  FencedError,
+  mapPgError,
+} from './errors.js';
+export type {
+  ClientOptions,
+  CreateTopicOptions,
+  CreateGroupOptions,
+  SendOptions,
+  SendBatchOptions,
+  BatchMessage,
+  ClaimOptions,
+  AckItem,
+  AckOptions,
+  NackItem,
+  NackOptions,
+} from './options.js';
+export type { ClaimedMessage, AckResult, NackResult } from './queries/consume.js';
+export type { MaintenanceAction } from './queries/admin.js';
