@@ -1,0 +1,239 @@
+-- bucketq 000003: producing. send and send_batch insert into the log and fan each
+-- message out to the inbox of every group of the topic, with its readiness decided
+-- set-based: unkeyed messages are ready at once, a keyed message is ready only if no
+-- earlier message of its key is still in that group's inbox.
+
+-- Commit-time check for a message that was inserted as waiting. A consumer may ack
+-- the key's previous message after our insert looked but before we commit; neither
+-- transaction would then see the other's row. So, at commit, we lock whatever still
+-- stands before us: if a consumer is deleting it, we wait for its commit (short: ack
+-- is its last statement) and find it gone; if we lock it first, its delete waits for
+-- our commit and its promotion then sees our row. Either way exactly one side makes
+-- the next message ready. Producers hold this lock only for the instant of commit.
+create function bucketq._tg_inbox_waiting_check() returns trigger
+language plpgsql as $$
+begin
+  perform 1 from bucketq.inbox x
+   where x.group_id = new.group_id and x.key_id = new.key_id and x.msg_id <> new.msg_id
+     and (x.key_seq < new.key_seq or x.state <> 3)
+   order by x.key_seq desc
+   limit 1
+   for share;
+  if not found then
+    -- Fresh statement, fresh snapshot: whoever we waited for has committed.
+    update bucketq.inbox i
+       set state = case when i.available_at > bucketq._now() then 2 else 0 end
+     where i.group_id = new.group_id and i.msg_id = new.msg_id and i.state = 3
+       and not exists (select 1 from bucketq.inbox y
+                        where y.group_id = new.group_id and y.key_id = new.key_id and y.msg_id <> new.msg_id
+                          and (y.key_seq < new.key_seq or y.state <> 3));
+  end if;
+  return null;
+end $$;
+
+create constraint trigger inbox_waiting_check
+  after insert on bucketq.inbox
+  deferrable initially deferred
+  for each row when (new.state = 3)
+  execute function bucketq._tg_inbox_waiting_check();
+
+create function bucketq.send_batch(
+  topic text,
+  payloads jsonb[],
+  keys text[] default null,
+  headers jsonb[] default null,
+  idempotency_keys text[] default null,
+  not_before timestamptz[] default null
+) returns setof bigint
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  n int := coalesce(cardinality(payloads), 0);
+  v_now timestamptz;
+  v_bad int;
+  v_size int;
+  v_reserved bigint[];
+  v_ids bigint[];      -- per input position: the id already known (idempotency hit or reservation)
+  v_new boolean[];     -- per input position: this payload becomes a new message
+  v_keys text[];
+  v_key_ids bigint[];
+  v_key_base bigint[]; -- per key: its last key_seq before this batch
+begin
+  t := bucketq._topic(send_batch.topic);
+  if payloads is null then
+    raise exception 'payloads must not be NULL (topic %)', t.name
+      using errcode = 'BQ005', hint = 'Pass an array of jsonb payloads, e.g. array[''{"a":1}'']::jsonb[].';
+  end if;
+  if (keys is not null and cardinality(keys) <> n)
+     or (send_batch.headers is not null and cardinality(send_batch.headers) <> n)
+     or (idempotency_keys is not null and cardinality(idempotency_keys) <> n)
+     or (send_batch.not_before is not null and cardinality(send_batch.not_before) <> n) then
+    raise exception 'send_batch arrays differ in length (topic %): payloads %, keys %, headers %, idempotency_keys %, not_before %',
+      t.name, n, coalesce(cardinality(keys)::text, '-'), coalesce(cardinality(send_batch.headers)::text, '-'),
+      coalesce(cardinality(idempotency_keys)::text, '-'), coalesce(cardinality(send_batch.not_before)::text, '-')
+      using errcode = 'BQ005', hint = 'keys, headers, idempotency_keys and not_before are NULL or have one element per payload (use NULL elements for "none").';
+  end if;
+  if n = 0 then
+    return;
+  end if;
+
+  -- Validate every element before writing anything.
+  select u.o, pg_column_size(u.p) into v_bad, v_size
+    from unnest(payloads) with ordinality u(p, o)
+   where u.p is null or u.p = 'null'::jsonb or pg_column_size(u.p) > t.max_payload_bytes
+   order by u.o limit 1;
+  if found then
+    if payloads[v_bad] is null or payloads[v_bad] = 'null'::jsonb then
+      raise exception 'payload % of % is null (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'A payload is any JSON value except null, e.g. ''{}''::jsonb.';
+    end if;
+    raise exception 'payload % of % is % bytes, over the limit of % bytes for topic %', v_bad, n, v_size, t.max_payload_bytes, t.name
+      using errcode = 'BQ004', hint = 'Send a smaller payload (store large blobs elsewhere and send a reference), or create the topic with a larger max_payload_bytes.';
+  end if;
+  if send_batch.headers is not null then
+    select u.o into v_bad from unnest(send_batch.headers) with ordinality u(h, o)
+     where u.h is not null and jsonb_typeof(u.h) <> 'object' order by u.o limit 1;
+    if found then
+      raise exception 'headers % of % is not a JSON object (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'headers are a JSON object, e.g. ''{"trace-id":"abc"}''::jsonb, or NULL.';
+    end if;
+  end if;
+  if keys is not null then
+    select u.o into v_bad from unnest(keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
+    if found then
+      raise exception 'key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'A key is 1 to 1024 characters, or NULL for an unkeyed message.';
+    end if;
+  end if;
+  if idempotency_keys is not null then
+    select u.o into v_bad from unnest(idempotency_keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
+    if found then
+      raise exception 'idempotency key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'An idempotency key is 1 to 1024 characters, or NULL.';
+    end if;
+  end if;
+
+  -- Shared with other producers, exclusive for create_group: a group being created
+  -- waits for us, and we see it once it exists.
+  perform pg_advisory_xact_lock_shared(bucketq._lock_ns(), t.topic_id);
+  v_now := bucketq._now();
+
+  -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same
+  -- key makes us wait for its commit; the next statement then sees its row.
+  if idempotency_keys is not null and cardinality(array_remove(idempotency_keys, null)) > 0 then
+    with reserved as (
+      insert into bucketq.idempotency as x (topic_id, idempotency_key, msg_id, sent_at)
+      select t.topic_id, d.ik, nextval('bucketq.message_id_seq'), v_now
+        from (select distinct u.ik from unnest(idempotency_keys) u(ik) where u.ik is not null order by u.ik) d
+      on conflict (topic_id, idempotency_key) do nothing
+      returning x.msg_id
+    )
+    select array_agg(r.msg_id) into v_reserved from reserved r;
+
+    select array_agg(e.msg_id order by u.o),
+           array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
+      into v_ids, v_new
+      from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
+              from unnest(idempotency_keys) with ordinality uu(ik, o)) u
+      left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+  end if;
+
+  -- Per-key counters, locked until we commit: the gapless key_seq in commit order.
+  -- A separate statement, so that the insert below takes its snapshot after any wait
+  -- here and sees the inbox rows of the producer we waited for.
+  if keys is not null then
+    with counted as (
+      select u.k as key, count(*) as c
+        from unnest(keys) with ordinality u(k, o)
+       where u.k is not null and (v_new is null or v_new[u.o])
+       group by u.k
+    ),
+    bumped as (
+      insert into bucketq.topic_key as k (topic_id, key, last_seq)
+      select t.topic_id, c.key, c.c from counted c order by c.key
+      on conflict (topic_id, key) do update set last_seq = k.last_seq + excluded.last_seq
+      returning k.key, k.key_id, k.last_seq
+    )
+    select array_agg(b.key), array_agg(b.key_id), array_agg(b.last_seq - c.c)
+      into v_keys, v_key_ids, v_key_base
+      from bumped b join counted c on c.key = b.key;
+  end if;
+
+  return query
+  with input as (
+    select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
+      from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
+           with ordinality as u(p, k, h, ik, nb, o)
+  ),
+  fresh as (
+    select s.*, coalesce(v_ids[s.ord], nextval('bucketq.message_id_seq')) as id
+      from (select i.* from input i where v_new is null or v_new[i.ord] order by i.ord) s
+  ),
+  rows as (
+    select f.ord, f.id, f.payload, f.headers, f.ik, f.nb, f.key, ks.key_id,
+           ks.base + row_number() over (partition by f.key order by f.ord) as key_seq,
+           case when f.key is null then (f.id % t.buckets)::int
+                else ((hashtextextended(f.key, 0) & 9223372036854775807) % t.buckets)::int end as bucket
+      from fresh f
+      left join unnest(v_keys, v_key_ids, v_key_base) as ks(key, key_id, base) on ks.key = f.key
+  ),
+  logged as (
+    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before, idempotency_key)
+    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik
+      from rows r
+  ),
+  fanned as (
+    -- Only the head of a key is ready: the first of this batch, and only if no
+    -- earlier message of the key is still in the group's inbox.
+    insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+    select g.group_id, r.id, r.bucket,
+           case
+             when r.key_id is not null and (
+                    r.key_seq > min(r.key_seq) over (partition by g.group_id, r.key_id)
+                    or exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id = r.key_id))
+               then 3
+             when r.nb > v_now then 2
+             else 0
+           end,
+           r.key_id, r.key_seq, v_now, r.nb
+      from rows r
+      join bucketq.consumer_group g
+        on g.topic_id = t.topic_id and (g.start_time is null or g.start_time <= v_now)
+  )
+  select coalesce(v_ids[i.ord], r.id)
+    from input i
+    left join rows r on r.ord = i.ord
+   order by i.ord;
+
+  -- One notification per statement with a constant payload: a hint to wake workers.
+  perform pg_notify('bucketq', t.name);
+end $$;
+
+comment on function bucketq.send_batch(text, jsonb[], text[], jsonb[], text[], timestamptz[]) is
+'Send many messages to a topic in one statement; returns their ids in input order. keys, headers, idempotency_keys and not_before are NULL or one element per payload. Keyed messages get bucket = hash(key) % buckets and a gapless per-key key_seq in commit order; a repeated idempotency key returns the original id and inserts nothing. Works inside the caller''s transaction (transactional outbox): nothing is visible to consumers until it commits.';
+
+create function bucketq.send(
+  topic text,
+  payload jsonb,
+  key text default null,
+  headers jsonb default null,
+  idempotency_key text default null,
+  not_before timestamptz default null
+) returns bigint
+language sql as $$
+  select id from bucketq.send_batch(
+    topic            => send.topic,
+    payloads         => array[send.payload],
+    keys             => array[send.key],
+    headers          => array[send.headers],
+    idempotency_keys => array[send.idempotency_key],
+    not_before       => array[send.not_before]) as id
+$$;
+
+comment on function bucketq.send(text, jsonb, text, jsonb, text, timestamptz) is
+'Send one message; returns its id. key: per-key FIFO and bucket routing (NULL: unkeyed, ready at once). headers: JSON object. idempotency_key: a repeat within the topic''s retention returns the original id and inserts nothing. not_before: not delivered before this time. Call it inside your own transaction for a transactional outbox.';
+
+insert into bucketq.migration (version, name) values (3, 'send');
