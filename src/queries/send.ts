@@ -16,9 +16,12 @@ const SEND_SQL = `select bucketq.send(
   topic => $1::text, payload => $2::jsonb, key => $3::text, headers => $4::jsonb,
   idempotency_key => $5::text, not_before => $6::timestamptz) as id`;
 
+// WITH ORDINALITY + ORDER BY: input order is part of the contract, so do not rely on
+// the executor happening to preserve set-returning-function order.
 const SEND_BATCH_SQL = `select id from bucketq.send_batch(
   topic => $1::text, payloads => $2::jsonb[], keys => $3::text[], headers => $4::jsonb[],
-  idempotency_keys => $5::text[], not_before => $6::timestamptz[]) as id`;
+  idempotency_keys => $5::text[], not_before => $6::timestamptz[]) with ordinality as r(id, n)
+  order by n`;
 
 /** Returns the message id as a string (int8 does not fit a JS number in general). */
 export async function send(db: Queryable, topic: string, m: OutgoingMessage): Promise<string> {
