@@ -132,6 +132,11 @@ export class BucketQ {
     return admin.maintain(this.pool);
   }
 
+  /** A group's unfinished messages (ready, leased, delayed, waiting, dead and blocking), from bucketq.lag. */
+  async backlog(group: string): Promise<admin.GroupBacklog> {
+    return admin.groupBacklog(this.pool, parseOrThrow(groupNameSchema, group, 'group name'));
+  }
+
   /** A topic whose payloads are validated against a zod schema before sending. */
   topic<S extends z.ZodType>(name: string, schema: S): TypedTopic<S> {
     return new TypedTopic(this, parseOrThrow(topicNameSchema, name, 'topic name'), schema);

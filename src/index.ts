@@ -34,4 +34,4 @@ export type {
   NackOptions,
 } from './options.js';
 export type { ClaimedMessage, AckResult, NackResult } from './queries/consume.js';
-export type { MaintenanceAction } from './queries/admin.js';
+export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';

@@ -21,3 +21,24 @@ export interface MaintenanceAction {
 export async function maintain(db: Queryable): Promise<MaintenanceAction[]> {
   return query<MaintenanceAction>(db, 'select topic, action, detail from bucketq.maintain()');
 }
+
+export interface GroupBacklog {
+  ready: number;
+  leased: number;
+  delayed: number;
+  waiting: number;
+  deadBlocking: number;
+}
+
+/** A group's unfinished messages summed over its buckets, from the bucketq.lag view. */
+export async function groupBacklog(db: Queryable, group: string): Promise<GroupBacklog> {
+  const rows = await query<GroupBacklog>(
+    db,
+    `select coalesce(sum(ready), 0)::int as ready, coalesce(sum(leased), 0)::int as leased,
+            coalesce(sum(delayed), 0)::int as delayed, coalesce(sum(waiting), 0)::int as waiting,
+            coalesce(sum(dead_blocking), 0)::int as "deadBlocking"
+       from bucketq.lag where group_name = $1::text`,
+    [group],
+  );
+  return rows[0] ?? { ready: 0, leased: 0, delayed: 0, waiting: 0, deadBlocking: 0 };
+}
