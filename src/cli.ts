@@ -1,0 +1,83 @@
+// The `bucketq` command line. Each subcommand lives in src/cli/.
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { demoCommand } from './cli/demo.js';
+import { migrateCommand } from './cli/migrate-command.js';
+import { CliError } from './cli/cli-error.js';
+import { BucketqError } from './errors.js';
+
+const USAGE = `usage: bucketq <command> [options]
+
+commands:
+  migrate   apply pending bucketq schema migrations (needs --database-url or DATABASE_URL)
+  demo      send 1,000 keyed messages, drain them, verify per-key order and exactly-once acks
+            (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
+
+options:
+  --database-url URL   Postgres connection string (default: $DATABASE_URL)
+  -h, --help           show this help`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'database-url': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    console.error(`bucketq: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    console.log(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  if (rest.length > 0) {
+    console.error(`bucketq ${command}: unexpected argument${rest.length > 1 ? 's' : ''} ${rest.join(' ')}\n\n${USAGE}`);
+    return 2;
+  }
+  const databaseUrl = values['database-url'];
+  switch (command) {
+    case 'migrate':
+      return migrateCommand({ databaseUrl });
+    case 'demo':
+      return demoCommand({ databaseUrl });
+    default:
+      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo)\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof BucketqError) {
+    return [`${err.name} [${err.code}]: ${err.message}`, err.detail && `detail: ${err.detail}`, err.hint && `hint: ${err.hint}`].filter(Boolean).join('\n');
+  }
+  if (err instanceof CliError) return err.message;
+  // Postgres errors (connection refused, auth, SQL): the message is what matters.
+  if (err instanceof Error && ('severity' in err || 'code' in err)) {
+    const hint = (err as { hint?: string }).hint;
+    return `${err.message}${hint ? `\nhint: ${hint}` : ''}`;
+  }
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+/** Runs the CLI and sets the process exit code; errors are printed, not thrown. */
+export async function run(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    console.error(`bucketq: ${describeError(err)}`);
+    process.exitCode = 1;
+  }
+}
+
+// Run when executed directly (node dist/src/cli.js, tsx src/cli.ts); bin/bucketq.js calls run().
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await run(process.argv.slice(2));
+}
