@@ -72,6 +72,7 @@ create table bucketq.consumer_group (
   backoff_base  interval not null,
   backoff_max   interval not null,
   lease_timeout interval not null,
+  session_timeout interval not null,
   created_at    timestamptz not null default now()
 );
 create index consumer_group_topic on bucketq.consumer_group (topic_id);
@@ -95,6 +96,7 @@ create table bucketq.inbox (
   attempts     int not null default 0,
   lease_token  bigint,
   consumer_id  text,
+  epoch        bigint,
   last_error   text,
   primary key (group_id, msg_id)
 ) with (fillfactor = 80,
@@ -102,14 +104,41 @@ create table bucketq.inbox (
         autovacuum_vacuum_insert_scale_factor = 0.01,
         autovacuum_analyze_scale_factor = 0.02,
         autovacuum_vacuum_cost_delay = 0);
--- claim: ready heads per bucket in id order
-create index inbox_ready on bucketq.inbox (group_id, bucket, msg_id) where state = 0;
+-- claim: ready heads in id order (the bucket filter is applied on the way; the
+-- consumer usually owns a large share of the buckets)
+create index inbox_ready on bucketq.inbox (group_id, msg_id) include (bucket) where state = 0;
 -- claim: delayed rows whose time has come and expired leases
 create index inbox_timed on bucketq.inbox (group_id, available_at) where state in (1, 2);
 -- readiness: the next message of a key
 create index inbox_key on bucketq.inbox (group_id, key_id, key_seq) where key_id is not null;
 
 create sequence bucketq.lease_token_seq as bigint;
+
+-- The lobby: consumers of a group, live while their heartbeat is fresh.
+create table bucketq.consumer (
+  group_id     int not null references bucketq.consumer_group on delete cascade,
+  consumer_id  text not null,
+  joined_at    timestamptz not null,
+  heartbeat_at timestamptz not null,
+  meta         jsonb,
+  primary key (group_id, consumer_id)
+);
+
+-- Bucket ownership, one row per (group, bucket). Taking a bucket is one UPDATE that
+-- bumps the epoch. A lease records the epoch it was granted under; ack deletes a
+-- message only while its claimer still owns the bucket at that epoch (checked in the
+-- DELETE's own predicate), and the deleted row stays locked until commit, so a new
+-- owner can never claim a message the old owner may still commit.
+create table bucketq.bucket_owner (
+  group_id     int not null references bucketq.consumer_group on delete cascade,
+  bucket       int not null,
+  owner        text,
+  epoch        bigint not null default 0,
+  heartbeat_at timestamptz,
+  moved_at     timestamptz,
+  primary key (group_id, bucket)
+) with (fillfactor = 70);
+create index bucket_owner_owner on bucketq.bucket_owner (group_id, owner);
 
 -- Delivery records: group G processed message M. Partitioned like the log so that
 -- retention drops both together. The primary key makes a second delivery of the same

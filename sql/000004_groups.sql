@@ -22,7 +22,8 @@ create function bucketq.create_group(
   on_exhausted text default 'skip',
   backoff_base interval default '1 second',
   backoff_max interval default '5 minutes',
-  lease_timeout interval default '30 seconds'
+  lease_timeout interval default '30 seconds',
+  session_timeout interval default '10 seconds'
 ) returns boolean
 language plpgsql as $$
 #variable_conflict use_variable
@@ -62,31 +63,39 @@ begin
       using errcode = 'BQ005', hint = 'lease_timeout is how long a claimed message stays leased before it is delivered again: more than 0, at most 1 day (default 30 seconds).';
   end if;
 
+  if session_timeout is null or session_timeout < interval '100 milliseconds' or session_timeout > interval '1 hour' then
+    raise exception 'invalid session_timeout for group %: %', group_name, coalesce(session_timeout::text, 'NULL')
+      using errcode = 'BQ005', hint = 'session_timeout is how long a consumer may go without a heartbeat before its buckets move: 100 milliseconds to 1 hour (default 10 seconds).';
+  end if;
+
   -- Wait for in-flight producers of this topic and hold new ones back until we
   -- commit: every message is then either in the backfill below or fanned out to us.
   perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
   v_now := bucketq._now();
 
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,
-                                      backoff_base, backoff_max, lease_timeout)
+                                      backoff_base, backoff_max, lease_timeout, session_timeout)
   values (group_name, t.topic_id, start_at, v_start_time, max_attempts, on_exhausted,
-          backoff_base, backoff_max, lease_timeout)
+          backoff_base, backoff_max, lease_timeout, session_timeout)
   on conflict (name) do nothing
   returning * into g;
 
   if not found then
     select * into g from bucketq.consumer_group x where x.name = group_name;
-    if (g.topic_id, g.start_at, g.max_attempts, g.on_exhausted, g.backoff_base, g.backoff_max, g.lease_timeout)
-       is distinct from (t.topic_id, start_at, max_attempts, on_exhausted, backoff_base, backoff_max, lease_timeout) then
+    if (g.topic_id, g.start_at, g.max_attempts, g.on_exhausted, g.backoff_base, g.backoff_max, g.lease_timeout, g.session_timeout)
+       is distinct from (t.topic_id, start_at, max_attempts, on_exhausted, backoff_base, backoff_max, lease_timeout, session_timeout) then
       raise exception 'consumer group % already exists with other settings', group_name
         using errcode = 'BQ007',
-              detail = format('existing: topic=%s start_at=%s max_attempts=%s on_exhausted=%s backoff=%s..%s lease_timeout=%s',
+              detail = format('existing: topic=%s start_at=%s max_attempts=%s on_exhausted=%s backoff=%s..%s lease_timeout=%s session_timeout=%s',
                               (select name from bucketq.topic where topic_id = g.topic_id), g.start_at, g.max_attempts,
-                              g.on_exhausted, g.backoff_base, g.backoff_max, g.lease_timeout),
+                              g.on_exhausted, g.backoff_base, g.backoff_max, g.lease_timeout, g.session_timeout),
               hint = 'Call create_group with the existing settings, or choose a new group name.';
     end if;
     return false;
   end if;
+
+  insert into bucketq.bucket_owner (group_id, bucket)
+  select g.group_id, b from generate_series(0, t.buckets - 1) b;
 
   if start_at <> 'latest' then
     insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
@@ -103,7 +112,7 @@ begin
   return true;
 end $$;
 
-comment on function bucketq.create_group(text, text, text, int, text, interval, interval, interval) is
-'Create a consumer group: an independent subscription to a topic with its own progress. start_at: ''earliest'' (everything still retained), ''latest'' (messages sent from now on) or a timestamp. max_attempts: tries before a message is dead-lettered (default 4). on_exhausted: ''skip'' dead-letters and moves the key on; ''block'' holds the key until replay_dead. backoff_base / backoff_max: retry n waits base * 2^(n-1), capped. lease_timeout: how long a claim holds a message. Idempotent: false when it exists with the same settings, BQ007 otherwise.';
+comment on function bucketq.create_group(text, text, text, int, text, interval, interval, interval, interval) is
+'Create a consumer group: an independent subscription to a topic with its own progress. start_at: ''earliest'' (everything still retained), ''latest'' (messages sent from now on) or a timestamp. max_attempts: tries before a message is dead-lettered (default 4). on_exhausted: ''skip'' dead-letters and moves the key on; ''block'' holds the key until replay_dead. backoff_base / backoff_max: retry n waits base * 2^(n-1), capped. lease_timeout: how long a claim holds a message. session_timeout: how long a consumer may miss heartbeats before its buckets move to others. Idempotent: false when it exists with the same settings, BQ007 otherwise.';
 
 insert into bucketq.migration (version, name) values (4, 'groups');

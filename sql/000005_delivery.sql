@@ -32,6 +32,30 @@ begin
   end if;
 end $$;
 
+-- A lease whose token still matches but whose claimer no longer owns the bucket at
+-- the lease's epoch: that consumer was fenced (its session expired, the bucket moved).
+create function bucketq._raise_if_fenced(fn text, g bucketq.consumer_group, msg_ids bigint[], lease_tokens bigint[])
+returns void
+language plpgsql as $$
+declare
+  v_fenced bigint[];
+  v_consumer text;
+begin
+  select array_agg(i.msg_id order by i.msg_id), min(i.consumer_id) into v_fenced, v_consumer
+    from unnest(msg_ids, lease_tokens) as u(id, tok)
+    join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id and i.lease_token = u.tok and i.state = 1
+   where not exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket
+                        and o.owner = i.consumer_id and o.epoch = i.epoch);
+  if v_fenced is not null then
+    raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer or a newer epoch)',
+      fn, v_consumer, v_fenced, g.name
+      using errcode = 'BQ008',
+            detail = 'Nothing was acked or nacked.',
+            hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
+  end if;
+end $$;
+
 -- Dead-letter the given inbox rows of a group (they are locked by the caller).
 create function bucketq._dead_letter(g bucketq.consumer_group, p_msg_ids bigint[], p_errors text[]) returns void
 language plpgsql as $$
@@ -72,7 +96,7 @@ create function bucketq.claim(
   buckets int[] default null,
   lease_timeout interval default null
 ) returns table (msg_id bigint, bucket int, key text, key_seq bigint, payload jsonb, headers jsonb,
-                 attempt int, lease_token bigint, sent_at timestamptz, leased_until timestamptz)
+                 attempt int, lease_token bigint, sent_at timestamptz, leased_until timestamptz, epoch bigint)
 language plpgsql as $$
 #variable_conflict use_column
 declare
@@ -84,12 +108,11 @@ declare
   v_exhausted bigint[];
   v_timed bigint[];
   v_ready bigint[];
+  v_owned int[];
+  v_epochs bigint[];
 begin
   g := bucketq._group(group_name);
-  if consumer_id is null or consumer_id = '' or length(consumer_id) > 200 then
-    raise exception 'claim: invalid consumer_id % for group %', coalesce(quote_literal(consumer_id), 'NULL'), g.name
-      using errcode = 'BQ005', hint = 'consumer_id names the worker (1 to 200 characters), e.g. hostname:pid.';
-  end if;
+  perform bucketq._check_consumer_id('claim', consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -107,12 +130,30 @@ begin
   v_now := bucketq._now();
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
+  -- Only buckets this consumer owns, under their current epochs.
+  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+    from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = claim.consumer_id
+     and o.heartbeat_at > v_now - g.session_timeout
+     and (buckets is null or o.bucket = any(buckets));
+  if v_owned is null then
+    if not exists (select 1 from bucketq.consumer c
+                    where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
+                      and c.heartbeat_at > v_now - g.session_timeout) then
+      raise exception 'claim: consumer % is not a live member of group %', claim.consumer_id, g.name
+        using errcode = 'BQ008',
+              hint = format('Call bucketq.join(%L, %L) first, then bucketq.heartbeat well within the session timeout (%s).',
+                            g.name, claim.consumer_id, g.session_timeout);
+    end if;
+    return;  -- a member that owns no bucket (yet): nothing to claim
+  end if;
+
   -- Expired leases whose attempts are spent go to the dead letters (a worker that
   -- crashes on a message every time must not hold its key forever).
   select array_agg(i.msg_id) into v_exhausted from (
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
-       and i.attempts >= g.max_attempts and (buckets is null or i.bucket = any(buckets))
+       and i.attempts >= g.max_attempts and i.bucket = any(v_owned)
      for update skip locked) i;
   if v_exhausted is not null then
     perform bucketq._dead_letter(g, v_exhausted,
@@ -123,7 +164,7 @@ begin
   select array_agg(i.msg_id) into v_timed from (
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
-       and (buckets is null or i.bucket = any(buckets))
+       and i.bucket = any(v_owned)
      order by i.available_at
      limit max_messages
      for update skip locked) i;
@@ -133,7 +174,7 @@ begin
     select array_agg(i.msg_id) into v_ready from (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.state = 0
-         and (buckets is null or i.bucket = any(buckets))
+         and i.bucket = any(v_owned)
        order by i.msg_id
        limit max_messages - coalesce(cardinality(v_timed), 0)
        for update skip locked) i;
@@ -148,18 +189,20 @@ begin
   with leased as (
     update bucketq.inbox i
        set state = 1, available_at = v_until, attempts = i.attempts + 1,
-           lease_token = v_token, consumer_id = claim.consumer_id
+           lease_token = v_token, consumer_id = claim.consumer_id, epoch = ob.epoch
+      from unnest(v_owned, v_epochs) as ob(bucket, epoch)
      where i.group_id = g.group_id and i.msg_id = any(coalesce(v_timed, '{}') || coalesce(v_ready, '{}'))
-    returning i.msg_id, i.bucket, i.key_seq, i.attempts, i.sent_at
+       and ob.bucket = i.bucket
+    returning i.msg_id, i.bucket, i.key_seq, i.attempts, i.sent_at, i.epoch
   )
-  select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts, v_token, l.sent_at, v_until
+  select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts, v_token, l.sent_at, v_until, l.epoch
     from leased l
     join bucketq.message m on m.topic_id = g.topic_id and m.sent_at = l.sent_at and m.id = l.msg_id
    order by l.msg_id;
 end $$;
 
 comment on function bucketq.claim(text, text, int, int[], interval) is
-'Lease up to max_messages ready messages of a group (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). Only the head of each key is ever ready, so a key''s next message is not handed out before this one is acked or dead-lettered. buckets: restrict to these bucket numbers (NULL: all). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';
+'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). Only the head of each key is ever ready, so a key''s next message is not handed out before this one is acked or dead-lettered. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';
 
 create function bucketq.ack(
   group_name text,
@@ -185,15 +228,20 @@ begin
     select u.id, u.tok from unnest(msg_ids, lease_tokens) as u(id, tok)
   ),
   gone as (
+    -- The epoch check is part of the DELETE: the claimer must still own the bucket at
+    -- the lease's epoch. The deleted row stays locked until we commit.
     delete from bucketq.inbox i
      using input
      where i.group_id = g.group_id and i.msg_id = input.id and i.lease_token = input.tok and i.state = 1
-    returning i.msg_id, i.key_id, i.sent_at, i.attempts, i.consumer_id
+       and exists (select 1 from bucketq.bucket_owner o
+                    where o.group_id = g.group_id and o.bucket = i.bucket
+                      and o.owner = i.consumer_id and o.epoch = i.epoch)
+    returning i.msg_id, i.key_id, i.sent_at, i.attempts, i.consumer_id, i.epoch
   ),
   recorded as (
-    insert into bucketq.delivery (group_id, topic_id, msg_id, sent_at, attempt, consumer_id, acked_at)
+    insert into bucketq.delivery (group_id, topic_id, msg_id, sent_at, attempt, consumer_id, epoch, acked_at)
     select g.group_id, g.topic_id, gone.msg_id, gone.sent_at, gone.attempts,
-           coalesce(ack.consumer_id, gone.consumer_id), v_now
+           coalesce(ack.consumer_id, gone.consumer_id), gone.epoch, v_now
       from gone
   )
   select array_agg(gone.msg_id), array_agg(distinct gone.key_id) filter (where gone.key_id is not null)
@@ -204,6 +252,7 @@ begin
     select array_agg(u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
      where u.id <> all(coalesce(v_acked, '{}'));
+    perform bucketq._raise_if_fenced('ack', g, msg_ids, lease_tokens);
     if strict then
       raise exception 'ack: % of % messages are not leased with these tokens in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids), g.name, v_stale
@@ -231,7 +280,7 @@ begin
 end $$;
 
 comment on function bucketq.ack(text, bigint[], bigint[], text, boolean) is
-'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held, writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. strict (default): if any lease is no longer held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
+'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. strict (default): if any lease is no longer held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
 
 create function bucketq.nack(
   group_name text,
@@ -270,11 +319,15 @@ begin
     from (select i.msg_id, i.attempts, e.err
             from unnest(msg_ids, lease_tokens, errors) as e(id, tok, err)
             join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state = 1
+           where exists (select 1 from bucketq.bucket_owner o
+                          where o.group_id = g.group_id and o.bucket = i.bucket
+                            and o.owner = i.consumer_id and o.epoch = i.epoch)
            for update of i) x;
 
   if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
     select array_agg(u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_held, '{}'));
+    perform bucketq._raise_if_fenced('nack', g, msg_ids, lease_tokens);
     if strict then
       raise exception 'nack: % of % messages are not leased with these tokens in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids), g.name, v_stale

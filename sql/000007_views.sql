@@ -1,4 +1,4 @@
--- bucketq 000006: views for psql.
+-- bucketq 000007: views for psql.
 
 create function bucketq._state_name(state smallint) returns text
 language sql immutable as $$
@@ -83,4 +83,35 @@ select g.name as group_name,
 comment on view bucketq.dead_letters is
 'Messages that failed max_attempts times, per group: key, attempts, last error, when, payload, and status: skipped (the key moved on), blocking (the key waits for replay_dead) or replayed.';
 
-insert into bucketq.migration (version, name) values (6, 'views');
+create view bucketq.consumers as
+select g.name as group_name,
+       c.consumer_id,
+       bucketq._now() - c.heartbeat_at <= g.session_timeout as alive,
+       bucketq._now() - c.heartbeat_at as heartbeat_age,
+       (select count(*) from bucketq.bucket_owner o
+         where o.group_id = c.group_id and o.owner = c.consumer_id) as owned_buckets,
+       (select count(*) from bucketq.inbox i
+         where i.group_id = c.group_id and i.state = 1 and i.consumer_id = c.consumer_id) as leased,
+       c.joined_at,
+       c.meta
+  from bucketq.consumer c
+  join bucketq.consumer_group g on g.group_id = c.group_id;
+comment on view bucketq.consumers is
+'Consumers in each group''s lobby: alive (heartbeat within the group''s session_timeout), heartbeat age, buckets owned, messages leased now, when it joined, and its meta (host, pid, ...).';
+
+create view bucketq.buckets as
+select g.name as group_name,
+       b.bucket,
+       b.owner,
+       b.epoch,
+       (select min(i.msg_id) - 1 from bucketq.inbox i
+         where i.group_id = b.group_id and i.bucket = b.bucket) as checkpoint,
+       bucketq._now() - b.heartbeat_at as heartbeat_age,
+       b.owner is not null and bucketq._now() - b.heartbeat_at <= g.session_timeout as owned,
+       b.moved_at
+  from bucketq.bucket_owner b
+  join bucketq.consumer_group g on g.group_id = b.group_id;
+comment on view bucketq.buckets is
+'Bucket ownership per group: owner, epoch (bumped on every move), checkpoint (every message of the bucket with an id up to it is done; NULL when the bucket has nothing pending), heartbeat age, whether the ownership is live, and when it last moved.';
+
+insert into bucketq.migration (version, name) values (7, 'views');
