@@ -1,0 +1,164 @@
+// The BucketQ client against the real SQL: argument passing, result mapping, typed errors.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { BucketQ } from '../src/client.js';
+import {
+  ConfigError,
+  ConflictError,
+  InvalidNameError,
+  PayloadValidationError,
+  StaleLeaseError,
+  UnknownGroupError,
+  UnknownTopicError,
+} from '../src/errors.js';
+import { freshDatabase, type FreshDatabase } from './support/db.js';
+
+let db: FreshDatabase;
+let bq: BucketQ;
+let n = 0;
+/** Unique names per test: tests share one database. */
+const unique = (prefix: string) => `${prefix}.${++n}`;
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  bq = new BucketQ({ pool: db.pool });
+});
+afterAll(async () => {
+  await bq.close(); // a caller's pool: must stay open until we end it
+  await db.drop();
+});
+
+async function topicWithGroup(opts: { buckets?: number } = {}): Promise<{ topic: string; group: string }> {
+  const topic = unique('t');
+  const group = unique('g');
+  await bq.createTopic(topic, opts);
+  await bq.createGroup(group, topic, { startAt: 'earliest' });
+  return { topic, group };
+}
+
+describe('topics and groups', () => {
+  it('createTopic is idempotent and rejects different settings with ConflictError', async () => {
+    const topic = unique('t');
+    expect(await bq.createTopic(topic, { buckets: 4, retention: 7 * 86_400 })).toBe(true);
+    expect(await bq.createTopic(topic, { buckets: 4, retention: '7 days' })).toBe(false);
+    const err = await bq.createTopic(topic, { buckets: 8 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as ConflictError).hint).toBeTruthy();
+  });
+
+  it('maps invalid names and unknown topics to typed errors', async () => {
+    await expect(bq.createTopic('bad name!')).rejects.toBeInstanceOf(InvalidNameError);
+    await expect(bq.createGroup(unique('g'), 'no.such.topic')).rejects.toBeInstanceOf(UnknownTopicError);
+    await expect(bq.send('no.such.topic', {})).rejects.toBeInstanceOf(UnknownTopicError);
+    await expect(bq.claim('no.such.group', 'c1')).rejects.toBeInstanceOf(UnknownGroupError);
+  });
+
+  it('accepts a Date as startAt', async () => {
+    const topic = unique('t');
+    await bq.createTopic(topic);
+    expect(await bq.createGroup(unique('g'), topic, { startAt: new Date(Date.now() - 60_000) })).toBe(true);
+  });
+});
+
+describe('send and consume', () => {
+  it('round-trips payload, key, headers; ids are strings in input order', async () => {
+    const { topic, group } = await topicWithGroup();
+    const ids = await bq.sendBatch(topic, [
+      { payload: { n: 1 }, key: 'k', headers: { h: 'x' } },
+      { payload: 'plain string', key: 'k' },
+      { payload: [1, 2, 3] },
+    ]);
+    expect(ids).toHaveLength(3);
+    for (const id of ids) expect(id).toMatch(/^\d+$/);
+    expect(BigInt(ids[0]!)).toBeLessThan(BigInt(ids[1]!));
+
+    const first = await bq.claim(group, 'c1');
+    // The second keyed message waits for the first to be acked.
+    expect(first.map((m) => m.msgId).sort()).toEqual([ids[0], ids[2]].sort());
+    const keyed = first.find((m) => m.msgId === ids[0])!;
+    expect(keyed).toMatchObject({ key: 'k', keySeq: '1', payload: { n: 1 }, headers: { h: 'x' }, attempt: 1 });
+    expect(keyed.sentAt).toBeInstanceOf(Date);
+    expect(keyed.leasedUntil.getTime()).toBeGreaterThan(Date.now());
+    expect(first.find((m) => m.msgId === ids[2])).toMatchObject({ key: null, keySeq: null, payload: [1, 2, 3] });
+
+    expect(await bq.ack(group, first)).toEqual(first.map((m) => ({ msgId: m.msgId, status: 'acked' })));
+    const second = await bq.claim(group, 'c1');
+    expect(second).toHaveLength(1);
+    expect(second[0]).toMatchObject({ msgId: ids[1], keySeq: '2', payload: 'plain string' });
+  });
+
+  it('send inside a caller transaction is invisible until commit (transactional outbox)', async () => {
+    const { topic, group } = await topicWithGroup();
+    const client = await db.pool.connect();
+    try {
+      await client.query('begin');
+      await bq.send(topic, { order: 1 }, { client });
+      await client.query('rollback');
+      expect(await bq.claim(group, 'c1')).toEqual([]);
+
+      await client.query('begin');
+      const id = await bq.send(topic, { order: 2 }, { client });
+      expect(await bq.claim(group, 'c1')).toEqual([]); // not committed yet
+      await client.query('commit');
+      expect((await bq.claim(group, 'c1')).map((m) => m.msgId)).toEqual([id]);
+    } finally {
+      client.release();
+    }
+  });
+
+  it('an idempotency key repeated returns the original id and sends nothing', async () => {
+    const { topic, group } = await topicWithGroup();
+    const a = await bq.send(topic, { v: 1 }, { idempotencyKey: 'once' });
+    const b = await bq.send(topic, { v: 2 }, { idempotencyKey: 'once' });
+    expect(b).toBe(a);
+    expect(await bq.claim(group, 'c1')).toHaveLength(1);
+  });
+
+  it('ack with a wrong lease token raises StaleLeaseError; strict: false reports it', async () => {
+    const { topic, group } = await topicWithGroup();
+    await bq.send(topic, { v: 1 });
+    const [m] = await bq.claim(group, 'c1');
+    const wrong = { msgId: m!.msgId, leaseToken: (BigInt(m!.leaseToken) + 1000n).toString() };
+    await expect(bq.ack(group, [wrong])).rejects.toBeInstanceOf(StaleLeaseError);
+    expect(await bq.ack(group, [wrong], { strict: false })).toEqual([{ msgId: m!.msgId, status: 'stale' }]);
+    expect(await bq.ack(group, [m!])).toEqual([{ msgId: m!.msgId, status: 'acked' }]);
+  });
+
+  it('nack schedules a retry; the message comes back with attempt 2', async () => {
+    const { topic, group } = await topicWithGroup();
+    await bq.send(topic, { v: 1 }, { key: 'k' });
+    const [m] = await bq.claim(group, 'c1');
+    const [r] = await bq.nack(group, [{ ...m!, error: 'boom' }], { retryDelay: 0 });
+    expect(r).toMatchObject({ msgId: m!.msgId, status: 'retry' });
+    expect(r!.retryAt).toBeInstanceOf(Date);
+    const [again] = await bq.claim(group, 'c1');
+    expect(again).toMatchObject({ msgId: m!.msgId, attempt: 2 });
+  });
+});
+
+describe('validation at the edge', () => {
+  it('typed topics validate payloads and send nothing on failure', async () => {
+    const { topic, group } = await topicWithGroup();
+    const orders = bq.topic(topic, z.object({ orderId: z.number().int(), note: z.string().default('') }));
+    const err = await orders.send({ orderId: 'x' } as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PayloadValidationError);
+    expect((err as Error).message).toContain(topic);
+    expect((err as Error).message).toContain('orderId');
+    await expect(orders.sendBatch([{ payload: { orderId: 1 } }, { payload: {} as never }])).rejects.toBeInstanceOf(PayloadValidationError);
+    expect(await bq.claim(group, 'c1')).toEqual([]);
+
+    await orders.send({ orderId: 7 });
+    const [m] = await bq.claim(group, 'c1');
+    expect(m!.payload).toEqual({ orderId: 7, note: '' }); // the parsed value is what is sent
+  });
+
+  it('rejects malformed options with ConfigError listing each problem', async () => {
+    const err = await bq.createGroup('g', 't', { onExhausted: 'retry' as never, maxAttempts: 0, bogus: 1 } as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    const msg = (err as Error).message;
+    expect(msg).toContain("onExhausted must be 'skip' or 'block', got 'retry'");
+    expect(msg).toContain('maxAttempts must be an integer from 1');
+    expect(msg).toContain("unknown option 'bogus'");
+    await expect(bq.send('t', undefined)).rejects.toThrow(/payload is not JSON-serialisable/);
+  });
+});
