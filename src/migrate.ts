@@ -61,7 +61,9 @@ async function applyOne(client: pg.ClientBase, m: { version: number; name: strin
     // Simple-query protocol (no parameters) so a file may hold many statements.
     await client.query(m.sql);
   } catch (err) {
-    throw new MigrationError(`migration ${m.version} (${m.name}) failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    const where = lineOf(m.sql, (err as { position?: string }).position);
+    const message = `migration ${m.version} (${m.name}) failed${where}: ${err instanceof Error ? err.message : String(err)}`;
+    throw new MigrationError(message, { cause: err });
   }
   // Each file records itself; a file that forgets would be re-applied forever.
   const after = await readSchemaVersion(client);
@@ -70,4 +72,11 @@ async function applyOne(client: pg.ClientBase, m: { version: number; name: strin
       `migration ${m.version} (${m.name}) ran but bucketq.migration now reports version ${after}; the file must insert its own row (version ${m.version})`,
     );
   }
+}
+
+/** " at line N" for a Postgres error position (1-based character offset), else "". */
+function lineOf(sql: string, position: string | undefined): string {
+  const offset = Number(position);
+  if (!Number.isInteger(offset) || offset < 1) return '';
+  return ` at line ${sql.slice(0, offset - 1).split('\n').length}`;
 }
