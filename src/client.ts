@@ -10,6 +10,7 @@ import {
   type ClientOptions,
   type CreateGroupOptions,
   type CreateTopicOptions,
+  type JoinOptions,
   type NackItem,
   type NackOptions,
   type SendBatchOptions,
@@ -23,6 +24,7 @@ import {
   createGroupOptionsSchema,
   createTopicOptionsSchema,
   groupNameSchema,
+  joinOptionsSchema,
   msgIdsSchema,
   nackItemsSchema,
   nackOptionsSchema,
@@ -33,6 +35,7 @@ import {
 } from './options.js';
 import * as admin from './queries/admin.js';
 import * as consume from './queries/consume.js';
+import * as lobby from './queries/lobby.js';
 import * as producer from './queries/send.js';
 import * as topics from './queries/topics.js';
 import { TypedTopic } from './typed-topic.js';
@@ -97,7 +100,24 @@ export class BucketQ {
     return producer.sendBatch(client ?? this.pool, topicName, parsed);
   }
 
-  /** Leases up to `max` ready messages for a consumer of a group. */
+  /** Registers a consumer in a group and takes its fair share of buckets; returns the buckets it owns. */
+  async join(group: string, consumerId: string, options: JoinOptions = {}): Promise<lobby.OwnedBucket[]> {
+    const groupName = parseOrThrow(groupNameSchema, group, 'group name');
+    const consumer = parseOrThrow(consumerIdSchema, consumerId, 'consumerId');
+    return lobby.join(this.pool, groupName, consumer, parseOrThrow(joinOptionsSchema, options, 'join options').meta);
+  }
+
+  /** Keeps a consumer alive and rebalances; call well within the group's sessionTimeout. Returns the buckets it owns now. */
+  async heartbeat(group: string, consumerId: string): Promise<lobby.OwnedBucket[]> {
+    return lobby.heartbeat(this.pool, parseOrThrow(groupNameSchema, group, 'group name'), parseOrThrow(consumerIdSchema, consumerId, 'consumerId'));
+  }
+
+  /** Releases the consumer's buckets and leaves the group; returns how many buckets were released. */
+  async leave(group: string, consumerId: string): Promise<number> {
+    return lobby.leave(this.pool, parseOrThrow(groupNameSchema, group, 'group name'), parseOrThrow(consumerIdSchema, consumerId, 'consumerId'));
+  }
+
+  /** Leases up to `max` ready messages in buckets the consumer owns (join first). */
   async claim(group: string, consumerId: string, options: ClaimOptions = {}): Promise<consume.ClaimedMessage[]> {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const consumer = parseOrThrow(consumerIdSchema, consumerId, 'consumerId');

@@ -24,6 +24,7 @@ export type {
   ClientOptions,
   CreateTopicOptions,
   CreateGroupOptions,
+  JoinOptions,
   SendOptions,
   SendBatchOptions,
   BatchMessage,
@@ -35,3 +36,4 @@ export type {
 } from './options.js';
 export type { ClaimedMessage, AckResult, NackResult } from './queries/consume.js';
 export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';
+export type { OwnedBucket } from './queries/lobby.js';

@@ -106,6 +106,7 @@ export const createGroupOptionsSchema = z
     backoffBase: interval('backoffBase').optional(),
     backoffMax: interval('backoffMax').optional(),
     leaseTimeout: interval('leaseTimeout').optional(),
+    sessionTimeout: interval('sessionTimeout').optional(),
   })
   .strict();
 export type CreateGroupOptions = z.input<typeof createGroupOptionsSchema>;
@@ -128,6 +129,11 @@ export const batchMessagesSchema = z.array(batchMessageSchema, { error: (iss) =>
 
 export const sendBatchOptionsSchema = z.object({ client: pgClient.optional() }).strict();
 export type SendBatchOptions = z.input<typeof sendBatchOptionsSchema>;
+
+// ---- lobby ----------------------------------------------------------------
+
+export const joinOptionsSchema = z.object({ meta: z.custom<Record<string, unknown>>(isPlainObject, { error: (iss) => `meta must be a plain JSON object, got ${describeValue(iss.input)}` }).optional() }).strict();
+export type JoinOptions = z.input<typeof joinOptionsSchema>;
 
 // ---- claim / ack / nack ---------------------------------------------------
 

@@ -18,6 +18,8 @@ export interface ClaimedMessage<P = unknown> {
   leaseToken: string;
   sentAt: Date;
   leasedUntil: Date;
+  /** Epoch of the bucket ownership the lease was taken under (fencing). */
+  epoch: string;
 }
 
 interface ClaimRow {
@@ -31,6 +33,7 @@ interface ClaimRow {
   lease_token: string;
   sent_at: Date;
   leased_until: Date;
+  epoch: string;
 }
 
 export async function claim(
@@ -48,7 +51,7 @@ export async function claim(
   ]);
   const rows = await query<ClaimRow>(
     db,
-    `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token, sent_at, leased_until from ${call.text}`,
+    `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
   );
   return rows.map((r) => ({
@@ -62,6 +65,7 @@ export async function claim(
     leaseToken: r.lease_token,
     sentAt: r.sent_at,
     leasedUntil: r.leased_until,
+    epoch: r.epoch,
   }));
 }
 

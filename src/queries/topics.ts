@@ -32,6 +32,7 @@ export interface GroupSettings {
   backoffBase?: string | undefined;
   backoffMax?: string | undefined;
   leaseTimeout?: string | undefined;
+  sessionTimeout?: string | undefined;
 }
 
 /** true when created, false when it already existed with identical settings (ConflictError otherwise). */
@@ -45,6 +46,7 @@ export async function createGroup(db: Queryable, group: string, topic: string, s
     ['backoff_base', 'interval', s.backoffBase],
     ['backoff_max', 'interval', s.backoffMax],
     ['lease_timeout', 'interval', s.leaseTimeout],
+    ['session_timeout', 'interval', s.sessionTimeout],
   ]);
   const rows = await query<{ created: boolean }>(db, `select ${call.text} as created`, call.values);
   return rows[0]?.created === true;

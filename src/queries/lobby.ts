@@ -1,0 +1,76 @@
+// The lobby: bucketq.join / heartbeat / leave, and the group settings a worker needs.
+import { query } from '../db/query.js';
+import type { Queryable } from '../db/with-client.js';
+import { UnknownGroupError } from '../errors.js';
+
+/** A bucket this consumer owns, with the epoch its leases are granted under. */
+export interface OwnedBucket {
+  bucket: number;
+  epoch: string;
+}
+
+interface OwnedRow {
+  bucket: number;
+  epoch: string;
+}
+
+const toOwned = (rows: OwnedRow[]): OwnedBucket[] => rows.map((r) => ({ bucket: r.bucket, epoch: r.epoch }));
+
+export async function join(db: Queryable, group: string, consumerId: string, meta?: unknown): Promise<OwnedBucket[]> {
+  return toOwned(
+    await query<OwnedRow>(
+      db,
+      'select bucket, epoch from bucketq.join(group_name => $1::text, consumer_id => $2::text, meta => $3::jsonb)',
+      [group, consumerId, meta === undefined ? null : JSON.stringify(meta)],
+    ),
+  );
+}
+
+export async function heartbeat(db: Queryable, group: string, consumerId: string): Promise<OwnedBucket[]> {
+  return toOwned(
+    await query<OwnedRow>(db, 'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)', [
+      group,
+      consumerId,
+    ]),
+  );
+}
+
+export async function leave(db: Queryable, group: string, consumerId: string): Promise<number> {
+  const rows = await query<{ released: number }>(
+    db,
+    'select bucketq.leave(group_name => $1::text, consumer_id => $2::text) as released',
+    [group, consumerId],
+  );
+  return rows[0]?.released ?? 0;
+}
+
+export interface GroupSettings {
+  topic: string;
+  sessionTimeoutMs: number;
+  leaseTimeoutMs: number;
+  maxAttempts: number;
+}
+
+export async function groupSettings(db: Queryable, group: string): Promise<GroupSettings> {
+  const rows = await query<{ topic: string; session_ms: number; lease_ms: number; max_attempts: number }>(
+    db,
+    `select topic,
+            extract(epoch from session_timeout) * 1000 as session_ms,
+            extract(epoch from lease_timeout) * 1000 as lease_ms,
+            max_attempts
+       from bucketq.groups where group_name = $1`,
+    [group],
+  );
+  const row = rows[0];
+  if (!row) {
+    throw new UnknownGroupError(`unknown consumer group: '${group}'`, {
+      hint: 'Create it first with client.createGroup(name, topic), or in SQL: select bucketq.create_group(...)',
+    });
+  }
+  return {
+    topic: row.topic,
+    sessionTimeoutMs: Number(row.session_ms),
+    leaseTimeoutMs: Number(row.lease_ms),
+    maxAttempts: row.max_attempts,
+  };
+}
