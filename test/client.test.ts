@@ -5,6 +5,7 @@ import { BucketQ } from '../src/client.js';
 import {
   ConfigError,
   ConflictError,
+  FencedError,
   InvalidNameError,
   PayloadValidationError,
   StaleLeaseError,
@@ -33,6 +34,7 @@ async function topicWithGroup(opts: { buckets?: number } = {}): Promise<{ topic:
   const group = unique('g');
   await bq.createTopic(topic, opts);
   await bq.createGroup(group, topic, { startAt: 'earliest' });
+  await bq.join(group, 'c1');
   return { topic, group };
 }
 
@@ -60,6 +62,21 @@ describe('topics and groups', () => {
   });
 });
 
+describe('lobby', () => {
+  it('join takes every bucket for a lone consumer; claim requires membership; leave releases', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', sessionTimeout: 30 });
+    await expect(bq.claim(group, 'stranger')).rejects.toBeInstanceOf(FencedError);
+    const owned = await bq.join(group, 'c1', { meta: { host: 'test' } });
+    expect(owned.map((b) => b.bucket)).toEqual([0, 1, 2, 3]);
+    for (const b of owned) expect(b.epoch).toMatch(/^\d+$/);
+    expect((await bq.heartbeat(group, 'c1')).map((b) => b.bucket)).toEqual([0, 1, 2, 3]);
+    expect(await bq.leave(group, 'c1')).toBe(4);
+  });
+});
+
 describe('send and consume', () => {
   it('round-trips payload, key, headers; ids are strings in input order', async () => {
     const { topic, group } = await topicWithGroup();
@@ -77,6 +94,7 @@ describe('send and consume', () => {
     expect(first.map((m) => m.msgId).sort()).toEqual([ids[0], ids[2]].sort());
     const keyed = first.find((m) => m.msgId === ids[0])!;
     expect(keyed).toMatchObject({ key: 'k', keySeq: '1', payload: { n: 1 }, headers: { h: 'x' }, attempt: 1 });
+    expect(keyed.epoch).toMatch(/^\d+$/);
     expect(keyed.sentAt).toBeInstanceOf(Date);
     expect(keyed.leasedUntil.getTime()).toBeGreaterThan(Date.now());
     expect(first.find((m) => m.msgId === ids[2])).toMatchObject({ key: null, keySeq: null, payload: [1, 2, 3] });

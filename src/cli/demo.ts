@@ -12,6 +12,8 @@ const KEYS = 100;
 const BUCKETS = 16;
 const CLAIM_MAX = 100;
 const CONSUMER = 'demo-worker-1';
+/** Well within the default 10 s session timeout. */
+const HEARTBEAT_MS = 2_000;
 
 interface Sent {
   id: string;
@@ -111,11 +113,20 @@ async function drain(client: BucketQ, group: string, out: (s?: string) => void):
   const drained: Drained = { deliveries: [], ackedOnce: new Set(), duplicateAcks: 0, redeliveries: 0, notAcked: [] };
   const batchSizes: number[] = [];
   out();
-  out(`  consuming as ${CONSUMER}: claim up to ${CLAIM_MAX}, ack the batch, repeat`);
+  // A consumer must be a live member owning buckets before it can claim; alone in
+  // the group it owns all of them.
+  const owned = await client.join(group, CONSUMER, { meta: { demo: true, pid: process.pid } });
+  out(`  consumer  ${CONSUMER} joined ${group} and owns ${owned.length} of ${BUCKETS} buckets`);
+  out(`  consuming: claim up to ${CLAIM_MAX}, ack the batch, repeat`);
   const started = performance.now();
+  let lastHeartbeat = started;
   // A key's next message is ready only after the previous one is acked, so with 10
   // messages per key at least 10 rounds are needed; the cap only stops a runaway loop.
   for (let round = 0; round < MESSAGES * 2; round++) {
+    if (performance.now() - lastHeartbeat > HEARTBEAT_MS) {
+      await client.heartbeat(group, CONSUMER);
+      lastHeartbeat = performance.now();
+    }
     const batch = await client.claim(group, CONSUMER, { max: CLAIM_MAX });
     if (batch.length === 0) break;
     if (batchSizes.length === 0) printSamples(batch, out);
@@ -130,6 +141,7 @@ async function drain(client: BucketQ, group: string, out: (s?: string) => void):
     }
   }
   const ms = performance.now() - started;
+  await client.leave(group, CONSUMER);
   out(`    ${batchSizes.length} batches claimed (sizes ${summariseSizes(batchSizes)})`);
   out(`    ${n(drained.deliveries.length)} messages claimed and acked in ${ms.toFixed(0)} ms: ${rate(drained.deliveries.length, ms)} msg/s`);
   return drained;
