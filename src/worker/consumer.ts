@@ -1,0 +1,364 @@
+// The worker runtime: joins a group, heartbeats (which rebalances buckets), claims
+// ready messages in the buckets it owns, runs the handler inside the transaction
+// that acks, and nacks failures so they are retried with backoff.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import { FencedError, StaleLeaseError } from '../errors.js';
+import { ack, claim, nack, type ClaimedMessage } from '../queries/consume.js';
+import { groupSettings, heartbeat, join, leave, type GroupSettings } from '../queries/lobby.js';
+import { type ConsumeOptions, type ConsumeOptionsInput, type HandlerContext, parseConsumeOptions } from './options.js';
+import { Wakeup } from './wakeup.js';
+
+export interface ConsumerStats {
+  processed: number;
+  failed: number;
+  deadLettered: number;
+  fenced: number;
+  rebalances: number;
+}
+
+export interface StopOptions {
+  /** How long in-flight handlers may run before they are aborted. Default 30 s. */
+  timeoutMs?: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function defaultConsumerId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+}
+
+export class Consumer {
+  readonly consumerId: string;
+  readonly group: string;
+  readonly stats: ConsumerStats = { processed: 0, failed: 0, deadLettered: 0, fenced: 0, rebalances: 0 };
+  /** Resolves when the consumer has stopped and left the group. */
+  readonly stopped: Promise<void>;
+
+  private owned = new Map<number, string>(); // bucket -> epoch
+  private running = true;
+  private inflight = 0;
+  private slotFreed: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private resolveStopped!: () => void;
+  private loop: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly ownsPool: boolean,
+    private readonly opts: ConsumeOptions,
+    private readonly settings: GroupSettings,
+    private readonly wakeup: Wakeup,
+    readonly log: Logger,
+  ) {
+    this.consumerId = opts.consumerId ?? defaultConsumerId();
+    this.group = opts.group;
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+  }
+
+  /** Buckets owned now, with their epochs. */
+  ownedBuckets(): ReadonlyMap<number, string> {
+    return this.owned;
+  }
+
+  static async start(
+    db: { pool?: pg.Pool | undefined; connectionString?: string | undefined },
+    input: ConsumeOptionsInput,
+    logger?: Logger,
+  ): Promise<Consumer> {
+    const opts = parseConsumeOptions(input);
+    const ownsPool = !db.pool;
+    const pool =
+      db.pool ?? new pg.Pool({ connectionString: db.connectionString, max: opts.concurrency + 2, keepAlive: true });
+    if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
+    const log = (logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ group: opts.group });
+    try {
+      const settings = await groupSettings(pool, opts.group);
+      const wakeup = new Wakeup(log);
+      const consumer = new Consumer(pool, ownsPool, opts, settings, wakeup, log.child({ consumer: opts.consumerId }));
+      if (opts.listen) {
+        const listenConfig = db.connectionString ?? (pool as unknown as { options: pg.ClientConfig }).options;
+        await wakeup.listen(typeof listenConfig === 'string' ? listenConfig : connectionStringOf(listenConfig), settings.topic);
+      }
+      await consumer.begin();
+      return consumer;
+    } catch (err) {
+      if (ownsPool) await pool.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async begin(): Promise<void> {
+    const owned = await join(this.pool, this.group, this.consumerId, this.opts.meta ?? { host: hostname(), pid: process.pid });
+    this.applyOwnership(owned);
+    this.log.info({ consumerId: this.consumerId, buckets: [...this.owned.keys()] }, 'joined group');
+    const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
+    const tick = async () => {
+      if (!this.running) return;
+      await this.beat();
+      if (this.running) this.heartbeatTimer = setTimeout(tick, interval);
+    };
+    this.heartbeatTimer = setTimeout(tick, interval);
+    this.loop = this.claimLoop().catch((err) => this.log.fatal({ err }, 'claim loop crashed'));
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      this.applyOwnership(await heartbeat(this.pool, this.group, this.consumerId));
+    } catch (err) {
+      if (err instanceof FencedError) {
+        // Not a member any more (removed after a long pause): start a new session.
+        this.log.warn({ err: err.message }, 'no longer a member of the group; joining again');
+        try {
+          this.applyOwnership(await join(this.pool, this.group, this.consumerId, this.opts.meta));
+        } catch (joinErr) {
+          this.log.error({ err: joinErr }, 'rejoin failed; retrying on the next heartbeat');
+        }
+      } else {
+        this.log.warn({ err }, 'heartbeat failed; retrying on the next tick');
+      }
+    }
+  }
+
+  private applyOwnership(rows: { bucket: number; epoch: string }[]): void {
+    const next = new Map(rows.map((r) => [r.bucket, r.epoch]));
+    const gained = rows.filter((r) => this.owned.get(r.bucket) !== r.epoch);
+    const lost = [...this.owned.keys()].filter((b) => !next.has(b));
+    if (gained.length || lost.length) {
+      this.stats.rebalances++;
+      this.log.info(
+        { gained: gained.map((r) => `${r.bucket}@${r.epoch}`), lost, owned: next.size },
+        'bucket ownership changed',
+      );
+      this.wakeup.wake();
+    }
+    this.owned = next;
+  }
+
+  private async claimLoop(): Promise<void> {
+    const batchSize = this.opts.transaction === 'batch' ? this.opts.batchSize : Math.min(this.opts.batchSize, this.opts.concurrency);
+    while (this.running) {
+      if (this.inflight >= this.opts.concurrency) {
+        await new Promise<void>((r) => (this.slotFreed = r));
+        continue;
+      }
+      if (this.owned.size === 0) {
+        await this.wakeup.wait(this.opts.pollIntervalMs);
+        continue;
+      }
+      let messages: ClaimedMessage[];
+      try {
+        const free = this.opts.concurrency - this.inflight;
+        messages = await claim(this.pool, this.group, this.consumerId, {
+          max: this.opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
+          leaseTimeout: this.opts.leaseTimeoutMs === undefined ? undefined : `${this.opts.leaseTimeoutMs} milliseconds`,
+        });
+      } catch (err) {
+        if (!this.running) break;
+        if (err instanceof FencedError) {
+          await this.beat(); // our session expired: rejoin before claiming again
+        } else {
+          this.log.warn({ err }, 'claim failed; retrying');
+          await sleep(Math.min(this.opts.pollIntervalMs, 1000));
+        }
+        continue;
+      }
+      if (messages.length === 0) {
+        await this.wakeup.wait(this.opts.pollIntervalMs);
+        continue;
+      }
+      if (this.opts.transaction === 'batch') {
+        this.track(this.processBatch(messages));
+      } else {
+        for (const m of messages) this.track(this.processInOwnTransaction(m));
+      }
+    }
+  }
+
+  private track(work: Promise<void>): void {
+    this.inflight++;
+    void work
+      .catch((err) => this.log.error({ err }, 'unexpected error processing messages'))
+      .finally(() => {
+        this.inflight--;
+        const r = this.slotFreed;
+        this.slotFreed = undefined;
+        r?.();
+        this.wakeup.wake(); // an ack may have made the key's next message ready
+      });
+  }
+
+  private context(client: pg.ClientBase, m: ClaimedMessage): HandlerContext {
+    return {
+      client,
+      attempt: m.attempt,
+      signal: this.abort.signal,
+      group: this.group,
+      consumerId: this.consumerId,
+      log: this.log,
+    };
+  }
+
+  private async beginTransaction(client: pg.ClientBase): Promise<void> {
+    await client.query('begin');
+    // A worker frozen inside a transaction must not hold row locks forever.
+    await client.query(`set local idle_in_transaction_session_timeout = ${Math.max(1000, this.settings.sessionTimeoutMs)}`);
+  }
+
+  /** One transaction for the whole batch, a savepoint per message, one batched ack. */
+  private async processBatch(messages: ClaimedMessage[]): Promise<void> {
+    const client = await this.pool.connect();
+    const done: ClaimedMessage[] = [];
+    const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    let broken: Error | undefined;
+    try {
+      await this.beginTransaction(client);
+      for (const m of messages) {
+        if (this.abort.signal.aborted) break; // the rest is released by leave()
+        await client.query('savepoint bucketq_message');
+        try {
+          await this.opts.handler(m, this.context(client, m));
+          await client.query('release savepoint bucketq_message');
+          done.push(m);
+        } catch (err) {
+          await client.query('rollback to savepoint bucketq_message');
+          failed.push({ m, err });
+        }
+      }
+      if (done.length) await ack(client, this.group, done, { strict: true });
+      await client.query('commit');
+      this.stats.processed += done.length;
+    } catch (err) {
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      if (err instanceof StaleLeaseError || err instanceof FencedError) {
+        // Some lease in the batch is gone. Redo message by message: each one whose
+        // lease still holds commits, the others roll back alone.
+        this.stats.fenced++;
+        this.log.warn({ err: err.message, messages: messages.length }, 'batch ack refused; retrying message by message');
+        client.release(broken);
+        for (const m of done) await this.processInOwnTransaction(m);
+        await this.nackAll(failed);
+        return;
+      }
+      client.release(broken ?? (err as Error));
+      throw err;
+    }
+    client.release();
+    await this.nackAll(failed);
+  }
+
+  private async processInOwnTransaction(m: ClaimedMessage): Promise<void> {
+    const client = await this.pool.connect();
+    let handlerError: unknown;
+    let broken: Error | undefined;
+    try {
+      await this.beginTransaction(client);
+      try {
+        await this.opts.handler(m, this.context(client, m));
+      } catch (err) {
+        handlerError = err;
+        throw err;
+      }
+      await ack(client, this.group, [m], { strict: true });
+      await client.query('commit');
+      this.stats.processed++;
+    } catch (err) {
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      if (handlerError === undefined) {
+        if (err instanceof StaleLeaseError || err instanceof FencedError) {
+          this.stats.fenced++;
+          this.log.warn({ msgId: m.msgId, bucket: m.bucket, err: err.message }, 'ack refused (lease lost or fenced); effects rolled back');
+        } else {
+          this.log.error({ msgId: m.msgId, err }, 'ack failed; the lease will expire and the message be delivered again');
+          broken ??= err as Error;
+        }
+      }
+    } finally {
+      client.release(broken);
+    }
+    if (handlerError !== undefined) await this.nackAll([{ m, err: handlerError }]);
+  }
+
+  private async nackAll(failed: { m: ClaimedMessage; err: unknown }[]): Promise<void> {
+    if (failed.length === 0) return;
+    this.stats.failed += failed.length;
+    try {
+      const results = await nack(
+        this.pool,
+        this.group,
+        failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: m.leaseToken, error: describe(err) })),
+        { strict: false },
+      );
+      for (const r of results) {
+        const f = failed.find((x) => x.m.msgId === r.msgId);
+        if (r.status === 'dead') {
+          this.stats.deadLettered++;
+          this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
+        } else if (r.status === 'retry') {
+          this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
+        }
+      }
+    } catch (err) {
+      this.log.error({ err }, 'nack failed; the leases will expire and the messages be delivered again');
+    }
+  }
+
+  /**
+   * Stop claiming, let in-flight work finish (up to timeoutMs, then abort it), release
+   * the buckets and leave the group.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    this.stopping ??= this.shutdown(options.timeoutMs ?? 30_000);
+    return this.stopping;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    this.running = false;
+    clearTimeout(this.heartbeatTimer);
+    this.wakeup.wake();
+    this.slotFreed?.();
+    const deadline = Date.now() + timeoutMs;
+    while (this.inflight > 0 && Date.now() < deadline) await sleep(10);
+    if (this.inflight > 0) {
+      this.log.warn({ inflight: this.inflight }, 'stop timeout: aborting in-flight handlers');
+      this.abort.abort(new Error('consumer stopping'));
+      const hardDeadline = Date.now() + 5000;
+      while (this.inflight > 0 && Date.now() < hardDeadline) await sleep(10);
+    }
+    await this.loop;
+    try {
+      const released = await leave(this.pool, this.group, this.consumerId);
+      this.log.info({ released }, 'left group');
+    } catch (err) {
+      this.log.warn({ err }, 'leave failed; the buckets move after the session timeout');
+    }
+    await this.wakeup.close();
+    if (this.ownsPool) await this.pool.end().catch(() => {});
+    this.resolveStopped();
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return (err.stack ?? `${err.name}: ${err.message}`).slice(0, 4000);
+  return String(err).slice(0, 4000);
+}
+
+function connectionStringOf(c: pg.ClientConfig): string {
+  if (c.connectionString) return c.connectionString;
+  const auth = c.user ? `${encodeURIComponent(c.user)}${c.password ? `:${encodeURIComponent(String(c.password))}` : ''}@` : '';
+  return `postgres://${auth}${c.host ?? 'localhost'}:${c.port ?? 5432}/${c.database ?? ''}`;
+}
+
+/** Start a consumer: `await consume({ connectionString }, { group, handler })`. */
+export function consume(
+  db: { pool?: pg.Pool | undefined; connectionString?: string | undefined },
+  options: ConsumeOptionsInput,
+  logger?: Logger,
+): Promise<Consumer> {
+  return Consumer.start(db, options, logger);
+}
+

@@ -1,0 +1,71 @@
+// consume() options, validated once at the edge.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { ClaimedMessage } from '../queries/consume.js';
+import { parseOrThrow } from '../options.js';
+
+/** What a handler gets besides the message. */
+export interface HandlerContext {
+  /**
+   * The transaction the ack commits in. Write effects through it: they commit if and
+   * only if the ack commits (exactly-once effects).
+   */
+  client: pg.ClientBase;
+  /** 1 on the first delivery. */
+  attempt: number;
+  /** Aborted when the consumer stops hard or the message's lease is about to expire. */
+  signal: AbortSignal;
+  group: string;
+  consumerId: string;
+  log: Logger;
+}
+
+export type Handler<P = unknown> = (message: ClaimedMessage<P>, ctx: HandlerContext) => Promise<void> | void;
+
+const positiveInt = (what: string, max: number) =>
+  z
+    .number({ error: `${what} must be a number` })
+    .int(`${what} must be a whole number`)
+    .min(1, `${what} must be at least 1`)
+    .max(max, `${what} must be at most ${max}`);
+
+export const consumeOptionsSchema = z
+  .object({
+    group: z.string({ error: 'group is required: the consumer group name' }).min(1, 'group must not be empty'),
+    handler: z.custom<Handler>((v) => typeof v === 'function', 'handler must be a function (message, ctx) => Promise<void>'),
+    consumerId: z.string().min(1).max(200).optional(),
+    /** Transactions running at once (handler concurrency across keys). */
+    concurrency: positiveInt('concurrency', 1000).default(10),
+    /** Messages per claim round trip. */
+    batchSize: positiveInt('batchSize', 10000).default(100),
+    /**
+     * 'batch': one transaction per claimed batch, a savepoint per message (a failing
+     * message rolls back only its own effects). 'message': one transaction each.
+     */
+    transaction: z
+      .enum(['batch', 'message'], { error: "transaction must be 'batch' or 'message'" })
+      .default('batch'),
+    /** Poll fallback when no notification arrives. */
+    pollIntervalMs: positiveInt('pollIntervalMs', 3_600_000).default(1000),
+    /** Default: a third of the group's session_timeout. */
+    heartbeatIntervalMs: positiveInt('heartbeatIntervalMs', 3_600_000).optional(),
+    /** Lease per claim; default: the group's lease_timeout. */
+    leaseTimeoutMs: positiveInt('leaseTimeoutMs', 86_400_000).optional(),
+    /** Wait for LISTEN wake-ups (disable to rely on polling only). */
+    listen: z.boolean().default(true),
+    meta: z.unknown().optional(),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs < 50) {
+      ctx.addIssue({ code: 'custom', path: ['heartbeatIntervalMs'], message: 'heartbeatIntervalMs must be at least 50 ms' });
+    }
+  });
+
+export type ConsumeOptionsInput = z.input<typeof consumeOptionsSchema>;
+export type ConsumeOptions = z.output<typeof consumeOptionsSchema>;
+
+export function parseConsumeOptions(input: unknown): ConsumeOptions {
+  return parseOrThrow(consumeOptionsSchema, input, 'consume options');
+}
