@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { demoCommand } from './cli/demo.js';
 import { migrateCommand } from './cli/migrate-command.js';
+import { workerCommand } from './cli/worker-command.js';
 import { CliError } from './cli/cli-error.js';
 import { BucketqError } from './errors.js';
 
@@ -12,6 +13,11 @@ commands:
   migrate   apply pending bucketq schema migrations (needs --database-url or DATABASE_URL)
   demo      send 1,000 keyed messages, drain them, verify per-key order and exactly-once acks
             (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
+  worker    consume a group with a handler module until SIGTERM/SIGINT
+            --group G --handler ./handler.js [--concurrency N] [--batch-size N]
+            [--transaction batch|message] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
+            [--stop-timeout-ms N] [--consumer-id ID]
+            (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
 
 options:
   --database-url URL   Postgres connection string (default: $DATABASE_URL)
@@ -26,6 +32,16 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         'database-url': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        group: { type: 'string' },
+        handler: { type: 'string' },
+        concurrency: { type: 'string' },
+        'batch-size': { type: 'string' },
+        transaction: { type: 'string' },
+        'heartbeat-ms': { type: 'string' },
+        'poll-ms': { type: 'string' },
+        'lease-ms': { type: 'string' },
+        'stop-timeout-ms': { type: 'string' },
+        'consumer-id': { type: 'string' },
       },
     });
   } catch (err) {
@@ -48,8 +64,22 @@ export async function main(argv: string[]): Promise<number> {
       return migrateCommand({ databaseUrl });
     case 'demo':
       return demoCommand({ databaseUrl });
+    case 'worker':
+      return workerCommand({
+        databaseUrl,
+        group: values.group,
+        handler: values.handler,
+        concurrency: values.concurrency,
+        batchSize: values['batch-size'],
+        transaction: values.transaction,
+        heartbeatMs: values['heartbeat-ms'],
+        pollMs: values['poll-ms'],
+        leaseMs: values['lease-ms'],
+        stopTimeoutMs: values['stop-timeout-ms'],
+        consumerId: values['consumer-id'],
+      });
     default:
-      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo)\n\n${USAGE}`);
+      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker)\n\n${USAGE}`);
       return 2;
   }
 }

@@ -39,6 +39,9 @@ import * as lobby from './queries/lobby.js';
 import * as producer from './queries/send.js';
 import * as topics from './queries/topics.js';
 import { TypedTopic } from './typed-topic.js';
+import type { Logger } from 'pino';
+import { Consumer } from './worker/consumer.js';
+import type { ConsumeOptionsInput } from './worker/options.js';
 
 // Methods are async even where validation could throw synchronously, so every
 // failure, bad input included, arrives as a rejected promise.
@@ -113,6 +116,14 @@ export class BucketQ {
   }
 
   /** Releases the consumer's buckets and leaves the group; returns how many buckets were released. */
+  /**
+   * Start a worker in this process: joins the group, claims in the buckets it owns and
+   * runs `handler` inside the transaction that acks. Stop it with `consumer.stop()`.
+   */
+  async consume(options: ConsumeOptionsInput, logger?: Logger): Promise<Consumer> {
+    return Consumer.start({ pool: this.pool }, options, logger);
+  }
+
   async leave(group: string, consumerId: string): Promise<number> {
     return lobby.leave(this.pool, parseOrThrow(groupNameSchema, group, 'group name'), parseOrThrow(consumerIdSchema, consumerId, 'consumerId'));
   }

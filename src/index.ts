@@ -37,3 +37,5 @@ export type {
 export type { ClaimedMessage, AckResult, NackResult } from './queries/consume.js';
 export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';
 export type { OwnedBucket } from './queries/lobby.js';
+export { Consumer, consume, defaultConsumerId, type ConsumerStats, type StopOptions } from './worker/consumer.js';
+export type { Handler, HandlerContext, ConsumeOptionsInput as ConsumeOptions } from './worker/options.js';

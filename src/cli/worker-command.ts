@@ -1,0 +1,89 @@
+// `bucketq worker --group G --handler ./handler.js`: run a consumer until SIGTERM or
+// SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal
+// exits at once.
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { parseOrThrow } from '../options.js';
+import { consume } from '../worker/consumer.js';
+import type { Handler } from '../worker/options.js';
+import { CliError } from './cli-error.js';
+
+const intFrom = (what: string) =>
+  z.coerce.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`).positive(`${what} must be positive`);
+
+const workerArgsSchema = z.object({
+  databaseUrl: z.string({ error: 'set --database-url or DATABASE_URL' }).min(1, 'set --database-url or DATABASE_URL'),
+  group: z.string({ error: 'set --group or BUCKETQ_GROUP' }).min(1),
+  handler: z.string({ error: 'set --handler or BUCKETQ_HANDLER: a module exporting the handler' }).min(1),
+  concurrency: intFrom('--concurrency').optional(),
+  batchSize: intFrom('--batch-size').optional(),
+  transaction: z.enum(['batch', 'message'], { error: "--transaction must be 'batch' or 'message'" }).optional(),
+  heartbeatMs: intFrom('--heartbeat-ms').optional(),
+  pollMs: intFrom('--poll-ms').optional(),
+  leaseMs: intFrom('--lease-ms').optional(),
+  stopTimeoutMs: intFrom('--stop-timeout-ms').default(30_000),
+  consumerId: z.string().min(1).optional(),
+});
+
+export type WorkerArgs = Partial<Record<keyof z.input<typeof workerArgsSchema>, string>>;
+
+/** Flags win over environment variables (BUCKETQ_GROUP, BUCKETQ_CONCURRENCY, ...). */
+export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = process.env): WorkerArgs {
+  const pick = (flag: string | undefined, name: string) => flag ?? env[name];
+  return {
+    databaseUrl: pick(flags.databaseUrl, 'DATABASE_URL'),
+    group: pick(flags.group, 'BUCKETQ_GROUP'),
+    handler: pick(flags.handler, 'BUCKETQ_HANDLER'),
+    concurrency: pick(flags.concurrency, 'BUCKETQ_CONCURRENCY'),
+    batchSize: pick(flags.batchSize, 'BUCKETQ_BATCH_SIZE'),
+    transaction: pick(flags.transaction, 'BUCKETQ_TRANSACTION'),
+    heartbeatMs: pick(flags.heartbeatMs, 'BUCKETQ_HEARTBEAT_MS'),
+    pollMs: pick(flags.pollMs, 'BUCKETQ_POLL_MS'),
+    leaseMs: pick(flags.leaseMs, 'BUCKETQ_LEASE_MS'),
+    stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
+    consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
+  };
+}
+
+async function loadHandler(path: string): Promise<Handler> {
+  const mod = (await import(pathToFileURL(resolve(path)).href)) as { default?: unknown; handler?: unknown };
+  const handler = mod.handler ?? mod.default;
+  if (typeof handler !== 'function') {
+    throw new CliError(`bucketq worker: ${path} must export a handler function (export default async (message, ctx) => {...} or export const handler = ...)`);
+  }
+  return handler as Handler;
+}
+
+export async function workerCommand(raw: WorkerArgs): Promise<number> {
+  const args = parseOrThrow(workerArgsSchema, workerArgsFromEnv(raw), 'worker options');
+  const handler = await loadHandler(args.handler);
+  const consumer = await consume(
+    { connectionString: args.databaseUrl },
+    {
+      group: args.group,
+      handler,
+      concurrency: args.concurrency,
+      batchSize: args.batchSize,
+      transaction: args.transaction,
+      heartbeatIntervalMs: args.heartbeatMs,
+      pollIntervalMs: args.pollMs,
+      leaseTimeoutMs: args.leaseMs,
+      consumerId: args.consumerId,
+    },
+  );
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      consumer.log.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    consumer.log.info({ signal }, 'stopping: finishing in-flight work (send the signal again to exit now)');
+    void consumer.stop({ timeoutMs: args.stopTimeoutMs });
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  await consumer.stopped;
+  return 0;
+}
