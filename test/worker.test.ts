@@ -1,0 +1,288 @@
+// The worker runtime in this process: exactly-once effects through the handler's
+// transaction, fencing of a consumer that lost its buckets, retries and dead letters,
+// savepoint isolation in batch mode, rebalancing between consumers, graceful stop.
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BucketQ } from '../src/client.js';
+import type { Consumer } from '../src/worker/consumer.js';
+import type { Handler } from '../src/worker/options.js';
+import { freshDatabase, type FreshDatabase } from './support/db.js';
+
+let db: FreshDatabase;
+let bq: BucketQ;
+let n = 0;
+const unique = (prefix: string) => `${prefix}.${++n}`;
+const quiet = pino({ level: 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  bq = new BucketQ({ pool: db.pool });
+  await db.pool.query(
+    'create table effects (id bigserial primary key, group_name text, msg_id bigint, key text, key_seq bigint, consumer text)',
+  );
+});
+afterAll(async () => {
+  await bq.close();
+  await db.drop();
+});
+
+/** Writes one effect row through the ack's transaction. */
+const recordEffect =
+  (group: string): Handler =>
+  async (m, ctx) => {
+    await ctx.client.query('insert into effects (group_name, msg_id, key, key_seq, consumer) values ($1, $2, $3, $4, $5)', [
+      group,
+      m.msgId,
+      m.key,
+      m.keySeq,
+      ctx.consumerId,
+    ]);
+  };
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function pending(group: string): Promise<number> {
+  const r = await db.pool.query<{ pending: string }>('select pending from bucketq.groups where group_name = $1', [group]);
+  return Number(r.rows[0]?.pending);
+}
+
+async function sendKeyed(topic: string, count: number, keys: number): Promise<void> {
+  const messages = Array.from({ length: count }, (_, i) => ({ payload: { i }, key: `k${i % keys}` }));
+  await bq.sendBatch(topic, messages);
+}
+
+/** Per key, effects in commit order must carry key_seq 1, 2, 3, ... */
+async function assertExactlyOnceInOrder(group: string, expected: number): Promise<void> {
+  const dup = await db.pool.query(
+    'select msg_id, count(*) from effects where group_name = $1 group by msg_id having count(*) > 1',
+    [group],
+  );
+  expect(dup.rows).toEqual([]);
+  const total = await db.pool.query<{ n: string }>('select count(*) as n from effects where group_name = $1', [group]);
+  expect(Number(total.rows[0]?.n)).toBe(expected);
+  const disorder = await db.pool.query(
+    `select key, key_seq, prev from (
+       select key, key_seq, lag(key_seq) over (partition by key order by id) as prev
+         from effects where group_name = $1 and key is not null) x
+      where prev is not null and key_seq <> prev + 1`,
+    [group],
+  );
+  expect(disorder.rows).toEqual([]);
+}
+
+describe('consume()', () => {
+  for (const transaction of ['batch', 'message'] as const) {
+    it(`processes every message exactly once in per-key order (${transaction} transactions)`, async () => {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 8 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      await sendKeyed(topic, 600, 30);
+      const c = await bq.consume({ group, handler: recordEffect(group), transaction, concurrency: 4, batchSize: 50 }, quiet);
+      try {
+        await sendKeyed(topic, 400, 30); // while it runs: woken by NOTIFY
+        await waitFor('drain', async () => (await pending(group)) === 0);
+      } finally {
+        await c.stop();
+      }
+      await assertExactlyOnceInOrder(group, 1000);
+      expect(c.stats.processed).toBe(1000);
+    });
+  }
+
+  it('two consumers split the buckets, rebalance when one leaves, and lose nothing', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 8 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', sessionTimeout: '2 seconds' });
+    const a = await bq.consume({ group, handler: recordEffect(group), heartbeatIntervalMs: 100 }, quiet);
+    const b = await bq.consume({ group, handler: recordEffect(group), heartbeatIntervalMs: 100 }, quiet);
+    try {
+      await waitFor('fair share', async () => a.ownedBuckets().size === 4 && b.ownedBuckets().size === 4);
+      await sendKeyed(topic, 500, 40);
+      await a.stop();
+      await waitFor('b owns all buckets', async () => b.ownedBuckets().size === 8);
+      await sendKeyed(topic, 500, 40);
+      await waitFor('drain', async () => (await pending(group)) === 0);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+    await assertExactlyOnceInOrder(group, 1000);
+  });
+
+  it('a consumer that lost its buckets while its handler ran cannot commit its effects', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 2 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', sessionTimeout: '500 milliseconds' });
+    const [victim] = await bq.sendBatch(topic, [{ payload: { slow: true }, key: 'slow' }]);
+    let zombieStarted = false;
+    // The zombie never heartbeats after joining and spends 1.5 s inside its transaction.
+    const zombie = await bq.consume(
+      {
+        group,
+        transaction: 'message',
+        heartbeatIntervalMs: 3_600_000,
+        handler: async (m, ctx) => {
+          zombieStarted = true;
+          await recordEffect(group)(m, ctx);
+          await ctx.client.query('select pg_sleep(1.5)');
+        },
+      },
+      quiet,
+    );
+    let rescuer: Consumer | undefined;
+    try {
+      await waitFor('zombie to start', async () => zombieStarted);
+      rescuer = await bq.consume({ group, handler: recordEffect(group), heartbeatIntervalMs: 100 }, quiet);
+      await waitFor('rescuer to deliver', async () => {
+        const r = await db.pool.query('select 1 from bucketq.delivery where msg_id = $1', [victim]);
+        return r.rowCount === 1;
+      });
+      await waitFor('zombie ack refused', async () => zombie.stats.fenced >= 1, 10_000);
+    } finally {
+      await zombie.stop();
+      await rescuer?.stop();
+    }
+    const effects = await db.pool.query<{ consumer: string }>('select consumer from effects where msg_id = $1', [victim]);
+    expect(effects.rows).toEqual([{ consumer: rescuer?.consumerId }]);
+    const deliveries = await db.pool.query<{ consumer_id: string }>('select consumer_id from bucketq.delivery where msg_id = $1', [
+      victim,
+    ]);
+    expect(deliveries.rows).toEqual([{ consumer_id: rescuer?.consumerId }]);
+  });
+
+  it('retries a failing message in order, dead-letters it after max attempts, and the key moves on', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', maxAttempts: 3, backoffBase: '10 milliseconds', backoffMax: '50 milliseconds' });
+    const ids = await bq.sendBatch(topic, [
+      { payload: { poison: true }, key: 'k' },
+      { payload: { n: 2 }, key: 'k' },
+      { payload: { n: 3 }, key: 'k' },
+    ]);
+    const seen: string[] = [];
+    const c = await bq.consume(
+      {
+        group,
+        pollIntervalMs: 20,
+        handler: async (m, ctx) => {
+          seen.push(`${m.keySeq}@${m.attempt}`);
+          await recordEffect(group)(m, ctx);
+          if ((m.payload as { poison?: boolean }).poison) throw new Error('poison message');
+        },
+      },
+      quiet,
+    );
+    try {
+      await waitFor('drain', async () => (await pending(group)) === 0);
+    } finally {
+      await c.stop();
+    }
+    expect(seen).toEqual(['1@1', '1@2', '1@3', '2@1', '3@1']);
+    const dead = await db.pool.query<{ msg_id: string; attempts: number; last_error: string }>(
+      'select msg_id, attempts, last_error from bucketq.dead_letters where group_name = $1',
+      [group],
+    );
+    expect(dead.rows).toHaveLength(1);
+    expect(dead.rows[0]?.msg_id).toBe(ids[0]);
+    expect(dead.rows[0]?.attempts).toBe(3);
+    expect(dead.rows[0]?.last_error).toContain('poison message');
+    // The failed attempts' effects were rolled back; only messages 2 and 3 left effects.
+    const effects = await db.pool.query('select key_seq from effects where group_name = $1 order by id', [group]);
+    expect(effects.rows.map((r: { key_seq: string }) => r.key_seq)).toEqual(['2', '3']);
+    expect(c.stats.deadLettered).toBe(1);
+  });
+
+  it('in batch mode a failing message rolls back only its own effects', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 1 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', maxAttempts: 1 });
+    await bq.sendBatch(
+      topic,
+      Array.from({ length: 20 }, (_, i) => ({ payload: { fail: i === 7 }, key: `k${i}` })),
+    );
+    const c = await bq.consume(
+      {
+        group,
+        batchSize: 20,
+        transaction: 'batch',
+        handler: async (m, ctx) => {
+          await recordEffect(group)(m, ctx);
+          if ((m.payload as { fail: boolean }).fail) throw new Error('this one fails');
+        },
+      },
+      quiet,
+    );
+    try {
+      await waitFor('drain', async () => (await pending(group)) === 0);
+    } finally {
+      await c.stop();
+    }
+    const effects = await db.pool.query<{ key: string }>('select key from effects where group_name = $1', [group]);
+    expect(effects.rows.map((r) => r.key).sort()).toEqual(
+      Array.from({ length: 20 }, (_, i) => `k${i}`)
+        .filter((k) => k !== 'k7')
+        .sort(),
+    );
+    const deliveries = await db.pool.query<{ n: string }>(
+      'select count(*) as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1',
+      [group],
+    );
+    expect(Number(deliveries.rows[0]?.n)).toBe(19);
+  });
+
+  it('stop() lets in-flight work finish, leaves the group and leaves no leases behind', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest' });
+    await sendKeyed(topic, 200, 200);
+    let started = 0;
+    let finished = 0;
+    const c = await bq.consume(
+      {
+        group,
+        transaction: 'message',
+        concurrency: 5,
+        handler: async (m, ctx) => {
+          started++;
+          await sleep(30);
+          await recordEffect(group)(m, ctx);
+          finished++;
+        },
+      },
+      quiet,
+    );
+    await waitFor('some progress', async () => started >= 10);
+    await c.stop({ timeoutMs: 10_000 });
+    expect(finished).toBe(started); // nothing cut short
+    const leases = await db.pool.query("select count(*)::int as n from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.name = $1 and i.state = 1", [group]);
+    expect(leases.rows[0]).toEqual({ n: 0 });
+    const members = await db.pool.query('select consumer_id from bucketq.consumers where group_name = $1', [group]);
+    expect(members.rows).toEqual([]);
+    const owned = await db.pool.query("select count(*)::int as n from bucketq.buckets where group_name = $1 and owner is not null", [group]);
+    expect(owned.rows[0]).toEqual({ n: 0 });
+    // What it processed is done exactly once; the rest waits for the next consumer.
+    expect(await pending(group)).toBe(200 - finished);
+    await assertExactlyOnceInOrder(group, finished);
+  });
+
+  it('rejects bad options with a message naming the option', async () => {
+    await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);
+    await expect(
+      bq.consume({ group: 'g', handler: async () => {}, transaction: 'sometimes' as 'batch' }, quiet),
+    ).rejects.toThrow(/transaction must be 'batch' or 'message'/);
+    await expect(bq.consume({ group: 'no.such.group', handler: async () => {} }, quiet)).rejects.toThrow(/unknown consumer group/);
+  });
+});
