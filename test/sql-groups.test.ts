@@ -1,0 +1,224 @@
+// Consumer groups at the SQL level: fan-out, start points, idempotent creation, and a
+// group created while a producer's transaction is open.
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { ack, claim, expectBqError, pidOf, send, sendBatch, setClock, stateFingerprint, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+async function pending(c: pg.Client, group: string): Promise<number> {
+  const { rows } = await c.query(`select (sum(ready) + sum(leased) + sum(delayed) + sum(waiting))::int as n from bucketq.lag where group_name = $1`, [group]);
+  return rows[0].n;
+}
+
+async function createGroup(c: pg.Client, group: string, topic: string, startAt?: string): Promise<boolean> {
+  const { rows } = await c.query('select bucketq.create_group(group_name => $1, topic => $2, start_at => coalesce($3, \'latest\')) as created', [group, topic, startAt ?? null]);
+  return rows[0].created;
+}
+
+async function drainIds(c: pg.Client, group: string, consumer: string): Promise<number[]> {
+  const out: number[] = [];
+  for (;;) {
+    const got = await claim(c, group, consumer, 100);
+    if (got.length === 0) return out.sort((a, b) => a - b);
+    out.push(...got.map((m) => m.msg_id));
+    await ack(c, group, got);
+  }
+}
+
+describe('fan-out', () => {
+  it('two groups on one topic progress independently', async () => {
+    const s = await ctx.session();
+    const { topic, group: g1 } = await topicAndGroup(s, ctx, { consumer: 'a' });
+    const g2 = ctx.unique('g');
+    await createGroup(s, g2, topic, 'earliest');
+    await s.query('select * from bucketq.join($1, $2)', [g2, 'b']);
+    const ids = await sendBatch(s, topic, Array.from({ length: 10 }, (_, i) => ({ i })), { keys: Array.from({ length: 10 }, (_, i) => `k${i % 3}`) });
+
+    expect(await pending(s, g1)).toBe(10);
+    expect(await pending(s, g2)).toBe(10);
+    expect(await drainIds(s, g1, 'a')).toEqual(ids);
+    expect(await pending(s, g1)).toBe(0);
+    expect(await pending(s, g2)).toBe(10); // untouched by g1's acks
+    // g2 still sees each key from its first message
+    const first = await claim(s, g2, 'b', 100);
+    expect(first.map((m) => m.key_seq)).toEqual([1, 1, 1]);
+    await ack(s, g2, first);
+    expect(await pending(s, g2)).toBe(7);
+    expect(await drainIds(s, g2, 'b')).toEqual(ids.filter((id) => !first.some((m) => m.msg_id === id)));
+
+    const { rows } = await s.query(
+      `select g.name, count(*)::int as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name in ($1, $2) group by g.name order by g.name`,
+      [g1, g2],
+    );
+    expect(rows).toEqual([
+      { name: g1, n: 10 },
+      { name: g2, n: 10 },
+    ].sort((x, y) => x.name.localeCompare(y.name)));
+  });
+});
+
+describe('start_at', () => {
+  it("'earliest' sees messages sent before the group existed, 'latest' does not, a timestamp sees those at or after it", async () => {
+    const s = await ctx.session();
+    const topic = ctx.unique('t');
+    await s.query('select bucketq.create_topic($1)', [topic]);
+    const m1 = await send(s, topic, { n: 1 }, { key: 'k' });
+    const m2 = await send(s, topic, { n: 2 }, { key: 'k' });
+    const { rows } = await s.query(`select to_char(sent_at, 'YYYY-MM-DD"T"HH24:MI:SS.USOF') as at from bucketq.message where id = $1`, [m2]);
+    const m2At = rows[0].at as string;
+
+    const [early, late, stamp] = [ctx.unique('g'), ctx.unique('g'), ctx.unique('g')];
+    expect(await createGroup(s, early, topic, 'earliest')).toBe(true);
+    expect(await createGroup(s, late, topic, 'latest')).toBe(true);
+    expect(await createGroup(s, stamp, topic, m2At)).toBe(true);
+    for (const g of [early, late, stamp]) await s.query('select * from bucketq.join($1, $2)', [g, 'c']);
+    const m3 = await send(s, topic, { n: 3 }, { key: 'k' });
+
+    expect(await drainIds(s, early, 'c')).toEqual([m1, m2, m3]);
+    expect(await drainIds(s, late, 'c')).toEqual([m3]);
+    // the timestamp group starts at m2: m2 is its first message of key k (readiness does not wait for m1)
+    const [head] = await claim(s, stamp, 'c', 10);
+    expect([head?.msg_id, head?.key_seq]).toEqual([m2, 2]);
+    await ack(s, stamp, [head!]);
+    expect(await drainIds(s, stamp, 'c')).toEqual([m3]);
+  });
+
+  it('a future start time receives only messages sent from then on', async () => {
+    const s = await ctx.session();
+    const topic = ctx.unique('t');
+    await s.query('select bucketq.create_topic($1)', [topic]);
+    const group = ctx.unique('g');
+    const { rows } = await s.query(`select to_char(now() + interval '1 minute', 'YYYY-MM-DD"T"HH24:MI:SS.USOF') as at`);
+    await createGroup(s, group, topic, rows[0].at);
+    await s.query(`select * from bucketq.join($1, 'c')`, [group]);
+    await send(s, topic, { early: true });
+    expect(await pending(s, group)).toBe(0);
+    await setClock(s, '2 minutes');
+    await s.query(`select * from bucketq.heartbeat($1, 'c')`, [group]);
+    const later = await send(s, topic, { early: false });
+    expect(await drainIds(s, group, 'c')).toEqual([later]);
+  });
+});
+
+describe('idempotent creation', () => {
+  it('create_topic and create_group return false for the same settings and raise BQ007 for others, changing nothing', async () => {
+    const s = await ctx.session();
+    const topic = ctx.unique('t');
+    const group = ctx.unique('g');
+    const topicSql = `select bucketq.create_topic(topic => $1, buckets => $2, retention => $3::interval) as r`;
+    expect((await s.query(topicSql, [topic, 8, '2 days'])).rows[0].r).toBe(true);
+    expect((await s.query(topicSql, [topic, 8, '48 hours'])).rows[0].r).toBe(false);
+    const groupSql = `select bucketq.create_group(group_name => $1, topic => $2, start_at => $3, max_attempts => $4) as r`;
+    expect((await s.query(groupSql, [group, topic, 'earliest', 5])).rows[0].r).toBe(true);
+    expect((await s.query(groupSql, [group, topic, 'earliest', 5])).rows[0].r).toBe(false);
+
+    const before = await stateFingerprint(s);
+    const e1 = await expectBqError(s.query(topicSql, [topic, 16, '2 days']), 'BQ007');
+    expect(e1.detail).toMatch(/buckets=8.*buckets=16/);
+    await expectBqError(s.query(topicSql, [topic, 8, '3 days']), 'BQ007');
+    await expectBqError(s.query(groupSql, [group, topic, 'latest', 5]), 'BQ007');
+    await expectBqError(s.query(groupSql, [group, topic, 'earliest', 6]), 'BQ007');
+    const other = ctx.unique('t');
+    await s.query('select bucketq.create_topic($1, 8, $2::interval)', [other, '2 days']);
+    const mid = await stateFingerprint(s);
+    await expectBqError(s.query(groupSql, [group, other, 'earliest', 5]), 'BQ007');
+    expect(await stateFingerprint(s)).toEqual(mid);
+    expect(before.topic).not.toEqual(mid.topic);
+    const { rows } = await s.query(`select buckets, retention::text, max_attempts from bucketq.groups gr join bucketq.topics t on t.name = gr.topic where gr.group_name = $1`, [group]);
+    expect(rows).toEqual([{ buckets: 8, retention: '2 days', max_attempts: 5 }]);
+  });
+
+  it('8 sessions creating the same topic and group at once: one creates, all succeed', async () => {
+    const sessions = await Promise.all(Array.from({ length: 8 }, () => ctx.session()));
+    const topic = ctx.unique('t');
+    const group = ctx.unique('g');
+    const topics = await Promise.all(sessions.map((c) => c.query('select bucketq.create_topic($1) as r', [topic]).then((r) => r.rows[0].r)));
+    expect(topics.filter(Boolean)).toHaveLength(1);
+    const groups = await Promise.all(sessions.map((c) => createGroup(c, group, topic, 'earliest')));
+    expect(groups.filter(Boolean)).toHaveLength(1);
+    const { rows } = await sessions[0]!.query(`select count(*)::int as n from bucketq.buckets where group_name = $1`, [group]);
+    expect(rows[0].n).toBe(16);
+  });
+});
+
+describe('a group created while a producer transaction is open', () => {
+  it("'earliest': waits for the producer and gets its messages once it commits", async () => {
+    const admin = await ctx.session();
+    const producer = await ctx.session();
+    const creator = await ctx.session();
+    const topic = ctx.unique('t');
+    await admin.query('select bucketq.create_topic($1)', [topic]);
+    const group = ctx.unique('g');
+
+    await producer.query('begin');
+    const m1 = await send(producer, topic, { n: 1 }, { key: 'k' });
+    const creating = createGroup(creator, group, topic, 'earliest');
+    await waitUntilBlocked(admin, pidOf(creator));
+    const m2 = await send(producer, topic, { n: 2 }, { key: 'k' }); // same transaction, still before the group
+    await producer.query('commit');
+    expect(await creating).toBe(true);
+
+    await admin.query(`select * from bucketq.join($1, 'c')`, [group]);
+    const m3 = await send(admin, topic, { n: 3 }, { key: 'k' });
+    const got: number[] = [];
+    for (;;) {
+      const c = await claim(admin, group, 'c', 10);
+      if (c.length === 0) break;
+      got.push(...c.map((m) => m.msg_id));
+      await ack(admin, group, c);
+    }
+    expect(got).toEqual([m1, m2, m3]);
+  });
+
+  it("'latest': a producer that starts while the group is being created waits, and its message reaches the group", async () => {
+    const admin = await ctx.session();
+    const producer = await ctx.session();
+    const creator = await ctx.session();
+    const topic = ctx.unique('t');
+    await admin.query('select bucketq.create_topic($1)', [topic]);
+    const group = ctx.unique('g');
+
+    await creator.query('begin');
+    await createGroup(creator, group, topic, 'latest');
+    const sending = send(producer, topic, { n: 1 }, { key: 'k' });
+    await waitUntilBlocked(admin, pidOf(producer));
+    await creator.query('commit');
+    const id = await sending;
+
+    await admin.query(`select * from bucketq.join($1, 'c')`, [group]);
+    expect((await claim(admin, group, 'c', 10)).map((m) => m.msg_id)).toEqual([id]);
+  });
+
+  it("'latest': a producer transaction that committed before the group gets no fan-out, one committing after does", async () => {
+    const admin = await ctx.session();
+    const p1 = await ctx.session();
+    const topic = ctx.unique('t');
+    await admin.query('select bucketq.create_topic($1)', [topic]);
+    const group = ctx.unique('g');
+    await send(p1, topic, { before: true });
+    await createGroup(admin, group, topic, 'latest');
+    const after = await send(p1, topic, { before: false });
+    await admin.query(`select * from bucketq.join($1, 'c')`, [group]);
+    expect(await drainIds(admin, group, 'c')).toEqual([after]);
+  });
+
+  it("'earliest': a REPEATABLE READ producer whose snapshot predates the group still fans out to it", async () => {
+    // The outbox runs inside the caller's transaction, whatever its isolation level.
+    const admin = await ctx.session();
+    const producer = await ctx.session();
+    const topic = ctx.unique('t');
+    await admin.query('select bucketq.create_topic($1)', [topic]);
+    const group = ctx.unique('g');
+
+    await producer.query('begin isolation level repeatable read');
+    await producer.query('select 1'); // the business transaction has read something: snapshot taken
+    expect(await createGroup(admin, group, topic, 'earliest')).toBe(true); // nothing to wait for yet
+    const id = await send(producer, topic, { n: 1 });
+    await producer.query('commit');
+
+    // The message committed after the 'earliest' group existed: the group must get it.
+    await admin.query(`select * from bucketq.join($1, 'c')`, [group]);
+    expect(await drainIds(admin, group, 'c')).toEqual([id]);
+  });
+});
