@@ -22,8 +22,9 @@ beforeAll(async () => {
   await s.query(`select * from bucketq.join($1, 'c1')`, [G]);
   await send(s, T, { n: 1 }, { key: 'k' });
   await send(s, T, { n: 2 }, { key: 'k' });
-  [leased] = await claim(s, G, 'c1', 1);
-  expect(leased).toBeDefined();
+  const got = await claim(s, G, 'c1', 1);
+  expect(got).toHaveLength(1);
+  leased = got[0]!;
 });
 
 type Case = [label: string, sql: string, params: unknown[], code: string, message?: RegExp];

@@ -1,0 +1,352 @@
+// The lobby at the SQL level: fair, sticky, incremental bucket ownership; epochs; zombie
+// fencing with exactly-once effects (DESIGN guarantees 3 and 6); leave.
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { ack, claim, expectBqError, nack, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+interface Owner {
+  bucket: number;
+  owner: string | null;
+  epoch: number;
+}
+
+async function owners(c: pg.Client, group: string): Promise<Owner[]> {
+  const { rows } = await c.query(`select bucket, owner, epoch::int from bucketq.buckets where group_name = $1 order by bucket`, [group]);
+  return rows;
+}
+
+async function heartbeat(c: pg.Client, group: string, consumer: string): Promise<{ bucket: number; epoch: number }[]> {
+  const { rows } = await c.query(`select bucket, epoch::int from bucketq.heartbeat($1, $2)`, [group, consumer]);
+  return rows;
+}
+
+/** Heartbeat every live consumer (each on its own session, all at once) until ownership stops changing. */
+async function settle(sessions: Map<string, pg.Client>, observer: pg.Client, group: string): Promise<Owner[]> {
+  let last = JSON.stringify(await owners(observer, group));
+  for (let round = 0; round < 10; round++) {
+    await Promise.all([...sessions].map(([id, c]) => heartbeat(c, group, id)));
+    const now = await owners(observer, group);
+    if (JSON.stringify(now) === last) return now;
+    last = JSON.stringify(now);
+  }
+  throw new Error(`ownership did not settle within 10 rounds: ${last}`);
+}
+
+function shares(o: Owner[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const b of o) if (b.owner) m.set(b.owner, (m.get(b.owner) ?? 0) + 1);
+  return m;
+}
+
+function checkFair(o: Owner[], live: string[]) {
+  expect(o.every((b) => b.owner !== null && live.includes(b.owner)), JSON.stringify(o)).toBe(true);
+  const s = shares(o);
+  expect([...s.keys()].sort()).toEqual([...live].sort());
+  const counts = [...s.values()];
+  expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+}
+
+/** Buckets whose owner changed must have a higher epoch; the others must keep theirs. */
+function moves(before: Owner[], after: Owner[]): number {
+  let moved = 0;
+  for (const b of after) {
+    const prev = before[b.bucket]!;
+    if (prev.owner !== b.owner) {
+      moved++;
+      expect(b.epoch, `bucket ${b.bucket} moved ${prev.owner} -> ${b.owner}`).toBeGreaterThan(prev.epoch);
+    } else {
+      expect(b.epoch, `bucket ${b.bucket} stayed with ${b.owner} but its epoch changed`).toBe(prev.epoch);
+    }
+  }
+  return moved;
+}
+
+describe('fair share and stickiness', () => {
+  it('1 to 5 consumers joining then leaving one by one: one owner per bucket, shares within one, minimal moves', async () => {
+    const observer = await ctx.session();
+    const { group } = await topicAndGroup(observer, ctx, { consumer: null, group: { session_timeout: '1 hour' } });
+    const sessions = new Map<string, pg.Client>();
+    const ids = ['c1', 'c2', 'c3', 'c4', 'c5'];
+    const log: string[] = [];
+
+    for (const id of ids) {
+      const before = await owners(observer, group);
+      const c = await ctx.session();
+      await c.query('select * from bucketq.join($1, $2)', [group, id]);
+      sessions.set(id, c);
+      const after = await settle(sessions, observer, group);
+      checkFair(after, [...sessions.keys()]);
+      const moved = moves(before, after);
+      const share = shares(after).get(id)!;
+      log.push(`join ${id}: share ${share}, moved ${moved}`);
+      expect(moved, log.join('; ')).toBe(share);
+    }
+    if (process.env.BQ_DEBUG) console.log(log.join('\n'));
+
+    for (const id of ids.slice(0, 4)) {
+      const before = await owners(observer, group);
+      const share = shares(before).get(id)!;
+      const c = sessions.get(id)!;
+      const { rows } = await c.query('select bucketq.leave($1, $2) as n', [group, id]);
+      expect(rows[0].n).toBe(share);
+      sessions.delete(id);
+      const after = await settle(sessions, observer, group);
+      checkFair(after, [...sessions.keys()]);
+      const moved = moves(before, after);
+      log.push(`leave ${id}: share ${share}, moved ${moved}`);
+      expect(moved, log.join('; ')).toBe(share);
+    }
+    if (process.env.BQ_DEBUG) console.log(log.join('\n'));
+    expect(shares(await owners(observer, group))).toEqual(new Map([['c5', 16]]));
+  });
+
+  it('5 consumers joining at once end with a fair split and distinct (bucket, epoch) grants', async () => {
+    const observer = await ctx.session();
+    const { group } = await topicAndGroup(observer, ctx, { consumer: null, group: { session_timeout: '1 hour' } });
+    const sessions = new Map<string, pg.Client>();
+    for (const id of ['a', 'b', 'c', 'd', 'e']) sessions.set(id, await ctx.session());
+    const grants = await Promise.all([...sessions].map(([id, c]) => c.query('select bucket, epoch::int from bucketq.join($1, $2)', [group, id]).then((r) => r.rows)));
+    const granted = grants.flat().map((g) => `${g.bucket}@${g.epoch}`);
+    expect(new Set(granted).size).toBe(granted.length);
+    const after = await settle(sessions, observer, group);
+    checkFair(after, [...sessions.keys()]);
+    expect([...shares(after).values()].sort()).toEqual([3, 3, 3, 3, 4]);
+  });
+
+  it('claim only hands out messages of the buckets the consumer owns (and of the ones it asks for)', async () => {
+    const observer = await ctx.session();
+    const { topic, group } = await topicAndGroup(observer, ctx, { consumer: null, group: { session_timeout: '1 hour' } });
+    const sessions = new Map([
+      ['a', await ctx.session()],
+      ['b', await ctx.session()],
+    ]);
+    for (const [id, c] of sessions) await c.query('select * from bucketq.join($1, $2)', [group, id]);
+    const after = await settle(sessions, observer, group);
+    const mine = (id: string) => new Set(after.filter((b) => b.owner === id).map((b) => b.bucket));
+    await sendBatch(observer, topic, Array.from({ length: 64 }, (_, i) => ({ i })));
+    const a = await claim(sessions.get('a')!, group, 'a', 1000);
+    expect(a.length).toBeGreaterThan(0);
+    expect(a.every((m) => mine('a').has(m.bucket))).toBe(true);
+    const bBucket = [...mine('b')][0]!;
+    const { rows } = await sessions.get('b')!.query(`select bucket from bucketq.claim($1, 'b', 1000, buckets => array[$2::int])`, [group, bBucket]);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.bucket === bBucket)).toBe(true);
+    // asking for a bucket it does not own yields nothing
+    const { rows: none } = await sessions.get('b')!.query(`select * from bucketq.claim($1, 'b', 1000, buckets => array[$2::int])`, [group, [...mine('a')][0]]);
+    expect(none).toEqual([]);
+  });
+});
+
+describe('zombie fencing', () => {
+  async function setupFencing() {
+    const admin = await ctx.session();
+    const a = await ctx.session();
+    const b = await ctx.session();
+    const { topic, group } = await topicAndGroup(admin, ctx, { consumer: null, buckets: 4 });
+    const effects = ctx.unique('effects').replace('.', '_');
+    await admin.query(`create table ${effects} (msg_id bigint not null, by_consumer text not null)`);
+    await a.query('select * from bucketq.join($1, $2)', [group, 'A']);
+    return { admin, a, b, topic, group, effects };
+  }
+
+  it('an expired consumer that acks an old lease fails, its effects roll back, the new owner\'s delivery stands', async () => {
+    const { admin, a, b, topic, group, effects } = await setupFencing();
+    const [m1, m2] = await sendBatch(admin, topic, [{ n: 1 }, { n: 2 }], { keys: ['k', 'k'] });
+    const [leaseA] = await claim(a, group, 'A', 10);
+    expect(leaseA?.msg_id).toBe(m1);
+
+    // A pauses; its session expires from B's point of view (session_timeout 10 s)
+    await setClock(b, '20 seconds');
+    const taken = await b.query('select bucket, epoch::int from bucketq.join($1, $2)', [group, 'B']).then((r) => r.rows);
+    expect(taken).toHaveLength(4);
+    expect((await owners(admin, group)).every((o) => o.owner === 'B')).toBe(true);
+    const [leaseB] = await claim(b, group, 'B', 10); // A's lease was voided when B took the bucket
+    expect([leaseB?.msg_id, leaseB?.attempt]).toEqual([m1, 2]);
+    expect(leaseB!.epoch).toBeGreaterThan(leaseA!.epoch);
+    await b.query('begin');
+    await b.query(`insert into ${effects} values ($1, 'B')`, [m1]);
+    await ack(b, group, [leaseB!]);
+    await b.query('commit');
+
+    // A wakes up and acks in a transaction with its own effect
+    await a.query('begin');
+    await a.query(`insert into ${effects} values ($1, 'A')`, [m1]);
+    const err = await pgError(ack(a, group, [leaseA!]));
+    expect(['BQ006', 'BQ008']).toContain(err.code);
+    expect(err.hint).toBeTruthy();
+    await a.query('rollback');
+
+    const { rows: eff } = await admin.query(`select msg_id::int, by_consumer from ${effects}`);
+    expect(eff).toEqual([{ msg_id: m1, by_consumer: 'B' }]);
+    const { rows: del } = await admin.query(
+      `select d.msg_id::int, d.consumer_id, d.attempt from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`,
+      [group],
+    );
+    expect(del).toEqual([{ msg_id: m1, consumer_id: 'B', attempt: 2 }]);
+    expect((await claim(b, group, 'B', 10)).map((m) => m.msg_id)).toEqual([m2]);
+    // A (still a member by its own clock) owns nothing now: its claims come back empty
+    expect(await claim(a, group, 'A', 10)).toEqual([]);
+  });
+
+  it('a lease A still holds (not voided) after its bucket moved: ack and nack raise BQ008, effects roll back', async () => {
+    const { admin, a, b, topic, group, effects } = await setupFencing();
+    const m1 = await send(admin, topic, { n: 1 }, { key: 'k' });
+    // A claims inside a transaction that is still open when B takes the bucket, so B's
+    // heartbeat cannot void the lease (it does not see it yet and would skip the locked row)
+    await a.query('begin');
+    const [leaseA] = await claim(a, group, 'A', 10);
+    expect(leaseA?.msg_id).toBe(m1);
+    await setClock(b, '20 seconds');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'B']);
+    await a.query('commit');
+    const { rows: held } = await admin.query(
+      `select i.state::int, i.consumer_id, i.epoch::int from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.name = $1 and i.msg_id = $2`,
+      [group, m1],
+    );
+    expect(held).toEqual([{ state: 1, consumer_id: 'A', epoch: leaseA!.epoch }]);
+
+    await a.query('begin');
+    await a.query(`insert into ${effects} values ($1, 'A')`, [m1]);
+    const err = await expectBqError(ack(a, group, [leaseA!]), 'BQ008', /no longer owns/);
+    expect(err.detail).toMatch(/Nothing was acked/);
+    await a.query('rollback');
+    await expectBqError(nack(a, group, [leaseA!]), 'BQ008');
+    await expectBqError(ack(a, group, [leaseA!], false), 'BQ008'); // strict => false does not bypass fencing
+    expect((await admin.query(`select count(*)::int as n from ${effects}`)).rows[0].n).toBe(0);
+
+    // B's next heartbeat voids the old lease; B delivers the message
+    await heartbeat(b, group, 'B');
+    const [leaseB] = await claim(b, group, 'B', 10);
+    expect([leaseB?.msg_id, leaseB?.attempt]).toEqual([m1, 2]);
+    await ack(b, group, [leaseB!]);
+    const { rows } = await admin.query(`select count(*)::int as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`, [group]);
+    expect(rows[0].n).toBe(1);
+  });
+
+  it('an ack already executed when the bucket moves commits exactly once; the new owner never gets the message', async () => {
+    const { admin, a, b, topic, group, effects } = await setupFencing();
+    const [m1, m2] = await sendBatch(admin, topic, [{ n: 1 }, { n: 2 }], { keys: ['k', 'k'] });
+    const [leaseA] = await claim(a, group, 'A', 10);
+    await a.query('begin');
+    await a.query(`insert into ${effects} values ($1, 'A')`, [m1]);
+    await ack(a, group, [leaseA!]);
+    // while A's transaction is open, B takes over with A's lease long expired
+    await setClock(b, '2 minutes');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'B']);
+    expect(await claim(b, group, 'B', 10)).toEqual([]); // m1 is A's to commit; m2 waits behind it
+    await a.query('commit');
+    const [next] = await claim(b, group, 'B', 10);
+    expect(next?.msg_id).toBe(m2);
+    await ack(b, group, [next!]);
+    const { rows } = await admin.query(
+      `select d.msg_id::int, d.consumer_id from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1 order by d.msg_id`,
+      [group],
+    );
+    expect(rows).toEqual([
+      { msg_id: m1, consumer_id: 'A' },
+      { msg_id: m2, consumer_id: 'B' },
+    ]);
+    expect((await admin.query(`select count(*)::int as n from ${effects}`)).rows[0].n).toBe(1);
+  });
+
+  it('the same ack rolled back instead: the new owner delivers the message after its next heartbeat', async () => {
+    const { admin, a, b, topic, group } = await setupFencing();
+    const m1 = await send(admin, topic, { n: 1 }, { key: 'k' });
+    const [leaseA] = await claim(a, group, 'A', 10);
+    await a.query('begin');
+    await ack(a, group, [leaseA!]);
+    await setClock(b, '20 seconds');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'B']);
+    await a.query('rollback');
+    await heartbeat(b, group, 'B');
+    const [again] = await claim(b, group, 'B', 10);
+    expect(again?.msg_id).toBe(m1);
+    await ack(b, group, [again!]);
+  });
+
+  it("a heartbeat moving the bucket waits for nothing: B's takeover proceeds while A's ack transaction is open", async () => {
+    const { admin, a, b, topic, group } = await setupFencing();
+    await send(admin, topic, { n: 1 });
+    const [leaseA] = await claim(a, group, 'A', 10);
+    await a.query('begin');
+    await ack(a, group, [leaseA!]);
+    await setClock(b, '20 seconds');
+    let done = false;
+    const joined = b.query('select * from bucketq.join($1, $2)', [group, 'B']).then(() => (done = true));
+    // poll until the join finished or is seen waiting on a lock (then it would wait for A)
+    let blocked = false;
+    while (!done && !blocked) {
+      const { rows } = await admin.query(`select wait_event_type from pg_stat_activity where pid = $1`, [pidOf(b)]);
+      blocked = rows[0]?.wait_event_type === 'Lock';
+    }
+    await a.query(blocked ? 'rollback' : 'commit');
+    await joined;
+    expect(blocked).toBe(false);
+    expect((await owners(admin, group)).every((o) => o.owner === 'B')).toBe(true);
+  });
+});
+
+describe('leave', () => {
+  it('releases the buckets (epochs bump) and hands its unacked leases to the others at once', async () => {
+    const observer = await ctx.session();
+    const { topic, group } = await topicAndGroup(observer, ctx, { consumer: null, group: { session_timeout: '1 hour' } });
+    const sessions = new Map([
+      ['a', await ctx.session()],
+      ['b', await ctx.session()],
+    ]);
+    for (const [id, c] of sessions) await c.query('select * from bucketq.join($1, $2)', [group, id]);
+    const settled = await settle(sessions, observer, group);
+    const aBuckets = settled.filter((o) => o.owner === 'a').map((o) => o.bucket);
+    expect(aBuckets).toHaveLength(8);
+
+    await sendBatch(observer, topic, Array.from({ length: 32 }, (_, i) => ({ i })));
+    const leasedByA = await claim(sessions.get('a')!, group, 'a', 1000);
+    expect(leasedByA.length).toBeGreaterThan(0);
+
+    const { rows } = await sessions.get('a')!.query('select bucketq.leave($1, $2) as n', [group, 'a']);
+    expect(rows[0].n).toBe(8);
+    const afterLeave = await owners(observer, group);
+    for (const bucket of aBuckets) {
+      expect(afterLeave[bucket]!.owner).toBeNull();
+      expect(afterLeave[bucket]!.epoch).toBeGreaterThan(settled[bucket]!.epoch);
+    }
+    const { rows: consumers } = await observer.query(`select consumer_id from bucketq.consumers where group_name = $1`, [group]);
+    expect(consumers).toEqual([{ consumer_id: 'b' }]);
+
+    // b takes them with its next heartbeat and gets A's messages now, no lease expiry needed
+    const bSession = sessions.get('b')!;
+    expect(await heartbeat(bSession, group, 'b')).toHaveLength(16);
+    const got = await claim(bSession, group, 'b', 1000);
+    const gotIds = new Set(got.map((m) => m.msg_id));
+    expect(leasedByA.every((m) => gotIds.has(m.msg_id))).toBe(true);
+    expect(got.filter((m) => leasedByA.some((x) => x.msg_id === m.msg_id)).every((m) => m.attempt === 1)).toBe(true); // the interrupted try is not counted
+
+    // a's acks fail after leave
+    const err = await pgError(ack(sessions.get('a')!, group, leasedByA));
+    expect(['BQ006', 'BQ008']).toContain(err.code);
+    await expectBqError(heartbeat(sessions.get('a')!, group, 'a'), 'BQ008');
+  });
+
+  it('joining again with the same id starts a new session: old leases are void and handed out again', async () => {
+    const observer = await ctx.session();
+    const old = await ctx.session();
+    const fresh = await ctx.session();
+    const { topic, group } = await topicAndGroup(observer, ctx, { consumer: null, buckets: 4 });
+    await old.query(`select * from bucketq.join($1, 'w')`, [group]);
+    const before = await owners(observer, group);
+    const id = await send(observer, topic, { n: 1 }, { key: 'k' });
+    const stale = await claim(old, group, 'w', 10);
+    expect(stale.map((m) => m.msg_id)).toEqual([id]);
+
+    await fresh.query(`select * from bucketq.join($1, 'w')`, [group]); // the process restarted with the same id
+    const after = await owners(observer, group);
+    expect(after.every((o, i) => o.owner === 'w' && o.epoch > before[i]!.epoch)).toBe(true);
+    const again = await claim(fresh, group, 'w', 10);
+    expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[id, 1]]);
+    const err = await pgError(ack(old, group, stale));
+    expect(['BQ006', 'BQ008']).toContain(err.code);
+    expect(await ack(fresh, group, again)).toEqual([{ msg_id: id, status: 'acked' }]);
+  });
+});
