@@ -29,6 +29,9 @@ create table bucketq.topic (
   retention          interval not null,
   max_payload_bytes  int not null,
   partition_interval interval not null,
+  -- Bumped by create_group: a REPEATABLE READ or SERIALIZABLE producer whose snapshot
+  -- predates a new group gets a serialization failure instead of missing that group.
+  group_version      int not null default 0,
   created_at         timestamptz not null default now()
 );
 

@@ -119,6 +119,11 @@ begin
   -- Shared with other producers, exclusive for create_group: a group being created
   -- waits for us, and we see it once it exists.
   perform pg_advisory_xact_lock_shared(bucketq._lock_ns(), t.topic_id);
+  if current_setting('transaction_isolation') <> 'read committed' then
+    -- Our snapshot may predate a group created since; locking the topic row raises a
+    -- serialization failure (40001) if so, and the caller retries the transaction.
+    perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+  end if;
   v_now := bucketq._now();
 
   -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same

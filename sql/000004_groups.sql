@@ -94,6 +94,8 @@ begin
     return false;
   end if;
 
+  update bucketq.topic x set group_version = x.group_version + 1 where x.topic_id = t.topic_id;
+
   insert into bucketq.bucket_owner (group_id, bucket)
   select g.group_id, b from generate_series(0, t.buckets - 1) b;
 
