@@ -1,0 +1,75 @@
+// Bare baselines on the same server: the ceiling for ingest and drain.
+//  - insert: a multi-row INSERT (unnest of arrays) of rows as wide as a bucketq.message row
+//  - drain: DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING, in batches,
+//    from several connections at once, until the table is empty
+import pg from 'pg';
+import { chunks, keyedMessages, now, sampled, type RunContext, type RunResult } from './lib/common.js';
+import { freshDatabase } from './lib/db.js';
+
+const INSERT_SQL = `insert into bare_log (topic_id, bucket, key, key_seq, payload)
+  select 1, (hashtextextended(k, 0) & 15)::int, k, s, p from unnest($1::text[], $2::bigint[], $3::jsonb[]) as u(k, s, p)`;
+
+export const BARE_OPTIONS = {
+  insert: 'insert into bare_log (...) select ... from unnest($keys, $seqs, $payloads): one statement per batch, autocommit, one connection; table with an identity primary key',
+  drain: 'delete from bare_queue where id in (select id from bare_queue order by id limit 250 for update skip locked) returning payload; 4 connections',
+};
+
+export async function bareInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
+  const db = await freshDatabase(ctx.adminUrl, 'bare');
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    const msgs = keyedMessages(messages, ctx.sizes.keys);
+    const { value: ms, waits } = await sampled(ctx, db, async () => {
+      const t0 = now();
+      let sent = 0;
+      for (const c of chunks(msgs, batch)) {
+        await client.query(INSERT_SQL, [c.map((m) => m.key), c.map((m) => m.payload.s), c.map((m) => JSON.stringify(m.payload))]);
+        sent += c.length;
+        ctx.progress(`${sent}/${messages}`);
+      }
+      return now() - t0;
+    });
+    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.insert, batch } } };
+  } finally {
+    await client.end();
+    await db.drop();
+  }
+}
+
+export async function bareDrain(ctx: RunContext, messages: number, connections = 4, batch = 250): Promise<RunResult> {
+  const db = await freshDatabase(ctx.adminUrl, 'bare');
+  const pool = new pg.Pool({ connectionString: db.url, max: connections + 1 });
+  try {
+    const msgs = keyedMessages(messages, ctx.sizes.keys);
+    for (const c of chunks(msgs, 2000)) {
+      await pool.query('insert into bare_queue (key, payload) select * from unnest($1::text[], $2::jsonb[])', [
+        c.map((m) => m.key),
+        c.map((m) => JSON.stringify(m.payload)),
+      ]);
+    }
+    let done = 0;
+    const { value: ms, waits } = await sampled(ctx, db, async () => {
+      const t0 = now();
+      await Promise.all(
+        Array.from({ length: connections }, async () => {
+          for (;;) {
+            const r = await pool.query(
+              `delete from bare_queue where id in (select id from bare_queue order by id limit $1 for update skip locked) returning payload`,
+              [batch],
+            );
+            if (r.rowCount === 0) break;
+            done += r.rowCount ?? 0;
+            ctx.progress(`${done}/${messages}`);
+          }
+        }),
+      );
+      return now() - t0;
+    });
+    if (done !== messages) throw new Error(`bare drain removed ${done} of ${messages} rows`);
+    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.drain } } };
+  } finally {
+    await pool.end();
+    await db.drop();
+  }
+}

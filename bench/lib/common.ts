@@ -1,0 +1,215 @@
+// Shared types and helpers for the workloads.
+import { performance } from 'node:perf_hooks';
+import { BucketqSystem, BUCKETQ_DEFAULTS, type BucketqBenchOptions } from '../systems/bucketq.js';
+import { GraphileSystem, GRAPHILE_DEFAULTS } from '../systems/graphile.js';
+import type { QueueSystem, SystemSetup } from '../systems/types.js';
+import { freshDatabase, functionStats, WaitSampler, type BenchDatabase, type FunctionStat } from './db.js';
+
+export type Subject = 'bucketq' | 'graphile-worker' | 'bare';
+
+export interface Sizes {
+  label: 'tiny' | 'short' | 'full';
+  ingest: { messages: number; batch: number };
+  drain: { messages: number; sendBatch: number };
+  e2e: { seconds: number; warmupSeconds: number; producerBatch: number; producers: number };
+  latency: { seconds: number; rate: number };
+  fifo: { keys: number; perKey: number };
+  hotkey: { messages: number };
+  fanout: { messages: number; groups: number };
+  scaling: { messages: number; workers: number[] };
+  failover: { sessionTimeoutMs: number; rate: number; warmupMs: number; windowMs: number };
+  keys: number;
+  /** FIFO and hot-key drains stop here and report the rate so far. */
+  maxDrainMs: number;
+}
+
+export const SIZES: Record<Sizes['label'], Sizes> = {
+  tiny: {
+    label: 'tiny',
+    ingest: { messages: 400, batch: 100 },
+    drain: { messages: 400, sendBatch: 200 },
+    e2e: { seconds: 1, warmupSeconds: 0.3, producerBatch: 50, producers: 1 },
+    latency: { seconds: 1, rate: 200 },
+    fifo: { keys: 20, perKey: 10 },
+    hotkey: { messages: 200 },
+    fanout: { messages: 200, groups: 3 },
+    scaling: { messages: 400, workers: [1, 2] },
+    failover: { sessionTimeoutMs: 1000, rate: 200, warmupMs: 800, windowMs: 10_000 },
+    keys: 50,
+    maxDrainMs: 3000,
+  },
+  short: {
+    label: 'short',
+    ingest: { messages: 50_000, batch: 1000 },
+    drain: { messages: 20_000, sendBatch: 2000 },
+    e2e: { seconds: 10, warmupSeconds: 2, producerBatch: 100, producers: 2 },
+    latency: { seconds: 10, rate: 500 },
+    fifo: { keys: 200, perKey: 20 },
+    hotkey: { messages: 5_000 },
+    fanout: { messages: 10_000, groups: 3 },
+    scaling: { messages: 20_000, workers: [1, 2, 4] },
+    failover: { sessionTimeoutMs: 2000, rate: 300, warmupMs: 2000, windowMs: 10_000 },
+    keys: 1000,
+    maxDrainMs: 15_000,
+  },
+  full: {
+    label: 'full',
+    ingest: { messages: 200_000, batch: 1000 },
+    drain: { messages: 100_000, sendBatch: 2000 },
+    e2e: { seconds: 30, warmupSeconds: 5, producerBatch: 100, producers: 2 },
+    latency: { seconds: 30, rate: 500 },
+    fifo: { keys: 1000, perKey: 50 },
+    hotkey: { messages: 50_000 },
+    fanout: { messages: 50_000, groups: 3 },
+    scaling: { messages: 100_000, workers: [1, 2, 4] },
+    failover: { sessionTimeoutMs: 3000, rate: 500, warmupMs: 3000, windowMs: 20_000 },
+    keys: 1000,
+    maxDrainMs: 60_000,
+  },
+};
+
+export interface RunContext {
+  adminUrl: string;
+  sizes: Sizes;
+  /** A line for the progress display. */
+  progress(detail: string): void;
+}
+
+/** What one (workload, subject, repetition) produced. `metrics[primary]` feeds the table. */
+export interface RunResult {
+  metrics: Record<string, number | null>;
+  extra?: Record<string, unknown>;
+  waits?: Record<string, number>;
+  functions?: FunctionStat[];
+}
+
+export interface Workload {
+  id: string;
+  title: string;
+  /** The metric shown in the table and used for ratios. */
+  primary: string;
+  unit: string;
+  higherIsBetter: boolean;
+  subjects: Subject[];
+  /** Metrics that must be exactly zero for bucketq (checked by the harness test). */
+  zeroForBucketq?: string[];
+  run(subject: Subject, ctx: RunContext): Promise<RunResult>;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const now = () => performance.now();
+
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 5): Promise<void> {
+  const deadline = now() + timeoutMs;
+  while (!(await cond())) {
+    if (now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export const round = (x: number, digits = 0) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+export function makeSystem(subject: 'bucketq' | 'graphile-worker', url: string, bq: Partial<BucketqBenchOptions> = {}): QueueSystem {
+  return subject === 'bucketq' ? new BucketqSystem(url, { ...BUCKETQ_DEFAULTS, ...bq }) : new GraphileSystem(url, GRAPHILE_DEFAULTS);
+}
+
+/**
+ * A fresh database for the subject, the system set up in it, a wait-event sampler
+ * running, and function statistics collected at the end.
+ */
+export async function withSystem(
+  subject: Subject,
+  ctx: RunContext,
+  setup: SystemSetup,
+  fn: (sys: QueueSystem, db: BenchDatabase) => Promise<RunResult>,
+  bq: Partial<BucketqBenchOptions> = {},
+): Promise<RunResult> {
+  if (subject === 'bare') throw new Error('the bare baseline has no queue system');
+  const db = await freshDatabase(ctx.adminUrl, subject === 'bucketq' ? 'bucketq' : 'graphile');
+  const sys = makeSystem(subject, db.url, bq);
+  try {
+    await sys.setup(setup);
+    const result = await fn(sys, db);
+    await sys.close();
+    result.functions ??= await functionStats(db.url).catch(() => []);
+    result.extra = { ...result.extra, options: sys.options };
+    return result;
+  } finally {
+    await sys.close().catch(() => {});
+    await db.drop();
+  }
+}
+
+/** Samples wait events in `db` while fn runs. */
+export async function sampled<T>(ctx: RunContext, db: BenchDatabase, fn: () => Promise<T>): Promise<{ value: T; waits: Record<string, number> }> {
+  const s = new WaitSampler(ctx.adminUrl, db.name);
+  await s.start();
+  try {
+    const value = await fn();
+    return { value, waits: await s.stop() };
+  } catch (err) {
+    await s.stop();
+    throw err;
+  }
+}
+
+/** keys x perKey messages, round-robin over keys so each key's sequence ascends. */
+export function keyedMessages(total: number, keys: number, offset = 0) {
+  const seq = new Map<string, number>();
+  const out = [];
+  for (let i = 0; i < total; i++) {
+    const key = `k${(offset + i) % keys}`;
+    const s = (seq.get(key) ?? 0) + 1;
+    seq.set(key, s);
+    out.push({ key, payload: { k: key, s, d: 'x'.repeat(96) } });
+  }
+  return out;
+}
+
+/** The key each subject uses in throughput workloads: bucketq keyed (its normal use), graphile-worker plain jobs (its fastest). */
+export function throughputKey(subject: Subject, key: string): string | null {
+  return subject === 'bucketq' ? key : null;
+}
+
+export function chunks<T>(xs: T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+/**
+ * Per-key order checker for handlers: a message must start after the previous one of
+ * its key (seq + 1) and while no other message of its key is in flight.
+ */
+export class OrderChecker {
+  private last = new Map<string, number>();
+  private inflight = new Set<string>();
+  violations = 0;
+  outOfOrder = 0;
+  overlapping = 0;
+  seen = 0;
+  async handle(key: string | null, seq: number): Promise<void> {
+    this.seen++;
+    if (key === null) return;
+    const prev = this.last.get(key) ?? 0;
+    if (seq !== prev + 1) {
+      this.violations++;
+      this.outOfOrder++;
+    }
+    if (seq > prev) this.last.set(key, seq);
+    if (this.inflight.has(key)) {
+      this.violations++;
+      this.overlapping++;
+    }
+    this.inflight.add(key);
+    // Yield once, so that two messages of one key running at the same time would overlap here.
+    await new Promise((r) => setImmediate(r));
+    this.inflight.delete(key);
+  }
+}

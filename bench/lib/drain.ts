@@ -1,0 +1,60 @@
+// Preload a backlog and drain it with in-process workers, timed.
+import { chunks, now, sampled, waitFor, type OrderChecker, type RunContext } from './common.js';
+import type { BenchMessage, QueueSystem } from '../systems/types.js';
+import type { BenchDatabase } from './db.js';
+
+/** Starts workers on a preloaded backlog and times until every group is done and the backlog is empty. */
+export async function drainTimed(
+  sys: QueueSystem,
+  db: BenchDatabase,
+  ctx: RunContext,
+  groups: string[],
+  perGroup: number,
+  checker?: OrderChecker,
+  maxMs = Infinity,
+): Promise<{ value: { ms: number; handled: number }; waits: Record<string, number> }> {
+  const done = new Map(groups.map((g) => [g, 0]));
+  const total = perGroup * groups.length;
+  let count = 0;
+  const timeoutMs = Math.max(60_000, (total / 100) * 1000);
+  return sampled(ctx, db, async () => {
+    const t0 = now();
+    const workers = await sys.consume(
+      Object.fromEntries(
+        groups.map((g) => [
+          g,
+          async (p: { k: string | null; s: number }) => {
+            if (checker) await checker.handle(p.k, p.s);
+            done.set(g, done.get(g)! + 1);
+            count++;
+          },
+        ]),
+      ),
+    );
+    try {
+      // A run that would take too long (graphile-worker on one job queue) is cut at maxMs
+      // and its rate taken over what it handled by then.
+      await waitFor('all messages handled', () => {
+        ctx.progress(`${count}/${total}`);
+        return count >= total || now() - t0 > maxMs;
+      }, timeoutMs);
+      if (count < total) return { ms: now() - t0, handled: count };
+      await waitFor('backlog empty', async () => (await sys.backlog()) === 0, 30_000, 20);
+      return { ms: now() - t0, handled: count };
+    } finally {
+      await workers.stop();
+    }
+  });
+}
+
+export async function preload(sys: QueueSystem, ctx: RunContext, msgs: BenchMessage[], batch: number): Promise<number> {
+  const t0 = now();
+  let sent = 0;
+  for (const c of chunks(msgs, batch)) {
+    await sys.sendBatch(c);
+    sent += c.length;
+    ctx.progress(`loading ${sent}/${msgs.length}`);
+  }
+  return now() - t0;
+}
+

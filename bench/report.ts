@@ -1,0 +1,145 @@
+// Summaries: medians and spread per metric, ratios, the terminal table, the JSON file
+// per run and bench/RESULTS.md.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fmt, type SuiteResult, type WorkloadResult } from './suite.js';
+import type { Subject } from './lib/common.js';
+
+const HIDDEN = new Set(['seconds', 'handled', 'sent', 'sessionTimeoutMs']);
+const SUBJECTS: Subject[] = ['bucketq', 'graphile-worker', 'bare'];
+
+export interface Stat {
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  n: number;
+}
+
+export function stat(values: (number | null | undefined)[]): Stat {
+  const xs = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (xs.length === 0) return { median: null, min: null, max: null, n: 0 };
+  const mid = Math.floor(xs.length / 2);
+  const median = xs.length % 2 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+  return { median, min: xs[0]!, max: xs[xs.length - 1]!, n: xs.length };
+}
+
+export interface Row {
+  workload: string;
+  metric: string;
+  primary: boolean;
+  unit: string;
+  higherIsBetter: boolean;
+  stats: Partial<Record<Subject, Stat>>;
+  vsGraphile: number | null;
+  vsBare: number | null;
+  failures: Partial<Record<Subject, number>>;
+}
+
+export function rows(w: WorkloadResult): Row[] {
+  const metrics = new Set<string>([w.primary]);
+  for (const s of Object.values(w.subjects)) for (const r of s?.runs ?? []) for (const k of Object.keys(r.metrics)) if (!HIDDEN.has(k)) metrics.add(k);
+  return [...metrics].map((m) => {
+    const stats: Partial<Record<Subject, Stat>> = {};
+    const failures: Partial<Record<Subject, number>> = {};
+    for (const s of SUBJECTS) {
+      const sr = w.subjects[s];
+      if (!sr) continue;
+      stats[s] = stat(sr.runs.map((r) => r.metrics[m]));
+      if (sr.errors.length) failures[s] = sr.errors.length;
+    }
+    const ratio = (a?: Stat, b?: Stat) => (a?.median != null && b?.median != null && b.median !== 0 ? a.median / b.median : null);
+    return {
+      workload: w.id,
+      metric: m,
+      primary: m === w.primary,
+      unit: m === w.primary ? w.unit : '',
+      higherIsBetter: w.higherIsBetter,
+      stats,
+      vsGraphile: ratio(stats.bucketq, stats['graphile-worker']),
+      vsBare: ratio(stats.bucketq, stats.bare),
+      failures,
+    };
+  });
+}
+
+function cell(s: Stat | undefined, failures?: number): string {
+  if (!s) return '';
+  if (s.median === null) return failures ? `FAILED x${failures}` : 'n/a';
+  const spread = s.n > 1 && s.median !== 0 && s.min !== null && s.max !== null ? ` ±${Math.round(((s.max - s.min) / 2 / Math.abs(s.median)) * 100)}%` : '';
+  return `${fmt(s.median)}${spread}${failures ? ` (${failures} failed)` : ''}`;
+}
+
+const ratioCell = (r: number | null) => (r === null ? '' : `${r.toFixed(2)}x`);
+
+function tableRows(result: SuiteResult): string[][] {
+  const out: string[][] = [];
+  for (const w of result.workloads) {
+    for (const r of rows(w)) {
+      out.push([
+        r.primary ? w.id : '',
+        `${r.metric}${r.unit ? ` (${r.unit}${r.higherIsBetter ? ', higher is better' : ', lower is better'})` : ''}`,
+        cell(r.stats.bucketq, r.failures.bucketq),
+        cell(r.stats['graphile-worker'], r.failures['graphile-worker']),
+        cell(r.stats.bare, r.failures.bare),
+        ratioCell(r.vsGraphile),
+        ratioCell(r.vsBare),
+      ]);
+    }
+  }
+  return out;
+}
+
+const HEAD = ['workload', 'metric', 'bucketq', 'graphile-worker', 'bare SQL', 'bq / gw', 'bq / bare'];
+
+export function terminalTable(result: SuiteResult): string {
+  const body = tableRows(result);
+  const widths = HEAD.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  return [line(HEAD), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+export function markdownTable(result: SuiteResult): string {
+  const body = tableRows(result);
+  return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export async function writeJson(result: SuiteResult, dir: string, ext = '.json'): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${result.startedAt.replace(/[:.]/g, '-')}-${result.sizes.label}${ext}`);
+  await writeFile(file, JSON.stringify(result, null, 2) + '\n');
+  return file;
+}
+
+export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
+  const m = result.machine;
+  const lines: string[] = [];
+  lines.push('# Benchmark results', '');
+  lines.push(`Latest run: ${result.startedAt} (${result.sizes.label} suite, ${result.reps} repetitions per system, interleaved; ${result.durationSec} s).`);
+  lines.push(`Raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Reproduce with \`npm run bench\` (short) or \`npm run bench -- --full\`.`, '');
+  lines.push('## Machine', '');
+  lines.push(`- CPU: ${m.cpuModel}, ${m.cpus} cores; ${m.memGiB} GiB RAM; ${m.platform}; Node ${m.node}; load average at start ${m.loadavgAtStart.join(' ')}`);
+  lines.push(`- Postgres: ${result.databaseSource}; settings: ${Object.entries(result.postgres).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  lines.push(`- Every system runs in a fresh database cloned from a template on that one server; workers and producers share the machine with Postgres.`, '');
+  lines.push('## Systems', '');
+  for (const [k, v] of Object.entries(result.systems)) lines.push(`- **${k}**: \`${JSON.stringify(v)}\``);
+  lines.push('');
+  lines.push('## Figures', '');
+  lines.push('Median over the repetitions, ± half the range as a share of the median. Ratios are bucketq / other (for latency and failover lower is better, so a ratio under 1 favours bucketq).', '');
+  lines.push(markdownTable(result), '');
+  lines.push('## Sizes', '', '```json', JSON.stringify(result.sizes, null, 2), '```', '');
+  lines.push('## Where the time goes (first repetition of each run)', '');
+  lines.push('Wait events: average number of active backends of that database per 100 ms sample (`CPU` = active with no wait event). Functions: top PL/pgSQL/SQL functions by total time (`track_functions = pl`).', '');
+  for (const w of result.workloads) {
+    for (const [s, sr] of Object.entries(w.subjects)) {
+      const r = sr?.runs[0];
+      if (!r) continue;
+      const waits = r.waits ? Object.entries(r.waits).map(([k, v]) => `${k} ${v}`).join(', ') : '';
+      const fns = (r.functions ?? []).slice(0, 5).map((f) => `${f.fn} ${f.calls} calls ${f.totalMs} ms (self ${f.selfMs})`).join('; ');
+      if (waits || fns) lines.push(`- ${w.id} / ${s}: ${waits ? `waits: ${waits}` : ''}${waits && fns ? '. ' : ''}${fns ? `functions: ${fns}` : ''}`);
+    }
+  }
+  const errors = result.workloads.flatMap((w) => Object.entries(w.subjects).flatMap(([s, sr]) => (sr?.errors ?? []).map((e) => `${w.id} / ${s}: ${e.split('\n')[0]}`)));
+  if (errors.length) lines.push('', '## Failed runs', '', ...errors.map((e) => `- ${e}`));
+  lines.push('');
+  return lines.join('\n');
+}

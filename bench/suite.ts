@@ -1,0 +1,137 @@
+// Runs the workloads: for each workload, `reps` rounds; in each round every subject
+// once, in an order that rotates between rounds (interleaved), each in a fresh database.
+import { SIZES, type RunContext, type RunResult, type Sizes, type Subject, type Workload } from './lib/common.js';
+import { buildTemplates, dropTemplates, machineInfo, serverSettings } from './lib/db.js';
+import { BUCKETQ_DEFAULTS } from './systems/bucketq.js';
+import { GRAPHILE_DEFAULTS, GRAPHILE_VERSION } from './systems/graphile.js';
+import { BARE_OPTIONS } from './baseline.js';
+import { drain } from './workloads/drain.js';
+import { e2e } from './workloads/e2e.js';
+import { failover } from './workloads/failover.js';
+import { fanout } from './workloads/fanout.js';
+import { fifo } from './workloads/fifo.js';
+import { hotkey } from './workloads/hotkey.js';
+import { ingest } from './workloads/ingest.js';
+import { latency } from './workloads/latency.js';
+import { scaling } from './workloads/scaling.js';
+
+export const WORKLOADS: Workload[] = [ingest, drain, e2e, latency, fifo, hotkey, fanout, scaling, failover];
+
+export interface SubjectRuns {
+  runs: RunResult[];
+  errors: string[];
+}
+
+export interface WorkloadResult {
+  id: string;
+  title: string;
+  primary: string;
+  unit: string;
+  higherIsBetter: boolean;
+  zeroForBucketq: string[];
+  subjects: Partial<Record<Subject, SubjectRuns>>;
+}
+
+export interface SuiteResult {
+  startedAt: string;
+  finishedAt: string;
+  durationSec: number;
+  sizes: Sizes;
+  reps: number;
+  machine: ReturnType<typeof machineInfo>;
+  postgres: Record<string, string>;
+  databaseSource: string;
+  systems: Record<string, unknown>;
+  workloads: WorkloadResult[];
+}
+
+export interface SuiteOptions {
+  adminUrl: string;
+  databaseSource: string;
+  sizes?: Sizes;
+  reps?: number;
+  only?: string[];
+  /** Progress line: [step/steps] workload subject rep: detail */
+  onProgress?: (line: string) => void;
+  /** Called after each run with a summary line. */
+  onRun?: (line: string) => void;
+}
+
+export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
+  const sizes = o.sizes ?? SIZES.short;
+  const reps = o.reps ?? 3;
+  const unknown = (o.only ?? []).filter((id) => !WORKLOADS.some((w) => w.id === id));
+  if (unknown.length) throw new Error(`unknown workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.map((w) => w.id).join(', ')}`);
+  const selected = o.only?.length ? WORKLOADS.filter((w) => o.only!.includes(w.id)) : WORKLOADS;
+  const started = new Date();
+  const machine = machineInfo();
+  const postgres = await serverSettings(o.adminUrl);
+  await buildTemplates(o.adminUrl);
+  const totalSteps = selected.reduce((n, w) => n + w.subjects.length * reps, 0);
+  let step = 0;
+  const results: WorkloadResult[] = [];
+  try {
+    for (const w of selected) {
+      const wr: WorkloadResult = {
+        id: w.id,
+        title: w.title,
+        primary: w.primary,
+        unit: w.unit,
+        higherIsBetter: w.higherIsBetter,
+        zeroForBucketq: w.zeroForBucketq ?? [],
+        subjects: {},
+      };
+      for (let rep = 0; rep < reps; rep++) {
+        const order = rotate(w.subjects, rep);
+        for (const subject of order) {
+          step++;
+          const prefix = `[${step}/${totalSteps}] ${w.id} ${subject} rep ${rep + 1}/${reps}`;
+          const ctx: RunContext = { adminUrl: o.adminUrl, sizes, progress: (d) => o.onProgress?.(`${prefix}: ${d}`) };
+          o.onProgress?.(`${prefix}: starting`);
+          const slot = (wr.subjects[subject] ??= { runs: [], errors: [] });
+          try {
+            const r = await w.run(subject, ctx);
+            slot.runs.push(r);
+            o.onRun?.(`${prefix}: ${w.primary} = ${fmt(r.metrics[w.primary])} ${w.unit}`);
+          } catch (err) {
+            const msg = err instanceof Error ? err.stack ?? err.message : String(err);
+            slot.errors.push(msg);
+            o.onRun?.(`${prefix}: FAILED ${msg.split('\n')[0]}`);
+          }
+        }
+      }
+      results.push(wr);
+    }
+  } finally {
+    await dropTemplates(o.adminUrl).catch(() => {});
+  }
+  const finished = new Date();
+  return {
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    durationSec: Math.round((finished.getTime() - started.getTime()) / 1000),
+    sizes,
+    reps,
+    machine,
+    postgres,
+    databaseSource: o.databaseSource,
+    systems: {
+      bucketq: { ...BUCKETQ_DEFAULTS, keys: 'keyed messages in every workload', processWorkers: 'bucketq worker CLI (node --import tsx src/cli.ts worker)' },
+      'graphile-worker': { version: GRAPHILE_VERSION, ...GRAPHILE_DEFAULTS, keys: 'plain jobs (no queue name) except fifo and hotkey, where the key is the job queue name' },
+      bare: BARE_OPTIONS,
+    },
+    workloads: results,
+  };
+}
+
+function rotate<T>(xs: T[], n: number): T[] {
+  const k = n % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+export function fmt(v: number | null | undefined): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return 'n/a';
+  if (Math.abs(v) >= 100) return Math.round(v).toLocaleString('en-US');
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}

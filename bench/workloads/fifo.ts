@@ -1,0 +1,31 @@
+// Workload 5: per-key FIFO, keys x messages, order checked in the handler (graphile-worker: a job queue per key).
+import { keyedMessages, OrderChecker, withSystem, type RunContext, type Workload } from '../lib/common.js';
+import { drainTimed, preload } from '../lib/drain.js';
+
+export function fifoWorkload(id: string, title: string, keys: (ctx: RunContext) => number, perKey: (ctx: RunContext) => number): Workload {
+  return {
+    id,
+    title,
+    primary: 'msgsPerSec',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    subjects: ['bucketq', 'graphile-worker'],
+    zeroForBucketq: ['violations'],
+    async run(subject, ctx) {
+      const k = keys(ctx);
+      const n = k * perKey(ctx);
+      return withSystem(subject, ctx, { groups: ['g1'], fifo: true }, async (sys, db) => {
+        await preload(sys, ctx, keyedMessages(n, k), 2000);
+        const checker = new OrderChecker();
+        const { value: { ms, handled }, waits } = await drainTimed(sys, db, ctx, ['g1'], n, checker, ctx.sizes.maxDrainMs);
+        return {
+          metrics: { msgsPerSec: (handled / ms) * 1000, seconds: ms / 1000, completedShare: handled / n, violations: checker.violations, outOfOrder: checker.outOfOrder, overlapping: checker.overlapping, handled: checker.seen },
+          waits,
+          extra: { keys: k, perKey: n / k },
+        };
+      });
+    },
+  };
+}
+
+export const fifo = fifoWorkload('fifo', 'Per-key FIFO (order checked in the handler)', (c) => c.sizes.fifo.keys, (c) => c.sizes.fifo.perKey);

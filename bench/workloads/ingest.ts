@@ -1,0 +1,22 @@
+// Workload 1: ingest. send_batch vs graphile-worker add_jobs vs a bare multi-row INSERT.
+import { bareInsert } from '../baseline.js';
+import { keyedMessages, sampled, throughputKey, withSystem, type Workload } from '../lib/common.js';
+import { preload } from '../lib/drain.js';
+
+export const ingest: Workload = {
+  id: 'ingest',
+  title: 'Ingest (batched send, one connection)',
+  primary: 'msgsPerSec',
+  unit: 'msg/s',
+  higherIsBetter: true,
+  subjects: ['bucketq', 'graphile-worker', 'bare'],
+  async run(subject, ctx) {
+    const { messages, batch } = ctx.sizes.ingest;
+    if (subject === 'bare') return bareInsert(ctx, messages, batch);
+    return withSystem(subject, ctx, { groups: ['g1'] }, async (sys, db) => {
+      const msgs = keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
+      const { value: ms, waits } = await sampled(ctx, db, () => preload(sys, ctx, msgs, batch));
+      return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { batch, groups: 1 } };
+    });
+  },
+};

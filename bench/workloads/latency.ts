@@ -1,0 +1,73 @@
+// Workload 4: a steady rate of single sends, one transaction each; latency from the
+// send's commit (its promise resolving) to the handler starting, in the same process.
+import { now, percentile, round, sleep, throughputKey, waitFor, withSystem, type Workload } from '../lib/common.js';
+import { PAD } from '../systems/types.js';
+
+export const latency: Workload = {
+  id: 'latency',
+  title: 'Latency at a steady rate (send commit -> handler start)',
+  primary: 'p50Ms',
+  unit: 'ms',
+  higherIsBetter: false,
+  subjects: ['bucketq', 'graphile-worker'],
+  async run(subject, ctx) {
+    const { seconds, rate } = ctx.sizes.latency;
+    const total = Math.round(seconds * rate);
+    return withSystem(subject, ctx, { groups: ['g1'] }, async (sys) => {
+      const committed = new Float64Array(total).fill(NaN);
+      const started = new Float64Array(total).fill(NaN);
+      let handled = 0;
+      const workers = await sys.consume({
+        g1: (p) => {
+          started[p.s] = now();
+          handled++;
+        },
+      });
+      await sleep(300); // let the workers settle (join, first empty claim, LISTEN)
+      let inflight = 0;
+      let maxInflight = 0;
+      const sends: Promise<void>[] = [];
+      const t0 = now();
+      const interval = 1000 / rate;
+      for (let i = 0; i < total; i++) {
+        const due = t0 + i * interval;
+        let wait = due - now();
+        if (wait > 1) await sleep(wait - 0.5);
+        while ((wait = due - now()) > 0) await new Promise((r) => setImmediate(r));
+        inflight++;
+        maxInflight = Math.max(maxInflight, inflight);
+        const key = throughputKey(subject, `k${i % ctx.sizes.keys}`);
+        sends.push(
+          sys.sendOne({ key, payload: { k: key, s: i, d: PAD } }).then(() => {
+            committed[i] = now();
+            inflight--;
+          }),
+        );
+        if (i % 50 === 0) ctx.progress(`${i}/${total} sent, ${handled} handled`);
+      }
+      await Promise.all(sends);
+      const achievedRate = (total / (now() - t0)) * 1000;
+      await waitFor('all latency messages handled', () => handled >= total, 30_000);
+      await workers.stop();
+      const lat: number[] = [];
+      let negative = 0;
+      for (let i = 0; i < total; i++) {
+        const d = started[i]! - committed[i]!;
+        if (d < 0) negative++;
+        lat.push(Math.max(0, d));
+      }
+      lat.sort((a, b) => a - b);
+      return {
+        metrics: {
+          p50Ms: round(percentile(lat, 50)!, 3),
+          p95Ms: round(percentile(lat, 95)!, 3),
+          p99Ms: round(percentile(lat, 99)!, 3),
+          maxMs: round(lat[lat.length - 1]!, 3),
+          achievedRate: round(achievedRate, 1),
+          handlerBeforeCommitSeen: negative,
+        },
+        extra: { rate, seconds, maxInflightSends: maxInflight },
+      };
+    });
+  },
+};

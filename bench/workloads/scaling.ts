@@ -1,0 +1,72 @@
+// Workload 8: 1, 2 and 4 worker processes (`bucketq worker` CLI / graphile-worker
+// runner processes) drain a backlog that appears in one commit once they are all up.
+import { chunks, keyedMessages, now, sleep, throughputKey, waitFor, withSystem, type Workload } from '../lib/common.js';
+import { startBucketqWorker, startGraphileWorker, stopProcs, waitReadyLine, type WorkerProc } from '../lib/procs.js';
+import type { BucketqSystem } from '../systems/bucketq.js';
+
+export const SCALING_SESSION_TIMEOUT = '3 seconds';
+
+export const scaling: Workload = {
+  id: 'scaling',
+  title: 'Scaling: worker processes draining a backlog',
+  primary: 'msgsPerSecMax',
+  unit: 'msg/s',
+  higherIsBetter: true,
+  subjects: ['bucketq', 'graphile-worker'],
+  async run(subject, ctx) {
+    const { messages, workers } = ctx.sizes.scaling;
+    const metrics: Record<string, number> = {};
+    for (const w of workers) {
+      const r = await withSystem(
+        subject,
+        ctx,
+        { groups: ['g1'] },
+        async (sys) => {
+          const procs: WorkerProc[] = [];
+          try {
+            for (let i = 0; i < w; i++) {
+              procs.push(subject === 'bucketq' ? startBucketqWorker(sys.url, 'g1', `w${i}`, 'noop') : startGraphileWorker(sys.url, 'g1', `w${i}`, 'noop'));
+            }
+            ctx.progress(`${w} workers starting`);
+            if (subject === 'bucketq') {
+              await waitFor('buckets balanced over the workers', async () => {
+                for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.id} exited:\n${p.output.join('')}`);
+                const { rows } = await (sys as BucketqSystem).pool.query<{ owners: number; free: number }>(
+                  `select count(distinct owner)::int as owners, count(*) filter (where owner is null)::int as free from bucketq.bucket_owner`,
+                );
+                return rows[0]!.owners === w && rows[0]!.free === 0;
+              }, 60_000, 50);
+            } else {
+              for (const p of procs) await waitReadyLine(p, 60_000);
+              await sleep(200);
+            }
+            const msgs = keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
+            const client = await sys.connect();
+            try {
+              await client.query('begin');
+              for (const c of chunks(msgs, 2000)) await sys.sendBatch(c, client);
+              await client.query('commit');
+            } finally {
+              client.release();
+            }
+            const t0 = now();
+            await waitFor('backlog drained', async () => {
+              const b = await sys.backlog();
+              ctx.progress(`${w} workers: ${messages - b}/${messages}`);
+              return b === 0;
+            }, Math.max(120_000, messages * 10), 25);
+            const ms = now() - t0;
+            return { metrics: { msgsPerSec: (messages / ms) * 1000 }, functions: [] };
+          } finally {
+            await stopProcs(procs);
+          }
+        },
+        { sessionTimeout: SCALING_SESSION_TIMEOUT },
+      );
+      metrics[`msgsPerSec_${w}w`] = r.metrics.msgsPerSec!;
+    }
+    const first = metrics[`msgsPerSec_${workers[0]}w`]!;
+    const last = metrics[`msgsPerSec_${workers[workers.length - 1]}w`]!;
+    return { metrics: { msgsPerSecMax: last, ...metrics, speedup: last / first }, extra: { workers, messages } };
+  },
+};
