@@ -350,3 +350,120 @@ describe('leave', () => {
     expect(await ack(fresh, group, again)).toEqual([{ msg_id: id, status: 'acked' }]);
   });
 });
+
+describe('rebalancing under load', () => {
+  it('consumers leaving and rejoining while producers send: effects exactly once and in key order', async () => {
+    const admin = await ctx.session();
+    const { topic, group } = await topicAndGroup(admin, ctx, { consumer: null, group: { session_timeout: '1 hour' } });
+    const effects = ctx.unique('fx').replace('.', '_');
+    // The handler's effect: one row per (key, seq), written in the ack's transaction, only if
+    // the key's previous message already took effect (FIFO) - else nothing is inserted.
+    await admin.query(`create table ${effects} (key text not null, seq int not null, msg_id bigint not null, primary key (key, seq))`);
+    const ids = ['A', 'B', 'C'];
+    const sessions = new Map<string, pg.Client>();
+    for (const id of ids) {
+      const c = await ctx.session();
+      await c.query('select * from bucketq.join($1, $2)', [group, id]);
+      sessions.set(id, c);
+    }
+    const producers = await Promise.all([0, 1, 2, 3].map(() => ctx.session()));
+    const chaos = await ctx.session();
+
+    const keys = Array.from({ length: 40 }, (_, i) => `key-${String(i).padStart(2, '0')}`);
+    let sent = 0;
+    let producing = true;
+    const violations: string[] = [];
+    let fenced = 0;
+    let effectsDone = 0;
+
+    const producing$ = Promise.all(
+      producers.map(async (c, p) => {
+        for (let i = 0; i < 25; i++) {
+          const batch = keys.filter((_, k) => (k + i + p) % 4 === 0); // sorted: no producer-side deadlocks
+          await sendBatch(c, topic, batch.map((k) => ({ k, p, i })), { keys: batch });
+          sent += batch.length;
+        }
+      }),
+    ).then(() => (producing = false));
+
+    const consuming$ = Promise.all(
+      ids.map(async (id) => {
+        const c = sessions.get(id)!;
+        let idle = 0;
+        while (producing || effectsDone < sent) {
+          if (violations.length) return;
+          try {
+            await heartbeat(c, group, id);
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'BQ008') throw err; // between leave and rejoin
+            await new Promise((r) => setTimeout(r, 1));
+            continue;
+          }
+          const msgs = await claim(c, group, id, 10).catch((err: { code?: string }) => {
+            if (err.code === 'BQ008') return [];
+            throw err;
+          });
+          if (msgs.length === 0) {
+            if (++idle > 20_000) {
+              violations.push(`${id} starved: ${effectsDone} of ${sent}`);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 1));
+            continue;
+          }
+          idle = 0;
+          await c.query('begin');
+          try {
+            for (const m of msgs) {
+              const r = await c.query(
+                `insert into ${effects} (key, seq, msg_id)
+                 select $1, $2, $3 where coalesce((select max(seq) from ${effects} where key = $1), 0) = $2 - 1`,
+                [m.key, m.key_seq, m.msg_id],
+              );
+              if (r.rowCount !== 1) violations.push(`${id}: key ${m.key} seq ${m.key_seq} handed out before seq ${m.key_seq! - 1} took effect`);
+            }
+            await ack(c, group, msgs);
+            await c.query('commit');
+            effectsDone += msgs.length;
+          } catch (err) {
+            await c.query('rollback');
+            const code = (err as { code?: string }).code;
+            if (code === 'BQ006' || code === 'BQ008') fenced++;
+            else violations.push(`${id}: ${(err as Error).message}`);
+          }
+        }
+      }),
+    );
+
+    // C leaves and rejoins, again and again, while all this runs
+    let rebalances = 0;
+    const chaos$ = (async () => {
+      while (producing) {
+        await chaos.query(`select bucketq.leave($1, 'C')`, [group]);
+        await new Promise((r) => setTimeout(r, 5));
+        await chaos.query(`select * from bucketq.join($1, 'C')`, [group]);
+        await new Promise((r) => setTimeout(r, 15));
+        rebalances++;
+      }
+    })();
+
+    await Promise.all([producing$, consuming$, chaos$]);
+    expect(violations).toEqual([]);
+    expect(rebalances).toBeGreaterThan(3);
+    const { rows } = await admin.query(
+      `select key, array_agg(seq order by seq) as seqs from ${effects} group by key order by key`,
+    );
+    const { rows: counts } = await admin.query(
+      `select m.key, count(*)::int as n from bucketq.message m join bucketq.topic t using (topic_id) where t.name = $1 group by m.key order by m.key`,
+      [topic],
+    );
+    expect(rows.map((r) => [r.key, r.seqs.length])).toEqual(counts.map((r) => [r.key, r.n]));
+    for (const r of rows) expect(r.seqs).toEqual(Array.from({ length: r.seqs.length }, (_, i) => i + 1));
+    const { rows: delivered } = await admin.query(
+      `select count(*)::int as n, count(distinct msg_id)::int as d from bucketq.delivery x join bucketq.consumer_group g using (group_id) where g.name = $1`,
+      [group],
+    );
+    expect(delivered[0]).toEqual({ n: sent, d: sent });
+    if (process.env.BQ_DEBUG) console.log({ sent, fenced, rebalances });
+  });
+});
