@@ -139,6 +139,33 @@ describe('dead letters', () => {
     expect(dead[0].last_error).toMatch(/lease expired/);
   });
 
+  it('a poison message that crashes every worker (each restart a new consumer taking the buckets over) is dead-lettered after max_attempts', async () => {
+    // Each worker claims the message and dies without ack or nack; a fresh process (new
+    // consumer_id) takes the expired buckets over. Attempts must stay bounded by max_attempts.
+    const admin = await ctx.session();
+    const { topic, group } = await topicAndGroup(admin, ctx, { consumer: null, buckets: 1, group: { max_attempts: 2, session_timeout: '10 seconds' } });
+    const [poison, next] = await sendBatch(admin, topic, [{ poison: true }, { poison: false }], { keys: ['k', 'k'] });
+    const attempts: number[] = [];
+    let after: number | undefined;
+    for (let worker = 1; worker <= 4; worker++) {
+      const c = await ctx.session();
+      await setClock(c, `${worker * 20} seconds`); // the previous worker's session has expired
+      await c.query('select * from bucketq.join($1, $2)', [group, `worker-${worker}`]);
+      const got = await claim(c, group, `worker-${worker}`, 10);
+      const m = got[0];
+      if (!m) continue;
+      if (m.msg_id !== poison) {
+        after = m.msg_id;
+        break;
+      }
+      attempts.push(m.attempt);
+      // ... and the worker dies here
+    }
+    expect(attempts).toEqual([1, 2]);
+    expect(after).toBe(next);
+    expect((await deadLetters(admin, group)).map((d) => [d.msg_id, d.attempts])).toEqual([[poison, 2]]);
+  });
+
   it('block: the dead message holds its key; other keys flow; replay_dead releases it in order', async () => {
     const s = await ctx.session();
     const { topic, group, consumer } = await topicAndGroup(s, ctx, {
