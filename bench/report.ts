@@ -117,7 +117,7 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
   lines.push(`Latest run: ${result.startedAt} (${result.sizes.label} suite, ${result.reps} repetitions per system, interleaved; ${result.durationSec} s).`);
   lines.push(`Raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Reproduce with \`npm run bench\` (short) or \`npm run bench -- --full\`.`, '');
   lines.push('## Machine', '');
-  lines.push(`- CPU: ${m.cpuModel}, ${m.cpus} cores; ${m.memGiB} GiB RAM; ${m.platform}; Node ${m.node}; load average at start ${m.loadavgAtStart.join(' ')}`);
+  lines.push(`- CPU: ${m.cpuModel}, ${m.cpus} cores; ${m.memGiB} GiB RAM; ${m.platform}; Node ${m.node}; load average (1/5/15 min) at start ${m.loadavgAtStart.join(' ')}, at end ${m.loadavgAtEnd.join(' ')}`);
   lines.push(`- Postgres: ${result.databaseSource}; settings: ${Object.entries(result.postgres).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   lines.push(`- Every system runs in a fresh database cloned from a template on that one server; workers and producers share the machine with Postgres.`, '');
   lines.push('## Systems', '');
@@ -126,9 +126,16 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
   lines.push('## Figures', '');
   lines.push('Median over the repetitions, ± half the range as a share of the median. Ratios are bucketq / other (for latency and failover lower is better, so a ratio under 1 favours bucketq).', '');
   lines.push(markdownTable(result), '');
+  lines.push('Notes:', '');
+  lines.push('- bucketq sends keyed messages (1,000 keys) in every workload; graphile-worker runs plain jobs (its fastest path) except in fifo and hotkey, where the key is the job queue name.');
+  lines.push('- fifo / hotkey: graphile-worker runs with localQueue and batched completion off there (see `GRAPHILE_FIFO_OVERRIDES` in bench/systems/graphile.ts): with localQueue on, 0.17.3 runs several jobs of one job queue at the same time (the handler saw overlaps). Its hot-key drain is cut after `maxDrainMs` and rated on what it finished (`completedShare`).');
+  lines.push('- violations = outOfOrder (a message did not follow its predecessor of the key) + overlapping (it started while another message of its key was still in its handler).');
+  lines.push('- failover: recoveryMs is the time from SIGKILL until every bucket the killed worker owned has a committed effect from another worker; takeoverMs until the last of those buckets changed owner. graphile-worker has no buckets and leaves the killed worker\'s locked jobs locked for 4 hours: it gets a recovery time only if no job is stranded at the end of the window.');
+  lines.push('- latency: measured in one process, from the send\'s promise resolving (the commit acknowledged) to the handler starting.');
+  lines.push('- scaling: `bucketq worker` CLI processes / graphile-worker runner processes; the backlog is committed in one transaction once all workers are up (bucketq: buckets balanced), timed until the backlog is empty.', '');
   lines.push('## Sizes', '', '```json', JSON.stringify(result.sizes, null, 2), '```', '');
   lines.push('## Where the time goes (first repetition of each run)', '');
-  lines.push('Wait events: average number of active backends of that database per 100 ms sample (`CPU` = active with no wait event). Functions: top PL/pgSQL/SQL functions by total time (`track_functions = pl`).', '');
+  lines.push('Wait events: average number of active backends of that database per 100 ms sample (`CPU` = active with no wait event). Functions: top PL/pgSQL/SQL functions by total time (`track_functions = all`).', '');
   for (const w of result.workloads) {
     for (const [s, sr] of Object.entries(w.subjects)) {
       const r = sr?.runs[0];

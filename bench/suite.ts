@@ -1,5 +1,6 @@
 // Runs the workloads: for each workload, `reps` rounds; in each round every subject
 // once, in an order that rotates between rounds (interleaved), each in a fresh database.
+import os from 'node:os';
 import { SIZES, type RunContext, type RunResult, type Sizes, type Subject, type Workload } from './lib/common.js';
 import { buildTemplates, dropTemplates, machineInfo, serverSettings } from './lib/db.js';
 import { BUCKETQ_DEFAULTS } from './systems/bucketq.js';
@@ -9,13 +10,13 @@ import { drain } from './workloads/drain.js';
 import { e2e } from './workloads/e2e.js';
 import { failover } from './workloads/failover.js';
 import { fanout } from './workloads/fanout.js';
-import { fifo } from './workloads/fifo.js';
+import { fifo, fifoRetry } from './workloads/fifo.js';
 import { hotkey } from './workloads/hotkey.js';
 import { ingest } from './workloads/ingest.js';
 import { latency } from './workloads/latency.js';
 import { scaling } from './workloads/scaling.js';
 
-export const WORKLOADS: Workload[] = [ingest, drain, e2e, latency, fifo, hotkey, fanout, scaling, failover];
+export const WORKLOADS: Workload[] = [ingest, drain, e2e, latency, fifo, fifoRetry, hotkey, fanout, scaling, failover];
 
 export interface SubjectRuns {
   runs: RunResult[];
@@ -106,6 +107,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
     await dropTemplates(o.adminUrl).catch(() => {});
   }
   const finished = new Date();
+  machine.loadavgAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
   return {
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),

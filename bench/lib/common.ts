@@ -13,7 +13,7 @@ export interface Sizes {
   drain: { messages: number; sendBatch: number };
   e2e: { seconds: number; warmupSeconds: number; producerBatch: number; producers: number };
   latency: { seconds: number; rate: number };
-  fifo: { keys: number; perKey: number };
+  fifo: { keys: number; perKey: number; failEvery: number };
   hotkey: { messages: number };
   fanout: { messages: number; groups: number };
   scaling: { messages: number; workers: number[] };
@@ -30,7 +30,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     drain: { messages: 400, sendBatch: 200 },
     e2e: { seconds: 1, warmupSeconds: 0.3, producerBatch: 50, producers: 1 },
     latency: { seconds: 1, rate: 200 },
-    fifo: { keys: 20, perKey: 10 },
+    fifo: { keys: 20, perKey: 10, failEvery: 4 },
     hotkey: { messages: 200 },
     fanout: { messages: 200, groups: 3 },
     scaling: { messages: 400, workers: [1, 2] },
@@ -42,15 +42,15 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     label: 'short',
     ingest: { messages: 50_000, batch: 1000 },
     drain: { messages: 20_000, sendBatch: 2000 },
-    e2e: { seconds: 10, warmupSeconds: 2, producerBatch: 100, producers: 2 },
-    latency: { seconds: 10, rate: 500 },
-    fifo: { keys: 200, perKey: 20 },
+    e2e: { seconds: 8, warmupSeconds: 2, producerBatch: 100, producers: 2 },
+    latency: { seconds: 8, rate: 500 },
+    fifo: { keys: 200, perKey: 20, failEvery: 7 },
     hotkey: { messages: 5_000 },
     fanout: { messages: 10_000, groups: 3 },
-    scaling: { messages: 20_000, workers: [1, 2, 4] },
+    scaling: { messages: 10_000, workers: [1, 2, 4] },
     failover: { sessionTimeoutMs: 2000, rate: 300, warmupMs: 2000, windowMs: 10_000 },
     keys: 1000,
-    maxDrainMs: 15_000,
+    maxDrainMs: 10_000,
   },
   full: {
     label: 'full',
@@ -58,7 +58,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     drain: { messages: 100_000, sendBatch: 2000 },
     e2e: { seconds: 30, warmupSeconds: 5, producerBatch: 100, producers: 2 },
     latency: { seconds: 30, rate: 500 },
-    fifo: { keys: 1000, perKey: 50 },
+    fifo: { keys: 1000, perKey: 50, failEvery: 10 },
     hotkey: { messages: 50_000 },
     fanout: { messages: 50_000, groups: 3 },
     scaling: { messages: 100_000, workers: [1, 2, 4] },
@@ -194,7 +194,8 @@ export class OrderChecker {
   outOfOrder = 0;
   overlapping = 0;
   seen = 0;
-  async handle(key: string | null, seq: number): Promise<void> {
+  /** fail: this attempt throws after its start was checked (a retry must come before the key's next message). */
+  async handle(key: string | null, seq: number, fail = false): Promise<void> {
     this.seen++;
     if (key === null) return;
     const prev = this.last.get(key) ?? 0;
@@ -211,5 +212,9 @@ export class OrderChecker {
     // Yield once, so that two messages of one key running at the same time would overlap here.
     await new Promise((r) => setImmediate(r));
     this.inflight.delete(key);
+    if (fail) {
+      if (this.last.get(key) === seq) this.last.set(key, seq - 1);
+      throw new Error(`injected failure: key ${key} seq ${seq}`);
+    }
   }
 }

@@ -94,7 +94,7 @@ export async function freshDatabase(adminUrl: string, kind: TemplateName): Promi
   const name = `bench_${kind}_${randomBytes(4).toString('hex')}`;
   await withAdmin(adminUrl, async (a) => {
     await a.query(`create database ${name} template ${TEMPLATES[kind]}`);
-    await a.query(`alter database ${name} set track_functions = 'pl'`);
+    await a.query(`alter database ${name} set track_functions = 'all'`);
   });
   let dropped: Promise<void> | undefined;
   return {
@@ -135,6 +135,7 @@ export function machineInfo() {
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     node: process.version,
     loadavgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    loadavgAtEnd: [] as number[],
   };
 }
 

@@ -12,10 +12,13 @@ export async function drainTimed(
   perGroup: number,
   checker?: OrderChecker,
   maxMs = Infinity,
+  /** Fail the first attempt of messages whose per-key sequence number is 1 modulo failEvery (1, 1 + failEvery, ...). */
+  failEvery = 0,
 ): Promise<{ value: { ms: number; handled: number }; waits: Record<string, number> }> {
   const done = new Map(groups.map((g) => [g, 0]));
   const total = perGroup * groups.length;
   let count = 0;
+  const failed = new Set<string>();
   const timeoutMs = Math.max(60_000, (total / 100) * 1000);
   return sampled(ctx, db, async () => {
     const t0 = now();
@@ -24,7 +27,11 @@ export async function drainTimed(
         groups.map((g) => [
           g,
           async (p: { k: string | null; s: number }) => {
-            if (checker) await checker.handle(p.k, p.s);
+            const id = `${g}/${p.k}/${p.s}`;
+            const fail = failEvery > 0 && p.s % failEvery === 1 && !failed.has(id);
+            if (fail) failed.add(id);
+            if (checker) await checker.handle(p.k, p.s, fail);
+            else if (fail) throw new Error('injected failure');
             done.set(g, done.get(g)! + 1);
             count++;
           },

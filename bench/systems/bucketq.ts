@@ -14,6 +14,8 @@ export interface BucketqBenchOptions {
   transaction: 'batch' | 'message';
   pollIntervalMs: number;
   sessionTimeout: string;
+  /** Group retry backoff base (default: the group default, 1 second). */
+  backoffBase?: string;
 }
 
 export const BUCKETQ_DEFAULTS: BucketqBenchOptions = {
@@ -43,7 +45,11 @@ export class BucketqSystem implements QueueSystem {
     this.groups = s.groups;
     await this.client.createTopic(TOPIC, { buckets: this.o.buckets });
     for (const g of s.groups) {
-      await this.client.createGroup(g, TOPIC, { startAt: 'earliest', sessionTimeout: this.o.sessionTimeout });
+      await this.client.createGroup(g, TOPIC, {
+        startAt: 'earliest',
+        sessionTimeout: this.o.sessionTimeout,
+        ...(this.o.backoffBase ? { backoffBase: this.o.backoffBase } : {}),
+      });
     }
   }
 
