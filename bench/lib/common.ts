@@ -137,7 +137,8 @@ export async function withSystem(
     await sys.setup(setup);
     const result = await fn(sys, db);
     await sys.close();
-    result.functions ??= await functionStats(db.url).catch(() => []);
+    // Function statistics need a second to flush; not worth it at the tiny size.
+    if (ctx.sizes.label !== 'tiny') result.functions ??= await functionStats(db.url).catch(() => []);
     result.extra = { ...result.extra, options: sys.options };
     return result;
   } finally {

@@ -121,8 +121,19 @@ export class GraphileSystem implements QueueSystem {
       Object.entries(handlers).map(([g, h]) => [g, async (payload: unknown) => void (await h(payload as BenchPayload))]),
     );
     const o = this.fifo ? { ...this.o, ...GRAPHILE_FIFO_OVERRIDES } : this.o;
-    const runner: Runner = await run({ ...graphileRunnerOptions(this.url, o), taskList });
-    return { stop: () => runner.stop() };
+    // Our own pool (graphile's maxPoolSize), so that it has error handlers and is
+    // closed before the database is dropped.
+    const pool = new pg.Pool({ connectionString: this.url, max: o.maxPoolSize });
+    pool.on('error', () => {});
+    pool.on('connect', (c) => c.on('error', () => {}));
+    const { connectionString: _unused, ...options } = graphileRunnerOptions(this.url, o);
+    const runner: Runner = await run({ ...options, pgPool: pool, taskList });
+    return {
+      stop: async () => {
+        await runner.stop();
+        await pool.end().catch(() => {});
+      },
+    };
   }
 
   async backlog(): Promise<number> {

@@ -14,6 +14,7 @@ const EFFECTS_SQL = `create table bench_effects (
   msg_id bigint not null, k text, s int, bucket int, consumer text not null,
   at timestamptz not null default clock_timestamp())`;
 const WORKERS = 3;
+const KEYS = 256;
 
 export const failover: Workload = {
   id: 'failover',
@@ -58,7 +59,7 @@ export const failover: Workload = {
             let offset = 0;
             const t0 = now();
             for (let tick = 0; producing; tick++) {
-              const batch = keyedMessages(perTick, 64, offset).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
+              const batch = keyedMessages(perTick, KEYS, offset).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
               offset += perTick;
               await sys.sendBatch(batch);
               sent += perTick;
@@ -70,7 +71,13 @@ export const failover: Workload = {
           const victim = procs[0]!;
           const owned =
             subject === 'bucketq'
-              ? (await pool.query<{ bucket: number }>(`select bucket from bucketq.bucket_owner where owner = $1`, [victim.id])).rows.map((r) => r.bucket)
+              ? // Buckets the victim owns that carried traffic (some of 16 buckets may get none of the keys).
+                (
+                  await pool.query<{ bucket: number }>(
+                    `select bucket from bucketq.bucket_owner where owner = $1 and bucket in (select distinct bucket from bench_effects)`,
+                    [victim.id],
+                  )
+                ).rows.map((r) => r.bucket)
               : [];
           victim.child.kill('SIGKILL');
           const killedAt = (await pool.query<{ t: Date; e: string }>(`select clock_timestamp() as t, extract(epoch from clock_timestamp())::text as e`)).rows[0]!.e;
