@@ -23,6 +23,30 @@ export function stat(values: (number | null | undefined)[]): Stat {
   return { median, min: xs[0]!, max: xs[xs.length - 1]!, n: xs.length };
 }
 
+/** The targets of DESIGN.md, checked against the medians. */
+const TARGETS: Record<string, { text: string; met: (r: Row) => boolean | null }> = {
+  'e2e/completedPerSec': { text: '>= 2x gw', met: (r) => (r.vsGraphile === null ? null : r.vsGraphile >= 2) },
+  'drain/msgsPerSec': { text: '>= 2x gw', met: (r) => (r.vsGraphile === null ? null : r.vsGraphile >= 2) },
+  'fifo/msgsPerSec': { text: '>= 3x gw', met: (r) => (r.vsGraphile === null ? null : r.vsGraphile >= 3) },
+  'fifo/violations': { text: '0', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max === 0) },
+  'fifo-retry/violations': { text: '0', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max === 0) },
+  'ingest/msgsPerSec': { text: '>= 0.7x bare', met: (r) => (r.vsBare === null ? null : r.vsBare >= 0.7) },
+  'latency/p50Ms': { text: '< 0.5 ms', met: (r) => (r.stats.bucketq?.median == null ? null : r.stats.bucketq.median < 0.5) },
+  'latency/p99Ms': { text: '< 2 ms', met: (r) => (r.stats.bucketq?.median == null ? null : r.stats.bucketq.median < 2) },
+  'hotkey/msgsPerSec': { text: '>= 10,000', met: (r) => (r.stats.bucketq?.median == null ? null : r.stats.bucketq.median >= 10_000) },
+  'hotkey/violations': { text: '0', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max === 0) },
+  'failover/recoveryOverSessionTimeout': { text: '<= 2', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max <= 2) },
+  'failover/lost': { text: '0', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max === 0) },
+  'failover/duplicates': { text: '0', met: (r) => (r.stats.bucketq?.max == null ? null : r.stats.bucketq.max === 0) },
+};
+
+function targetCell(r: Row): string {
+  const t = TARGETS[`${r.workload}/${r.metric}`];
+  if (!t) return '';
+  const met = t.met(r);
+  return `${t.text} ${met === null ? '?' : met ? 'met' : 'MISSED'}`;
+}
+
 export interface Row {
   workload: string;
   metric: string;
@@ -83,24 +107,25 @@ function tableRows(result: SuiteResult): string[][] {
         cell(r.stats.bare, r.failures.bare),
         ratioCell(r.vsGraphile),
         ratioCell(r.vsBare),
+        targetCell(r),
       ]);
     }
   }
   return out;
 }
 
-const HEAD = ['workload', 'metric', 'bucketq', 'graphile-worker', 'bare SQL', 'bq / gw', 'bq / bare'];
+const HEAD = ['workload', 'metric', 'bucketq', 'graphile-worker', 'bare SQL', 'bq / gw', 'bq / bare', 'target (bucketq)'];
 
 export function terminalTable(result: SuiteResult): string {
   const body = tableRows(result);
   const widths = HEAD.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  const line = (r: string[]) => r.map((c, i) => (i >= 2 && i < 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(HEAD), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
 export function markdownTable(result: SuiteResult): string {
   const body = tableRows(result);
-  return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [`| ${HEAD.join(' | ')} |`, `|${HEAD.map((_, i) => (i >= 2 && i < 7 ? '---:' : '---')).join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
 export async function writeJson(result: SuiteResult, dir: string, ext = '.json'): Promise<string> {
@@ -124,7 +149,7 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
   for (const [k, v] of Object.entries(result.systems)) lines.push(`- **${k}**: \`${JSON.stringify(v)}\``);
   lines.push('');
   lines.push('## Figures', '');
-  lines.push('Median over the repetitions, ± half the range as a share of the median. Ratios are bucketq / other (for latency and failover lower is better, so a ratio under 1 favours bucketq).', '');
+  lines.push('Median over the repetitions, ± half the range as a share of the median. Ratios are bucketq / other (for latency and failover lower is better, so a ratio under 1 favours bucketq). Targets are those of DESIGN.md, checked against the bucketq median (against the worst repetition for counts that must be zero and for failover).', '');
   lines.push(markdownTable(result), '');
   lines.push('Notes:', '');
   lines.push('- bucketq sends keyed messages (1,000 keys) in every workload; graphile-worker runs plain jobs (its fastest path) except in fifo and hotkey, where the key is the job queue name.');

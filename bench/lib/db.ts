@@ -118,11 +118,11 @@ const SETTINGS = [
 
 export async function serverSettings(adminUrl: string): Promise<Record<string, string>> {
   return withAdmin(adminUrl, async (a) => {
-    const { rows } = await a.query<{ name: string; setting: string; unit: string | null }>(
-      'select name, setting, unit from pg_settings where name = any($1) order by name',
+    const { rows } = await a.query<{ name: string; value: string }>(
+      'select name, current_setting(name) as value from pg_settings where name = any($1) order by name',
       [SETTINGS],
     );
-    return Object.fromEntries(rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting]));
+    return Object.fromEntries(rows.map((r) => [r.name, r.value]));
   });
 }
 
