@@ -32,6 +32,12 @@ const reps = values.reps ? Number(values.reps) : values.tiny ? 1 : 3;
 if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
 
+const unknown = (only ?? []).filter((id) => !WORKLOADS.some((w) => w.id === id));
+if (unknown.length) {
+  process.stderr.write(`unknown workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.map((w) => w.id).join(', ')}\n`);
+  process.exit(2);
+}
+
 const tty = process.stderr.isTTY;
 let lastLen = 0;
 const progress = (line: string) => {
