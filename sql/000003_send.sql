@@ -3,39 +3,68 @@
 -- set-based: unkeyed messages are ready at once, a keyed message is ready only if no
 -- earlier message of its key is still in that group's inbox.
 
--- Commit-time check for a message that was inserted as waiting. A consumer may ack
--- the key's previous message after our insert looked but before we commit; neither
--- transaction would then see the other's row. So, at commit, we lock whatever still
--- stands before us: if a consumer is deleting it, we wait for its commit (short: ack
--- is its last statement) and find it gone; if we lock it first, its delete waits for
--- our commit and its promotion then sees our row. Either way exactly one side makes
--- the next message ready. Producers hold this lock only for the instant of commit.
-create function bucketq._tg_inbox_waiting_check() returns trigger
+-- Commit-time check for keys whose first new message was inserted as waiting. A
+-- consumer may ack the key's previous message after our insert looked but before we
+-- commit; neither transaction would then see the other's row. So, at commit, we lock
+-- whatever still stands before our first message of the key: if a consumer is
+-- deleting it, we wait for its commit (short: ack is its last statement) and find it
+-- gone; if we lock it first, its delete waits for our commit and its promotion then
+-- sees our row. Either way exactly one side makes the next message ready.
+--
+-- send_batch records those (group, key, first key_seq) in the transaction-local
+-- setting bucketq.pending_heads and registers one row in commit_check, whose deferred
+-- trigger runs this once per transaction. Keys are locked in (group, key) order, the
+-- order ack locks heads in, so a producer and a consumer never deadlock; producers
+-- hold these locks only for the instant of commit.
+create table bucketq.commit_check (
+  txid xid8 primary key
+) with (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
+
+create function bucketq._tg_commit_check() returns trigger
 language plpgsql as $$
+declare
+  p record;
+  v_ready_groups int[] := '{}';
+  v_ready_keys bigint[] := '{}';
+  v_ready_seqs bigint[] := '{}';
 begin
-  perform 1 from bucketq.inbox x
-   where x.group_id = new.group_id and x.key_id = new.key_id and x.msg_id <> new.msg_id
-     and (x.key_seq < new.key_seq or x.state <> 3)
-   order by x.key_seq desc
-   limit 1
-   for share;
-  if not found then
+  delete from bucketq.commit_check where txid = new.txid;
+  for p in
+    select distinct on (e.g, e.k) e.g, e.k, e.s
+      from (select split_part(x, ':', 1)::int as g, split_part(x, ':', 2)::bigint as k, split_part(x, ':', 3)::bigint as s
+              from unnest(string_to_array(current_setting('bucketq.pending_heads', true), ';')) as x
+             where x <> '') e
+     order by e.g, e.k, e.s
+  loop
+    perform 1 from bucketq.inbox x
+     where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s
+     order by x.key_seq desc
+     limit 1
+     for share;
+    if not found then
+      v_ready_groups := v_ready_groups || p.g;
+      v_ready_keys := v_ready_keys || p.k;
+      v_ready_seqs := v_ready_seqs || p.s;
+    end if;
+  end loop;
+  if cardinality(v_ready_keys) > 0 then
     -- Fresh statement, fresh snapshot: whoever we waited for has committed.
     update bucketq.inbox i
        set state = case when i.available_at > bucketq._now() then 2 else 0 end
-     where i.group_id = new.group_id and i.msg_id = new.msg_id and i.state = 3
+      from unnest(v_ready_groups, v_ready_keys, v_ready_seqs) as r(g, k, s)
+     where i.group_id = r.g and i.key_id = r.k and i.key_seq = r.s and i.state = 3
        and not exists (select 1 from bucketq.inbox y
-                        where y.group_id = new.group_id and y.key_id = new.key_id and y.msg_id <> new.msg_id
-                          and (y.key_seq < new.key_seq or y.state <> 3));
+                        where y.group_id = r.g and y.key_id = r.k and (y.key_seq < r.s or y.state <> 3));
   end if;
+  perform set_config('bucketq.pending_heads', '', true);
   return null;
 end $$;
 
-create constraint trigger inbox_waiting_check
-  after insert on bucketq.inbox
+create constraint trigger commit_check_readiness
+  after insert on bucketq.commit_check
   deferrable initially deferred
-  for each row when (new.state = 3)
-  execute function bucketq._tg_inbox_waiting_check();
+  for each row
+  execute function bucketq._tg_commit_check();
 
 create function bucketq.send_batch(
   topic text,
@@ -59,6 +88,8 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
+  v_out bigint[];      -- the ids to return, in input order
+  v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
 begin
   t := bucketq._topic(send_batch.topic);
   if payloads is null then
@@ -167,7 +198,6 @@ begin
       from bumped b join counted c on c.key = b.key;
   end if;
 
-  return query
   with input as (
     select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
       from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
@@ -207,14 +237,28 @@ begin
       from rows r
       join bucketq.consumer_group g
         on g.topic_id = t.topic_id and (g.start_time is null or g.start_time <= v_now)
+    returning bucketq.inbox.group_id, bucketq.inbox.key_id, bucketq.inbox.key_seq, bucketq.inbox.state
   )
-  select coalesce(v_ids[i.ord], r.id)
+  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord),
+         (select string_agg(format('%s:%s:%s', f.group_id, f.key_id, f.key_seq), ';')
+            from (select distinct on (f.group_id, f.key_id) f.group_id, f.key_id, f.key_seq, f.state
+                    from fanned f where f.key_id is not null
+                   order by f.group_id, f.key_id, f.key_seq) f
+           where f.state = 3)
+    into v_out, v_checks
     from input i
-    left join rows r on r.ord = i.ord
-   order by i.ord;
+    left join rows r on r.ord = i.ord;
+
+  -- Keys whose first new message waits behind an older one get a commit-time check.
+  if v_checks is not null then
+    perform set_config('bucketq.pending_heads',
+                       coalesce(nullif(current_setting('bucketq.pending_heads', true), '') || ';', '') || v_checks, true);
+    insert into bucketq.commit_check (txid) values (pg_current_xact_id()) on conflict do nothing;
+  end if;
 
   -- One notification per statement with a constant payload: a hint to wake workers.
   perform pg_notify('bucketq', t.name);
+  return query select u.id from unnest(v_out) with ordinality as u(id, ord) order by u.ord;
 end $$;
 
 comment on function bucketq.send_batch(text, jsonb[], text[], jsonb[], text[], timestamptz[]) is

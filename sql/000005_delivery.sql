@@ -227,12 +227,20 @@ begin
   with input as (
     select u.id, u.tok from unnest(msg_ids, lease_tokens) as u(id, tok)
   ),
+  locked as materialized (
+    -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
+    select i.msg_id from bucketq.inbox i
+      join input on i.msg_id = input.id and i.lease_token = input.tok
+     where i.group_id = g.group_id and i.state = 1
+     order by i.key_id, i.msg_id
+       for update of i
+  ),
   gone as (
     -- The epoch check is part of the DELETE: the claimer must still own the bucket at
     -- the lease's epoch. The deleted row stays locked until we commit.
     delete from bucketq.inbox i
-     using input
-     where i.group_id = g.group_id and i.msg_id = input.id and i.lease_token = input.tok and i.state = 1
+     using locked
+     where i.group_id = g.group_id and i.msg_id = locked.msg_id
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
                       and o.owner = i.consumer_id and o.epoch = i.epoch)
@@ -322,6 +330,7 @@ begin
            where exists (select 1 from bucketq.bucket_owner o
                           where o.group_id = g.group_id and o.bucket = i.bucket
                             and o.owner = i.consumer_id and o.epoch = i.epoch)
+           order by i.key_id, i.msg_id
            for update of i) x;
 
   if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
@@ -390,8 +399,13 @@ begin
     return 0;
   end if;
 
-  -- Hold back producers of these keys while we put old messages back in front.
+  -- Hold back producers of these keys while we put old messages back in front, and
+  -- wait for acks in flight on them: the promotion below then sees the final state.
   perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key_id for update;
+  perform 1 from bucketq.inbox i
+   where i.group_id = g.group_id and i.key_id = any(coalesce(v_keys, '{}')) and i.state <> 3
+   order by i.key_id, i.msg_id
+     for update;
 
   -- block policy: the dead row is still in the inbox, holding its key.
   update bucketq.inbox i

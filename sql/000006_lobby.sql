@@ -13,25 +13,50 @@ end $$;
 -- Leases granted under an older epoch of a bucket are void: hand those messages out
 -- again now instead of waiting for the lease to expire. Rows an old owner is acking
 -- right now are locked; skip them: its ack either commits (done) or fails, and then
--- the lease expires as usual.
-create function bucketq._void_old_leases(p_group_id int, p_buckets int[], p_keep_attempt boolean)
+-- the lease expires as usual. When the lease holder died (its session expired, so
+-- p_count_attempt and its heartbeat is stale) the attempt counts: a message whose
+-- attempts are spent is dead-lettered, so a message that kills every worker cannot
+-- hold its key forever. A lease lost to a rebalance or a leave does not count.
+create function bucketq._void_old_leases(g bucketq.consumer_group, p_buckets int[], p_count_attempt boolean)
 returns void
-language sql as $$
-  update bucketq.inbox i
-     set state = 0, lease_token = null, available_at = null, consumer_id = null, epoch = null,
-         attempts = case when p_keep_attempt then i.attempts else greatest(i.attempts - 1, 0) end
-   where (i.group_id, i.msg_id) in (
-           select x.group_id, x.msg_id
-             from bucketq.inbox x
-             join bucketq.bucket_owner o on o.group_id = x.group_id and o.bucket = x.bucket
-            where x.group_id = p_group_id and x.bucket = any(p_buckets) and x.state = 1
-              and (o.owner is null or x.epoch is distinct from o.epoch or x.consumer_id is distinct from o.owner)
-              for update of x skip locked)
-$$;
+language plpgsql as $$
+declare
+  v_exhausted bigint[];
+  v_dead_after timestamptz := bucketq._now() - g.session_timeout;
+begin
+  if p_buckets is null then
+    return;
+  end if;
+  with voided as (
+    update bucketq.inbox i
+       set state = 0, lease_token = null, available_at = null, consumer_id = null, epoch = null,
+           attempts = case
+             when p_count_attempt and exists (select 1 from bucketq.consumer c
+                                               where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                                 and c.heartbeat_at <= v_dead_after)
+               then i.attempts
+             else greatest(i.attempts - 1, 0) end
+     where (i.group_id, i.msg_id) in (
+             select x.group_id, x.msg_id
+               from bucketq.inbox x
+               join bucketq.bucket_owner o on o.group_id = x.group_id and o.bucket = x.bucket
+              where x.group_id = g.group_id and x.bucket = any(p_buckets) and x.state = 1
+                and (o.owner is null or x.epoch is distinct from o.epoch or x.consumer_id is distinct from o.owner)
+              order by x.key_id, x.msg_id
+                for update of x skip locked)
+    returning i.msg_id, i.attempts
+  )
+  select array_agg(v.msg_id) filter (where v.attempts >= g.max_attempts) into v_exhausted from voided v;
+  if p_count_attempt and v_exhausted is not null then
+    perform bucketq._dead_letter(g, v_exhausted,
+      array_fill(format('its consumer was lost (crash, pause or fencing) during attempt %s of %s', g.max_attempts, g.max_attempts),
+                 array[cardinality(v_exhausted)]));
+  end if;
+end $$;
 
 -- Give buckets up: owner cleared, epoch bumped (any lease under the old epoch can no
 -- longer be acked), leases handed back without counting the interrupted attempt.
-create function bucketq._release(p_group_id int, p_buckets int[]) returns void
+create function bucketq._release(g bucketq.consumer_group, p_buckets int[]) returns void
 language plpgsql as $$
 begin
   if p_buckets is null or cardinality(p_buckets) = 0 then
@@ -39,8 +64,8 @@ begin
   end if;
   update bucketq.bucket_owner o
      set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
-   where o.group_id = p_group_id and o.bucket = any(p_buckets);
-  perform bucketq._void_old_leases(p_group_id, p_buckets, false);
+   where o.group_id = g.group_id and o.bucket = any(p_buckets);
+  perform bucketq._void_old_leases(g, p_buckets, false);
 end $$;
 
 create function bucketq.heartbeat(group_name text, consumer_id text)
@@ -98,7 +123,7 @@ begin
        order by o.bucket desc
        limit v_mine - v_target
        for update) x;
-    perform bucketq._release(g.group_id, v_release);
+    perform bucketq._release(g, v_release);
   elsif v_mine < v_target then
     -- One UPDATE per bucket taken: free buckets first, then expired ones. SKIP LOCKED:
     -- two consumers never wait for each other; only one can win a bucket.
@@ -122,7 +147,7 @@ begin
 
   -- Leases from an older epoch in our buckets (a crashed or fenced owner's) are void.
   perform bucketq._void_old_leases(
-    g.group_id,
+    g,
     (select array_agg(o.bucket) from bucketq.bucket_owner o
       where o.group_id = g.group_id and o.owner = heartbeat.consumer_id),
     true);
@@ -161,7 +186,7 @@ begin
      set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta);
   -- A join starts a new session: whatever this id held before is released (its
   -- leases belong to a previous incarnation that is gone).
-  perform bucketq._release(g.group_id,
+  perform bucketq._release(g,
     (select array_agg(o.bucket) from bucketq.bucket_owner o
       where o.group_id = g.group_id and o.owner = v_consumer));
   return query select * from bucketq.heartbeat(group_name, v_consumer);
@@ -183,7 +208,7 @@ begin
     select o.bucket from bucketq.bucket_owner o
      where o.group_id = g.group_id and o.owner = leave.consumer_id
      for update) o;
-  perform bucketq._release(g.group_id, v_buckets);
+  perform bucketq._release(g, v_buckets);
   delete from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = leave.consumer_id;
   return coalesce(cardinality(v_buckets), 0);
 end $$;

@@ -203,15 +203,39 @@ export class Consumer {
     };
   }
 
+  /**
+   * A checked-out client gets an error listener while we hold it: the server ending the
+   * connection mid-transaction (restart, idle_in_transaction timeout) must fail the
+   * next query, not crash the process with an unhandled 'error' event.
+   */
+  private async checkout(): Promise<{ client: pg.PoolClient; release: (err?: Error) => void }> {
+    const client = await this.pool.connect();
+    let lost: Error | undefined;
+    const onError = (err: Error) => {
+      lost = err;
+      this.log.warn({ err: err.message }, 'database connection lost mid-transaction');
+    };
+    client.on('error', onError);
+    return {
+      client,
+      release: (err?: Error) => {
+        client.off('error', onError);
+        client.release(err ?? lost);
+      },
+    };
+  }
+
   private async beginTransaction(client: pg.ClientBase): Promise<void> {
     await client.query('begin');
-    // A worker frozen inside a transaction must not hold row locks forever.
-    await client.query(`set local idle_in_transaction_session_timeout = ${Math.max(1000, this.settings.sessionTimeoutMs)}`);
+    // A worker frozen inside a transaction must not hold row locks forever; past its
+    // lease the message is delivered again anyway.
+    const limit = Math.max(1000, this.settings.sessionTimeoutMs, this.opts.leaseTimeoutMs ?? this.settings.leaseTimeoutMs);
+    await client.query(`set local idle_in_transaction_session_timeout = ${Math.round(limit)}`);
   }
 
   /** One transaction for the whole batch, a savepoint per message, one batched ack. */
   private async processBatch(messages: ClaimedMessage[]): Promise<void> {
-    const client = await this.pool.connect();
+    const { client, release } = await this.checkout();
     const done: ClaimedMessage[] = [];
     const failed: { m: ClaimedMessage; err: unknown }[] = [];
     let broken: Error | undefined;
@@ -234,26 +258,27 @@ export class Consumer {
       this.stats.processed += done.length;
     } catch (err) {
       await client.query('rollback').catch((e: Error) => (broken = e));
-      if (err instanceof StaleLeaseError || err instanceof FencedError) {
+      if (err instanceof StaleLeaseError || err instanceof FencedError || isRetryableConflict(err)) {
         // Some lease in the batch is gone. Redo message by message: each one whose
         // lease still holds commits, the others roll back alone.
         this.stats.fenced++;
-        this.log.warn({ err: err.message, messages: messages.length }, 'batch ack refused; retrying message by message');
-        client.release(broken);
+        this.log.warn({ err: (err as Error).message, messages: messages.length }, 'batch ack refused; retrying message by message');
+        release(broken);
         for (const m of done) await this.processInOwnTransaction(m);
         await this.nackAll(failed);
         return;
       }
-      client.release(broken ?? (err as Error));
+      release(broken ?? (err as Error));
       throw err;
     }
-    client.release();
+    release();
     await this.nackAll(failed);
   }
 
-  private async processInOwnTransaction(m: ClaimedMessage): Promise<void> {
-    const client = await this.pool.connect();
+  private async processInOwnTransaction(m: ClaimedMessage, retries = 3): Promise<void> {
+    const { client, release } = await this.checkout();
     let handlerError: unknown;
+    let retry = false;
     let broken: Error | undefined;
     try {
       await this.beginTransaction(client);
@@ -272,14 +297,18 @@ export class Consumer {
         if (err instanceof StaleLeaseError || err instanceof FencedError) {
           this.stats.fenced++;
           this.log.warn({ msgId: m.msgId, bucket: m.bucket, err: err.message }, 'ack refused (lease lost or fenced); effects rolled back');
+        } else if (isRetryableConflict(err) && retries > 0) {
+          retry = true;
         } else {
           this.log.error({ msgId: m.msgId, err }, 'ack failed; the lease will expire and the message be delivered again');
           broken ??= err as Error;
         }
       }
     } finally {
-      client.release(broken);
+      release(broken);
     }
+    // Deadlock or serialization failure: Postgres undid everything; run it again.
+    if (retry) return this.processInOwnTransaction(m, retries - 1);
     if (handlerError !== undefined) await this.nackAll([{ m, err: handlerError }]);
   }
 
@@ -340,6 +369,12 @@ export class Consumer {
     if (this.ownsPool) await this.pool.end().catch(() => {});
     this.resolveStopped();
   }
+}
+
+/** Deadlock or serialization failure: Postgres rolled us back; a retry may succeed. */
+function isRetryableConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
 }
 
 function describe(err: unknown): string {
