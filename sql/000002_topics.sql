@@ -135,7 +135,7 @@ end $$;
 comment on function bucketq.create_topic(text, int, interval, int, interval) is
 'Create a topic: a named stream split into `buckets` virtual partitions (keyed messages go to bucket hash(key) % buckets). retention: how long messages are kept at least (partitions are dropped once expired and consumed by every group). max_payload_bytes: limit on the stored jsonb size of a payload. partition_interval: time span of one log partition. Idempotent: returns true when created, false when it already exists with the same settings; other settings raise BQ007.';
 
-create function bucketq.maintain()
+create function bucketq.maintain(wait boolean default true)
 returns table (topic text, action text, detail text)
 language plpgsql as $$
 #variable_conflict use_column
@@ -147,8 +147,13 @@ declare
   v_max_id bigint;
   v_pruned bigint;
 begin
-  -- One maintainer at a time; a concurrent caller waits, then finds nothing to do.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
+  -- (or, with wait => false, returns at once: how workers call it periodically).
+  if wait then
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  elsif not pg_try_advisory_xact_lock(bucketq._lock_ns(), 0) then
+    return;
+  end if;
   v_now := bucketq._now();
   for t in select * from bucketq.topic order by topic_id loop
     if bucketq._ensure_partitions(t) > 0 then
@@ -197,7 +202,7 @@ begin
   end loop;
 end $$;
 
-comment on function bucketq.maintain() is
-'Housekeeping, safe to call concurrently (callers serialise on an advisory lock): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
+comment on function bucketq.maintain(boolean) is
+'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
 
 insert into bucketq.migration (version, name) values (2, 'topics');

@@ -156,6 +156,12 @@ begin
     perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
   end if;
   v_now := bucketq._now();
+  if not exists (select 1 from bucketq.log_partition p
+                  where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
+    -- maintain() has not run for a while: make the partitions now rather than fail.
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._ensure_partitions(t);
+  end if;
 
   -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same
   -- key makes us wait for its commit; the next statement then sees its row.

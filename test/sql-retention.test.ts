@@ -222,4 +222,25 @@ describe('maintain() and retention', () => {
     expect(after).toHaveLength(4);
     expect(after.every((p) => p.message_exists && p.delivery_exists)).toBe(true);
   });
+
+  it('a send creates its partition when maintain() has not run for longer than the partitions ahead', async () => {
+    const c = await ctx.session();
+    const topic = ctx.unique('t');
+    await c.query(`select bucketq.create_topic($1, partition_interval => '1 hour', retention => '1 hour')`, [topic]);
+    await setClock(c, '30 hours'); // far past the 3 partitions made ahead
+    const id = await send(c, topic, { late: true });
+    const { rows } = await c.query('select sent_at from bucketq.message where id = $1', [id]);
+    expect(rows).toHaveLength(1);
+    expect((await partitions(c, topic)).some((p) => p.lower_bound <= rows[0].sent_at && p.upper_bound > rows[0].sent_at)).toBe(true);
+  });
+
+  it('maintain(wait => false) returns at once while another maintain() runs', async () => {
+    const a = await ctx.session();
+    const b = await ctx.session();
+    await a.query('begin');
+    await a.query('select * from bucketq.maintain()');
+    const { rows } = await b.query('select * from bucketq.maintain(wait => false)'); // would block with wait => true
+    expect(rows).toEqual([]);
+    await a.query('commit');
+  });
 });

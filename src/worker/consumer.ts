@@ -97,9 +97,14 @@ export class Consumer {
     this.applyOwnership(owned);
     this.log.info({ consumerId: this.consumerId, buckets: [...this.owned.keys()] }, 'joined group');
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
+    let nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
     const tick = async () => {
       if (!this.running) return;
       await this.beat();
+      if (this.opts.maintenanceIntervalMs > 0 && Date.now() >= nextMaintenance) {
+        nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
+        await this.maintain();
+      }
       if (this.running) this.heartbeatTimer = setTimeout(tick, interval);
     };
     this.heartbeatTimer = setTimeout(tick, interval);
@@ -121,6 +126,17 @@ export class Consumer {
       } else {
         this.log.warn({ err }, 'heartbeat failed; retrying on the next tick');
       }
+    }
+  }
+
+  private async maintain(): Promise<void> {
+    try {
+      const { rows } = await this.pool.query<{ topic: string; action: string; detail: string }>(
+        'select topic, action, detail from bucketq.maintain(wait => false)',
+      );
+      for (const r of rows) this.log.info(r, 'maintenance');
+    } catch (err) {
+      this.log.warn({ err }, 'maintenance failed; retried at the next interval');
     }
   }
 

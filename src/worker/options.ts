@@ -52,6 +52,11 @@ export const consumeOptionsSchema = z
     heartbeatIntervalMs: positiveInt('heartbeatIntervalMs', 3_600_000).optional(),
     /** Lease per claim; default: the group's lease_timeout. */
     leaseTimeoutMs: positiveInt('leaseTimeoutMs', 86_400_000).optional(),
+    /**
+     * How often this worker runs bucketq.maintain(wait => false) (partitions ahead,
+     * retention); 0 disables. Workers skip the run while another one is at it.
+     */
+    maintenanceIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
     meta: z.unknown().optional(),
