@@ -43,7 +43,6 @@ const cases: Record<string, Case[]> = {
     ['NULL buckets', `select bucketq.create_topic('t.new', null)`, [], 'BQ005'],
     ['partition_interval under a minute', `select bucketq.create_topic('t.new', partition_interval => '30 seconds')`, [], 'BQ005', /partition_interval/],
     ['partition_interval in months', `select bucketq.create_topic('t.new', partition_interval => '1 month', retention => '1 year')`, [], 'BQ005'],
-    ['infinite partition_interval', `select bucketq.create_topic('t.new', partition_interval => 'infinity', retention => 'infinity')`, [], 'BQ005'],
     ['NULL partition_interval', `select bucketq.create_topic('t.new', partition_interval => null)`, [], 'BQ005'],
     ['retention below the partition interval', `select bucketq.create_topic('t.new', retention => '1 hour', partition_interval => '1 day')`, [], 'BQ005', /retention/],
     ['NULL retention', `select bucketq.create_topic('t.new', retention => null)`, [], 'BQ005'],
