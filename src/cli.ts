@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { demoCommand } from './cli/demo.js';
 import { migrateCommand } from './cli/migrate-command.js';
 import { workerCommand } from './cli/worker-command.js';
+import { OPS_USAGE, findOpsCommand } from './cli/ops-commands.js';
 import { CliError } from './cli/cli-error.js';
 import { BucketqError } from './errors.js';
 
@@ -18,12 +19,16 @@ commands:
             [--transaction batch|message] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
             [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
+            [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)
+${OPS_USAGE}
 
 options:
   --database-url URL   Postgres connection string (default: $DATABASE_URL)
   -h, --help           show this help`;
 
 export async function main(argv: string[]): Promise<number> {
+  const ops = findOpsCommand(argv); // status, topic, group, send, dlq, rewind, maintain: own argv parsing
+  if (ops) return ops.run(ops.args);
   let parsed;
   try {
     parsed = parseArgs({
@@ -42,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
         'lease-ms': { type: 'string' },
         'stop-timeout-ms': { type: 'string' },
         'consumer-id': { type: 'string' },
+        'metrics-port': { type: 'string' },
       },
     });
   } catch (err) {
@@ -77,9 +83,10 @@ export async function main(argv: string[]): Promise<number> {
         leaseMs: values['lease-ms'],
         stopTimeoutMs: values['stop-timeout-ms'],
         consumerId: values['consumer-id'],
+        metricsPort: values['metrics-port'],
       });
     default:
-      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker)\n\n${USAGE}`);
+      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker, status, topic, group, send, dlq, rewind, maintain)\n\n${USAGE}`);
       return 2;
   }
 }

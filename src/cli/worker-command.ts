@@ -24,6 +24,12 @@ const workerArgsSchema = z.object({
   leaseMs: intFrom('--lease-ms').optional(),
   stopTimeoutMs: intFrom('--stop-timeout-ms').default(30_000),
   consumerId: z.string().min(1).optional(),
+  metricsPort: z.coerce
+    .number({ error: '--metrics-port must be a number' })
+    .int('--metrics-port must be a whole number')
+    .min(0, '--metrics-port must be from 0 (off) to 65535')
+    .max(65535, '--metrics-port must be from 0 (off) to 65535')
+    .optional(),
 });
 
 export type WorkerArgs = Partial<Record<keyof z.input<typeof workerArgsSchema>, string>>;
@@ -43,6 +49,7 @@ export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = pr
     leaseMs: pick(flags.leaseMs, 'BUCKETQ_LEASE_MS'),
     stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
     consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
+    metricsPort: pick(flags.metricsPort, 'BUCKETQ_METRICS_PORT'),
   };
 }
 
@@ -70,6 +77,7 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
       pollIntervalMs: args.pollMs,
       leaseTimeoutMs: args.leaseMs,
       consumerId: args.consumerId,
+      metricsPort: args.metricsPort,
     },
   );
   let signals = 0;

@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { FencedError, StaleLeaseError } from '../errors.js';
 import { ack, claim, nack, type ClaimedMessage } from '../queries/consume.js';
 import { groupSettings, heartbeat, join, leave, type GroupSettings } from '../queries/lobby.js';
+import { ConsumerMetrics, MetricsServer } from './metrics.js';
 import { type ConsumeOptions, type ConsumeOptionsInput, type HandlerContext, parseConsumeOptions } from './options.js';
 import { Wakeup } from './wakeup.js';
 
@@ -46,6 +47,10 @@ export class Consumer {
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   private loop: Promise<void> = Promise.resolve();
+  /** Prometheus metrics, when started with metricsPort. */
+  readonly metrics: ConsumerMetrics | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private joined = false;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -58,6 +63,39 @@ export class Consumer {
     this.consumerId = opts.consumerId ?? defaultConsumerId();
     this.group = opts.group;
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    if (opts.metricsPort) this.metrics = new ConsumerMetrics(opts.group, settings.topic);
+  }
+
+  /** The port serving /metrics and /health, or undefined without metricsPort. */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
+  }
+
+  private async startMetricsServer(): Promise<void> {
+    if (!this.metrics || !this.opts.metricsPort) return;
+    const port = this.opts.metricsPort;
+    try {
+      this.metricsServer = await MetricsServer.start(port, this.metrics.registry, () =>
+        this.joined && this.running
+          ? { ready: true, group: this.group, topic: this.settings.topic, consumerId: this.consumerId, ownedBuckets: [...this.owned.keys()].sort((a, b) => a - b) }
+          : { ready: false },
+      );
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      throw new Error(`cannot serve metrics on port ${port}${code === 'EADDRINUSE' ? ': the port is in use; pick another metricsPort (--metrics-port)' : `: ${(err as Error).message}`}`, { cause: err });
+    }
+    this.log.info({ port: this.metricsServer.port }, 'serving /metrics and /health');
+  }
+
+  /** bucketq_lag_messages from bucketq.groups (metrics only). */
+  private async refreshLag(): Promise<void> {
+    if (!this.metrics) return;
+    try {
+      const { rows } = await this.pool.query<{ pending: string }>('select pending from bucketq.groups where group_name = $1', [this.group]);
+      if (rows[0]) this.metrics.setLag(Number(rows[0].pending));
+    } catch (err) {
+      this.log.warn({ err }, 'lag query for metrics failed; retrying on the next heartbeat');
+    }
   }
 
   /** Buckets owned now, with their epochs. */
@@ -76,10 +114,12 @@ export class Consumer {
       db.pool ?? new pg.Pool({ connectionString: db.connectionString, max: opts.concurrency + 2, keepAlive: true });
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
     const log = (logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ group: opts.group });
+    let consumer: Consumer | undefined;
     try {
       const settings = await groupSettings(pool, opts.group);
       const wakeup = new Wakeup(log);
-      const consumer = new Consumer(pool, ownsPool, opts, settings, wakeup, log.child({ consumer: opts.consumerId }));
+      consumer = new Consumer(pool, ownsPool, opts, settings, wakeup, log.child({ consumer: opts.consumerId }));
+      await consumer.startMetricsServer();
       if (opts.listen) {
         const listenConfig = db.connectionString ?? (pool as unknown as { options: pg.ClientConfig }).options;
         await wakeup.listen(typeof listenConfig === 'string' ? listenConfig : connectionStringOf(listenConfig), settings.topic);
@@ -87,6 +127,7 @@ export class Consumer {
       await consumer.begin();
       return consumer;
     } catch (err) {
+      await consumer?.metricsServer?.close();
       if (ownsPool) await pool.end().catch(() => {});
       throw err;
     }
@@ -95,7 +136,9 @@ export class Consumer {
   private async begin(): Promise<void> {
     const owned = await join(this.pool, this.group, this.consumerId, this.opts.meta ?? { host: hostname(), pid: process.pid });
     this.applyOwnership(owned);
+    this.joined = true;
     this.log.info({ consumerId: this.consumerId, buckets: [...this.owned.keys()] }, 'joined group');
+    await this.refreshLag();
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     let nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
     const tick = async () => {
@@ -127,6 +170,7 @@ export class Consumer {
         this.log.warn({ err }, 'heartbeat failed; retrying on the next tick');
       }
     }
+    await this.refreshLag();
   }
 
   private async maintain(): Promise<void> {
@@ -146,6 +190,7 @@ export class Consumer {
     const lost = [...this.owned.keys()].filter((b) => !next.has(b));
     if (gained.length || lost.length) {
       this.stats.rebalances++;
+      this.metrics?.onRebalance();
       this.log.info(
         { gained: gained.map((r) => `${r.bucket}@${r.epoch}`), lost, owned: next.size },
         'bucket ownership changed',
@@ -153,6 +198,7 @@ export class Consumer {
       this.wakeup.wake();
     }
     this.owned = next;
+    this.metrics?.onOwned(next.size);
   }
 
   private async claimLoop(): Promise<void> {
@@ -219,6 +265,15 @@ export class Consumer {
     };
   }
 
+  private async runHandler(client: pg.ClientBase, m: ClaimedMessage): Promise<void> {
+    const done = this.metrics?.handlerStarted(m.sentAt, m.attempt);
+    try {
+      await this.opts.handler(m, this.context(client, m));
+    } finally {
+      done?.();
+    }
+  }
+
   /**
    * A checked-out client gets an error listener while we hold it: the server ending the
    * connection mid-transaction (restart, idle_in_transaction timeout) must fail the
@@ -261,7 +316,7 @@ export class Consumer {
         if (this.abort.signal.aborted) break; // the rest is released by leave()
         await client.query('savepoint bucketq_message');
         try {
-          await this.opts.handler(m, this.context(client, m));
+          await this.runHandler(client, m);
           await client.query('release savepoint bucketq_message');
           done.push(m);
         } catch (err) {
@@ -272,12 +327,14 @@ export class Consumer {
       if (done.length) await ack(client, this.group, done, { strict: true });
       await client.query('commit');
       this.stats.processed += done.length;
+      this.metrics?.onProcessed(done.length);
     } catch (err) {
       await client.query('rollback').catch((e: Error) => (broken = e));
       if (err instanceof StaleLeaseError || err instanceof FencedError || isRetryableConflict(err)) {
         // Some lease in the batch is gone. Redo message by message: each one whose
         // lease still holds commits, the others roll back alone.
         this.stats.fenced++;
+        this.metrics?.onFenced();
         this.log.warn({ err: (err as Error).message, messages: messages.length }, 'batch ack refused; retrying message by message');
         release(broken);
         for (const m of done) await this.processInOwnTransaction(m);
@@ -299,7 +356,7 @@ export class Consumer {
     try {
       await this.beginTransaction(client);
       try {
-        await this.opts.handler(m, this.context(client, m));
+        await this.runHandler(client, m);
       } catch (err) {
         handlerError = err;
         throw err;
@@ -307,11 +364,13 @@ export class Consumer {
       await ack(client, this.group, [m], { strict: true });
       await client.query('commit');
       this.stats.processed++;
+      this.metrics?.onProcessed(1);
     } catch (err) {
       await client.query('rollback').catch((e: Error) => (broken = e));
       if (handlerError === undefined) {
         if (err instanceof StaleLeaseError || err instanceof FencedError) {
           this.stats.fenced++;
+          this.metrics?.onFenced();
           this.log.warn({ msgId: m.msgId, bucket: m.bucket, err: err.message }, 'ack refused (lease lost or fenced); effects rolled back');
         } else if (isRetryableConflict(err) && retries > 0) {
           retry = true;
@@ -331,6 +390,7 @@ export class Consumer {
   private async nackAll(failed: { m: ClaimedMessage; err: unknown }[]): Promise<void> {
     if (failed.length === 0) return;
     this.stats.failed += failed.length;
+    this.metrics?.onFailed(failed.length);
     try {
       const results = await nack(
         this.pool,
@@ -342,8 +402,10 @@ export class Consumer {
         const f = failed.find((x) => x.m.msgId === r.msgId);
         if (r.status === 'dead') {
           this.stats.deadLettered++;
+          this.metrics?.onDeadLettered();
           this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
         } else if (r.status === 'retry') {
+          this.metrics?.onRetried();
           this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
         }
       }
@@ -382,6 +444,7 @@ export class Consumer {
       this.log.warn({ err }, 'leave failed; the buckets move after the session timeout');
     }
     await this.wakeup.close();
+    await this.metricsServer?.close();
     if (this.ownsPool) await this.pool.end().catch(() => {});
     this.resolveStopped();
   }

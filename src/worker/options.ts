@@ -57,6 +57,16 @@ export const consumeOptionsSchema = z
      * retention); 0 disables. Workers skip the run while another one is at it.
      */
     maintenanceIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
+    /**
+     * Serve Prometheus metrics on GET /metrics and a readiness probe on GET /health on
+     * this TCP port (all interfaces); 0 or undefined: no server.
+     */
+    metricsPort: z
+      .number({ error: 'metricsPort must be a port number' })
+      .int('metricsPort must be a whole number')
+      .min(0, 'metricsPort must be from 0 (off) to 65535')
+      .max(65535, 'metricsPort must be from 0 (off) to 65535')
+      .optional(),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
     meta: z.unknown().optional(),

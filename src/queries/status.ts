@@ -1,0 +1,205 @@
+// One consistent picture of a bucketq database from its views (topics, groups,
+// consumers, buckets, lag, throughput, vacuum_horizon, table_sizes), taken in a single
+// read-only REPEATABLE READ transaction. Counts are numbers; ids and epochs stay
+// strings (int8); ages are seconds.
+import type pg from 'pg';
+import { withClient } from '../db/with-client.js';
+
+export interface TopicStatus {
+  topic: string;
+  buckets: number;
+  groups: number;
+  partitions: number;
+  retention: string;
+  maxPayloadBytes: number;
+  partitionInterval: string;
+  oldestPartition: Date | null;
+  logBytes: number;
+}
+
+export interface GroupStatus {
+  group: string;
+  topic: string;
+  startAt: string;
+  maxAttempts: number;
+  onExhausted: string;
+  leaseTimeout: string;
+  sessionTimeout: string;
+  pending: number;
+  leased: number;
+  dead: number;
+}
+
+export interface ConsumerStatus {
+  group: string;
+  consumerId: string;
+  alive: boolean;
+  heartbeatAgeSeconds: number;
+  ownedBuckets: number;
+  leased: number;
+  joinedAt: Date;
+  meta: unknown;
+}
+
+export interface BucketStatus {
+  group: string;
+  bucket: number;
+  owner: string | null;
+  epoch: string;
+  /** Every message of the bucket with an id up to this is done; null when nothing is pending. */
+  checkpoint: string | null;
+  heartbeatAgeSeconds: number | null;
+  /** Owner set and its heartbeat within the session timeout. */
+  owned: boolean;
+  movedAt: Date | null;
+}
+
+export interface LagCounts {
+  ready: number;
+  leased: number;
+  delayed: number;
+  waiting: number;
+  /** Dead letters holding their key (groups with on_exhausted = block). */
+  deadBlocking: number;
+  expiredLeases: number;
+  oldestAgeSeconds: number | null;
+}
+
+export interface BucketLag extends LagCounts {
+  group: string;
+  topic: string;
+  bucket: number;
+}
+
+export interface GroupLag extends LagCounts {
+  group: string;
+  topic: string;
+}
+
+export interface ThroughputMinute {
+  group: string;
+  topic: string;
+  minute: Date;
+  acked: number;
+  ackedPerSecond: number;
+}
+
+export interface VacuumHolder {
+  kind: string;
+  holder: string;
+  role: string | null;
+  database: string | null;
+  state: string | null;
+  xminAge: number;
+  transactionAgeSeconds: number | null;
+  query: string | null;
+}
+
+export interface TableSize {
+  relation: string;
+  kind: string;
+  partitionOf: string;
+  totalBytes: number;
+  total: string;
+  liveRows: number | null;
+  deadRows: number | null;
+  lastAutovacuum: Date | null;
+}
+
+export interface StatusSnapshot {
+  takenAt: Date;
+  /** The --group filter, if any. */
+  group: string | null;
+  topics: TopicStatus[];
+  groups: GroupStatus[];
+  consumers: ConsumerStatus[];
+  buckets: BucketStatus[];
+  lag: BucketLag[];
+  lagByGroup: GroupLag[];
+  throughput: ThroughputMinute[];
+  vacuumHorizon: VacuumHolder[];
+  tableSizes: TableSize[];
+}
+
+const secs = (col: string) => `extract(epoch from ${col})::float8`;
+
+/** Reads everything in one snapshot; with `group`, only that group and its topic. */
+export async function readStatus(db: pg.Pool | pg.ClientBase, group?: string): Promise<StatusSnapshot> {
+  return withClient(db, async (c) => {
+    await c.query('begin isolation level repeatable read read only');
+    try {
+      const snapshot = await read(c, group ?? null);
+      await c.query('commit');
+      return snapshot;
+    } catch (err) {
+      await c.query('rollback').catch(() => {});
+      throw err;
+    }
+  });
+}
+
+async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnapshot> {
+  const q = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await c.query<R>(text, values)).rows;
+  const takenAt = (await q<{ now: Date }>('select bucketq._now() as now'))[0]!.now;
+  // $1: the group filter (null = all).
+  const g = [group];
+  const topics = await q<TopicStatus>(
+    `select name as topic, buckets, groups::int, partitions::int, retention::text, max_payload_bytes as "maxPayloadBytes",
+            partition_interval::text as "partitionInterval", oldest_partition as "oldestPartition", log_bytes::float8 as "logBytes"
+       from bucketq.topics
+      where $1::text is null or name in (select topic from bucketq.groups where group_name = $1)
+      order by name`,
+    g,
+  );
+  const groups = await q<GroupStatus>(
+    `select group_name as "group", topic, start_at::text as "startAt", max_attempts as "maxAttempts", on_exhausted as "onExhausted",
+            lease_timeout::text as "leaseTimeout", session_timeout::text as "sessionTimeout",
+            pending::int, leased::int, dead::int
+       from bucketq.groups where $1::text is null or group_name = $1 order by group_name`,
+    g,
+  );
+  const consumers = await q<ConsumerStatus>(
+    `select group_name as "group", consumer_id as "consumerId", alive, ${secs('heartbeat_age')} as "heartbeatAgeSeconds",
+            owned_buckets::int as "ownedBuckets", leased::int, joined_at as "joinedAt", meta
+       from bucketq.consumers where $1::text is null or group_name = $1 order by group_name, consumer_id`,
+    g,
+  );
+  const buckets = await q<BucketStatus>(
+    `select group_name as "group", bucket, owner, epoch::text, checkpoint::text, ${secs('heartbeat_age')} as "heartbeatAgeSeconds",
+            coalesce(owned, false) as owned, moved_at as "movedAt"
+       from bucketq.buckets where $1::text is null or group_name = $1 order by group_name, bucket`,
+    g,
+  );
+  const lagCols = `ready::int, leased::int, delayed::int, waiting::int, dead_blocking::int as "deadBlocking",
+                   expired_leases::int as "expiredLeases", ${secs('oldest_age')} as "oldestAgeSeconds"`;
+  const lag = await q<BucketLag>(
+    `select group_name as "group", topic, bucket, ${lagCols}
+       from bucketq.lag where $1::text is null or group_name = $1 order by group_name, bucket`,
+    g,
+  );
+  const lagByGroup = await q<GroupLag>(
+    `select group_name as "group", topic, sum(ready)::int as ready, sum(leased)::int as leased, sum(delayed)::int as delayed,
+            sum(waiting)::int as waiting, sum(dead_blocking)::int as "deadBlocking", sum(expired_leases)::int as "expiredLeases",
+            ${secs('max(oldest_age)')} as "oldestAgeSeconds"
+       from bucketq.lag where $1::text is null or group_name = $1 group by group_name, topic order by group_name`,
+    g,
+  );
+  const throughput = await q<ThroughputMinute>(
+    `select group_name as "group", topic, minute, acked::int, acked_per_second::float8 as "ackedPerSecond"
+       from bucketq.throughput where $1::text is null or group_name = $1 order by group_name, minute`,
+    g,
+  );
+  // Our own snapshot holds an xmin too; it is not what anyone is asking about.
+  const vacuumHorizon = await q<VacuumHolder>(
+    `select kind, holder, role, database, state, xmin_age as "xminAge", ${secs('transaction_age')} as "transactionAgeSeconds", query
+       from bucketq.vacuum_horizon
+      where not (kind = 'session' and holder = pg_backend_pid()::text)
+      order by xmin_age desc nulls last limit 10`,
+  );
+  const tableSizes = await q<TableSize>(
+    `select relation, kind, partition_of as "partitionOf", total_bytes::float8 as "totalBytes", total,
+            live_rows::float8 as "liveRows", dead_rows::float8 as "deadRows", last_autovacuum as "lastAutovacuum"
+       from bucketq.table_sizes order by total_bytes desc, relation`,
+  );
+  return { takenAt, group, topics, groups, consumers, buckets, lag, lagByGroup, throughput, vacuumHorizon, tableSizes };
+}
