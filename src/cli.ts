@@ -12,7 +12,9 @@ const USAGE = `usage: bucketq <command> [options]
 
 commands:
   migrate   apply pending bucketq schema migrations (needs --database-url or DATABASE_URL)
-  demo      send 1,000 keyed messages, drain them, verify per-key order and exactly-once acks
+  demo      the whole story: a producer, 3 worker processes, one SIGKILLed and replaced,
+            then verify exactly-once effects, per-key order, nothing lost
+            [--messages N] [--rate MSG_PER_S] [--no-kill] [--plain]
             (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
   worker    consume a group with a handler module until SIGTERM/SIGINT
             --group G --handler ./handler.js [--concurrency N] [--batch-size N]
@@ -48,6 +50,10 @@ export async function main(argv: string[]): Promise<number> {
         'stop-timeout-ms': { type: 'string' },
         'consumer-id': { type: 'string' },
         'metrics-port': { type: 'string' },
+        messages: { type: 'string' },
+        rate: { type: 'string' },
+        'no-kill': { type: 'boolean' },
+        plain: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -69,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return migrateCommand({ databaseUrl });
     case 'demo':
-      return demoCommand({ databaseUrl });
+      return demoCommand({ databaseUrl, messages: values.messages, rate: values.rate, noKill: values['no-kill'], plain: values.plain });
     case 'worker':
       return workerCommand({
         databaseUrl,
