@@ -6,10 +6,10 @@
 -- Commit-time check for keys whose first new message was inserted as waiting. A
 -- consumer may ack the key's previous message after our insert looked but before we
 -- commit; neither transaction would then see the other's row. So, at commit, we lock
--- whatever still stands before our first message of the key: if a consumer is
--- deleting it, we wait for its commit (short: ack is its last statement) and find it
--- gone; if we lock it first, its delete waits for our commit and its promotion then
--- sees our row. Either way exactly one side makes the next message ready.
+-- whatever still stands before our first message of the key against deletion: if a
+-- consumer is deleting it, we wait for its commit (short: ack is its last statement)
+-- and find it gone; if we lock it first, its delete waits for our commit and its
+-- promotion then sees our row. Either way exactly one side makes the next message ready.
 --
 -- send_batch records those (group, key, first key_seq) in the transaction-local
 -- setting bucketq.pending_heads and registers one row in commit_check, whose deferred
@@ -36,11 +36,14 @@ begin
              where x <> '') e
      order by e.g, e.k, e.s
   loop
+    -- FOR KEY SHARE conflicts with the DELETE of an ack or a dead letter, which is
+    -- all we need to wait for, but not with the UPDATEs of claim or promotion: a
+    -- consumer promoting this very row never waits for us (no lock cycle).
     perform 1 from bucketq.inbox x
      where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s
      order by x.key_seq desc
      limit 1
-     for share;
+     for key share;
     if not found then
       v_ready_groups := v_ready_groups || p.g;
       v_ready_keys := v_ready_keys || p.k;

@@ -2,20 +2,26 @@
 -- record and makes each key's next message ready; nack schedules a retry or
 -- dead-letters; replay_dead puts dead letters back in order.
 
--- Make the next message of each given key ready, if the key has no active row.
--- Runs as its own statement after the caller removed the key's active row, so its
--- snapshot includes every producer that committed while we waited on their lock.
-create function bucketq._promote(p_group_id int, p_key_ids bigint[]) returns void
+-- Make the next message of each given key ready. Runs as its own statement after the
+-- caller removed the key's active row, so its snapshot includes every producer that
+-- committed while we waited on their lock. One index probe per key: the key's lowest
+-- row is promoted if it is waiting. p_check_active (replay, rewind): a waiting row may
+-- sit below an active one; then nothing is promoted until that one is done.
+create function bucketq._promote(p_group_id int, p_key_ids bigint[], p_now timestamptz, p_check_active boolean default false)
+returns void
 language sql as $$
   update bucketq.inbox i
-     set state = case when i.available_at > bucketq._now() then 2 else 0 end
-    from (select k.key_id,
-                 (select min(x.key_seq) from bucketq.inbox x
-                   where x.group_id = p_group_id and x.key_id = k.key_id) as head_seq
-            from unnest(p_key_ids) as k(key_id)) h
-   where i.group_id = p_group_id and i.key_id = h.key_id and i.key_seq = h.head_seq and i.state = 3
-     and not exists (select 1 from bucketq.inbox y
-                      where y.group_id = p_group_id and y.key_id = h.key_id and y.state <> 3)
+     set state = case when i.available_at > p_now then 2 else 0 end
+    from (select k.key_id, h.msg_id
+            from unnest(p_key_ids) as k(key_id)
+            cross join lateral (select x.msg_id, x.state from bucketq.inbox x
+                                 where x.group_id = p_group_id and x.key_id = k.key_id
+                                 order by x.key_seq limit 1) h
+           where h.state = 3) h
+   where i.group_id = p_group_id and i.msg_id = h.msg_id and i.state = 3
+     and (not p_check_active
+          or not exists (select 1 from bucketq.inbox y
+                          where y.group_id = p_group_id and y.key_id = h.key_id and y.state <> 3))
 $$;
 
 create function bucketq._check_lease_args(fn text, msg_ids bigint[], lease_tokens bigint[]) returns void
@@ -78,7 +84,7 @@ begin
     )
     select array_agg(distinct gone.key_id) filter (where gone.key_id is not null) into v_keys from gone;
     if v_keys is not null then
-      perform bucketq._promote(g.group_id, v_keys);
+      perform bucketq._promote(g.group_id, v_keys, v_now);
     end if;
   else
     update bucketq.inbox i
@@ -197,7 +203,11 @@ begin
   )
   select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts, v_token, l.sent_at, v_until, l.epoch
     from leased l
-    join bucketq.message m on m.topic_id = g.topic_id and m.sent_at = l.sent_at and m.id = l.msg_id
+    -- One index probe per message in its own partition (offset 0 keeps the planner
+    -- from turning this into a scan of the whole log with a hash join).
+    cross join lateral (select x.key, x.payload, x.headers from bucketq.message x
+                         where x.topic_id = g.topic_id and x.sent_at = l.sent_at and x.id = l.msg_id
+                         offset 0) m
    order by l.msg_id;
 end $$;
 
@@ -231,7 +241,7 @@ begin
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
     select i.msg_id from bucketq.inbox i
       join input on i.msg_id = input.id and i.lease_token = input.tok
-     where i.group_id = g.group_id and i.state = 1
+     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.state = 1
      order by i.key_id, i.msg_id
        for update of i
   ),
@@ -240,7 +250,7 @@ begin
     -- the lease's epoch. The deleted row stays locked until we commit.
     delete from bucketq.inbox i
      using locked
-     where i.group_id = g.group_id and i.msg_id = locked.msg_id
+     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.msg_id = locked.msg_id
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
                       and o.owner = i.consumer_id and o.epoch = i.epoch)
@@ -271,7 +281,7 @@ begin
   end if;
 
   if v_keys is not null then
-    perform bucketq._promote(g.group_id, v_keys);
+    perform bucketq._promote(g.group_id, v_keys, v_now);
   end if;
 
   if v_stale is null then
@@ -430,7 +440,7 @@ begin
    where d.group_id = g.group_id and d.msg_id = any(v_ids);
 
   if v_keys is not null then
-    perform bucketq._promote(g.group_id, v_keys);
+    perform bucketq._promote(g.group_id, v_keys, bucketq._now(), true);
   end if;
   perform pg_notify('bucketq', (select name from bucketq.topic where topic_id = g.topic_id));
   return cardinality(v_ids);

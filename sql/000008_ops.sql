@@ -53,7 +53,7 @@ begin
   select array_agg(distinct i.key_id) into v_keys from bucketq.inbox i
    where i.group_id = g.group_id and i.sent_at >= to_time and i.key_id is not null;
   if v_keys is not null then
-    perform bucketq._promote(g.group_id, v_keys);
+    perform bucketq._promote(g.group_id, v_keys, bucketq._now(), true);
   end if;
   perform pg_notify('bucketq', t.name);
   return v_count;

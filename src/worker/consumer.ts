@@ -296,12 +296,14 @@ export class Consumer {
     };
   }
 
-  private async beginTransaction(client: pg.ClientBase): Promise<void> {
-    await client.query('begin');
+  /** begin, the idle limit and (for batches) the first savepoint, in one round trip. */
+  private async beginTransaction(client: pg.ClientBase, savepoint = false): Promise<void> {
     // A worker frozen inside a transaction must not hold row locks forever; past its
     // lease the message is delivered again anyway.
     const limit = Math.max(1000, this.settings.sessionTimeoutMs, this.opts.leaseTimeoutMs ?? this.settings.leaseTimeoutMs);
-    await client.query(`set local idle_in_transaction_session_timeout = ${Math.round(limit)}`);
+    await client.query(
+      `begin; set local idle_in_transaction_session_timeout = ${Math.round(limit)};${savepoint ? ' savepoint bucketq_message;' : ''}`,
+    );
   }
 
   /** One transaction for the whole batch, a savepoint per message, one batched ack. */
@@ -311,13 +313,15 @@ export class Consumer {
     const failed: { m: ClaimedMessage; err: unknown }[] = [];
     let broken: Error | undefined;
     try {
-      await this.beginTransaction(client);
+      // Each handler runs inside savepoint bucketq_message: a failure rolls back to it
+      // (which keeps it for the next message); a success releases it and opens the
+      // next one in the same round trip.
+      await this.beginTransaction(client, true);
       for (const m of messages) {
         if (this.abort.signal.aborted) break; // the rest is released by leave()
-        await client.query('savepoint bucketq_message');
         try {
           await this.runHandler(client, m);
-          await client.query('release savepoint bucketq_message');
+          await client.query('release savepoint bucketq_message; savepoint bucketq_message');
           done.push(m);
         } catch (err) {
           await client.query('rollback to savepoint bucketq_message');
