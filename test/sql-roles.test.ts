@@ -32,7 +32,7 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'create_group', 'create_topic', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'replay_dead', 'rewind', 'send', 'send_batch'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'create_group', 'create_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'replay_dead', 'revoke_group', 'rewind', 'send', 'send_batch'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */
@@ -282,6 +282,53 @@ describe('each role can do its job', () => {
 
     const { rows: done } = await owner.query(`select msg_id from bucketq.delivery where group_id = (select group_id from bucketq.consumer_group where name = $1) order by msg_id`, [G]);
     expect(done.map((r) => Number(r.msg_id))).toEqual(byId(first));
+  });
+
+  it('consumer: a group granted to certain roles is closed to other consumers; revoking the last role opens it again', async () => {
+    const team = `bqtest_team_${suffix}`;
+    const member = `bqtest_member_${suffix}`;
+    const group = 'roles.group.private';
+    try {
+      await owner.query(`create role ${team} nologin in role bucketq_consumer`);
+      await owner.query(`create role ${member} login password '${PASSWORD}' in role ${team}`);
+      await owner.query(`select bucketq.create_group($1, $2, 'earliest')`, [group, T]);
+      const insider = await connectAs(member);
+      // Open while nobody was granted it.
+      await as.consumer.query(`select * from bucketq.join($1, 'outsider-0')`, [group]);
+      await as.consumer.query(`select bucketq.leave($1, 'outsider-0')`, [group]);
+
+      expect((await owner.query(`select bucketq.grant_group($1, $2) as g`, [group, team])).rows[0].g).toBe(true);
+      for (const call of [
+        `select * from bucketq.join($1, 'outsider')`,
+        `select * from bucketq.heartbeat($1, 'outsider')`,
+        `select * from bucketq.claim($1, 'outsider')`,
+        `select * from bucketq.ack($1, '{1}', '{1}')`,
+        `select * from bucketq.nack($1, '{1}', '{1}')`,
+        `select bucketq.leave($1, 'outsider')`,
+      ]) {
+        const err = await pgError(as.consumer.query(call, [group]));
+        expect({ call, code: err.code, message: err.message }).toMatchObject({ call, code: '42501', message: expect.stringMatching(/not among its consumers/) });
+        expect(err.hint).toMatch(/grant_group/);
+      }
+      // A member of the granted role consumes it; the admin always may.
+      expect((await insider.query(`select * from bucketq.join($1, 'insider')`, [group])).rows).toHaveLength(4);
+      expect(await claim(insider, group, 'insider')).not.toHaveLength(0);
+      await as.admin.query(`select * from bucketq.join($1, 'admin-w')`, [group]);
+      // Other groups stay open to the outsider.
+      await as.consumer.query(`select * from bucketq.join($1, 'outsider-1')`, [G]);
+      await as.consumer.query(`select bucketq.leave($1, 'outsider-1')`, [G]);
+
+      expect((await owner.query(`select bucketq.revoke_group($1, $2) as r`, [group, team])).rows[0].r).toBe(true);
+      await as.consumer.query(`select * from bucketq.join($1, 'outsider-2')`, [group]);
+      const bad = await pgError(owner.query(`select bucketq.grant_group($1, 'no_such_role_${suffix}')`, [group]));
+      expect(bad.code).toBe('BQ005');
+      // Only admins (and the owner) may grant.
+      expect((await pgError(as.consumer.query(`select bucketq.grant_group($1, $2)`, [group, team]))).code).toBe('42501');
+    } finally {
+      await owner.query(`drop owned by ${member}, ${team}`).catch(() => {});
+      await owner.query(`drop role if exists ${member}`);
+      await owner.query(`drop role if exists ${team}`);
+    }
   });
 
   it('consumer: the worker runtime runs under it (group settings, heartbeats, maintenance) without a single failure', async () => {
