@@ -206,18 +206,16 @@ describe('maintain() and retention', () => {
       // a producer at the new time while maintenance runs (its partition may be created by any caller)
       (async () => {
         for (let i = 0; i < 20; i++) {
-          try {
-            await send(producer, topic, { during: i });
-          } catch (err) {
-            if (!/no partition/.test(String(err))) throw err; // only until the first maintain created it
-          }
+          await send(producer, topic, { during: i }); // never fails for want of a partition
         }
       })(),
     ]);
     const dropped = results.flat().filter((a) => a.topic === topic && a.action === 'dropped_partition').map((a) => a.detail);
     expect(dropped.sort()).toEqual(before.map((p) => p.message_rel).sort());
     expect(new Set(dropped).size).toBe(dropped.length);
-    expect(results.flat().filter((a) => a.topic === topic && a.action === 'created_partitions')).toHaveLength(1);
+    // The partitions ahead are made once: by one of the maintain() calls, or by the
+    // producer's first send if it got there first (a send creates a missing partition).
+    expect(results.flat().filter((a) => a.topic === topic && a.action === 'created_partitions').length).toBeLessThanOrEqual(1);
     const after = await partitions(s, topic);
     expect(after).toHaveLength(4);
     expect(after.every((p) => p.message_exists && p.delivery_exists)).toBe(true);
