@@ -123,10 +123,12 @@ begin
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
   end if;
-  select * into t from bucketq.topic where topic_id = g.topic_id;
-  if buckets is not null and exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-    raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-      using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+  if buckets is not null then  -- the topic is only needed to check the given buckets
+    select * into t from bucketq.topic where topic_id = g.topic_id;
+    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
+      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
+        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+    end if;
   end if;
   if lease_timeout is not null and (lease_timeout <= interval '0' or lease_timeout > interval '1 day') then
     raise exception 'claim: invalid lease_timeout % for group %', lease_timeout, g.name
