@@ -144,6 +144,8 @@ export const claimOptionsSchema = z
       .array(z.number().int().nonnegative(), { error: (iss) => `buckets must be an array of bucket numbers (integers >= 0), got ${describeValue(iss.input)}` })
       .optional(),
     leaseTimeout: interval('leaseTimeout').optional(),
+    /** Up to this many consecutive messages of one key (a run, to be handled and acked in order); default 1. */
+    maxPerKey: positiveInt('maxPerKey', 10_000).optional(),
   })
   .strict();
 export type ClaimOptions = z.input<typeof claimOptionsSchema>;

@@ -97,6 +97,38 @@ describe('consume()', () => {
     });
   }
 
+  for (const transaction of ['batch', 'message'] as const) {
+    it(`one hot key in runs, some messages failing once (${transaction} transactions): each message handled only after the one before it succeeded`, async () => {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 4 });
+      await bq.createGroup(group, topic, { startAt: 'earliest', backoffBase: '10 milliseconds', backoffMax: '10 milliseconds' });
+      await bq.sendBatch(topic, Array.from({ length: 300 }, (_, i) => ({ payload: { i }, key: 'hot' })));
+      const violations: string[] = [];
+      let lastSucceeded = 0;
+      let failures = 0;
+      const handler: Handler = async (m, ctx) => {
+        const seq = Number(m.keySeq);
+        if (seq !== lastSucceeded + 1) violations.push(`${seq} started after ${lastSucceeded} succeeded`);
+        if (seq % 7 === 3 && m.attempt === 1) {
+          failures++;
+          throw new Error(`fails once: ${seq}`);
+        }
+        await recordEffect(group)(m, ctx);
+        lastSucceeded = seq;
+      };
+      const c = await bq.consume({ group, handler, transaction, concurrency: 4, batchSize: 50 }, quiet);
+      try {
+        await waitFor('drain', async () => (await pending(group)) === 0);
+      } finally {
+        await c.stop();
+      }
+      expect(violations).toEqual([]);
+      expect(failures).toBe(43);
+      await assertExactlyOnceInOrder(group, 300);
+    });
+  }
+
   it('two consumers split the buckets, rebalance when one leaves, and lose nothing', async () => {
     const topic = unique('t');
     const group = unique('g');

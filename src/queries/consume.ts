@@ -40,7 +40,13 @@ export async function claim(
   db: Queryable,
   group: string,
   consumerId: string,
-  opts: { max?: number | undefined; buckets?: number[] | undefined; leaseTimeout?: string | undefined },
+  opts: {
+    max?: number | undefined;
+    buckets?: number[] | undefined;
+    leaseTimeout?: string | undefined;
+    /** > 1: a key may come as a run of consecutive messages, in key_seq order. */
+    maxPerKey?: number | undefined;
+  },
 ): Promise<ClaimedMessage[]> {
   const call = namedCall('bucketq.claim', [
     ['group_name', 'text', group],
@@ -48,6 +54,7 @@ export async function claim(
     ['max_messages', 'int', opts.max],
     ['buckets', 'int[]', opts.buckets],
     ['lease_timeout', 'interval', opts.leaseTimeout],
+    ['max_per_key', 'int', opts.maxPerKey],
   ]);
   const rows = await query<ClaimRow>(
     db,

@@ -218,6 +218,7 @@ export class Consumer {
         messages = await claim(this.pool, this.group, this.consumerId, {
           max: this.opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
           leaseTimeout: this.opts.leaseTimeoutMs === undefined ? undefined : `${this.opts.leaseTimeoutMs} milliseconds`,
+          maxPerKey: this.opts.maxPerKey ?? batchSize,
         });
       } catch (err) {
         if (!this.running) break;
@@ -236,7 +237,8 @@ export class Consumer {
       if (this.opts.transaction === 'batch') {
         this.track(this.processBatch(messages));
       } else {
-        for (const m of messages) this.track(this.processInOwnTransaction(m));
+        // A key's run is handled in order, one transaction per message; runs in parallel.
+        for (const run of runsOf(messages)) this.track(this.processInOrder(run));
       }
     }
   }
@@ -317,8 +319,12 @@ export class Consumer {
       // (which keeps it for the next message); a success releases it and opens the
       // next one in the same round trip.
       await this.beginTransaction(client, true);
+      // After a message of a key fails, the rest of its run is not handled: the nack
+      // puts it back behind the failed one.
+      const failedKeys = new Set<string>();
       for (const m of messages) {
         if (this.abort.signal.aborted) break; // the rest is released by leave()
+        if (m.key !== null && failedKeys.has(m.key)) continue;
         try {
           await this.runHandler(client, m);
           await client.query('release savepoint bucketq_message; savepoint bucketq_message');
@@ -326,6 +332,7 @@ export class Consumer {
         } catch (err) {
           await client.query('rollback to savepoint bucketq_message');
           failed.push({ m, err });
+          if (m.key !== null) failedKeys.add(m.key);
         }
       }
       if (done.length) await ack(client, this.group, done, { strict: true });
@@ -341,7 +348,7 @@ export class Consumer {
         this.metrics?.onFenced();
         this.log.warn({ err: (err as Error).message, messages: messages.length }, 'batch ack refused; retrying message by message');
         release(broken);
-        for (const m of done) await this.processInOwnTransaction(m);
+        await this.processInOrder(done);
         await this.nackAll(failed);
         return;
       }
@@ -352,10 +359,22 @@ export class Consumer {
     await this.nackAll(failed);
   }
 
-  private async processInOwnTransaction(m: ClaimedMessage, retries = 3): Promise<void> {
+  /** One transaction per message, in the given order; a key stops at its first failure. */
+  private async processInOrder(messages: ClaimedMessage[]): Promise<void> {
+    const failedKeys = new Set<string>();
+    for (const m of messages) {
+      if (this.abort.signal.aborted) break;
+      if (m.key !== null && failedKeys.has(m.key)) continue;
+      if (!(await this.processInOwnTransaction(m)) && m.key !== null) failedKeys.add(m.key);
+    }
+  }
+
+  /** true when the message was acked. */
+  private async processInOwnTransaction(m: ClaimedMessage, retries = 3): Promise<boolean> {
     const { client, release } = await this.checkout();
     let handlerError: unknown;
     let retry = false;
+    let acked = false;
     let broken: Error | undefined;
     try {
       await this.beginTransaction(client);
@@ -367,6 +386,7 @@ export class Consumer {
       }
       await ack(client, this.group, [m], { strict: true });
       await client.query('commit');
+      acked = true;
       this.stats.processed++;
       this.metrics?.onProcessed(1);
     } catch (err) {
@@ -389,6 +409,7 @@ export class Consumer {
     // Deadlock or serialization failure: Postgres undid everything; run it again.
     if (retry) return this.processInOwnTransaction(m, retries - 1);
     if (handlerError !== undefined) await this.nackAll([{ m, err: handlerError }]);
+    return acked;
   }
 
   private async nackAll(failed: { m: ClaimedMessage; err: unknown }[]): Promise<void> {
@@ -410,6 +431,7 @@ export class Consumer {
           this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
         } else if (r.status === 'retry') {
           this.metrics?.onRetried();
+          if (r.retryAt) this.wakeup.wakeAt(r.retryAt);
           this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
         }
       }
@@ -480,3 +502,13 @@ export function consume(
   return Consumer.start(db, options, logger);
 }
 
+/** Consecutive messages of one key (a claimed run) together; unkeyed ones alone. */
+function runsOf(messages: ClaimedMessage[]): ClaimedMessage[][] {
+  const runs: ClaimedMessage[][] = [];
+  for (const m of messages) {
+    const last = runs.at(-1);
+    if (m.key !== null && last !== undefined && last[0]!.key === m.key) last.push(m);
+    else runs.push([m]);
+  }
+  return runs;
+}

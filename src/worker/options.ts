@@ -40,6 +40,12 @@ export const consumeOptionsSchema = z
     /** Messages per claim round trip. */
     batchSize: positiveInt('batchSize', 10000).default(100),
     /**
+     * Consecutive messages of one key a claim may lease together (a run), handled in
+     * key_seq order; claims fill up with runs only after every ready key got its
+     * first message. Default: batchSize. 1: one message per key per claim.
+     */
+    maxPerKey: positiveInt('maxPerKey', 10000).optional(),
+    /**
      * 'batch': one transaction per claimed batch, a savepoint per message (a failing
      * message rolls back only its own effects). 'message': one transaction each.
      */

@@ -17,6 +17,7 @@ export class Wakeup {
   private waiter: (() => void) | undefined;
   private pending = false;
   private subscriber: Subscriber | undefined;
+  private readonly timers = new Map<number, NodeJS.Timeout>();
 
   constructor(private readonly log: Logger) {}
 
@@ -52,6 +53,18 @@ export class Wakeup {
     }
   }
 
+  /** Wake up at `at` (a retry falls due then; no NOTIFY announces it). */
+  wakeAt(at: Date): void {
+    const due = Math.ceil(at.getTime() / 10) * 10; // one timer per 10 ms slot
+    if (this.timers.has(due)) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(due);
+      this.wake();
+    }, Math.max(0, due - Date.now()) + 5);
+    timer.unref();
+    this.timers.set(due, timer);
+  }
+
   /** Resolves on the next wake-up, or after `ms`. */
   wait(ms: number): Promise<void> {
     if (this.pending) {
@@ -71,6 +84,8 @@ export class Wakeup {
   }
 
   async close(): Promise<void> {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
     this.wake();
     const s = this.subscriber;
     this.subscriber = undefined;

@@ -1,0 +1,302 @@
+// Runs (claim's max_per_key): consecutive messages of one key leased together, acked in
+// order; a nack, an expiry or a rebalance puts the rest of the run back behind its head
+// without counting an attempt, so per-key FIFO and the dead-letter rule still hold.
+import { describe, expect, it } from 'vitest';
+import { ack, claim, expectBqError, inTx, nack, sendBatch, setClock, topicAndGroup, useDatabase, type Claimed, type Queryable } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+async function rows(c: Queryable, group: string) {
+  const { rows } = await c.query(
+    `select i.msg_id::int, i.key_seq::int, i.state::int, i.attempts from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+      where g.name = $1 order by i.key_id, i.key_seq, i.msg_id`,
+    [group],
+  );
+  return rows as { msg_id: number; key_seq: number; state: number; attempts: number }[];
+}
+
+const seqs = (ms: Claimed[]) => ms.map((m) => `${m.key ?? '-'}${m.key_seq ?? ''}`);
+
+describe('claim with max_per_key', () => {
+  it('leases each key as a run in key_seq order under one token; by default only the head', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await sendBatch(c, topic, Array.from({ length: 10 }, (_, i) => ({ i })), {
+      keys: ['a', 'b', 'a', null, 'a', 'b', 'a', 'b', null, 'a'],
+    });
+
+    await c.query('begin');
+    expect(seqs(await claim(c, group, consumer, 100))).toEqual(['a1', 'b1', '-', '-']);
+    await c.query('rollback');
+
+    const run = await claim(c, group, consumer, 100, { maxPerKey: 3 });
+    expect(seqs(run)).toEqual(['a1', 'a2', 'a3', 'b1', 'b2', 'b3', '-', '-']);
+    expect(new Set(run.map((m) => m.lease_token)).size).toBe(1);
+    expect(run.every((m) => m.attempt === 1)).toBe(true);
+    // a4, a5 wait behind the leased run
+    expect(await claim(c, group, consumer, 100, { maxPerKey: 3 })).toEqual([]);
+    const left = (await rows(c, group)).filter((r) => r.state !== 1);
+    expect(left.map((r) => [r.key_seq, r.state])).toEqual([
+      [4, 3],
+      [5, 3],
+    ]);
+  });
+
+  it('max_messages caps heads and runs together; the oldest heads get their runs first', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await sendBatch(c, topic, Array.from({ length: 12 }, (_, i) => ({ i })), { keys: [...Array(6).fill('x'), ...Array(6).fill('y')] });
+    expect(seqs(await claim(c, group, consumer, 5, { maxPerKey: 10 }))).toEqual(['x1', 'x2', 'x3', 'x4', 'y1']);
+  });
+
+  it('a run ends at a message not yet due (not_before) and at a gap', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await c.query(
+      `select bucketq.send_batch($1, array['{}','{}','{}','{}']::jsonb[], array['k','k','k','k'], null, null,
+                                 array[null, null, now() + interval '1 hour', null]::timestamptz[])`,
+      [topic],
+    );
+    expect(seqs(await claim(c, group, consumer, 10, { maxPerKey: 10 }))).toEqual(['k1', 'k2']);
+  });
+
+  it('rejects max_per_key outside 1 to 10000 with a hint', async () => {
+    const c = await ctx.session();
+    const { group, consumer } = await topicAndGroup(c, ctx);
+    await expectBqError(claim(c, group, consumer, 10, { maxPerKey: 0 }), 'BQ005', /invalid max_per_key 0/);
+    await expectBqError(claim(c, group, consumer, 10, { maxPerKey: 10001 }), 'BQ005', /invalid max_per_key 10001/);
+  });
+});
+
+describe('acking and nacking runs', () => {
+  it('acking a whole run makes the message after it ready; acking past a leased earlier one is refused and acks nothing', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await sendBatch(c, topic, Array.from({ length: 6 }, (_, i) => ({ i })), { keys: Array(6).fill('k') });
+    const run = await claim(c, group, consumer, 3, { maxPerKey: 3 });
+    expect(seqs(run)).toEqual(['k1', 'k2', 'k3']);
+
+    const err = await expectBqError(ack(c, group, [run[1]!, run[2]!]), 'BQ005', /out of order/);
+    expect(err.message).toContain(String(run[0]!.msg_id));
+    expect((await rows(c, group)).filter((r) => r.state === 1)).toHaveLength(3);
+
+    await inTx(c, async () => {
+      await ack(c, group, [run[0]!]);
+      await ack(c, group, [run[1]!, run[2]!]);
+    });
+    expect(seqs(await claim(c, group, consumer, 10, { maxPerKey: 10 }))).toEqual(['k4', 'k5', 'k6']);
+  });
+
+  it('a nack in the middle: earlier ones ack, the failed one retries after its delay, the rest waits behind it without an attempt', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, { group: { backoff_base: '10 seconds', session_timeout: '1 hour' } });
+    await sendBatch(c, topic, Array.from({ length: 5 }, (_, i) => ({ i })), { keys: Array(5).fill('k') });
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(run).toHaveLength(5);
+
+    await inTx(c, () => ack(c, group, run.slice(0, 2)));
+    const [n] = await nack(c, group, [run[2]!]);
+    expect(n).toMatchObject({ msg_id: run[2]!.msg_id, status: 'retry' });
+    expect(n!.retry_at).not.toBeNull();
+    expect((await rows(c, group)).map((r) => [r.key_seq, r.state, r.attempts])).toEqual([
+      [3, 2, 1],
+      [4, 3, 0],
+      [5, 3, 0],
+    ]);
+    // the tail's old lease is void
+    await expectBqError(ack(c, group, [run[3]!]), 'BQ006');
+
+    expect(await claim(c, group, consumer, 10, { maxPerKey: 10 })).toEqual([]);
+    await setClock(c, '11 seconds');
+    const retry = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(retry)).toEqual(['k3']); // a retry comes alone
+    expect(retry[0]!.attempt).toBe(2);
+    await ack(c, group, retry);
+    const rest = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(rest)).toEqual(['k4', 'k5']);
+    expect(rest.map((m) => m.attempt)).toEqual([1, 1]);
+  });
+
+  it('a nack of a later message while an earlier one of its run is still leased: it waits behind that one and keeps its retry time', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, { group: { session_timeout: '1 hour' } });
+    await sendBatch(c, topic, [{}, {}, {}], { keys: ['k', 'k', 'k'] });
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    await nack(c, group, [run[1]!], { retryDelay: '10 minutes' });
+    expect((await rows(c, group)).map((r) => [r.key_seq, r.state])).toEqual([
+      [1, 1],
+      [2, 3],
+      [3, 3],
+    ]);
+    await ack(c, group, [run[0]!]);
+    expect((await rows(c, group)).map((r) => [r.key_seq, r.state])).toEqual([
+      [2, 2], // delayed: its retry time holds
+      [3, 3],
+    ]);
+    expect(await claim(c, group, consumer, 10, { maxPerKey: 10 })).toEqual([]);
+    await setClock(c, '11 minutes');
+    expect(seqs(await claim(c, group, consumer, 10, { maxPerKey: 10 }))).toEqual(['k2']);
+  });
+
+  it('a dead-lettered message in a run (skip policy): the rest of the run flows after it', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, { group: { max_attempts: 1 } });
+    await sendBatch(c, topic, [{}, {}, {}, {}], { keys: ['k', 'k', 'k', 'k'] });
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    await inTx(c, async () => {
+      await ack(c, group, [run[0]!]);
+    });
+    expect((await nack(c, group, [run[1]!]))[0]!.status).toBe('dead');
+    expect(seqs(await claim(c, group, consumer, 10, { maxPerKey: 10 }))).toEqual(['k3', 'k4']);
+  });
+});
+
+describe('lost runs', () => {
+  it('an expired run: the head comes back alone on its next attempt, the tail waits without an attempt, then runs resume', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, { group: { lease_timeout: '5 seconds', session_timeout: '1 hour' } });
+    await sendBatch(c, topic, [{}, {}, {}, {}], { keys: ['k', 'k', 'k', 'k'] });
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(run).toHaveLength(4);
+
+    await setClock(c, '6 seconds');
+    const again = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(again)).toEqual(['k1']);
+    expect(again[0]!.attempt).toBe(2);
+    expect((await rows(c, group)).map((r) => [r.key_seq, r.state, r.attempts])).toEqual([
+      [1, 1, 2],
+      [2, 3, 0],
+      [3, 3, 0],
+      [4, 3, 0],
+    ]);
+    await expectBqError(ack(c, group, run), 'BQ006'); // the old lease is void, head and tail
+    await ack(c, group, again);
+    const rest = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(rest)).toEqual(['k2', 'k3', 'k4']);
+    expect(rest.map((m) => m.attempt)).toEqual([1, 1, 1]);
+  });
+
+  it('a message that kills its worker every time is dead-lettered alone: the messages behind it in its run are delivered', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, {
+      group: { lease_timeout: '5 seconds', session_timeout: '1 hour', max_attempts: 2 },
+    });
+    await sendBatch(c, topic, [{}, {}, {}], { keys: ['k', 'k', 'k'] });
+    expect(await claim(c, group, consumer, 10, { maxPerKey: 10 })).toHaveLength(3); // crash 1
+    await setClock(c, '6 seconds');
+    expect(seqs(await claim(c, group, consumer, 10, { maxPerKey: 10 }))).toEqual(['k1']); // crash 2
+    await setClock(c, '12 seconds');
+    const after = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(after)).toEqual(['k2', 'k3']);
+    expect(after.map((m) => m.attempt)).toEqual([1, 1]);
+    const { rows: dead } = await c.query(`select key_seq::int from bucketq.dead_letters where group_name = $1`, [group]);
+    expect(dead).toEqual([{ key_seq: 1 }]);
+  });
+
+  it('a consumer leaving with a run leased: the head is ready again, the tail waits, no attempt counted', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await sendBatch(c, topic, [{}, {}, {}], { keys: ['k', 'k', 'k'] });
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(run).toHaveLength(3);
+    await c.query('select bucketq.leave($1, $2)', [group, consumer]);
+    expect((await rows(c, group)).map((r) => [r.key_seq, r.state, r.attempts])).toEqual([
+      [1, 0, 0],
+      [2, 3, 0],
+      [3, 3, 0],
+    ]);
+    await c.query('select * from bucketq.join($1, $2)', [group, 'c2']);
+    const again = await claim(c, group, 'c2', 10, { maxPerKey: 10 });
+    expect(seqs(again)).toEqual(['k1', 'k2', 'k3']);
+    expect(again.map((m) => m.attempt)).toEqual([1, 1, 1]);
+  });
+
+  it('rewind with a run leased: the old lease is void and the key is delivered again from the start, in order', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    await sendBatch(c, topic, [{}, {}, {}], { keys: ['k', 'k', 'k'] });
+    const first = await claim(c, group, consumer, 1, { maxPerKey: 1 });
+    await ack(c, group, first);
+    const run = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(run)).toEqual(['k2', 'k3']);
+    await c.query(`select bucketq.rewind($1, now() - interval '1 minute')`, [group]);
+    await expectBqError(ack(c, group, run), 'BQ006');
+    const again = await claim(c, group, consumer, 10, { maxPerKey: 10 });
+    expect(seqs(again)).toEqual(['k1', 'k2', 'k3']);
+  });
+});
+
+describe('runs under concurrency', () => {
+  it('3 sessions claiming runs and failing some messages while 4 producers send: every message acked once, each key in key_seq order', async () => {
+    const setup = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(setup, ctx, { group: { backoff_base: '1 millisecond', backoff_max: '1 millisecond', max_attempts: 100 } });
+    const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
+    const perProducer = 150;
+    const producers = await Promise.all([0, 1, 2, 3].map(() => ctx.session()));
+    const consumers = await Promise.all([0, 1, 2].map(() => ctx.session()));
+    const total = producers.length * perProducer;
+
+    const acked = new Map<string, number[]>(); // key -> acked key_seqs, in ack order
+    const startedAt = new Map<string, number>(); // key -> next key_seq a claim may start with
+    const violations: string[] = [];
+    let done = 0;
+    let producing = true;
+
+    const produce = async (p: Queryable, n: number) => {
+      for (let sent = 0; sent < perProducer; ) {
+        const size = Math.min(perProducer - sent, 1 + ((n * 7 + sent) % 9));
+        await sendBatch(p, topic, Array.from({ length: size }, () => ({})), { keys: Array.from({ length: size }, (_, i) => keys[(n + sent + i) % keys.length]!) });
+        sent += size;
+      }
+    };
+    const consumeLoop = async (s: Queryable, n: number) => {
+      let round = 0;
+      while (done < total) {
+        const msgs = await claim(s, group, consumer, 15, { maxPerKey: 6 });
+        if (msgs.length === 0) {
+          await new Promise((r) => setTimeout(r, producing ? 1 : 5));
+          continue;
+        }
+        // a claim hands out each key's next unacked message first
+        for (const [i, m] of msgs.entries()) {
+          const prev = msgs[i - 1];
+          if (m.key === null) continue;
+          if (prev?.key === m.key) {
+            if (m.key_seq !== prev.key_seq! + 1) violations.push(`${m.key}: ${m.key_seq} after ${prev.key_seq} in one claim`);
+          } else if (m.key_seq !== (startedAt.get(m.key) ?? 1)) {
+            violations.push(`${m.key}: claim started at ${m.key_seq}, expected ${startedAt.get(m.key) ?? 1}`);
+          }
+        }
+        // handle in order; one claim in five fails at its middle message: the rest of
+        // that key's run is skipped, everything else acks, then the failed one is nacked
+        const f = (n + round++) % 5 === 0 ? Math.floor(msgs.length / 2) : -1;
+        const failedKey = f < 0 ? undefined : msgs[f]!.key;
+        const toAck = msgs.filter((m, i) => i !== f && !(f >= 0 && i > f && m.key === failedKey));
+        await s.query('begin');
+        await ack(s, group, toAck);
+        for (const m of toAck) {
+          if (m.key === null) continue;
+          acked.set(m.key, [...(acked.get(m.key) ?? []), m.key_seq!]);
+          startedAt.set(m.key, m.key_seq! + 1);
+        }
+        await s.query('commit');
+        done += toAck.length;
+        if (f >= 0) await nack(s, group, [msgs[f]!]);
+      }
+    };
+
+    await Promise.all([
+      Promise.all(producers.map((p, n) => produce(p, n))).then(() => (producing = false)),
+      ...consumers.map((s, n) => consumeLoop(s, n)),
+    ]);
+
+    expect(violations).toEqual([]);
+    for (const [key, list] of acked) expect(list, key).toEqual(list.map((_, i) => i + 1));
+    const { rows: counts } = await setup.query(
+      `select count(*)::int as n, count(distinct msg_id)::int as d from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`,
+      [group],
+    );
+    expect(counts[0]).toEqual({ n: total, d: total });
+    expect(await rows(setup, group)).toEqual([]);
+  });
+});
