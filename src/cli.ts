@@ -17,7 +17,7 @@ commands:
             [--messages N] [--rate MSG_PER_S] [--no-kill] [--plain]
             (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
   worker    consume a group with a handler module until SIGTERM/SIGINT
-            --group G --handler ./handler.js [--concurrency N] [--batch-size N]
+            --group G --handler ./handler.js [--concurrency N] [--batch-size N] [--max-per-key N]
             [--transaction batch|message] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
             [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
@@ -43,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
         handler: { type: 'string' },
         concurrency: { type: 'string' },
         'batch-size': { type: 'string' },
+        'max-per-key': { type: 'string' },
         transaction: { type: 'string' },
         'heartbeat-ms': { type: 'string' },
         'poll-ms': { type: 'string' },
@@ -83,6 +84,7 @@ export async function main(argv: string[]): Promise<number> {
         handler: values.handler,
         concurrency: values.concurrency,
         batchSize: values['batch-size'],
+        maxPerKey: values['max-per-key'],
         transaction: values.transaction,
         heartbeatMs: values['heartbeat-ms'],
         pollMs: values['poll-ms'],

@@ -235,14 +235,17 @@ describe('consume()', () => {
     expect(c.stats.deadLettered).toBe(1);
   });
 
-  it('in batch mode a failing message rolls back only its own effects', async () => {
+  it('in batch mode a failing message rolls back only its own effects, whether or not the others wrote anything', async () => {
     const topic = unique('t');
     const group = unique('g');
     await bq.createTopic(topic, { buckets: 1 });
     await bq.createGroup(group, topic, { startAt: 'earliest', maxAttempts: 1 });
+    // The transaction and savepoints open only when a handler first queries: mix
+    // handlers that write with ones that do not, failing before and after writing.
+    const mode = (i: number) => (i === 5 ? 'fail-without-writing' : i === 7 ? 'write-then-fail' : i % 3 === 0 ? 'no-write' : 'write');
     await bq.sendBatch(
       topic,
-      Array.from({ length: 20 }, (_, i) => ({ payload: { fail: i === 7 }, key: `k${i}` })),
+      Array.from({ length: 20 }, (_, i) => ({ payload: { mode: mode(i) }, key: `k${i}` })),
     );
     const c = await bq.consume(
       {
@@ -250,8 +253,11 @@ describe('consume()', () => {
         batchSize: 20,
         transaction: 'batch',
         handler: async (m, ctx) => {
+          const { mode } = m.payload as { mode: string };
+          if (mode === 'fail-without-writing') throw new Error('fails before writing');
+          if (mode === 'no-write') return;
           await recordEffect(group)(m, ctx);
-          if ((m.payload as { fail: boolean }).fail) throw new Error('this one fails');
+          if (mode === 'write-then-fail') throw new Error('this one fails');
         },
       },
       quiet,
@@ -263,15 +269,18 @@ describe('consume()', () => {
     }
     const effects = await db.pool.query<{ key: string }>('select key from effects where group_name = $1', [group]);
     expect(effects.rows.map((r) => r.key).sort()).toEqual(
-      Array.from({ length: 20 }, (_, i) => `k${i}`)
-        .filter((k) => k !== 'k7')
+      Array.from({ length: 20 }, (_, i) => i)
+        .filter((i) => mode(i) === 'write')
+        .map((i) => `k${i}`)
         .sort(),
     );
     const deliveries = await db.pool.query<{ n: string }>(
       'select count(*) as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1',
       [group],
     );
-    expect(Number(deliveries.rows[0]?.n)).toBe(19);
+    expect(Number(deliveries.rows[0]?.n)).toBe(18);
+    const dead = await db.pool.query('select key from bucketq.dead_letters where group_name = $1 order by key', [group]);
+    expect(dead.rows).toEqual([{ key: 'k5' }, { key: 'k7' }]);
   });
 
   it('stop() lets in-flight work finish, leaves the group and leaves no leases behind', async () => {

@@ -298,49 +298,47 @@ export class Consumer {
     };
   }
 
-  /** begin, the idle limit and (for batches) the first savepoint, in one round trip. */
-  private async beginTransaction(client: pg.ClientBase, savepoint = false): Promise<void> {
-    // A worker frozen inside a transaction must not hold row locks forever; past its
-    // lease the message is delivered again anyway.
+  /** begin and the idle limit: a worker frozen inside a transaction must not hold row
+   * locks forever (past its lease the message is delivered again anyway). */
+  private beginSql(): string {
     const limit = Math.max(1000, this.settings.sessionTimeoutMs, this.opts.leaseTimeoutMs ?? this.settings.leaseTimeoutMs);
-    await client.query(
-      `begin; set local idle_in_transaction_session_timeout = ${Math.round(limit)};${savepoint ? ' savepoint bucketq_message;' : ''}`,
-    );
+    return `begin; set local idle_in_transaction_session_timeout = ${Math.round(limit)}`;
   }
 
-  /** One transaction for the whole batch, a savepoint per message, one batched ack. */
+  /**
+   * One transaction for the whole batch, a savepoint per message, one batched ack. The
+   * transaction opens when a handler first uses its client; if none does, the ack runs
+   * alone (one statement, atomic by itself): claim and ack are the only round trips.
+   */
   private async processBatch(messages: ClaimedMessage[]): Promise<void> {
     const { client, release } = await this.checkout();
     const done: ClaimedMessage[] = [];
     const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    const tx = new LazyTransaction(client, this.beginSql());
     let broken: Error | undefined;
     try {
-      // Each handler runs inside savepoint bucketq_message: a failure rolls back to it
-      // (which keeps it for the next message); a success releases it and opens the
-      // next one in the same round trip.
-      await this.beginTransaction(client, true);
       // After a message of a key fails, the rest of its run is not handled: the nack
       // puts it back behind the failed one.
       const failedKeys = new Set<string>();
       for (const m of messages) {
         if (this.abort.signal.aborted) break; // the rest is released by leave()
         if (m.key !== null && failedKeys.has(m.key)) continue;
+        const handlerClient = tx.next();
         try {
-          await this.runHandler(client, m);
-          await client.query('release savepoint bucketq_message; savepoint bucketq_message');
+          await this.runHandler(handlerClient, m);
           done.push(m);
         } catch (err) {
-          await client.query('rollback to savepoint bucketq_message');
+          await tx.rollbackMessage();
           failed.push({ m, err });
           if (m.key !== null) failedKeys.add(m.key);
         }
       }
       if (done.length) await ack(client, this.group, done, { strict: true });
-      await client.query('commit');
+      if (tx.began) await client.query('commit');
       this.stats.processed += done.length;
       this.metrics?.onProcessed(done.length);
     } catch (err) {
-      await client.query('rollback').catch((e: Error) => (broken = e));
+      if (tx.began) await client.query('rollback').catch((e: Error) => (broken = e));
       if (err instanceof StaleLeaseError || err instanceof FencedError || isRetryableConflict(err)) {
         // Some lease in the batch is gone. Redo message by message: each one whose
         // lease still holds commits, the others roll back alone.
@@ -376,21 +374,21 @@ export class Consumer {
     let retry = false;
     let acked = false;
     let broken: Error | undefined;
+    const tx = new LazyTransaction(client, this.beginSql()); // no handler query: the ack alone
     try {
-      await this.beginTransaction(client);
       try {
-        await this.runHandler(client, m);
+        await this.runHandler(tx.next(), m);
       } catch (err) {
         handlerError = err;
         throw err;
       }
       await ack(client, this.group, [m], { strict: true });
-      await client.query('commit');
+      if (tx.began) await client.query('commit');
       acked = true;
       this.stats.processed++;
       this.metrics?.onProcessed(1);
     } catch (err) {
-      await client.query('rollback').catch((e: Error) => (broken = e));
+      if (tx.began) await client.query('rollback').catch((e: Error) => (broken = e));
       if (handlerError === undefined) {
         if (err instanceof StaleLeaseError || err instanceof FencedError) {
           this.stats.fenced++;
@@ -511,4 +509,58 @@ function runsOf(messages: ClaimedMessage[]): ClaimedMessage[][] {
     else runs.push([m]);
   }
   return runs;
+}
+
+/**
+ * The batch's transaction and a savepoint per message, opened only when a handler uses
+ * its client: a handler that writes nothing (or only elsewhere) costs no round trip.
+ * begin and the savepoint are queued right before the handler's first query (pg sends
+ * a connection's queries in order), and the previous message's savepoint is released
+ * in the same round trip.
+ */
+class LazyTransaction {
+  began = false;
+  private taken = false; // the current message's savepoint exists
+  private open = false; // an earlier message's savepoint is still open
+
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly beginSql: string,
+  ) {}
+
+  /** The client for the next message's handler. */
+  next(): pg.ClientBase {
+    this.taken = false;
+    const client = this.client;
+    const take = () => {
+      if (this.taken) return;
+      this.taken = true;
+      const sql = !this.began
+        ? `${this.beginSql}; savepoint bucketq_message`
+        : this.open
+          ? 'release savepoint bucketq_message; savepoint bucketq_message'
+          : 'savepoint bucketq_message';
+      this.began = true;
+      this.open = true;
+      // A failure here fails the handler's own query, which follows on this connection.
+      client.query(sql).catch(() => {});
+    };
+    return new Proxy(client, {
+      get(target, prop) {
+        if (prop === 'query') {
+          return (...args: unknown[]) => {
+            take();
+            return (target.query as (...a: unknown[]) => unknown)(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  /** Undo what the current message's handler wrote (nothing to undo if it wrote nothing). */
+  async rollbackMessage(): Promise<void> {
+    if (this.taken) await this.client.query('rollback to savepoint bucketq_message');
+  }
 }
