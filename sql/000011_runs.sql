@@ -166,40 +166,46 @@ begin
     return;  -- a member that owns no bucket (yet): nothing to claim
   end if;
 
-  -- The tails of expired runs wait behind their heads again (their attempt does not
-  -- count); the heads are handled below like any expired lease.
-  select array_agg(i.msg_id) into v_tails from (
-    select i.msg_id from bucketq.inbox i
-     where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
-       and i.bucket = any(v_owned) and i.key_id is not null
-       and exists (select 1 from bucketq.inbox y
-                    where y.group_id = g.group_id and y.key_id = i.key_id and y.key_seq < i.key_seq)
-     order by i.key_id, i.msg_id
-     for update of i skip locked) i;
-  if v_tails is not null then
-    perform bucketq._unlease(g.group_id, v_tails);
-  end if;
+  -- Is anything due in these buckets (expired leases, retries, not_before reached)?
+  -- Usually not: one index probe, and the three statements below are skipped.
+  if exists (select 1 from bucketq.inbox i
+              where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+                and i.bucket = any(v_owned)) then
+    -- The tails of expired runs wait behind their heads again (their attempt does not
+    -- count); the heads are handled below like any expired lease.
+    select array_agg(i.msg_id) into v_tails from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
+         and i.bucket = any(v_owned) and i.key_id is not null
+         and exists (select 1 from bucketq.inbox y
+                      where y.group_id = g.group_id and y.key_id = i.key_id and y.key_seq < i.key_seq)
+       order by i.key_id, i.msg_id
+       for update of i skip locked) i;
+    if v_tails is not null then
+      perform bucketq._unlease(g.group_id, v_tails);
+    end if;
 
-  -- Expired leases whose attempts are spent go to the dead letters (a worker that
-  -- crashes on a message every time must not hold its key forever).
-  select array_agg(i.msg_id) into v_exhausted from (
-    select i.msg_id from bucketq.inbox i
-     where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
-       and i.attempts >= g.max_attempts and i.bucket = any(v_owned)
-     for update skip locked) i;
-  if v_exhausted is not null then
-    perform bucketq._dead_letter(g, v_exhausted,
-      array_fill(format('lease expired after %s attempts', g.max_attempts), array[cardinality(v_exhausted)]));
-  end if;
+    -- Expired leases whose attempts are spent go to the dead letters (a worker that
+    -- crashes on a message every time must not hold its key forever).
+    select array_agg(i.msg_id) into v_exhausted from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
+         and i.attempts >= g.max_attempts and i.bucket = any(v_owned)
+       for update skip locked) i;
+    if v_exhausted is not null then
+      perform bucketq._dead_letter(g, v_exhausted,
+        array_fill(format('lease expired after %s attempts', g.max_attempts), array[cardinality(v_exhausted)]));
+    end if;
 
-  -- Rows whose time has come: retries after backoff, not_before reached, expired leases.
-  select array_agg(i.msg_id) into v_timed from (
-    select i.msg_id from bucketq.inbox i
-     where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
-       and i.bucket = any(v_owned)
-     order by i.available_at
-     limit max_messages
-     for update skip locked) i;
+    -- Rows whose time has come: retries after backoff, not_before reached, expired leases.
+    select array_agg(i.msg_id) into v_timed from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+         and i.bucket = any(v_owned)
+       order by i.available_at
+       limit max_messages
+       for update skip locked) i;
+  end if;
 
   -- Ready heads, oldest first.
   if coalesce(cardinality(v_timed), 0) < max_messages then

@@ -129,6 +129,31 @@ describe('consume()', () => {
     });
   }
 
+  it('the handler\'s transaction (effects + ack) commits durably: the claim connection\'s synchronous_commit = off stays there', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 2 });
+    await bq.createGroup(group, topic, { startAt: 'earliest' });
+    await bq.sendBatch(topic, [{ payload: {}, key: 'a' }, { payload: {} }]);
+    const seen: string[] = [];
+    const c = await bq.consume(
+      {
+        group,
+        handler: async (_m, ctx) => {
+          const { rows } = await ctx.client.query<{ synchronous_commit: string }>('show synchronous_commit');
+          seen.push(rows[0]!.synchronous_commit);
+        },
+      },
+      quiet,
+    );
+    try {
+      await waitFor('drain', async () => (await pending(group)) === 0);
+    } finally {
+      await c.stop();
+    }
+    expect(seen).toEqual(['on', 'on']); // the claim connection's setting must not leak into handlers
+  });
+
   it('two consumers split the buckets, rebalance when one leaves, and lose nothing', async () => {
     const topic = unique('t');
     const group = unique('g');

@@ -51,6 +51,13 @@ export class Consumer {
   readonly metrics: ConsumerMetrics | undefined;
   private metricsServer: MetricsServer | undefined;
   private joined = false;
+  /**
+   * Claims run on a connection of their own with synchronous_commit off: a claim's
+   * commit does not wait for its WAL flush. Crash-safe: a lease lost with the WAL is a
+   * lease the ack will not find (the message is delivered again, the ack and its effects
+   * roll back), and an ack that commits flushes the WAL of the claim before it.
+   */
+  private readonly claimPool: pg.Pool;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -60,6 +67,13 @@ export class Consumer {
     private readonly wakeup: Wakeup,
     readonly log: Logger,
   ) {
+    const config = (pool as unknown as { options: pg.PoolConfig }).options;
+    this.claimPool = new pg.Pool({
+      ...config,
+      max: 1,
+      options: [config.options, '-c synchronous_commit=off'].filter(Boolean).join(' '),
+    });
+    this.claimPool.on('error', () => {}); // a dropped idle client is replaced on next use
     this.consumerId = opts.consumerId ?? defaultConsumerId();
     this.group = opts.group;
     this.stopped = new Promise((r) => (this.resolveStopped = r));
@@ -128,6 +142,7 @@ export class Consumer {
       return consumer;
     } catch (err) {
       await consumer?.metricsServer?.close();
+      await consumer?.claimPool.end().catch(() => {});
       if (ownsPool) await pool.end().catch(() => {});
       throw err;
     }
@@ -215,7 +230,7 @@ export class Consumer {
       let messages: ClaimedMessage[];
       try {
         const free = this.opts.concurrency - this.inflight;
-        messages = await claim(this.pool, this.group, this.consumerId, {
+        messages = await claim(this.claimPool, this.group, this.consumerId, {
           max: this.opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
           leaseTimeout: this.opts.leaseTimeoutMs === undefined ? undefined : `${this.opts.leaseTimeoutMs} milliseconds`,
           maxPerKey: this.opts.maxPerKey ?? batchSize,
@@ -469,6 +484,7 @@ export class Consumer {
     }
     await this.wakeup.close();
     await this.metricsServer?.close();
+    await this.claimPool.end().catch(() => {});
     if (this.ownsPool) await this.pool.end().catch(() => {});
     this.resolveStopped();
   }
