@@ -29,7 +29,7 @@ language sql as $$
                  or not exists (select 1 from bucketq.inbox y
                                  where y.group_id = p_group_id and y.key_id = x.key_id and y.key_seq < x.key_seq) as head
             from bucketq.inbox x
-           where x.group_id = p_group_id and x.msg_id = any(p_msg_ids) and x.state = 1) h
+           where x.group_id = p_group_id and x.msg_id = any(p_msg_ids) and x.state + 0 = 1) h
    where i.group_id = p_group_id and i.msg_id = h.msg_id
   returning i.msg_id, i.attempts, h.head
 $$;
@@ -257,13 +257,18 @@ begin
        and ob.bucket = i.bucket
     returning i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, i.epoch
   )
+  , m as materialized (
+    -- One bitmap scan of the log for the whole batch, in the partitions its sent_at
+    -- range touches (run-time pruning on the init-plan bounds).
+    select x.id, x.sent_at, x.key, x.payload, x.headers from bucketq.message x
+     where x.topic_id = g.topic_id
+       and x.id = any(coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}'))
+       and x.sent_at >= (select min(l.sent_at) from leased l)
+       and x.sent_at <= (select max(l.sent_at) from leased l)
+  )
   select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts, v_token, l.sent_at, v_until, l.epoch
     from leased l
-    -- One index probe per message in its own partition (offset 0 keeps the planner
-    -- from turning this into a scan of the whole log with a hash join).
-    cross join lateral (select x.key, x.payload, x.headers from bucketq.message x
-                         where x.topic_id = g.topic_id and x.sent_at = l.sent_at and x.id = l.msg_id
-                         offset 0) m
+    join m on m.id = l.msg_id and m.sent_at = l.sent_at
    -- Oldest first; a run right behind its head, in key_seq order.
    order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
 end $$;
@@ -293,14 +298,13 @@ begin
   perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   v_now := bucketq._now();
 
-  with input as (
-    select u.id, u.tok from unnest(msg_ids, lease_tokens) as u(id, tok)
-  ),
-  locked as materialized (
+  with locked as materialized (
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
-    select i.msg_id from bucketq.inbox i
-      join input on i.msg_id = input.id and i.lease_token = input.tok
-     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.state = 1
+    -- One primary-key probe per message. state + 0: the planner must not use the partial
+    -- index inbox_timed, which it believes tiny and would scan once per array element.
+    select i.msg_id from unnest(msg_ids, lease_tokens) as u(id, tok)
+      join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id
+     where i.lease_token = u.tok and i.state + 0 = 1
      order by i.key_id, i.msg_id
        for update of i
   ),
@@ -404,7 +408,7 @@ begin
     into v_held, v_dead, v_dead_errors
     from (select i.msg_id, i.attempts, e.err
             from unnest(msg_ids, lease_tokens, errors) as e(id, tok, err)
-            join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state = 1
+            join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state + 0 = 1
            where exists (select 1 from bucketq.bucket_owner o
                           where o.group_id = g.group_id and o.bucket = i.bucket
                             and o.owner = i.consumer_id and o.epoch = i.epoch)
@@ -467,7 +471,7 @@ begin
               when u.id = any(v_held) then 'retry'
               else 'stale' end,
          (select i.available_at from bucketq.inbox i
-           where i.group_id = g.group_id and i.msg_id = u.id and i.state in (2, 3)
+           where i.group_id = g.group_id and i.msg_id = u.id and i.state + 0 in (2, 3)
              and u.id = any(v_held))
     from unnest(msg_ids) u(id);
 end $$;
