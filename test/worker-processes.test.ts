@@ -50,10 +50,20 @@ async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
   return mod.default;
 }
 
-/** Fast shutdown (every session terminated), down for `downMs`, start again. */
-async function restartPostgres(downMs: number): Promise<number> {
+/**
+ * Crash Postgres (SIGQUIT to the postmaster: immediate shutdown, nothing flushed, so the
+ * next start runs crash recovery and loses asynchronously committed work such as the
+ * workers' claims), stay down for `downMs`, start again.
+ */
+async function crashAndRestartPostgres(downMs: number): Promise<number> {
   const t0 = Date.now();
-  await server.stop();
+  const postmaster = (server as unknown as { process?: import('node:child_process').ChildProcess }).process;
+  if (!postmaster) throw new Error('embedded Postgres is not running');
+  await new Promise<void>((resolve) => {
+    postmaster.once('exit', () => resolve());
+    postmaster.kill('SIGQUIT');
+  });
+  (server as unknown as { process?: unknown }).process = undefined;
   await sleep(downMs);
   await server.start();
   return Date.now() - t0;
@@ -431,7 +441,7 @@ async function ownersOf(group: string): Promise<Map<number, string | null>> {
 // ---------------------------------------------------------------------------------
 
 describe('worker processes', () => {
-  it(`chaos: ${CHAOS_MESSAGES} keyed messages, a worker SIGKILLed every second, a Postgres restart: exactly once, in order`, async () => {
+  it(`chaos: ${CHAOS_MESSAGES} keyed messages, a worker SIGKILLed every second, a Postgres crash and restart: exactly once, in order`, async () => {
     const { topic, group } = await createTopicAndGroup('chaos');
     const env = { EFFECT_DELAY_MAX_MS: '3' };
     let next = 0;
@@ -460,7 +470,7 @@ describe('worker processes', () => {
       await exclusive(async () => {
         witness = live.find((w) => w.alive)!;
         effectsBeforeRestart = await maxEffectId();
-        restartMs = await restartPostgres(700);
+        restartMs = await crashAndRestartPostgres(700);
       });
     })();
     restart.catch(() => {}); // awaited below; a failing kill round must not leave it unhandled
@@ -493,7 +503,7 @@ describe('worker processes', () => {
     const drainMs = await drained(group, Math.max(45_000, CHAOS_MESSAGES * 5), live);
     for (const w of live) expect(w.alive, `${w.id} still running:\n${w.tail()}`).toBe(true);
     console.log(
-      `chaos: ${producer.sent} messages, ${kills} SIGKILLs, Postgres restart took ${restartMs} ms, ` +
+      `chaos: ${producer.sent} messages, ${kills} SIGKILLs, Postgres crash and restart took ${restartMs} ms, ` +
         `${producer.retries} send retries, drained ${drainMs} ms after the last send; ` +
         `witness ${witness!.id} warnings: ${JSON.stringify(warnings(witness!))}`,
     );
