@@ -118,7 +118,9 @@ declare
   v_timed bigint[];
   v_ready bigint[];
   v_run bigint[];
-  v_heads int;
+  v_room int;
+  v_cand bigint[];
+  v_cand_heads bigint[];
   v_owned int[];
   v_epochs bigint[];
 begin
@@ -207,42 +209,52 @@ begin
        for update skip locked) i;
   end if;
 
-  -- Ready heads, oldest first.
-  if coalesce(cardinality(v_timed), 0) < max_messages then
-    select array_agg(i.msg_id) into v_ready from (
-      select i.msg_id from bucketq.inbox i
-       where i.group_id = g.group_id and i.state = 0
-         and i.bucket = any(v_owned)
-       order by i.msg_id
-       limit max_messages - coalesce(cardinality(v_timed), 0)
-       for update skip locked) i;
+  -- Ready keys, oldest head first, each with its run: the head, then the waiting
+  -- messages right behind it (for a keyed head on its first attempt), until the batch
+  -- is full. Taking whole runs makes fewer keys per batch, so fewer promotions on ack.
+  -- Heads are locked as they are read (SKIP LOCKED: concurrent claimers take other
+  -- keys), runs read without locks; the outer LIMIT stops both once the batch is full.
+  -- Then the runs are locked (SKIP LOCKED) and checked again: a message that is gone,
+  -- changed or locked elsewhere ends its run there.
+  v_room := max_messages - coalesce(cardinality(v_timed), 0);
+  if v_room > 0 then
+    select array_agg(c.msg_id), array_agg(c.head_id) into v_cand, v_cand_heads from (
+      select x.msg_id, h.msg_id as head_id
+        from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
+               where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+               order by h.msg_id
+               limit v_room
+                 for update skip locked) h
+        cross join lateral (
+          select h.msg_id, h.key_seq
+          union all
+          (select x.msg_id, x.key_seq from bucketq.inbox x
+            where max_per_key > 1 and h.key_id is not null and h.attempts = 0
+              and x.group_id = g.group_id and x.key_id = h.key_id
+              and x.key_seq > h.key_seq and x.key_seq < h.key_seq + max_per_key
+              and x.state = 3 and (x.available_at is null or x.available_at <= v_now)
+            order by x.key_seq)) x
+       limit v_room) c;
+  end if;
+
+  if v_cand is not null then
+    select array_agg(v.msg_id order by v.ord) filter (where v.msg_id = v.head_id),
+           array_agg(v.msg_id order by v.ord) filter (where v.msg_id <> v.head_id)
+      into v_ready, v_run
+      from (select c.msg_id, c.head_id, c.ord,
+                   first_value(c.msg_id) over w = c.head_id
+                   and coalesce(lk.key_seq - first_value(lk.key_seq) over w, 0) = row_number() over w - 1 as keep
+              from unnest(v_cand, v_cand_heads) with ordinality as c(msg_id, head_id, ord)
+              join (select i.msg_id, i.key_seq, i.state from bucketq.inbox i
+                     where i.group_id = g.group_id and i.msg_id = any(v_cand) and i.state + 0 in (0, 3)
+                       for update skip locked) lk on lk.msg_id = c.msg_id
+             where (c.msg_id = c.head_id) = (lk.state = 0)
+            window w as (partition by c.head_id order by c.ord)) v
+     where v.keep;
   end if;
 
   if v_timed is null and v_ready is null then
     return;
-  end if;
-  v_heads := coalesce(cardinality(v_timed), 0) + coalesce(cardinality(v_ready), 0);
-
-  -- Runs: behind each ready keyed head on its first attempt, the waiting messages that
-  -- follow it without a gap (a message locked elsewhere or not yet due ends the run),
-  -- while max_messages allows; the oldest heads get theirs first.
-  if max_per_key > 1 and v_heads < max_messages then
-    select array_agg(r.msg_id order by r.head_id, r.key_seq) into v_run from (
-      select r.msg_id, r.head_id, r.key_seq
-        from (select x.msg_id, x.key_seq, h.msg_id as head_id,
-                     x.key_seq - h.key_seq = row_number() over (partition by h.msg_id order by x.key_seq) as contiguous
-                from bucketq.inbox h
-                cross join lateral (
-                  select x.msg_id, x.key_seq from bucketq.inbox x
-                   where x.group_id = g.group_id and x.key_id = h.key_id
-                     and x.key_seq > h.key_seq and x.key_seq < h.key_seq + max_per_key
-                     and x.state = 3 and (x.available_at is null or x.available_at <= v_now)
-                   order by x.key_seq
-                     for update skip locked) x
-               where h.group_id = g.group_id and h.msg_id = any(v_ready) and h.key_id is not null and h.attempts = 0) r
-       where r.contiguous
-       order by r.head_id, r.key_seq
-       limit max_messages - v_heads) r;
   end if;
   v_token := nextval('bucketq.lease_token_seq');
 

@@ -25,9 +25,11 @@ describe('claim with max_per_key', () => {
       keys: ['a', 'b', 'a', null, 'a', 'b', 'a', 'b', null, 'a'],
     });
 
-    await c.query('begin');
-    expect(seqs(await claim(c, group, consumer, 100))).toEqual(['a1', 'b1', '-', '-']);
-    await c.query('rollback');
+    const heads = await inTx(c, async () => {
+      const got = await claim(c, group, consumer, 100);
+      throw Object.assign(new Error('roll back'), { got });
+    }).catch((err: { got?: Claimed[] }) => err.got);
+    expect(seqs(heads ?? [])).toEqual(['a1', 'b1', '-', '-']);
 
     const run = await claim(c, group, consumer, 100, { maxPerKey: 3 });
     expect(seqs(run)).toEqual(['a1', 'a2', 'a3', 'b1', 'b2', 'b3', '-', '-']);
@@ -42,11 +44,27 @@ describe('claim with max_per_key', () => {
     ]);
   });
 
-  it('max_messages caps heads and runs together; the oldest heads get their runs first', async () => {
+  it('max_messages caps heads and runs together: the oldest key first, with its whole run', async () => {
     const c = await ctx.session();
     const { topic, group, consumer } = await topicAndGroup(c, ctx);
     await sendBatch(c, topic, Array.from({ length: 12 }, (_, i) => ({ i })), { keys: [...Array(6).fill('x'), ...Array(6).fill('y')] });
-    expect(seqs(await claim(c, group, consumer, 5, { maxPerKey: 10 }))).toEqual(['x1', 'x2', 'x3', 'x4', 'y1']);
+    expect(seqs(await claim(c, group, consumer, 5, { maxPerKey: 10 }))).toEqual(['x1', 'x2', 'x3', 'x4', 'x5']);
+    expect(seqs(await claim(c, group, consumer, 5, { maxPerKey: 3 }))).toEqual(['y1', 'y2', 'y3']);
+    expect(seqs(await claim(c, group, consumer, 5, { maxPerKey: 3 }))).toEqual([]); // x6 and y4.. wait behind their runs
+  });
+
+  it('a message of a run locked by another session ends the run there; a locked head is skipped with its run', async () => {
+    const c = await ctx.session();
+    const other = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    const ids = await sendBatch(c, topic, Array.from({ length: 8 }, (_, i) => ({ i })), { keys: ['x', 'x', 'x', 'x', 'y', 'y', 'z', 'z'] });
+    await other.query('begin');
+    await other.query('select 1 from bucketq.inbox where msg_id = any($1::bigint[]) for update', [[ids[2], ids[4]]]); // x3 and the head of y
+    try {
+      expect(seqs(await claim(c, group, consumer, 100, { maxPerKey: 10 }))).toEqual(['x1', 'x2', 'z1', 'z2']);
+    } finally {
+      await other.query('rollback');
+    }
   });
 
   it('a run ends at a message not yet due (not_before) and at a gap', async () => {
