@@ -119,8 +119,6 @@ declare
   v_ready bigint[];
   v_run bigint[];
   v_room int;
-  v_cand bigint[];
-  v_cand_heads bigint[];
   v_owned int[];
   v_epochs bigint[];
 begin
@@ -212,44 +210,35 @@ begin
   -- Ready keys, oldest head first, each with its run: the head, then the waiting
   -- messages right behind it (for a keyed head on its first attempt), until the batch
   -- is full. Taking whole runs makes fewer keys per batch, so fewer promotions on ack.
-  -- Heads are locked as they are read (SKIP LOCKED: concurrent claimers take other
-  -- keys), runs read without locks; the outer LIMIT stops both once the batch is full.
-  -- Then the runs are locked (SKIP LOCKED) and checked again: a message that is gone,
-  -- changed or locked elsewhere ends its run there.
+  -- Rows are locked as they are read (SKIP LOCKED: concurrent claimers take other
+  -- keys) and the LIMIT stops the reading once the batch is full; a message locked
+  -- elsewhere or not yet due ends its run there.
   v_room := max_messages - coalesce(cardinality(v_timed), 0);
   if v_room > 0 then
-    select array_agg(c.msg_id), array_agg(c.head_id) into v_cand, v_cand_heads from (
-      select x.msg_id, h.msg_id as head_id
-        from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
-               where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
-               order by h.msg_id
-               limit v_room
-                 for update skip locked) h
-        cross join lateral (
-          select h.msg_id, h.key_seq
-          union all
-          (select x.msg_id, x.key_seq from bucketq.inbox x
-            where max_per_key > 1 and h.key_id is not null and h.attempts = 0
-              and x.group_id = g.group_id and x.key_id = h.key_id
-              and x.key_seq > h.key_seq and x.key_seq < h.key_seq + max_per_key
-              and x.state = 3 and (x.available_at is null or x.available_at <= v_now)
-            order by x.key_seq)) x
-       limit v_room) c;
-  end if;
-
-  if v_cand is not null then
-    select array_agg(v.msg_id order by v.ord) filter (where v.msg_id = v.head_id),
-           array_agg(v.msg_id order by v.ord) filter (where v.msg_id <> v.head_id)
+    select array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id = v.head_id),
+           array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id <> v.head_id)
       into v_ready, v_run
-      from (select c.msg_id, c.head_id, c.ord,
+      from (select c.msg_id, c.head_id, c.key_seq,
                    first_value(c.msg_id) over w = c.head_id
-                   and coalesce(lk.key_seq - first_value(lk.key_seq) over w, 0) = row_number() over w - 1 as keep
-              from unnest(v_cand, v_cand_heads) with ordinality as c(msg_id, head_id, ord)
-              join (select i.msg_id, i.key_seq, i.state from bucketq.inbox i
-                     where i.group_id = g.group_id and i.msg_id = any(v_cand) and i.state + 0 in (0, 3)
-                       for update skip locked) lk on lk.msg_id = c.msg_id
-             where (c.msg_id = c.head_id) = (lk.state = 0)
-            window w as (partition by c.head_id order by c.ord)) v
+                   and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
+              from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
+                      from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
+                             where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+                             order by h.msg_id
+                             limit v_room
+                               for update skip locked) h
+                      -- the key's rows from its head on (we hold the head's lock already)
+                      left join lateral (
+                        select x.msg_id, x.key_seq from bucketq.inbox x
+                         where x.group_id = g.group_id and x.key_id = h.key_id
+                           and x.key_seq >= h.key_seq
+                           and x.key_seq < h.key_seq + case when h.attempts = 0 then max_per_key else 1 end
+                           and (x.msg_id = h.msg_id
+                                or (x.state = 3 and (x.available_at is null or x.available_at <= v_now)))
+                         order by x.key_seq
+                           for update skip locked) x on true
+                     limit v_room) c
+            window w as (partition by c.head_id order by c.key_seq)) v
      where v.keep;
   end if;
 
