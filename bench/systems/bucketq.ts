@@ -35,7 +35,13 @@ export class BucketqSystem implements QueueSystem {
   private groups: string[] = [];
 
   constructor(readonly url: string, private readonly o: BucketqBenchOptions = BUCKETQ_DEFAULTS) {
-    this.options = { ...o, consumersPerGroup: 1, send: 'BucketQ.sendBatch (bucketq.send_batch) / BucketQ.send' };
+    this.options = {
+      ...o,
+      maxPerKey: 'batchSize (the worker default: a claim may take runs of one key)',
+      claimConnection: 'own connection, synchronous_commit = off (the worker default)',
+      consumersPerGroup: 1,
+      send: 'BucketQ.sendBatch (bucketq.send_batch) / BucketQ.send',
+    };
     this.pool = new pg.Pool({ connectionString: url, max: 8 });
     this.pool.on('error', () => {});
     this.client = new BucketQ({ pool: this.pool });
