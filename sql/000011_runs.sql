@@ -301,11 +301,12 @@ begin
 
   with locked as materialized (
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
-    -- One primary-key probe per message. state + 0: the planner must not use the partial
-    -- index inbox_timed, which it believes tiny and would scan once per array element.
-    select i.msg_id from unnest(msg_ids, lease_tokens) as u(id, tok)
-      join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id
-     where i.lease_token = u.tok and i.state + 0 = 1
+    -- One bitmap scan of the primary key for the whole array. state + 0: the planner
+    -- must not use the partial index inbox_timed, which it believes tiny and would scan
+    -- once per array element. (A msg_id given twice counts with its first token.)
+    select i.msg_id from bucketq.inbox i
+     where i.group_id = g.group_id and i.msg_id = any(msg_ids)
+       and i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1
      order by i.key_id, i.msg_id
        for update of i
   ),
