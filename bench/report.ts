@@ -156,7 +156,7 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
   lines.push('- fifo / hotkey: graphile-worker runs with localQueue and batched completion off there (see `GRAPHILE_FIFO_OVERRIDES` in bench/systems/graphile.ts): with localQueue on, 0.17.3 runs several jobs of one job queue at the same time (the handler saw overlaps). Its hot-key drain is cut after `maxDrainMs` and rated on what it finished (`completedShare`).');
   lines.push('- violations = outOfOrder (a message did not follow its predecessor of the key) + overlapping (it started while another message of its key was still in its handler).');
   lines.push('- failover: recoveryMs is the time from SIGKILL until every bucket the killed worker owned has a committed effect from another worker; takeoverMs until the last of those buckets changed owner. graphile-worker has no buckets and leaves the killed worker\'s locked jobs locked for 4 hours: it gets a recovery time only if no job is stranded at the end of the window.');
-  lines.push('- latency: measured in one process, from the send\'s promise resolving (the commit acknowledged) to the handler starting.');
+  lines.push('- latency: measured in one process, from the send\'s promise resolving (the commit acknowledged) to the handler starting; the first second (at the same rate) is a warm-up and not counted, for every system.');
   lines.push('- scaling: `bucketq worker` CLI processes / graphile-worker runner processes; the backlog is committed in one transaction once all workers are up (bucketq: buckets balanced), timed until the backlog is empty.', '');
   lines.push('## Sizes', '', '```json', JSON.stringify(result.sizes, null, 2), '```', '');
   lines.push('## Where the time goes (first repetition of each run)', '');

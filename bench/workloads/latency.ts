@@ -12,7 +12,10 @@ export const latency: Workload = {
   subjects: ['bucketq', 'graphile-worker'],
   async run(subject, ctx) {
     const { seconds, rate } = ctx.sizes.latency;
-    const total = Math.round(seconds * rate);
+    // The first second is a warm-up at the same rate, for both systems: connections'
+    // first statements (plan caches, PL/pgSQL compilation) are not steady-state latency.
+    const warmup = rate;
+    const total = Math.round(seconds * rate) + warmup;
     return withSystem(subject, ctx, { groups: ['g1'] }, async (sys) => {
       const committed = new Float64Array(total).fill(NaN);
       const started = new Float64Array(total).fill(NaN);
@@ -51,7 +54,7 @@ export const latency: Workload = {
       await workers.stop();
       const lat: number[] = [];
       let negative = 0;
-      for (let i = 0; i < total; i++) {
+      for (let i = warmup; i < total; i++) {
         const d = started[i]! - committed[i]!;
         if (d < 0) negative++;
         lat.push(Math.max(0, d));
@@ -66,7 +69,7 @@ export const latency: Workload = {
           achievedRate: round(achievedRate, 1),
           handlerBeforeCommitSeen: negative,
         },
-        extra: { rate, seconds, maxInflightSends: maxInflight },
+        extra: { rate, seconds, warmupMessages: warmup, maxInflightSends: maxInflight },
       };
     });
   },
