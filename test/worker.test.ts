@@ -146,11 +146,16 @@ describe('consume()', () => {
       },
       quiet,
     );
+    let claimSetting: string | undefined;
     try {
       await waitFor('drain', async () => (await pending(group)) === 0);
+      // the claim connection itself (private: this checks the startup option took effect)
+      const claimPool = (c as unknown as { claimPool: import('pg').Pool }).claimPool;
+      claimSetting = (await claimPool.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]?.synchronous_commit;
     } finally {
       await c.stop();
     }
+    expect(claimSetting).toBe('off');
     expect(seen).toEqual(['on', 'on']); // the claim connection's setting must not leak into handlers
   });
 
