@@ -41,8 +41,8 @@ export const consumeOptionsSchema = z
     batchSize: positiveInt('batchSize', 10000).default(100),
     /**
      * Consecutive messages of one key a claim may lease together (a run), handled in
-     * key_seq order; claims fill up with runs only after every ready key got its
-     * first message. Default: batchSize. 1: one message per key per claim.
+     * key_seq order. A claim takes the ready keys oldest first, each with its run, until
+     * batchSize is reached. Default: batchSize. 1: one message per key per claim.
      */
     maxPerKey: positiveInt('maxPerKey', 10000).optional(),
     /**
