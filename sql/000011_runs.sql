@@ -118,6 +118,7 @@ declare
   v_timed bigint[];
   v_ready bigint[];
   v_run bigint[];
+  v_ids bigint[];
   v_room int;
   v_owned int[];
   v_epochs bigint[];
@@ -246,6 +247,7 @@ begin
     return;
   end if;
   v_token := nextval('bucketq.lease_token_seq');
+  v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
 
   return query
   with leased as (
@@ -254,7 +256,7 @@ begin
            lease_token = v_token, consumer_id = claim.consumer_id, epoch = ob.epoch
       from unnest(v_owned, v_epochs) as ob(bucket, epoch)
      where i.group_id = g.group_id
-       and i.msg_id = any(coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}'))
+       and i.msg_id = any(v_ids)
        and ob.bucket = i.bucket
     returning i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, i.epoch
   )
@@ -263,7 +265,7 @@ begin
     -- range touches (run-time pruning on the init-plan bounds).
     select x.id, x.sent_at, x.key, x.payload, x.headers from bucketq.message x
      where x.topic_id = g.topic_id
-       and x.id = any(coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}'))
+       and x.id = any(v_ids)
        and x.sent_at >= (select min(l.sent_at) from leased l)
        and x.sent_at <= (select max(l.sent_at) from leased l)
   )

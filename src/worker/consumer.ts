@@ -389,7 +389,7 @@ export class Consumer {
     let retry = false;
     let acked = false;
     let broken: Error | undefined;
-    const tx = new LazyTransaction(client, this.beginSql()); // no handler query: the ack alone
+    const tx = new LazyTransaction(client, this.beginSql(), false); // no handler query: the ack alone
     try {
       try {
         await this.runHandler(tx.next(), m);
@@ -538,30 +538,17 @@ class LazyTransaction {
   began = false;
   private taken = false; // the current message's savepoint exists
   private open = false; // an earlier message's savepoint is still open
+  /** What handlers get: the client, with begin (and a savepoint) queued before a first query. */
+  private readonly handlerClient: pg.ClientBase;
 
   constructor(
     private readonly client: pg.PoolClient,
     private readonly beginSql: string,
-  ) {}
-
-  /** The client for the next message's handler. */
-  next(): pg.ClientBase {
-    this.taken = false;
-    const client = this.client;
-    const take = () => {
-      if (this.taken) return;
-      this.taken = true;
-      const sql = !this.began
-        ? `${this.beginSql}; savepoint bucketq_message`
-        : this.open
-          ? 'release savepoint bucketq_message; savepoint bucketq_message'
-          : 'savepoint bucketq_message';
-      this.began = true;
-      this.open = true;
-      // A failure here fails the handler's own query, which follows on this connection.
-      client.query(sql).catch(() => {});
-    };
-    return new Proxy(client, {
+    /** One savepoint per message (batch mode); off when the transaction holds one message. */
+    private readonly savepoints = true,
+  ) {
+    const take = () => this.take();
+    this.handlerClient = new Proxy(client, {
       get(target, prop) {
         if (prop === 'query') {
           return (...args: unknown[]) => {
@@ -573,6 +560,27 @@ class LazyTransaction {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
+  }
+
+  /** The client for the next message's handler. */
+  next(): pg.ClientBase {
+    this.taken = false;
+    return this.handlerClient;
+  }
+
+  private take(): void {
+    if (this.taken) return;
+    this.taken = true;
+    const statements = [];
+    if (!this.began) statements.push(this.beginSql);
+    if (this.savepoints) {
+      if (this.open) statements.push('release savepoint bucketq_message');
+      statements.push('savepoint bucketq_message');
+      this.open = true;
+    }
+    this.began = true;
+    // A failure here fails the handler's own query, which follows on this connection.
+    if (statements.length) this.client.query(statements.join('; ')).catch(() => {});
   }
 
   /** Undo what the current message's handler wrote (nothing to undo if it wrote nothing). */
