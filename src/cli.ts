@@ -18,7 +18,7 @@ commands:
             (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
   worker    consume a group with a handler module until SIGTERM/SIGINT
             --group G --handler ./handler.js [--concurrency N] [--batch-size N] [--max-per-key N]
-            [--transaction batch|message] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
+            [--transaction batch|message] [--claim-mode lock|lease] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
             [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
             [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)
@@ -45,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
         'batch-size': { type: 'string' },
         'max-per-key': { type: 'string' },
         transaction: { type: 'string' },
+        'claim-mode': { type: 'string' },
         'heartbeat-ms': { type: 'string' },
         'poll-ms': { type: 'string' },
         'lease-ms': { type: 'string' },
@@ -86,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
         batchSize: values['batch-size'],
         maxPerKey: values['max-per-key'],
         transaction: values.transaction,
+        claimMode: values['claim-mode'],
         heartbeatMs: values['heartbeat-ms'],
         pollMs: values['poll-ms'],
         leaseMs: values['lease-ms'],

@@ -129,7 +129,7 @@ export class BucketQ {
   }
 
   /** Leases up to `max` ready messages in buckets the consumer owns (join first). */
-  async claim(group: string, consumerId: string, options: ClaimOptions = {}): Promise<consume.ClaimedMessage[]> {
+  async claim(group: string, consumerId: string, options: ClaimOptions = {}): Promise<consume.LeasedMessage[]> {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const consumer = parseOrThrow(consumerIdSchema, consumerId, 'consumerId');
     return consume.claim(this.pool, groupName, consumer, parseOrThrow(claimOptionsSchema, options, 'claim options'));

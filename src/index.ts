@@ -34,7 +34,7 @@ export type {
   NackItem,
   NackOptions,
 } from './options.js';
-export type { ClaimedMessage, AckResult, NackResult } from './queries/consume.js';
+export type { ClaimedMessage, LeasedMessage, AckResult, NackResult } from './queries/consume.js';
 export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';
 export type { OwnedBucket } from './queries/lobby.js';
 export { Consumer, consume, defaultConsumerId, type ConsumerStats, type StopOptions } from './worker/consumer.js';

@@ -32,13 +32,13 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'create_group', 'create_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'replay_dead', 'revoke_group', 'rewind', 'send', 'send_batch'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'replay_dead', 'revoke_group', 'rewind', 'send', 'send_batch'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
-  consumer: { functions: ['ack', 'claim', 'heartbeat', 'join', 'leave', 'maintain', 'nack'], views: ['groups'] },
+  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt'], views: ['groups'] },
   monitor: { functions: ['_now'], views: 'all' },
   admin: { functions: [...PUBLIC_FUNCTIONS, '_now'], views: 'all' },
   nobody: { functions: [], views: [] },

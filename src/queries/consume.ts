@@ -1,5 +1,6 @@
 // Consuming: bucketq.claim / bucketq.ack / bucketq.nack. Ids and lease tokens are
 // int8 and stay strings end to end so no precision is ever lost.
+import type pg from 'pg';
 import { namedCall } from '../db/named-call.js';
 import { query } from '../db/query.js';
 import type { Queryable } from '../db/with-client.js';
@@ -14,12 +15,22 @@ export interface ClaimedMessage<P = unknown> {
   headers: Record<string, unknown> | null;
   /** 1 on the first delivery. */
   attempt: number;
-  /** Proof of this lease; ack and nack must present it. */
-  leaseToken: string;
+  /**
+   * Proof of this lease; ack and nack must present it. null for a message claimed by
+   * row lock (claimLocked): its transaction holds it.
+   */
+  leaseToken: string | null;
   sentAt: Date;
-  leasedUntil: Date;
+  /** null for a message claimed by row lock. */
+  leasedUntil: Date | null;
   /** Epoch of the bucket ownership the lease was taken under (fencing). */
   epoch: string;
+}
+
+/** A message claimed with a lease (claim): ack and nack need its token. */
+export interface LeasedMessage<P = unknown> extends ClaimedMessage<P> {
+  leaseToken: string;
+  leasedUntil: Date;
 }
 
 interface ClaimRow {
@@ -30,10 +41,26 @@ interface ClaimRow {
   payload: unknown;
   headers: Record<string, unknown> | null;
   attempt: number;
-  lease_token: string;
+  lease_token: string | null;
   sent_at: Date;
-  leased_until: Date;
+  leased_until: Date | null;
   epoch: string;
+}
+
+function toMessage(r: ClaimRow): ClaimedMessage {
+  return {
+    msgId: r.msg_id,
+    bucket: r.bucket,
+    key: r.key,
+    keySeq: r.key_seq,
+    payload: r.payload,
+    headers: r.headers,
+    attempt: r.attempt,
+    leaseToken: r.lease_token,
+    sentAt: r.sent_at,
+    leasedUntil: r.leased_until,
+    epoch: r.epoch,
+  };
 }
 
 export async function claim(
@@ -47,7 +74,7 @@ export async function claim(
     /** > 1: a key may come as a run of consecutive messages, in key_seq order. */
     maxPerKey?: number | undefined;
   },
-): Promise<ClaimedMessage[]> {
+): Promise<LeasedMessage[]> {
   const call = namedCall('bucketq.claim', [
     ['group_name', 'text', group],
     ['consumer_id', 'text', consumerId],
@@ -61,19 +88,64 @@ export async function claim(
     `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
   );
-  return rows.map((r) => ({
-    msgId: r.msg_id,
-    bucket: r.bucket,
-    key: r.key,
-    keySeq: r.key_seq,
-    payload: r.payload,
-    headers: r.headers,
-    attempt: r.attempt,
-    leaseToken: r.lease_token,
-    sentAt: r.sent_at,
-    leasedUntil: r.leased_until,
-    epoch: r.epoch,
-  }));
+  return rows.map(toMessage) as LeasedMessage[];
+}
+
+export interface LockedClaim {
+  messages: ClaimedMessage[];
+  /** The claiming transaction's id (for recordAttempt); null when nothing was claimed. */
+  xact: string | null;
+}
+
+const lockedColumns = 'msg_id, bucket, key, key_seq, payload, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact';
+
+/**
+ * bucketq.claim_locked: claim by row lock in the caller's open transaction. The
+ * messages stay locked until it ends; ack (and nack) them in it.
+ */
+export async function claimLocked(
+  db: Queryable,
+  group: string,
+  consumerId: string,
+  opts: { max?: number | undefined; buckets?: number[] | undefined; maxPerKey?: number | undefined },
+): Promise<LockedClaim> {
+  const call = namedCall('bucketq.claim_locked', [
+    ['group_name', 'text', group],
+    ['consumer_id', 'text', consumerId],
+    ['max_messages', 'int', opts.max],
+    ['buckets', 'int[]', opts.buckets],
+    ['max_per_key', 'int', opts.maxPerKey],
+  ]);
+  const rows = await query<ClaimRow & { xact: string }>(db, `select ${lockedColumns} from ${call.text}`, call.values);
+  return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
+}
+
+/**
+ * begin, the given settings and claim_locked in one round trip (the simple query
+ * protocol, so values are inlined as literals). The caller commits or rolls back.
+ */
+export async function beginAndClaimLocked(
+  client: pg.ClientBase,
+  beginSql: string,
+  group: string,
+  consumerId: string,
+  opts: { max: number; maxPerKey: number },
+): Promise<LockedClaim> {
+  const lit = (v: string) => client.escapeLiteral(v);
+  const results = (await client.query(
+    `${beginSql}; select ${lockedColumns} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
+      `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
+  )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+  const rows = results.at(-1)!.rows;
+  return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
+}
+
+/**
+ * bucketq.record_attempt, from a session other than the claiming one: if transaction
+ * xact ends without committing, the messages' attempt counts.
+ */
+export async function recordAttempt(db: Queryable, group: string, consumerId: string, xact: string, msgIds: string[]): Promise<void> {
+  await query(db, 'select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumerId, xact, msgIds]);
 }
 
 export interface AckResult {
@@ -85,14 +157,14 @@ export interface AckResult {
 export async function ack(
   db: Queryable,
   group: string,
-  items: readonly { msgId: string; leaseToken: string }[],
+  items: readonly { msgId: string; leaseToken: string | null }[],
   opts: { consumerId?: string | undefined; strict?: boolean | undefined },
 ): Promise<AckResult[]> {
   if (items.length === 0) return [];
   const call = namedCall('bucketq.ack', [
     ['group_name', 'text', group],
     ['msg_ids', 'bigint[]', items.map((i) => i.msgId)],
-    ['lease_tokens', 'bigint[]', items.map((i) => i.leaseToken)],
+    ['lease_tokens', 'bigint[]', leaseTokensOf(items)],
     ['consumer_id', 'text', opts.consumerId],
     ['strict', 'boolean', opts.strict],
   ]);
@@ -111,17 +183,18 @@ export interface NackResult {
 export async function nack(
   db: Queryable,
   group: string,
-  items: readonly { msgId: string; leaseToken: string; error?: string | undefined }[],
-  opts: { retryDelay?: string | undefined; strict?: boolean | undefined },
+  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined }[],
+  opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
 ): Promise<NackResult[]> {
   if (items.length === 0) return [];
   const call = namedCall('bucketq.nack', [
     ['group_name', 'text', group],
     ['msg_ids', 'bigint[]', items.map((i) => i.msgId)],
-    ['lease_tokens', 'bigint[]', items.map((i) => i.leaseToken)],
+    ['lease_tokens', 'bigint[]', leaseTokensOf(items)],
     ['errors', 'text[]', items.some((i) => i.error !== undefined) ? items.map((i) => i.error ?? null) : undefined],
     ['retry_delay', 'interval', opts.retryDelay],
     ['strict', 'boolean', opts.strict],
+    ['consumer_id', 'text', opts.consumerId],
   ]);
   const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(
     db,
@@ -129,4 +202,14 @@ export async function nack(
     call.values,
   );
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
+}
+
+/** The tokens, or null for messages claimed by row lock (all of them must be). */
+function leaseTokensOf(items: readonly { msgId: string; leaseToken: string | null }[]): string[] | null {
+  const locked = items.filter((i) => i.leaseToken === null).length;
+  if (locked === items.length) return null;
+  if (locked > 0) {
+    throw new TypeError('ack/nack: mix of leased messages (claim) and locked ones (claimLocked); ack or nack each kind in its own call');
+  }
+  return items.map((i) => i.leaseToken!);
 }

@@ -6,7 +6,16 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { FencedError, StaleLeaseError } from '../errors.js';
-import { ack, claim, nack, type ClaimedMessage } from '../queries/consume.js';
+import {
+  ack,
+  beginAndClaimLocked,
+  claim,
+  nack,
+  recordAttempt,
+  type ClaimedMessage,
+  type LockedClaim,
+  type NackResult,
+} from '../queries/consume.js';
 import { groupSettings, heartbeat, join, leave, type GroupSettings } from '../queries/lobby.js';
 import { ConsumerMetrics, MetricsServer } from './metrics.js';
 import { type ConsumeOptions, type ConsumeOptionsInput, type HandlerContext, parseConsumeOptions } from './options.js';
@@ -227,6 +236,22 @@ export class Consumer {
         await this.wakeup.wait(this.opts.pollIntervalMs);
         continue;
       }
+      if (this.lockMode) {
+        let held: HeldBatch;
+        try {
+          held = await this.beginLockedClaim(batchSize);
+        } catch (err) {
+          if (!this.running) break;
+          await this.afterClaimError(err);
+          continue;
+        }
+        if (held.claim.messages.length === 0) {
+          await this.wakeup.wait(this.opts.pollIntervalMs);
+          continue;
+        }
+        this.track(this.processLockedBatch(held));
+        continue;
+      }
       let messages: ClaimedMessage[];
       try {
         const free = this.opts.concurrency - this.inflight;
@@ -237,12 +262,7 @@ export class Consumer {
         });
       } catch (err) {
         if (!this.running) break;
-        if (err instanceof FencedError) {
-          await this.beat(); // our session expired: rejoin before claiming again
-        } else {
-          this.log.warn({ err }, 'claim failed; retrying');
-          await sleep(Math.min(this.opts.pollIntervalMs, 1000));
-        }
+        await this.afterClaimError(err);
         continue;
       }
       if (messages.length === 0) {
@@ -255,6 +275,45 @@ export class Consumer {
         // A key's run is handled in order, one transaction per message; runs in parallel.
         for (const run of runsOf(messages)) this.track(this.processInOrder(run));
       }
+    }
+  }
+
+  private async afterClaimError(err: unknown): Promise<void> {
+    if (err instanceof FencedError) {
+      await this.beat(); // our session expired: rejoin before claiming again
+    } else {
+      this.log.warn({ err }, 'claim failed; retrying');
+      await sleep(Math.min(this.opts.pollIntervalMs, 1000));
+    }
+  }
+
+  /** Batches hold their messages by row lock in their own transaction (claim_locked). */
+  private get lockMode(): boolean {
+    return this.opts.transaction === 'batch' && (this.opts.claimMode ?? 'lock') === 'lock';
+  }
+
+  /**
+   * Open the batch's transaction and claim in it (one round trip). With nothing to
+   * claim the transaction commits at once (claim_locked may have settled crashed
+   * attempts or made retries ready: that must stay done).
+   */
+  private async beginLockedClaim(batchSize: number): Promise<HeldBatch> {
+    const { client, release } = await this.checkout();
+    try {
+      const claimed = await beginAndClaimLocked(client, this.beginSql(), this.group, this.consumerId, {
+        max: batchSize,
+        maxPerKey: this.opts.maxPerKey ?? batchSize,
+      });
+      if (claimed.messages.length === 0) {
+        await client.query('commit');
+        release();
+      }
+      return { client, release, claim: claimed };
+    } catch (err) {
+      let broken: Error | undefined;
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      release(broken);
+      throw err;
     }
   }
 
@@ -372,6 +431,71 @@ export class Consumer {
     await this.nackAll(failed);
   }
 
+  /**
+   * A batch claimed by row lock: its transaction is open and holds the messages. The
+   * handlers run in it (a savepoint per message, when a handler queries), then one ack
+   * and one nack, then commit. Meanwhile the attempt is recorded from the claim
+   * connection, so that a crash here still counts it.
+   */
+  private async processLockedBatch({ client, release, claim: claimed }: HeldBatch): Promise<void> {
+    const { messages, xact } = claimed;
+    const recorded = recordAttempt(
+      this.claimPool,
+      this.group,
+      this.consumerId,
+      xact!,
+      runsOf(messages).map((run) => run[0]!.msgId),
+    ).catch((err: unknown) => this.log.warn({ err }, 'recording the attempt failed; a crash now would not count it'));
+    const done: ClaimedMessage[] = [];
+    const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    const tx = new LazyTransaction(client, null);
+    let nacked: NackResult[] = [];
+    let broken: Error | undefined;
+    try {
+      const failedKeys = new Set<string>();
+      for (const m of messages) {
+        if (this.abort.signal.aborted) break; // the rest is ready again when we commit
+        if (m.key !== null && failedKeys.has(m.key)) continue;
+        try {
+          await this.runHandler(tx.next(), m);
+          done.push(m);
+        } catch (err) {
+          await tx.rollbackMessage();
+          failed.push({ m, err });
+          if (m.key !== null) failedKeys.add(m.key);
+        }
+      }
+      await recorded;
+      if (done.length) await ack(client, this.group, done, { consumerId: this.consumerId, strict: true });
+      if (failed.length) {
+        nacked = await nack(client, this.group, failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: null, error: describe(err) })), {
+          consumerId: this.consumerId,
+          strict: true,
+        });
+      }
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      if (err instanceof StaleLeaseError || err instanceof FencedError || isRetryableConflict(err)) {
+        // Rolled back: the messages are ready again for whoever owns their buckets.
+        this.stats.fenced++;
+        this.metrics?.onFenced();
+        this.log.warn(
+          { err: (err as Error).message, msgIds: messages.map((m) => m.msgId) },
+          'batch ack refused; effects rolled back, the messages will be delivered again',
+        );
+        release(broken);
+        return;
+      }
+      release(broken ?? (err as Error));
+      throw err;
+    }
+    release();
+    this.stats.processed += done.length;
+    this.metrics?.onProcessed(done.length);
+    this.reportNacks(failed, nacked);
+  }
+
   /** One transaction per message, in the given order; a key stops at its first failure. */
   private async processInOrder(messages: ClaimedMessage[]): Promise<void> {
     const failedKeys = new Set<string>();
@@ -427,8 +551,6 @@ export class Consumer {
 
   private async nackAll(failed: { m: ClaimedMessage; err: unknown }[]): Promise<void> {
     if (failed.length === 0) return;
-    this.stats.failed += failed.length;
-    this.metrics?.onFailed(failed.length);
     try {
       const results = await nack(
         this.pool,
@@ -436,20 +558,29 @@ export class Consumer {
         failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: m.leaseToken, error: describe(err) })),
         { strict: false },
       );
-      for (const r of results) {
-        const f = failed.find((x) => x.m.msgId === r.msgId);
-        if (r.status === 'dead') {
-          this.stats.deadLettered++;
-          this.metrics?.onDeadLettered();
-          this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
-        } else if (r.status === 'retry') {
-          this.metrics?.onRetried();
-          if (r.retryAt) this.wakeup.wakeAt(r.retryAt);
-          this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
-        }
-      }
+      this.reportNacks(failed, results);
     } catch (err) {
+      this.stats.failed += failed.length;
+      this.metrics?.onFailed(failed.length);
       this.log.error({ err }, 'nack failed; the leases will expire and the messages be delivered again');
+    }
+  }
+
+  private reportNacks(failed: { m: ClaimedMessage; err: unknown }[], results: NackResult[]): void {
+    if (failed.length === 0) return;
+    this.stats.failed += failed.length;
+    this.metrics?.onFailed(failed.length);
+    for (const r of results) {
+      const f = failed.find((x) => x.m.msgId === r.msgId);
+      if (r.status === 'dead') {
+        this.stats.deadLettered++;
+        this.metrics?.onDeadLettered();
+        this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
+      } else if (r.status === 'retry') {
+        this.metrics?.onRetried();
+        if (r.retryAt) this.wakeup.wakeAt(r.retryAt);
+        this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
+      }
     }
   }
 
@@ -516,6 +647,13 @@ export function consume(
   return Consumer.start(db, options, logger);
 }
 
+/** A batch claimed by row lock, with the open transaction that holds it. */
+interface HeldBatch {
+  client: pg.PoolClient;
+  release: (err?: Error) => void;
+  claim: LockedClaim;
+}
+
 /** Consecutive messages of one key (a claimed run) together; unkeyed ones alone. */
 function runsOf(messages: ClaimedMessage[]): ClaimedMessage[][] {
   const runs: ClaimedMessage[][] = [];
@@ -543,10 +681,12 @@ class LazyTransaction {
 
   constructor(
     private readonly client: pg.PoolClient,
-    private readonly beginSql: string,
+    /** null: the transaction is open already. */
+    private readonly beginSql: string | null,
     /** One savepoint per message (batch mode); off when the transaction holds one message. */
     private readonly savepoints = true,
   ) {
+    this.began = beginSql === null;
     const take = () => this.take();
     this.handlerClient = new Proxy(client, {
       get(target, prop) {
@@ -572,7 +712,7 @@ class LazyTransaction {
     if (this.taken) return;
     this.taken = true;
     const statements = [];
-    if (!this.began) statements.push(this.beginSql);
+    if (!this.began && this.beginSql !== null) statements.push(this.beginSql);
     if (this.savepoints) {
       if (this.open) statements.push('release savepoint bucketq_message');
       statements.push('savepoint bucketq_message');

@@ -52,6 +52,14 @@ export const consumeOptionsSchema = z
     transaction: z
       .enum(['batch', 'message'], { error: "transaction must be 'batch' or 'message'" })
       .default('batch'),
+    /**
+     * How a batch holds its messages ('batch' transactions only). 'lock' (default):
+     * claim_locked locks the rows in the batch's own transaction, which handles and acks
+     * them: no lease is written, and a crashed worker's messages are ready again at
+     * once. 'lease': claim writes a lease first (its own commit), as 'message'
+     * transactions always do.
+     */
+    claimMode: z.enum(['lock', 'lease'], { error: "claimMode must be 'lock' or 'lease'" }).optional(),
     /** Poll fallback when no notification arrives. */
     pollIntervalMs: positiveInt('pollIntervalMs', 3_600_000).default(1000),
     /** Default: a third of the group's session_timeout. */
@@ -79,6 +87,13 @@ export const consumeOptionsSchema = z
   })
   .strict()
   .superRefine((o, ctx) => {
+    if (o.claimMode === 'lock' && o.transaction === 'message') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['claimMode'],
+        message: "claimMode 'lock' needs transaction 'batch' (a batch's locks live in its one transaction); use claimMode 'lease' with transaction 'message'",
+      });
+    }
     if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs < 50) {
       ctx.addIssue({ code: 'custom', path: ['heartbeatIntervalMs'], message: 'heartbeatIntervalMs must be at least 50 ms' });
     }

@@ -1,0 +1,320 @@
+// Locked claims (claim_locked): messages held by row locks in the claimer's own
+// transaction, acked or nacked there with lease_tokens => NULL. Real concurrent
+// sessions; crashes are real terminated backends.
+import type pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { claim, expectBqError, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
+
+const ctx = useDatabase();
+const opened: pg.Client[] = [];
+/** A session whose open transaction is rolled back after each test, failed or not. */
+async function session(): Promise<pg.Client> {
+  const c = await ctx.session();
+  opened.push(c);
+  return c;
+}
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((c) => c.query('rollback').catch(() => {})));
+});
+
+interface Locked {
+  msg_id: number;
+  key: string | null;
+  key_seq: number | null;
+  attempt: number;
+  epoch: number;
+  xact: string;
+}
+
+async function claimLocked(c: Queryable, group: string, consumer: string, max = 100, maxPerKey = 1): Promise<Locked[]> {
+  const { rows } = await c.query(
+    `select msg_id, key, key_seq, attempt, epoch, xact::text
+       from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => $3, max_per_key => $4)`,
+    [group, consumer, max, maxPerKey],
+  );
+  return rows.map((r) => ({ ...r, msg_id: Number(r.msg_id), key_seq: r.key_seq === null ? null : Number(r.key_seq), epoch: Number(r.epoch) }));
+}
+
+async function ackLocked(c: Queryable, group: string, ids: number[], consumer: string | null = 'c1', strict = true) {
+  const { rows } = await c.query(
+    `select msg_id::int, status from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3, strict => $4)`,
+    [group, ids, consumer, strict],
+  );
+  return rows as { msg_id: number; status: string }[];
+}
+
+async function nackLocked(c: Queryable, group: string, ids: number[], consumer = 'c1', retryDelay = '1 hour') {
+  const { rows } = await c.query(
+    `select msg_id::int, status from bucketq.nack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null,
+                                                 errors => $3::text[], retry_delay => $4::interval, consumer_id => $5)`,
+    [group, ids, ids.map(() => 'boom'), retryDelay, consumer],
+  );
+  return rows as { msg_id: number; status: string }[];
+}
+
+async function inbox(c: Queryable, group: string) {
+  const { rows } = await c.query(
+    `select i.msg_id::int, i.key_seq::int, i.state::int, i.attempts, i.lease_token is not null as leased
+       from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+      where g.name = $1 order by i.key_id, i.key_seq, i.msg_id`,
+    [group],
+  );
+  return rows as { msg_id: number; key_seq: number; state: number; attempts: number; leased: boolean }[];
+}
+
+const seqs = (ms: { key: string | null; key_seq: number | null }[]) => ms.map((m) => `${m.key ?? '-'}${m.key_seq ?? ''}`);
+
+/** Terminate a session's backend, as a crash or a dropped connection would end it. */
+async function kill(observer: Queryable, victim: pg.Client): Promise<void> {
+  const { rows } = await victim.query<{ pid: number }>('select pg_backend_pid() as pid');
+  await observer.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+  for (let i = 0; i < 500; i++) {
+    const { rows: alive } = await observer.query('select 1 from pg_stat_activity where pid = $1', [rows[0]!.pid]);
+    if (alive.length === 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`backend ${rows[0]!.pid} did not end`);
+}
+
+describe('claim_locked', () => {
+  it('hands out runs in key order without writing; other claimers skip them; a rollback makes them ready at once', async () => {
+    const a = await session();
+    const b = await session();
+    const { topic, group, consumer } = await topicAndGroup(a, ctx);
+    await sendBatch(a, topic, Array.from({ length: 7 }, (_, i) => ({ i })), { keys: ['x', 'x', 'x', 'y', null, 'y', 'z'] });
+    const before = await inbox(b, group);
+
+    await a.query('begin');
+    const got = await claimLocked(a, group, consumer, 4, 10);
+    expect(seqs(got)).toEqual(['x1', 'x2', 'x3', 'y1']);
+    expect(got.every((m) => m.attempt === 1 && m.epoch === got[0]!.epoch)).toBe(true);
+    expect(new Set(got.map((m) => m.xact)).size).toBe(1);
+    // Nothing written: the inbox reads the same from another session.
+    expect(await inbox(b, group)).toEqual(before);
+    // Another claimer (locked or leased) gets the rest, never a held row nor y2 behind y1.
+    await b.query('begin');
+    expect(seqs(await claimLocked(b, group, consumer, 100, 10))).toEqual(['-', 'z1']);
+    await b.query('rollback');
+    expect(seqs(await claim(b, group, consumer, 100, { maxPerKey: 10 }))).toEqual(['-', 'z1']);
+
+    await a.query('rollback');
+    await a.query('begin');
+    expect(seqs(await claimLocked(a, group, consumer, 100, 10))).toEqual(['x1', 'x2', 'x3', 'y1', 'y2']); // '-' and z1: leased by b
+    await a.query('rollback');
+  });
+
+  it('ack with lease_tokens => NULL: delivery records with attempt and epoch, the key moves on, in order only', async () => {
+    const c = await session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    const ids = await sendBatch(c, topic, [{}, {}, {}, {}], { keys: ['k', 'k', 'k', 'k'] });
+
+    await c.query('begin');
+    const got = await claimLocked(c, group, consumer, 2, 2);
+    expect(seqs(got)).toEqual(['k1', 'k2']);
+    await expectBqError(ackLocked(c, group, [ids[1]!]), 'BQ005', /out of order/);
+    await c.query('rollback');
+
+    await c.query('begin');
+    await claimLocked(c, group, consumer, 2, 2);
+    await expectBqError(ackLocked(c, group, [ids[0]!], null), 'BQ005', /needs the consumer_id/);
+    await c.query('rollback');
+
+    await c.query('begin');
+    await claimLocked(c, group, consumer, 2, 2);
+    expect(await ackLocked(c, group, [ids[0]!, ids[1]!])).toEqual([
+      { msg_id: ids[0], status: 'acked' },
+      { msg_id: ids[1], status: 'acked' },
+    ]);
+    await c.query('commit');
+    const { rows: delivered } = await c.query(
+      `select msg_id::int, attempt, consumer_id, epoch::int from bucketq.delivery d join bucketq.consumer_group g using (group_id)
+        where g.name = $1 order by msg_id`,
+      [group],
+    );
+    expect(delivered).toEqual([
+      { msg_id: ids[0], attempt: 1, consumer_id: consumer, epoch: got[0]!.epoch },
+      { msg_id: ids[1], attempt: 1, consumer_id: consumer, epoch: got[0]!.epoch },
+    ]);
+    expect((await inbox(c, group)).map((r) => [r.key_seq, r.state])).toEqual([
+      [3, 0],
+      [4, 3],
+    ]);
+    // A message skipped over (k4 without k3) is refused; nothing is acked.
+    await c.query('begin');
+    await expectBqError(ackLocked(c, group, [ids[3]!]), 'BQ005', /not the next of their keys/);
+    await c.query('rollback');
+    // Acked already: strict raises BQ006; not strict reports it.
+    await expectBqError(ackLocked(c, group, [ids[0]!]), 'BQ006');
+    expect(await ackLocked(c, group, [ids[0]!], consumer, false)).toEqual([{ msg_id: ids[0], status: 'already_acked' }]);
+  });
+
+  it('nack with lease_tokens => NULL counts the attempt, keeps the key blocked, and dead-letters when attempts are spent', async () => {
+    const c = await session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, { group: { max_attempts: 2 } });
+    const ids = await sendBatch(c, topic, [{}, {}], { keys: ['k', 'k'] });
+
+    await c.query('begin');
+    expect((await claimLocked(c, group, consumer))[0]!.attempt).toBe(1);
+    expect(await nackLocked(c, group, [ids[0]!], consumer, '0 seconds')).toEqual([{ msg_id: ids[0], status: 'retry' }]);
+    await c.query('commit');
+    expect((await inbox(c, group)).map((r) => [r.key_seq, r.state, r.attempts])).toEqual([
+      [1, 2, 1],
+      [2, 3, 0],
+    ]);
+
+    await c.query('begin');
+    const again = await claimLocked(c, group, consumer);
+    expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[ids[0], 2]]);
+    expect(await nackLocked(c, group, [ids[0]!])).toEqual([{ msg_id: ids[0], status: 'dead' }]);
+    await c.query('commit');
+    const { rows: dead } = await c.query('select msg_id::int, attempts, last_error from bucketq.dead_letter where msg_id = $1', [ids[0]]);
+    expect(dead).toEqual([{ msg_id: ids[0], attempts: 2, last_error: 'boom' }]);
+    await c.query('begin');
+    expect(seqs(await claimLocked(c, group, consumer))).toEqual(['k2']);
+    await c.query('rollback');
+  });
+
+  it('a consumer whose bucket moved while it held the messages cannot ack them (BQ008); the new owner gets them', async () => {
+    const a = await session();
+    const b = await session();
+    const { topic, group } = await topicAndGroup(a, ctx, { buckets: 1, group: { session_timeout: '10 seconds' } });
+    const [id] = await sendBatch(a, topic, [{}], { keys: ['k'] });
+
+    await a.query('begin');
+    expect((await claimLocked(a, group, 'c1')).map((m) => m.msg_id)).toEqual([id]);
+    // c1's session expires; c2 takes the bucket.
+    await setClock(b, '30 seconds');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'c2']);
+    await b.query('select * from bucketq.heartbeat($1, $2)', [group, 'c2']);
+    await expectBqError(ackLocked(a, group, [id!]), 'BQ008', /no longer owns/);
+    await a.query('rollback');
+
+    await b.query('begin');
+    expect((await claimLocked(b, group, 'c2')).map((m) => m.msg_id)).toEqual([id]);
+    expect(await ackLocked(b, group, [id!], 'c2')).toEqual([{ msg_id: id, status: 'acked' }]);
+    await b.query('commit');
+  });
+
+  it('a producer sending the next message of a held key commits without waiting, and that message follows in order', async () => {
+    const consumerSession = await session();
+    const producer = await session();
+    const { topic, group, consumer } = await topicAndGroup(consumerSession, ctx);
+    const [first] = await sendBatch(producer, topic, [{}], { keys: ['k'] });
+
+    await consumerSession.query('begin');
+    expect((await claimLocked(consumerSession, group, consumer)).map((m) => m.msg_id)).toEqual([first]);
+    await producer.query(`set statement_timeout = '3s'`);
+    const [second] = await sendBatch(producer, topic, [{}], { keys: ['k'] }); // its commit check does not wait
+    await producer.query('reset statement_timeout');
+    await ackLocked(consumerSession, group, [first!]);
+    await consumerSession.query('commit');
+
+    await consumerSession.query('begin');
+    expect((await claimLocked(consumerSession, group, consumer)).map((m) => [m.msg_id, m.key_seq])).toEqual([[second, 2]]);
+    await consumerSession.query('rollback');
+  });
+
+  it('hands out expired leases and due retries of leased claims, counting the attempt once', async () => {
+    const c = await session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    const ids = await sendBatch(c, topic, [{}, {}, {}], { keys: ['k', 'k', 'j'] });
+    const leased = await claim(c, group, consumer, 100, { leaseTimeout: '1 second', maxPerKey: 2 });
+    expect(leased.map((m) => m.msg_id)).toEqual(ids);
+    await setClock(c, '5 seconds');
+    await c.query('select * from bucketq.heartbeat($1, $2)', [group, consumer]);
+
+    await c.query('begin');
+    const got = await claimLocked(c, group, consumer, 100, 2);
+    // Each head again on its second attempt and alone; k2 waits behind k1 again.
+    expect(got.map((m) => [m.msg_id, m.attempt])).toEqual([
+      [ids[0], 2],
+      [ids[2], 2],
+    ]);
+    await ackLocked(c, group, [ids[0]!, ids[2]!]);
+    await c.query('commit');
+    const { rows } = await c.query('select msg_id::int, attempt from bucketq.delivery where msg_id = any($1::bigint[]) order by msg_id', [ids]);
+    expect(rows).toEqual([
+      { msg_id: ids[0], attempt: 2 },
+      { msg_id: ids[2], attempt: 2 },
+    ]);
+  });
+});
+
+describe('attempts of locked claims that end without committing', () => {
+  it('record_attempt + a killed session: the next claim counts the attempt; after max_attempts crashes the message is dead-lettered and the key moves on', async () => {
+    const observer = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { group: { max_attempts: 3 } });
+    const [poison, next] = await sendBatch(observer, topic, [{ poison: true }, {}], { keys: ['k', 'k'] });
+
+    for (const expected of [1, 2, 3]) {
+      const worker = await session();
+      await worker.query('begin');
+      const got = await claimLocked(worker, group, consumer, 10, 10);
+      // After a crash the head comes alone (no run), on its next attempt.
+      expect(got.map((m) => [m.msg_id, m.attempt])).toEqual(expected === 1 ? [[poison, 1], [next, 1]] : [[poison, expected]]);
+      await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [poison]]);
+      await kill(observer, worker);
+    }
+    const worker = await session();
+    await worker.query('begin');
+    expect((await claimLocked(worker, group, consumer)).map((m) => [m.msg_id, m.attempt])).toEqual([[next, 1]]);
+    await worker.query('commit');
+    const { rows: dead } = await observer.query('select msg_id::int, attempts, last_error from bucketq.dead_letter where msg_id = $1', [poison]);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ msg_id: poison, attempts: 3 });
+    expect(dead[0]!.last_error).toMatch(/ended without committing in each of 3 attempts/);
+    const { rows: log } = await observer.query('select count(*)::int as n from bucketq.attempt_log a join bucketq.consumer_group g using (group_id) where g.name = $1', [group]);
+    expect(log).toEqual([{ n: 0 }]);
+  });
+
+  it('a committed transaction counts nothing more; a message held by another transaction right now is counted later', async () => {
+    const observer = await session();
+    const a = await session();
+    const b = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx);
+    const [m1, m2] = await sendBatch(observer, topic, [{}, {}], { keys: ['x', 'y'] });
+
+    // Committed: x acked, y nacked (counted by the nack itself).
+    await a.query('begin');
+    const got = await claimLocked(a, group, consumer);
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [m1, m2]]);
+    await ackLocked(a, group, [m1!]);
+    await nackLocked(a, group, [m2!], consumer, '0 seconds');
+    await a.query('commit');
+    await a.query('begin');
+    expect((await claimLocked(a, group, consumer)).map((m) => [m.msg_id, m.attempt])).toEqual([[m2, 2]]);
+    await a.query('rollback');
+
+    // Aborted while the message is already held again elsewhere: counted once it is free.
+    const [m3] = await sendBatch(observer, topic, [{}], { keys: ['z'] });
+    await a.query('begin');
+    const first = await claimLocked(a, group, consumer);
+    const xact = first[0]!.xact;
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, xact, first.map((m) => m.msg_id)]);
+    await a.query('rollback');
+    await b.query('begin');
+    await b.query('select 1 from bucketq.inbox where msg_id = $1 for no key update', [m3]);
+    await observer.query('begin');
+    const seen = await claimLocked(observer, group, consumer);
+    expect(seen.map((m) => m.msg_id)).not.toContain(m3);
+    await observer.query('commit');
+    const { rows: listed } = await observer.query('select msg_ids::int[] from bucketq.attempt_log where xact = $1::xid8', [xact]);
+    expect(listed).toEqual([{ msg_ids: [m3] }]);
+    await b.query('rollback');
+    await observer.query('begin');
+    const later = await claimLocked(observer, group, consumer);
+    expect(later.filter((m) => m.msg_id === m3).map((m) => m.attempt)).toEqual([2]);
+    await observer.query('rollback');
+  });
+
+  it('rejects bad arguments with BQ005 and a hint', async () => {
+    const c = await session();
+    const { group, consumer } = await topicAndGroup(c, ctx);
+    await expectBqError(c.query('select * from bucketq.claim_locked($1, $2, 0)', [group, consumer]), 'BQ005', /max_messages/);
+    await expectBqError(c.query('select * from bucketq.claim_locked($1, $2, 10, max_per_key => 0)', [group, consumer]), 'BQ005', /max_per_key/);
+    await expectBqError(c.query('select * from bucketq.claim_locked($1, $2, 10, buckets => array[99])', [group, consumer]), 'BQ005', /out of range/);
+    await expectBqError(c.query('select * from bucketq.claim_locked($1, $2)', [group, 'stranger']), 'BQ008', /not a live member/);
+    await expectBqError(c.query('select bucketq.record_attempt($1, $2, null, array[1]::bigint[])', [group, consumer]), 'BQ005', /must not be NULL/);
+    await expectBqError(c.query('select * from bucketq.ack($1, array[null]::bigint[], null, $2)', [group, consumer]), 'BQ005', /without NULL/);
+  });
+});
