@@ -385,6 +385,12 @@ begin
     end if;
   end if;
 
+  if v_locked and v_acked is not null then
+    -- This transaction's attempt is done if it commits: drop its record now, so claims
+    -- do not have to settle it (if we roll back, the record is back with us).
+    delete from bucketq.attempt_log a where a.group_id = g.group_id and a.xact = pg_current_xact_id();
+  end if;
+
   if v_keys is not null then
     v_skipped := bucketq._promote_acked(g.group_id, v_keys, v_max_seqs, v_now);
     if v_skipped is not null then
@@ -578,6 +584,9 @@ begin
 
   if v_dead is not null then
     perform bucketq._dead_letter(g, v_dead, v_dead_errors);
+  end if;
+  if v_locked then
+    delete from bucketq.attempt_log a where a.group_id = g.group_id and a.xact = pg_current_xact_id();
   end if;
 
   return query

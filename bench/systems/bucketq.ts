@@ -38,7 +38,7 @@ export class BucketqSystem implements QueueSystem {
     this.options = {
       ...o,
       maxPerKey: 'batchSize (the worker default: a claim may take runs of one key)',
-      claimConnection: 'own connection, synchronous_commit = off (the worker default)',
+      claimMode: "lock (the worker default for batch transactions: claim_locked in the batch's own transaction, no lease written; attempts recorded on an own connection with synchronous_commit = off)",
       consumersPerGroup: 1,
       send: 'BucketQ.sendBatch (bucketq.send_batch) / BucketQ.send',
     };

@@ -60,6 +60,8 @@ export class Consumer {
   readonly metrics: ConsumerMetrics | undefined;
   private metricsServer: MetricsServer | undefined;
   private joined = false;
+  /** Locked claims: the last claim came back full, so more is probably ready. */
+  private backlog = false;
   /**
    * Claims run on a connection of their own with synchronous_commit off: a claim's
    * commit does not wait for its WAL flush. Crash-safe: a lease lost with the WAL is a
@@ -237,19 +239,14 @@ export class Consumer {
         continue;
       }
       if (this.lockMode) {
-        let held: HeldBatch;
-        try {
-          held = await this.beginLockedClaim(batchSize);
-        } catch (err) {
-          if (!this.running) break;
-          await this.afterClaimError(err);
-          continue;
+        // Each batch claims in its own transaction, so claims can overlap: while the
+        // last claim came back full (a backlog), the next starts at once; otherwise we
+        // wait for its answer, and for a wake-up if it found nothing.
+        const claimed = this.startLockedBatch(batchSize);
+        if (!this.backlog) {
+          const n = await claimed;
+          if (n === 0) await this.wakeup.wait(this.opts.pollIntervalMs);
         }
-        if (held.claim.messages.length === 0) {
-          await this.wakeup.wait(this.opts.pollIntervalMs);
-          continue;
-        }
-        this.track(this.processLockedBatch(held));
         continue;
       }
       let messages: ClaimedMessage[];
@@ -290,6 +287,33 @@ export class Consumer {
   /** Batches hold their messages by row lock in their own transaction (claim_locked). */
   private get lockMode(): boolean {
     return this.opts.transaction === 'batch' && (this.opts.claimMode ?? 'lock') === 'lock';
+  }
+
+  /**
+   * One batch claimed by row lock and processed, as tracked work. Resolves once the
+   * claim answered: with how many messages it took (0 on error or nothing ready).
+   */
+  private startLockedBatch(batchSize: number): Promise<number> {
+    let answered!: (n: number) => void;
+    const claimed = new Promise<number>((r) => (answered = r));
+    this.track(
+      (async () => {
+        let held: HeldBatch;
+        try {
+          held = await this.beginLockedClaim(batchSize);
+        } catch (err) {
+          this.backlog = false;
+          answered(0);
+          if (this.running) await this.afterClaimError(err);
+          return;
+        }
+        const n = held.claim.messages.length;
+        this.backlog = n >= batchSize;
+        answered(n);
+        if (n > 0) await this.processLockedBatch(held);
+      })(),
+    );
+    return claimed;
   }
 
   /**
