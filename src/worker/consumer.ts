@@ -160,6 +160,7 @@ export class Consumer {
   }
 
   private async begin(): Promise<void> {
+    if (this.lockMode) await this.claimPool.query('select 1'); // connected before the first batch records its attempt
     const owned = await join(this.pool, this.group, this.consumerId, this.opts.meta ?? { host: hostname(), pid: process.pid });
     this.applyOwnership(owned);
     this.joined = true;
@@ -463,7 +464,9 @@ export class Consumer {
    */
   private async processLockedBatch({ client, release, claim: claimed }: HeldBatch): Promise<void> {
     const { messages, xact } = claimed;
-    const recorded = recordAttempt(
+    // Recorded before any handler runs: a message that kills the process at once (the
+    // usual poison) must still count its attempt, or it would be retried forever.
+    await recordAttempt(
       this.claimPool,
       this.group,
       this.consumerId,
@@ -489,7 +492,6 @@ export class Consumer {
           if (m.key !== null) failedKeys.add(m.key);
         }
       }
-      await recorded;
       if (done.length) await ack(client, this.group, done, { consumerId: this.consumerId, strict: true });
       if (failed.length) {
         nacked = await nack(client, this.group, failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: null, error: describe(err) })), {
