@@ -18,7 +18,7 @@ commands:
             (uses DATABASE_URL if set, else starts a temporary embedded Postgres)
   worker    consume a group with a handler module until SIGTERM/SIGINT
             --group G --handler ./handler.js [--concurrency N] [--batch-size N] [--max-per-key N]
-            [--transaction batch|message] [--claim-mode lock|lease] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
+            [--transaction batch|message] [--claim-mode auto|lock|lease] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
             [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
             [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)

@@ -703,7 +703,7 @@ describe('worker processes', () => {
     );
     const crashes: string[] = [];
     for (let i = 1; i <= 6; i++) {
-      const w = new Worker(`poison-${i}`, group, ['--batch-size', '10'], { EFFECT_POISON_KEY: 'poison' });
+      const w = new Worker(`poison-${i}`, group, ['--batch-size', '10', '--claim-mode', 'lock'], { EFFECT_POISON_KEY: 'poison' });
       await w.waitJoined();
       let outcome = 'timeout';
       for (const t0 = Date.now(); Date.now() - t0 < 20_000; await sleep(50)) {

@@ -78,14 +78,21 @@ async function assertExactlyOnceInOrder(group: string, expected: number): Promis
 }
 
 describe('consume()', () => {
-  for (const transaction of ['batch', 'message'] as const) {
-    it(`processes every message exactly once in per-key order (${transaction} transactions)`, async () => {
+  const modes = [
+    { transaction: 'batch', claimMode: 'auto' },
+    { transaction: 'batch', claimMode: 'lock' },
+    { transaction: 'batch', claimMode: 'lease' },
+    { transaction: 'message', claimMode: 'lease' },
+  ] as const;
+
+  for (const { transaction, claimMode } of modes) {
+    it(`processes every message exactly once in per-key order (${transaction} transactions, ${claimMode} claims)`, async () => {
       const topic = unique('t');
       const group = unique('g');
       await bq.createTopic(topic, { buckets: 8 });
       await bq.createGroup(group, topic, { startAt: 'earliest' });
       await sendKeyed(topic, 600, 30);
-      const c = await bq.consume({ group, handler: recordEffect(group), transaction, concurrency: 4, batchSize: 50 }, quiet);
+      const c = await bq.consume({ group, handler: recordEffect(group), transaction, claimMode, concurrency: 4, batchSize: 50 }, quiet);
       try {
         await sendKeyed(topic, 400, 30); // while it runs: woken by NOTIFY
         await waitFor('drain', async () => (await pending(group)) === 0);
@@ -97,8 +104,8 @@ describe('consume()', () => {
     });
   }
 
-  for (const transaction of ['batch', 'message'] as const) {
-    it(`one hot key in runs, some messages failing once (${transaction} transactions): each message handled only after the one before it succeeded`, async () => {
+  for (const { transaction, claimMode } of modes) {
+    it(`one hot key in runs, some messages failing once (${transaction} transactions, ${claimMode} claims): each message handled only after the one before it succeeded`, async () => {
       const topic = unique('t');
       const group = unique('g');
       await bq.createTopic(topic, { buckets: 4 });
@@ -117,7 +124,7 @@ describe('consume()', () => {
         await recordEffect(group)(m, ctx);
         lastSucceeded = seq;
       };
-      const c = await bq.consume({ group, handler, transaction, concurrency: 4, batchSize: 50 }, quiet);
+      const c = await bq.consume({ group, handler, transaction, claimMode, concurrency: 4, batchSize: 50 }, quiet);
       try {
         await waitFor('drain', async () => (await pending(group)) === 0);
       } finally {
@@ -265,7 +272,7 @@ describe('consume()', () => {
     expect(c.stats.deadLettered).toBe(1);
   });
 
-  it('in batch mode a failing message rolls back only its own effects, whether or not the others wrote anything', async () => {
+  it.each(['lease', 'lock'] as const)('in batch mode (%s claims) a failing message rolls back only its own effects, whether or not the others wrote anything', async (claimMode) => {
     const topic = unique('t');
     const group = unique('g');
     await bq.createTopic(topic, { buckets: 1 });
@@ -282,6 +289,7 @@ describe('consume()', () => {
         group,
         batchSize: 20,
         transaction: 'batch',
+        claimMode,
         handler: async (m, ctx) => {
           const { mode } = m.payload as { mode: string };
           if (mode === 'fail-without-writing') throw new Error('fails before writing');

@@ -38,7 +38,7 @@ export class BucketqSystem implements QueueSystem {
     this.options = {
       ...o,
       maxPerKey: 'batchSize (the worker default: a claim may take runs of one key)',
-      claimMode: "lock (the worker default for batch transactions: claim_locked in the batch's own transaction, no lease written; attempts recorded on an own connection with synchronous_commit = off)",
+      claimMode: "auto (the worker default for batch transactions: a lease claim on an own connection with synchronous_commit = off while claims come back partly full; claim_locked in the batch's own transaction, no lease written, attempt recorded first, while they come back full)",
       consumersPerGroup: 1,
       send: 'BucketQ.sendBatch (bucketq.send_batch) / BucketQ.send',
     };

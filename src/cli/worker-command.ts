@@ -20,7 +20,7 @@ const workerArgsSchema = z.object({
   batchSize: intFrom('--batch-size').optional(),
   maxPerKey: intFrom('--max-per-key').optional(),
   transaction: z.enum(['batch', 'message'], { error: "--transaction must be 'batch' or 'message'" }).optional(),
-  claimMode: z.enum(['lock', 'lease'], { error: "--claim-mode must be 'lock' or 'lease'" }).optional(),
+  claimMode: z.enum(['auto', 'lock', 'lease'], { error: "--claim-mode must be 'auto', 'lock' or 'lease'" }).optional(),
   heartbeatMs: intFrom('--heartbeat-ms').optional(),
   pollMs: intFrom('--poll-ms').optional(),
   leaseMs: intFrom('--lease-ms').optional(),

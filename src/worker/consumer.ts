@@ -60,7 +60,7 @@ export class Consumer {
   readonly metrics: ConsumerMetrics | undefined;
   private metricsServer: MetricsServer | undefined;
   private joined = false;
-  /** Locked claims: the last claim came back full, so more is probably ready. */
+  /** The last claim came back full, so more is probably ready. */
   private backlog = false;
   /**
    * Claims run on a connection of their own with synchronous_commit off: a claim's
@@ -239,7 +239,7 @@ export class Consumer {
         await this.wakeup.wait(this.opts.pollIntervalMs);
         continue;
       }
-      if (this.lockMode) {
+      if (this.claimsLocked) {
         // Each batch claims in its own transaction, so claims can overlap: while the
         // last claim came back full (a backlog), the next starts at once; otherwise we
         // wait for its answer, and for a wake-up if it found nothing.
@@ -263,6 +263,7 @@ export class Consumer {
         await this.afterClaimError(err);
         continue;
       }
+      this.backlog = messages.length >= batchSize;
       if (messages.length === 0) {
         await this.wakeup.wait(this.opts.pollIntervalMs);
         continue;
@@ -285,9 +286,20 @@ export class Consumer {
     }
   }
 
-  /** Batches hold their messages by row lock in their own transaction (claim_locked). */
+  /** Batches may hold their messages by row lock in their own transaction (claim_locked). */
   private get lockMode(): boolean {
-    return this.opts.transaction === 'batch' && (this.opts.claimMode ?? 'lock') === 'lock';
+    return this.opts.transaction === 'batch' && (this.opts.claimMode ?? 'auto') !== 'lease';
+  }
+
+  /**
+   * Whether the next claim locks: always with claimMode 'lock'; with 'auto' while the
+   * last claim came back full. A lease costs a write and a commit per batch, a locked
+   * claim a round trip to record its attempt: under a backlog the lease is the dearer,
+   * when messages trickle in the extra round trip is latency.
+   */
+  private get claimsLocked(): boolean {
+    if (!this.lockMode) return false;
+    return (this.opts.claimMode ?? 'auto') === 'lock' || this.backlog;
   }
 
   /**

@@ -53,13 +53,15 @@ export const consumeOptionsSchema = z
       .enum(['batch', 'message'], { error: "transaction must be 'batch' or 'message'" })
       .default('batch'),
     /**
-     * How a batch holds its messages ('batch' transactions only). 'lock' (default):
-     * claim_locked locks the rows in the batch's own transaction, which handles and acks
-     * them: no lease is written, and a crashed worker's messages are ready again at
-     * once. 'lease': claim writes a lease first (its own commit), as 'message'
-     * transactions always do.
+     * How a batch holds its messages ('batch' transactions only). 'lock': claim_locked
+     * locks the rows in the batch's own transaction, which handles and acks them: no
+     * lease is written, and a crashed worker's messages are ready again at once, but
+     * each batch first records its attempt (one more round trip before the handlers).
+     * 'lease': claim writes a lease first (its own commit), as 'message' transactions
+     * always do. 'auto' (default): leases while claims come back partly full (low
+     * latency), locks while they come back full (a backlog: throughput).
      */
-    claimMode: z.enum(['lock', 'lease'], { error: "claimMode must be 'lock' or 'lease'" }).optional(),
+    claimMode: z.enum(['auto', 'lock', 'lease'], { error: "claimMode must be 'auto', 'lock' or 'lease'" }).optional(),
     /** Poll fallback when no notification arrives. */
     pollIntervalMs: positiveInt('pollIntervalMs', 3_600_000).default(1000),
     /** Default: a third of the group's session_timeout. */
@@ -87,11 +89,11 @@ export const consumeOptionsSchema = z
   })
   .strict()
   .superRefine((o, ctx) => {
-    if (o.claimMode === 'lock' && o.transaction === 'message') {
+    if ((o.claimMode === 'lock' || o.claimMode === 'auto') && o.transaction === 'message') {
       ctx.addIssue({
         code: 'custom',
         path: ['claimMode'],
-        message: "claimMode 'lock' needs transaction 'batch' (a batch's locks live in its one transaction); use claimMode 'lease' with transaction 'message'",
+        message: `claimMode '${o.claimMode}' needs transaction 'batch' (a batch's locks live in its one transaction); use claimMode 'lease' with transaction 'message'`,
       });
     }
     if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs < 50) {
