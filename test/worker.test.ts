@@ -363,5 +363,11 @@ describe('consume()', () => {
       bq.consume({ group: 'g', handler: async () => {}, transaction: 'sometimes' as 'batch' }, quiet),
     ).rejects.toThrow(/transaction must be 'batch' or 'message'/);
     await expect(bq.consume({ group: 'no.such.group', handler: async () => {} }, quiet)).rejects.toThrow(/unknown consumer group/);
+    await expect(
+      bq.consume({ group: 'g', handler: async () => {}, claimMode: 'grab' as 'lock' }, quiet),
+    ).rejects.toThrow(/claimMode must be 'auto', 'lock' or 'lease'/);
+    await expect(
+      bq.consume({ group: 'g', handler: async () => {}, transaction: 'message', claimMode: 'lock' }, quiet),
+    ).rejects.toThrow(/claimMode 'lock' needs transaction 'batch'.*use claimMode 'lease' with transaction 'message'/);
   });
 });
