@@ -374,7 +374,7 @@ begin
       perform bucketq._raise_if_fenced('ack', g, msg_ids, lease_tokens);
     end if;
     if strict then
-      raise exception 'ack: % of % messages are not %s in group % (msg_ids %)',
+      raise exception 'ack: % of % messages are not % in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids),
         case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
         using errcode = 'BQ006',

@@ -244,6 +244,34 @@ describe('lost runs', () => {
   });
 });
 
+describe('a run\'s tail handed back while its head is being acked', () => {
+  // The ack of the head and the hand-back of the tail run at once: neither may leave the
+  // tail waiting behind a head that is gone (it would wait for ever).
+  it('an ack of the head in flight while a claim hands the expired tail back: the tail is not stranded', async () => {
+    const acker = await ctx.session();
+    const claimer = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(acker, ctx, { group: { session_timeout: '1 minute' } });
+    const [head, tail] = await sendBatch(acker, topic, [{}, {}], { keys: ['k', 'k'] });
+    const run = await claim(acker, group, consumer, 10, { maxPerKey: 2, leaseTimeout: '1 second' });
+    expect(run.map((m) => m.msg_id)).toEqual([head, tail]);
+
+    await acker.query('begin');
+    await ack(acker, group, [run[0]!]); // the head alone, not committed yet
+    // Meanwhile the lease has expired for another session's claim, which puts expired
+    // tails back behind their heads (the head is still there in its snapshot).
+    await setClock(claimer, '10 seconds');
+    await claimer.query(`set lock_timeout = '5s'`);
+    // The tail is held by the ack's promotion: skipped, left for later (before the fix
+    // it was put back to waiting behind the head being acked, and stranded there).
+    expect((await claim(claimer, group, consumer, 10)).map((m) => m.msg_id)).toEqual([]);
+    await acker.query('commit');
+    const later = await claim(claimer, group, consumer, 10);
+    expect(later.map((m) => [m.msg_id, m.attempt])).toEqual([[tail, 2]]);
+    await ack(claimer, group, later);
+    expect(await rows(acker, group)).toEqual([]);
+  });
+});
+
 describe('runs under concurrency', () => {
   it('3 sessions claiming runs and failing some messages while 4 producers send: every message acked once, each key in key_seq order', async () => {
     const setup = await ctx.session();
