@@ -425,7 +425,7 @@ begin
   if consumer_id is null then
     raise exception '%: lease_tokens => NULL (messages claimed with claim_locked) needs the consumer_id that claimed them (group %)', fn, g.name
       using errcode = 'BQ005',
-            hint = format('Pass consumer_id => ''...'', the one given to claim_locked; or pass the lease_tokens that claim returned.');
+            hint = 'Pass consumer_id => ''...'', the one given to claim_locked; or pass the lease_tokens that claim returned.';
   end if;
 end $$;
 

@@ -17,7 +17,7 @@ export interface ClaimedMessage<P = unknown> {
   attempt: number;
   /**
    * Proof of this lease; ack and nack must present it. null for a message claimed by
-   * row lock (claimLocked): its transaction holds it.
+   * row lock (claim_locked): its transaction holds it.
    */
   leaseToken: string | null;
   sentAt: Date;
@@ -98,27 +98,6 @@ export interface LockedClaim {
 }
 
 const lockedColumns = 'msg_id, bucket, key, key_seq, payload, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact';
-
-/**
- * bucketq.claim_locked: claim by row lock in the caller's open transaction. The
- * messages stay locked until it ends; ack (and nack) them in it.
- */
-export async function claimLocked(
-  db: Queryable,
-  group: string,
-  consumerId: string,
-  opts: { max?: number | undefined; buckets?: number[] | undefined; maxPerKey?: number | undefined },
-): Promise<LockedClaim> {
-  const call = namedCall('bucketq.claim_locked', [
-    ['group_name', 'text', group],
-    ['consumer_id', 'text', consumerId],
-    ['max_messages', 'int', opts.max],
-    ['buckets', 'int[]', opts.buckets],
-    ['max_per_key', 'int', opts.maxPerKey],
-  ]);
-  const rows = await query<ClaimRow & { xact: string }>(db, `select ${lockedColumns} from ${call.text}`, call.values);
-  return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
-}
 
 /**
  * begin, the given settings and claim_locked in one round trip (the simple query
@@ -209,7 +188,7 @@ function leaseTokensOf(items: readonly { msgId: string; leaseToken: string | nul
   const locked = items.filter((i) => i.leaseToken === null).length;
   if (locked === items.length) return null;
   if (locked > 0) {
-    throw new TypeError('ack/nack: mix of leased messages (claim) and locked ones (claimLocked); ack or nack each kind in its own call');
+    throw new TypeError('ack/nack: mix of leased messages (claim) and locked ones (claim_locked); ack or nack each kind in its own call');
   }
   return items.map((i) => i.leaseToken!);
 }

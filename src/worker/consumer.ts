@@ -423,27 +423,12 @@ export class Consumer {
    */
   private async processBatch(messages: ClaimedMessage[]): Promise<void> {
     const { client, release } = await this.checkout();
-    const done: ClaimedMessage[] = [];
-    const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    let done: ClaimedMessage[] = [];
+    let failed: { m: ClaimedMessage; err: unknown }[] = [];
     const tx = new LazyTransaction(client, this.beginSql());
     let broken: Error | undefined;
     try {
-      // After a message of a key fails, the rest of its run is not handled: the nack
-      // puts it back behind the failed one.
-      const failedKeys = new Set<string>();
-      for (const m of messages) {
-        if (this.abort.signal.aborted) break; // the rest is released by leave()
-        if (m.key !== null && failedKeys.has(m.key)) continue;
-        const handlerClient = tx.next();
-        try {
-          await this.runHandler(handlerClient, m);
-          done.push(m);
-        } catch (err) {
-          await tx.rollbackMessage();
-          failed.push({ m, err });
-          if (m.key !== null) failedKeys.add(m.key);
-        }
-      }
+      ({ done, failed } = await this.runHandlers(messages, tx)); // after abort, the rest is released by leave()
       if (done.length) await ack(client, this.group, done, { strict: true });
       if (tx.began) await client.query('commit');
       this.stats.processed += done.length;
@@ -485,25 +470,13 @@ export class Consumer {
       xact!,
       runsOf(messages).map((run) => run[0]!.msgId),
     ).catch((err: unknown) => this.log.warn({ err }, 'recording the attempt failed; a crash now would not count it'));
-    const done: ClaimedMessage[] = [];
-    const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    let done: ClaimedMessage[] = [];
+    let failed: { m: ClaimedMessage; err: unknown }[] = [];
     const tx = new LazyTransaction(client, null);
     let nacked: NackResult[] = [];
     let broken: Error | undefined;
     try {
-      const failedKeys = new Set<string>();
-      for (const m of messages) {
-        if (this.abort.signal.aborted) break; // the rest is ready again when we commit
-        if (m.key !== null && failedKeys.has(m.key)) continue;
-        try {
-          await this.runHandler(tx.next(), m);
-          done.push(m);
-        } catch (err) {
-          await tx.rollbackMessage();
-          failed.push({ m, err });
-          if (m.key !== null) failedKeys.add(m.key);
-        }
-      }
+      ({ done, failed } = await this.runHandlers(messages, tx)); // after abort, the rest is ready again when we commit
       if (done.length) await ack(client, this.group, done, { consumerId: this.consumerId, strict: true });
       if (failed.length) {
         nacked = await nack(client, this.group, failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: null, error: describe(err) })), {
@@ -532,6 +505,33 @@ export class Consumer {
     this.stats.processed += done.length;
     this.metrics?.onProcessed(done.length);
     this.reportNacks(failed, nacked);
+  }
+
+  /**
+   * A batch's handlers in order, each in its savepoint. After a message of a key fails,
+   * the rest of its run is not handled: the nack puts it back behind the failed one.
+   * Stops early when the consumer aborts.
+   */
+  private async runHandlers(
+    messages: ClaimedMessage[],
+    tx: LazyTransaction,
+  ): Promise<{ done: ClaimedMessage[]; failed: { m: ClaimedMessage; err: unknown }[] }> {
+    const done: ClaimedMessage[] = [];
+    const failed: { m: ClaimedMessage; err: unknown }[] = [];
+    const failedKeys = new Set<string>();
+    for (const m of messages) {
+      if (this.abort.signal.aborted) break;
+      if (m.key !== null && failedKeys.has(m.key)) continue;
+      try {
+        await this.runHandler(tx.next(), m);
+        done.push(m);
+      } catch (err) {
+        await tx.rollbackMessage();
+        failed.push({ m, err });
+        if (m.key !== null) failedKeys.add(m.key);
+      }
+    }
+    return { done, failed };
   }
 
   /** One transaction per message, in the given order; a key stops at its first failure. */
