@@ -1,6 +1,6 @@
 // Summaries: medians and spread per metric, ratios, the terminal table, the JSON file
 // per run and bench/RESULTS.md.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fmt, type SuiteResult, type WorkloadResult } from './suite.js';
 import type { Subject } from './lib/common.js';
@@ -135,7 +135,33 @@ export async function writeJson(result: SuiteResult, dir: string, ext = '.json')
   return file;
 }
 
-export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
+/** The newest saved run of a suite size in dir (file names start with the run's time). */
+export async function latestSaved(dir: string, label: string): Promise<{ result: SuiteResult; jsonFile: string } | undefined> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(`-${label}.json`)).sort();
+  const last = files.at(-1);
+  if (!last) return undefined;
+  const jsonFile = path.join(dir, last);
+  return { result: JSON.parse(await readFile(jsonFile, 'utf8')) as SuiteResult, jsonFile };
+}
+
+/** A shorter section for the newest run of the other suite size, kept beside the latest. */
+function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: string }): string[] {
+  const only = result.workloads.map((w) => w.id).join(', ');
+  return [
+    `## Latest ${result.sizes.label}-size run`,
+    '',
+    `${result.startedAt}, ${result.reps} repetition${result.reps === 1 ? '' : 's'} per system (${only}; ${result.durationSec} s); raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Same server settings as above unless the JSON says otherwise.`,
+    '',
+    markdownTable(result),
+    '',
+    '```json',
+    JSON.stringify(result.sizes),
+    '```',
+    '',
+  ];
+}
+
+export function resultsMarkdown(result: SuiteResult, jsonFile: string, other?: { result: SuiteResult; jsonFile: string }): string {
   const m = result.machine;
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
@@ -170,6 +196,7 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string): string {
       if (waits || fns) lines.push(`- ${w.id} / ${s}: ${waits ? `waits: ${waits}` : ''}${waits && fns ? '. ' : ''}${fns ? `functions: ${fns}` : ''}`);
     }
   }
+  if (other) lines.push('', ...otherRunSection(other));
   const errors = result.workloads.flatMap((w) => Object.entries(w.subjects).flatMap(([s, sr]) => (sr?.errors ?? []).map((e) => `${w.id} / ${s}: ${e.split('\n')[0]}`)));
   if (errors.length) lines.push('', '## Failed runs', '', ...errors.map((e) => `- ${e}`));
   lines.push('');

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { SIZES } from './lib/common.js';
 import { REPO } from './lib/procs.js';
-import { resultsMarkdown, terminalTable, writeJson } from './report.js';
+import { latestSaved, resultsMarkdown, terminalTable, writeJson } from './report.js';
 import { runSuite, WORKLOADS } from './suite.js';
 
 const { values } = parseArgs({
@@ -69,7 +69,9 @@ try {
   const json = await writeJson(result, path.join(REPO, 'bench/results'), sizes.label === 'tiny' ? '.json.tmp' : '.json');
   process.stdout.write(`results: ${path.relative(REPO, json)}\n`);
   if (!values['no-save'] && sizes.label !== 'tiny') {
-    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json));
+    // The newest run of the other size stays in RESULTS.md beside this one.
+    const other = await latestSaved(path.join(REPO, 'bench/results'), sizes.label === 'full' ? 'short' : 'full');
+    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other));
     process.stdout.write('table: bench/RESULTS.md\n');
   }
   const failed = result.workloads.some((w) => Object.values(w.subjects).some((s) => s && s.errors.length));
