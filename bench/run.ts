@@ -1,5 +1,5 @@
 // `npm run bench` (short suite), `npm run bench -- --full`, `--only drain,fifo`, `--reps N`,
-// `--tiny` (seconds; checks the harness works), `--no-save` (no RESULTS.md update).
+// `--tiny` (seconds; checks the harness works), `--no-save` (a trial: *-trial.json, no RESULTS.md update).
 // Uses DATABASE_URL when set, else starts the embedded Postgres (fsync and
 // synchronous_commit on) and removes it afterwards.
 import { writeFile } from 'node:fs/promises';
@@ -66,7 +66,9 @@ try {
   const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
   process.stdout.write(`\n${terminalTable(result)}\n\n`);
   // Tiny runs only check that the harness works: their JSON is not kept (*.tmp is ignored).
-  const json = await writeJson(result, path.join(REPO, 'bench/results'), sizes.label === 'tiny' ? '.json.tmp' : '.json');
+  // --no-save runs are trials: their JSON is kept as *-trial.json, and RESULTS.md only
+  // ever shows saved runs.
+  const json = await writeJson(result, path.join(REPO, 'bench/results'), sizes.label === 'tiny' ? '.json.tmp' : values['no-save'] ? '-trial.json' : '.json');
   process.stdout.write(`results: ${path.relative(REPO, json)}\n`);
   if (!values['no-save'] && sizes.label !== 'tiny') {
     // The newest run of the other size stays in RESULTS.md beside this one.
