@@ -17,6 +17,7 @@ export const BARE_OPTIONS = {
 export async function bareInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
   const db = await freshDatabase(ctx.adminUrl, 'bare');
   const client = new pg.Client({ connectionString: db.url });
+  client.on('error', () => {}); // the drop at the end terminates a connection still closing
   await client.connect();
   try {
     const msgs = keyedMessages(messages, ctx.sizes.keys);
@@ -40,6 +41,9 @@ export async function bareInsert(ctx: RunContext, messages: number, batch: numbe
 export async function bareDrain(ctx: RunContext, messages: number, connections = 4, batch = 250): Promise<RunResult> {
   const db = await freshDatabase(ctx.adminUrl, 'bare');
   const pool = new pg.Pool({ connectionString: db.url, max: connections + 1 });
+  // A client still closing when the database is dropped gets 57P01: without a listener
+  // that error killed the whole bench run.
+  pool.on('error', () => {});
   try {
     const msgs = keyedMessages(messages, ctx.sizes.keys);
     for (const c of chunks(msgs, 2000)) {
