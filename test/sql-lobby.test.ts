@@ -2,7 +2,7 @@
 // fencing with exactly-once effects (DESIGN guarantees 3 and 6); leave.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, nack, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -348,6 +348,61 @@ describe('leave', () => {
     const err = await pgError(ack(old, group, stale));
     expect(['BQ006', 'BQ008']).toContain(err.code);
     expect(await ack(fresh, group, again)).toEqual([{ msg_id: id, status: 'acked' }]);
+  });
+});
+
+describe('lock order', () => {
+  // The consumer row, then its buckets: leave, join and heartbeat all take them in that
+  // order. The interleaving is forced with a third session holding the consumer row.
+  it('a leave racing the same consumer\'s heartbeat: both finish, no deadlock, the leave wins last', async () => {
+    const admin = await ctx.session();
+    const { group } = await topicAndGroup(admin, ctx, { consumer: 'C', buckets: 4 });
+    const holder = await ctx.session();
+    const beating = await ctx.session();
+    const leaving = await ctx.session();
+    await holder.query('begin');
+    await holder.query(
+      `select 1 from bucketq.consumer c join bucketq.consumer_group g using (group_id) where g.name = $1 and c.consumer_id = 'C' for update of c`,
+      [group],
+    );
+    const beat = heartbeat(beating, group, 'C'); // waits for the consumer row
+    await waitUntilBlocked(admin, pidOf(beating));
+    const left = leaving.query(`select bucketq.leave($1, 'C') as n`, [group]); // waits behind it
+    await waitUntilBlocked(admin, pidOf(leaving));
+    await holder.query('commit');
+    const [b, l] = await Promise.allSettled([beat, left]);
+    // Before 000017 the heartbeat held the consumer row and waited for a bucket the
+    // leave held, and the leave waited for the consumer row: 40P01 for one of them.
+    expect(b.status === 'rejected' ? (b.reason as Error).message : 'ok').toBe('ok');
+    expect(l.status === 'rejected' ? (l.reason as Error).message : 'ok').toBe('ok');
+    expect((await left).rows[0].n).toBe(4);
+    expect((await owners(admin, group)).map((o) => o.owner)).toEqual([null, null, null, null]);
+    const { rows } = await admin.query(`select consumer_id from bucketq.consumers where group_name = $1`, [group]);
+    expect(rows).toEqual([]);
+  });
+
+  it("a heartbeat's cleanup of long-gone consumers skips a row someone holds instead of waiting for it", async () => {
+    const admin = await ctx.session();
+    const { group } = await topicAndGroup(admin, ctx, { consumer: 'gone', buckets: 2, group: { session_timeout: '10 seconds' } });
+    const holder = await ctx.session();
+    await holder.query('begin');
+    await holder.query(
+      `select 1 from bucketq.consumer c join bucketq.consumer_group g using (group_id) where g.name = $1 and c.consumer_id = 'gone' for update of c`,
+      [group],
+    );
+    const later = await ctx.session();
+    await setClock(later, '1 hour'); // 'gone' is past 10 session timeouts: to be forgotten
+    await later.query(`set lock_timeout = '5s'`);
+    // join takes over gone's buckets, so gone owns nothing and is due for deletion; its row
+    // is held, so it stays (before 000017 this join waited and failed with 55P03).
+    const taken = await later.query(`select * from bucketq.join($1, 'later')`, [group]);
+    expect(taken.rows.map((r) => r.bucket)).toEqual([0, 1]);
+    const members = async () =>
+      (await admin.query(`select consumer_id from bucketq.consumers where group_name = $1 order by 1`, [group])).rows.map((r) => r.consumer_id);
+    expect(await members()).toEqual(['gone', 'later']);
+    await holder.query('commit');
+    await heartbeat(later, group, 'later');
+    expect(await members()).toEqual(['later']);
   });
 });
 
