@@ -2,7 +2,7 @@
 // order; a nack, an expiry or a rebalance puts the rest of the run back behind its head
 // without counting an attempt, so per-key FIFO and the dead-letter rule still hold.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, inTx, nack, sendBatch, setClock, topicAndGroup, useDatabase, type Claimed, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, inTx, nack, pidOf, sendBatch, setClock, topicAndGroup, useDatabase, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -269,6 +269,45 @@ describe('a run\'s tail handed back while its head is being acked', () => {
     expect(later.map((m) => [m.msg_id, m.attempt])).toEqual([[tail, 2]]);
     await ack(claimer, group, later);
     expect(await rows(acker, group)).toEqual([]);
+  });
+});
+
+describe("a run's tail handed back while its head is dead-lettered", () => {
+  it('a claim dead-letters the expired head while another session hands the tail back: the tail is not stranded', async () => {
+    const claimer = await ctx.session();
+    const other = await ctx.session();
+    const observer = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(claimer, ctx, { group: { max_attempts: 1, session_timeout: '1 hour' } });
+    const [head, tail] = await sendBatch(claimer, topic, [{}, {}], { keys: ['k', 'k'] });
+    const run = await claim(claimer, group, consumer, 10, { maxPerKey: 2, leaseTimeout: '1 second' });
+    expect(run.map((m) => m.msg_id)).toEqual([head, tail]);
+    await setClock(claimer, '10 seconds'); // the run's lease has expired; its one attempt is spent
+
+    // Another session (a second claimer of this consumer, a rebalance) has taken the
+    // tail's row to hand it back.
+    await other.query('begin');
+    await other.query('select 1 from bucketq.inbox where msg_id = $1 for update', [tail]);
+    // This claim skips the held tail, dead-letters the head and promotes the key's next
+    // row: it waits for that row (before 000019 it went on without waiting).
+    await claimer.query('begin');
+    let settled = false;
+    const claiming = claim(claimer, group, consumer, 10).finally(() => (settled = true));
+    for (let i = 0; !settled && i < 5000; i++) {
+      const { rows: w } = await observer.query('select wait_event_type from pg_stat_activity where pid = $1', [pidOf(claimer)]);
+      if (w[0]?.wait_event_type === 'Lock') break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // The hand-back still sees the head (its deletion is not committed): the tail waits behind it.
+    const { rows: g } = await other.query('select group_id from bucketq.consumer_group where name = $1', [group]);
+    await other.query('select * from bucketq._unlease($1, array[$2::bigint])', [g[0].group_id, tail]);
+    await other.query('commit');
+    const first = await claiming;
+    await claimer.query('commit');
+
+    const delivered = [...first, ...(await claim(claimer, group, consumer, 10))].map((m) => m.msg_id);
+    expect(delivered).toEqual([tail]);
+    const { rows: dead } = await observer.query('select msg_id::int from bucketq.dead_letters where group_name = $1', [group]);
+    expect(dead).toEqual([{ msg_id: head }]);
   });
 });
 
