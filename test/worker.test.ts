@@ -357,6 +357,45 @@ describe('consume()', () => {
     await assertExactlyOnceInOrder(group, finished);
   });
 
+  it('stop() while its heartbeat waits behind a leave of the same id: the worker does not join again after it left', async () => {
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', sessionTimeout: '30 seconds' });
+    const c = await bq.consume({ group, handler: async () => {}, heartbeatIntervalMs: 50 }, quiet);
+    const waiting = async (fn: string) =>
+      (
+        await db.pool.query(
+          `select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock' and query like $1`,
+          [`%bucketq.${fn}(%`],
+        )
+      ).rows[0].n > 0;
+    const operator = await db.pool.connect();
+    try {
+      // An operator's leave of this consumer, not committed yet: the worker's next
+      // heartbeat waits for the consumer row, then finds it gone (BQ008).
+      await operator.query('begin');
+      await operator.query('select bucketq.leave($1, $2)', [group, c.consumerId]);
+      await waitFor('the heartbeat to wait', () => waiting('heartbeat'));
+      const stopped = c.stop();
+      // Before the fix, stop() left at once (its leave queued behind the heartbeat) and the
+      // heartbeat, finding the consumer gone, joined again once the leave was done. Now
+      // stop() waits for the heartbeat, which does not rejoin a stopping consumer.
+      await waitFor('the worker to leave, or to wait for its heartbeat', () => waiting('leave'), 500).catch(() => {});
+      await operator.query('commit');
+      await stopped;
+    } finally {
+      operator.release();
+      await c.stop();
+    }
+    await sleep(300); // room for a rejoin in flight to land
+    const members = await db.pool.query('select consumer_id from bucketq.consumers where group_name = $1', [group]);
+    expect(members.rows).toEqual([]);
+    const owned = await db.pool.query('select count(*)::int as n from bucketq.buckets where group_name = $1 and owner is not null', [group]);
+    expect(owned.rows[0]).toEqual({ n: 0 });
+  });
+
   it('rejects bad options with a message naming the option', async () => {
     await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);
     await expect(

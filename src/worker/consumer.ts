@@ -53,6 +53,7 @@ export class Consumer {
   private slotFreed: (() => void) | undefined;
   private readonly abort = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   private loop: Promise<void> = Promise.resolve();
@@ -175,9 +176,13 @@ export class Consumer {
         nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
         await this.maintain();
       }
-      if (this.running) this.heartbeatTimer = setTimeout(tick, interval);
+      if (this.running) schedule();
     };
-    this.heartbeatTimer = setTimeout(tick, interval);
+    // The tick in flight is kept so that stop() can wait for it before leaving.
+    const schedule = () => {
+      this.heartbeatTimer = setTimeout(() => (this.ticking = tick()), interval);
+    };
+    schedule();
     this.loop = this.claimLoop().catch((err) => this.log.fatal({ err }, 'claim loop crashed'));
   }
 
@@ -186,6 +191,7 @@ export class Consumer {
       this.applyOwnership(await heartbeat(this.pool, this.group, this.consumerId));
     } catch (err) {
       if (err instanceof FencedError) {
+        if (!this.running) return; // stopping: our own leave may have come first
         // Not a member any more (removed after a long pause): start a new session.
         this.log.warn({ err: err.message }, 'no longer a member of the group; joining again');
         try {
@@ -645,6 +651,7 @@ export class Consumer {
       while (this.inflight > 0 && Date.now() < hardDeadline) await sleep(10);
     }
     await this.loop;
+    await this.ticking.catch(() => {}); // a heartbeat after the leave would find us gone
     try {
       const released = await leave(this.pool, this.group, this.consumerId);
       this.log.info({ released }, 'left group');
