@@ -2,7 +2,7 @@
 // order; a nack, an expiry or a rebalance puts the rest of the run back behind its head
 // without counting an attempt, so per-key FIFO and the dead-letter rule still hold.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, inTx, nack, pidOf, sendBatch, setClock, topicAndGroup, useDatabase, type Claimed, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, inTx, nack, pidOf, sendBatch, setClock, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -292,11 +292,7 @@ describe("a run's tail handed back while its head is dead-lettered", () => {
     await claimer.query('begin');
     let settled = false;
     const claiming = claim(claimer, group, consumer, 10).finally(() => (settled = true));
-    for (let i = 0; !settled && i < 5000; i++) {
-      const { rows: w } = await observer.query('select wait_event_type from pg_stat_activity where pid = $1', [pidOf(claimer)]);
-      if (w[0]?.wait_event_type === 'Lock') break;
-      await new Promise((r) => setTimeout(r, 2));
-    }
+    await waitUntilBlocked(observer, pidOf(claimer), () => settled);
     // The hand-back still sees the head (its deletion is not committed): the tail waits behind it.
     const { rows: g } = await other.query('select group_id from bucketq.consumer_group where name = $1', [group]);
     await other.query('select * from bucketq._unlease($1, array[$2::bigint])', [g[0].group_id, tail]);

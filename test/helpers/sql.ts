@@ -171,9 +171,14 @@ function namedArgs(args: Record<string, string | number>, first: number): string
     .join(', ');
 }
 
-/** Wait (by polling pg_stat_activity, not by time) until the backend is blocked on a lock. */
-export async function waitUntilBlocked(observer: Queryable, pid: number): Promise<void> {
+/**
+ * Wait (by polling pg_stat_activity, not by time) until the backend is blocked on a lock.
+ * finished: stop waiting, without error, once the statement expected to block has ended
+ * (for a test whose point is that, without the fix, it does not wait).
+ */
+export async function waitUntilBlocked(observer: Queryable, pid: number, finished: () => boolean = () => false): Promise<void> {
   for (let i = 0; i < 5000; i++) {
+    if (finished()) return;
     const { rows } = await observer.query(`select wait_event_type from pg_stat_activity where pid = $1`, [pid]);
     if (rows[0]?.wait_event_type === 'Lock') return;
     await new Promise((r) => setTimeout(r, 2));
