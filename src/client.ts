@@ -65,7 +65,7 @@ export class BucketQ {
   }
 
   /** Applies pending schema migrations (safe to call from many processes at once). */
-  async migrate(): Promise<{ from: number; to: number }> {
+  async migrate(): Promise<{ from: number; to: number; definitions: 'applied' | 'current' }> {
     return migrate(this.pool);
   }
 

@@ -1,10 +1,12 @@
-// Applies the embedded sql/*.sql migrations. Race-safe: every caller takes the same
+// Applies the embedded SQL: the numbered migrations not yet applied, then the current
+// function and view definitions (sql/functions, sql/views) when their hash differs
+// from the one the database records. Race-safe: every caller takes the same
 // transaction-scoped advisory lock, so twenty workers starting at once apply each
 // migration exactly once and the rest find the schema already current.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { BucketqError, SchemaNotMigratedError, SchemaTooNewError } from './errors.js';
-import { latestVersion, migrations } from './generated/migrations.js';
+import { definitions, latestVersion, migrations } from './generated/migrations.js';
 import { type Queryable, withClient } from './db/with-client.js';
 
 /** Advisory lock key: the first 8 bytes of sha256('bucketq.migrate') as a signed bigint. */
@@ -20,7 +22,7 @@ export class MigrationError extends BucketqError {
  * Brings the bucketq schema up to this package's latest version in one transaction.
  * A client passed in must not already be inside a transaction.
  */
-export async function migrate(db: Queryable): Promise<{ from: number; to: number }> {
+export async function migrate(db: Queryable): Promise<{ from: number; to: number; definitions: 'applied' | 'current' }> {
   return withClient(db, async (client) => {
     await client.query('begin');
     try {
@@ -32,8 +34,9 @@ export async function migrate(db: Queryable): Promise<{ from: number; to: number
         if (m.version <= from) continue;
         await applyOne(client, m);
       }
+      const applied = await applyDefinitions(client);
       await client.query('commit');
-      return { from, to: Math.max(from, latestVersion) };
+      return { from, to: Math.max(from, latestVersion), definitions: applied ? 'applied' : 'current' };
     } catch (err) {
       await client.query('rollback').catch(() => {});
       throw err;
@@ -72,6 +75,35 @@ async function applyOne(client: pg.ClientBase, m: { version: number; name: strin
       `migration ${m.version} (${m.name}) ran but bucketq.migration now reports version ${after}; the file must insert its own row (version ${m.version})`,
     );
   }
+}
+
+/**
+ * The repeatable step: every function and view file, in one go, when the recorded hash
+ * differs. Each file is `create or replace`, so applying them again changes nothing;
+ * check_function_bodies is off for the step (as in pg_dump output), so a language sql
+ * function may refer to one defined by a later file.
+ */
+async function applyDefinitions(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ hash: string }>('select hash from bucketq.definitions');
+  if (rows[0]?.hash === definitions.hash) return false;
+  await client.query('set local check_function_bodies = off');
+  for (const f of definitions.files) {
+    try {
+      await client.query(f.sql);
+    } catch (err) {
+      const where = lineOf(f.sql, (err as { position?: string }).position);
+      throw new MigrationError(`sql/${f.path} failed${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+  await client.query('set local check_function_bodies = on');
+  // New functions and views get their roles' grants (and PUBLIC loses its default EXECUTE).
+  await client.query('select bucketq._grant_roles()');
+  await client.query(
+    `insert into bucketq.definitions (singleton, hash) values (true, $1)
+     on conflict (singleton) do update set hash = excluded.hash, applied_at = now()`,
+    [definitions.hash],
+  );
+  return true;
 }
 
 /** " at line N" for a Postgres error position (1-based character offset), else "". */

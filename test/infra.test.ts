@@ -70,7 +70,7 @@ describe('migrate', () => {
 
   it('is a no-op on a current database', async () => {
     const db = await track(freshDatabase());
-    await expect(migrate(db.pool)).resolves.toEqual({ from: latestVersion, to: latestVersion });
+    await expect(migrate(db.pool)).resolves.toEqual({ from: latestVersion, to: latestVersion, definitions: 'current' });
   });
 
   it('refuses a database migrated by a newer bucketq, and changes nothing', async () => {

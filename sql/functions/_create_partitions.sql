@@ -1,0 +1,26 @@
+create or replace function bucketq._create_partitions(p_topic_id int, p_lower timestamptz, p_upper timestamptz)
+returns boolean
+language plpgsql as $$
+declare
+  suffix text := format('t%s_%s', p_topic_id, to_char(p_lower at time zone 'UTC', 'YYYYMMDD"T"HH24MISS'));
+  m text := 'message_' || suffix;
+  d text := 'delivery_' || suffix;
+begin
+  if exists (select 1 from bucketq.log_partition where topic_id = p_topic_id and lower_bound = p_lower) then
+    return false;
+  end if;
+  execute format('create table bucketq.%I (like bucketq.message including defaults including constraints)', m);
+  execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
+                 m, m || '_bounds', p_topic_id, p_lower, p_upper);
+  execute format('create unique index %I on bucketq.%I (id)', m || '_id_key', m);
+  execute format('alter table bucketq.%I attach partition bucketq.%I for values from (%L) to (%L)',
+                 'message_t' || p_topic_id, m, p_lower, p_upper);
+  execute format('create table bucketq.%I (like bucketq.delivery including defaults including constraints)', d);
+  execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
+                 d, d || '_bounds', p_topic_id, p_lower, p_upper);
+  execute format('alter table bucketq.%I attach partition bucketq.%I for values from (%L) to (%L)',
+                 'delivery_t' || p_topic_id, d, p_lower, p_upper);
+  insert into bucketq.log_partition (topic_id, lower_bound, upper_bound, message_rel, delivery_rel)
+  values (p_topic_id, p_lower, p_upper, m, d);
+  return true;
+end $$;

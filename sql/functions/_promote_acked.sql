@@ -1,0 +1,20 @@
+create or replace function bucketq._promote_acked(p_group_id int, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamptz)
+returns bigint[]
+language sql as $$
+  with heads as materialized (
+    select k.key_id, k.max_seq, h.msg_id, h.state, h.key_seq
+      from unnest(p_key_ids, p_max_seqs) as k(key_id, max_seq)
+      cross join lateral (select x.msg_id, x.state, x.key_seq from bucketq.inbox x
+                           where x.group_id = p_group_id and x.key_id = k.key_id
+                           order by x.key_seq limit 1
+                             for no key update) h
+  ),
+  promoted as (
+    update bucketq.inbox i
+       set state = case when i.available_at > p_now then 2 else 0 end
+      from heads h
+     where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3
+    returning 1
+  )
+  select array_agg(h.msg_id order by h.msg_id) from heads h where h.state = 1 and h.key_seq < h.max_seq
+$$;

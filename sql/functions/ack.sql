@@ -1,0 +1,137 @@
+create or replace function bucketq.ack(
+  group_name text,
+  msg_ids bigint[],
+  lease_tokens bigint[],
+  consumer_id text default null,
+  strict boolean default true
+) returns table (msg_id bigint, status text)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_now timestamptz;
+  v_locked boolean;
+  v_acked bigint[];
+  v_keys bigint[];
+  v_max_seqs bigint[];
+  v_stale bigint[];
+  v_skipped bigint[];
+begin
+  g := bucketq._group(group_name);
+  v_locked := lease_tokens is null;
+  if v_locked then
+    perform bucketq._check_locked_args('ack', g, msg_ids, ack.consumer_id);
+  else
+    perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
+  end if;
+  v_now := bucketq._now();
+
+  with locked as materialized (
+    -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
+    -- One bitmap scan of the primary key for the whole array. state + 0: the planner
+    -- must not use the partial index inbox_timed, which it believes tiny and would scan
+    -- once per array element. (A msg_id given twice counts with its first token.)
+    select i.msg_id from bucketq.inbox i
+     where i.group_id = g.group_id and i.msg_id = any(msg_ids)
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
+                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1 end
+     order by i.key_id, i.msg_id
+       for update of i
+  ),
+  gone as (
+    -- The ownership check is part of the DELETE: the claimer must still own the bucket
+    -- (at the lease's epoch, for a lease). The deleted row stays locked until we commit.
+    delete from bucketq.inbox i
+     using locked
+     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.msg_id = locked.msg_id
+       and exists (select 1 from bucketq.bucket_owner o
+                    where o.group_id = g.group_id and o.bucket = i.bucket
+                      and o.owner = coalesce(i.consumer_id, ack.consumer_id)
+                      and (v_locked or o.epoch = i.epoch))
+    returning i.msg_id, i.key_id, i.key_seq, i.sent_at, i.attempts, i.consumer_id, i.epoch, i.bucket, i.state
+  ),
+  recorded as (
+    insert into bucketq.delivery (group_id, topic_id, msg_id, sent_at, attempt, consumer_id, epoch, acked_at)
+    select g.group_id, g.topic_id, gone.msg_id, gone.sent_at, gone.attempts + v_locked::int,
+           coalesce(ack.consumer_id, gone.consumer_id),
+           coalesce(gone.epoch, (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)),
+           v_now
+      from gone
+  ),
+  per_key as (
+    select gone.key_id, max(gone.key_seq) as max_seq from gone where gone.key_id is not null group by gone.key_id
+  )
+  select (select array_agg(gone.msg_id) from gone),
+         (select array_agg(p.key_id order by p.key_id) from per_key p),
+         (select array_agg(p.max_seq order by p.key_id) from per_key p),
+         -- Locked claims: a key's acked rows are the one it handed out (state 0) and
+         -- the rest of its run, consecutive behind it.
+         (select array_agg(r.msg_id order by r.msg_id) from (
+            select gone.msg_id, gone.key_seq - first_value(gone.key_seq) over w <> row_number() over w - 1
+                                or first_value(gone.state) over w <> 0 as bad
+              from gone where v_locked and gone.key_id is not null
+            window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
+    into v_acked, v_keys, v_max_seqs, v_skipped;
+
+  if v_skipped is not null then
+    raise exception 'ack: out of order in group %: messages % are not the next of their keys, nor in a run right behind it',
+      g.name, v_skipped
+      using errcode = 'BQ005',
+            detail = 'A key''s messages are acked in key_seq order: the one claim_locked handed out first, then the rest of its run. Nothing was acked.',
+            hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
+  end if;
+
+  if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
+    select array_agg(u.id order by u.id) into v_stale
+      from unnest(msg_ids) u(id)
+     where u.id <> all(coalesce(v_acked, '{}'));
+    if v_locked then
+      perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
+    else
+      perform bucketq._raise_if_fenced('ack', g, msg_ids, lease_tokens);
+    end if;
+    if strict then
+      raise exception 'ack: % of % messages are not % in group % (msg_ids %)',
+        cardinality(v_stale), cardinality(msg_ids),
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        using errcode = 'BQ006',
+              detail = case when v_locked
+                            then 'With lease_tokens => NULL, ack takes messages this transaction claimed with claim_locked. These were acked, dead-lettered or leased by claim meanwhile, or never existed. Nothing was acked.'
+                            else 'Their lease expired and they were claimed again, or they were already acked, nacked or dead-lettered. Nothing was acked.' end,
+              hint = 'Roll back: the effects of this transaction must not commit. The messages will be (or were) delivered again. Pass strict => false to ack the rest and get a status per message.';
+    end if;
+  end if;
+
+  if v_locked and v_acked is not null then
+    -- This transaction's attempt is done if it commits: drop its record now, so claims
+    -- do not have to settle it (if we roll back, the record is back with us).
+    delete from bucketq.attempt_log a where a.group_id = g.group_id and a.xact = pg_current_xact_id();
+  end if;
+
+  if v_keys is not null then
+    v_skipped := bucketq._promote_acked(g.group_id, v_keys, v_max_seqs, v_now);
+    if v_skipped is not null then
+      raise exception 'ack: out of order in group %: messages % are still leased, ahead of later messages of their keys acked here',
+        g.name, v_skipped
+        using errcode = 'BQ005',
+              detail = 'A run''s messages are acked in key_seq order. Nothing was acked.',
+              hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it (the rest of its run then waits again) and do not ack the later ones.';
+    end if;
+  end if;
+
+  if v_stale is null then
+    return query select u.id, 'acked'::text from unnest(msg_ids) u(id);
+    return;
+  end if;
+  return query
+  select u.id,
+         case when u.id = any(coalesce(v_acked, '{}')) then 'acked'
+              when exists (select 1 from bucketq.delivery d
+                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id) then 'already_acked'
+              else 'stale' end
+    from unnest(msg_ids) u(id);
+end $$;
+
+comment on function bucketq.ack(text, bigint[], bigint[], text, boolean) is
+'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';

@@ -1,0 +1,183 @@
+create or replace function bucketq.claim(
+  group_name text,
+  consumer_id text,
+  max_messages int default 100,
+  buckets int[] default null,
+  lease_timeout interval default null,
+  max_per_key int default 1
+) returns table (msg_id bigint, bucket int, key text, key_seq bigint, payload jsonb, headers jsonb,
+                 attempt int, lease_token bigint, sent_at timestamptz, leased_until timestamptz, epoch bigint)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  t bucketq.topic;
+  v_now timestamptz;
+  v_until timestamptz;
+  v_token bigint;
+  v_tails bigint[];
+  v_exhausted bigint[];
+  v_timed bigint[];
+  v_ready bigint[];
+  v_run bigint[];
+  v_ids bigint[];
+  v_room int;
+  v_owned int[];
+  v_epochs bigint[];
+begin
+  g := bucketq._group(group_name);
+  perform bucketq._check_consumer_id('claim', consumer_id);
+  if max_messages is null or max_messages < 1 or max_messages > 10000 then
+    raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
+      using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
+  end if;
+  if max_per_key is null or max_per_key < 1 or max_per_key > 10000 then
+    raise exception 'claim: invalid max_per_key % for group %', coalesce(max_per_key::text, 'NULL'), g.name
+      using errcode = 'BQ005',
+            hint = 'max_per_key is 1 (only the head of each key) to 10000 (a run of up to that many consecutive messages of a key, to be handled and acked in key_seq order).';
+  end if;
+  if buckets is not null then  -- the topic is only needed to check the given buckets
+    select * into t from bucketq.topic where topic_id = g.topic_id;
+    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
+      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
+        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+    end if;
+  end if;
+  if lease_timeout is not null and (lease_timeout <= interval '0' or lease_timeout > interval '1 day') then
+    raise exception 'claim: invalid lease_timeout % for group %', lease_timeout, g.name
+      using errcode = 'BQ005', hint = 'lease_timeout is more than 0 and at most 1 day, or NULL for the group''s default.';
+  end if;
+
+  v_now := bucketq._now();
+  v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
+
+  -- Only buckets this consumer owns, under their current epochs.
+  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+    from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = claim.consumer_id
+     and o.heartbeat_at > v_now - g.session_timeout
+     and (buckets is null or o.bucket = any(buckets));
+  if v_owned is null then
+    if not exists (select 1 from bucketq.consumer c
+                    where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
+                      and c.heartbeat_at > v_now - g.session_timeout) then
+      raise exception 'claim: consumer % is not a live member of group %', claim.consumer_id, g.name
+        using errcode = 'BQ008',
+              hint = format('Call bucketq.join(%L, %L) first, then bucketq.heartbeat well within the session timeout (%s).',
+                            g.name, claim.consumer_id, g.session_timeout);
+    end if;
+    return;  -- a member that owns no bucket (yet): nothing to claim
+  end if;
+
+  -- Is anything due in these buckets (expired leases, retries, not_before reached)?
+  -- Usually not: one index probe, and the three statements below are skipped.
+  if exists (select 1 from bucketq.inbox i
+              where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+                and i.bucket = any(v_owned)) then
+    -- The tails of expired runs wait behind their heads again (their attempt does not
+    -- count); the heads are handled below like any expired lease.
+    select array_agg(i.msg_id) into v_tails from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
+         and i.bucket = any(v_owned) and i.key_id is not null
+         and exists (select 1 from bucketq.inbox y
+                      where y.group_id = g.group_id and y.key_id = i.key_id and y.key_seq < i.key_seq)
+       order by i.key_id, i.msg_id
+       for update of i skip locked) i;
+    if v_tails is not null then
+      perform bucketq._unlease(g.group_id, v_tails);
+    end if;
+
+    -- Expired leases whose attempts are spent go to the dead letters (a worker that
+    -- crashes on a message every time must not hold its key forever).
+    select array_agg(i.msg_id) into v_exhausted from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state = 1 and i.available_at <= v_now
+         and i.attempts >= g.max_attempts and i.bucket = any(v_owned)
+       for update skip locked) i;
+    if v_exhausted is not null then
+      perform bucketq._dead_letter(g, v_exhausted,
+        array_fill(format('lease expired after %s attempts', g.max_attempts), array[cardinality(v_exhausted)]));
+    end if;
+
+    -- Rows whose time has come: retries after backoff, not_before reached, expired leases.
+    select array_agg(i.msg_id) into v_timed from (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+         and i.bucket = any(v_owned)
+       order by i.available_at
+       limit max_messages
+       for update skip locked) i;
+  end if;
+
+  -- Ready keys, oldest head first, each with its run: the head, then the waiting
+  -- messages right behind it (for a keyed head on its first attempt), until the batch
+  -- is full. Taking whole runs makes fewer keys per batch, so fewer promotions on ack.
+  -- Rows are locked as they are read (SKIP LOCKED: concurrent claimers take other
+  -- keys) and the LIMIT stops the reading once the batch is full; a message locked
+  -- elsewhere or not yet due ends its run there.
+  v_room := max_messages - coalesce(cardinality(v_timed), 0);
+  if v_room > 0 then
+    select array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id = v.head_id),
+           array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id <> v.head_id)
+      into v_ready, v_run
+      from (select c.msg_id, c.head_id, c.key_seq,
+                   first_value(c.msg_id) over w = c.head_id
+                   and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
+              from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
+                      from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
+                             where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+                             order by h.msg_id
+                             limit v_room
+                               for update skip locked) h
+                      -- the key's rows from its head on (we hold the head's lock already)
+                      left join lateral (
+                        select x.msg_id, x.key_seq from bucketq.inbox x
+                         where x.group_id = g.group_id and x.key_id = h.key_id
+                           and x.key_seq >= h.key_seq
+                           and x.key_seq < h.key_seq + case when h.attempts = 0 then max_per_key else 1 end
+                           and (x.msg_id = h.msg_id
+                                or (x.state = 3 and (x.available_at is null or x.available_at <= v_now)))
+                         order by x.key_seq
+                           for update skip locked) x on true
+                     limit v_room) c
+            window w as (partition by c.head_id order by c.key_seq)) v
+     where v.keep;
+  end if;
+
+  if v_timed is null and v_ready is null then
+    return;
+  end if;
+  v_token := nextval('bucketq.lease_token_seq');
+  v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
+
+  return query
+  with leased as (
+    update bucketq.inbox i
+       set state = 1, available_at = v_until, attempts = i.attempts + 1,
+           lease_token = v_token, consumer_id = claim.consumer_id, epoch = ob.epoch
+      from unnest(v_owned, v_epochs) as ob(bucket, epoch)
+     where i.group_id = g.group_id
+       and i.msg_id = any(v_ids)
+       and ob.bucket = i.bucket
+    returning i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, i.epoch
+  )
+  , m as materialized (
+    -- One bitmap scan of the log for the whole batch, in the partitions its sent_at
+    -- range touches (run-time pruning on the init-plan bounds).
+    select x.id, x.sent_at, x.key, x.payload, x.headers from bucketq.message x
+     where x.topic_id = g.topic_id
+       and x.id = any(v_ids)
+       and x.sent_at >= (select min(l.sent_at) from leased l)
+       and x.sent_at <= (select max(l.sent_at) from leased l)
+  )
+  select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts, v_token, l.sent_at, v_until, l.epoch
+    from leased l
+    join m on m.id = l.msg_id and m.sent_at = l.sent_at
+   -- Oldest first; a run right behind its head, in key_seq order.
+   order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+end $$;
+
+comment on function bucketq.claim(text, text, int, int[], interval, int) is
+'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). A key''s next message is not handed out before the one before it is acked or dead-lettered. max_per_key (default 1): with more, a key on its first attempt may come as a run of up to that many consecutive messages under one lease; they are returned together in key_seq order, and the consumer must handle them in that order and ack them in order (an ack that skips an earlier message of the run is refused), and nack the first that fails: the rest of the run then waits again. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';

@@ -1,0 +1,133 @@
+create or replace function bucketq.claim_locked(
+  group_name text,
+  consumer_id text,
+  max_messages int default 100,
+  buckets int[] default null,
+  max_per_key int default 1
+) returns table (msg_id bigint, bucket int, key text, key_seq bigint, payload jsonb, headers jsonb,
+                 attempt int, sent_at timestamptz, epoch bigint, xact xid8)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  t bucketq.topic;
+  v_now timestamptz;
+  v_owned int[];
+  v_epochs bigint[];
+  v_ids bigint[];
+  v_dead int;
+begin
+  g := bucketq._group(group_name);
+  perform bucketq._check_consumer_id('claim_locked', consumer_id);
+  if max_messages is null or max_messages < 1 or max_messages > 10000 then
+    raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
+      using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
+  end if;
+  if max_per_key is null or max_per_key < 1 or max_per_key > 10000 then
+    raise exception 'claim_locked: invalid max_per_key % for group %', coalesce(max_per_key::text, 'NULL'), g.name
+      using errcode = 'BQ005',
+            hint = 'max_per_key is 1 (only the head of each key) to 10000 (a run of up to that many consecutive messages of a key, to be handled and acked in key_seq order).';
+  end if;
+  if buckets is not null then
+    select * into t from bucketq.topic where topic_id = g.topic_id;
+    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
+      raise exception 'claim_locked: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
+        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+    end if;
+  end if;
+
+  v_now := bucketq._now();
+  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+    from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = claim_locked.consumer_id
+     and o.heartbeat_at > v_now - g.session_timeout
+     and (buckets is null or o.bucket = any(buckets));
+  if v_owned is null then
+    if not exists (select 1 from bucketq.consumer c
+                    where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
+                      and c.heartbeat_at > v_now - g.session_timeout) then
+      raise exception 'claim_locked: consumer % is not a live member of group %', claim_locked.consumer_id, g.name
+        using errcode = 'BQ008',
+              hint = format('Call bucketq.join(%L, %L) first, then bucketq.heartbeat well within the session timeout (%s).',
+                            g.name, claim_locked.consumer_id, g.session_timeout);
+    end if;
+    return;
+  end if;
+
+  -- Attempts of transactions that ended without committing count first, so a message
+  -- that crashed its worker comes alone (no run) and is dead-lettered when they are spent.
+  if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
+    perform bucketq._settle_attempts(g);
+  end if;
+  if exists (select 1 from bucketq.inbox i
+              where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+                and i.bucket = any(v_owned)) then
+    perform bucketq._ready_due(g, v_owned, v_now, max_messages);
+  end if;
+
+  -- As in claim: ready keys, oldest head first, each with its run. FOR NO KEY UPDATE:
+  -- producers' commit-time checks (FOR KEY SHARE) do not wait for the handlers.
+  select array_agg(v.msg_id)
+    into v_ids
+    from (select c.msg_id,
+                 first_value(c.msg_id) over w = c.head_id
+                 and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
+            from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
+                    from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
+                           where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+                           order by h.msg_id
+                           limit max_messages
+                             for no key update skip locked) h
+                    left join lateral (
+                      select x.msg_id, x.key_seq from bucketq.inbox x
+                       where x.group_id = g.group_id and x.key_id = h.key_id
+                         and x.key_seq >= h.key_seq
+                         and x.key_seq < h.key_seq + case when h.attempts = 0 then max_per_key else 1 end
+                         and (x.msg_id = h.msg_id
+                              or (x.state = 3 and (x.available_at is null or x.available_at <= v_now)))
+                       order by x.key_seq
+                         for no key update skip locked) x on true
+                   limit max_messages) c
+          window w as (partition by c.head_id order by c.key_seq)) v
+   where v.keep;
+  -- A message we just took that an aborted transaction held when the first settling
+  -- ran (locked elsewhere then) counts now: we hold it, no one else can.
+  if v_ids is not null
+     and exists (select 1 from bucketq.attempt_log a
+                  where a.group_id = g.group_id and a.msg_ids && v_ids and pg_xact_status(a.xact) = 'aborted') then
+    v_dead := bucketq._settle_attempts(g);
+    if v_dead > 0 and g.on_exhausted = 'block' then
+      -- A head of ours just dead-lettered holds its key: the rest of its run stays.
+      select array_agg(u.id) into v_ids from unnest(v_ids) u(id)
+       where not exists (select 1 from bucketq.inbox i join bucketq.inbox y on y.group_id = i.group_id and y.key_id = i.key_id
+                          where i.group_id = g.group_id and i.msg_id = u.id and y.state = 4);
+    end if;
+  end if;
+  if v_ids is null then
+    return;
+  end if;
+
+  return query
+  with held as materialized (
+    select i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, ob.epoch
+      from bucketq.inbox i
+      join unnest(v_owned, v_epochs) as ob(bucket, epoch) on ob.bucket = i.bucket
+     where i.group_id = g.group_id and i.msg_id = any(v_ids) and i.state + 0 in (0, 3)
+  )
+  , m as materialized (
+    select x.id, x.sent_at, x.key, x.payload, x.headers from bucketq.message x
+     where x.topic_id = g.topic_id
+       and x.id = any(v_ids)
+       and x.sent_at >= (select min(l.sent_at) from held l)
+       and x.sent_at <= (select max(l.sent_at) from held l)
+  )
+  select l.msg_id, l.bucket, m.key, l.key_seq, m.payload, m.headers, l.attempts + 1, l.sent_at, l.epoch,
+         pg_current_xact_id()
+    from held l
+    join m on m.id = l.msg_id and m.sent_at = l.sent_at
+   order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+end $$;
+
+comment on function bucketq.claim_locked(text, text, int, int[], int) is
+'Claim by row lock, in the caller''s transaction (BEGIN first: in autocommit the locks end with the statement). Like claim, it hands out up to max_messages ready messages of the buckets this consumer owns, oldest key first, a key on its first attempt with its run of up to max_per_key messages, in key_seq order, and never a key''s next message before the one before it is acked or dead-lettered. It writes no lease: the rows stay locked (FOR NO KEY UPDATE; other claimers skip them) until the transaction ends. Handle the messages and ack them in the same transaction with lease_tokens => NULL and consumer_id; nack failures there too. If the transaction ends without committing, the messages are ready again at once. Returns lease-free rows: attempt (1 = first try), the bucket''s epoch and xact, the transaction id to pass to record_attempt from another session so that a crash counts as an attempt.';

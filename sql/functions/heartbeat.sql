@@ -1,0 +1,109 @@
+create or replace function bucketq.heartbeat(group_name text, consumer_id text)
+returns table (bucket int, epoch bigint)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_buckets int;
+  v_now timestamptz;
+  v_live_after timestamptz;
+  v_live int;
+  v_rank int;
+  v_target int;
+  v_mine int;
+  v_release int[];
+  v_take int[];
+begin
+  g := bucketq._group(group_name);
+  perform bucketq._check_consumer_id('heartbeat', consumer_id);
+  select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
+  v_now := bucketq._now();
+  v_live_after := v_now - g.session_timeout;
+
+  update bucketq.consumer c set heartbeat_at = v_now
+   where c.group_id = g.group_id and c.consumer_id = heartbeat.consumer_id;
+  if not found then
+    raise exception 'consumer % is not a member of group %', heartbeat.consumer_id, g.name
+      using errcode = 'BQ008', hint = 'Call bucketq.join(group_name, consumer_id) first; after leave (or when an operator removed it) join again.';
+  end if;
+
+  -- Renew what is still ours. A bucket taken over while we were late is not. Rows are
+  -- locked in bucket order, as leave and _release lock them: no lock cycle.
+  update bucketq.bucket_owner o set heartbeat_at = v_now
+   where (o.group_id, o.bucket) in (select x.group_id, x.bucket from bucketq.bucket_owner x
+                                     where x.group_id = g.group_id and x.owner = heartbeat.consumer_id
+                                     order by x.bucket
+                                       for update)
+     and o.owner = heartbeat.consumer_id;
+  get diagnostics v_mine = row_count;
+
+  -- Fair share: buckets / live consumers; the remainder goes to the consumers that
+  -- hold the most already (then by id), so as few buckets as possible move.
+  select r.rnk, r.n into v_rank, v_live from (
+    select l.consumer_id,
+           row_number() over (order by l.cnt desc, l.consumer_id) - 1 as rnk,
+           count(*) over () as n
+      from (select c.consumer_id,
+                   (select count(*) from bucketq.bucket_owner o
+                     where o.group_id = g.group_id and o.owner = c.consumer_id and o.heartbeat_at > v_live_after) as cnt
+              from bucketq.consumer c
+             where c.group_id = g.group_id and c.heartbeat_at > v_live_after) l
+  ) r where r.consumer_id = heartbeat.consumer_id;
+  v_target := v_buckets / v_live + case when v_rank < v_buckets % v_live then 1 else 0 end;
+
+  if v_mine > v_target then
+    select array_agg(x.bucket) into v_release from (
+      select o.bucket from bucketq.bucket_owner o
+       where o.group_id = g.group_id and o.owner = heartbeat.consumer_id
+       order by o.bucket desc
+       limit v_mine - v_target
+       for update) x;
+    perform bucketq._release(g, v_release);
+  elsif v_mine < v_target then
+    -- One UPDATE per bucket taken: free buckets first, then expired ones. SKIP LOCKED:
+    -- two consumers never wait for each other; only one can win a bucket.
+    with candidate as (
+      select o.bucket from bucketq.bucket_owner o
+       where o.group_id = g.group_id
+         and (o.owner is null or o.heartbeat_at is null or o.heartbeat_at <= v_live_after)
+       order by (o.owner is not null), o.bucket
+       limit v_target - v_mine
+       for update skip locked
+    ),
+    taken as (
+      update bucketq.bucket_owner o
+         set owner = heartbeat.consumer_id, epoch = o.epoch + 1, heartbeat_at = v_now, moved_at = v_now
+        from candidate c
+       where o.group_id = g.group_id and o.bucket = c.bucket
+      returning o.bucket
+    )
+    select array_agg(taken.bucket) into v_take from taken;
+  end if;
+
+  -- Leases from an older epoch in our buckets (a crashed or fenced owner's) are void.
+  perform bucketq._void_old_leases(
+    g,
+    (select array_agg(o.bucket) from bucketq.bucket_owner o
+      where o.group_id = g.group_id and o.owner = heartbeat.consumer_id),
+    true);
+
+  -- Forget consumers gone for long that own nothing. SKIP LOCKED: a row someone holds
+  -- (that consumer's own heartbeat, which then waits for the buckets we hold) is left
+  -- for a later heartbeat instead of waited for.
+  delete from bucketq.consumer c
+   where (c.group_id, c.consumer_id) in (
+           select x.group_id, x.consumer_id from bucketq.consumer x
+            where x.group_id = g.group_id
+              and x.heartbeat_at < v_now - greatest(g.session_timeout * 10, interval '1 minute')
+              and not exists (select 1 from bucketq.bucket_owner o where o.group_id = g.group_id and o.owner = x.consumer_id)
+              for update skip locked);
+
+  return query
+  select o.bucket, o.epoch from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = heartbeat.consumer_id
+   order by o.bucket;
+end $$;
+
+comment on function bucketq.heartbeat(text, text) is
+'Keep a consumer alive and rebalance: renews its buckets, takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';

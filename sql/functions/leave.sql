@@ -1,0 +1,24 @@
+create or replace function bucketq.leave(group_name text, consumer_id text) returns int
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_buckets int[];
+begin
+  g := bucketq._group(group_name);
+  perform bucketq._check_consumer_id('leave', consumer_id);
+  -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
+  -- flight finishes first, or finds the consumer gone (BQ008).
+  delete from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = leave.consumer_id;
+  select array_agg(o.bucket) into v_buckets from (
+    select o.bucket from bucketq.bucket_owner o
+     where o.group_id = g.group_id and o.owner = leave.consumer_id
+     order by o.bucket
+     for update) o;
+  perform bucketq._release(g, v_buckets);
+  return coalesce(cardinality(v_buckets), 0);
+end $$;
+
+comment on function bucketq.leave(text, text) is
+'Leave a group: release every bucket the consumer owns (epochs bumped, its unacked leases handed back at once) and remove it from the lobby. Returns how many buckets were released. Finish or nack in-flight messages first: their acks fail after leave.';

@@ -1,0 +1,70 @@
+create or replace function bucketq.maintain(wait boolean default true)
+returns table (topic text, action text, detail text)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  p bucketq.log_partition;
+  v_now timestamptz;
+  v_groups int[];
+  v_max_id bigint;
+  v_pruned bigint;
+begin
+  -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
+  -- (or, with wait => false, returns at once: how workers call it periodically).
+  if wait then
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  elsif not pg_try_advisory_xact_lock(bucketq._lock_ns(), 0) then
+    return;
+  end if;
+  v_now := bucketq._now();
+  for t in select * from bucketq.topic order by topic_id loop
+    if bucketq._ensure_partitions(t) > 0 then
+      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * 4)::text;
+      return next;
+    end if;
+
+    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
+    for p in select * from bucketq.log_partition
+             where topic_id = t.topic_id and upper_bound <= v_now - t.retention
+             order by lower_bound loop
+      begin
+        -- Lock first, then check: a producer still inserting into this partition
+        -- commits (with its inbox rows) before we look.
+        set local lock_timeout = '5s';
+        execute format('lock table bucketq.%I in access exclusive mode', p.message_rel);
+        execute format('select max(id) from bucketq.%I', p.message_rel) into v_max_id;
+        -- Every group must be done: no un-acked, un-skipped row at or below the
+        -- partition's last id (ids grow with time, so this is conservative).
+        if v_max_id is not null and exists (
+             select 1 from bucketq.inbox i
+             where i.group_id = any(coalesce(v_groups, '{}')) and i.msg_id <= v_max_id) then
+          topic := t.name; action := 'kept_partition'; detail := p.message_rel || ': expired but not yet consumed by every group';
+          return next;
+          continue;
+        end if;
+        execute format('drop table bucketq.%I', p.message_rel);
+        execute format('drop table bucketq.%I', p.delivery_rel);
+        delete from bucketq.dead_letter d
+         where d.group_id = any(coalesce(v_groups, '{}')) and d.sent_at < p.upper_bound and d.sent_at >= p.lower_bound;
+        delete from bucketq.log_partition where topic_id = p.topic_id and lower_bound = p.lower_bound;
+        topic := t.name; action := 'dropped_partition'; detail := p.message_rel;
+        return next;
+      exception when lock_not_available then
+        topic := t.name; action := 'kept_partition'; detail := p.message_rel || ': busy (lock timeout); retried on the next run';
+        return next;
+      end;
+    end loop;
+
+    delete from bucketq.idempotency i where i.topic_id = t.topic_id and i.sent_at < v_now - t.retention;
+    get diagnostics v_pruned = row_count;
+    if v_pruned > 0 then
+      topic := t.name; action := 'pruned_idempotency_keys'; detail := v_pruned::text;
+      return next;
+    end if;
+  end loop;
+end $$;
+
+comment on function bucketq.maintain(boolean) is
+'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';

@@ -1,0 +1,150 @@
+create or replace function bucketq.nack(
+  group_name text,
+  msg_ids bigint[],
+  lease_tokens bigint[],
+  errors text[] default null,
+  retry_delay interval default null,
+  strict boolean default true,
+  consumer_id text default null
+) returns table (msg_id bigint, status text, retry_at timestamptz)
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_now timestamptz;
+  v_locked boolean;
+  v_held bigint[];
+  v_dead bigint[];
+  v_dead_errors text[];
+  v_stale bigint[];
+  v_tails bigint[];
+begin
+  g := bucketq._group(group_name);
+  v_locked := lease_tokens is null;
+  if v_locked then
+    perform bucketq._check_locked_args('nack', g, msg_ids, nack.consumer_id);
+  else
+    perform bucketq._check_lease_args('nack', msg_ids, lease_tokens);
+  end if;
+  if errors is not null and cardinality(errors) <> cardinality(msg_ids) then
+    raise exception 'nack: errors has % elements for % messages (group %)', cardinality(errors), cardinality(msg_ids), g.name
+      using errcode = 'BQ005', hint = 'Pass one error text per message (NULL elements allowed), or NULL.';
+  end if;
+  if retry_delay is not null and retry_delay < interval '0' then
+    raise exception 'nack: retry_delay must not be negative (got %, group %)', retry_delay, g.name
+      using errcode = 'BQ005', hint = 'Pass NULL for the group''s exponential backoff, or a delay >= 0.';
+  end if;
+  v_now := bucketq._now();
+
+  if v_locked then
+    -- A locked row counts its attempt now (a lease counted it when claimed).
+    with held as (
+      select i.msg_id from bucketq.inbox i
+       where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
+       order by i.key_id, i.msg_id
+         for update of i
+    ),
+    counted as (
+      update bucketq.inbox i set attempts = i.attempts + 1
+        from held h
+       where i.group_id = g.group_id and i.msg_id = h.msg_id
+      returning i.msg_id, i.attempts
+    )
+    select array_agg(c.msg_id),
+           array_agg(c.msg_id) filter (where c.attempts >= g.max_attempts),
+           array_agg(left(e.err, 10000)) filter (where c.attempts >= g.max_attempts)
+      into v_held, v_dead, v_dead_errors
+      from counted c
+      join unnest(msg_ids, coalesce(errors, array_fill(null::text, array[cardinality(msg_ids)]))) as e(id, err) on e.id = c.msg_id;
+  else
+    select array_agg(x.msg_id),
+           array_agg(x.msg_id) filter (where x.attempts >= g.max_attempts),
+           array_agg(left(x.err, 10000)) filter (where x.attempts >= g.max_attempts)
+      into v_held, v_dead, v_dead_errors
+      from (select i.msg_id, i.attempts, e.err
+              from unnest(msg_ids, lease_tokens, errors) as e(id, tok, err)
+              join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state + 0 = 1
+             where exists (select 1 from bucketq.bucket_owner o
+                            where o.group_id = g.group_id and o.bucket = i.bucket
+                              and o.owner = i.consumer_id and o.epoch = i.epoch)
+             order by i.key_id, i.msg_id
+             for update of i) x;
+  end if;
+
+  if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
+    select array_agg(u.id order by u.id) into v_stale
+      from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_held, '{}'));
+    if v_locked then
+      perform bucketq._raise_if_fenced_locked('nack', g, v_stale, nack.consumer_id);
+    else
+      perform bucketq._raise_if_fenced('nack', g, msg_ids, lease_tokens);
+    end if;
+    if strict then
+      raise exception 'nack: % of % messages are not % in group % (msg_ids %)',
+        cardinality(v_stale), cardinality(msg_ids),
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        using errcode = 'BQ006',
+              detail = 'Their lease expired and they were claimed again, or they were already acked or dead-lettered. Nothing was nacked.',
+              hint = 'Roll back; the messages will be delivered again. Pass strict => false for a status per message.';
+    end if;
+  end if;
+  if v_held is null then
+    return query select u.id, 'stale'::text, null::timestamptz from unnest(msg_ids) u(id);
+    return;
+  end if;
+
+  -- The rest of each nacked row's run (same key and lease, later key_seq) waits again.
+  -- (A locked claim's run was never taken out of waiting.)
+  if not v_locked then
+    select array_agg(x.msg_id) into v_tails from (
+      select x.msg_id
+        from bucketq.inbox n
+        join bucketq.inbox x on x.group_id = n.group_id and x.key_id = n.key_id
+                            and x.lease_token = n.lease_token and x.key_seq > n.key_seq and x.state = 1
+       where n.group_id = g.group_id and n.msg_id = any(v_held) and n.key_id is not null
+         and x.msg_id <> all(v_held)
+       order by x.key_id, x.msg_id
+         for update of x) x;
+    if v_tails is not null then
+      perform bucketq._unlease(g.group_id, v_tails);
+    end if;
+  end if;
+
+  -- Retry: delayed, and the key stays blocked behind it so order holds. A row with an
+  -- earlier row of its key still there waits behind that one (its retry time is kept:
+  -- _promote makes it delayed, not ready, when its turn comes).
+  update bucketq.inbox i
+     set state = case when i.key_id is not null
+                       and exists (select 1 from bucketq.inbox y
+                                    where y.group_id = i.group_id and y.key_id = i.key_id and y.key_seq < i.key_seq)
+                      then 3 else 2 end,
+         lease_token = null, last_error = left(e.err, 10000),
+         available_at = v_now + coalesce(retry_delay,
+                                         least(g.backoff_max, g.backoff_base * power(2, least(i.attempts - 1, 30))))
+    from unnest(msg_ids, errors) as e(id, err)
+   where i.group_id = g.group_id and i.msg_id = e.id
+     and i.msg_id = any(v_held) and i.msg_id <> all(coalesce(v_dead, '{}'));
+
+  if v_dead is not null then
+    perform bucketq._dead_letter(g, v_dead, v_dead_errors);
+  end if;
+  if v_locked then
+    delete from bucketq.attempt_log a where a.group_id = g.group_id and a.xact = pg_current_xact_id();
+  end if;
+
+  return query
+  select u.id,
+         case when u.id = any(coalesce(v_dead, '{}')) then 'dead'
+              when u.id = any(v_held) then 'retry'
+              else 'stale' end,
+         (select i.available_at from bucketq.inbox i
+           where i.group_id = g.group_id and i.msg_id = u.id and i.state + 0 in (2, 3)
+             and u.id = any(v_held))
+    from unnest(msg_ids) u(id);
+end $$;
+
+comment on function bucketq.nack(text, bigint[], bigint[], text[], interval, boolean, text) is
+'Report claimed messages as failed, with an error text each. A message with attempts left is retried after retry_delay (NULL: the group''s backoff, base * 2^(attempt-1) capped at backoff_max) and its key stays blocked meanwhile, so order holds. The rest of its run (see claim''s max_per_key) waits behind it again without counting an attempt. A message whose attempts are spent is dead-lettered: with on_exhausted = skip its key moves on, with block the key waits for replay_dead. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked (nack them before commit, in that transaction). Status per message: retry, dead or stale (strict, the default, raises BQ006 instead of reporting stale).';

@@ -1,0 +1,61 @@
+-- rewind voids every lease of the group: with runs, a tail waits behind its head.
+create or replace function bucketq.rewind(group_name text, to_time timestamptz) returns int
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  t bucketq.topic;
+  v_oldest timestamptz;
+  v_count int;
+  v_keys bigint[];
+  v_leased bigint[];
+begin
+  g := bucketq._group(group_name);
+  select * into t from bucketq.topic where topic_id = g.topic_id;
+  if to_time is null then
+    raise exception 'rewind: to_time must not be NULL (group %)', g.name
+      using errcode = 'BQ005', hint = 'Pass the time to replay from, e.g. now() - interval ''1 hour''.';
+  end if;
+  select min(p.lower_bound) into v_oldest from bucketq.log_partition p where p.topic_id = t.topic_id;
+  if to_time < v_oldest then
+    raise exception 'rewind: % is before the oldest retained message time % of topic %', to_time, v_oldest, t.name
+      using errcode = 'BQ005', hint = format('Messages older than the retention (%s) are gone; rewind to %s or later.', t.retention, v_oldest);
+  end if;
+
+  -- Hold producers back (as create_group does), void every lease of the group (epochs
+  -- bump, so an ack under an old lease fails), and wait for acks already under way.
+  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
+  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
+
+  -- Forget the group's progress from to_time on, then put those messages back in key order.
+  delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = t.topic_id and d.sent_at >= to_time;
+  update bucketq.dead_letter d set replayed_at = bucketq._now()
+   where d.group_id = g.group_id and d.sent_at >= to_time and d.replayed_at is null;
+  delete from bucketq.inbox i where i.group_id = g.group_id and i.sent_at >= to_time;
+  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+  select g.group_id, m.id, m.bucket,
+         case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
+         m.key_id, m.key_seq, m.sent_at, m.not_before
+    from bucketq.message m
+   where m.topic_id = t.topic_id and m.sent_at >= to_time;
+  get diagnostics v_count = row_count;
+
+  -- Leases of older messages still in flight are void too: hand them out again.
+  select array_agg(i.msg_id) into v_leased from bucketq.inbox i where i.group_id = g.group_id and i.state = 1;
+  if v_leased is not null then
+    perform bucketq._unlease(g.group_id, v_leased);
+  end if;
+  select array_agg(distinct i.key_id) into v_keys from bucketq.inbox i
+   where i.group_id = g.group_id and i.sent_at >= to_time and i.key_id is not null;
+  if v_keys is not null then
+    perform bucketq._promote(g.group_id, v_keys, bucketq._now(), true);
+  end if;
+  perform pg_notify('bucketq', t.name);
+  return v_count;
+end $$;
+
+comment on function bucketq.rewind(text, timestamptz) is
+'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic wait while it runs. Returns how many messages will be delivered again. Other groups are not affected.';

@@ -1,0 +1,220 @@
+create or replace function bucketq.send_batch(
+  topic text,
+  payloads jsonb[],
+  keys text[] default null,
+  headers jsonb[] default null,
+  idempotency_keys text[] default null,
+  not_before timestamptz[] default null
+) returns setof bigint
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  n int := coalesce(cardinality(payloads), 0);
+  v_now timestamptz;
+  v_bad int;
+  v_size int;
+  v_reserved bigint[];
+  v_ids bigint[];      -- per input position: the id already known (idempotency hit or reservation)
+  v_new boolean[];     -- per input position: this payload becomes a new message
+  v_keys text[];
+  v_key_ids bigint[];
+  v_key_base bigint[]; -- per key: its last key_seq before this batch
+  v_out bigint[];      -- the ids to return, in input order
+  v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
+begin
+  t := bucketq._topic(send_batch.topic);
+  if payloads is null then
+    raise exception 'payloads must not be NULL (topic %)', t.name
+      using errcode = 'BQ005', hint = 'Pass an array of jsonb payloads, e.g. array[''{"a":1}'']::jsonb[].';
+  end if;
+  if (keys is not null and cardinality(keys) <> n)
+     or (send_batch.headers is not null and cardinality(send_batch.headers) <> n)
+     or (idempotency_keys is not null and cardinality(idempotency_keys) <> n)
+     or (send_batch.not_before is not null and cardinality(send_batch.not_before) <> n) then
+    raise exception 'send_batch arrays differ in length (topic %): payloads %, keys %, headers %, idempotency_keys %, not_before %',
+      t.name, n, coalesce(cardinality(keys)::text, '-'), coalesce(cardinality(send_batch.headers)::text, '-'),
+      coalesce(cardinality(idempotency_keys)::text, '-'), coalesce(cardinality(send_batch.not_before)::text, '-')
+      using errcode = 'BQ005', hint = 'keys, headers, idempotency_keys and not_before are NULL or have one element per payload (use NULL elements for "none").';
+  end if;
+  if n = 0 then
+    return;
+  end if;
+
+  -- Validate every element before writing anything.
+  select u.o, pg_column_size(u.p) into v_bad, v_size
+    from unnest(payloads) with ordinality u(p, o)
+   where u.p is null or u.p = 'null'::jsonb or pg_column_size(u.p) > t.max_payload_bytes
+   order by u.o limit 1;
+  if found then
+    if payloads[v_bad] is null or payloads[v_bad] = 'null'::jsonb then
+      raise exception 'payload % of % is null (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'A payload is any JSON value except null, e.g. ''{}''::jsonb.';
+    end if;
+    raise exception 'payload % of % is % bytes, over the limit of % bytes for topic %', v_bad, n, v_size, t.max_payload_bytes, t.name
+      using errcode = 'BQ004', hint = 'Send a smaller payload (store large blobs elsewhere and send a reference), or create the topic with a larger max_payload_bytes.';
+  end if;
+  if send_batch.headers is not null then
+    select u.o into v_bad from unnest(send_batch.headers) with ordinality u(h, o)
+     where u.h is not null and jsonb_typeof(u.h) <> 'object' order by u.o limit 1;
+    if found then
+      raise exception 'headers % of % is not a JSON object (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'headers are a JSON object, e.g. ''{"trace-id":"abc"}''::jsonb, or NULL.';
+    end if;
+  end if;
+  if keys is not null then
+    select u.o into v_bad from unnest(keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
+    if found then
+      raise exception 'key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'A key is 1 to 1024 characters, or NULL for an unkeyed message.';
+    end if;
+  end if;
+  if idempotency_keys is not null then
+    select u.o into v_bad from unnest(idempotency_keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
+    if found then
+      raise exception 'idempotency key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'An idempotency key is 1 to 1024 characters, or NULL.';
+    end if;
+  end if;
+
+  -- Shared with other producers, exclusive for create_group: a group being created
+  -- waits for us, and we see it once it exists.
+  perform pg_advisory_xact_lock_shared(bucketq._lock_ns(), t.topic_id);
+  if current_setting('transaction_isolation') <> 'read committed' then
+    -- Our snapshot may predate a group created since; locking the topic row raises a
+    -- serialization failure (40001) if so, and the caller retries the transaction.
+    perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+  end if;
+  v_now := bucketq._now();
+  if not exists (select 1 from bucketq.log_partition p
+                  where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
+    -- maintain() has not run for a while: make the partitions now rather than fail.
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._ensure_partitions(t);
+  end if;
+
+  -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same
+  -- key makes us wait for its commit; the next statement then sees its row.
+  if idempotency_keys is not null and cardinality(array_remove(idempotency_keys, null)) > 0 then
+    with reserved as (
+      insert into bucketq.idempotency as x (topic_id, idempotency_key, msg_id, sent_at)
+      select t.topic_id, d.ik, nextval('bucketq.message_id_seq'), v_now
+        from (select distinct u.ik from unnest(idempotency_keys) u(ik) where u.ik is not null order by u.ik) d
+      on conflict (topic_id, idempotency_key) do nothing
+      returning x.msg_id
+    )
+    select array_agg(r.msg_id) into v_reserved from reserved r;
+
+    select array_agg(e.msg_id order by u.o),
+           array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
+      into v_ids, v_new
+      from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
+              from unnest(idempotency_keys) with ordinality uu(ik, o)) u
+      left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+  end if;
+
+  -- Per-key counters, locked until we commit: the gapless key_seq in commit order.
+  -- A separate statement, so that the insert below takes its snapshot after any wait
+  -- here and sees the inbox rows of the producer we waited for.
+  if keys is not null then
+    with counted as (
+      select u.k as key, count(*) as c
+        from unnest(keys) with ordinality u(k, o)
+       where u.k is not null and (v_new is null or v_new[u.o])
+       group by u.k
+    ),
+    bumped as (
+      insert into bucketq.topic_key as k (topic_id, key, last_seq)
+      select t.topic_id, c.key, c.c from counted c order by c.key
+      on conflict (topic_id, key) do update set last_seq = k.last_seq + excluded.last_seq
+      returning k.key, k.key_id, k.last_seq
+    )
+    select array_agg(b.key), array_agg(b.key_id), array_agg(b.last_seq - c.c)
+      into v_keys, v_key_ids, v_key_base
+      from bumped b join counted c on c.key = b.key;
+  end if;
+
+  with input as (
+    select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
+      from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
+           with ordinality as u(p, k, h, ik, nb, o)
+  ),
+  fresh as (
+    select s.*, coalesce(v_ids[s.ord], nextval('bucketq.message_id_seq')) as id
+      from (select i.* from input i where v_new is null or v_new[i.ord] order by i.ord) s
+  ),
+  rows as (
+    select f.ord, f.id, f.payload, f.headers, f.ik, f.nb, f.key, ks.key_id,
+           ks.base + row_number() over (partition by f.key order by f.ord) as key_seq,
+           case when f.key is null then (f.id % t.buckets)::int
+                else ((hashtextextended(f.key, 0) & 9223372036854775807) % t.buckets)::int end as bucket
+      from fresh f
+      left join unnest(v_keys, v_key_ids, v_key_base) as ks(key, key_id, base) on ks.key = f.key
+  ),
+  groups as (
+    select g.group_id from bucketq.consumer_group g
+     where g.topic_id = t.topic_id and (g.start_time is null or g.start_time <= v_now)
+  ),
+  busy as (
+    -- (group, key) with a message still in that group's inbox: the key's first message
+    -- of this batch waits behind it. One index probe per key; as an EXISTS per row
+    -- the planner may hash the whole inbox (dead rows and all) on every send instead.
+    select g.group_id, ks.key_id
+      from groups g
+      cross join unnest(v_key_ids) as ks(key_id)
+      cross join lateral (select 1 from bucketq.inbox x
+                           where x.group_id = g.group_id and x.key_id = ks.key_id
+                           order by x.key_seq
+                           limit 1) l
+  ),
+  logged as (
+    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before, idempotency_key)
+    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik
+      from rows r
+  ),
+  fanned as (
+    -- Only the head of a key is ready: the first of this batch, and only if no
+    -- earlier message of the key is still in the group's inbox.
+    insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+    select g.group_id, r.id, r.bucket,
+           case
+             when r.key_id is not null and (
+                    r.key_seq > min(r.key_seq) over (partition by g.group_id, r.key_id)
+                    or b.key_id is not null)
+               then 3
+             when r.nb > v_now then 2
+             else 0
+           end,
+           r.key_id, r.key_seq, v_now, r.nb
+      from rows r
+      cross join groups g
+      left join busy b on b.group_id = g.group_id and b.key_id = r.key_id
+    returning bucketq.inbox.group_id, bucketq.inbox.key_id, bucketq.inbox.key_seq, bucketq.inbox.state
+  )
+  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord),
+         (select string_agg(format('%s:%s:%s', f.group_id, f.key_id, f.key_seq), ';')
+            from (select distinct on (f.group_id, f.key_id) f.group_id, f.key_id, f.key_seq, f.state
+                    from fanned f where f.key_id is not null
+                   order by f.group_id, f.key_id, f.key_seq) f
+           where f.state = 3)
+    into v_out, v_checks
+    from input i
+    left join rows r on r.ord = i.ord;
+
+  -- Keys whose first new message waits behind an older one get a commit-time check.
+  if v_checks is not null then
+    perform set_config('bucketq.pending_heads',
+                       coalesce(nullif(current_setting('bucketq.pending_heads', true), '') || ';', '') || v_checks, true);
+    insert into bucketq.commit_check (txid) values (pg_current_xact_id()) on conflict do nothing;
+  end if;
+
+  -- One notification per statement with a constant payload: a hint to wake workers.
+  perform pg_notify('bucketq', t.name);
+  return query select u.id from unnest(v_out) with ordinality as u(id, ord) order by u.ord;
+end $$;
+
+comment on function bucketq.send_batch(text, jsonb[], text[], jsonb[], text[], timestamptz[]) is
+'Send many messages to a topic in one statement; returns their ids in input order. keys, headers, idempotency_keys and not_before are NULL or one element per payload. Keyed messages get bucket = hash(key) % buckets and a gapless per-key key_seq in commit order; a repeated idempotency key returns the original id and inserts nothing. Works inside the caller''s transaction (transactional outbox): nothing is visible to consumers until it commits.';

@@ -1,0 +1,16 @@
+create or replace view bucketq.consumers as
+select g.name as group_name,
+       c.consumer_id,
+       bucketq._now() - c.heartbeat_at <= g.session_timeout as alive,
+       bucketq._now() - c.heartbeat_at as heartbeat_age,
+       (select count(*) from bucketq.bucket_owner o
+         where o.group_id = c.group_id and o.owner = c.consumer_id) as owned_buckets,
+       (select count(*) from bucketq.inbox i
+         where i.group_id = c.group_id and i.state = 1 and i.consumer_id = c.consumer_id) as leased,
+       c.joined_at,
+       c.meta
+  from bucketq.consumer c
+  join bucketq.consumer_group g on g.group_id = c.group_id;
+
+comment on view bucketq.consumers is
+'Consumers in each group''s lobby: alive (heartbeat within the group''s session_timeout), heartbeat age, buckets owned, messages leased now, when it joined, and its meta (host, pid, ...).';

@@ -1,0 +1,19 @@
+create or replace view bucketq.groups as
+select g.name as group_name,
+       t.name as topic,
+       g.start_at,
+       g.max_attempts,
+       g.on_exhausted,
+       g.backoff_base,
+       g.backoff_max,
+       g.lease_timeout,
+       g.session_timeout,
+       (select count(*) from bucketq.inbox i where i.group_id = g.group_id) as pending,
+       (select count(*) from bucketq.inbox i where i.group_id = g.group_id and i.state = 1) as leased,
+       (select count(*) from bucketq.dead_letter d where d.group_id = g.group_id and d.replayed_at is null) as dead,
+       g.created_at
+  from bucketq.consumer_group g
+  join bucketq.topic t on t.topic_id = g.topic_id;
+
+comment on view bucketq.groups is
+'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed.';
