@@ -1,14 +1,19 @@
 // graphile-worker in its fastest documented configuration
 // (https://worker.graphile.org/docs/performance): batched add_jobs, local queue,
 // batched completion and failure.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { run, makeWorkerUtils, type Runner, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { quietGraphileLogger } from '../lib/db.js';
 import type { BenchHandler, BenchMessage, BenchPayload, QueueSystem, RunningWorkers, SystemSetup } from './types.js';
 
 const require = createRequire(import.meta.url);
-export const GRAPHILE_VERSION: string = (require('graphile-worker/package.json') as { version: string }).version;
+// 0.18 exports only its entry point, not ./package.json: read it beside the resolved entry (dist/index.js).
+export const GRAPHILE_VERSION: string = (
+  JSON.parse(readFileSync(path.join(path.dirname(require.resolve('graphile-worker')), '..', 'package.json'), 'utf8')) as { version: string }
+).version;
 
 export interface GraphileBenchOptions {
   concurrency: number;
