@@ -265,10 +265,10 @@ export async function latestSaved(dir: string, label: string): Promise<{ result:
 }
 
 /** A shorter section for the newest run of the other suite size, kept beside the latest. */
-function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: string }): string[] {
+function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: string }, heading = `Latest ${result.sizes.label}-size run`): string[] {
   const only = result.workloads.map((w) => w.id).join(', ');
   return [
-    `## Latest ${result.sizes.label}-size run`,
+    `## ${heading}`,
     '',
     `${result.startedAt}, ${result.reps} repetition${result.reps === 1 ? '' : 's'} per system (${only}; ${result.durationSec} s); raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Same server settings as above unless the JSON says otherwise.`,
     '',
@@ -281,7 +281,13 @@ function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: 
   ];
 }
 
-export function resultsMarkdown(result: SuiteResult, jsonFile: string, other?: { result: SuiteResult; jsonFile: string }): string {
+export function resultsMarkdown(
+  result: SuiteResult,
+  jsonFile: string,
+  other?: { result: SuiteResult; jsonFile: string },
+  /** When this run had only some workloads: the previous saved run of the same size, for the others. */
+  previous?: { result: SuiteResult; jsonFile: string },
+): string {
   const m = result.machine;
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
@@ -323,6 +329,14 @@ export function resultsMarkdown(result: SuiteResult, jsonFile: string, other?: {
       const waits = r.waits ? Object.entries(r.waits).map(([k, v]) => `${k} ${v}`).join(', ') : '';
       const fns = (r.functions ?? []).slice(0, 5).map((f) => `${f.fn} ${f.calls} calls ${f.totalMs} ms (self ${f.selfMs})`).join('; ');
       if (waits || fns) lines.push(`- ${w.id} / ${s}: ${waits ? `waits: ${waits}` : ''}${waits && fns ? '. ' : ''}${fns ? `functions: ${fns}` : ''}`);
+    }
+  }
+  if (previous) {
+    const here = new Set(result.workloads.map((w) => w.id));
+    const rest = previous.result.workloads.filter((w) => !here.has(w.id));
+    if (rest.length) {
+      const heading = `Previous ${previous.result.sizes.label}-size run, for the workloads this run did not have (${rest.map((w) => w.id).join(', ')})`;
+      lines.push('', ...otherRunSection({ result: { ...previous.result, workloads: rest }, jsonFile: previous.jsonFile }, heading));
     }
   }
   if (other) lines.push('', ...otherRunSection(other));

@@ -68,6 +68,8 @@ if (!adminUrl) {
 }
 
 try {
+  // A run of some workloads only keeps the previous saved run's other workloads in RESULTS.md.
+  const previous = only?.length ? await latestSaved(path.join(REPO, 'bench/results'), sizes.label) : undefined;
   const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
   process.stdout.write(`\n${terminalTable(result)}\n\n`);
   const details = terminalDetails(result);
@@ -80,7 +82,7 @@ try {
   if (!values['no-save'] && sizes.label !== 'tiny') {
     // The newest run of the other size stays in RESULTS.md beside this one.
     const other = await latestSaved(path.join(REPO, 'bench/results'), sizes.label === 'full' ? 'short' : 'full');
-    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other));
+    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other, previous));
     process.stdout.write('table: bench/RESULTS.md\n');
   }
   const failed = result.workloads.some((w) => Object.values(w.subjects).some((s) => s && s.errors.length));
