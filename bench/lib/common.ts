@@ -21,7 +21,7 @@ export interface Sizes {
   /** minutes: --soak-minutes overrides; intervalSec: one reading per interval (60: per minute). */
   soak: { minutes: number; intervalSec: number; warmupSeconds: number; producers: number; producerBatch: number; maxBacklog: number };
   fanoutCost: { messages: number; batch: number; groups: number[] };
-  churn: { messages: number; batch: number; workers: number; maxBacklog: number };
+  churn: { messages: number; batch: number; workers: number; maxBacklog?: number };
   keys: number;
   /** FIFO and hot-key drains stop here and report the rate so far. */
   maxDrainMs: number;
@@ -41,7 +41,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     failover: { sessionTimeoutMs: 1000, rate: 200, warmupMs: 800, windowMs: 10_000 },
     soak: { minutes: 0.05, intervalSec: 1, warmupSeconds: 0.3, producers: 1, producerBatch: 50, maxBacklog: 2000 },
     fanoutCost: { messages: 400, batch: 100, groups: [1, 3, 10] },
-    churn: { messages: 1000, batch: 500, workers: 2, maxBacklog: 1000 },
+    churn: { messages: 1000, batch: 500, workers: 2 },
     keys: 50,
     maxDrainMs: 3000,
   },
@@ -58,7 +58,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     failover: { sessionTimeoutMs: 2000, rate: 300, warmupMs: 2000, windowMs: 10_000 },
     soak: { minutes: 2, intervalSec: 60, warmupSeconds: 5, producers: 2, producerBatch: 100, maxBacklog: 20_000 },
     fanoutCost: { messages: 30_000, batch: 1000, groups: [1, 3, 10] },
-    churn: { messages: 20_000, batch: 500, workers: 2, maxBacklog: 5000 },
+    churn: { messages: 20_000, batch: 500, workers: 2 },
     keys: 1000,
     maxDrainMs: 10_000,
   },
@@ -75,7 +75,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     failover: { sessionTimeoutMs: 3000, rate: 500, warmupMs: 3000, windowMs: 20_000 },
     soak: { minutes: 10, intervalSec: 60, warmupSeconds: 5, producers: 2, producerBatch: 100, maxBacklog: 50_000 },
     fanoutCost: { messages: 100_000, batch: 1000, groups: [1, 3, 10] },
-    churn: { messages: 100_000, batch: 500, workers: 2, maxBacklog: 5000 },
+    churn: { messages: 100_000, batch: 500, workers: 2 },
     keys: 1000,
     maxDrainMs: 60_000,
   },

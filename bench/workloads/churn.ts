@@ -10,10 +10,9 @@
 // end) are counted.
 import pg from 'pg';
 import { keyedMessages, chunks, throughputKey, waitFor, withSystem, sleep, type Workload } from '../lib/common.js';
-import { startBucketqWorker, startGraphileWorker, stopProcs, waitReadyLine, type WorkerProc } from '../lib/procs.js';
+import { startWorkers, stopProcs, type WorkerProc } from '../lib/procs.js';
 import { churnDelta, settledTableStats, STATS_SCHEMA } from '../lib/tablestats.js';
 import { KEY_COUNTER_TABLE } from './soak.js';
-import type { BucketqSystem } from '../systems/bucketq.js';
 
 export const churn: Workload = {
   id: 'churn',
@@ -29,21 +28,8 @@ export const churn: Workload = {
     return withSystem(subject, ctx, { groups: ['g1'] }, async (sys) => {
       const procs: WorkerProc[] = [];
       try {
-        for (let i = 0; i < workers; i++) {
-          procs.push(subject === 'bucketq' ? startBucketqWorker(sys.url, 'g1', `w${i}`, 'noop') : startGraphileWorker(sys.url, 'g1', `w${i}`, 'noop'));
-        }
         ctx.progress(`${workers} workers starting`);
-        if (subject === 'bucketq') {
-          await waitFor('buckets balanced over the workers', async () => {
-            for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.id} exited:\n${p.output.join('')}`);
-            const { rows } = await (sys as BucketqSystem).pool.query<{ owners: number; free: number }>(
-              `select count(distinct owner)::int as owners, count(*) filter (where owner is null)::int as free from bucketq.bucket_owner`,
-            );
-            return rows[0]!.owners === workers && rows[0]!.free === 0;
-          }, 60_000, 50);
-        } else {
-          for (const p of procs) await waitReadyLine(p, 60_000);
-        }
+        await startWorkers(sys, subject, workers, 'noop', procs);
         ctx.progress('settling statistics');
         const before = await settledTableStats(sys.url, schema);
         // The producer: its own connection, ended before the last reading.
@@ -53,7 +39,7 @@ export const churn: Workload = {
         let sent = 0;
         try {
           for (const c of chunks(keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) })), batch)) {
-            while (sent > 0 && (await sys.backlog()) >= maxBacklog) await sleep(10);
+            if (maxBacklog !== undefined) while (sent > 0 && (await sys.backlog()) >= maxBacklog) await sleep(10);
             await sys.sendBatch(c, producer);
             sent += c.length;
             ctx.progress(`sent ${sent}/${messages}`);
