@@ -255,6 +255,12 @@ export async function writeJson(result: SuiteResult, dir: string, ext = '.json')
   return file;
 }
 
+/** Saved runs of a suite size in dir, newest first (at most `max`). */
+export async function savedRuns(dir: string, label: string, max = 10): Promise<{ result: SuiteResult; jsonFile: string }[]> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(`-${label}.json`)).sort().reverse().slice(0, max);
+  return Promise.all(files.map(async (f) => ({ result: JSON.parse(await readFile(path.join(dir, f), 'utf8')) as SuiteResult, jsonFile: path.join(dir, f) })));
+}
+
 /** The newest saved run of a suite size in dir (file names start with the run's time). */
 export async function latestSaved(dir: string, label: string): Promise<{ result: SuiteResult; jsonFile: string } | undefined> {
   const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(`-${label}.json`)).sort();
@@ -285,8 +291,8 @@ export function resultsMarkdown(
   result: SuiteResult,
   jsonFile: string,
   other?: { result: SuiteResult; jsonFile: string },
-  /** When this run had only some workloads: the previous saved run of the same size, for the others. */
-  previous?: { result: SuiteResult; jsonFile: string },
+  /** When this run had only some workloads: earlier saved runs of the same size, newest first, for the others. */
+  previous: { result: SuiteResult; jsonFile: string }[] = [],
 ): string {
   const m = result.machine;
   const lines: string[] = [];
@@ -331,13 +337,14 @@ export function resultsMarkdown(
       if (waits || fns) lines.push(`- ${w.id} / ${s}: ${waits ? `waits: ${waits}` : ''}${waits && fns ? '. ' : ''}${fns ? `functions: ${fns}` : ''}`);
     }
   }
-  if (previous) {
-    const here = new Set(result.workloads.map((w) => w.id));
-    const rest = previous.result.workloads.filter((w) => !here.has(w.id));
-    if (rest.length) {
-      const heading = `Previous ${previous.result.sizes.label}-size run, for the workloads this run did not have (${rest.map((w) => w.id).join(', ')})`;
-      lines.push('', ...otherRunSection({ result: { ...previous.result, workloads: rest }, jsonFile: previous.jsonFile }, heading));
-    }
+  // Each workload this run did not have, from the newest earlier saved run that has it.
+  const covered = new Set(result.workloads.map((w) => w.id));
+  for (const p of previous) {
+    const rest = p.result.workloads.filter((w) => !covered.has(w.id));
+    if (!rest.length) continue;
+    for (const w of rest) covered.add(w.id);
+    const heading = `Earlier ${p.result.sizes.label}-size run, for workloads this run did not have (${rest.map((w) => w.id).join(', ')})`;
+    lines.push('', ...otherRunSection({ result: { ...p.result, workloads: rest, figures: undefined }, jsonFile: p.jsonFile }, heading));
   }
   if (other) lines.push('', ...otherRunSection(other));
   const errors = result.workloads.flatMap((w) => Object.entries(w.subjects).flatMap(([s, sr]) => (sr?.errors ?? []).map((e) => `${w.id} / ${s}: ${e.split('\n')[0]}`)));

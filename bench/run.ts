@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { SIZES } from './lib/common.js';
 import { REPO } from './lib/procs.js';
-import { latestSaved, resultsMarkdown, terminalDetails, terminalTable, writeJson } from './report.js';
+import { latestSaved, resultsMarkdown, savedRuns, terminalDetails, terminalTable, writeJson } from './report.js';
 import { runSuite, WORKLOADS } from './suite.js';
 
 const { values } = parseArgs({
@@ -68,8 +68,8 @@ if (!adminUrl) {
 }
 
 try {
-  // A run of some workloads only keeps the previous saved run's other workloads in RESULTS.md.
-  const previous = only?.length ? await latestSaved(path.join(REPO, 'bench/results'), sizes.label) : undefined;
+  // A run of some workloads only: RESULTS.md keeps the others from the newest earlier saved runs that have them.
+  const previous = only?.length ? await savedRuns(path.join(REPO, 'bench/results'), sizes.label) : [];
   const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
   process.stdout.write(`\n${terminalTable(result)}\n\n`);
   const details = terminalDetails(result);
