@@ -276,7 +276,7 @@ function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: 
   return [
     `## ${heading}`,
     '',
-    `${result.startedAt}, ${result.reps} repetition${result.reps === 1 ? '' : 's'} per system (${only}; ${result.durationSec} s); raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Same server settings as above unless the JSON says otherwise.`,
+    `${result.startedAt}, ${result.reps} repetition${result.reps === 1 ? '' : 's'} per system (${only}; ${result.durationSec} s); graphile-worker ${(result.systems['graphile-worker'] as { version?: string } | undefined)?.version ?? '?'}; raw data: [${path.basename(jsonFile)}](results/${path.basename(jsonFile)}). Same server settings as above unless the JSON says otherwise.`,
     '',
     markdownTable(result),
     '',
