@@ -1,5 +1,6 @@
 // `npm run bench` (short suite), `npm run bench -- --full`, `--only drain,fifo`, `--reps N`,
-// `--tiny` (seconds; checks the harness works), `--no-save` (a trial: *-trial.json, no RESULTS.md update).
+// `--tiny` (seconds; checks the harness works), `--no-save` (a trial: *-trial.json, no RESULTS.md update),
+// `--soak-minutes M` (the soaks' length; default 2, 10 with --full).
 // Uses DATABASE_URL when set, else starts the embedded Postgres (fsync and
 // synchronous_commit on) and removes it afterwards.
 import { writeFile } from 'node:fs/promises';
@@ -8,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { SIZES } from './lib/common.js';
 import { REPO } from './lib/procs.js';
-import { latestSaved, resultsMarkdown, terminalTable, writeJson } from './report.js';
+import { latestSaved, resultsMarkdown, savedRuns, terminalDetails, terminalTable, writeJson } from './report.js';
 import { runSuite, WORKLOADS } from './suite.js';
 
 const { values } = parseArgs({
@@ -17,17 +18,21 @@ const { values } = parseArgs({
     tiny: { type: 'boolean', default: false },
     only: { type: 'string' },
     reps: { type: 'string' },
+    'soak-minutes': { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--only ${WORKLOADS.map((w) => w.id).join(',')}] [--reps N] [--no-save]\n`);
+  process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--only ${WORKLOADS.map((w) => w.id).join(',')}] [--reps N] [--soak-minutes M] [--no-save]\n`);
   process.exit(0);
 }
 
-const sizes = values.full ? SIZES.full : values.tiny ? SIZES.tiny : SIZES.short;
+const base = values.full ? SIZES.full : values.tiny ? SIZES.tiny : SIZES.short;
+const soakMinutes = values['soak-minutes'] === undefined ? base.soak.minutes : Number(values['soak-minutes']);
+if (!(soakMinutes > 0)) throw new Error(`--soak-minutes must be a positive number, got ${values['soak-minutes']}`);
+const sizes = { ...base, soak: { ...base.soak, minutes: soakMinutes } };
 const reps = values.reps ? Number(values.reps) : values.tiny ? 1 : 3;
 if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -63,8 +68,12 @@ if (!adminUrl) {
 }
 
 try {
+  // A run of some workloads only: RESULTS.md keeps the others from the newest earlier saved runs that have them.
+  const previous = only?.length ? await savedRuns(path.join(REPO, 'bench/results'), sizes.label) : [];
   const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
   process.stdout.write(`\n${terminalTable(result)}\n\n`);
+  const details = terminalDetails(result);
+  if (details) process.stdout.write(`${details}\n\n`);
   // Tiny runs only check that the harness works: their JSON is not kept (*.tmp is ignored).
   // --no-save runs are trials: their JSON is kept as *-trial.json, and RESULTS.md only
   // ever shows saved runs.
@@ -73,7 +82,7 @@ try {
   if (!values['no-save'] && sizes.label !== 'tiny') {
     // The newest run of the other size stays in RESULTS.md beside this one.
     const other = await latestSaved(path.join(REPO, 'bench/results'), sizes.label === 'full' ? 'short' : 'full');
-    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other));
+    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other, previous));
     process.stdout.write('table: bench/RESULTS.md\n');
   }
   const failed = result.workloads.some((w) => Object.values(w.subjects).some((s) => s && s.errors.length));

@@ -4,7 +4,7 @@ import os from 'node:os';
 import { SIZES, type RunContext, type RunResult, type Sizes, type Subject, type Workload } from './lib/common.js';
 import { buildTemplates, dropTemplates, machineInfo, serverSettings, withAdmin } from './lib/db.js';
 import { BUCKETQ_DEFAULTS } from './systems/bucketq.js';
-import { GRAPHILE_DEFAULTS, GRAPHILE_VERSION } from './systems/graphile.js';
+import { GRAPHILE_DEFAULTS, GRAPHILE_FIFO_CONFIGS, GRAPHILE_VERSION } from './systems/graphile.js';
 import { BARE_OPTIONS } from './baseline.js';
 import { drain } from './workloads/drain.js';
 import { e2e } from './workloads/e2e.js';
@@ -15,8 +15,12 @@ import { hotkey } from './workloads/hotkey.js';
 import { ingest } from './workloads/ingest.js';
 import { latency } from './workloads/latency.js';
 import { scaling } from './workloads/scaling.js';
+import { soak, soakPinned } from './workloads/soak.js';
+import { fanoutCost } from './workloads/fanout-cost.js';
+import { churn } from './workloads/churn.js';
+import { crossFigures, type CrossFigure } from './figures.js';
 
-export const WORKLOADS: Workload[] = [ingest, drain, e2e, latency, fifo, fifoRetry, hotkey, fanout, scaling, failover];
+export const WORKLOADS: Workload[] = [ingest, drain, e2e, latency, fifo, fifoRetry, hotkey, fanout, scaling, failover, fanoutCost, churn, soak, soakPinned];
 
 export interface SubjectRuns {
   runs: RunResult[];
@@ -44,6 +48,8 @@ export interface SuiteResult {
   databaseSource: string;
   systems: Record<string, unknown>;
   workloads: WorkloadResult[];
+  /** Figures across workloads (soak pinned against unpinned), from the medians. */
+  figures?: CrossFigure[];
 }
 
 export interface SuiteOptions {
@@ -68,7 +74,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const machine = machineInfo();
   const postgres = await serverSettings(o.adminUrl);
   await buildTemplates(o.adminUrl);
-  const totalSteps = selected.reduce((n, w) => n + w.subjects.length * reps, 0);
+  const repsOf = (w: Workload) => Math.min(reps, w.maxReps ?? reps);
+  const totalSteps = selected.reduce((n, w) => n + w.subjects.length * repsOf(w), 0);
   let step = 0;
   const results: WorkloadResult[] = [];
   try {
@@ -82,11 +89,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         zeroForBucketq: w.zeroForBucketq ?? [],
         subjects: {},
       };
-      for (let rep = 0; rep < reps; rep++) {
+      const wReps = repsOf(w);
+      for (let rep = 0; rep < wReps; rep++) {
         const order = rotate(w.subjects, rep);
         for (const subject of order) {
           step++;
-          const prefix = `[${step}/${totalSteps}] ${w.id} ${subject} rep ${rep + 1}/${reps}`;
+          const prefix = `[${step}/${totalSteps}] ${w.id} ${subject} rep ${rep + 1}/${wReps}`;
           const ctx: RunContext = { adminUrl: o.adminUrl, sizes, progress: (d) => o.onProgress?.(`${prefix}: ${d}`) };
           o.onProgress?.(`${prefix}: starting`);
           const slot = (wr.subjects[subject] ??= { runs: [], errors: [] });
@@ -120,10 +128,16 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
     databaseSource: o.databaseSource,
     systems: {
       bucketq: { ...BUCKETQ_DEFAULTS, keys: 'keyed messages in every workload', processWorkers: 'bucketq worker CLI (node --import tsx src/cli.ts worker)' },
-      'graphile-worker': { version: GRAPHILE_VERSION, ...GRAPHILE_DEFAULTS, keys: 'plain jobs (no queue name) except fifo and hotkey, where the key is the job queue name' },
+      'graphile-worker': {
+        version: GRAPHILE_VERSION,
+        ...GRAPHILE_DEFAULTS,
+        keys: 'plain jobs (no queue name) except fifo, fifo-retry and hotkey, where the key is the job queue name',
+        fifoConfigs: GRAPHILE_FIFO_CONFIGS,
+      },
       bare: BARE_OPTIONS,
     },
     workloads: results,
+    figures: crossFigures(results),
   };
 }
 

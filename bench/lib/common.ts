@@ -1,7 +1,7 @@
 // Shared types and helpers for the workloads.
 import { performance } from 'node:perf_hooks';
 import { BucketqSystem, BUCKETQ_DEFAULTS, type BucketqBenchOptions } from '../systems/bucketq.js';
-import { GraphileSystem, GRAPHILE_DEFAULTS } from '../systems/graphile.js';
+import { GraphileSystem, GRAPHILE_DEFAULTS, type GraphileBenchOptions } from '../systems/graphile.js';
 import type { QueueSystem, SystemSetup } from '../systems/types.js';
 import { freshDatabase, functionStats, WaitSampler, type BenchDatabase, type FunctionStat } from './db.js';
 
@@ -18,6 +18,10 @@ export interface Sizes {
   fanout: { messages: number; groups: number };
   scaling: { messages: number; workers: number[] };
   failover: { sessionTimeoutMs: number; rate: number; warmupMs: number; windowMs: number };
+  /** minutes: --soak-minutes overrides; intervalSec: one reading per interval (60: per minute). */
+  soak: { minutes: number; intervalSec: number; warmupSeconds: number; producers: number; producerBatch: number; maxBacklog: number };
+  fanoutCost: { messages: number; batch: number; groups: number[] };
+  churn: { messages: number; batch: number; workers: number; maxBacklog?: number };
   keys: number;
   /** FIFO and hot-key drains stop here and report the rate so far. */
   maxDrainMs: number;
@@ -35,6 +39,9 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     fanout: { messages: 200, groups: 3 },
     scaling: { messages: 400, workers: [1, 2] },
     failover: { sessionTimeoutMs: 1000, rate: 200, warmupMs: 800, windowMs: 10_000 },
+    soak: { minutes: 0.05, intervalSec: 1, warmupSeconds: 0.3, producers: 1, producerBatch: 50, maxBacklog: 2000 },
+    fanoutCost: { messages: 400, batch: 100, groups: [1, 3, 10] },
+    churn: { messages: 1000, batch: 500, workers: 2 },
     keys: 50,
     maxDrainMs: 3000,
   },
@@ -49,6 +56,9 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     fanout: { messages: 10_000, groups: 3 },
     scaling: { messages: 10_000, workers: [1, 2, 4] },
     failover: { sessionTimeoutMs: 2000, rate: 300, warmupMs: 2000, windowMs: 10_000 },
+    soak: { minutes: 2, intervalSec: 60, warmupSeconds: 5, producers: 2, producerBatch: 100, maxBacklog: 20_000 },
+    fanoutCost: { messages: 30_000, batch: 1000, groups: [1, 3, 10] },
+    churn: { messages: 20_000, batch: 500, workers: 2 },
     keys: 1000,
     maxDrainMs: 10_000,
   },
@@ -63,6 +73,9 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     fanout: { messages: 50_000, groups: 3 },
     scaling: { messages: 100_000, workers: [1, 2, 4] },
     failover: { sessionTimeoutMs: 3000, rate: 500, warmupMs: 3000, windowMs: 20_000 },
+    soak: { minutes: 10, intervalSec: 60, warmupSeconds: 5, producers: 2, producerBatch: 100, maxBacklog: 50_000 },
+    fanoutCost: { messages: 100_000, batch: 1000, groups: [1, 3, 10] },
+    churn: { messages: 100_000, batch: 500, workers: 2 },
     keys: 1000,
     maxDrainMs: 60_000,
   },
@@ -93,6 +106,8 @@ export interface Workload {
   subjects: Subject[];
   /** Metrics that must be exactly zero for bucketq (checked by the harness test). */
   zeroForBucketq?: string[];
+  /** At most this many repetitions per suite run, whatever --reps says (the soaks take minutes). */
+  maxReps?: number;
   run(subject: Subject, ctx: RunContext): Promise<RunResult>;
 }
 
@@ -115,8 +130,13 @@ export function percentile(sorted: number[], p: number): number | null {
 
 export const round = (x: number, digits = 0) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-export function makeSystem(subject: 'bucketq' | 'graphile-worker', url: string, bq: Partial<BucketqBenchOptions> = {}): QueueSystem {
-  return subject === 'bucketq' ? new BucketqSystem(url, { ...BUCKETQ_DEFAULTS, ...bq }) : new GraphileSystem(url, GRAPHILE_DEFAULTS);
+export function makeSystem(
+  subject: 'bucketq' | 'graphile-worker',
+  url: string,
+  bq: Partial<BucketqBenchOptions> = {},
+  gw: Partial<GraphileBenchOptions> = {},
+): QueueSystem {
+  return subject === 'bucketq' ? new BucketqSystem(url, { ...BUCKETQ_DEFAULTS, ...bq }) : new GraphileSystem(url, { ...GRAPHILE_DEFAULTS, ...gw });
 }
 
 /**
@@ -129,10 +149,11 @@ export async function withSystem(
   setup: SystemSetup,
   fn: (sys: QueueSystem, db: BenchDatabase) => Promise<RunResult>,
   bq: Partial<BucketqBenchOptions> = {},
+  gw: Partial<GraphileBenchOptions> = {},
 ): Promise<RunResult> {
   if (subject === 'bare') throw new Error('the bare baseline has no queue system');
   const db = await freshDatabase(ctx.adminUrl, subject === 'bucketq' ? 'bucketq' : 'graphile');
-  const sys = makeSystem(subject, db.url, bq);
+  const sys = makeSystem(subject, db.url, bq, gw);
   try {
     await sys.setup(setup);
     const result = await fn(sys, db);

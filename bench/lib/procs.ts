@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUCKETQ_DEFAULTS } from '../systems/bucketq.js';
-import { sleep, waitFor } from './common.js';
+import type { QueueSystem } from '../systems/types.js';
+import { sleep, waitFor, type Subject } from './common.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -59,6 +60,34 @@ export async function waitReadyLine(p: WorkerProc, timeoutMs = 30_000): Promise<
     if (p.child.exitCode !== null) throw new Error(`${p.id} exited early:\n${p.output.join('')}`);
     return p.output.join('').includes('ready\n');
   }, timeoutMs, 20);
+}
+
+/**
+ * Starts n worker processes (w0, w1, ...) on group g1, pushing each into `procs` as it
+ * starts (so the caller's finally stops them), and waits until they are all up: for
+ * bucketq, until every bucket is owned and by all n; for graphile-worker, each runner's
+ * `ready` line.
+ */
+export async function startWorkers(sys: QueueSystem, subject: Subject, n: number, mode: 'noop' | 'effect', procs: WorkerProc[], timeoutMs = 60_000): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    procs.push(subject === 'bucketq' ? startBucketqWorker(sys.url, 'g1', `w${i}`, mode) : startGraphileWorker(sys.url, 'g1', `w${i}`, mode));
+  }
+  if (subject !== 'bucketq') {
+    for (const p of procs) await waitReadyLine(p, timeoutMs);
+    return;
+  }
+  const c = await sys.connect();
+  try {
+    await waitFor('buckets balanced over the workers', async () => {
+      for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.id} exited:\n${p.output.join('')}`);
+      const { rows } = await c.query<{ owners: number; free: number }>(
+        `select count(distinct owner)::int as owners, count(*) filter (where owner is null)::int as free from bucketq.bucket_owner`,
+      );
+      return rows[0]!.owners === n && rows[0]!.free === 0;
+    }, timeoutMs, 50);
+  } finally {
+    c.release();
+  }
 }
 
 /** SIGTERM, then SIGKILL after graceMs; by pid of processes we started. */

@@ -7,8 +7,7 @@
 // the window instead, and a recovery time only if none are.
 import type pg from 'pg';
 import { keyedMessages, now, round, sleep, throughputKey, waitFor, withSystem, type Workload } from '../lib/common.js';
-import { startBucketqWorker, startGraphileWorker, stopProcs, waitReadyLine, type WorkerProc } from '../lib/procs.js';
-import type { BucketqSystem } from '../systems/bucketq.js';
+import { startWorkers, stopProcs, type WorkerProc } from '../lib/procs.js';
 
 const EFFECTS_SQL = `create table bench_effects (
   msg_id bigint not null, k text, s int, bucket int, consumer text not null,
@@ -38,21 +37,8 @@ export const failover: Workload = {
         let sent = 0;
         let producer: Promise<void> = Promise.resolve();
         try {
-          for (let i = 0; i < WORKERS; i++) {
-            procs.push(subject === 'bucketq' ? startBucketqWorker(sys.url, 'g1', `w${i}`, 'effect') : startGraphileWorker(sys.url, 'g1', `w${i}`, 'effect'));
-          }
           ctx.progress('workers starting');
-          if (subject === 'bucketq') {
-            await waitFor('buckets balanced', async () => {
-              for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.id} exited:\n${p.output.join('')}`);
-              const { rows } = await pool.query<{ owners: number; free: number }>(
-                `select count(distinct owner)::int as owners, count(*) filter (where owner is null)::int as free from bucketq.bucket_owner`,
-              );
-              return rows[0]!.owners === WORKERS && rows[0]!.free === 0;
-            }, 60_000, 50);
-          } else {
-            for (const p of procs) await waitReadyLine(p, 60_000);
-          }
+          await startWorkers(sys, subject, WORKERS, 'effect', procs);
           // Steady keyed load: a batch every 50 ms.
           const perTick = Math.max(1, Math.round(rate / 20));
           producer = (async () => {

@@ -1,8 +1,7 @@
 // Workload 8: 1, 2 and 4 worker processes (`bucketq worker` CLI / graphile-worker
 // runner processes) drain a backlog that appears in one commit once they are all up.
 import { chunks, keyedMessages, now, sleep, throughputKey, waitFor, withSystem, type Workload } from '../lib/common.js';
-import { startBucketqWorker, startGraphileWorker, stopProcs, waitReadyLine, type WorkerProc } from '../lib/procs.js';
-import type { BucketqSystem } from '../systems/bucketq.js';
+import { startWorkers, stopProcs, type WorkerProc } from '../lib/procs.js';
 
 export const SCALING_SESSION_TIMEOUT = '3 seconds';
 
@@ -24,22 +23,9 @@ export const scaling: Workload = {
         async (sys) => {
           const procs: WorkerProc[] = [];
           try {
-            for (let i = 0; i < w; i++) {
-              procs.push(subject === 'bucketq' ? startBucketqWorker(sys.url, 'g1', `w${i}`, 'noop') : startGraphileWorker(sys.url, 'g1', `w${i}`, 'noop'));
-            }
             ctx.progress(`${w} workers starting`);
-            if (subject === 'bucketq') {
-              await waitFor('buckets balanced over the workers', async () => {
-                for (const p of procs) if (p.child.exitCode !== null) throw new Error(`${p.id} exited:\n${p.output.join('')}`);
-                const { rows } = await (sys as BucketqSystem).pool.query<{ owners: number; free: number }>(
-                  `select count(distinct owner)::int as owners, count(*) filter (where owner is null)::int as free from bucketq.bucket_owner`,
-                );
-                return rows[0]!.owners === w && rows[0]!.free === 0;
-              }, 60_000, 50);
-            } else {
-              for (const p of procs) await waitReadyLine(p, 60_000);
-              await sleep(200);
-            }
+            await startWorkers(sys, subject, w, 'noop', procs);
+            if (subject !== 'bucketq') await sleep(200);
             const msgs = keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
             const client = await sys.connect();
             try {
