@@ -106,24 +106,11 @@ export class BatchExecutor {
     const conn = await checkout(this.rt);
     const tx = new LazyTransaction(conn.client, beginSql(this.rt), false); // no handler query: the ack alone
     const ending: Ending = { shape: 'message', conn, tx, messages: [m], done: [], failed: [], retriesLeft };
-    let threw = false;
-    let handlerError: unknown;
     try {
       await this.runHandler(tx.next(), m);
       ending.done.push(m);
     } catch (err) {
-      threw = true;
-      handlerError = err;
-      ending.failed.push({ m, err });
-    }
-    if (threw && handlerError === undefined) {
-      // As before the split: a handler that throws undefined is taken for a failed ack
-      // (neither acked nor nacked). Issue 13 item 10.
-      let broken: Error | undefined;
-      if (tx.began) await conn.client.query('rollback').catch((x: Error) => (broken = x));
-      this.rt.log.error({ msgId: m.msgId, err: undefined }, 'ack failed; the lease will expire and the message be delivered again');
-      conn.release(broken);
-      return false;
+      ending.failed.push({ m, err }); // whatever was thrown, undefined included
     }
     const settled = await this.settle(ending);
     // Deadlock or serialization failure: Postgres undid everything; run it again.

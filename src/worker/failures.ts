@@ -21,8 +21,35 @@ export function isFenced(err: unknown): err is StaleLeaseError | FencedError {
   return err instanceof StaleLeaseError || err instanceof FencedError;
 }
 
-/** The text stored as the message's error (nack) and logged. */
+const MAX_ERROR_TEXT = 4000;
+
+/**
+ * The text stored as the message's error (nack) and logged. Never throws: handlers may
+ * throw anything, including values String() cannot convert (Object.create(null), a
+ * Proxy, an object whose toString throws), and a describe() that throws inside the
+ * settle path would fail the whole batch instead of the one message.
+ */
 export function describe(err: unknown): string {
-  if (err instanceof Error) return (err.stack ?? `${err.name}: ${err.message}`).slice(0, 4000);
-  return String(err).slice(0, 4000);
+  for (const attempt of [asText, asJson, asTag]) {
+    try {
+      const text = attempt(err);
+      if (text !== undefined) return text.slice(0, MAX_ERROR_TEXT);
+    } catch {
+      // try the next, plainer form
+    }
+  }
+  return 'a thrown value that cannot be described';
+}
+
+function asText(err: unknown): string | undefined {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+function asJson(err: unknown): string | undefined {
+  return JSON.stringify(err);
+}
+
+function asTag(err: unknown): string {
+  return Object.prototype.toString.call(err);
 }
