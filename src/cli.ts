@@ -19,7 +19,7 @@ commands:
   worker    consume a group with a handler module until SIGTERM/SIGINT
             --group G --handler ./handler.js [--concurrency N] [--batch-size N] [--max-per-key N]
             [--transaction batch|message] [--claim-mode auto|lock|lease] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
-            [--stop-timeout-ms N] [--consumer-id ID]
+            [--handler-timeout-ms N] [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
             [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)
 ${OPS_USAGE}
@@ -49,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
         'heartbeat-ms': { type: 'string' },
         'poll-ms': { type: 'string' },
         'lease-ms': { type: 'string' },
+        'handler-timeout-ms': { type: 'string' },
         'stop-timeout-ms': { type: 'string' },
         'consumer-id': { type: 'string' },
         'metrics-port': { type: 'string' },
@@ -91,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
         heartbeatMs: values['heartbeat-ms'],
         pollMs: values['poll-ms'],
         leaseMs: values['lease-ms'],
+        handlerTimeoutMs: values['handler-timeout-ms'],
         stopTimeoutMs: values['stop-timeout-ms'],
         consumerId: values['consumer-id'],
         metricsPort: values['metrics-port'],

@@ -109,3 +109,109 @@ describe('thrown values that are not Errors', () => {
     expect(c.stats.failed).toBe(2);
   });
 });
+
+describe('hung handlers', () => {
+  const modes = [
+    { transaction: 'batch', claimMode: 'lock' },
+    { transaction: 'batch', claimMode: 'lease' },
+    { transaction: 'message', claimMode: 'lease' },
+  ] as const;
+
+  it.each(modes)(
+    'a handler past handlerTimeoutMs ($transaction transactions, $claimMode claims) is given up on: signal aborted, query cancelled, message nacked, its key flows on',
+    async ({ transaction, claimMode }) => {
+      const { topic, group } = await topicAndGroup({ maxAttempts: 1 });
+      const k = (name: string) => `${name}.${transaction}.${claimMode}`;
+      await bq.sendBatch(topic, [
+        { payload: { mode: 'hang' }, key: k('h') }, // ignores its signal, never settles
+        { payload: { mode: 'sql' }, key: k('s') }, // stuck in Postgres
+        { payload: { mode: 'ok' }, key: k('h') }, // behind the hung one on its key
+        { payload: { mode: 'ok' }, key: k('o') },
+      ]);
+      const aborted: string[] = [];
+      const c = await bq.consume(
+        {
+          group,
+          transaction,
+          claimMode,
+          batchSize: 10,
+          handlerTimeoutMs: 300,
+          handler: async (m, ctx) => {
+            const { mode } = m.payload as { mode: string };
+            ctx.signal.addEventListener('abort', () => aborted.push(mode));
+            if (mode === 'hang') await new Promise(() => {});
+            if (mode === 'sql') await ctx.client.query('select pg_sleep(30)');
+            await ctx.client.query('insert into effects values ($1, $2)', [m.msgId, m.key]);
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      try {
+        await waitFor('drain', async () => (await pending(group)) === 0, 15_000);
+      } finally {
+        await c.stop({ timeoutMs: 1000 });
+      }
+      expect(aborted.sort()).toEqual(['hang', 'sql']);
+      const dead = await deadLetters(group);
+      expect(dead.map((d) => d.key).sort()).toEqual([k('h'), k('s')].sort());
+      for (const d of dead) expect(d.last_error).toMatch(/timed out after 300 ms \(handlerTimeoutMs\)/);
+      expect((await effects([k('h'), k('o'), k('s')])).sort()).toEqual([k('h'), k('o')].sort());
+      const sleeping = await db.pool.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'");
+      expect(sleeping.rows[0].n, 'the timed-out query was cancelled').toBe(0);
+    },
+  );
+
+  it.each(['batch', 'message'] as const)(
+    'stop({ timeoutMs: 500 }) returns within about its timeout (%s transactions): running handlers are aborted, their messages nacked, the group left',
+    async (transaction) => {
+      const { topic, group } = await topicAndGroup();
+      await bq.sendBatch(topic, [
+        { payload: { mode: 'hang' }, key: 'a' },
+        { payload: { mode: 'sql' }, key: 'b' },
+      ]);
+      const started: string[] = [];
+      const aborted: string[] = [];
+      const c = await bq.consume(
+        {
+          group,
+          transaction,
+          claimMode: 'lease',
+          concurrency: 2,
+          handler: async (m, ctx) => {
+            const { mode } = m.payload as { mode: string };
+            started.push(mode);
+            ctx.signal.addEventListener('abort', () => aborted.push(mode));
+            if (mode === 'hang') await new Promise(() => {});
+            await ctx.client.query('select pg_sleep(30)');
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      await waitFor('a handler to start', () => started.length >= (transaction === 'message' ? 2 : 1), 10_000);
+      const t0 = Date.now();
+      await c.stop({ timeoutMs: 500 });
+      const took = Date.now() - t0;
+      expect(took, 'stop took').toBeLessThan(500 + 1500);
+      expect(aborted.sort()).toEqual([...started].sort());
+      const members = await db.pool.query('select consumer_id from bucketq.consumers where group_name = $1', [group]);
+      expect(members.rows).toEqual([]);
+      const nacked = await db.pool.query<{ key: string; last_error: string | null }>(
+        `select m.key, i.last_error from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+           join bucketq.message m on m.id = i.msg_id where g.name = $1 and i.last_error is not null order by m.key`,
+        [group],
+      );
+      expect(nacked.rows.map((r) => r.key)).toEqual(started.map((mode) => (mode === 'hang' ? 'a' : 'b')).sort());
+      for (const r of nacked.rows) expect(r.last_error).toMatch(/consumer stopping/);
+    },
+  );
+
+  it('rejects a bad handlerTimeoutMs with a message naming it and the fix', async () => {
+    const { group } = await topicAndGroup();
+    await expect(bq.consume({ group, handler: () => {}, handlerTimeoutMs: 0 }, quiet)).rejects.toThrow(/handlerTimeoutMs must be at least 1 ms/);
+    await expect(bq.consume({ group, handler: () => {}, handlerTimeoutMs: 5000, leaseTimeoutMs: 1000 }, quiet)).rejects.toThrow(
+      /handlerTimeoutMs \(5000\) is longer than leaseTimeoutMs \(1000\).*lower handlerTimeoutMs or raise leaseTimeoutMs/,
+    );
+  });
+});

@@ -24,6 +24,7 @@ const workerArgsSchema = z.object({
   heartbeatMs: intFrom('--heartbeat-ms').optional(),
   pollMs: intFrom('--poll-ms').optional(),
   leaseMs: intFrom('--lease-ms').optional(),
+  handlerTimeoutMs: intFrom('--handler-timeout-ms').optional(),
   stopTimeoutMs: intFrom('--stop-timeout-ms').default(30_000),
   consumerId: z.string().min(1).optional(),
   metricsPort: z.coerce
@@ -51,6 +52,7 @@ export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = pr
     heartbeatMs: pick(flags.heartbeatMs, 'BUCKETQ_HEARTBEAT_MS'),
     pollMs: pick(flags.pollMs, 'BUCKETQ_POLL_MS'),
     leaseMs: pick(flags.leaseMs, 'BUCKETQ_LEASE_MS'),
+    handlerTimeoutMs: pick(flags.handlerTimeoutMs, 'BUCKETQ_HANDLER_TIMEOUT_MS'),
     stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
     consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
     metricsPort: pick(flags.metricsPort, 'BUCKETQ_METRICS_PORT'),
@@ -82,6 +84,7 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
       heartbeatIntervalMs: args.heartbeatMs,
       pollIntervalMs: args.pollMs,
       leaseTimeoutMs: args.leaseMs,
+      handlerTimeoutMs: args.handlerTimeoutMs,
       consumerId: args.consumerId,
       metricsPort: args.metricsPort,
     },

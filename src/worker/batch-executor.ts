@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { ack, nack, recordAttempt, type ClaimedMessage, type LockedClaim, type NackResult } from '../queries/consume.js';
 import { beginSql, checkout, type HeldConnection } from './connection.js';
 import { describe, isFenced, isRetryableConflict, type Failure } from './failures.js';
-import { LazyTransaction } from './lazy-transaction.js';
+import { LazyTransaction, TransactionLostError } from './lazy-transaction.js';
 import type { HandlerContext } from './options.js';
 import { runsOf } from './runs.js';
 import type { Runtime } from './runtime.js';
@@ -43,8 +43,34 @@ interface Ending {
 /** committed: the ack committed; retry: a conflict, run the message again; ended: anything else. */
 type Settled = 'committed' | 'retry' | 'ended';
 
+/** A handler ran past its deadline: its message fails with this error (and is nacked). */
+export class HandlerTimeoutError extends Error {
+  constructor(msgId: string, timeoutMs: number) {
+    super(`handler for message ${msgId} timed out after ${timeoutMs} ms (handlerTimeoutMs); its signal was aborted and its transaction rolled back`);
+    this.name = 'HandlerTimeoutError';
+  }
+}
+
+/** How long a cancelled query of a handler given up on may take to end. */
+const CANCEL_WAIT_MS = 5000;
+
 export class BatchExecutor {
-  constructor(private readonly rt: Runtime) {}
+  /** Handlers running now, each with the function that gives up on it. */
+  private readonly running = new Set<(reason: unknown) => void>();
+
+  constructor(private readonly rt: Runtime) {
+    // A hard stop gives up on every running handler: each one's message fails with the
+    // stop's reason, its signal is aborted, and its batch ends through settle().
+    rt.abort.signal.addEventListener('abort', () => {
+      for (const giveUp of [...this.running]) giveUp(rt.abort.signal.reason);
+    });
+  }
+
+  /** The longest one handler may run: handlerTimeoutMs, else the lease timeout. */
+  private get handlerTimeoutMs(): number {
+    const { opts, settings } = this.rt;
+    return opts.handlerTimeoutMs ?? opts.leaseTimeoutMs ?? settings.leaseTimeoutMs;
+  }
 
   /**
    * One transaction for the whole batch, a savepoint per message, one batched ack. The
@@ -107,7 +133,7 @@ export class BatchExecutor {
     const tx = new LazyTransaction(conn.client, beginSql(this.rt), false); // no handler query: the ack alone
     const ending: Ending = { shape: 'message', conn, tx, messages: [m], done: [], failed: [], retriesLeft };
     try {
-      await this.runHandler(tx.next(), m);
+      await this.runHandler(tx, m);
       ending.done.push(m);
     } catch (err) {
       ending.failed.push({ m, err }); // whatever was thrown, undefined included
@@ -131,9 +157,10 @@ export class BatchExecutor {
       if (this.rt.abort.signal.aborted) break;
       if (m.key !== null && failedKeys.has(m.key)) continue;
       try {
-        await this.runHandler(tx.next(), m);
+        await this.runHandler(tx, m);
         done.push(m);
       } catch (err) {
+        if (err instanceof TransactionLostError) throw err; // the batch's transaction is gone
         await tx.rollbackMessage();
         failed.push({ m, err });
         if (m.key !== null) failedKeys.add(m.key);
@@ -142,19 +169,56 @@ export class BatchExecutor {
     return { done, failed };
   }
 
-  private async runHandler(client: pg.ClientBase, m: ClaimedMessage): Promise<void> {
+  /**
+   * Runs the handler until it settles or its deadline (handlerTimeoutMs) passes, or the
+   * consumer stops hard. Giving up aborts the handler's signal, cuts it off from the
+   * transaction (cancelling a query it is running) and fails its message with the
+   * reason: JavaScript cannot end the handler itself, but it can no longer touch the
+   * transaction, and its buckets move on.
+   */
+  private async runHandler(tx: LazyTransaction, m: ClaimedMessage): Promise<void> {
     const { rt } = this;
+    const client = tx.next();
     const done = rt.metrics?.handlerStarted(m.sentAt, m.attempt);
+    const controller = new AbortController();
+    let giveUp!: (reason: unknown) => void;
+    const givenUp = new Promise<never>((_, reject) => {
+      giveUp = (reason) => {
+        controller.abort(reason);
+        reject(reason);
+      };
+    });
+    givenUp.catch(() => {}); // handled by the race below, or never needed
+    if (rt.abort.signal.aborted) giveUp(rt.abort.signal.reason);
+    this.running.add(giveUp);
+    const timeoutMs = this.handlerTimeoutMs;
+    const timer = setTimeout(() => giveUp(new HandlerTimeoutError(m.msgId, timeoutMs)), timeoutMs);
     try {
-      await rt.opts.handler(m, this.context(client, m));
+      const handled = (async () => rt.opts.handler(m, this.context(client, m, controller.signal)))();
+      handled.catch(() => {}); // a handler given up on may still fail later: nobody listens then
+      await Promise.race([handled, givenUp]);
+    } catch (err) {
+      if (controller.signal.aborted && err === controller.signal.reason) {
+        // Given up on: nothing of it may reach the transaction from now on.
+        rt.log.warn({ msgId: m.msgId, err: describe(err) }, 'handler given up on; its message fails');
+        await tx.abandon((fn, pid) => this.signalBackend(fn, pid), CANCEL_WAIT_MS);
+      }
+      throw err;
     } finally {
+      clearTimeout(timer);
+      this.running.delete(giveUp);
       done?.();
     }
   }
 
-  private context(client: pg.ClientBase, m: ClaimedMessage): HandlerContext {
+  /** Cancel what a backend of ours is running (a timed-out handler's query), or end it. */
+  private async signalBackend(fn: 'cancel' | 'terminate', pid: number): Promise<void> {
+    await this.rt.pool.query(fn === 'cancel' ? 'select pg_cancel_backend($1)' : 'select pg_terminate_backend($1)', [pid]);
+  }
+
+  private context(client: pg.ClientBase, m: ClaimedMessage, signal: AbortSignal): HandlerContext {
     const { rt } = this;
-    return { client, attempt: m.attempt, signal: rt.abort.signal, group: rt.group, consumerId: rt.consumerId, log: rt.log };
+    return { client, attempt: m.attempt, signal, group: rt.group, consumerId: rt.consumerId, log: rt.log };
   }
 
   /**

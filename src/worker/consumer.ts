@@ -23,11 +23,24 @@ import { Wakeup } from './wakeup.js';
 export type { ConsumerStats } from './runtime.js';
 
 export interface StopOptions {
-  /** How long in-flight handlers may run before they are aborted. Default 30 s. */
+  /**
+   * How long in-flight handlers may run before they are aborted (their signals aborted,
+   * their messages nacked). stop() returns about this long after it was called, at most
+   * a second more. Default 30 s.
+   */
   timeoutMs?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** After stop's timeout aborts the handlers, how long their batches get to end. */
+const STOP_GRACE_MS = 1000;
+
+async function endWithin(pool: pg.Pool, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([pool.end().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
 
 export function defaultConsumerId(): string {
   return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
@@ -203,20 +216,31 @@ export class Consumer {
     this.wakeup.wake();
     const loopEnded = this.claimLoop.finish();
     const deadline = Date.now() + timeoutMs;
+    // A claim in flight still hands its messages to handlers: wait for the loop to end
+    // before counting what is in flight, or stop could leave while they run.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([loopEnded, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
     while (this.claimLoop.inflight > 0 && Date.now() < deadline) await sleep(10);
     if (this.claimLoop.inflight > 0) {
       this.log.warn({ inflight: this.claimLoop.inflight }, 'stop timeout: aborting in-flight handlers');
-      this.abort.abort(new Error('consumer stopping'));
-      const hardDeadline = Date.now() + 5000;
-      while (this.claimLoop.inflight > 0 && Date.now() < hardDeadline) await sleep(10);
+      // Every running handler is given up on at once (its signal aborted, its message
+      // nacked); what is left is ending their transactions: a few round trips.
+      this.abort.abort(new Error(`consumer stopping: the handler was still running when stop's timeoutMs (${timeoutMs} ms) ran out`));
+      const graceEnd = Date.now() + STOP_GRACE_MS;
+      while (this.claimLoop.inflight > 0 && Date.now() < graceEnd) await sleep(10);
+      if (this.claimLoop.inflight > 0) {
+        this.log.warn({ inflight: this.claimLoop.inflight }, 'stop: leaving while batches are still ending; their messages will be delivered again');
+      }
     }
     await loopEnded;
     await heartbeatStopped; // a heartbeat after the leave would find us gone
     await this.membership.leave();
     await this.wakeup.close();
     await this.metricsServer?.close();
-    await this.claimPool.end().catch(() => {});
-    if (this.ownsPool) await this.pool.end().catch(() => {});
+    // A pool ends once its connections are back; one a batch still holds must not hold stop.
+    await endWithin(this.claimPool, STOP_GRACE_MS);
+    if (this.ownsPool) await endWithin(this.pool, STOP_GRACE_MS);
     this.resolveStopped();
   }
 }

@@ -14,7 +14,13 @@ export interface HandlerContext {
   client: pg.ClientBase;
   /** 1 on the first delivery. */
   attempt: number;
-  /** Aborted when the consumer stops hard or the message's lease is about to expire. */
+  /**
+   * Aborted when this handler's time is up (handlerTimeoutMs, default the lease timeout)
+   * or the consumer stops hard (stop's timeoutMs passed). The worker does not wait for
+   * the handler after that: the message fails (it is nacked with the reason), the
+   * handler's queries on `client` fail, and one it is running is cancelled. Pass it on
+   * to fetch and other calls that take a signal.
+   */
   signal: AbortSignal;
   group: string;
   consumerId: string;
@@ -69,6 +75,18 @@ export const consumeOptionsSchema = z
     /** Lease per claim; default: the group's lease_timeout. */
     leaseTimeoutMs: positiveInt('leaseTimeoutMs', 86_400_000).optional(),
     /**
+     * The longest one handler may run. Past it the handler's ctx.signal is aborted, it
+     * is cut off from its transaction and its message is nacked with a timeout error
+     * (an attempt counted, retried with backoff or dead-lettered), so a hung handler
+     * cannot hold its buckets. Default: the lease timeout.
+     */
+    handlerTimeoutMs: z
+      .number({ error: 'handlerTimeoutMs must be a number of milliseconds, e.g. 30000' })
+      .int('handlerTimeoutMs must be a whole number of milliseconds')
+      .min(1, 'handlerTimeoutMs must be at least 1 ms (it is how long one handler may run before its message fails)')
+      .max(86_400_000, 'handlerTimeoutMs must be at most 86400000 (24 hours)')
+      .optional(),
+    /**
      * How often this worker runs bucketq.maintain(wait => false) (partitions ahead,
      * retention); 0 disables. Workers skip the run while another one is at it.
      */
@@ -94,6 +112,13 @@ export const consumeOptionsSchema = z
         code: 'custom',
         path: ['claimMode'],
         message: `claimMode '${o.claimMode}' needs transaction 'batch' (a batch's locks live in its one transaction); use claimMode 'lease' with transaction 'message'`,
+      });
+    }
+    if (o.handlerTimeoutMs !== undefined && o.leaseTimeoutMs !== undefined && o.handlerTimeoutMs > o.leaseTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['handlerTimeoutMs'],
+        message: `handlerTimeoutMs (${o.handlerTimeoutMs}) is longer than leaseTimeoutMs (${o.leaseTimeoutMs}): the lease would run out first and the message be delivered again while the handler still runs; lower handlerTimeoutMs or raise leaseTimeoutMs`,
       });
     }
     if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs < 50) {
