@@ -343,6 +343,10 @@ export class BatchExecutor {
         rt.metrics?.onRetried();
         if (r.retryAt) rt.wakeup.wakeAt(r.retryAt);
         rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
+      } else if (r.status === 'stale') {
+        // The lease ran out first (a handler outliving it, a paused process): the
+        // message is someone else's now, and its new owner delivers it.
+        rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'nack refused (lease lost or fenced); the message will be delivered again');
       }
     }
   }
