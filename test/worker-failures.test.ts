@@ -215,3 +215,45 @@ describe('hung handlers', () => {
     );
   });
 });
+
+describe('retry backoff', () => {
+  it.each(['lock', 'lease'] as const)(
+    'failures of one batch (%s claims) are retried at scattered times within the group backoff, not all at once',
+    async (claimMode) => {
+      const { topic, group } = await topicAndGroup({ backoffBase: '10 seconds', backoffMax: '10 seconds' });
+      await bq.sendBatch(topic, ['a', 'b', 'c', 'd', 'e'].map((key) => ({ payload: {}, key })));
+      let failures = 0;
+      const c = await bq.consume(
+        {
+          group,
+          claimMode,
+          batchSize: 5,
+          handler: () => {
+            failures++;
+            throw new Error('fails');
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      try {
+        await waitFor('five nacks', () => c.stats.failed === 5, 10_000);
+      } finally {
+        await c.stop();
+      }
+      expect(failures).toBe(5);
+      const { rows } = await db.pool.query<{ delay_ms: number }>(
+        `select extract(epoch from i.available_at - now()) * 1000 as delay_ms
+           from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+          where g.name = $1 and i.last_error is not null`,
+        [group],
+      );
+      const delays = rows.map((r) => Number(r.delay_ms));
+      expect(delays).toHaveLength(5);
+      expect(new Set(delays).size, `retry times ${delays.join(', ')}`).toBe(5);
+      // Spread over the upper half of the backoff: never later than the group's backoff.
+      for (const d of delays) expect(d).toBeLessThanOrEqual(10_000);
+      for (const d of delays) expect(d).toBeGreaterThan(5_000 - 2_000); // minus the time since the nack
+    },
+  );
+});

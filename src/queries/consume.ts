@@ -162,10 +162,17 @@ export interface NackResult {
 export async function nack(
   db: Queryable,
   group: string,
-  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined }[],
+  items: readonly {
+    msgId: string;
+    leaseToken: string | null;
+    error?: string | undefined;
+    /** This message's own delay (an interval); else opts.retryDelay, else the group's backoff. */
+    retryDelay?: string | undefined;
+  }[],
   opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
 ): Promise<NackResult[]> {
   if (items.length === 0) return [];
+  if (items.some((i) => i.retryDelay !== undefined)) return nackEach(db, group, items, opts);
   const call = namedCall('bucketq.nack', [
     ['group_name', 'text', group],
     ['msg_ids', 'bigint[]', items.map((i) => i.msgId)],
@@ -179,6 +186,45 @@ export async function nack(
     db,
     `select msg_id, status, retry_at from ${call.text}`,
     call.values,
+  );
+  return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
+}
+
+/**
+ * nack with a delay per message: bucketq.nack takes one retry_delay per call, so it is
+ * called once per message, all in one statement (one round trip, one transaction, and
+ * one error undoes them all, as with a single call). Results come in the items' order.
+ */
+async function nackEach(
+  db: Queryable,
+  group: string,
+  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined; retryDelay?: string | undefined }[],
+  opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
+): Promise<NackResult[]> {
+  const tokens = leaseTokensOf(items);
+  const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(
+    db,
+    `select r.msg_id, r.status, r.retry_at
+       from unnest($2::bigint[], $3::bigint[], $4::text[], $5::interval[]) with ordinality as x(msg_id, lease_token, error, retry_delay, n)
+      cross join lateral bucketq.nack(
+             group_name => $1::text,
+             msg_ids => array[x.msg_id],
+             lease_tokens => case when $3::bigint[] is null then null else array[x.lease_token] end,
+             errors => array[x.error],
+             retry_delay => coalesce(x.retry_delay, $6::interval),
+             strict => coalesce($7::boolean, true),
+             consumer_id => $8::text) r
+      order by x.n`,
+    [
+      group,
+      items.map((i) => i.msgId),
+      tokens,
+      items.map((i) => i.error ?? null),
+      items.map((i) => i.retryDelay ?? null),
+      opts.retryDelay ?? null,
+      opts.strict ?? null,
+      opts.consumerId ?? null,
+    ],
   );
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
 }

@@ -6,6 +6,7 @@
 // Failed handlers are nacked on that same path, so no ending forgets them.
 import type pg from 'pg';
 import { ack, nack, recordAttempt, type ClaimedMessage, type LockedClaim, type NackResult } from '../queries/consume.js';
+import { jitteredRetryDelay } from './backoff.js';
 import { beginSql, checkout, type HeldConnection } from './connection.js';
 import { describe, isFenced, isRetryableConflict, type Failure } from './failures.js';
 import { LazyTransaction, TransactionLostError } from './lazy-transaction.js';
@@ -244,7 +245,7 @@ export class BatchExecutor {
       if (e.broke) throw e.broke.err;
       if (e.done.length) await ack(client, rt.group, e.done, locked ? { consumerId: rt.consumerId, strict: true } : { strict: true });
       if (locked && e.failed.length) {
-        nacked = await nack(client, rt.group, e.failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: null, error: describe(err) })), {
+        nacked = await nack(client, rt.group, this.nackItems(e.failed), {
           consumerId: rt.consumerId,
           strict: true,
         });
@@ -317,7 +318,7 @@ export class BatchExecutor {
       const results = await nack(
         rt.pool,
         rt.group,
-        failed.map(({ m, err }) => ({ msgId: m.msgId, leaseToken: m.leaseToken, error: describe(err) })),
+        this.nackItems(failed),
         { strict: false },
       );
       this.reportNacks(failed, results);
@@ -326,6 +327,16 @@ export class BatchExecutor {
       rt.metrics?.onFailed(failed.length);
       rt.log.error({ err }, 'nack failed; the leases will expire and the messages be delivered again');
     }
+  }
+
+  /** What nack needs per failure: its lease (null for locked messages), the error, a jittered delay. */
+  private nackItems(failed: Failure[]): { msgId: string; leaseToken: string | null; error: string; retryDelay: string }[] {
+    return failed.map(({ m, err }) => ({
+      msgId: m.msgId,
+      leaseToken: m.leaseToken,
+      error: describe(err),
+      retryDelay: jitteredRetryDelay(this.rt.settings, m.attempt),
+    }));
   }
 
   private reportNacks(failed: Failure[], results: NackResult[]): void {
