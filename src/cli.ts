@@ -22,6 +22,7 @@ commands:
             [--handler-timeout-ms N] [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
             [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)
+            [--metrics-host ADDR]: listen there (default 127.0.0.1; 0.0.0.0 for all interfaces; or BUCKETQ_METRICS_HOST)
 ${OPS_USAGE}
 
 options:
@@ -53,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
         'stop-timeout-ms': { type: 'string' },
         'consumer-id': { type: 'string' },
         'metrics-port': { type: 'string' },
+        'metrics-host': { type: 'string' },
         messages: { type: 'string' },
         rate: { type: 'string' },
         'no-kill': { type: 'boolean' },
@@ -96,6 +98,7 @@ export async function main(argv: string[]): Promise<number> {
         stopTimeoutMs: values['stop-timeout-ms'],
         consumerId: values['consumer-id'],
         metricsPort: values['metrics-port'],
+        metricsHost: values['metrics-host'],
       });
     default:
       console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker, status, topic, group, send, dlq, rewind, maintain)\n\n${USAGE}`);

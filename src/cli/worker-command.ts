@@ -33,6 +33,7 @@ const workerArgsSchema = z.object({
     .min(0, '--metrics-port must be from 0 (off) to 65535')
     .max(65535, '--metrics-port must be from 0 (off) to 65535')
     .optional(),
+  metricsHost: z.string().min(1, "--metrics-host must not be empty: use 127.0.0.1 (this machine only, the default) or 0.0.0.0 (all interfaces)").optional(),
 });
 
 export type WorkerArgs = Partial<Record<keyof z.input<typeof workerArgsSchema>, string>>;
@@ -56,6 +57,7 @@ export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = pr
     stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
     consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
     metricsPort: pick(flags.metricsPort, 'BUCKETQ_METRICS_PORT'),
+    metricsHost: pick(flags.metricsHost, 'BUCKETQ_METRICS_HOST'),
   };
 }
 
@@ -87,6 +89,7 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
       handlerTimeoutMs: args.handlerTimeoutMs,
       consumerId: args.consumerId,
       metricsPort: args.metricsPort,
+      metricsHost: args.metricsHost,
     },
   );
   let signals = 0;

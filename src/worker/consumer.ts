@@ -33,6 +33,20 @@ export interface StopOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Metrics are served to this machine only unless metricsHost says otherwise. */
+const DEFAULT_METRICS_HOST = '127.0.0.1';
+
+/** Why listen() failed, and what to change. */
+function listenProblem(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  if (code === 'EADDRINUSE') return 'the port is in use; pick another metricsPort (--metrics-port)';
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return "the host is not an address of this machine; set metricsHost (--metrics-host) to one of its addresses, '127.0.0.1' (this machine only) or '0.0.0.0' (all interfaces)";
+  }
+  if (code === 'EACCES') return 'permission denied (ports below 1024 need privileges); pick a port from 1024 up (--metrics-port)';
+  return (err as Error).message;
+}
+
 /** After stop's timeout aborts the handlers, how long their batches get to end. */
 const STOP_GRACE_MS = 1000;
 
@@ -112,20 +126,32 @@ export class Consumer {
     return this.metricsServer?.port;
   }
 
+  /** The address the metrics server listens on, or undefined without metricsPort. */
+  get metricsHost(): string | undefined {
+    return this.metricsServer?.host;
+  }
+
   private async startMetricsServer(): Promise<void> {
     if (!this.metrics || !this.opts.metricsPort) return;
     const port = this.opts.metricsPort;
+    const host = this.opts.metricsHost ?? DEFAULT_METRICS_HOST;
     try {
-      this.metricsServer = await MetricsServer.start(port, this.metrics.registry, () =>
-        this.membership.joined && this.running
-          ? { ready: true, group: this.group, topic: this.settings.topic, consumerId: this.consumerId, ownedBuckets: [...this.membership.buckets.keys()].sort((a, b) => a - b) }
-          : { ready: false },
+      // /health says whether this consumer is ready and what it owns, not who it is:
+      // the consumer id (host, pid) is for the database's views, not for anyone who
+      // can reach the port.
+      this.metricsServer = await MetricsServer.start(
+        port,
+        this.metrics.registry,
+        () =>
+          this.membership.joined && this.running
+            ? { ready: true, group: this.group, topic: this.settings.topic, ownedBuckets: [...this.membership.buckets.keys()].sort((a, b) => a - b) }
+            : { ready: false },
+        host,
       );
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      throw new Error(`cannot serve metrics on port ${port}${code === 'EADDRINUSE' ? ': the port is in use; pick another metricsPort (--metrics-port)' : `: ${(err as Error).message}`}`, { cause: err });
+      throw new Error(`cannot serve metrics on port ${port}: ${listenProblem(err)} (metricsHost ${host})`, { cause: err });
     }
-    this.log.info({ port: this.metricsServer.port }, 'serving /metrics and /health');
+    this.log.info({ host: this.metricsServer.host, port: this.metricsServer.port }, 'serving /metrics and /health');
   }
 
   /** bucketq_lag_messages from bucketq.groups (metrics only). */

@@ -93,13 +93,22 @@ export const consumeOptionsSchema = z
     maintenanceIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
     /**
      * Serve Prometheus metrics on GET /metrics and a readiness probe on GET /health on
-     * this TCP port (all interfaces); 0 or undefined: no server.
+     * this TCP port (on metricsHost); 0 or undefined: no server.
      */
     metricsPort: z
       .number({ error: 'metricsPort must be a port number' })
       .int('metricsPort must be a whole number')
       .min(0, 'metricsPort must be from 0 (off) to 65535')
       .max(65535, 'metricsPort must be from 0 (off) to 65535')
+      .optional(),
+    /**
+     * The address the metrics server listens on. Default '127.0.0.1': this machine only
+     * (metrics name groups and topics, and /health tells who is ready). '0.0.0.0' or '::'
+     * for all interfaces, e.g. for a Prometheus scraping from another host.
+     */
+    metricsHost: z
+      .string({ error: "metricsHost must be a host name or address to listen on, e.g. '127.0.0.1' or '0.0.0.0'" })
+      .min(1, "metricsHost must not be empty: use '127.0.0.1' (this machine only, the default) or '0.0.0.0' (all interfaces)")
       .optional(),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
