@@ -6,6 +6,7 @@ import { migrateCommand } from './cli/migrate-command.js';
 import { workerCommand } from './cli/worker-command.js';
 import { OPS_USAGE, findOpsCommand } from './cli/ops-commands.js';
 import { CliError } from './cli/cli-error.js';
+import { printable } from './cli/terminal-text.js';
 import { BucketqError } from './errors.js';
 
 const USAGE = `usage: bucketq <command> [options]
@@ -124,7 +125,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (err) {
-    console.error(`bucketq: ${describeError(err)}`);
+    console.error(`bucketq: ${printable(describeError(err))}`); // errors may quote input and data
     process.exitCode = 1;
   }
 }
