@@ -73,6 +73,8 @@ export async function claim(
     leaseTimeout?: string | undefined;
     /** > 1: a key may come as a run of consecutive messages, in key_seq order. */
     maxPerKey?: number | undefined;
+    /** The payload as its JSON text (a string), exactly as stored, instead of parsed. */
+    payloadAsText?: boolean | undefined;
   },
 ): Promise<LeasedMessage[]> {
   const call = namedCall('bucketq.claim', [
@@ -85,7 +87,7 @@ export async function claim(
   ]);
   const rows = await query<ClaimRow>(
     db,
-    `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
+    `select msg_id, bucket, key, key_seq, ${payloadColumn(opts.payloadAsText)}, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
   );
   return rows.map(toMessage) as LeasedMessage[];
@@ -97,7 +99,14 @@ export interface LockedClaim {
   xact: string | null;
 }
 
-const lockedColumns = 'msg_id, bucket, key, key_seq, payload, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact';
+/**
+ * node-pg parses json and jsonb with JSON.parse, which rounds integers beyond 2^53 and
+ * decimals beyond a double's precision. As text, the payload arrives exactly as stored.
+ */
+const payloadColumn = (asText: boolean | undefined) => (asText ? 'payload::text as payload' : 'payload');
+
+const lockedColumns = (payloadAsText: boolean | undefined) =>
+  `msg_id, bucket, key, key_seq, ${payloadColumn(payloadAsText)}, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact`;
 
 /**
  * begin, the given settings and claim_locked in one round trip (the simple query
@@ -108,11 +117,11 @@ export async function beginAndClaimLocked(
   beginSql: string,
   group: string,
   consumerId: string,
-  opts: { max: number; maxPerKey: number },
+  opts: { max: number; maxPerKey: number; payloadAsText?: boolean | undefined },
 ): Promise<LockedClaim> {
   const lit = (v: string) => client.escapeLiteral(v);
   const results = (await client.query(
-    `${beginSql}; select ${lockedColumns} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
+    `${beginSql}; select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
       `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
   )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
   const rows = results.at(-1)!.rows;

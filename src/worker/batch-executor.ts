@@ -195,7 +195,7 @@ export class BatchExecutor {
     const timeoutMs = this.handlerTimeoutMs;
     const timer = setTimeout(() => giveUp(new HandlerTimeoutError(m.msgId, timeoutMs)), timeoutMs);
     try {
-      const handled = (async () => rt.opts.handler(m, this.context(client, m, controller.signal)))();
+      const handled = (async () => rt.opts.handler(this.parsed(m), this.context(client, m, controller.signal)))();
       handled.catch(() => {}); // a handler given up on may still fail later: nobody listens then
       await Promise.race([handled, givenUp]);
     } catch (err) {
@@ -210,6 +210,12 @@ export class BatchExecutor {
       this.running.delete(giveUp);
       done?.();
     }
+  }
+
+  /** The message with its payload made by parsePayload from its JSON text (claimed as text then). */
+  private parsed(m: ClaimedMessage): ClaimedMessage {
+    const parse = this.rt.opts.parsePayload;
+    return parse ? { ...m, payload: parse(m.payload as string) } : m;
   }
 
   /** Cancel what a backend of ours is running (a timed-out handler's query), or end it. */

@@ -81,6 +81,7 @@ export class ClaimLoop {
           max: opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
           leaseTimeout: opts.leaseTimeoutMs === undefined ? undefined : `${opts.leaseTimeoutMs} milliseconds`,
           maxPerKey: opts.maxPerKey ?? batchSize,
+          payloadAsText: opts.parsePayload !== undefined,
         });
       } catch (err) {
         if (!rt.running()) break;
@@ -160,6 +161,7 @@ export class ClaimLoop {
       const claimed = await beginAndClaimLocked(client, beginSql(rt), rt.group, rt.consumerId, {
         max: batchSize,
         maxPerKey: rt.opts.maxPerKey ?? batchSize,
+        payloadAsText: rt.opts.parsePayload !== undefined,
       });
       if (claimed.messages.length === 0) {
         await client.query('commit');

@@ -110,6 +110,17 @@ export const consumeOptionsSchema = z
       .string({ error: "metricsHost must be a host name or address to listen on, e.g. '127.0.0.1' or '0.0.0.0'" })
       .min(1, "metricsHost must not be empty: use '127.0.0.1' (this machine only, the default) or '0.0.0.0' (all interfaces)")
       .optional(),
+    /**
+     * Turns the payload's JSON text, exactly as stored, into message.payload. By default
+     * payloads are parsed with JSON.parse, which rounds integers beyond 2^53
+     * (9007199254740993 arrives as 9007199254740992) and long decimals. `(text) => text`
+     * hands handlers the text; a bigint-aware parser (json-bigint, lossless-json) keeps
+     * every digit. Runs before the handler, as part of its attempt: if it throws, the
+     * message fails like a handler that throws.
+     */
+    parsePayload: z
+      .custom<(text: string) => unknown>((v) => typeof v === 'function', 'parsePayload must be a function (text: string) => payload, e.g. (text) => text for the exact JSON text')
+      .optional(),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
     meta: z.unknown().optional(),
