@@ -3,6 +3,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
+import { jitteredRetryDelay } from '../src/worker/backoff.js';
 import type { Consumer } from '../src/worker/consumer.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
 import { waitFor } from './support/wait.js';
@@ -217,6 +218,15 @@ describe('hung handlers', () => {
 });
 
 describe('retry backoff', () => {
+  it('the jittered delay spans the upper half of the group backoff for the attempt, capped at backoffMax', () => {
+    const settings = { backoffBaseMs: 1000, backoffMaxMs: 60_000 };
+    expect(jitteredRetryDelay(settings, 1, () => 0)).toBe('500.000 milliseconds');
+    expect(jitteredRetryDelay(settings, 1, () => 1)).toBe('1000.000 milliseconds');
+    expect(jitteredRetryDelay(settings, 3, () => 0.5)).toBe('3000.000 milliseconds'); // 4 s backoff
+    expect(jitteredRetryDelay(settings, 40, () => 1)).toBe('60000.000 milliseconds'); // capped
+  });
+
+
   it.each(['lock', 'lease'] as const)(
     'failures of one batch (%s claims) are retried at scattered times within the group backoff, not all at once',
     async (claimMode) => {
