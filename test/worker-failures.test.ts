@@ -267,3 +267,22 @@ describe('retry backoff', () => {
     },
   );
 });
+
+describe('lost membership', () => {
+  it.each(['lock', 'lease'] as const)('a consumer removed from the group (%s claims) joins again at its next claim, not its next heartbeat', async (claimMode) => {
+    const { topic, group } = await topicAndGroup();
+    const seen: string[] = [];
+    const c = await bq.consume(
+      { group, claimMode, pollIntervalMs: 50, heartbeatIntervalMs: 3_600_000, handler: (m) => void seen.push(m.msgId) },
+      quiet,
+    );
+    running.push(c);
+    try {
+      await db.pool.query('select bucketq.leave($1, $2)', [group, c.consumerId]); // an operator removes it
+      const id = await bq.send(topic, {}, { key: 'after-leave' });
+      await waitFor('the message sent after the removal', () => seen.includes(id), 10_000);
+    } finally {
+      await c.stop();
+    }
+  });
+});

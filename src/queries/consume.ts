@@ -3,6 +3,7 @@
 import type pg from 'pg';
 import { namedCall } from '../db/named-call.js';
 import { query } from '../db/query.js';
+import { mapPgError } from '../errors.js';
 import type { Queryable } from '../db/with-client.js';
 
 export interface ClaimedMessage<P = unknown> {
@@ -120,10 +121,15 @@ export async function beginAndClaimLocked(
   opts: { max: number; maxPerKey: number; payloadAsText?: boolean | undefined },
 ): Promise<LockedClaim> {
   const lit = (v: string) => client.escapeLiteral(v);
-  const results = (await client.query(
-    `${beginSql}; select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
-      `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
-  )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+  let results: pg.QueryResult<ClaimRow & { xact: string }>[];
+  try {
+    results = (await client.query(
+      `${beginSql}; select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
+        `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
+    )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+  } catch (err) {
+    throw mapPgError(err); // typed, as every other call: a worker no longer a member must see FencedError
+  }
   const rows = results.at(-1)!.rows;
   return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
 }
