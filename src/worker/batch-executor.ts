@@ -161,7 +161,10 @@ export class BatchExecutor {
         await this.runHandler(tx, m);
         done.push(m);
       } catch (err) {
-        if (err instanceof TransactionLostError) throw err; // the batch's transaction is gone
+        if (err instanceof TransactionLostError) {
+          failed.push({ m, err }); // the batch's transaction is gone: settle() closes it
+          break;
+        }
         await tx.rollbackMessage();
         failed.push({ m, err });
         if (m.key !== null) failedKeys.add(m.key);
@@ -218,9 +221,12 @@ export class BatchExecutor {
     return parse ? { ...m, payload: parse(m.payload as string) } : m;
   }
 
-  /** Cancel what a backend of ours is running (a timed-out handler's query), or end it. */
+  /**
+   * Cancel what a backend of ours is running (a timed-out handler's query), or end it.
+   * Sent on the claim connection: the pool may be exhausted by the very handlers that hang.
+   */
   private async signalBackend(fn: 'cancel' | 'terminate', pid: number): Promise<void> {
-    await this.rt.pool.query(fn === 'cancel' ? 'select pg_cancel_backend($1)' : 'select pg_terminate_backend($1)', [pid]);
+    await this.rt.claimPool.query(fn === 'cancel' ? 'select pg_cancel_backend($1)' : 'select pg_terminate_backend($1)', [pid]);
   }
 
   private context(client: pg.ClientBase, m: ClaimedMessage, signal: AbortSignal): HandlerContext {
@@ -238,6 +244,19 @@ export class BatchExecutor {
     const { rt } = this;
     const { client, release } = e.conn;
     const locked = e.shape === 'locked';
+    const lost = [e.broke?.err, ...e.failed.map((f) => f.err)].find((x) => x instanceof TransactionLostError);
+    if (lost) {
+      // A hung handler's query holds the connection: nothing more can be sent on it.
+      // Closing it ends the transaction (Postgres rolls it back); leased messages are
+      // nacked from the pool, locked ones are ready again with their attempt counted.
+      release(lost as Error);
+      rt.log.error({ err: describe(lost), messages: e.messages.length }, 'transaction lost with a hung handler; its messages will be delivered again');
+      if (!locked) {
+        if (e.shape === 'batch') await this.processInOrder(e.done); // their acks went with the transaction
+        await this.nackLeased(e.failed);
+      }
+      return 'ended';
+    }
     if (!e.broke && e.done.length === 0 && !locked) {
       // Nothing to acknowledge: undo whatever the failed handlers wrote.
       let broken: Error | undefined;

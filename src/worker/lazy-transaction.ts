@@ -109,9 +109,10 @@ export class LazyTransaction {
     use.revoked = true;
     if (use.pending.size === 0) return;
     const pid = (this.client as unknown as { processID: number }).processID;
-    await signal('cancel', pid);
+    // A failed cancel (the database unreachable) ends like one that did not work.
+    await signal('cancel', pid).catch(() => {});
     if (await settledWithin(use.pending, waitMs)) return;
-    await signal('terminate', pid);
+    await signal('terminate', pid).catch(() => {});
     await settledWithin(use.pending, waitMs);
     throw new TransactionLostError(pid, waitMs);
   }
