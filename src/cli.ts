@@ -6,6 +6,7 @@ import { migrateCommand } from './cli/migrate-command.js';
 import { workerCommand } from './cli/worker-command.js';
 import { OPS_USAGE, findOpsCommand } from './cli/ops-commands.js';
 import { CliError } from './cli/cli-error.js';
+import { printable } from './cli/terminal-text.js';
 import { BucketqError } from './errors.js';
 
 const USAGE = `usage: bucketq <command> [options]
@@ -19,9 +20,10 @@ commands:
   worker    consume a group with a handler module until SIGTERM/SIGINT
             --group G --handler ./handler.js [--concurrency N] [--batch-size N] [--max-per-key N]
             [--transaction batch|message] [--claim-mode auto|lock|lease] [--heartbeat-ms N] [--poll-ms N] [--lease-ms N]
-            [--stop-timeout-ms N] [--consumer-id ID]
+            [--handler-timeout-ms N] [--stop-timeout-ms N] [--consumer-id ID]
             (or BUCKETQ_GROUP, BUCKETQ_HANDLER, BUCKETQ_CONCURRENCY, ... in the environment)
             [--metrics-port N]: serve Prometheus /metrics and /health (or BUCKETQ_METRICS_PORT)
+            [--metrics-host ADDR]: listen there (default 127.0.0.1; 0.0.0.0 for all interfaces; or BUCKETQ_METRICS_HOST)
 ${OPS_USAGE}
 
 options:
@@ -49,9 +51,11 @@ export async function main(argv: string[]): Promise<number> {
         'heartbeat-ms': { type: 'string' },
         'poll-ms': { type: 'string' },
         'lease-ms': { type: 'string' },
+        'handler-timeout-ms': { type: 'string' },
         'stop-timeout-ms': { type: 'string' },
         'consumer-id': { type: 'string' },
         'metrics-port': { type: 'string' },
+        'metrics-host': { type: 'string' },
         messages: { type: 'string' },
         rate: { type: 'string' },
         'no-kill': { type: 'boolean' },
@@ -91,9 +95,11 @@ export async function main(argv: string[]): Promise<number> {
         heartbeatMs: values['heartbeat-ms'],
         pollMs: values['poll-ms'],
         leaseMs: values['lease-ms'],
+        handlerTimeoutMs: values['handler-timeout-ms'],
         stopTimeoutMs: values['stop-timeout-ms'],
         consumerId: values['consumer-id'],
         metricsPort: values['metrics-port'],
+        metricsHost: values['metrics-host'],
       });
     default:
       console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker, status, topic, group, send, dlq, rewind, maintain)\n\n${USAGE}`);
@@ -119,7 +125,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (err) {
-    console.error(`bucketq: ${describeError(err)}`);
+    console.error(`bucketq: ${printable(describeError(err))}`); // errors may quote input and data
     process.exitCode = 1;
   }
 }

@@ -38,4 +38,5 @@ export type { ClaimedMessage, LeasedMessage, AckResult, NackResult } from './que
 export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';
 export type { OwnedBucket } from './queries/lobby.js';
 export { Consumer, consume, defaultConsumerId, type ConsumerStats, type StopOptions } from './worker/consumer.js';
+export { HandlerTimeoutError } from './worker/batch-executor.js';
 export type { Handler, HandlerContext, ConsumeOptionsInput as ConsumeOptions } from './worker/options.js';

@@ -3,6 +3,8 @@
 // stopping, 200 in between. Two consumers in one process keep separate registries.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import os from 'node:os';
+import { workerArgsFromEnv } from '../src/cli/worker-command.js';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,7 +203,8 @@ describe('worker metrics', () => {
 
     const after = await get(port, '/health');
     expect(after.status).toBe(200);
-    expect(JSON.parse(after.body)).toEqual({ ready: true, group: 'h.g', topic: 'h.t', consumerId: 'health-1', ownedBuckets: [0, 1, 2, 3] });
+    // No consumer id: it names the worker to anyone who can reach the port (issue 13 item 13).
+    expect(JSON.parse(after.body)).toEqual({ ready: true, group: 'h.g', topic: 'h.t', ownedBuckets: [0, 1, 2, 3] });
 
     // Stopping waits for the in-flight handler; meanwhile the probe says not ready.
     await inHandler;
@@ -247,6 +250,40 @@ describe('worker metrics', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+
+  it('listens on loopback by default; metricsHost (or --metrics-host, BUCKETQ_METRICS_HOST) chooses the interface', async () => {
+    await bq.createTopic('i.t', { buckets: 1 });
+    await bq.createGroup('i.g', 'i.t');
+    const local = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort() }, quiet);
+    consumers.push(local);
+    const outside = Object.values(os.networkInterfaces())
+      .flat()
+      .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address;
+    try {
+      expect(local.metricsHost).toBe('127.0.0.1');
+      expect((await get(local.metricsPort!, '/health')).status).toBe(200);
+      if (outside) {
+        // Another address of this machine: nothing listens there.
+        await expect(fetch(`http://${outside}:${local.metricsPort}/health`)).rejects.toThrow();
+      }
+    } finally {
+      await local.stop();
+    }
+    const all = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort(), metricsHost: '0.0.0.0' }, quiet);
+    consumers.push(all);
+    try {
+      expect(all.metricsHost).toBe('0.0.0.0');
+      if (outside) expect((await fetch(`http://${outside}:${all.metricsPort}/health`)).status).toBe(200);
+    } finally {
+      await all.stop();
+    }
+    await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort(), metricsHost: '203.0.113.7' }, quiet)).rejects.toThrow(
+      /cannot serve metrics on port \d+: the host is not an address of this machine; set metricsHost \(--metrics-host\).*\(metricsHost 203\.0\.113\.7\)/,
+    );
+    await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: 1, metricsHost: '' }, quiet)).rejects.toThrow(/metricsHost must not be empty/);
+    expect(workerArgsFromEnv({}, { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('0.0.0.0');
+    expect(workerArgsFromEnv({ metricsHost: '::1' }, { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('::1');
   });
 
   it('rejects a bad metricsPort and reports a port in use', async () => {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { COMMON_OPTIONS, COMMON_USAGE, assertGroupExists, expectPositionals, parseCommandArgs, requiredFlag, validate, withCliClient } from './args.js';
 import { CliError } from './cli-error.js';
 import { formatTable } from './table.js';
+import { printable, printableJson } from './terminal-text.js';
 
 export const DLQ_USAGE = `usage: bucketq dlq list [--group G] [--all] [--json]
        bucketq dlq replay --group G [--id ID ...]
@@ -70,11 +71,11 @@ export async function dlqCommand(argv: string[]): Promise<number> {
         [group ?? null, values.all ?? false],
       );
       if (values.json) {
-        console.log(JSON.stringify(rows, null, 2));
+        console.log(printableJson(JSON.stringify(rows, null, 2)));
         return 0;
       }
       if (rows.length === 0) {
-        console.log(`no dead letters${group ? ` in group ${group}` : ''}${values.all ? '' : ' (not yet replayed)'}`);
+        console.log(`no dead letters${group ? ` in group ${printable(group)}` : ''}${values.all ? '' : ' (not yet replayed)'}`);
         return 0;
       }
       console.log(
@@ -93,7 +94,7 @@ export async function dlqCommand(argv: string[]): Promise<number> {
     const o = validate('dlq replay', replaySchema, { group: values.group, ids: values.id });
     return withCliClient(values['database-url'], async (bq) => {
       const n = await bq.replayDead(o.group, o.ids);
-      console.log(`replayed ${n} dead letter${n === 1 ? '' : 's'} of group ${o.group}${n ? ': they are delivered again in key order' : ''}`);
+      console.log(`replayed ${n} dead letter${n === 1 ? '' : 's'} of group ${printable(o.group)}${n ? ': they are delivered again in key order' : ''}`);
       return 0;
     });
   }

@@ -6,6 +6,7 @@ import { readStatus, type StatusSnapshot } from '../queries/status.js';
 import { COMMON_OPTIONS, COMMON_USAGE, assertGroupExists, expectPositionals, intFlag, openClient, parseCommandArgs, validate } from './args.js';
 import { CliError } from './cli-error.js';
 import { formatAge, formatBytes, formatRanges, formatTable } from './table.js';
+import { printable, printableJson } from './terminal-text.js';
 
 export const STATUS_USAGE = `usage: bucketq status [--group G] [--watch [--interval-ms N]] [--json]
 
@@ -56,7 +57,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     if (o.group !== undefined) await assertGroupExists(bq, 'status', o.group);
     const draw = async () => {
       const snapshot = await readStatus(bq.pool, o.group);
-      return o.json ? JSON.stringify(snapshot, null, o.watch ? undefined : 2) : renderStatus(snapshot);
+      return o.json ? printableJson(JSON.stringify(snapshot, null, o.watch ? undefined : 2)) : renderStatus(snapshot);
     };
     if (!o.watch) {
       console.log(await draw());
@@ -83,8 +84,8 @@ async function watch(draw: () => Promise<string>, intervalMs: number, json: bool
       try {
         text = await draw();
       } catch (err) {
-        if (json) text = JSON.stringify({ error: (err as Error).message, at: new Date() });
-        else text = `bucketq status: refresh failed at ${new Date().toISOString()}: ${(err as Error).message}\n(retrying every ${intervalMs} ms; Ctrl-C to stop)`;
+        if (json) text = printableJson(JSON.stringify({ error: (err as Error).message, at: new Date() }));
+        else text = `bucketq status: refresh failed at ${new Date().toISOString()}: ${printable((err as Error).message)}\n(retrying every ${intervalMs} ms; Ctrl-C to stop)`;
       }
       if (stop.signal.aborted) break;
       if (json) console.log(text);
@@ -104,7 +105,7 @@ async function watch(draw: () => Promise<string>, intervalMs: number, json: bool
 export function renderStatus(s: StatusSnapshot): string {
   const out: string[] = [];
   const section = (title: string, body: string) => out.push('', title, body);
-  out.push(`bucketq status at ${s.takenAt.toISOString()}${s.group ? ` (group ${s.group})` : ''}`);
+  out.push(`bucketq status at ${s.takenAt.toISOString()}${s.group ? ` (group ${printable(s.group)})` : ''}`);
 
   section(
     'topics',

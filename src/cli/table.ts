@@ -1,4 +1,6 @@
-// A tiny terminal table: header, rule, rows; numbers right-aligned, long cells cut.
+// A tiny terminal table: header, rule, rows; numbers right-aligned, long cells cut,
+// control characters in cells shown as escapes.
+import { printable } from './terminal-text.js';
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -25,7 +27,7 @@ function cellText(v: Cell): string {
   if (v === null || v === undefined) return '-';
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   if (typeof v === 'number') return Number.isInteger(v) ? v.toLocaleString('en-US') : String(v);
-  return v.replace(/\s*\n\s*/g, ' ');
+  return printable(v.replace(/\s*\n\s*/g, ' '));
 }
 
 function cut(s: string, max: number): string {

@@ -24,6 +24,7 @@ const workerArgsSchema = z.object({
   heartbeatMs: intFrom('--heartbeat-ms').optional(),
   pollMs: intFrom('--poll-ms').optional(),
   leaseMs: intFrom('--lease-ms').optional(),
+  handlerTimeoutMs: intFrom('--handler-timeout-ms').optional(),
   stopTimeoutMs: intFrom('--stop-timeout-ms').default(30_000),
   consumerId: z.string().min(1).optional(),
   metricsPort: z.coerce
@@ -32,6 +33,7 @@ const workerArgsSchema = z.object({
     .min(0, '--metrics-port must be from 0 (off) to 65535')
     .max(65535, '--metrics-port must be from 0 (off) to 65535')
     .optional(),
+  metricsHost: z.string().min(1, "--metrics-host must not be empty: use 127.0.0.1 (this machine only, the default) or 0.0.0.0 (all interfaces)").optional(),
 });
 
 export type WorkerArgs = Partial<Record<keyof z.input<typeof workerArgsSchema>, string>>;
@@ -51,9 +53,11 @@ export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = pr
     heartbeatMs: pick(flags.heartbeatMs, 'BUCKETQ_HEARTBEAT_MS'),
     pollMs: pick(flags.pollMs, 'BUCKETQ_POLL_MS'),
     leaseMs: pick(flags.leaseMs, 'BUCKETQ_LEASE_MS'),
+    handlerTimeoutMs: pick(flags.handlerTimeoutMs, 'BUCKETQ_HANDLER_TIMEOUT_MS'),
     stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
     consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
     metricsPort: pick(flags.metricsPort, 'BUCKETQ_METRICS_PORT'),
+    metricsHost: pick(flags.metricsHost, 'BUCKETQ_METRICS_HOST'),
   };
 }
 
@@ -82,8 +86,10 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
       heartbeatIntervalMs: args.heartbeatMs,
       pollIntervalMs: args.pollMs,
       leaseTimeoutMs: args.leaseMs,
+      handlerTimeoutMs: args.handlerTimeoutMs,
       consumerId: args.consumerId,
       metricsPort: args.metricsPort,
+      metricsHost: args.metricsHost,
     },
   );
   let signals = 0;

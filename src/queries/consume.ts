@@ -3,6 +3,7 @@
 import type pg from 'pg';
 import { namedCall } from '../db/named-call.js';
 import { query } from '../db/query.js';
+import { mapPgError } from '../errors.js';
 import type { Queryable } from '../db/with-client.js';
 
 export interface ClaimedMessage<P = unknown> {
@@ -73,6 +74,8 @@ export async function claim(
     leaseTimeout?: string | undefined;
     /** > 1: a key may come as a run of consecutive messages, in key_seq order. */
     maxPerKey?: number | undefined;
+    /** The payload as its JSON text (a string), exactly as stored, instead of parsed. */
+    payloadAsText?: boolean | undefined;
   },
 ): Promise<LeasedMessage[]> {
   const call = namedCall('bucketq.claim', [
@@ -85,7 +88,7 @@ export async function claim(
   ]);
   const rows = await query<ClaimRow>(
     db,
-    `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
+    `select msg_id, bucket, key, key_seq, ${payloadColumn(opts.payloadAsText)}, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
   );
   return rows.map(toMessage) as LeasedMessage[];
@@ -97,7 +100,14 @@ export interface LockedClaim {
   xact: string | null;
 }
 
-const lockedColumns = 'msg_id, bucket, key, key_seq, payload, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact';
+/**
+ * node-pg parses json and jsonb with JSON.parse, which rounds integers beyond 2^53 and
+ * decimals beyond a double's precision. As text, the payload arrives exactly as stored.
+ */
+const payloadColumn = (asText: boolean | undefined) => (asText ? 'payload::text as payload' : 'payload');
+
+const lockedColumns = (payloadAsText: boolean | undefined) =>
+  `msg_id, bucket, key, key_seq, ${payloadColumn(payloadAsText)}, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact`;
 
 /**
  * begin, the given settings and claim_locked in one round trip (the simple query
@@ -108,13 +118,18 @@ export async function beginAndClaimLocked(
   beginSql: string,
   group: string,
   consumerId: string,
-  opts: { max: number; maxPerKey: number },
+  opts: { max: number; maxPerKey: number; payloadAsText?: boolean | undefined },
 ): Promise<LockedClaim> {
   const lit = (v: string) => client.escapeLiteral(v);
-  const results = (await client.query(
-    `${beginSql}; select ${lockedColumns} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
-      `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
-  )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+  let results: pg.QueryResult<ClaimRow & { xact: string }>[];
+  try {
+    results = (await client.query(
+      `${beginSql}; select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
+        `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
+    )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+  } catch (err) {
+    throw mapPgError(err); // typed, as every other call: a worker no longer a member must see FencedError
+  }
   const rows = results.at(-1)!.rows;
   return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
 }
@@ -162,10 +177,17 @@ export interface NackResult {
 export async function nack(
   db: Queryable,
   group: string,
-  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined }[],
+  items: readonly {
+    msgId: string;
+    leaseToken: string | null;
+    error?: string | undefined;
+    /** This message's own delay (an interval); else opts.retryDelay, else the group's backoff. */
+    retryDelay?: string | undefined;
+  }[],
   opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
 ): Promise<NackResult[]> {
   if (items.length === 0) return [];
+  if (items.some((i) => i.retryDelay !== undefined)) return nackEach(db, group, items, opts);
   const call = namedCall('bucketq.nack', [
     ['group_name', 'text', group],
     ['msg_ids', 'bigint[]', items.map((i) => i.msgId)],
@@ -179,6 +201,45 @@ export async function nack(
     db,
     `select msg_id, status, retry_at from ${call.text}`,
     call.values,
+  );
+  return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
+}
+
+/**
+ * nack with a delay per message: bucketq.nack takes one retry_delay per call, so it is
+ * called once per message, all in one statement (one round trip, one transaction, and
+ * one error undoes them all, as with a single call). Results come in the items' order.
+ */
+async function nackEach(
+  db: Queryable,
+  group: string,
+  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined; retryDelay?: string | undefined }[],
+  opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
+): Promise<NackResult[]> {
+  const tokens = leaseTokensOf(items);
+  const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(
+    db,
+    `select r.msg_id, r.status, r.retry_at
+       from unnest($2::bigint[], $3::bigint[], $4::text[], $5::interval[]) with ordinality as x(msg_id, lease_token, error, retry_delay, n)
+      cross join lateral bucketq.nack(
+             group_name => $1::text,
+             msg_ids => array[x.msg_id],
+             lease_tokens => case when $3::bigint[] is null then null else array[x.lease_token] end,
+             errors => array[x.error],
+             retry_delay => coalesce(x.retry_delay, $6::interval),
+             strict => coalesce($7::boolean, true),
+             consumer_id => $8::text) r
+      order by x.n`,
+    [
+      group,
+      items.map((i) => i.msgId),
+      tokens,
+      items.map((i) => i.error ?? null),
+      items.map((i) => i.retryDelay ?? null),
+      opts.retryDelay ?? null,
+      opts.strict ?? null,
+      opts.consumerId ?? null,
+    ],
   );
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
 }

@@ -49,15 +49,20 @@ export interface GroupSettings {
   sessionTimeoutMs: number;
   leaseTimeoutMs: number;
   maxAttempts: number;
+  /** Retry n waits backoffBase * 2^(n-1), at most backoffMax (as bucketq.nack computes it). */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
 }
 
 export async function groupSettings(db: Queryable, group: string): Promise<GroupSettings> {
-  const rows = await query<{ topic: string; session_ms: number; lease_ms: number; max_attempts: number }>(
+  const rows = await query<{ topic: string; session_ms: number; lease_ms: number; max_attempts: number; backoff_base_ms: number; backoff_max_ms: number }>(
     db,
     `select topic,
             extract(epoch from session_timeout) * 1000 as session_ms,
             extract(epoch from lease_timeout) * 1000 as lease_ms,
-            max_attempts
+            max_attempts,
+            extract(epoch from backoff_base) * 1000 as backoff_base_ms,
+            extract(epoch from backoff_max) * 1000 as backoff_max_ms
        from bucketq.groups where group_name = $1`,
     [group],
   );
@@ -72,5 +77,7 @@ export async function groupSettings(db: Queryable, group: string): Promise<Group
     sessionTimeoutMs: Number(row.session_ms),
     leaseTimeoutMs: Number(row.lease_ms),
     maxAttempts: row.max_attempts,
+    backoffBaseMs: Number(row.backoff_base_ms),
+    backoffMaxMs: Number(row.backoff_max_ms),
   };
 }

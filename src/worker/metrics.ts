@@ -2,7 +2,7 @@
 // one, so several consumers in one process do not clash), and the HTTP server that
 // serves them with a readiness probe:
 //   GET /metrics  Prometheus text format
-//   GET /health   200 {"ready":true,...} once joined; 503 {"ready":false} before joining
+//   GET /health   200 {"ready":true,...} (group, topic, owned buckets) once joined; 503 {"ready":false} before joining
 //                 and from the moment the consumer starts stopping
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -134,6 +134,10 @@ export class MetricsServer {
 
   get port(): number {
     return (this.server.address() as AddressInfo).port;
+  }
+
+  get host(): string {
+    return (this.server.address() as AddressInfo).address;
   }
 
   close(): Promise<void> {

@@ -14,7 +14,13 @@ export interface HandlerContext {
   client: pg.ClientBase;
   /** 1 on the first delivery. */
   attempt: number;
-  /** Aborted when the consumer stops hard or the message's lease is about to expire. */
+  /**
+   * Aborted when this handler's time is up (handlerTimeoutMs, default the lease timeout)
+   * or the consumer stops hard (stop's timeoutMs passed). The worker does not wait for
+   * the handler after that: the message fails (it is nacked with the reason), the
+   * handler's queries on `client` fail, and one it is running is cancelled. Pass it on
+   * to fetch and other calls that take a signal.
+   */
   signal: AbortSignal;
   group: string;
   consumerId: string;
@@ -69,19 +75,51 @@ export const consumeOptionsSchema = z
     /** Lease per claim; default: the group's lease_timeout. */
     leaseTimeoutMs: positiveInt('leaseTimeoutMs', 86_400_000).optional(),
     /**
+     * The longest one handler may run. Past it the handler's ctx.signal is aborted, it
+     * is cut off from its transaction and its message is nacked with a timeout error
+     * (an attempt counted, retried with backoff or dead-lettered), so a hung handler
+     * cannot hold its buckets. Default: the lease timeout.
+     */
+    handlerTimeoutMs: z
+      .number({ error: 'handlerTimeoutMs must be a number of milliseconds, e.g. 30000' })
+      .int('handlerTimeoutMs must be a whole number of milliseconds')
+      .min(1, 'handlerTimeoutMs must be at least 1 ms (it is how long one handler may run before its message fails)')
+      .max(86_400_000, 'handlerTimeoutMs must be at most 86400000 (24 hours)')
+      .optional(),
+    /**
      * How often this worker runs bucketq.maintain(wait => false) (partitions ahead,
      * retention); 0 disables. Workers skip the run while another one is at it.
      */
     maintenanceIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
     /**
      * Serve Prometheus metrics on GET /metrics and a readiness probe on GET /health on
-     * this TCP port (all interfaces); 0 or undefined: no server.
+     * this TCP port (on metricsHost); 0 or undefined: no server.
      */
     metricsPort: z
       .number({ error: 'metricsPort must be a port number' })
       .int('metricsPort must be a whole number')
       .min(0, 'metricsPort must be from 0 (off) to 65535')
       .max(65535, 'metricsPort must be from 0 (off) to 65535')
+      .optional(),
+    /**
+     * The address the metrics server listens on. Default '127.0.0.1': this machine only
+     * (metrics name groups and topics, and /health tells who is ready). '0.0.0.0' or '::'
+     * for all interfaces, e.g. for a Prometheus scraping from another host.
+     */
+    metricsHost: z
+      .string({ error: "metricsHost must be a host name or address to listen on, e.g. '127.0.0.1' or '0.0.0.0'" })
+      .min(1, "metricsHost must not be empty: use '127.0.0.1' (this machine only, the default) or '0.0.0.0' (all interfaces)")
+      .optional(),
+    /**
+     * Turns the payload's JSON text, exactly as stored, into message.payload. By default
+     * payloads are parsed with JSON.parse, which rounds integers beyond 2^53
+     * (9007199254740993 arrives as 9007199254740992) and long decimals. `(text) => text`
+     * hands handlers the text; a bigint-aware parser (json-bigint, lossless-json) keeps
+     * every digit. Runs before the handler, as part of its attempt: if it throws, the
+     * message fails like a handler that throws.
+     */
+    parsePayload: z
+      .custom<(text: string) => unknown>((v) => typeof v === 'function', 'parsePayload must be a function (text: string) => payload, e.g. (text) => text for the exact JSON text')
       .optional(),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
@@ -94,6 +132,13 @@ export const consumeOptionsSchema = z
         code: 'custom',
         path: ['claimMode'],
         message: `claimMode '${o.claimMode}' needs transaction 'batch' (a batch's locks live in its one transaction); use claimMode 'lease' with transaction 'message'`,
+      });
+    }
+    if (o.handlerTimeoutMs !== undefined && o.leaseTimeoutMs !== undefined && o.handlerTimeoutMs > o.leaseTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['handlerTimeoutMs'],
+        message: `handlerTimeoutMs (${o.handlerTimeoutMs}) is longer than leaseTimeoutMs (${o.leaseTimeoutMs}): the lease would run out first and the message be delivered again while the handler still runs; lower handlerTimeoutMs or raise leaseTimeoutMs`,
       });
     }
     if (o.heartbeatIntervalMs !== undefined && o.heartbeatIntervalMs < 50) {

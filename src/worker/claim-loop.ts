@@ -1,0 +1,192 @@
+// The claim loop: waits for work (a NOTIFY, a retry falling due, a rebalance, the poll
+// timer), claims ready messages in the buckets this consumer owns and hands them to the
+// batch executor, never running more than `concurrency` transactions at once.
+//
+// Claim modes ('batch' transactions): 'lease' writes a lease per message and commits it
+// before the handlers run; 'lock' claims inside the batch's own transaction by row lock
+// (nothing written); 'auto' leases while claims come back partly full and locks while
+// they come back full. 'message' transactions always lease.
+import { FencedError } from '../errors.js';
+import { beginAndClaimLocked, claim, type ClaimedMessage } from '../queries/consume.js';
+import type { BatchExecutor, HeldBatch } from './batch-executor.js';
+import { beginSql, checkout } from './connection.js';
+import type { Membership } from './membership.js';
+import type { ConsumeOptions } from './options.js';
+import { runsOf } from './runs.js';
+import type { Runtime } from './runtime.js';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Batches may hold their messages by row lock in their own transaction (claim_locked). */
+export function mayClaimLocked(opts: ConsumeOptions): boolean {
+  return opts.transaction === 'batch' && (opts.claimMode ?? 'auto') !== 'lease';
+}
+
+export class ClaimLoop {
+  private inflightCount = 0;
+  private slotFreed: (() => void) | undefined;
+  /** The last claim came back full, so more is probably ready. */
+  private backlog = false;
+  private loop: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly membership: Membership,
+    private readonly executor: BatchExecutor,
+  ) {}
+
+  /** Transactions (batches, or runs of messages) being handled now. */
+  get inflight(): number {
+    return this.inflightCount;
+  }
+
+  start(): void {
+    this.loop = this.run().catch((err) => this.rt.log.fatal({ err }, 'claim loop crashed'));
+  }
+
+  /** Let a loop waiting for a free slot see that the consumer stops; resolves when it has ended. */
+  finish(): Promise<void> {
+    this.slotFreed?.();
+    return this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { rt } = this;
+    const { opts } = rt;
+    const batchSize = opts.transaction === 'batch' ? opts.batchSize : Math.min(opts.batchSize, opts.concurrency);
+    while (rt.running()) {
+      if (this.inflightCount >= opts.concurrency) {
+        await new Promise<void>((r) => (this.slotFreed = r));
+        continue;
+      }
+      if (this.membership.buckets.size === 0) {
+        await rt.wakeup.wait(opts.pollIntervalMs);
+        continue;
+      }
+      if (this.claimsLocked) {
+        // Each batch claims in its own transaction, so claims can overlap: while the
+        // last claim came back full (a backlog), the next starts at once; otherwise we
+        // wait for its answer, and for a wake-up if it found nothing.
+        const claimed = this.startLockedBatch(batchSize);
+        if (!this.backlog) {
+          const n = await claimed;
+          if (n === 0) await rt.wakeup.wait(opts.pollIntervalMs);
+        }
+        continue;
+      }
+      let messages: ClaimedMessage[];
+      try {
+        const free = opts.concurrency - this.inflightCount;
+        messages = await claim(rt.claimPool, rt.group, rt.consumerId, {
+          max: opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
+          leaseTimeout: opts.leaseTimeoutMs === undefined ? undefined : `${opts.leaseTimeoutMs} milliseconds`,
+          maxPerKey: opts.maxPerKey ?? batchSize,
+          payloadAsText: opts.parsePayload !== undefined,
+        });
+      } catch (err) {
+        if (!rt.running()) break;
+        await this.afterClaimError(err);
+        continue;
+      }
+      this.backlog = messages.length >= batchSize;
+      if (messages.length === 0) {
+        await rt.wakeup.wait(opts.pollIntervalMs);
+        continue;
+      }
+      if (opts.transaction === 'batch') {
+        this.track(this.executor.processBatch(messages));
+      } else {
+        // A key's run is handled in order, one transaction per message; runs in parallel.
+        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run));
+      }
+    }
+  }
+
+  private async afterClaimError(err: unknown): Promise<void> {
+    if (err instanceof FencedError) {
+      await this.membership.beat(); // our session expired: rejoin before claiming again
+    } else {
+      this.rt.log.warn({ err }, 'claim failed; retrying');
+      await sleep(Math.min(this.rt.opts.pollIntervalMs, 1000));
+    }
+  }
+
+  /**
+   * Whether the next claim locks: always with claimMode 'lock'; with 'auto' while the
+   * last claim came back full. A lease costs a write and a commit per batch, a locked
+   * claim a round trip to record its attempt: under a backlog the lease is the dearer,
+   * when messages trickle in the extra round trip is latency.
+   */
+  private get claimsLocked(): boolean {
+    if (!mayClaimLocked(this.rt.opts)) return false;
+    return (this.rt.opts.claimMode ?? 'auto') === 'lock' || this.backlog;
+  }
+
+  /**
+   * One batch claimed by row lock and processed, as tracked work. Resolves once the
+   * claim answered: with how many messages it took (0 on error or nothing ready).
+   */
+  private startLockedBatch(batchSize: number): Promise<number> {
+    let answered!: (n: number) => void;
+    const claimed = new Promise<number>((r) => (answered = r));
+    this.track(
+      (async () => {
+        let held: HeldBatch;
+        try {
+          held = await this.beginLockedClaim(batchSize);
+        } catch (err) {
+          this.backlog = false;
+          answered(0);
+          if (this.rt.running()) await this.afterClaimError(err);
+          return;
+        }
+        const n = held.claim.messages.length;
+        this.backlog = n >= batchSize;
+        answered(n);
+        if (n > 0) await this.executor.processLockedBatch(held);
+      })(),
+    );
+    return claimed;
+  }
+
+  /**
+   * Open the batch's transaction and claim in it (one round trip). With nothing to
+   * claim the transaction commits at once (claim_locked may have settled crashed
+   * attempts or made retries ready: that must stay done).
+   */
+  private async beginLockedClaim(batchSize: number): Promise<HeldBatch> {
+    const { rt } = this;
+    const { client, release } = await checkout(rt);
+    try {
+      const claimed = await beginAndClaimLocked(client, beginSql(rt), rt.group, rt.consumerId, {
+        max: batchSize,
+        maxPerKey: rt.opts.maxPerKey ?? batchSize,
+        payloadAsText: rt.opts.parsePayload !== undefined,
+      });
+      if (claimed.messages.length === 0) {
+        await client.query('commit');
+        release();
+      }
+      return { client, release, claim: claimed };
+    } catch (err) {
+      let broken: Error | undefined;
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      release(broken);
+      throw err;
+    }
+  }
+
+  /** Count work in flight until it ends; its end frees a slot and wakes the loop. */
+  private track(work: Promise<void>): void {
+    this.inflightCount++;
+    void work
+      .catch((err) => this.rt.log.error({ err }, 'unexpected error processing messages'))
+      .finally(() => {
+        this.inflightCount--;
+        const r = this.slotFreed;
+        this.slotFreed = undefined;
+        r?.();
+        this.rt.wakeup.wake(); // an ack may have made the key's next message ready
+      });
+  }
+}

@@ -1,0 +1,288 @@
+// How a worker copes with handlers that misbehave (issue 13): thrown values that are not
+// Errors, handlers that hang, failures retried all at the same instant.
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BucketQ } from '../src/client.js';
+import { jitteredRetryDelay } from '../src/worker/backoff.js';
+import type { Consumer } from '../src/worker/consumer.js';
+import { freshDatabase, type FreshDatabase } from './support/db.js';
+import { waitFor } from './support/wait.js';
+
+let db: FreshDatabase;
+let bq: BucketQ;
+let n = 0;
+const unique = (prefix: string) => `${prefix}.${++n}`;
+const quiet = pino({ level: 'silent' });
+const running: Consumer[] = [];
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  bq = new BucketQ({ pool: db.pool });
+  await db.pool.query('create table effects (msg_id bigint, key text)');
+});
+afterAll(async () => {
+  await Promise.all(running.map((c) => c.stop({ timeoutMs: 1000 })));
+  await bq.close();
+  await db.drop();
+});
+
+async function topicAndGroup(group: Record<string, unknown> = {}): Promise<{ topic: string; group: string }> {
+  const topic = unique('t');
+  const name = unique('g');
+  await bq.createTopic(topic, { buckets: 1 });
+  await bq.createGroup(name, topic, { startAt: 'earliest', ...group });
+  return { topic, group: name };
+}
+
+async function pending(group: string): Promise<number> {
+  const r = await db.pool.query<{ pending: string }>('select pending from bucketq.groups where group_name = $1', [group]);
+  return Number(r.rows[0]?.pending);
+}
+
+async function deadLetters(group: string): Promise<{ key: string; attempts: number; last_error: string }[]> {
+  const r = await db.pool.query('select key, attempts, last_error from bucketq.dead_letters where group_name = $1 order by key', [group]);
+  return r.rows;
+}
+
+async function effects(keys: string[]): Promise<string[]> {
+  const r = await db.pool.query<{ key: string }>('select key from effects where key = any($1) order by key', [keys]);
+  return r.rows.map((x) => x.key);
+}
+
+describe('thrown values that are not Errors', () => {
+  it.each(['lock', 'lease'] as const)(
+    'a handler throwing Object.create(null) (%s claims) fails only its own message; the other three are acked once',
+    async (claimMode) => {
+      const { topic, group } = await topicAndGroup({ maxAttempts: 1 });
+      const keys = ['a', 'b', 'c', 'd'].map((k) => `${k}.${claimMode}`);
+      await bq.sendBatch(topic, keys.map((key) => ({ payload: {}, key })));
+      const c = await bq.consume(
+        {
+          group,
+          claimMode,
+          batchSize: 4,
+          handler: async (m, ctx) => {
+            if (m.key === keys[1]) throw Object.create(null); // no toString, no valueOf: String() throws
+            await ctx.client.query('insert into effects values ($1, $2)', [m.msgId, m.key]);
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      try {
+        await waitFor('drain', async () => (await pending(group)) === 0, 10_000);
+      } finally {
+        await c.stop();
+      }
+      expect(await effects(keys)).toEqual([keys[0], keys[2], keys[3]]);
+      const dead = await deadLetters(group);
+      expect(dead.map((d) => d.key)).toEqual([keys[1]]);
+      expect(dead[0]!.last_error).toMatch(/\S/);
+    },
+  );
+
+  it("a handler throwing undefined ('message' transactions) is nacked: retried with backoff, dead-lettered when attempts run out", async () => {
+    const { topic, group } = await topicAndGroup({ maxAttempts: 2, backoffBase: '10 milliseconds', backoffMax: '10 milliseconds' });
+    await bq.sendBatch(topic, [{ payload: {}, key: 'u' }]);
+    const attempts: number[] = [];
+    const c = await bq.consume(
+      {
+        group,
+        transaction: 'message',
+        leaseTimeoutMs: 60_000, // without the nack, the retry would wait out this lease
+        handler: async (_m, ctx) => {
+          attempts.push(ctx.attempt);
+          throw undefined;
+        },
+      },
+      quiet,
+    );
+    running.push(c);
+    try {
+      await waitFor('the message to be dead-lettered', async () => (await deadLetters(group)).length === 1, 10_000);
+    } finally {
+      await c.stop();
+    }
+    expect(attempts).toEqual([1, 2]);
+    const [dead] = await deadLetters(group);
+    expect(dead).toMatchObject({ key: 'u', attempts: 2 });
+    expect(dead!.last_error).toMatch(/undefined/);
+    expect(c.stats.failed).toBe(2);
+  });
+});
+
+describe('hung handlers', () => {
+  const modes = [
+    { transaction: 'batch', claimMode: 'lock' },
+    { transaction: 'batch', claimMode: 'lease' },
+    { transaction: 'message', claimMode: 'lease' },
+  ] as const;
+
+  it.each(modes)(
+    'a handler past handlerTimeoutMs ($transaction transactions, $claimMode claims) is given up on: signal aborted, query cancelled, message nacked, its key flows on',
+    async ({ transaction, claimMode }) => {
+      const { topic, group } = await topicAndGroup({ maxAttempts: 1 });
+      const k = (name: string) => `${name}.${transaction}.${claimMode}`;
+      await bq.sendBatch(topic, [
+        { payload: { mode: 'hang' }, key: k('h') }, // ignores its signal, never settles
+        { payload: { mode: 'sql' }, key: k('s') }, // stuck in Postgres
+        { payload: { mode: 'ok' }, key: k('h') }, // behind the hung one on its key
+        { payload: { mode: 'ok' }, key: k('o') },
+      ]);
+      const aborted: string[] = [];
+      const c = await bq.consume(
+        {
+          group,
+          transaction,
+          claimMode,
+          batchSize: 10,
+          handlerTimeoutMs: 300,
+          handler: async (m, ctx) => {
+            const { mode } = m.payload as { mode: string };
+            ctx.signal.addEventListener('abort', () => aborted.push(mode));
+            if (mode === 'hang') await new Promise(() => {});
+            if (mode === 'sql') await ctx.client.query('select pg_sleep(30)');
+            await ctx.client.query('insert into effects values ($1, $2)', [m.msgId, m.key]);
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      try {
+        await waitFor('drain', async () => (await pending(group)) === 0, 15_000);
+      } finally {
+        await c.stop({ timeoutMs: 1000 });
+      }
+      expect(aborted.sort()).toEqual(['hang', 'sql']);
+      const dead = await deadLetters(group);
+      expect(dead.map((d) => d.key).sort()).toEqual([k('h'), k('s')].sort());
+      for (const d of dead) expect(d.last_error).toMatch(/timed out after 300 ms \(handlerTimeoutMs\)/);
+      expect((await effects([k('h'), k('o'), k('s')])).sort()).toEqual([k('h'), k('o')].sort());
+      const sleeping = await db.pool.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'");
+      expect(sleeping.rows[0].n, 'the timed-out query was cancelled').toBe(0);
+    },
+  );
+
+  it.each(['batch', 'message'] as const)(
+    'stop({ timeoutMs: 500 }) returns within about its timeout (%s transactions): running handlers are aborted, their messages nacked, the group left',
+    async (transaction) => {
+      const { topic, group } = await topicAndGroup();
+      await bq.sendBatch(topic, [
+        { payload: { mode: 'hang' }, key: 'a' },
+        { payload: { mode: 'sql' }, key: 'b' },
+      ]);
+      const started: string[] = [];
+      const aborted: string[] = [];
+      const c = await bq.consume(
+        {
+          group,
+          transaction,
+          claimMode: 'lease',
+          concurrency: 2,
+          handler: async (m, ctx) => {
+            const { mode } = m.payload as { mode: string };
+            started.push(mode);
+            ctx.signal.addEventListener('abort', () => aborted.push(mode));
+            if (mode === 'hang') await new Promise(() => {});
+            await ctx.client.query('select pg_sleep(30)');
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      await waitFor('a handler to start', () => started.length >= (transaction === 'message' ? 2 : 1), 10_000);
+      const t0 = Date.now();
+      await c.stop({ timeoutMs: 500 });
+      const took = Date.now() - t0;
+      expect(took, 'stop took').toBeLessThan(500 + 1500);
+      expect(aborted.sort()).toEqual([...started].sort());
+      const members = await db.pool.query('select consumer_id from bucketq.consumers where group_name = $1', [group]);
+      expect(members.rows).toEqual([]);
+      const nacked = await db.pool.query<{ key: string; last_error: string | null }>(
+        `select m.key, i.last_error from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+           join bucketq.message m on m.id = i.msg_id where g.name = $1 and i.last_error is not null order by m.key`,
+        [group],
+      );
+      expect(nacked.rows.map((r) => r.key)).toEqual(started.map((mode) => (mode === 'hang' ? 'a' : 'b')).sort());
+      for (const r of nacked.rows) expect(r.last_error).toMatch(/consumer stopping/);
+    },
+  );
+
+  it('rejects a bad handlerTimeoutMs with a message naming it and the fix', async () => {
+    const { group } = await topicAndGroup();
+    await expect(bq.consume({ group, handler: () => {}, handlerTimeoutMs: 0 }, quiet)).rejects.toThrow(/handlerTimeoutMs must be at least 1 ms/);
+    await expect(bq.consume({ group, handler: () => {}, handlerTimeoutMs: 5000, leaseTimeoutMs: 1000 }, quiet)).rejects.toThrow(
+      /handlerTimeoutMs \(5000\) is longer than leaseTimeoutMs \(1000\).*lower handlerTimeoutMs or raise leaseTimeoutMs/,
+    );
+  });
+});
+
+describe('retry backoff', () => {
+  it('the jittered delay spans the upper half of the group backoff for the attempt, capped at backoffMax', () => {
+    const settings = { backoffBaseMs: 1000, backoffMaxMs: 60_000 };
+    expect(jitteredRetryDelay(settings, 1, () => 0)).toBe('500.000 milliseconds');
+    expect(jitteredRetryDelay(settings, 1, () => 1)).toBe('1000.000 milliseconds');
+    expect(jitteredRetryDelay(settings, 3, () => 0.5)).toBe('3000.000 milliseconds'); // 4 s backoff
+    expect(jitteredRetryDelay(settings, 40, () => 1)).toBe('60000.000 milliseconds'); // capped
+  });
+
+
+  it.each(['lock', 'lease'] as const)(
+    'failures of one batch (%s claims) are retried at scattered times within the group backoff, not all at once',
+    async (claimMode) => {
+      const { topic, group } = await topicAndGroup({ backoffBase: '10 seconds', backoffMax: '10 seconds' });
+      await bq.sendBatch(topic, ['a', 'b', 'c', 'd', 'e'].map((key) => ({ payload: {}, key })));
+      let failures = 0;
+      const c = await bq.consume(
+        {
+          group,
+          claimMode,
+          batchSize: 5,
+          handler: () => {
+            failures++;
+            throw new Error('fails');
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      try {
+        await waitFor('five nacks', () => c.stats.failed === 5, 10_000);
+      } finally {
+        await c.stop();
+      }
+      expect(failures).toBe(5);
+      const { rows } = await db.pool.query<{ delay_ms: number }>(
+        `select extract(epoch from i.available_at - now()) * 1000 as delay_ms
+           from bucketq.inbox i join bucketq.consumer_group g using (group_id)
+          where g.name = $1 and i.last_error is not null`,
+        [group],
+      );
+      const delays = rows.map((r) => Number(r.delay_ms));
+      expect(delays).toHaveLength(5);
+      expect(new Set(delays).size, `retry times ${delays.join(', ')}`).toBe(5);
+      // Spread over the upper half of the backoff: never later than the group's backoff.
+      for (const d of delays) expect(d).toBeLessThanOrEqual(10_000);
+      for (const d of delays) expect(d).toBeGreaterThan(5_000 - 2_000); // minus the time since the nack
+    },
+  );
+});
+
+describe('lost membership', () => {
+  it.each(['lock', 'lease'] as const)('a consumer removed from the group (%s claims) joins again at its next claim, not its next heartbeat', async (claimMode) => {
+    const { topic, group } = await topicAndGroup();
+    const seen: string[] = [];
+    const c = await bq.consume(
+      { group, claimMode, pollIntervalMs: 50, heartbeatIntervalMs: 3_600_000, handler: (m) => void seen.push(m.msgId) },
+      quiet,
+    );
+    running.push(c);
+    try {
+      await db.pool.query('select bucketq.leave($1, $2)', [group, c.consumerId]); // an operator removes it
+      const id = await bq.send(topic, {}, { key: 'after-leave' });
+      await waitFor('the message sent after the removal', () => seen.includes(id), 10_000);
+    } finally {
+      await c.stop();
+    }
+  });
+});
