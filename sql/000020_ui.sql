@@ -1,0 +1,100 @@
+-- bucketq 000020: views for the web console (bucketq ui) and psql: the log with payloads,
+-- where a message stands in each group of its topic, and throughput in 10-second slots.
+-- New objects only.
+--
+-- Filter them by msg_id (each log partition has a unique index on id) or by topic and
+-- key (the log has no index on key: that reads the topic's log partitions, which is
+-- fine for a console lookup but not for a hot path). Without a filter they read the
+-- whole log.
+
+create view bucketq.messages as
+select t.name as topic,
+       m.id as msg_id,
+       m.key,
+       m.key_seq,
+       m.bucket,
+       m.sent_at,
+       m.not_before,
+       m.idempotency_key,
+       m.payload,
+       m.headers
+  from bucketq.message m
+  join bucketq.topic t on t.topic_id = m.topic_id;
+comment on view bucketq.messages is
+'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed) or by topic and key (reads the topic''s log).';
+
+-- One row per message and group of its topic. Where the row comes from, in order:
+-- the inbox (the message is unfinished for the group), the delivery record (done), the
+-- dead letter (dead and skipped), else the group was not subscribed when it was sent.
+create view bucketq.message_states as
+select t.name as topic,
+       g.name as group_name,
+       m.id as msg_id,
+       m.key,
+       m.key_seq,
+       m.bucket,
+       m.sent_at,
+       case
+         when i.state = 0 and lk.consumer_id is not null then 'locked'
+         when i.state is not null then bucketq._state_name(i.state)
+         when d.msg_id is not null then 'done'
+         when dl.msg_id is not null then 'dead'
+         else 'not subscribed'
+       end as state,
+       case
+         when i.state = 1 then i.consumer_id
+         when i.state = 0 then lk.consumer_id
+         when i.state is null then d.consumer_id
+       end as consumer_id,
+       case when i.state = 1 then i.epoch when i.state is null then d.epoch end as epoch,
+       case
+         when i.state = 0 then lk.started_at
+         when i.state is null and d.msg_id is not null then d.acked_at
+         when i.state is null or i.state = 4 then dl.dead_at
+       end as since,
+       case when i.state in (1, 2, 3) then i.available_at end as until,
+       case
+         when i.state = 3 then (select h.msg_id from bucketq.inbox h
+                                 where h.group_id = i.group_id and h.key_id = i.key_id and h.key_seq < i.key_seq
+                                 order by h.key_seq limit 1)
+       end as waiting_behind,
+       coalesce(i.attempts, d.attempt, dl.attempts) as attempts,
+       case
+         when i.msg_id is not null then coalesce(i.last_error, case when i.state = 4 then dl.last_error end)
+         when d.msg_id is null then dl.last_error
+       end as last_error,
+       dl.replayed_at
+  from bucketq.message m
+  join bucketq.topic t on t.topic_id = m.topic_id
+  join bucketq.consumer_group g on g.topic_id = m.topic_id
+  left join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = m.id
+  left join bucketq.delivery d on i.msg_id is null and d.group_id = g.group_id and d.topic_id = m.topic_id
+                              and d.sent_at = m.sent_at and d.msg_id = m.id
+  left join bucketq.dead_letter dl on dl.group_id = g.group_id and dl.msg_id = m.id
+  left join lateral (
+    select a.consumer_id, a.started_at from bucketq.attempt_log a
+     where i.state = 0 and i.lease_token is null and a.group_id = g.group_id and m.id = any(a.msg_ids)
+       and pg_xact_status(a.xact) = 'in progress'
+     limit 1
+  ) lk on true;
+comment on view bucketq.message_states is
+'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic and key.';
+
+-- Throughput at a finer grain than bucketq.throughput (per minute), for live charts:
+-- acks per group in 10-second slots over the last 5 minutes (BRIN on acked_at).
+create view bucketq.throughput_recent as
+select g.name as group_name,
+       t.name as topic,
+       to_timestamp(floor(extract(epoch from d.acked_at) / 10) * 10) as slot,
+       count(*) as acked
+  from bucketq.delivery d
+  join bucketq.consumer_group g on g.group_id = d.group_id
+  join bucketq.topic t on t.topic_id = d.topic_id
+ where d.acked_at >= bucketq._now() - interval '5 minutes'
+ group by g.name, t.name, to_timestamp(floor(extract(epoch from d.acked_at) / 10) * 10);
+comment on view bucketq.throughput_recent is
+'Messages acked per group in 10-second slots (slot = start of the slot) over the last 5 minutes, from the delivery records; the current slot is partial. bucketq.throughput has the last 15 minutes per minute.';
+
+select bucketq._grant_roles();
+
+insert into bucketq.migration (version, name) values (20, 'ui');
