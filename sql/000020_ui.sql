@@ -36,7 +36,13 @@ select t.name as topic,
        m.sent_at,
        case
          when i.state = 0 and lk.consumer_id is not null then 'locked'
-         when i.state is not null then bucketq._state_name(i.state)
+         -- (spelled out rather than bucketq._state_name: a view's functions are checked
+         -- against its reader, and the monitor role may not call internal functions)
+         when i.state = 0 then 'ready'
+         when i.state = 1 then 'leased'
+         when i.state = 2 then 'delayed'
+         when i.state = 3 then 'waiting'
+         when i.state = 4 then 'dead'
          when d.msg_id is not null then 'done'
          when dl.msg_id is not null then 'dead'
          else 'not subscribed'

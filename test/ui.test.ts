@@ -293,6 +293,27 @@ describe('bucketq ui', () => {
     expect(await one<{ n: number }>(`select count(*)::int as n from bucketq.dead_letters where status <> 'replayed'`)).toEqual(before);
   });
 
+  it('read-only on a login of the bucketq_monitor role: every page reads', async () => {
+    const user = `ui_monitor_${Date.now().toString(36)}`;
+    await setup.query(`create role ${user} login password 'pw' in role bucketq_monitor`);
+    const url = new URL(db.connectionString);
+    url.username = user;
+    url.password = 'pw';
+    const monitorUi = await startUi({ connectionString: url.toString(), port: 0, host: '127.0.0.1', readOnly: true });
+    try {
+      const dead = await one<{ msg_id: string }>(`select msg_id::text from bucketq.dead_letters limit 1`);
+      for (const path of ['', 'groups/billing', `messages?id=${dead.msg_id}`, `messages?topic=${TOPIC}&key=k-retry`, 'dead-letters', 'system', 'health']) {
+        const res = await fetch(`${monitorUi.url}${path}`);
+        expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      }
+      await page.goto(`${monitorUi.url}messages?id=${dead.msg_id}`);
+      await expect(page.locator('tr[data-group="billing"]').getAttribute('data-state')).resolves.toBe('dead');
+    } finally {
+      await monitorUi.stop();
+      await setup.query(`drop role ${user}`).catch(() => {});
+    }
+  });
+
   it('refuses actions from other sites and without the page\'s form token', async () => {
     const post = (headers: Record<string, string>, body: string) =>
       fetch(`${ui.url}actions/replay`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
