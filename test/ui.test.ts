@@ -213,9 +213,12 @@ describe('bucketq ui', () => {
     await page.check('input[data-colour-by="lag"]');
     const lagBg = await page.locator('#bucket-map .cell').first().evaluate((e) => getComputedStyle(e).backgroundColor);
     expect(lagBg).not.toBe(ownerBg);
+    const refreshed = await page.evaluate(() => document.body.getAttribute('data-refreshed'));
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 10_000 });
+    await expect(page.locator('#bucket-map .cell').first().evaluate((e) => getComputedStyle(e).backgroundColor)).resolves.toBe(lagBg);
+    await expect(page.locator('input[data-colour-by="lag"]').isChecked()).resolves.toBe(true);
     await page.check('input[data-colour-by="owner"]');
     await page.locator('#bucket-map').screenshot({ path: `${DOCS}ui-bucket-map.png` });
-    await page.screenshot({ path: `${DOCS}ui-group.png`, fullPage: true });
   });
 
   it('message page: by id, its state in every group with payload and headers; by key, the key\'s recent messages', async () => {
@@ -266,6 +269,11 @@ describe('bucketq ui', () => {
     await page.click('form:has(input[name="key"]) button');
     const shown = await page.locator('section.message').evaluateAll((s) => s.map((e) => e.getAttribute('data-msg')));
     expect(shown).toEqual(retry.map((r) => r.msg_id).reverse());
+    // An opened payload stays open across the live refresh.
+    await page.click('section.message details summary');
+    const refreshed = await page.evaluate(() => document.body.getAttribute('data-refreshed'));
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 10_000 });
+    await expect(page.locator('section.message details').first().getAttribute('open')).resolves.toBe('');
 
     await page.goto(`${ui.url}messages?id=999999999`);
     await expect(page.locator('#not-found').innerText()).resolves.toContain('No message 999999999');
@@ -393,6 +401,7 @@ describe('bucketq ui', () => {
     await page.goto(`${ui.url}groups/audit`);
     await page.fill('form[action="/actions/rewind"] input[name="to"]', '30d');
     await page.click('form[action="/actions/rewind"] button');
+    await expect(page.locator('#confirm-question').innerText()).resolves.toContain('rewind will refuse it');
     await page.click('button.danger');
     const error = await page.locator('#error').innerText();
     expect(error).toContain('[BQ005]');

@@ -94,19 +94,22 @@ export const JS = `
   var main = document.getElementById('content');
   var body = document.body;
   var mode = localStorage.getItem('bucketq.colourBy') || 'owner';
+  var status = document.getElementById('live-status');
   function applyMode() {
     body.classList.toggle('by-lag', mode === 'lag');
     document.querySelectorAll('[data-colour-by]').forEach(function (r) { r.checked = r.getAttribute('data-colour-by') === mode; });
   }
   document.addEventListener('change', function (e) {
     var m = e.target && e.target.getAttribute && e.target.getAttribute('data-colour-by');
-    if (m) { mode = m; localStorage.setItem('bucketq.colourBy', m); applyMode(); return; }
-    if (e.target && e.target.closest && e.target.closest('form')) dirty = true;
+    if (m) { mode = m; localStorage.setItem('bucketq.colourBy', m); applyMode(); e.target.blur(); return; }
+    if (e.target && e.target.closest && e.target.closest('form')) {
+      dirty = true;
+      if (status) status.textContent = 'paused while you fill in a form (reload to resume)';
+    }
   });
   applyMode();
   if (!main || main.getAttribute('data-live') !== '1') return;
   var paused = false, busy = false, dirty = false;
-  var status = document.getElementById('live-status');
   var button = document.getElementById('pause');
   if (button) button.addEventListener('click', function () {
     paused = !paused; button.textContent = paused ? 'resume' : 'pause';
@@ -114,7 +117,9 @@ export const JS = `
   });
   function typing() {
     var a = document.activeElement;
-    return a && main.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName);
+    if (!a || !main.contains(a)) return false;
+    if (a.tagName === 'INPUT') return !/^(radio|checkbox|button|submit|hidden)$/.test(a.type);
+    return a.tagName === 'TEXTAREA' || a.tagName === 'SELECT';
   }
   function tick() {
     if (paused || busy || dirty || document.hidden || typing()) return;
@@ -124,7 +129,15 @@ export const JS = `
     fetch(url, { headers: { accept: 'text/html' } }).then(function (r) {
       return r.text().then(function (text) {
         if (!r.ok) throw new Error('HTTP ' + r.status);
-        if (!dirty && !typing()) { main.innerHTML = text; applyMode(); }
+        if (!dirty && !typing()) {
+          // Keep what the reader opened (payload and headers) open across the swap.
+          var open = [];
+          main.querySelectorAll('details').forEach(function (d, i) { if (d.open) open.push(i); });
+          main.innerHTML = text;
+          var all = main.querySelectorAll('details');
+          open.forEach(function (i) { if (all[i]) all[i].open = true; });
+          applyMode();
+        }
         status.textContent = 'live · ' + new Date().toLocaleTimeString();
         status.className = 'muted';
         body.setAttribute('data-refreshed', String(Date.now()));

@@ -313,5 +313,9 @@ ${back ? html`<p><a href="${back}">Back</a></p>` : ''}`,
 
 export function rewindQuestion(p: RewindPreview): Html {
   return html`Rewind group <b>${p.group}</b> (topic ${p.topic}) to ${time(p.to)}: <b data-field="count">${p.messages}</b> ${p.messages === 1 ? 'message' : 'messages'} sent since then will be delivered to ${p.group} again, in key order.
-Its leases in flight become void; other groups are not affected.${p.oldestRetained ? html` (Oldest retained message time: ${time(p.oldestRetained)}.)` : ''}`;
+Its leases in flight become void; other groups are not affected.${
+    p.oldestRetained && p.to < p.oldestRetained
+      ? html`<br><span class="bad">That is before the oldest retained message time, ${time(p.oldestRetained)}: rewind will refuse it.</span>`
+      : ''
+  }`;
 }
