@@ -81,8 +81,8 @@ in flight (leased), delayed (retry backoff or not_before), waiting (behind an ea
   return { title: 'Overview', body, live: true };
 }
 
-/** Buckets that moved this recently are outlined on the map. */
-const RECENT_MOVE_SECONDS = 15;
+/** Buckets that moved this recently are outlined on the map (the legend says "the last minute"). */
+const RECENT_MOVE_SECONDS = 60;
 
 export function groupPage(d: GroupDetail, a: ActionContext): Page {
   const maxLag = Math.max(0, ...d.buckets.map((b) => b.lag));
@@ -114,7 +114,7 @@ export function groupPage(d: GroupDetail, a: ActionContext): Page {
   <label><input type="radio" name="colour-by" value="lag" data-colour-by="lag"> lag</label>
   <span class="sep"></span>
   ${owners.map((o) => html`<span class="swatch" style="background:${ownerColour(o, true)}">${o}</span>`)}
-  <span class="swatch unowned-swatch">no live owner</span><span class="swatch moved-swatch">moved in the last ${RECENT_MOVE_SECONDS} s</span>
+  <span class="swatch unowned-swatch">no live owner</span><span class="swatch moved-swatch">moved in the last minute</span>
 </div>
 <div class="map" id="bucket-map">${d.buckets.map(cell)}</div>
 <p class="muted">Each cell: bucket, owner, epoch (bumped on every move), checkpoint (every message of the bucket up to this id is done), lag (unfinished messages). Hover for details.</p>

@@ -6,6 +6,7 @@
 // Counts are numbers; ids, key_seqs and epochs stay strings (int8); ages are seconds.
 import type pg from 'pg';
 import { withClient, type Queryable } from '../db/with-client.js';
+import type { LagCounts, VacuumHolder } from '../queries/status.js';
 
 type Q = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
 
@@ -37,17 +38,7 @@ export interface TopicRow {
   logBytes: number;
 }
 
-export interface GroupLagRow {
-  ready: number;
-  leased: number;
-  delayed: number;
-  waiting: number;
-  deadBlocking: number;
-  expiredLeases: number;
-  oldestAgeSeconds: number | null;
-}
-
-export interface GroupRow extends GroupLagRow {
+export interface GroupRow extends LagCounts {
   group: string;
   topic: string;
   pending: number;
@@ -369,16 +360,7 @@ export async function rewind(db: Queryable, group: string, to: Date): Promise<nu
 
 // ---------------------------------------------------------------- system
 
-export interface VacuumHolder {
-  kind: string;
-  holder: string;
-  role: string | null;
-  database: string | null;
-  state: string | null;
-  xminAge: number;
-  transactionAgeSeconds: number | null;
-  query: string | null;
-}
+export type { VacuumHolder } from '../queries/status.js';
 
 export interface TableSize {
   relation: string;
