@@ -5,6 +5,7 @@
 // views, a dead letter is replayed from the page and then delivered, a rewind is
 // confirmed with its count, and --read-only is refused by the server itself.
 // The README's screenshots (docs/ui-*.png) are taken here.
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -16,6 +17,7 @@ import { startUi, type RunningUi } from '../src/cli/ui-command.js';
 import { launchBrowser } from './support/browser.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCS = fileURLToPath(new URL('../docs/', import.meta.url));
 const TOPIC = 'orders';
 const BUCKETS = 16;
@@ -419,6 +421,27 @@ describe('bucketq ui', () => {
     const live = Number(await cellText(page, '#sizes tr[data-table="message"] td:nth-child(4)'));
     expect(live).toBeGreaterThanOrEqual(0);
     await expect(page.locator('#vacuum').count()).resolves.toBe(1);
+  });
+
+  it('the CLI: `bucketq ui --read-only --port 0` prints its address, serves, refuses actions, and stops on SIGINT', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ui', '--read-only', '--port', '0', '--database-url', db.connectionString], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await expect.poll(() => /bucketq ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1], { timeout: 30_000 }).toBeDefined();
+      const url = /bucketq ui: (http:\/\/127\.0\.0\.1:\d+\/) \(read-only\)/.exec(out)![1]!;
+      expect((await fetch(url)).status).toBe(200);
+      const post = await fetch(`${url}actions/rewind`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'group=audit&to=1h&confirm=1' });
+      expect(post.status).toBe(403);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited, out).toBe(0);
   });
 
   it('the CLI: bucketq ui validates its flags and needs a database', async () => {
