@@ -277,6 +277,16 @@ describe('bucketq ui', () => {
     await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 10_000 });
     await expect(page.locator('section.message details').first().getAttribute('open')).resolves.toBe('');
 
+    // Payloads, keys and errors are data, never markup.
+    const hostile = await one<{ id: string }>(
+      `select bucketq.send($1, '{"note": "<img src=x onerror=alert(1)>"}', key => '<script>alert(2)</script>')::text as id`,
+      [TOPIC],
+    );
+    await page.goto(`${ui.url}messages?id=${hostile.id}`);
+    await expect(page.locator('.payload pre').first().innerText()).resolves.toContain('<img src=x onerror=alert(1)>');
+    await expect(page.locator('main h2').innerText()).resolves.toContain('<script>alert(2)</script>');
+    await expect(page.locator('main img, main script').count()).resolves.toBe(0);
+
     await page.goto(`${ui.url}messages?id=999999999`);
     await expect(page.locator('#not-found').innerText()).resolves.toContain('No message 999999999');
   });
