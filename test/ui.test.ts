@@ -395,6 +395,32 @@ describe('bucketq ui', () => {
     await expect(row.innerText()).resolves.toMatch(/done by billing-[12] .* \(after a replay at/);
   });
 
+  it('dead letters: replay several (checked) and all of a group, each after a confirmation with the count', async () => {
+    const billing = (
+      await db.pool.query<{ msg_id: string }>(`select msg_id::text from bucketq.dead_letters where group_name = 'billing' and status <> 'replayed' order by msg_id`)
+    ).rows.map((r) => r.msg_id);
+    expect(billing).toHaveLength(2);
+    await page.goto(`${ui.url}dead-letters?group=billing`);
+    for (const id of billing) await page.check(`section[data-group="billing"] input[name="id"][value="${id}"]`);
+    await page.click('section[data-group="billing"] button[value="selected"]');
+    await expect(page.locator('#confirm-question [data-field="count"]').innerText()).resolves.toBe('2');
+    await page.click('button.danger');
+    await expect(page.locator('#result [data-field="count"]').innerText()).resolves.toBe('2');
+
+    const audit = await one<{ n: number }>(`select count(*)::int as n from bucketq.dead_letters where group_name = 'audit' and status <> 'replayed'`);
+    expect(audit.n).toBeGreaterThanOrEqual(2);
+    await page.goto(`${ui.url}dead-letters`);
+    await page.click('section[data-group="audit"] button[value="all"]');
+    await expect(page.locator('#confirm-question').innerText()).resolves.toContain('All dead letters of group audit');
+    await expect(page.locator('#confirm-question [data-field="count"]').innerText()).resolves.toBe(String(audit.n));
+    await page.click('button.danger');
+    await expect(page.locator('#result [data-field="count"]').innerText()).resolves.toBe(String(audit.n));
+    const left = await one<{ n: number }>(`select count(*)::int as n from bucketq.dead_letters where status <> 'replayed'`);
+    expect(left.n).toBe(0);
+    await page.goto(`${ui.url}dead-letters`);
+    await expect(page.locator('#dead-count').innerText()).resolves.toContain('0 dead letters not yet replayed');
+  });
+
   it('rewind: the confirmation shows how many messages are delivered again, and SQL errors are shown with their hint', async () => {
     await page.goto(`${ui.url}groups/audit`);
     await page.fill('form[action="/actions/rewind"] input[name="to"]', '10m');

@@ -182,7 +182,10 @@ export function createUiServer(opts: UiServerOptions): UiServer {
       const shown = ids && ids.length <= 20 ? html` (${ids.map((id, i) => html`${i ? ', ' : ''}#${id}`)})` : '';
       return confirmPage(actions, {
         title: 'Replay dead letters',
-        question: html`<b data-field="count">${n}</b> ${n === 1 ? 'dead letter' : 'dead letters'} of group <b>${group}</b>${shown} will be delivered again, in key order.`,
+        question:
+          ids === undefined
+            ? html`All dead letters of group <b>${group}</b> not yet replayed when you confirm will be delivered again, in key order: <b data-field="count">${n}</b> now.`
+            : html`<b data-field="count">${n}</b> ${n === 1 ? 'dead letter' : 'dead letters'} of group <b>${group}</b>${shown} will be delivered again, in key order.`,
         action: '/actions/replay',
         fields: { group, key, scope, id: scope === 'all' ? undefined : ids },
         confirmLabel: `Replay ${n}`,
