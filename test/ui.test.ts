@@ -220,7 +220,7 @@ describe('bucketq ui', () => {
     await expect(page.locator('#bucket-map .cell').first().evaluate((e) => getComputedStyle(e).backgroundColor)).resolves.toBe(lagBg);
     await expect(page.locator('input[data-colour-by="lag"]').isChecked()).resolves.toBe(true);
     await page.check('input[data-colour-by="owner"]');
-    await page.locator('#bucket-map').screenshot({ path: `${DOCS}ui-bucket-map.png` });
+    await page.locator('#bucket-panel').screenshot({ path: `${DOCS}ui-bucket-map.png` });
   });
 
   it('message page: by id, its state in every group with payload and headers; by key, the key\'s recent messages', async () => {

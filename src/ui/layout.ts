@@ -67,6 +67,8 @@ svg.spark { display: block; }
 body.by-lag .cell { background: var(--lag); }
 .cell .b { font-weight: 700; font-size: 13px; } .cell .o { text-align: right; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .cell .c { grid-column: 1 / 3; color: #39404f; } .cell .l { grid-column: 1 / 3; font-weight: 600; }
+.cell .l i { font-style: normal; font-weight: normal; color: #39404f; }
+#bucket-panel { padding: 4px 0; max-width: 1100px; }
 .cell .e { color: #39404f; }
 .cell.unowned { background-image: repeating-linear-gradient(45deg, transparent, transparent 4px, rgba(0,0,0,.07) 4px, rgba(0,0,0,.07) 8px); }
 .cell.moved { box-shadow: inset 0 0 0 2px #1d2330; }

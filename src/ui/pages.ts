@@ -102,12 +102,13 @@ export function groupPage(d: GroupDetail, a: ActionContext): Page {
     return html`<div class="cell${b.owned ? '' : ' unowned'}${moved ? ' moved' : ''}" data-bucket="${b.bucket}" data-owner="${b.owner ?? ''}"
  data-epoch="${b.epoch}" data-lag="${b.lag}" title="${tip}" style="--owner:${ownerColour(b.owner, b.owned)};--lag:${lagColour(b.lag, maxLag)}">
 <span class="b">${b.bucket}</span><span class="o">${b.owner ?? '–'}</span><span class="e">e${b.epoch}</span>
-<span class="c">ck ${b.checkpoint ?? '–'}</span><span class="l">lag ${b.lag}</span></div>`;
+<span class="c">ck ${b.checkpoint ?? '–'}</span><span class="l">lag ${b.lag}${b.lag ? html` <i>${age(b.oldestAgeSeconds)}</i>` : ''}</span></div>`;
   };
   const busy = d.buckets.filter((b) => b.lag > 0).sort((x, y) => y.lag - x.lag || x.bucket - y.bucket);
   const body = html`<h1>Group ${d.group.group} <small>on ${d.group.topic} · ${plural(d.buckets.length, 'bucket')} · max ${d.group.maxAttempts} attempts, then ${d.group.onExhausted}</small></h1>
 <div class="cards">${groupCard(d.group)}</div>
 <h2>Bucket map</h2>
+<div id="bucket-panel">
 <div class="legend">
   <span>colour by</span>
   <label><input type="radio" name="colour-by" value="owner" data-colour-by="owner"> owner</label>
@@ -117,7 +118,8 @@ export function groupPage(d: GroupDetail, a: ActionContext): Page {
   <span class="swatch unowned-swatch">no live owner</span><span class="swatch moved-swatch">moved in the last minute</span>
 </div>
 <div class="map" id="bucket-map">${d.buckets.map(cell)}</div>
-<p class="muted">Each cell: bucket, owner, epoch (bumped on every move), checkpoint (every message of the bucket up to this id is done), lag (unfinished messages). Hover for details.</p>
+<p class="muted">Each cell: bucket, owner, epoch (bumped on every move), checkpoint (every message of the bucket up to this id is done), lag (unfinished messages) and the age of the oldest. Hover for details.</p>
+</div>
 <h2>Consumers</h2>
 <table id="consumers"><thead><tr><th>consumer</th><th>alive</th><th>heartbeat age</th><th>owned buckets</th><th>in flight</th><th>joined</th><th>meta</th></tr></thead>
 <tbody>${d.consumers.map(
