@@ -31,7 +31,7 @@ options:
   -h, --help           show this help`;
 
 export async function main(argv: string[]): Promise<number> {
-  const ops = findOpsCommand(argv); // status, topic, group, send, dlq, rewind, maintain: own argv parsing
+  const ops = findOpsCommand(argv); // status, topic, group, send, dlq, rewind, maintain, ui: own argv parsing
   if (ops) return ops.run(ops.args);
   let parsed;
   try {
@@ -102,7 +102,7 @@ export async function main(argv: string[]): Promise<number> {
         metricsHost: values['metrics-host'],
       });
     default:
-      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker, status, topic, group, send, dlq, rewind, maintain)\n\n${USAGE}`);
+      console.error(`bucketq: unknown command '${command}' (valid: migrate, demo, worker, status, topic, group, send, dlq, rewind, maintain, ui)\n\n${USAGE}`);
       return 2;
   }
 }

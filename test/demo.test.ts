@@ -61,8 +61,15 @@ async function expectAllGone(pids: number[]): Promise<void> {
 
 describe('bucketq demo', () => {
   it('runs producer and three workers, survives a SIGKILL with a visible failover, and prints VERIFIED', async () => {
-    const run = await runDemo(['--messages', '3000', '--rate', '1000', '--plain']);
+    // The web console runs alongside: its address is printed and it answers while the demo runs.
+    let consolePage: Promise<number> | undefined;
+    const run = await runDemo(['--messages', '3000', '--rate', '1000', '--plain'], (out) => {
+      const url = /console\s+(http:\/\/127\.0\.0\.1:\d+\/groups\/\S+)/.exec(out)?.[1];
+      if (url && !consolePage) consolePage = fetch(url).then((r) => r.status, () => -1);
+    });
     expect(run.code, run.out).toBe(0);
+    expect(consolePage, run.out).toBeDefined();
+    await expect(consolePage).resolves.toBe(200);
     expect(run.out).toMatch(/^VERIFIED: 3,000 messages/m);
     expect(run.out).toMatch(/✓ exactly once/);
     expect(run.out).toMatch(/✓ per-key order/);

@@ -16,6 +16,7 @@ import { parseOrThrow } from '../options.js';
 import { CliError } from './cli-error.js';
 import { resolveDatabase, type CliDatabase } from './database.js';
 import { DEMO_EFFECTS_DDL, DEMO_EFFECTS_TABLE } from './demo-handler.js';
+import { startUi, type RunningUi } from './ui-command.js';
 import { Monitor, View, n, ranges, type Snapshot, type WorkerInfo, type WorkerStatus } from './demo-view.js';
 
 const BUCKETS = 16;
@@ -63,6 +64,7 @@ export async function demoCommand(raw: DemoArgs): Promise<number> {
   let client: BucketQ | undefined;
   let monitor: Monitor | undefined;
   let producer: Producer | undefined;
+  let ui: RunningUi | undefined;
 
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
@@ -72,6 +74,7 @@ export async function demoCommand(raw: DemoArgs): Promise<number> {
       await Promise.all(workers.map((w) => w.exited));
       await monitor?.stop().catch(() => {});
       view.close();
+      await ui?.stop().catch(() => {});
       await client?.close().catch(() => {});
       await db?.release();
     })());
@@ -103,6 +106,14 @@ export async function demoCommand(raw: DemoArgs): Promise<number> {
     const { from, to } = await client.migrate();
     view.line(`  schema    ${from === to ? `bucketq schema already at version ${to}` : `bucketq schema migrated from version ${from} to ${to}`}`);
     const { topic, group } = await createTopicAndGroup(client, (s) => view.line(s));
+    // The web console (bucketq ui) on a free loopback port, for as long as the demo runs:
+    // the bucket map shows the failover as it happens.
+    try {
+      ui = await startUi({ connectionString: db.connectionString, port: 0, host: '127.0.0.1', readOnly: false });
+      view.line(`  console   ${ui.url}groups/${encodeURIComponent(group)}  (bucketq ui: open it to watch the bucket map; it stops with the demo)`);
+    } catch (err) {
+      view.line(`  console   not started: ${(err as Error).message}`);
+    }
     await client.pool.query(DEMO_EFFECTS_DDL);
     view.line(`  effects   the handler writes one row per message into table ${DEMO_EFFECTS_TABLE}, in the transaction that acks it`);
 

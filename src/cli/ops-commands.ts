@@ -1,4 +1,4 @@
-// The operations commands (status, topic, group, send, dlq, rewind, maintain). Unlike
+// The operations commands (status, topic, group, send, dlq, rewind, maintain, ui). Unlike
 // migrate/demo/worker, which src/cli.ts parses with one shared option list, each of
 // these parses its own argv (they take positionals such as `send TOPIC JSON`).
 import { dlqCommand } from './dlq-command.js';
@@ -8,6 +8,7 @@ import { rewindCommand } from './rewind-command.js';
 import { sendCommand } from './send-command.js';
 import { statusCommand } from './status-command.js';
 import { topicCommand } from './topic-command.js';
+import { uiCommand } from './ui-command.js';
 
 export const OPS_COMMANDS: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
   status: statusCommand,
@@ -17,6 +18,7 @@ export const OPS_COMMANDS: Readonly<Record<string, (argv: string[]) => Promise<n
   dlq: dlqCommand,
   rewind: rewindCommand,
   maintain: maintainCommand,
+  ui: uiCommand,
 };
 
 export const OPS_USAGE = `  status    topics, groups, consumers, buckets, lag, throughput, vacuum horizon, table sizes
@@ -28,6 +30,8 @@ export const OPS_USAGE = `  status    topics, groups, consumers, buckets, lag, t
   dlq       dlq list [--group G] [--all] [--json] | dlq replay --group G [--id ID ...]
   rewind    rewind --group G --to TIME    (deliver everything sent since TIME again)
   maintain  partitions ahead, retention, idempotency keys
+  ui        web console: overview, bucket map, messages, dead letters (replay), rewind
+            [--port 8080] [--host 127.0.0.1] [--read-only]
             (bucketq COMMAND --help for details)`;
 
 /**

@@ -1,0 +1,62 @@
+-- One row per message and group of its topic. Where the row comes from, in order:
+-- the inbox (the message is unfinished for the group), the delivery record (done), the
+-- dead letter (dead and skipped), else the group was not subscribed when it was sent.
+create or replace view bucketq.message_states as
+select t.name as topic,
+       g.name as group_name,
+       m.id as msg_id,
+       m.key,
+       m.key_seq,
+       m.bucket,
+       m.sent_at,
+       case
+         when i.state = 0 and lk.consumer_id is not null then 'locked'
+         -- (spelled out rather than bucketq._state_name: a view's functions are checked
+         -- against its reader, and the monitor role may not call internal functions)
+         when i.state = 0 then 'ready'
+         when i.state = 1 then 'leased'
+         when i.state = 2 then 'delayed'
+         when i.state = 3 then 'waiting'
+         when i.state = 4 then 'dead'
+         when d.msg_id is not null then 'done'
+         when dl.msg_id is not null then 'dead'
+         else 'not subscribed'
+       end as state,
+       case
+         when i.state = 1 then i.consumer_id
+         when i.state = 0 then lk.consumer_id
+         when i.state is null then d.consumer_id
+       end as consumer_id,
+       case when i.state = 1 then i.epoch when i.state is null then d.epoch end as epoch,
+       case
+         when i.state = 0 then lk.started_at
+         when i.state is null and d.msg_id is not null then d.acked_at
+         when i.state is null or i.state = 4 then dl.dead_at
+       end as since,
+       case when i.state in (1, 2, 3) then i.available_at end as until,
+       case
+         when i.state = 3 then (select h.msg_id from bucketq.inbox h
+                                 where h.group_id = i.group_id and h.key_id = i.key_id and h.key_seq < i.key_seq
+                                 order by h.key_seq limit 1)
+       end as waiting_behind,
+       coalesce(i.attempts, d.attempt, dl.attempts) as attempts,
+       case
+         when i.msg_id is not null then coalesce(i.last_error, case when i.state = 4 then dl.last_error end)
+         when d.msg_id is null then dl.last_error
+       end as last_error,
+       dl.replayed_at
+  from bucketq.message m
+  join bucketq.topic t on t.topic_id = m.topic_id
+  join bucketq.consumer_group g on g.topic_id = m.topic_id
+  left join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = m.id
+  left join bucketq.delivery d on i.msg_id is null and d.group_id = g.group_id and d.topic_id = m.topic_id
+                              and d.sent_at = m.sent_at and d.msg_id = m.id
+  left join bucketq.dead_letter dl on dl.group_id = g.group_id and dl.msg_id = m.id
+  left join lateral (
+    select a.consumer_id, a.started_at from bucketq.attempt_log a
+     where i.state = 0 and i.lease_token is null and a.group_id = g.group_id and m.id = any(a.msg_ids)
+       and pg_xact_status(a.xact) = 'in progress'
+     limit 1
+  ) lk on true;
+comment on view bucketq.message_states is
+'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic and key.';
