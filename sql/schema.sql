@@ -2281,6 +2281,93 @@ create view bucketq.lag as
   GROUP BY g.name, t.name, b.bucket;
 comment on view bucketq.lag is 'Per group and bucket: messages ready to claim, leased (in flight), delayed (retry backoff or not_before), waiting behind an earlier message of their key, dead and blocking their key (on_exhausted = block), leases already expired, and the age of the oldest unfinished message.';
 
+create view bucketq.message_states as
+ SELECT t.name AS topic,
+    g.name AS group_name,
+    m.id AS msg_id,
+    m.key,
+    m.key_seq,
+    m.bucket,
+    m.sent_at,
+        CASE
+            WHEN ((i.state = 0) AND (lk.consumer_id IS NOT NULL)) THEN 'locked'::text
+            WHEN (i.state = 0) THEN 'ready'::text
+            WHEN (i.state = 1) THEN 'leased'::text
+            WHEN (i.state = 2) THEN 'delayed'::text
+            WHEN (i.state = 3) THEN 'waiting'::text
+            WHEN (i.state = 4) THEN 'dead'::text
+            WHEN (d.msg_id IS NOT NULL) THEN 'done'::text
+            WHEN (dl.msg_id IS NOT NULL) THEN 'dead'::text
+            ELSE 'not subscribed'::text
+        END AS state,
+        CASE
+            WHEN (i.state = 1) THEN i.consumer_id
+            WHEN (i.state = 0) THEN lk.consumer_id
+            WHEN (i.state IS NULL) THEN d.consumer_id
+            ELSE NULL::text
+        END AS consumer_id,
+        CASE
+            WHEN (i.state = 1) THEN i.epoch
+            WHEN (i.state IS NULL) THEN d.epoch
+            ELSE NULL::bigint
+        END AS epoch,
+        CASE
+            WHEN (i.state = 0) THEN lk.started_at
+            WHEN ((i.state IS NULL) AND (d.msg_id IS NOT NULL)) THEN d.acked_at
+            WHEN ((i.state IS NULL) OR (i.state = 4)) THEN dl.dead_at
+            ELSE NULL::timestamp with time zone
+        END AS since,
+        CASE
+            WHEN (i.state = ANY (ARRAY[1, 2, 3])) THEN i.available_at
+            ELSE NULL::timestamp with time zone
+        END AS until,
+        CASE
+            WHEN (i.state = 3) THEN ( SELECT h.msg_id
+               FROM bucketq.inbox h
+              WHERE ((h.group_id = i.group_id) AND (h.key_id = i.key_id) AND (h.key_seq < i.key_seq))
+              ORDER BY h.key_seq
+             LIMIT 1)
+            ELSE NULL::bigint
+        END AS waiting_behind,
+    COALESCE(i.attempts, d.attempt, dl.attempts) AS attempts,
+        CASE
+            WHEN (i.msg_id IS NOT NULL) THEN COALESCE(i.last_error,
+            CASE
+                WHEN (i.state = 4) THEN dl.last_error
+                ELSE NULL::text
+            END)
+            WHEN (d.msg_id IS NULL) THEN dl.last_error
+            ELSE NULL::text
+        END AS last_error,
+    dl.replayed_at
+   FROM ((((((bucketq.message m
+     JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)))
+     JOIN bucketq.consumer_group g ON ((g.topic_id = m.topic_id)))
+     LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.msg_id = m.id))))
+     LEFT JOIN bucketq.delivery d ON (((i.msg_id IS NULL) AND (d.group_id = g.group_id) AND (d.topic_id = m.topic_id) AND (d.sent_at = m.sent_at) AND (d.msg_id = m.id))))
+     LEFT JOIN bucketq.dead_letter dl ON (((dl.group_id = g.group_id) AND (dl.msg_id = m.id))))
+     LEFT JOIN LATERAL ( SELECT a.consumer_id,
+            a.started_at
+           FROM bucketq.attempt_log a
+          WHERE ((i.state = 0) AND (i.lease_token IS NULL) AND (a.group_id = g.group_id) AND (m.id = ANY (a.msg_ids)) AND (pg_xact_status(a.xact) = 'in progress'::text))
+         LIMIT 1) lk ON (true));
+comment on view bucketq.message_states is 'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic and key.';
+
+create view bucketq.messages as
+ SELECT t.name AS topic,
+    m.id AS msg_id,
+    m.key,
+    m.key_seq,
+    m.bucket,
+    m.sent_at,
+    m.not_before,
+    m.idempotency_key,
+    m.payload,
+    m.headers
+   FROM (bucketq.message m
+     JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)));
+comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed) or by topic and key (reads the topic''s log).';
+
 create view bucketq.table_sizes as
  SELECT c.relname AS relation,
         CASE c.relkind
@@ -2325,6 +2412,18 @@ create view bucketq.throughput as
   WHERE (d.acked_at >= (date_trunc('minute'::text, bucketq._now()) - '00:15:00'::interval))
   GROUP BY g.name, t.name, (date_trunc('minute'::text, d.acked_at));
 comment on view bucketq.throughput is 'Messages acked per group and minute over the last 15 minutes (the current minute is partial), from the delivery records.';
+
+create view bucketq.throughput_recent as
+ SELECT g.name AS group_name,
+    t.name AS topic,
+    to_timestamp(((floor((EXTRACT(epoch FROM d.acked_at) / (10)::numeric)) * (10)::numeric))::double precision) AS slot,
+    count(*) AS acked
+   FROM ((bucketq.delivery d
+     JOIN bucketq.consumer_group g ON ((g.group_id = d.group_id)))
+     JOIN bucketq.topic t ON ((t.topic_id = d.topic_id)))
+  WHERE (d.acked_at >= (bucketq._now() - '00:05:00'::interval))
+  GROUP BY g.name, t.name, (to_timestamp(((floor((EXTRACT(epoch FROM d.acked_at) / (10)::numeric)) * (10)::numeric))::double precision));
+comment on view bucketq.throughput_recent is 'Messages acked per group in 10-second slots (slot = start of the slot) over the last 5 minutes, from the delivery records; the current slot is partial. bucketq.throughput has the last 15 minutes per minute.';
 
 create view bucketq.topics as
  SELECT name,
