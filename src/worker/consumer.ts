@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../log.js';
 import { FencedError, StaleLeaseError } from '../errors.js';
 import {
   ack,
@@ -139,7 +140,7 @@ export class Consumer {
     const pool =
       db.pool ?? new pg.Pool({ connectionString: db.connectionString, max: opts.concurrency + 2, keepAlive: true });
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
-    const log = (logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ group: opts.group });
+    const log = (logger ?? createLogger()).child({ group: opts.group });
     let consumer: Consumer | undefined;
     try {
       const settings = await groupSettings(pool, opts.group);
@@ -193,7 +194,7 @@ export class Consumer {
       if (err instanceof FencedError) {
         if (!this.running) return; // stopping: our own leave may have come first
         // Not a member any more (removed after a long pause): start a new session.
-        this.log.warn({ err: err.message }, 'no longer a member of the group; joining again');
+        this.log.warn({ err }, 'no longer a member of the group; joining again');
         try {
           this.applyOwnership(await join(this.pool, this.group, this.consumerId, this.opts.meta));
         } catch (joinErr) {
@@ -403,7 +404,7 @@ export class Consumer {
     let lost: Error | undefined;
     const onError = (err: Error) => {
       lost = err;
-      this.log.warn({ err: err.message }, 'database connection lost mid-transaction');
+      this.log.warn({ err }, 'database connection lost mid-transaction');
     };
     client.on('error', onError);
     return {
@@ -446,7 +447,7 @@ export class Consumer {
         // lease still holds commits, the others roll back alone.
         this.stats.fenced++;
         this.metrics?.onFenced();
-        this.log.warn({ err: (err as Error).message, messages: messages.length }, 'batch ack refused; retrying message by message');
+        this.log.warn({ err, messages: messages.length }, 'batch ack refused; retrying message by message');
         release(broken);
         await this.processInOrder(done);
         await this.nackAll(failed);
@@ -576,7 +577,7 @@ export class Consumer {
         if (err instanceof StaleLeaseError || err instanceof FencedError) {
           this.stats.fenced++;
           this.metrics?.onFenced();
-          this.log.warn({ msgId: m.msgId, bucket: m.bucket, err: err.message }, 'ack refused (lease lost or fenced); effects rolled back');
+          this.log.warn({ msgId: m.msgId, bucket: m.bucket, err }, 'ack refused (lease lost or fenced); effects rolled back');
         } else if (isRetryableConflict(err) && retries > 0) {
           retry = true;
         } else {
@@ -619,11 +620,11 @@ export class Consumer {
       if (r.status === 'dead') {
         this.stats.deadLettered++;
         this.metrics?.onDeadLettered();
-        this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
+        this.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: f?.err }, 'message dead-lettered');
       } else if (r.status === 'retry') {
         this.metrics?.onRetried();
         if (r.retryAt) this.wakeup.wakeAt(r.retryAt);
-        this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
+        this.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: f?.err }, 'handler failed; will retry');
       }
     }
   }
