@@ -534,6 +534,10 @@ export class Consumer {
         done.push(m);
       } catch (err) {
         await tx.rollbackMessage();
+        // Aborted by a stop that ran out of time: not a failed attempt, so no nack (no
+        // attempt used, no backoff). leave() voids its lease uncounted; a locked batch
+        // commits without it, which unlocks it uncounted too.
+        if (this.abort.signal.aborted) break;
         failed.push({ m, err });
         if (m.key !== null) failedKeys.add(m.key);
       }
@@ -590,7 +594,7 @@ export class Consumer {
     }
     // Deadlock or serialization failure: Postgres undid everything; run it again.
     if (retry) return this.processInOwnTransaction(m, retries - 1);
-    if (handlerError !== undefined) await this.nackAll([{ m, err: handlerError }]);
+    if (handlerError !== undefined && !this.abort.signal.aborted) await this.nackAll([{ m, err: handlerError }]); // aborted: see runHandlers
     return acked;
   }
 
