@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { parseOrThrow } from '../options.js';
 import { consume } from '../worker/consumer.js';
 import { loadHandler } from './load-handler.js';
+import { underNpm, watchParent } from './parent-watch.js';
 
 const intFrom = (what: string) =>
   z.coerce.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`).positive(`${what} must be positive`);
@@ -86,6 +87,13 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const parentWatch = underNpm()
+    ? watchParent((parent) => {
+        consumer.log.warn({ parent }, 'the npm/npx process that started this worker exited (npm does not pass SIGTERM on): stopping as on SIGTERM');
+        onSignal('SIGTERM');
+      })
+    : undefined;
   await consumer.stopped;
+  parentWatch?.stop();
   return 0;
 }
