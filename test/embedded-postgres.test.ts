@@ -94,3 +94,33 @@ describe('firstBlockedDir', () => {
     expect(await firstBlockedDir(path.join(base, 'missing', 'x'), { name: 'root', uid: 0, gid: 0, groups: [0] })).toBe(path.join(base, 'missing'));
   });
 });
+
+describe('startEmbeddedPostgres', () => {
+  it('crash() stops the server at once, restart() brings it back with its data, stop() removes it', async () => {
+    const { startEmbeddedPostgres } = await import('../src/db/embedded.js');
+    const pg = (await import('pg')).default;
+    const server = await startEmbeddedPostgres();
+    const query = async (sql: string) => {
+      const c = new pg.Client({ connectionString: server.connectionString });
+      c.on('error', () => {});
+      await c.connect();
+      try {
+        return (await c.query(sql)).rows as Record<string, unknown>[];
+      } finally {
+        await c.end().catch(() => {});
+      }
+    };
+    try {
+      await query('create table kept (x int); insert into kept values (42)');
+      const [{ dir }] = (await query(`select current_setting('data_directory') as dir`)) as [{ dir: string }];
+      await server.crash();
+      await expect(query('select 1')).rejects.toThrow(/ECONNREFUSED/);
+      await server.restart();
+      expect(await query('select x from kept')).toEqual([{ x: 42 }]);
+      await server.stop();
+      expect(spawnSync('test', ['-e', dir]).status).not.toBe(0);
+    } finally {
+      await server.stop();
+    }
+  });
+});

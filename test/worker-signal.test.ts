@@ -2,7 +2,7 @@
 // it) must stop the worker through npx's wrappers: the worker stops gracefully (leaves
 // the group, releasing its buckets at once) and exits.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,10 +15,18 @@ let bq: BucketQ;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bucketq-signal-'));
 const handler = path.join(dir, 'handler.mjs');
 
+// An app that depends on bucketq, as `npm install <path to this checkout>` lays it out
+// (a symlink and its bin), so npx runs the local bin at once instead of installing.
+const app = path.join(dir, 'app');
+
 beforeAll(async () => {
   db = await freshDatabase();
   bq = new BucketQ({ pool: db.pool });
   writeFileSync(handler, 'export default async () => {};\n');
+  mkdirSync(path.join(app, 'node_modules', '.bin'), { recursive: true });
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, dependencies: { bucketq: `file:${ROOT}` } }));
+  symlinkSync(ROOT, path.join(app, 'node_modules', 'bucketq'));
+  symlinkSync('../bucketq/bin/bucketq.js', path.join(app, 'node_modules', '.bin', 'bucketq'));
 });
 afterAll(async () => {
   await bq.close();
@@ -49,7 +57,7 @@ describe('SIGTERM', () => {
     await bq.createTopic(`sig.${cmd}.t`, { buckets: 4 });
     await bq.createGroup(group, `sig.${cmd}.t`, { startAt: 'earliest' });
     const child = spawn(cmd, [...prefix, 'worker', '--group', group, '--handler', handler, '--heartbeat-ms', '200'], {
-      cwd: ROOT,
+      cwd: app,
       env: { ...process.env, DATABASE_URL: db.connectionString, LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -60,7 +68,7 @@ describe('SIGTERM', () => {
       child.on('exit', (code, signal) => resolve({ code, signal })),
     );
     try {
-      for (let i = 0; i < 600 && !out.includes('joined group'); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 1200 && !out.includes('joined group'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(out).toContain('joined group');
       expect(await consumers(group)).toBe(1);
 

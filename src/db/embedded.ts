@@ -30,6 +30,10 @@ export interface EmbeddedPostgresHandle {
   connectionString: string;
   port: number;
   stop(): Promise<void>;
+  /** Crash the server (SIGQUIT: immediate shutdown, crash recovery on the next start). For tests. */
+  crash(): Promise<void>;
+  /** Start the server again after crash(), on the same port and data directory. */
+  restart(): Promise<void>;
 }
 
 const USER = 'postgres';
@@ -65,7 +69,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
   }
 
   let stopped: Promise<void> | undefined;
-  const child = server;
+  let child = server;
+  const args = ['-D', dataDir, '-p', String(port), ...POSTGRES_FLAGS];
   return {
     connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
@@ -76,6 +81,16 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
         running.delete(child);
         if (!persistent) await rm(dataDir, { recursive: true, force: true });
       })()),
+    crash: async () => {
+      await stopServer(child, 'SIGQUIT');
+      running.delete(child);
+    },
+    restart: async () => {
+      if (stopped) throw new Error('embedded Postgres: restart() after stop(); start a new one instead');
+      if (child.exitCode === null && child.signalCode === null) throw new Error('embedded Postgres: restart() while it runs; crash() it first');
+      child = await startServer(bins.postgres, args, as);
+      running.add(child);
+    },
   };
 }
 

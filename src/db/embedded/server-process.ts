@@ -70,11 +70,11 @@ export function startServer(postgres: string, args: string[], as: RunAs): Promis
   });
 }
 
-/** Fast shutdown (SIGINT); resolves when the server has exited. */
-export function stopServer(child: ChildProcess): Promise<void> {
+/** Fast shutdown (SIGINT), or immediate (SIGQUIT); resolves when the server has exited. */
+export function stopServer(child: ChildProcess, signal: 'SIGINT' | 'SIGQUIT' = 'SIGINT'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
-    child.kill('SIGINT');
+    child.kill(signal);
   });
 }
