@@ -499,7 +499,7 @@ export class Consumer {
         this.stats.fenced++;
         this.metrics?.onFenced();
         this.log.warn(
-          { err: (err as Error).message, msgIds: messages.map((m) => m.msgId) },
+          { err, msgIds: messages.map((m) => m.msgId) },
           'batch ack refused; effects rolled back, the messages will be delivered again',
         );
         release(broken);
