@@ -67,6 +67,10 @@ if (check) {
     console.error(`${outRelative} is stale: run npm run build`);
     process.exit(1);
   }
+} else if (existsSync(outFile) && readFileSync(outFile, 'utf8') === expected) {
+  // Unchanged: not rewritten, so a build (npm pack runs one through prepare) never
+  // hands a half-written file to a process importing it meanwhile.
+  console.log(`${outRelative} is up to date`);
 } else {
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, expected);
