@@ -1,15 +1,30 @@
 #!/usr/bin/env node
-// The `bucketq` command. Runs the compiled CLI when the package is built (published
-// package, or after `npm run build`); in a fresh clone it runs the TypeScript source
-// through tsx, which `npm ci` installs.
+// The `bucketq` command. In a checkout (src/ present and tsx installed) it runs the
+// TypeScript source through tsx, so edits need no rebuild; an installed package has no
+// src/ and runs the compiled CLI (dist/, built by `npm run build`, which `prepare` runs
+// on install from git or a path and before packing).
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const compiled = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
 const source = new URL('../src/cli.ts', import.meta.url);
 
-const cli = existsSync(compiled)
-  ? await import(pathToFileURL(compiled).href)
-  : await (await import('tsx/esm/api')).tsImport(source.href, import.meta.url);
+async function loadTsx() {
+  if (!existsSync(fileURLToPath(source))) return undefined;
+  try {
+    return await import('tsx/esm/api');
+  } catch {
+    return undefined;
+  }
+}
+
+const tsx = await loadTsx();
+let cli;
+if (tsx) cli = await tsx.tsImport(source.href, import.meta.url);
+else if (existsSync(compiled)) cli = await import(pathToFileURL(compiled).href);
+else {
+  console.error(`bucketq: ${compiled} is missing: run \`npm run build\` in ${fileURLToPath(new URL('..', import.meta.url))} (npm runs it on install through the prepare script)`);
+  process.exit(1);
+}
 
 await cli.run(process.argv.slice(2));

@@ -137,6 +137,10 @@ for (const [key, out] of Object.entries(outputs)) {
       console.error(`${out.relative} is stale: run npm run build`);
       process.exit(1);
     }
+  } else if (existsSync(out.file) && readFileSync(out.file, 'utf8') === expected[key]) {
+    // Unchanged: not rewritten, so a build (npm pack runs one through prepare) never
+    // hands a half-written file to a process importing it meanwhile.
+    console.log(`${out.relative} is up to date`);
   } else {
     mkdirSync(dirname(out.file), { recursive: true });
     writeFileSync(out.file, expected[key]);

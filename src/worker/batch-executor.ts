@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { ack, nack, recordAttempt, type ClaimedMessage, type LockedClaim, type NackResult } from '../queries/consume.js';
 import { jitteredRetryDelay } from './backoff.js';
 import { beginSql, checkout, type HeldConnection } from './connection.js';
-import { describe, isFenced, isRetryableConflict, type Failure } from './failures.js';
+import { describe, isFenced, isRetryableConflict, logged, type Failure } from './failures.js';
 import { LazyTransaction, TransactionLostError } from './lazy-transaction.js';
 import type { HandlerContext } from './options.js';
 import { runsOf } from './runs.js';
@@ -65,6 +65,11 @@ export class BatchExecutor {
     rt.abort.signal.addEventListener('abort', () => {
       for (const giveUp of [...this.running]) giveUp(rt.abort.signal.reason);
     });
+  }
+
+  /** Was this handler cut off by stop() running out of time (not by its own deadline)? */
+  private stoppedBy(err: unknown): boolean {
+    return this.rt.abort.signal.aborted && err === this.rt.abort.signal.reason;
   }
 
   /** The longest one handler may run: handlerTimeoutMs, else the lease timeout. */
@@ -137,7 +142,8 @@ export class BatchExecutor {
       await this.runHandler(tx, m);
       ending.done.push(m);
     } catch (err) {
-      ending.failed.push({ m, err }); // whatever was thrown, undefined included
+      // whatever was thrown, undefined included; a stop's abort is no failure (see runHandlers)
+      if (!this.stoppedBy(err)) ending.failed.push({ m, err });
     }
     const settled = await this.settle(ending);
     // Deadlock or serialization failure: Postgres undid everything; run it again.
@@ -166,6 +172,10 @@ export class BatchExecutor {
           break;
         }
         await tx.rollbackMessage();
+        // Aborted by a stop that ran out of time: not a failed attempt, so no nack (no
+        // attempt used, no backoff). leave() voids its lease uncounted; a locked batch
+        // commits without it, which unlocks it uncounted too.
+        if (this.stoppedBy(err)) break;
         failed.push({ m, err });
         if (m.key !== null) failedKeys.add(m.key);
       }
@@ -204,7 +214,7 @@ export class BatchExecutor {
     } catch (err) {
       if (controller.signal.aborted && err === controller.signal.reason) {
         // Given up on: nothing of it may reach the transaction from now on.
-        rt.log.warn({ msgId: m.msgId, err: describe(err) }, 'handler given up on; its message fails');
+        rt.log.warn({ msgId: m.msgId, err: logged(err) }, 'handler given up on; its message fails');
         await tx.abandon((fn, pid) => this.signalBackend(fn, pid), CANCEL_WAIT_MS);
       }
       throw err;
@@ -250,7 +260,7 @@ export class BatchExecutor {
       // Closing it ends the transaction (Postgres rolls it back); leased messages are
       // nacked from the pool, locked ones are ready again with their attempt counted.
       release(lost as Error);
-      rt.log.error({ err: describe(lost), messages: e.messages.length }, 'transaction lost with a hung handler; its messages will be delivered again');
+      rt.log.error({ err: logged(lost), messages: e.messages.length }, 'transaction lost with a hung handler; its messages will be delivered again');
       if (!locked) {
         if (e.shape === 'batch') await this.processInOrder(e.done); // their acks went with the transaction
         await this.nackLeased(e.failed);
@@ -296,7 +306,7 @@ export class BatchExecutor {
     if (e.shape === 'message') {
       if (isFenced(err)) {
         this.countFenced();
-        rt.log.warn({ msgId: e.messages[0]!.msgId, bucket: e.messages[0]!.bucket, err: err.message }, 'ack refused (lease lost or fenced); effects rolled back');
+        rt.log.warn({ msgId: e.messages[0]!.msgId, bucket: e.messages[0]!.bucket, err }, 'ack refused (lease lost or fenced); effects rolled back');
         e.conn.release(broken);
         return 'ended';
       }
@@ -317,14 +327,14 @@ export class BatchExecutor {
     if (e.shape === 'locked') {
       // Rolled back: the messages are ready again for whoever owns their buckets.
       rt.log.warn(
-        { err: (err as Error).message, msgIds: e.messages.map((m) => m.msgId) },
+        { err, msgIds: e.messages.map((m) => m.msgId) },
         'batch ack refused; effects rolled back, the messages will be delivered again',
       );
       return 'ended';
     }
     // Some lease in the batch is gone. Redo message by message: each one whose lease
     // still holds commits, the others roll back alone.
-    rt.log.warn({ err: (err as Error).message, messages: e.messages.length }, 'batch ack refused; retrying message by message');
+    rt.log.warn({ err, messages: e.messages.length }, 'batch ack refused; retrying message by message');
     await this.processInOrder(e.done);
     await this.nackLeased(e.failed);
     return 'ended';
@@ -374,15 +384,15 @@ export class BatchExecutor {
       if (r.status === 'dead') {
         rt.stats.deadLettered++;
         rt.metrics?.onDeadLettered();
-        rt.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'message dead-lettered');
+        rt.log.error({ msgId: r.msgId, attempt: f?.m.attempt, err: logged(f?.err) }, 'message dead-lettered');
       } else if (r.status === 'retry') {
         rt.metrics?.onRetried();
         if (r.retryAt) rt.wakeup.wakeAt(r.retryAt);
-        rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: describe(f?.err) }, 'handler failed; will retry');
+        rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, retryAt: r.retryAt, err: logged(f?.err) }, 'handler failed; will retry');
       } else if (r.status === 'stale') {
         // The lease ran out first (a handler outliving it, a paused process): the
         // message is someone else's now, and its new owner delivers it.
-        rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, err: describe(f?.err) }, 'nack refused (lease lost or fenced); the message will be delivered again');
+        rt.log.warn({ msgId: r.msgId, attempt: f?.m.attempt, err: logged(f?.err) }, 'nack refused (lease lost or fenced); the message will be delivered again');
       }
     }
   }

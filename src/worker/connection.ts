@@ -19,7 +19,7 @@ export async function checkout(rt: Runtime): Promise<HeldConnection> {
   let lost: Error | undefined;
   const onError = (err: Error) => {
     lost = err;
-    rt.log.warn({ err: err.message }, 'database connection lost mid-transaction');
+    rt.log.warn({ err }, 'database connection lost mid-transaction');
   };
   client.on('error', onError);
   return {

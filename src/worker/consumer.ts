@@ -10,7 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../log.js';
 import { groupSettings, type GroupSettings } from '../queries/lobby.js';
 import { BatchExecutor } from './batch-executor.js';
 import { ClaimLoop, mayClaimLocked } from './claim-loop.js';
@@ -25,7 +26,7 @@ export type { ConsumerStats } from './runtime.js';
 export interface StopOptions {
   /**
    * How long in-flight handlers may run before they are aborted (their signals aborted,
-   * their messages nacked). stop() returns about this long after it was called, at most
+   * their messages not nacked: no attempt used, handed back on leave). stop() returns about this long after it was called, at most
    * a second more. Default 30 s.
    */
   timeoutMs?: number;
@@ -180,7 +181,7 @@ export class Consumer {
     const pool =
       db.pool ?? new pg.Pool({ connectionString: db.connectionString, max: opts.concurrency + 2, keepAlive: true });
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
-    const log = (logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ group: opts.group });
+    const log = (logger ?? createLogger()).child({ group: opts.group });
     let consumer: Consumer | undefined;
     try {
       const settings = await groupSettings(pool, opts.group);

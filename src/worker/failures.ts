@@ -53,3 +53,8 @@ function asJson(err: unknown): string | undefined {
 function asTag(err: unknown): string {
   return Object.prototype.toString.call(err);
 }
+
+/** What a log line carries under err: the Error itself (pino serializes its type, message and stack), else describe()'s text. */
+export function logged(err: unknown): unknown {
+  return err instanceof Error ? err : describe(err);
+}

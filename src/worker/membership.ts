@@ -66,7 +66,7 @@ export class Membership {
       if (err instanceof FencedError) {
         if (!rt.running()) return; // stopping: our own leave may have come first
         // Not a member any more (removed after a long pause): start a new session.
-        rt.log.warn({ err: err.message }, 'no longer a member of the group; joining again');
+        rt.log.warn({ err }, 'no longer a member of the group; joining again');
         try {
           this.apply(await join(rt.pool, rt.group, rt.consumerId, rt.opts.meta));
         } catch (joinErr) {

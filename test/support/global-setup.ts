@@ -1,21 +1,24 @@
-// Runs once per `vitest run`, in the main process: a server (embedded unless
-// DATABASE_URL is set) and a migrated template database that test files clone.
+// Runs once per `vitest run`, in the main process: a server (DATABASE_URL, else a
+// container when Docker answers, else embedded: see postgres-server.ts) and a
+// migrated template database that test files clone.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/db/embedded.js';
 import { migrate } from '../../src/migrate.js';
 import { TEMPLATE_DATABASE, databaseUrl } from './names.js';
+import { chooseServer, dockerEngineAnswers, startServer } from './postgres-server.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  let server: EmbeddedPostgresHandle | undefined;
-  const adminUrl = process.env.DATABASE_URL ?? (server = await startEmbeddedPostgres()).connectionString;
+  const choice = await chooseServer(process.env, () => dockerEngineAnswers());
+  console.log(`bucketq tests: Postgres from ${choice.kind} (${choice.reason})`);
+  const server = await startServer(choice);
+  const adminUrl = server.connectionString;
   const runPrefix = `bq_${randomBytes(3).toString('hex')}_`;
 
   try {
     await createTemplate(adminUrl);
   } catch (err) {
-    await server?.stop();
+    await server.stop?.();
     throw err;
   }
 
@@ -23,8 +26,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('bucketqRunPrefix', runPrefix);
 
   return async () => {
-    // An embedded server takes its databases with it; a shared one keeps them unless dropped.
-    if (server) return server.stop();
+    // A server we started takes its databases with it; a shared one keeps them unless dropped.
+    if (server.stop) return server.stop();
     await dropLeftovers(adminUrl, runPrefix);
   };
 }
