@@ -4,6 +4,7 @@ import { COMMON_OPTIONS, COMMON_USAGE, assertGroupExists, expectPositionals, par
 import { CliError } from './cli-error.js';
 import { formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
+import type { DeadLetterRow } from '../queries/status.js';
 
 export const DLQ_USAGE = `usage: bucketq dlq list [--group G] [--all] [--json]
        bucketq dlq replay --group G [--id ID ...]
@@ -17,22 +18,6 @@ replay   put a group's dead letters back in line, in key order: all of them, or 
   --json        list: print a JSON array
 ${COMMON_USAGE}`;
 
-interface DeadLetterRow {
-  group: string;
-  topic: string;
-  msgId: string;
-  key: string | null;
-  keySeq: string | null;
-  bucket: number;
-  attempts: number;
-  lastError: string | null;
-  deadAt: Date;
-  sentAt: Date;
-  status: string;
-  replayedAt: Date | null;
-  payload: unknown;
-  headers: unknown;
-}
 
 const replaySchema = z.object({
   group: requiredFlag('--group', 'the group whose dead letters to replay'),

@@ -203,3 +203,21 @@ async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnaps
   );
   return { takenAt, group, topics, groups, consumers, buckets, lag, lagByGroup, throughput, vacuumHorizon, tableSizes };
 }
+
+/** A row of bucketq.dead_letters as the CLI (dlq list) and the console read it. */
+export interface DeadLetterRow {
+  group: string;
+  topic: string;
+  msgId: string;
+  key: string | null;
+  keySeq: string | null;
+  bucket: number;
+  attempts: number;
+  lastError: string | null;
+  deadAt: Date;
+  sentAt: Date;
+  status: string;
+  replayedAt: Date | null;
+  payload: unknown;
+  headers: unknown;
+}

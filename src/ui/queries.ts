@@ -6,7 +6,7 @@
 // Counts are numbers; ids, key_seqs and epochs stay strings (int8); ages are seconds.
 import type pg from 'pg';
 import { withClient, type Queryable } from '../db/with-client.js';
-import type { LagCounts, VacuumHolder } from '../queries/status.js';
+import type { DeadLetterRow, LagCounts, VacuumHolder } from '../queries/status.js';
 
 type Q = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
 
@@ -256,22 +256,6 @@ export async function listTopics(db: Queryable): Promise<string[]> {
 
 // ---------------------------------------------------------------- dead letters
 
-export interface DeadLetterRow {
-  group: string;
-  topic: string;
-  msgId: string;
-  key: string | null;
-  keySeq: string | null;
-  bucket: number;
-  attempts: number;
-  lastError: string | null;
-  deadAt: Date;
-  sentAt: Date;
-  status: string;
-  replayedAt: Date | null;
-  payload: unknown;
-  headers: unknown;
-}
 
 export interface DeadLetters {
   takenAt: Date;
