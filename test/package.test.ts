@@ -40,10 +40,10 @@ afterAll(async () => {
 describe('npm pack', () => {
   it('ships the compiled library, the CLI and the SQL, and no tests, benchmarks, sources or source maps', () => {
     const files = packed.files.map((f) => f.path);
-    for (const f of ['package.json', 'README.md', 'bin/bucketq.js', 'bin/require.cjs', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli.js', 'sql/000001_schema.sql']) {
+    for (const f of ['package.json', 'README.md', 'bin/bucketq.js', 'bin/require.cjs', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli.js', 'sql/000001_schema.sql', 'sql/functions/ack.sql', 'sql/views/lag.sql']) {
       expect(files).toContain(f);
     }
-    const unexpected = files.filter((f) => !/^(package\.json|README\.md|LICENSE|bin\/[^/]+|dist\/src\/.+\.(js|d\.ts)|sql\/[^/]+\.sql)$/.test(f));
+    const unexpected = files.filter((f) => !/^(package\.json|README\.md|LICENSE|bin\/[^/]+|dist\/src\/.+\.(js|d\.ts)|sql\/([^/]+\.sql|(functions|views)\/[^/]+\.sql|README\.md|install\.psql))$/.test(f));
     expect(unexpected).toEqual([]);
   });
 
