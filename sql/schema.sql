@@ -204,7 +204,7 @@ CREATE OR REPLACE FUNCTION bucketq._check_consumer_id(fn text, consumer_id text)
 AS $function$
 begin
   if consumer_id is null or consumer_id = '' or length(consumer_id) > 200 then
-    raise exception '%: invalid consumer_id %', fn, coalesce(quote_literal(consumer_id), 'NULL')
+    raise exception '%: invalid consumer_id %', fn, bucketq._quote_input(consumer_id)
       using errcode = 'BQ005', hint = 'consumer_id names one worker instance (1 to 200 characters), e.g. hostname:pid:random; use a new one per process start.';
   end if;
 end $function$;
@@ -249,11 +249,87 @@ CREATE OR REPLACE FUNCTION bucketq._check_name(kind text, name text)
 AS $function$
 begin
   if name is null or name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' then
-    raise exception 'invalid % name: %', kind, coalesce(quote_literal(name), 'NULL')
+    raise exception 'invalid % name: %', kind, bucketq._quote_input(name)
       using errcode = 'BQ001',
             hint = format('A %s name is 1 to 100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit.', kind);
   end if;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._check_send_input(t bucketq.topic, payloads jsonb[], keys text[], headers jsonb[], idempotency_keys text[], not_before timestamp with time zone[])
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  n int := coalesce(cardinality(payloads), 0);
+  v_bad int;
+  v_size int;
+  v_hsize int;
+  v_what text;
+begin
+  if payloads is null or n = 0
+     or (keys is not null and cardinality(keys) <> n)
+     or (headers is not null and cardinality(headers) <> n)
+     or (idempotency_keys is not null and cardinality(idempotency_keys) <> n)
+     or (not_before is not null and cardinality(not_before) <> n) then
+    return;
+  end if;
+
+  -- Payloads (and headers with them): one pass, the first bad element by position.
+  select u.o, pg_column_size(u.p), coalesce(pg_column_size(u.h), 0),
+         case when u.p is null or u.p = 'null'::jsonb then 'null'
+              when pg_column_size(u.p) > t.max_payload_bytes then 'payload'
+              when u.h is not null and jsonb_typeof(u.h) <> 'object' then 'headers'
+              else 'total' end
+    into v_bad, v_size, v_hsize, v_what
+    from unnest(payloads, headers) with ordinality u(p, h, o)
+   where u.p is null or u.p = 'null'::jsonb
+      or pg_column_size(u.p) + coalesce(pg_column_size(u.h), 0) > t.max_payload_bytes
+      or (u.h is not null and jsonb_typeof(u.h) <> 'object')
+   order by u.o limit 1;
+  if found then
+    if v_what = 'null' then
+      raise exception 'payload % of % is null (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'A payload is any JSON value except null, e.g. ''{}''::jsonb.';
+    elsif v_what = 'payload' then
+      raise exception 'payload % of % is % bytes, over the limit of % bytes for topic %', v_bad, n, v_size, t.max_payload_bytes, t.name
+        using errcode = 'BQ004', hint = 'Send a smaller payload (store large blobs elsewhere and send a reference), or create the topic with a larger max_payload_bytes.';
+    elsif v_what = 'headers' then
+      raise exception 'headers % of % is not a JSON object (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'headers are a JSON object, e.g. ''{"trace-id":"abc"}''::jsonb, or NULL.';
+    else
+      raise exception 'headers % of % are % bytes: with the payload''s % bytes that is over the limit of % bytes for topic %',
+        v_bad, n, v_hsize, v_size, t.max_payload_bytes, t.name
+        using errcode = 'BQ004', hint = 'Headers count against the topic''s max_payload_bytes together with the payload: send smaller headers (a trace id, not a document), or create the topic with a larger max_payload_bytes.';
+    end if;
+  end if;
+
+  if keys is not null then
+    select u.o, octet_length(u.k) into v_bad, v_size from unnest(keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 or octet_length(u.k) > 2048 order by u.o limit 1;
+    if found then
+      raise exception 'key % of % is empty, longer than 1024 characters or over 2048 bytes (% bytes, topic %)', v_bad, n, v_size, t.name
+        using errcode = 'BQ005', hint = 'A key is 1 to 1024 characters and at most 2048 bytes in UTF-8 (a character may take up to 4), or NULL for an unkeyed message.';
+    end if;
+  end if;
+  if idempotency_keys is not null then
+    select u.o, octet_length(u.k) into v_bad, v_size from unnest(idempotency_keys) with ordinality u(k, o)
+     where u.k = '' or length(u.k) > 1024 or octet_length(u.k) > 2048 order by u.o limit 1;
+    if found then
+      raise exception 'idempotency key % of % is empty, longer than 1024 characters or over 2048 bytes (% bytes, topic %)', v_bad, n, v_size, t.name
+        using errcode = 'BQ005', hint = 'An idempotency key is 1 to 1024 characters and at most 2048 bytes in UTF-8 (a character may take up to 4), or NULL.';
+    end if;
+  end if;
+  if not_before is not null then
+    select u.o into v_bad from unnest(not_before) with ordinality u(nb, o)
+     where not isfinite(u.nb) order by u.o limit 1;
+    if found then
+      raise exception 'not_before % of % is not a finite time (topic %)', v_bad, n, t.name
+        using errcode = 'BQ005', hint = 'not_before is a time such as now() + interval ''5 minutes'', or NULL to deliver at once; ''infinity'' would hold the message (and its key) for ever.';
+    end if;
+  end if;
+end $function$;
+comment on function bucketq._check_send_input(bucketq.topic,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'send_batch''s checks before it writes: payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
 
 CREATE OR REPLACE FUNCTION bucketq._create_partitions(p_topic_id integer, p_lower timestamp with time zone, p_upper timestamp with time zone)
  RETURNS boolean
@@ -436,7 +512,7 @@ declare
 begin
   select * into g from bucketq.consumer_group where name = group_name;
   if not found then
-    raise exception 'unknown consumer group: %', coalesce(quote_literal(group_name), 'NULL')
+    raise exception 'unknown consumer group: %', bucketq._quote_input(group_name)
       using errcode = 'BQ003',
             hint = 'Create it first with bucketq.create_group(group_name => ..., topic => ...); list groups with: select name, topic from bucketq.groups;';
   end if;
@@ -514,6 +590,17 @@ AS $function$
   )
   select array_agg(h.msg_id order by h.msg_id) from heads h where h.state = 1 and h.key_seq < h.max_seq
 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._quote_input(v text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+  select case when v is null then 'NULL'
+              when length(v) <= 100 then quote_literal(v)
+              else quote_literal(left(v, 100)) || format('…(%s bytes)', octet_length(v)) end
+$function$;
+comment on function bucketq._quote_input(text) is 'For error messages: the input quoted, cut to 100 characters plus its size in bytes when longer; NULL as NULL.';
 
 CREATE OR REPLACE FUNCTION bucketq._raise_if_fenced(fn text, g bucketq.consumer_group, msg_ids bigint[], lease_tokens bigint[])
  RETURNS void
@@ -723,7 +810,7 @@ declare
 begin
   select * into t from bucketq.topic where name = topic_name;
   if not found then
-    raise exception 'unknown topic: %', coalesce(quote_literal(topic_name), 'NULL')
+    raise exception 'unknown topic: %', bucketq._quote_input(topic_name)
       using errcode = 'BQ002',
             hint = 'Create it first with bucketq.create_topic(topic => ...); list topics with: select name from bucketq.topics;';
   end if;
@@ -1245,21 +1332,26 @@ begin
     begin
       v_start_time := start_at::timestamptz;
     exception when others then
-      raise exception 'invalid start_at for group %: %', group_name, quote_literal(start_at)
+      raise exception 'invalid start_at for group %: %', group_name, bucketq._quote_input(start_at)
         using errcode = 'BQ005', hint = 'start_at is ''earliest'', ''latest'' or a timestamp such as ''2026-01-31 12:00:00+00''.';
     end;
+    if not isfinite(v_start_time) then
+      raise exception 'invalid start_at for group %: % is not a finite time', group_name, bucketq._quote_input(start_at)
+        using errcode = 'BQ005', hint = 'start_at is ''earliest'', ''latest'' or a timestamp such as ''2026-01-31 12:00:00+00''; ''infinity'' would never receive a message (use ''earliest'' for ''-infinity'').';
+    end if;
   end if;
   if max_attempts is null or max_attempts < 1 or max_attempts > 1000 then
     raise exception 'invalid max_attempts for group %: %', group_name, coalesce(max_attempts::text, 'NULL')
       using errcode = 'BQ005', hint = 'max_attempts counts the first try: 1 to 1000 (default 4: one try and three retries).';
   end if;
   if on_exhausted is null or on_exhausted not in ('skip', 'block') then
-    raise exception 'invalid on_exhausted for group %: %', group_name, coalesce(quote_literal(on_exhausted), 'NULL')
+    raise exception 'invalid on_exhausted for group %: %', group_name, bucketq._quote_input(on_exhausted)
       using errcode = 'BQ005', hint = 'on_exhausted is ''skip'' (dead-letter and move the key on, the default) or ''block'' (hold the key until an operator replays it).';
   end if;
-  if backoff_base is null or backoff_base < interval '0' or backoff_max is null or backoff_max < backoff_base then
+  if backoff_base is null or backoff_base < interval '0' or backoff_max is null or backoff_max < backoff_base
+     or not isfinite(backoff_max) then
     raise exception 'invalid backoff for group %: base %, max %', group_name, coalesce(backoff_base::text, 'NULL'), coalesce(backoff_max::text, 'NULL')
-      using errcode = 'BQ005', hint = 'Retry n waits backoff_base * 2^(n-1), at most backoff_max; need 0 <= backoff_base <= backoff_max.';
+      using errcode = 'BQ005', hint = 'Retry n waits backoff_base * 2^(n-1), at most backoff_max; need 0 <= backoff_base <= backoff_max, both finite.';
   end if;
   if lease_timeout is null or lease_timeout <= interval '0' or lease_timeout > interval '1 day' then
     raise exception 'invalid lease_timeout for group %: %', group_name, coalesce(lease_timeout::text, 'NULL')
@@ -1390,7 +1482,7 @@ begin
     perform bucketq._group(group_name);  -- raises unknown group
   end if;
   if role_name is null or not exists (select 1 from pg_catalog.pg_roles r where r.rolname = role_name) then
-    raise exception 'grant_group: role % does not exist', coalesce(quote_literal(role_name), 'NULL')
+    raise exception 'grant_group: role % does not exist', bucketq._quote_input(role_name)
       using errcode = 'BQ005', hint = 'Create the role first (create role ... in role bucketq_consumer), then grant it the group.';
   end if;
   insert into bucketq.group_access (group_id, role_name) values (g.group_id, role_name)
@@ -1824,7 +1916,7 @@ begin
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
-      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', v_missing, g.name
+      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', bucketq._quote_input(v_missing::text), g.name
         using errcode = 'BQ005', hint = 'List them with: select msg_id from bucketq.dead_letters where group_name = ...; nothing was replayed.';
     end if;
   end if;
@@ -1906,8 +1998,8 @@ declare
 begin
   g := bucketq._group(group_name);
   select * into t from bucketq.topic where topic_id = g.topic_id;
-  if to_time is null then
-    raise exception 'rewind: to_time must not be NULL (group %)', g.name
+  if to_time is null or not isfinite(to_time) then
+    raise exception 'rewind: to_time must be a finite time, not % (group %)', coalesce(to_time::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'Pass the time to replay from, e.g. now() - interval ''1 hour''.';
   end if;
   select min(p.lower_bound) into v_oldest from bucketq.log_partition p where p.topic_id = t.topic_id;
@@ -1990,6 +2082,7 @@ declare
   v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
 begin
   t := bucketq._topic(send_batch.topic);
+  perform bucketq._check_send_input(t, payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before);
   if payloads is null then
     raise exception 'payloads must not be NULL (topic %)', t.name
       using errcode = 'BQ005', hint = 'Pass an array of jsonb payloads, e.g. array[''{"a":1}'']::jsonb[].';

@@ -7,7 +7,7 @@ declare
 begin
   select * into g from bucketq.consumer_group where name = group_name;
   if not found then
-    raise exception 'unknown consumer group: %', coalesce(quote_literal(group_name), 'NULL')
+    raise exception 'unknown consumer group: %', bucketq._quote_input(group_name)
       using errcode = 'BQ003',
             hint = 'Create it first with bucketq.create_group(group_name => ..., topic => ...); list groups with: select name, topic from bucketq.groups;';
   end if;

@@ -27,21 +27,26 @@ begin
     begin
       v_start_time := start_at::timestamptz;
     exception when others then
-      raise exception 'invalid start_at for group %: %', group_name, quote_literal(start_at)
+      raise exception 'invalid start_at for group %: %', group_name, bucketq._quote_input(start_at)
         using errcode = 'BQ005', hint = 'start_at is ''earliest'', ''latest'' or a timestamp such as ''2026-01-31 12:00:00+00''.';
     end;
+    if not isfinite(v_start_time) then
+      raise exception 'invalid start_at for group %: % is not a finite time', group_name, bucketq._quote_input(start_at)
+        using errcode = 'BQ005', hint = 'start_at is ''earliest'', ''latest'' or a timestamp such as ''2026-01-31 12:00:00+00''; ''infinity'' would never receive a message (use ''earliest'' for ''-infinity'').';
+    end if;
   end if;
   if max_attempts is null or max_attempts < 1 or max_attempts > 1000 then
     raise exception 'invalid max_attempts for group %: %', group_name, coalesce(max_attempts::text, 'NULL')
       using errcode = 'BQ005', hint = 'max_attempts counts the first try: 1 to 1000 (default 4: one try and three retries).';
   end if;
   if on_exhausted is null or on_exhausted not in ('skip', 'block') then
-    raise exception 'invalid on_exhausted for group %: %', group_name, coalesce(quote_literal(on_exhausted), 'NULL')
+    raise exception 'invalid on_exhausted for group %: %', group_name, bucketq._quote_input(on_exhausted)
       using errcode = 'BQ005', hint = 'on_exhausted is ''skip'' (dead-letter and move the key on, the default) or ''block'' (hold the key until an operator replays it).';
   end if;
-  if backoff_base is null or backoff_base < interval '0' or backoff_max is null or backoff_max < backoff_base then
+  if backoff_base is null or backoff_base < interval '0' or backoff_max is null or backoff_max < backoff_base
+     or not isfinite(backoff_max) then
     raise exception 'invalid backoff for group %: base %, max %', group_name, coalesce(backoff_base::text, 'NULL'), coalesce(backoff_max::text, 'NULL')
-      using errcode = 'BQ005', hint = 'Retry n waits backoff_base * 2^(n-1), at most backoff_max; need 0 <= backoff_base <= backoff_max.';
+      using errcode = 'BQ005', hint = 'Retry n waits backoff_base * 2^(n-1), at most backoff_max; need 0 <= backoff_base <= backoff_max, both finite.';
   end if;
   if lease_timeout is null or lease_timeout <= interval '0' or lease_timeout > interval '1 day' then
     raise exception 'invalid lease_timeout for group %: %', group_name, coalesce(lease_timeout::text, 'NULL')

@@ -10,7 +10,7 @@ begin
     perform bucketq._group(group_name);  -- raises unknown group
   end if;
   if role_name is null or not exists (select 1 from pg_catalog.pg_roles r where r.rolname = role_name) then
-    raise exception 'grant_group: role % does not exist', coalesce(quote_literal(role_name), 'NULL')
+    raise exception 'grant_group: role % does not exist', bucketq._quote_input(role_name)
       using errcode = 'BQ005', hint = 'Create the role first (create role ... in role bucketq_consumer), then grant it the group.';
   end if;
   insert into bucketq.group_access (group_id, role_name) values (g.group_id, role_name)

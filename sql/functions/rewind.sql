@@ -13,8 +13,8 @@ declare
 begin
   g := bucketq._group(group_name);
   select * into t from bucketq.topic where topic_id = g.topic_id;
-  if to_time is null then
-    raise exception 'rewind: to_time must not be NULL (group %)', g.name
+  if to_time is null or not isfinite(to_time) then
+    raise exception 'rewind: to_time must be a finite time, not % (group %)', coalesce(to_time::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'Pass the time to replay from, e.g. now() - interval ''1 hour''.';
   end if;
   select min(p.lower_bound) into v_oldest from bucketq.log_partition p where p.topic_id = t.topic_id;

@@ -25,6 +25,7 @@ declare
   v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
 begin
   t := bucketq._topic(send_batch.topic);
+  perform bucketq._check_send_input(t, payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before);
   if payloads is null then
     raise exception 'payloads must not be NULL (topic %)', t.name
       using errcode = 'BQ005', hint = 'Pass an array of jsonb payloads, e.g. array[''{"a":1}'']::jsonb[].';

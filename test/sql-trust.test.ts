@@ -1,0 +1,163 @@
+// Issue 13, trust boundaries and bad input: what a caller may send (sizes, infinities,
+// multi-byte keys, headers), how much of its input an error echoes, producer rights per
+// topic, SET ROLE narrowing a pooled login, and what monitors and consumers may read.
+// Each trust case runs as real login roles (cluster-wide: unique names, dropped after).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claim, expectBqError, nack, pgError, send, useDatabase } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+const suffix = randomBytes(4).toString('hex');
+const PASSWORD = `pw_${suffix}`;
+const roles: string[] = []; // created here, dropped after (logins first)
+const clients: pg.Client[] = [];
+let owner: pg.Client;
+
+async function createRole(name: string, opts: { login?: boolean; in?: string[] } = {}): Promise<string> {
+  const role = `bqtrust_${name}_${suffix}`;
+  const inRole = opts.in?.length ? ` in role ${opts.in.join(', ')}` : '';
+  await owner.query(`create role ${role} ${opts.login ? `login password '${PASSWORD}'` : 'nologin'}${inRole}`);
+  roles.unshift(role);
+  return role;
+}
+
+async function connectAs(user: string): Promise<pg.Client> {
+  const url = new URL(ctx.db.connectionString);
+  url.username = user;
+  url.password = PASSWORD;
+  const c = new pg.Client({ connectionString: url.toString() });
+  c.on('error', () => {});
+  await c.connect();
+  clients.push(c);
+  return c;
+}
+
+/** A Postgres array literal with the given lower bound: '[0:1]={"a","b"}'. */
+function arrayLiteral(lower: number, elems: string[]): string {
+  const quoted = elems.map((e) => `"${e.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
+  return `[${lower}:${lower + elems.length - 1}]={${quoted.join(',')}}`;
+}
+
+/** A login in the given roles, connected. */
+async function login(name: string, ...inRoles: string[]): Promise<pg.Client> {
+  return connectAs(await createRole(name, { login: true, in: inRoles }));
+}
+
+beforeAll(async () => {
+  owner = await ctx.session();
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  if (roles.length) await owner.query(`drop owned by ${roles.join(', ')}`).catch(() => {});
+  for (const r of roles) await owner.query(`drop role if exists ${r}`).catch(() => {});
+});
+
+describe('bad input (issue 13, items 22 to 25 and 6)', () => {
+  it('22: keys and idempotency keys over 2048 bytes (multi-byte, within 1024 characters) raise BQ005 naming the input and the limit, not a raw 54000', async () => {
+    const t = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4)`, [t]);
+    const cjk = (n: number) => '鍵'.repeat(n); // 3 bytes each in UTF-8
+    const key = await expectBqError(send(owner, t, {}, { key: cjk(900) }), 'BQ005', /key 1 of 1 .*2048 bytes.*2700 bytes/);
+    expect(key.hint).toMatch(/2048 bytes/);
+    await expectBqError(send(owner, t, {}, { idempotencyKey: cjk(900) }), 'BQ005', /idempotency key 1 of 1 .*2048 bytes/);
+    await expectBqError(
+      owner.query(`select bucketq.send_batch($1, array['{}', '{}']::jsonb[], keys => array['a', $2])`, [t, cjk(1000)]),
+      'BQ005',
+      /key 2 of 2/,
+    );
+    // Within both limits: accepted, and sent again with the same idempotency key, the same id.
+    const ok = cjk(682); // 2046 bytes
+    const id = await send(owner, t, { n: 1 }, { key: ok, idempotencyKey: ok });
+    expect(await send(owner, t, { n: 2 }, { key: ok, idempotencyKey: ok })).toBe(id);
+    expect((await owner.query(`select count(*)::int as n from bucketq.message where topic_id = (select topic_id from bucketq.topic where name = $1)`, [t])).rows[0].n).toBe(1);
+  });
+
+  it("23: 'infinity' is refused for not_before, start_at, rewind's to_time and backoff_max (BQ005)", async () => {
+    const t = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4)`, [t]);
+    await expectBqError(send(owner, t, {}, { key: 'k', notBefore: 'infinity' }), 'BQ005', /not_before 1 of 1 is not a finite time/);
+    await expectBqError(send(owner, t, {}, { notBefore: '-infinity' }), 'BQ005', /not_before/);
+    await expectBqError(
+      owner.query(`select bucketq.send_batch($1, array['{}', '{}']::jsonb[], not_before => array[now(), 'infinity'::timestamptz])`, [t]),
+      'BQ005',
+      /not_before 2 of 2/,
+    );
+    await expectBqError(owner.query(`select bucketq.create_group($1, $2, 'infinity')`, [ctx.unique('g'), t]), 'BQ005', /start_at .*not a finite time/);
+    await expectBqError(owner.query(`select bucketq.create_group($1, $2, '-infinity')`, [ctx.unique('g'), t]), 'BQ005', /start_at/);
+    await expectBqError(owner.query(`select bucketq.create_group($1, $2, backoff_max => 'infinity')`, [ctx.unique('g'), t]), 'BQ005', /backoff/);
+    const g = ctx.unique('g');
+    await owner.query(`select bucketq.create_group($1, $2, 'earliest')`, [g, t]);
+    await expectBqError(owner.query(`select bucketq.rewind($1, 'infinity')`, [g]), 'BQ005', /finite/);
+    // Nothing was sent or created by the refused calls.
+    const { rows } = await owner.query(`select (select count(*)::int from bucketq.message m join bucketq.topic x using (topic_id) where x.name = $1) as messages,
+                                               (select count(*)::int from bucketq.consumer_group g join bucketq.topic x using (topic_id) where x.name = $1) as groups`, [t]);
+    expect(rows[0]).toEqual({ messages: 0, groups: 1 });
+  });
+
+  it('24: errors quote at most 100 characters of an input, plus its size', async () => {
+    const t = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4)`, [t]);
+    const g = ctx.unique('g');
+    await owner.query(`select bucketq.create_group($1, $2, 'earliest')`, [g, t]);
+    const huge = 'x'.repeat(1_000_000);
+    const cases: [string, string, unknown[]][] = [
+      ['create_topic name', `select bucketq.create_topic($1)`, [huge]],
+      ['create_group name', `select bucketq.create_group($1, $2)`, [huge, t]],
+      ['create_group start_at', `select bucketq.create_group($1, $2, $3)`, [ctx.unique('g'), t, huge]],
+      ['create_group on_exhausted', `select bucketq.create_group($1, $2, on_exhausted => $3)`, [ctx.unique('g'), t, huge]],
+      ['send to an unknown topic', `select bucketq.send($1, '{}')`, [huge]],
+      ['join an unknown group', `select * from bucketq.join($1, 'c')`, [huge]],
+      ['join with a long consumer id', `select * from bucketq.join($1, $2)`, [g, huge]],
+      ['grant_group to an unknown role', `select bucketq.grant_group($1, $2)`, [g, huge]],
+      ['replay_dead of 100,000 ids', `select bucketq.replay_dead($1, array(select generate_series(1, 100000))::bigint[])`, [g]],
+    ];
+    for (const [label, sql, args] of cases) {
+      const err = await pgError(owner.query(sql, args));
+      expect({ label, code: err.code?.startsWith('BQ') }).toEqual({ label, code: true });
+      expect({ label, length: err.message.length < 400 }, err.message.slice(0, 300)).toEqual({ label, length: true });
+      expect(err.message, label).toMatch(/…\(\d+ bytes\)/);
+    }
+    // Short inputs are quoted whole, as before.
+    await expectBqError(owner.query(`select bucketq.send('no.such.topic', '{}')`), 'BQ002', /unknown topic: 'no\.such\.topic'$/);
+  });
+
+  it('25: send_batch numbers the elements 1..n whatever the arrays start at (an oversized payload is BQ004, not "is null")', async () => {
+    const t = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4, max_payload_bytes => 100)`, [t]);
+    const big = JSON.stringify({ x: 'y'.repeat(200) });
+    // An array whose lower bound is 0: '[0:1]={...}'.
+    const zeroBased = await pgError(owner.query(`select bucketq.send_batch($1, $2::jsonb[])`, [t, arrayLiteral(0, ['{}', big])]));
+    expect({ code: zeroBased.code, message: zeroBased.message }).toMatchObject({ code: 'BQ004', message: expect.stringMatching(/payload 2 of 2 is \d+ bytes, over the limit of 100 bytes/) });
+    await expectBqError(owner.query(`select bucketq.send_batch($1, '[0:1]={"{}",NULL}'::jsonb[])`, [t]), 'BQ005', /payload 2 of 2 is null/);
+    await expectBqError(
+      owner.query(`select bucketq.send_batch($1, '[0:1]={"{}","{}"}'::jsonb[], headers => '[5:6]={NULL,"[1]"}'::jsonb[])`, [t]),
+      'BQ005',
+      /headers 2 of 2 is not a JSON object/,
+    );
+    // A well-formed batch with other lower bounds goes through, in input order.
+    const { rows } = await owner.query(`select id from bucketq.send_batch($1, '[0:1]={"{\\"n\\": 1}","{\\"n\\": 2}"}'::jsonb[], keys => '[3:4]={a,b}'::text[]) id`, [t]);
+    const sent = await owner.query(`select key, payload from bucketq.message where id = any($1::bigint[]) order by id`, [rows.map((r) => r.id)]);
+    expect(sent.rows).toEqual([{ key: 'a', payload: { n: 1 } }, { key: 'b', payload: { n: 2 } }]);
+  });
+
+  it('6: headers count against the topic limit: oversized headers raise BQ004 and insert nothing', async () => {
+    const t = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4, max_payload_bytes => 1024)`, [t]);
+    const hugeHeaders = { blob: 'h'.repeat(20_000) };
+    const e = await expectBqError(send(owner, t, { n: 1 }, { headers: hugeHeaders }), 'BQ004', /headers 1 of 1 are \d+ bytes: with the payload's \d+ bytes that is over the limit of 1024 bytes/);
+    expect(e.hint).toMatch(/Headers count against/);
+    // Each half fits, together they do not.
+    await expectBqError(send(owner, t, { p: 'p'.repeat(600) }, { headers: { h: 'h'.repeat(600) } }), 'BQ004', /headers 1 of 1/);
+    await expectBqError(
+      owner.query(`select bucketq.send_batch($1, array['{}', '{}']::jsonb[], headers => array[null, $2]::jsonb[])`, [t, JSON.stringify(hugeHeaders)]),
+      'BQ004',
+      /headers 2 of 2/,
+    );
+    const { rows } = await owner.query(`select count(*)::int as n from bucketq.message m join bucketq.topic x using (topic_id) where x.name = $1`, [t]);
+    expect(rows[0].n).toBe(0);
+    await send(owner, t, { p: 'p'.repeat(300) }, { headers: { h: 'h'.repeat(300) } });
+  });
+});
