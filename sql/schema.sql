@@ -174,6 +174,14 @@ create table bucketq.topic (
 alter table bucketq.topic add constraint topic_pkey PRIMARY KEY (topic_id);
 alter table bucketq.topic add constraint topic_name_key UNIQUE (name);
 
+create table bucketq.topic_access (
+  topic_id integer not null,
+  role_name name not null
+);
+alter table bucketq.topic_access add constraint topic_access_topic_id_fkey FOREIGN KEY (topic_id) REFERENCES bucketq.topic(topic_id) ON DELETE CASCADE;
+alter table bucketq.topic_access add constraint topic_access_pkey PRIMARY KEY (topic_id, role_name);
+comment on table bucketq.topic_access is 'Producer rights per topic (grant_topic): a topic with rows here takes messages only from members of these roles, the schema owner and bucketq_admin.';
+
 create table bucketq.topic_key (
   topic_id integer not null,
   key text not null,
@@ -196,6 +204,37 @@ create sequence bucketq.lease_token_seq as bigint;
 create sequence bucketq.message_id_seq as bigint;
 
 CREATE CONSTRAINT TRIGGER commit_check_readiness AFTER INSERT ON bucketq.commit_check DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bucketq._tg_commit_check();
+
+CREATE OR REPLACE FUNCTION bucketq._caller()
+ RETURNS name
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select case when coalesce(current_setting('role', true), 'none') = 'none' then session_user
+              else current_setting('role', true)::name end
+$function$;
+comment on function bucketq._caller() is 'The role bucketq''s access checks judge: the session''s SET ROLE role if any, else session_user (inside SECURITY DEFINER functions current_user is the owner).';
+
+CREATE OR REPLACE FUNCTION bucketq._caller_is(role_name name)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = _caller_is.role_name)
+              then pg_catalog.pg_has_role(bucketq._caller(), _caller_is.role_name, 'member')
+              else false end
+$function$;
+comment on function bucketq._caller_is(name) is 'True when the caller (bucketq._caller()) is a member of the role; false when the role does not exist.';
+
+CREATE OR REPLACE FUNCTION bucketq._caller_is_admin()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select pg_catalog.pg_has_role(bucketq._caller(), (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
+      or bucketq._caller_is('bucketq_admin')
+$function$;
+comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_consumer_id(fn text, consumer_id text)
  RETURNS void
@@ -267,6 +306,13 @@ declare
   v_hsize int;
   v_what text;
 begin
+  if exists (select 1 from bucketq.topic_access a where a.topic_id = t.topic_id)
+     and not exists (select 1 from bucketq.topic_access a where a.topic_id = t.topic_id and bucketq._caller_is(a.role_name))
+     and not bucketq._caller_is_admin() then
+    raise exception 'permission denied for topic %: role % is not among its producers', t.name, bucketq._caller()
+      using errcode = '42501',
+            hint = format('An admin grants it with: select bucketq.grant_topic(%L, %L);', t.name, bucketq._caller());
+  end if;
   if payloads is null or n = 0
      or (keys is not null and cardinality(keys) <> n)
      or (headers is not null and cardinality(headers) <> n)
@@ -329,7 +375,7 @@ begin
     end if;
   end if;
 end $function$;
-comment on function bucketq._check_send_input(bucketq.topic,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'send_batch''s checks before it writes: payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
+comment on function bucketq._check_send_input(bucketq.topic,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'send_batch''s checks before it writes: producer rights on the topic (grant_topic), payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
 
 CREATE OR REPLACE FUNCTION bucketq._create_partitions(p_topic_id integer, p_lower timestamp with time zone, p_upper timestamp with time zone)
  RETURNS boolean
@@ -516,18 +562,10 @@ begin
       using errcode = 'BQ003',
             hint = 'Create it first with bucketq.create_group(group_name => ..., topic => ...); list groups with: select name, topic from bucketq.groups;';
   end if;
-  if exists (select 1 from bucketq.group_access a where a.group_id = g.group_id)
-     and not exists (select 1 from bucketq.group_access a
-                      where a.group_id = g.group_id
-                        -- CASE: a dropped role must not make pg_has_role fail
-                        and (case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = a.role_name)
-                                  then pg_catalog.pg_has_role(session_user, a.role_name, 'member') else false end))
-     and not pg_catalog.pg_has_role(session_user, (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
-     and not (case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = 'bucketq_admin')
-                   then pg_catalog.pg_has_role(session_user, 'bucketq_admin', 'member') else false end) then
-    raise exception 'permission denied for consumer group %: role % is not among its consumers', g.name, session_user
+  if not bucketq._may_consume(g.group_id) then
+    raise exception 'permission denied for consumer group %: role % is not among its consumers', g.name, bucketq._caller()
       using errcode = '42501',
-            hint = format('An admin grants it with: select bucketq.grant_group(%L, %L);', g.name, session_user);
+            hint = format('An admin grants it with: select bucketq.grant_group(%L, %L);', g.name, bucketq._caller());
   end if;
   return g;
 end $function$;
@@ -537,6 +575,18 @@ CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  LANGUAGE sql
  IMMUTABLE
 AS $function$ select 1651664241 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._may_consume(p_group_id integer)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  select not exists (select 1 from bucketq.group_access a where a.group_id = p_group_id)
+      or exists (select 1 from bucketq.group_access a where a.group_id = p_group_id and bucketq._caller_is(a.role_name))
+      or bucketq._caller_is_admin()
+$function$;
+comment on function bucketq._may_consume(integer) is 'True when the caller may consume the group: it has no access rows (grant_group), or the caller is a member of one of its roles, the schema owner or bucketq_admin.';
 
 CREATE OR REPLACE FUNCTION bucketq._now()
  RETURNS timestamp with time zone
@@ -1491,6 +1541,27 @@ begin
 end $function$;
 comment on function bucketq.grant_group(text,text) is 'Restrict a consumer group to the members of the given roles (call once per role; the first call closes the group to every other bucketq_consumer). The schema owner and bucketq_admin always may consume it. Returns false when the role had it already.';
 
+CREATE OR REPLACE FUNCTION bucketq.grant_topic(topic text, role_name text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_variable
+declare
+  t bucketq.topic;
+begin
+  t := bucketq._topic(topic);
+  if role_name is null or not exists (select 1 from pg_catalog.pg_roles r where r.rolname = role_name) then
+    raise exception 'grant_topic: role % does not exist', bucketq._quote_input(role_name)
+      using errcode = 'BQ005', hint = 'Create the role first (create role ... in role bucketq_producer), then grant it the topic.';
+  end if;
+  insert into bucketq.topic_access (topic_id, role_name) values (t.topic_id, role_name)
+  on conflict do nothing;
+  return found;
+end $function$;
+comment on function bucketq.grant_topic(text,text) is 'Restrict sending to a topic to the members of the given roles (call once per role; the first call closes the topic to every other bucketq_producer). The schema owner and bucketq_admin always may send. Returns false when the role had it already.';
+
 CREATE OR REPLACE FUNCTION bucketq.heartbeat(group_name text, consumer_id text)
  RETURNS TABLE(bucket integer, epoch bigint)
  LANGUAGE plpgsql
@@ -1980,6 +2051,22 @@ begin
   return found;
 end $function$;
 comment on function bucketq.revoke_group(text,text) is 'Take a role''s access to a consumer group back. When no role is left the group is open to every bucketq_consumer again. Returns false when the role did not have it.';
+
+CREATE OR REPLACE FUNCTION bucketq.revoke_topic(topic text, role_name text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_variable
+declare
+  t bucketq.topic;
+begin
+  t := bucketq._topic(topic);
+  delete from bucketq.topic_access a where a.topic_id = t.topic_id and a.role_name = revoke_topic.role_name;
+  return found;
+end $function$;
+comment on function bucketq.revoke_topic(text,text) is 'Take a role''s right to send to a topic back. When no role is left the topic is open to every bucketq_producer again. Returns false when the role did not have it.';
 
 CREATE OR REPLACE FUNCTION bucketq.rewind(group_name text, to_time timestamp with time zone)
  RETURNS integer

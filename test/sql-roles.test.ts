@@ -32,7 +32,7 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'replay_dead', 'revoke_group', 'rewind', 'send', 'send_batch'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'replay_dead', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */

@@ -161,3 +161,92 @@ describe('bad input (issue 13, items 22 to 25 and 6)', () => {
     await send(owner, t, { p: 'p'.repeat(300) }, { headers: { h: 'h'.repeat(300) } });
   });
 });
+
+describe('producer rights per topic (issue 13, item 5)', () => {
+  it('grant_topic closes a topic to other producers (no squatting of its idempotency keys); admins always may send; revoke_topic opens it again', async () => {
+    const t = ctx.unique('t');
+    const other = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4), bucketq.create_topic($2, 4)`, [t, other]);
+    const team = await createRole('payroll', { in: ['bucketq_producer'] });
+    const insider = await login('payroll_app', team);
+    const outsider = await login('other_app', 'bucketq_producer');
+    const admin = await login('admin', 'bucketq_admin');
+    const consumer = await login('consumer', 'bucketq_consumer');
+
+    // Open while nobody was granted it.
+    await send(outsider, t, { open: true });
+    expect((await admin.query(`select bucketq.grant_topic($1, $2) as g`, [t, team])).rows[0].g).toBe(true);
+    expect((await admin.query(`select bucketq.grant_topic($1, $2) as g`, [t, team])).rows[0].g).toBe(false);
+
+    // The outsider can neither send nor squat an idempotency key of the topic.
+    for (const attempt of [
+      send(outsider, t, { evil: true }, { idempotencyKey: 'payrun-2026-12' }),
+      outsider.query(`select bucketq.send_batch($1, array['{}']::jsonb[])`, [t]),
+    ]) {
+      const err = await pgError(attempt);
+      expect({ code: err.code, message: err.message }).toMatchObject({ code: '42501', message: expect.stringMatching(/permission denied for topic .* not among its producers/) });
+      expect(err.hint).toMatch(/grant_topic/);
+    }
+    const mine = await send(insider, t, { run: 'december' }, { idempotencyKey: 'payrun-2026-12' });
+    const { rows } = await owner.query(`select payload from bucketq.message where id = $1`, [mine]);
+    expect(rows[0].payload).toEqual({ run: 'december' });
+    await send(admin, t, { by: 'admin' });
+    // Other topics stay open to the outsider.
+    await send(outsider, other, { fine: true });
+
+    // Only admins (and the owner) grant; producers and consumers may not.
+    for (const c of [outsider, insider, consumer]) {
+      expect((await pgError(c.query(`select bucketq.grant_topic($1, $2)`, [t, team]))).code).toBe('42501');
+      expect((await pgError(c.query(`select bucketq.revoke_topic($1, $2)`, [t, team]))).code).toBe('42501');
+    }
+    await expectBqError(admin.query(`select bucketq.grant_topic($1, $2)`, [t, `no_such_role_${suffix}`]), 'BQ005', /does not exist/);
+    await expectBqError(admin.query(`select bucketq.grant_topic('no.such.topic', $1)`, [team]), 'BQ002');
+
+    expect((await admin.query(`select bucketq.revoke_topic($1, $2) as r`, [t, team])).rows[0].r).toBe(true);
+    await send(outsider, t, { open: 'again' });
+  });
+});
+
+describe('SET ROLE narrows access for a pooled login (issue 13, item 14)', () => {
+  it('a login in several roles, switched with SET ROLE to one without access, is refused groups and topics of the others', async () => {
+    const t = ctx.unique('t');
+    const g = ctx.unique('g');
+    await owner.query(`select bucketq.create_topic($1, 4)`, [t]);
+    await owner.query(`select bucketq.create_group($1, $2, 'earliest')`, [g, t]);
+    const billing = await createRole('billing', { in: ['bucketq_consumer', 'bucketq_producer'] });
+    const reports = await createRole('reports', { in: ['bucketq_consumer', 'bucketq_producer'] });
+    await owner.query(`select bucketq.grant_group($1, $2)`, [g, billing]);
+    const pooled = await login('pool', billing, reports);
+
+    // As itself (a member of billing) it may consume the group.
+    await pooled.query(`select * from bucketq.join($1, 'p1')`, [g]);
+
+    await pooled.query(`set role ${reports}`);
+    try {
+      const joined = await pgError(pooled.query(`select * from bucketq.join($1, 'p2')`, [g]));
+      expect({ code: joined.code, message: joined.message }).toMatchObject({ code: '42501', message: expect.stringContaining(`role ${reports} is not among its consumers`) });
+      expect((await pgError(pooled.query(`select * from bucketq.heartbeat($1, 'p1')`, [g]))).code).toBe('42501');
+    } finally {
+      await pooled.query(`reset role`);
+    }
+    // The same for a topic restricted with grant_topic.
+    await owner.query(`select bucketq.grant_topic($1, $2)`, [t, billing]);
+    await send(pooled, t, { as: 'login' });
+    await pooled.query(`set role ${reports}`);
+    try {
+      expect((await pgError(send(pooled, t, { as: 'reports' }))).code).toBe('42501');
+    } finally {
+      await pooled.query(`reset role`);
+    }
+    // SET LOCAL ROLE inside a transaction narrows it for that transaction only.
+    await pooled.query('begin');
+    await pooled.query(`set local role ${reports}`);
+    expect((await pgError(pooled.query(`select * from bucketq.heartbeat($1, 'p1')`, [g]))).code).toBe('42501');
+    await pooled.query('rollback');
+    expect((await pooled.query(`select * from bucketq.heartbeat($1, 'p1')`, [g])).rows.length).toBeGreaterThan(0);
+    // SET ROLE to the granted role keeps access.
+    await pooled.query(`set role ${billing}`);
+    await send(pooled, t, { as: 'billing' });
+    await pooled.query(`reset role`);
+  });
+});

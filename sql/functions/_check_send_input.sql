@@ -1,4 +1,6 @@
--- send_batch's checks of its input, before anything is written:
+-- send_batch's checks of the caller and its input, before anything is written:
+--   * producer rights: a topic with rows in topic_access (grant_topic) takes messages
+--     only from members of those roles, the schema owner and bucketq_admin;
 --   * payloads: not NULL, not JSON null; payload plus headers within the topic's
 --     max_payload_bytes (headers count against the limit);
 --   * headers: a JSON object or NULL;
@@ -24,6 +26,13 @@ declare
   v_hsize int;
   v_what text;
 begin
+  if exists (select 1 from bucketq.topic_access a where a.topic_id = t.topic_id)
+     and not exists (select 1 from bucketq.topic_access a where a.topic_id = t.topic_id and bucketq._caller_is(a.role_name))
+     and not bucketq._caller_is_admin() then
+    raise exception 'permission denied for topic %: role % is not among its producers', t.name, bucketq._caller()
+      using errcode = '42501',
+            hint = format('An admin grants it with: select bucketq.grant_topic(%L, %L);', t.name, bucketq._caller());
+  end if;
   if payloads is null or n = 0
      or (keys is not null and cardinality(keys) <> n)
      or (headers is not null and cardinality(headers) <> n)
@@ -88,4 +97,4 @@ begin
 end $$;
 
 comment on function bucketq._check_send_input(bucketq.topic, jsonb[], text[], jsonb[], text[], timestamptz[]) is
-'send_batch''s checks before it writes: payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
+'send_batch''s checks before it writes: producer rights on the topic (grant_topic), payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
