@@ -485,14 +485,16 @@ begin
   if v_consumer then
     grant usage on schema bucketq to bucketq_consumer;
     grant select on bucketq.groups to bucketq_consumer;
+    -- Functions a view calls are checked against its reader: the views' filters.
+    grant execute on function bucketq._may_see_group(int) to bucketq_consumer;
   end if;
   if v_monitor then
     grant usage on schema bucketq to bucketq_monitor;
-    grant execute on function bucketq._now() to bucketq_monitor;
+    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_monitor;
   end if;
   if v_admin then
     grant usage on schema bucketq to bucketq_admin;
-    grant execute on function bucketq._now() to bucketq_admin;
+    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_admin;
   end if;
 
   -- Functions by name, so every overload of a name is covered.
@@ -537,12 +539,18 @@ begin
         using hint = 'As a superuser: grant bucketq_producer, bucketq_consumer, bucketq_monitor to bucketq_admin;';
     end;
   end if;
-  -- pg_monitor lets vacuum_horizon show every session's query; optional.
-  if v_monitor and not pg_catalog.pg_has_role('bucketq_monitor', 'pg_monitor', 'member') then
+  -- bucketq_monitor must not hold pg_monitor (earlier versions granted it when a
+  -- superuser migrated): the role is shared by every database of the cluster, and
+  -- pg_monitor would show its members every database's query texts. A DBA who wants
+  -- vacuum_horizon to show other users' queries grants pg_read_all_stats to a chosen
+  -- monitoring login, knowing that it is cluster-wide.
+  if v_monitor and exists (select 1 from pg_catalog.pg_auth_members m
+                            where m.roleid = 'pg_monitor'::regrole and m.member = 'bucketq_monitor'::regrole) then
     begin
-      grant pg_monitor to bucketq_monitor;
+      revoke pg_monitor from bucketq_monitor;
     exception when insufficient_privilege or invalid_grant_operation then
-      raise notice 'bucketq: % may not grant pg_monitor to bucketq_monitor; vacuum_horizon shows other users'' queries only once a superuser does', current_user;
+      raise warning 'bucketq: % may not revoke pg_monitor from bucketq_monitor, which exposes every database''s query texts to bucketq monitors', current_user
+        using hint = 'As a superuser: revoke pg_monitor from bucketq_monitor;';
     end;
   end if;
 end $function$;
@@ -587,6 +595,33 @@ AS $function$
       or bucketq._caller_is_admin()
 $function$;
 comment on function bucketq._may_consume(integer) is 'True when the caller may consume the group: it has no access rows (grant_group), or the caller is a member of one of its roles, the schema owner or bucketq_admin.';
+
+CREATE OR REPLACE FUNCTION bucketq._may_read_payloads(p_topic_id integer, p_group_id integer DEFAULT NULL::integer)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  select bucketq._caller_is_admin()
+      or ((p_group_id is null or bucketq._may_consume(p_group_id))
+          and (not exists (select 1 from bucketq.consumer_group g join bucketq.group_access a on a.group_id = g.group_id
+                            where g.topic_id = p_topic_id)
+               or exists (select 1 from bucketq.consumer_group g
+                           where g.topic_id = p_topic_id
+                             and exists (select 1 from bucketq.group_access a where a.group_id = g.group_id)
+                             and bucketq._may_consume(g.group_id))))
+$function$;
+comment on function bucketq._may_read_payloads(integer,integer) is 'True when the views show the caller payloads and headers of the topic (and, with p_group_id, of that group''s dead letters): no restricted group reads the topic or the caller may consume one of them (and the given group); the schema owner and bucketq_admin always.';
+
+CREATE OR REPLACE FUNCTION bucketq._may_see_group(p_group_id integer)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  select bucketq._may_consume(p_group_id) or bucketq._caller_is('bucketq_monitor')
+$function$;
+comment on function bucketq._may_see_group(integer) is 'True when the caller may see the group in bucketq.groups: it may consume it, or it is a member of bucketq_monitor.';
 
 CREATE OR REPLACE FUNCTION bucketq._now()
  RETURNS timestamp with time zone
@@ -2411,13 +2446,19 @@ create view bucketq.dead_letters as
             ELSE 'skipped'::text
         END AS status,
     d.replayed_at,
-    m.payload,
-    m.headers
+        CASE
+            WHEN bucketq._may_read_payloads(d.topic_id, d.group_id) THEN m.payload
+            ELSE NULL::jsonb
+        END AS payload,
+        CASE
+            WHEN bucketq._may_read_payloads(d.topic_id, d.group_id) THEN m.headers
+            ELSE NULL::jsonb
+        END AS headers
    FROM (((bucketq.dead_letter d
      JOIN bucketq.consumer_group g ON ((g.group_id = d.group_id)))
      JOIN bucketq.topic t ON ((t.topic_id = d.topic_id)))
      LEFT JOIN bucketq.message m ON (((m.topic_id = d.topic_id) AND (m.sent_at = d.sent_at) AND (m.id = d.msg_id))));
-comment on view bucketq.dead_letters is 'Messages that failed max_attempts times, per group: key, attempts, last error, when, payload, and status: skipped (the key moved on), blocking (the key waits for replay_dead) or replayed.';
+comment on view bucketq.dead_letters is 'Messages that failed max_attempts times, per group: key, attempts, last error, when, payload, and status: skipped (the key moved on), blocking (the key waits for replay_dead) or replayed. payload and headers are NULL for a reader who may not read that group''s payloads (restricted with grant_group).';
 
 create view bucketq.groups as
  SELECT g.name AS group_name,
@@ -2440,8 +2481,9 @@ create view bucketq.groups as
           WHERE ((d.group_id = g.group_id) AND (d.replayed_at IS NULL))) AS dead,
     g.created_at
    FROM (bucketq.consumer_group g
-     JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)));
-comment on view bucketq.groups is 'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed.';
+     JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
+  WHERE bucketq._may_see_group(g.group_id);
+comment on view bucketq.groups is 'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed. A consumer sees the groups it may consume (grant_group); monitors and admins see all.';
 
 create view bucketq.lag as
  SELECT g.name AS group_name,
@@ -2542,8 +2584,14 @@ create view bucketq.messages as
     m.sent_at,
     m.not_before,
     m.idempotency_key,
-    m.payload,
-    m.headers
+        CASE
+            WHEN bucketq._may_read_payloads(m.topic_id) THEN m.payload
+            ELSE NULL::jsonb
+        END AS payload,
+        CASE
+            WHEN bucketq._may_read_payloads(m.topic_id) THEN m.headers
+            ELSE NULL::jsonb
+        END AS headers
    FROM (bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)));
 comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed) or by topic and key (reads the topic''s log).';

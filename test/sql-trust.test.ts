@@ -220,12 +220,14 @@ describe('SET ROLE narrows access for a pooled login (issue 13, item 14)', () =>
 
     // As itself (a member of billing) it may consume the group.
     await pooled.query(`select * from bucketq.join($1, 'p1')`, [g]);
+    expect((await pooled.query(`select group_name from bucketq.groups where group_name = $1`, [g])).rows).toHaveLength(1);
 
     await pooled.query(`set role ${reports}`);
     try {
       const joined = await pgError(pooled.query(`select * from bucketq.join($1, 'p2')`, [g]));
       expect({ code: joined.code, message: joined.message }).toMatchObject({ code: '42501', message: expect.stringContaining(`role ${reports} is not among its consumers`) });
       expect((await pgError(pooled.query(`select * from bucketq.heartbeat($1, 'p1')`, [g]))).code).toBe('42501');
+      expect((await pooled.query(`select group_name from bucketq.groups where group_name = $1`, [g])).rows).toHaveLength(0);
     } finally {
       await pooled.query(`reset role`);
     }
@@ -248,5 +250,61 @@ describe('SET ROLE narrows access for a pooled login (issue 13, item 14)', () =>
     await pooled.query(`set role ${billing}`);
     await send(pooled, t, { as: 'billing' });
     await pooled.query(`reset role`);
+  });
+});
+
+describe('what monitors and consumers may read (issue 13, item 7)', () => {
+  it('the migration does not give the cluster-wide pg_monitor to bucketq_monitor (the test server migrates as a superuser)', async () => {
+    const { rows } = await owner.query(`select pg_has_role('bucketq_monitor', 'pg_monitor', 'member') as m, pg_has_role('bucketq_monitor', 'pg_read_all_stats', 'member') as s`);
+    expect(rows[0]).toEqual({ m: false, s: false });
+    // ... and running the grants again takes it back if something gave it.
+    await owner.query(`grant pg_monitor to bucketq_monitor`);
+    await owner.query(`select bucketq._grant_roles()`);
+    expect((await owner.query(`select pg_has_role('bucketq_monitor', 'pg_monitor', 'member') as m`)).rows[0].m).toBe(false);
+  });
+
+  it("a monitor sees a restricted group's dead letters and messages without payloads or headers; consumers see only the groups they may consume", async () => {
+    const t = ctx.unique('t');
+    const secret = ctx.unique('g');
+    const open = ctx.unique('g');
+    const openTopic = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 1), bucketq.create_topic($2, 1)`, [t, openTopic]);
+    await owner.query(`select bucketq.create_group($1, $2, 'earliest', max_attempts => 1)`, [secret, t]);
+    await owner.query(`select bucketq.create_group($1, $2, 'earliest', max_attempts => 1)`, [open, openTopic]);
+    const team = await createRole('hr', { in: ['bucketq_consumer'] });
+    await owner.query(`select bucketq.grant_group($1, $2)`, [secret, team]);
+    const monitor = await login('monitor', 'bucketq_monitor');
+    const admin = await login('admin2', 'bucketq_admin');
+    const outsider = await login('outsider', 'bucketq_consumer');
+    const insider = await login('insider', team);
+
+    const id = await send(owner, t, { salary: 123456 }, { key: 'alice', headers: { who: 'alice' } });
+    const openId = await send(owner, openTopic, { public: true }, { headers: { h: 1 } });
+    for (const [c, group] of [[insider, secret], [outsider, open]] as const) {
+      await c.query(`select * from bucketq.join($1, 'w')`, [group]);
+      expect((await nack(c, group, await claim(c, group, 'w'), { error: 'poison' })).map((r) => r.status)).toEqual(['dead']);
+    }
+
+    const dead = await monitor.query(`select group_name, msg_id::int, last_error, payload, headers from bucketq.dead_letters where group_name in ($1, $2) order by msg_id`, [secret, open]);
+    expect(dead.rows).toEqual([
+      { group_name: secret, msg_id: id, last_error: 'poison', payload: null, headers: null },
+      { group_name: open, msg_id: openId, last_error: 'poison', payload: { public: true }, headers: { h: 1 } },
+    ]);
+    const msgs = await monitor.query(`select msg_id::int, payload, headers from bucketq.messages where msg_id = any($1::bigint[]) order by msg_id`, [[id, openId]]);
+    expect(msgs.rows).toEqual([
+      { msg_id: id, payload: null, headers: null },
+      { msg_id: openId, payload: { public: true }, headers: { h: 1 } },
+    ]);
+    // The admin reads them.
+    const adminDead = await admin.query(`select payload from bucketq.dead_letters where group_name = $1`, [secret]);
+    expect(adminDead.rows).toEqual([{ payload: { salary: 123456 } }]);
+    expect((await admin.query(`select payload from bucketq.messages where msg_id = $1`, [id])).rows).toEqual([{ payload: { salary: 123456 } }]);
+
+    // bucketq.groups: a consumer sees the groups it may consume; monitors see all.
+    const seen = async (c: pg.Client) =>
+      (await c.query(`select group_name from bucketq.groups where group_name in ($1, $2)`, [secret, open])).rows.map((r) => r.group_name as string).sort();
+    expect(await seen(outsider)).toEqual([open]);
+    expect(await seen(insider)).toEqual([secret, open].sort());
+    expect(await seen(monitor)).toEqual([secret, open].sort());
   });
 });

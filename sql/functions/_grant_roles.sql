@@ -20,14 +20,16 @@ begin
   if v_consumer then
     grant usage on schema bucketq to bucketq_consumer;
     grant select on bucketq.groups to bucketq_consumer;
+    -- Functions a view calls are checked against its reader: the views' filters.
+    grant execute on function bucketq._may_see_group(int) to bucketq_consumer;
   end if;
   if v_monitor then
     grant usage on schema bucketq to bucketq_monitor;
-    grant execute on function bucketq._now() to bucketq_monitor;
+    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_monitor;
   end if;
   if v_admin then
     grant usage on schema bucketq to bucketq_admin;
-    grant execute on function bucketq._now() to bucketq_admin;
+    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_admin;
   end if;
 
   -- Functions by name, so every overload of a name is covered.
@@ -72,12 +74,18 @@ begin
         using hint = 'As a superuser: grant bucketq_producer, bucketq_consumer, bucketq_monitor to bucketq_admin;';
     end;
   end if;
-  -- pg_monitor lets vacuum_horizon show every session's query; optional.
-  if v_monitor and not pg_catalog.pg_has_role('bucketq_monitor', 'pg_monitor', 'member') then
+  -- bucketq_monitor must not hold pg_monitor (earlier versions granted it when a
+  -- superuser migrated): the role is shared by every database of the cluster, and
+  -- pg_monitor would show its members every database's query texts. A DBA who wants
+  -- vacuum_horizon to show other users' queries grants pg_read_all_stats to a chosen
+  -- monitoring login, knowing that it is cluster-wide.
+  if v_monitor and exists (select 1 from pg_catalog.pg_auth_members m
+                            where m.roleid = 'pg_monitor'::regrole and m.member = 'bucketq_monitor'::regrole) then
     begin
-      grant pg_monitor to bucketq_monitor;
+      revoke pg_monitor from bucketq_monitor;
     exception when insufficient_privilege or invalid_grant_operation then
-      raise notice 'bucketq: % may not grant pg_monitor to bucketq_monitor; vacuum_horizon shows other users'' queries only once a superuser does', current_user;
+      raise warning 'bucketq: % may not revoke pg_monitor from bucketq_monitor, which exposes every database''s query texts to bucketq monitors', current_user
+        using hint = 'As a superuser: revoke pg_monitor from bucketq_monitor;';
     end;
   end if;
 end $$;

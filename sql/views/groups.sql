@@ -13,7 +13,8 @@ select g.name as group_name,
        (select count(*) from bucketq.dead_letter d where d.group_id = g.group_id and d.replayed_at is null) as dead,
        g.created_at
   from bucketq.consumer_group g
-  join bucketq.topic t on t.topic_id = g.topic_id;
+  join bucketq.topic t on t.topic_id = g.topic_id
+ where bucketq._may_see_group(g.group_id);
 
 comment on view bucketq.groups is
-'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed.';
+'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed. A consumer sees the groups it may consume (grant_group); monitors and admins see all.';

@@ -7,8 +7,8 @@ select t.name as topic,
        m.sent_at,
        m.not_before,
        m.idempotency_key,
-       m.payload,
-       m.headers
+       case when bucketq._may_read_payloads(m.topic_id) then m.payload end as payload,
+       case when bucketq._may_read_payloads(m.topic_id) then m.headers end as headers
   from bucketq.message m
   join bucketq.topic t on t.topic_id = m.topic_id;
 comment on view bucketq.messages is
