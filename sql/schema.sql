@@ -232,7 +232,7 @@ CREATE OR REPLACE FUNCTION bucketq._caller_is_admin()
  STABLE
 AS $function$
   select pg_catalog.pg_has_role(bucketq._caller(), (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
-      or bucketq._caller_is('bucketq_admin')
+      or bucketq._caller_is(bucketq._role('admin'))
 $function$;
 comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
 
@@ -377,6 +377,25 @@ begin
 end $function$;
 comment on function bucketq._check_send_input(bucketq.topic,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'send_batch''s checks before it writes: producer rights on the topic (grant_topic), payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
 
+CREATE OR REPLACE FUNCTION bucketq._create_database_roles()
+ RETURNS SETOF name
+ LANGUAGE plpgsql
+AS $function$
+declare
+  k text;
+  r name;
+begin
+  foreach k in array array['producer', 'consumer', 'monitor', 'admin'] loop
+    r := bucketq._database_role(k);
+    if not exists (select 1 from pg_catalog.pg_roles x where x.rolname = r) then
+      execute format('create role %I nologin', r);
+    end if;
+    return next r;
+  end loop;
+  perform bucketq._grant_roles();
+end $function$;
+comment on function bucketq._create_database_roles() is 'Owner only: create bucketq_producer_<db>, bucketq_consumer_<db>, bucketq_monitor_<db> and bucketq_admin_<db> for this database (if missing) and move every bucketq grant here from the cluster-wide roles to them. Returns the four role names.';
+
 CREATE OR REPLACE FUNCTION bucketq._create_partitions(p_topic_id integer, p_lower timestamp with time zone, p_upper timestamp with time zone)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -404,6 +423,17 @@ begin
   values (p_topic_id, p_lower, p_upper, m, d);
   return true;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._database_role(kind text)
+ RETURNS name
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select case when length('bucketq_' || kind || '_' || current_database()) <= 63
+              then 'bucketq_' || kind || '_' || current_database()
+              else 'bucketq_' || kind || '_' || left(current_database(), 40) || '_' || left(md5(current_database()), 8) end::name
+$function$;
+comment on function bucketq._database_role(text) is 'The per-database role name for kind producer, consumer, monitor or admin: bucketq_<kind>_<database>. When it exists, it replaces the cluster-wide bucketq_<kind> in this database (see bucketq._role).';
 
 CREATE OR REPLACE FUNCTION bucketq._dead_letter(g bucketq.consumer_group, p_msg_ids bigint[], p_errors text[])
  RETURNS void
@@ -469,32 +499,45 @@ CREATE OR REPLACE FUNCTION bucketq._grant_roles()
 AS $function$
 declare
   f record;
-  v_producer boolean := exists (select 1 from pg_catalog.pg_roles where rolname = 'bucketq_producer');
-  v_consumer boolean := exists (select 1 from pg_catalog.pg_roles where rolname = 'bucketq_consumer');
-  v_monitor boolean := exists (select 1 from pg_catalog.pg_roles where rolname = 'bucketq_monitor');
-  v_admin boolean := exists (select 1 from pg_catalog.pg_roles where rolname = 'bucketq_admin');
+  k text;
+  r_producer name := bucketq._role('producer');
+  r_consumer name := bucketq._role('consumer');
+  r_monitor name := bucketq._role('monitor');
+  r_admin name := bucketq._role('admin');
+  v_producer boolean := exists (select 1 from pg_catalog.pg_roles where rolname = r_producer);
+  v_consumer boolean := exists (select 1 from pg_catalog.pg_roles where rolname = r_consumer);
+  v_monitor boolean := exists (select 1 from pg_catalog.pg_roles where rolname = r_monitor);
+  v_admin boolean := exists (select 1 from pg_catalog.pg_roles where rolname = r_admin);
 begin
   revoke all on schema bucketq from public;
   revoke all on all tables in schema bucketq from public;   -- views too
   revoke all on all sequences in schema bucketq from public;
   revoke all on all functions in schema bucketq from public;
+  foreach k in array array['producer', 'consumer', 'monitor', 'admin'] loop
+    if bucketq._role(k) <> ('bucketq_' || k)::name and exists (select 1 from pg_catalog.pg_roles where rolname = 'bucketq_' || k) then
+      execute format('revoke all on schema bucketq from %I', 'bucketq_' || k);
+      execute format('revoke all on all tables in schema bucketq from %I', 'bucketq_' || k);
+      execute format('revoke all on all sequences in schema bucketq from %I', 'bucketq_' || k);
+      execute format('revoke all on all functions in schema bucketq from %I', 'bucketq_' || k);
+    end if;
+  end loop;
 
   if v_producer then
-    grant usage on schema bucketq to bucketq_producer;
+    execute format('grant usage on schema bucketq to %I', r_producer);
   end if;
   if v_consumer then
-    grant usage on schema bucketq to bucketq_consumer;
-    grant select on bucketq.groups to bucketq_consumer;
+    execute format('grant usage on schema bucketq to %I', r_consumer);
+    execute format('grant select on bucketq.groups to %I', r_consumer);
     -- Functions a view calls are checked against its reader: the views' filters.
-    grant execute on function bucketq._may_see_group(int) to bucketq_consumer;
+    execute format('grant execute on function bucketq._may_see_group(int) to %I', r_consumer);
   end if;
   if v_monitor then
-    grant usage on schema bucketq to bucketq_monitor;
-    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_monitor;
+    execute format('grant usage on schema bucketq to %I', r_monitor);
+    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_monitor);
   end if;
   if v_admin then
-    grant usage on schema bucketq to bucketq_admin;
-    grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to bucketq_admin;
+    execute format('grant usage on schema bucketq to %I', r_admin);
+    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
 
   -- Functions by name, so every overload of a name is covered.
@@ -504,13 +547,13 @@ begin
      where p.pronamespace = 'bucketq'::regnamespace and p.proname !~ '^_'
   loop
     if v_producer and f.name in ('send', 'send_batch') then
-      execute format('grant execute on function %s to bucketq_producer', f.sig);
+      execute format('grant execute on function %s to %I', f.sig, r_producer);
     end if;
     if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
-      execute format('grant execute on function %s to bucketq_consumer', f.sig);
+      execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
     if v_admin then
-      execute format('grant execute on function %s to bucketq_admin', f.sig);
+      execute format('grant execute on function %s to %I', f.sig, r_admin);
     end if;
   end loop;
 
@@ -520,10 +563,10 @@ begin
      where c.relnamespace = 'bucketq'::regnamespace and c.relkind in ('v', 'm')
   loop
     if v_monitor then
-      execute format('grant select on %s to bucketq_monitor', f.rel);
+      execute format('grant select on %s to %I', f.rel, r_monitor);
     end if;
     if v_admin then
-      execute format('grant select on %s to bucketq_admin', f.rel);
+      execute format('grant select on %s to %I', f.rel, r_admin);
     end if;
   end loop;
 
@@ -531,12 +574,16 @@ begin
   -- creator has it; a superuser always).
   if v_admin then
     begin
-      if v_producer then grant bucketq_producer to bucketq_admin; end if;
-      if v_consumer then grant bucketq_consumer to bucketq_admin; end if;
-      if v_monitor then grant bucketq_monitor to bucketq_admin; end if;
+      foreach k in array array[r_producer, r_consumer, r_monitor] loop
+        if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
+          if not pg_catalog.pg_has_role(r_admin, k, 'member') then
+            execute format('grant %I to %I', k, r_admin);
+          end if;
+        end if;
+      end loop;
     exception when insufficient_privilege or invalid_grant_operation then
-      raise warning 'bucketq: % may not grant the bucketq roles to bucketq_admin (%)', current_user, sqlerrm
-        using hint = 'As a superuser: grant bucketq_producer, bucketq_consumer, bucketq_monitor to bucketq_admin;';
+      raise warning 'bucketq: % may not grant the bucketq roles to % (%)', current_user, r_admin, sqlerrm
+        using hint = format('As a superuser: grant %I, %I, %I to %I;', r_producer, r_consumer, r_monitor, r_admin);
     end;
   end if;
   -- bucketq_monitor must not hold pg_monitor (earlier versions granted it when a
@@ -545,16 +592,16 @@ begin
   -- vacuum_horizon to show other users' queries grants pg_read_all_stats to a chosen
   -- monitoring login, knowing that it is cluster-wide.
   if v_monitor and exists (select 1 from pg_catalog.pg_auth_members m
-                            where m.roleid = 'pg_monitor'::regrole and m.member = 'bucketq_monitor'::regrole) then
+                            where m.roleid = 'pg_monitor'::regrole and m.member = r_monitor::regrole) then
     begin
-      revoke pg_monitor from bucketq_monitor;
+      execute format('revoke pg_monitor from %I', r_monitor);
     exception when insufficient_privilege or invalid_grant_operation then
-      raise warning 'bucketq: % may not revoke pg_monitor from bucketq_monitor, which exposes every database''s query texts to bucketq monitors', current_user
-        using hint = 'As a superuser: revoke pg_monitor from bucketq_monitor;';
+      raise warning 'bucketq: % may not revoke pg_monitor from %, which exposes every database''s query texts to bucketq monitors', current_user, r_monitor
+        using hint = format('As a superuser: revoke pg_monitor from %I;', r_monitor);
     end;
   end if;
 end $function$;
-comment on function bucketq._grant_roles() is 'Owner only: revoke PUBLIC''s rights on everything in schema bucketq and grant bucketq_producer, bucketq_consumer, bucketq_monitor and bucketq_admin their share (skipping roles that do not exist). Idempotent; run after adding functions or views, or once a DBA created missing roles.';
+comment on function bucketq._grant_roles() is 'Owner only: revoke PUBLIC''s rights on everything in schema bucketq and grant the producer, consumer, monitor and admin roles their share (bucketq._role: this database''s bucketq_<kind>_<database> when it exists, else the cluster-wide bucketq_<kind>; skipping roles that do not exist). Idempotent; run after adding functions or views, or once a DBA created missing roles.';
 
 CREATE OR REPLACE FUNCTION bucketq._group(group_name text)
  RETURNS bucketq.consumer_group
@@ -619,7 +666,7 @@ CREATE OR REPLACE FUNCTION bucketq._may_see_group(p_group_id integer)
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select bucketq._may_consume(p_group_id) or bucketq._caller_is('bucketq_monitor')
+  select bucketq._may_consume(p_group_id) or bucketq._caller_is(bucketq._role('monitor'))
 $function$;
 comment on function bucketq._may_see_group(integer) is 'True when the caller may see the group in bucketq.groups: it may consume it, or it is a member of bucketq_monitor.';
 
@@ -779,6 +826,17 @@ begin
    where o.group_id = g.group_id and o.bucket = any(p_buckets);
   perform bucketq._void_old_leases(g, p_buckets, false);
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._role(kind text)
+ RETURNS name
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  select case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = bucketq._database_role(kind))
+              then bucketq._database_role(kind)
+              else ('bucketq_' || kind)::name end
+$function$;
+comment on function bucketq._role(text) is 'The role holding a kind of bucketq rights in this database: bucketq_<kind>_<database> when it exists, else the cluster-wide bucketq_<kind>.';
 
 CREATE OR REPLACE FUNCTION bucketq._settle_attempts(g bucketq.consumer_group)
  RETURNS integer

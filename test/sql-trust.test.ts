@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claim, expectBqError, nack, pgError, send, useDatabase } from './helpers/sql.js';
+import { freshDatabase, type FreshDatabase } from './support/db.js';
 
 const ctx = useDatabase();
 
@@ -23,8 +24,8 @@ async function createRole(name: string, opts: { login?: boolean; in?: string[] }
   return role;
 }
 
-async function connectAs(user: string): Promise<pg.Client> {
-  const url = new URL(ctx.db.connectionString);
+async function connectAs(user: string, db: FreshDatabase = ctx.db): Promise<pg.Client> {
+  const url = new URL(db.connectionString);
   url.username = user;
   url.password = PASSWORD;
   const c = new pg.Client({ connectionString: url.toString() });
@@ -306,5 +307,75 @@ describe('what monitors and consumers may read (issue 13, item 7)', () => {
     expect(await seen(outsider)).toEqual([open]);
     expect(await seen(insider)).toEqual([secret, open].sort());
     expect(await seen(monitor)).toEqual([secret, open].sort());
+  });
+});
+
+describe('roles bound to one database (issue 13, item 3)', () => {
+  const dbs: FreshDatabase[] = [];
+  const dbRoles: string[] = [];
+  afterAll(async () => {
+    // The per-database roles hold rights only in their databases: drop those first.
+    for (const db of dbs) await db.drop();
+    for (const r of dbRoles) await owner.query(`drop role if exists ${r}`).catch(() => {});
+  });
+
+  it("with per-database roles (bucketq._create_database_roles), a grant in one database gives nothing in another, and the cluster-wide roles nothing in either", async () => {
+    const [a, b] = [await freshDatabase(), await freshDatabase()];
+    dbs.push(a, b);
+    const roleNames: Record<string, Record<string, string>> = {};
+    for (const [name, db] of [['a', a], ['b', b]] as const) {
+      const c = new pg.Client({ connectionString: db.connectionString });
+      await c.connect();
+      try {
+        const { rows } = await c.query(`select r from bucketq._create_database_roles() r`);
+        dbRoles.push(...rows.map((r) => r.r as string));
+        const kinds = await c.query(`select k, bucketq._role(k) as r from unnest(array['producer', 'consumer', 'monitor', 'admin']) k`);
+        roleNames[name] = Object.fromEntries(kinds.rows.map((r) => [r.k, r.r]));
+        // The same topic and group names in both databases.
+        await c.query(`select bucketq.create_topic('shared.topic', 2)`);
+        await c.query(`select bucketq.create_group('shared.group', 'shared.topic', 'earliest')`);
+        await send(c, 'shared.topic', { db: name }, { key: 'k' });
+      } finally {
+        await c.end();
+      }
+    }
+    expect(roleNames.a!.consumer).toMatch(/^bucketq_consumer_bq_/);
+    expect(roleNames.a!.consumer).not.toBe(roleNames.b!.consumer);
+    // This file's own database keeps the cluster-wide roles.
+    expect((await owner.query(`select bucketq._role('consumer') as r`)).rows[0].r).toBe('bucketq_consumer');
+
+    const tenantRole = await createRole('tenant_a', { login: true, in: [roleNames.a!.producer!, roleNames.a!.consumer!] });
+    const monitorRole = await createRole('monitor_a', { login: true, in: [roleNames.a!.monitor!] });
+    const adminRole = await createRole('admin_a', { login: true, in: [roleNames.a!.admin!] });
+    const legacyRole = await createRole('legacy', { login: true, in: ['bucketq_producer', 'bucketq_consumer', 'bucketq_monitor', 'bucketq_admin'] });
+
+    // In its own database the tenant produces and consumes.
+    const inA = await connectAs(tenantRole, a);
+    await send(inA, 'shared.topic', { from: 'tenant' });
+    await inA.query(`select * from bucketq.join('shared.group', 'w')`);
+    expect((await claim(inA, 'shared.group', 'w')).map((m) => m.payload)).toEqual(expect.arrayContaining([{ db: 'a' }]));
+    expect((await connectAs(monitorRole, a).then((c) => c.query(`select count(*)::int as n from bucketq.topics`))).rows[0].n).toBe(1);
+    await connectAs(adminRole, a).then((c) => c.query(`select bucketq.create_topic('admin.topic')`));
+
+    // In the other database the same logins may do nothing.
+    const denied = async (user: string, sql: string) => {
+      const c = await connectAs(user, b);
+      const err = await pgError(c.query(sql));
+      expect({ user, sql, code: err.code }).toEqual({ user, sql, code: '42501' });
+    };
+    await denied(tenantRole, `select bucketq.send('shared.topic', '{}')`);
+    await denied(tenantRole, `select * from bucketq.join('shared.group', 'w')`);
+    await denied(tenantRole, `select * from bucketq.claim('shared.group', 'w')`);
+    await denied(monitorRole, `select * from bucketq.dead_letters`);
+    await denied(adminRole, `select bucketq.create_topic('admin.topic')`);
+    await denied(adminRole, `select bucketq.replay_dead('shared.group')`);
+
+    // The cluster-wide roles have no rights in a database that has its own roles.
+    for (const db of [a, b]) {
+      const c = await connectAs(legacyRole, db);
+      for (const sql of [`select bucketq.send('shared.topic', '{}')`, `select * from bucketq.join('shared.group', 'x')`, `select * from bucketq.groups`, `select bucketq.create_topic('x')`]) {
+        expect((await pgError(c.query(sql))).code).toBe('42501');
+      }
+    }
   });
 });

@@ -3,7 +3,7 @@
 create or replace function bucketq._caller_is_admin() returns boolean
 language sql stable as $$
   select pg_catalog.pg_has_role(bucketq._caller(), (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
-      or bucketq._caller_is('bucketq_admin')
+      or bucketq._caller_is(bucketq._role('admin'))
 $$;
 
 comment on function bucketq._caller_is_admin() is

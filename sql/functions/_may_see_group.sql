@@ -3,7 +3,7 @@
 create or replace function bucketq._may_see_group(p_group_id int) returns boolean
 language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
-  select bucketq._may_consume(p_group_id) or bucketq._caller_is('bucketq_monitor')
+  select bucketq._may_consume(p_group_id) or bucketq._caller_is(bucketq._role('monitor'))
 $$;
 
 comment on function bucketq._may_see_group(int) is
