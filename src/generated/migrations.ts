@@ -115,17 +115,12 @@ export const migrations: readonly EmbeddedMigration[] = [
   },
   {
     version: 21,
-    name: "reserved",
-    sql: "-- bucketq 000021: a placeholder on branch `trust`. Version 21 belongs to the\n-- append-only log branch's migration; migration versions must be contiguous, so this\n-- file holds the number until the branches merge. At the merge, delete this file and\n-- keep that branch's 000021 (000022 does not depend on it).\n\ninsert into bucketq.migration (version, name) values (21, 'reserved');\n",
-  },
-  {
-    version: 22,
     name: "topic_access",
-    sql: "-- bucketq 000022: producers for their topics only. A topic with access rows takes\n-- messages (send, send_batch) only from members of those roles, the schema owner and\n-- bucketq_admin; a topic without any stays open to every bucketq_producer, as before.\n-- The same shape as group_access (000010); bucketq.grant_topic and revoke_topic\n-- (sql/functions) fill it.\n\ncreate table bucketq.topic_access (\n  topic_id  int not null references bucketq.topic on delete cascade,\n  role_name name not null,\n  primary key (topic_id, role_name)\n);\ncomment on table bucketq.topic_access is 'Producer rights per topic (grant_topic): a topic with rows here takes messages only from members of these roles, the schema owner and bucketq_admin.';\n\ninsert into bucketq.migration (version, name) values (22, 'topic_access');\n",
+    sql: "-- bucketq 000021: producers for their topics only. A topic with access rows takes\n-- messages (send, send_batch) only from members of those roles, the schema owner and\n-- bucketq_admin; a topic without any stays open to every bucketq_producer, as before.\n-- The same shape as group_access (000010); bucketq.grant_topic and revoke_topic\n-- (sql/functions) fill it.\n\ncreate table bucketq.topic_access (\n  topic_id  int not null references bucketq.topic on delete cascade,\n  role_name name not null,\n  primary key (topic_id, role_name)\n);\ncomment on table bucketq.topic_access is 'Producer rights per topic (grant_topic): a topic with rows here takes messages only from members of these roles, the schema owner and bucketq_admin.';\n\ninsert into bucketq.migration (version, name) values (21, 'topic_access');\n",
   },
 ];
 
-export const latestVersion: number = 22;
+export const latestVersion: number = 21;
 
 export const definitions: EmbeddedDefinitions = {
   hash: "1b9f59eeb99c7fed21fe0987c2a77b8d502ad76bc479cde0267064122dfa6d45",

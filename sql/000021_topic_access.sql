@@ -1,4 +1,4 @@
--- bucketq 000022: producers for their topics only. A topic with access rows takes
+-- bucketq 000021: producers for their topics only. A topic with access rows takes
 -- messages (send, send_batch) only from members of those roles, the schema owner and
 -- bucketq_admin; a topic without any stays open to every bucketq_producer, as before.
 -- The same shape as group_access (000010); bucketq.grant_topic and revoke_topic
@@ -11,4 +11,4 @@ create table bucketq.topic_access (
 );
 comment on table bucketq.topic_access is 'Producer rights per topic (grant_topic): a topic with rows here takes messages only from members of these roles, the schema owner and bucketq_admin.';
 
-insert into bucketq.migration (version, name) values (22, 'topic_access');
+insert into bucketq.migration (version, name) values (21, 'topic_access');
