@@ -32,7 +32,7 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'replay_dead', 'revoke_group', 'rewind', 'send', 'send_batch'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'pause_group', 'record_attempt', 'replay_dead', 'resume_group', 'revoke_group', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */
