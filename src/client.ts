@@ -41,7 +41,10 @@ import * as topics from './queries/topics.js';
 import { TypedTopic } from './typed-topic.js';
 import type { Logger } from 'pino';
 import { Consumer } from './worker/consumer.js';
-import type { ConsumeOptionsInput } from './worker/options.js';
+import type { ConsumeOptionsInput, Handler } from './worker/options.js';
+
+/** consume() options whose handler gets payloads of type P. */
+export type TypedConsumeOptions<P> = Omit<ConsumeOptionsInput, 'handler'> & { handler: Handler<P> };
 
 // Methods are async even where validation could throw synchronously, so every
 // failure, bad input included, arrives as a rejected promise.
@@ -120,8 +123,10 @@ export class BucketQ {
    * Start a worker in this process: joins the group, claims in the buckets it owns and
    * runs `handler` inside the transaction that acks. Stop it with `consumer.stop()`.
    */
-  async consume(options: ConsumeOptionsInput, logger?: Logger): Promise<Consumer> {
-    return Consumer.start({ pool: this.pool }, options, logger);
+  async consume<P = unknown>(options: TypedConsumeOptions<P>, logger?: Logger): Promise<Consumer> {
+    // P is the caller's word for what was sent (`consume<Order>()`); for payloads checked
+    // on receive, use bq.topic(name, schema).consume().
+    return Consumer.start({ pool: this.pool }, options as unknown as ConsumeOptionsInput, logger);
   }
 
   async leave(group: string, consumerId: string): Promise<number> {
