@@ -385,6 +385,9 @@ begin
     if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
       execute format('grant execute on function %s to bucketq_consumer', f.sig);
     end if;
+    if v_monitor and f.name in ('metrics') then
+      execute format('grant execute on function %s to bucketq_monitor', f.sig);
+    end if;
     if v_admin then
       execute format('grant execute on function %s to bucketq_admin', f.sig);
     end if;
@@ -1734,6 +1737,61 @@ begin
   end loop;
 end $function$;
 comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
+
+CREATE OR REPLACE FUNCTION bucketq.metrics()
+ RETURNS TABLE(metric text, topic text, group_name text, bucket integer, state text, value double precision)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  with lag as (
+    select l.group_name, l.topic, l.bucket, l.ready, l.leased, l.delayed, l.waiting, l.dead_blocking, l.expired_leases,
+           extract(epoch from l.oldest_age)::float8 as oldest_age
+      from bucketq.lag l
+  ),
+  paused as (
+    select distinct b.group_name from bucketq.buckets b where b.owner = ''
+  )
+  -- per group and state: messages not finished yet
+  select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
+    from lag l
+   cross join lateral (values ('ready', l.ready), ('leased', l.leased), ('delayed', l.delayed), ('waiting', l.waiting), ('dead_blocking', l.dead_blocking)) as s(state, n)
+   group by l.topic, l.group_name, s.state
+  union all
+  select 'bucketq_group_oldest_message_age_seconds', l.topic, l.group_name, null, null, coalesce(max(l.oldest_age), 0)
+    from lag l group by l.topic, l.group_name
+  union all
+  select 'bucketq_group_expired_leases', l.topic, l.group_name, null, null, sum(l.expired_leases)::float8
+    from lag l group by l.topic, l.group_name
+  union all
+  -- per group and bucket: unfinished messages and the age of the oldest
+  select 'bucketq_bucket_lag_messages', l.topic, l.group_name, l.bucket, null, (l.ready + l.leased + l.delayed + l.waiting + l.dead_blocking)::float8
+    from lag l
+  union all
+  select 'bucketq_bucket_oldest_message_age_seconds', l.topic, l.group_name, l.bucket, null, coalesce(l.oldest_age, 0)
+    from lag l
+  union all
+  select 'bucketq_group_dead_letters', g.topic, g.group_name, null, null, g.dead::float8
+    from bucketq.groups g
+  union all
+  select 'bucketq_group_consumers', g.topic, g.group_name, null, a.alive,
+         (select count(*) from bucketq.consumers c where c.group_name = g.group_name and c.alive::text = a.alive)::float8
+    from bucketq.groups g cross join (values ('true'), ('false')) as a(alive)
+  union all
+  select 'bucketq_group_owned_buckets', g.topic, g.group_name, null, null,
+         (select count(*) from bucketq.buckets b where b.group_name = g.group_name and b.owned and b.owner <> '')::float8
+    from bucketq.groups g
+  union all
+  select 'bucketq_group_paused', g.topic, g.group_name, null, null, case when p.group_name is null then 0 else 1 end::float8
+    from bucketq.groups g left join paused p on p.group_name = g.group_name
+  union all
+  select 'bucketq_topic_buckets', t.name, null, null, null, t.buckets::float8 from bucketq.topics t
+  union all
+  select 'bucketq_topic_partitions', t.name, null, null, null, t.partitions::float8 from bucketq.topics t
+  union all
+  select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
+$function$;
+comment on function bucketq.metrics() is 'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes. Unused labels are NULL; the state column carries the state or alive label.';
 
 CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], retry_delay interval DEFAULT NULL::interval, strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
  RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)

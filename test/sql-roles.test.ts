@@ -32,14 +32,14 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'pause_group', 'record_attempt', 'replay_dead', 'resume_group', 'revoke_group', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'grant_group', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'replay_dead', 'resume_group', 'revoke_group', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
   consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt'], views: ['groups'] },
-  monitor: { functions: ['_now'], views: 'all' },
+  monitor: { functions: ['_now', 'metrics'], views: 'all' },
   admin: { functions: [...PUBLIC_FUNCTIONS, '_now'], views: 'all' },
   nobody: { functions: [], views: [] },
 };
@@ -382,6 +382,11 @@ describe('each role can do its job', () => {
     expect(lag.rows[0].n).toBeGreaterThan(0); // k1's third message and the clock test's one
     const sizes = await m.query(`select count(*)::int as n from bucketq.table_sizes where relation = 'inbox'`);
     expect(sizes.rows[0].n).toBe(1);
+  });
+
+  it('monitor: bucketq.metrics() works with the monitor role alone', async () => {
+    const { rows } = await as.monitor.query(`select metric, value from bucketq.metrics() where group_name = $1 and metric in ('bucketq_group_dead_letters', 'bucketq_group_paused')`, [G]);
+    expect(Object.fromEntries(rows.map((r) => [r.metric, r.value]))).toEqual({ bucketq_group_dead_letters: 1, bucketq_group_paused: 0 });
   });
 
   it("monitor: vacuum_horizon shows other users' sessions with their query (pg_monitor)", async () => {

@@ -42,6 +42,9 @@ begin
     if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
       execute format('grant execute on function %s to bucketq_consumer', f.sig);
     end if;
+    if v_monitor and f.name in ('metrics') then
+      execute format('grant execute on function %s to bucketq_monitor', f.sig);
+    end if;
     if v_admin then
       execute format('grant execute on function %s to bucketq_admin', f.sig);
     end if;
