@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { registerDemo } from './cli/demo.js';
 import { registerDlq } from './cli/dlq-command.js';
+import { registerExporter } from './cli/exporter-command.js';
 import { registerGroup } from './cli/group-command.js';
 import { registerMaintain } from './cli/maintain-command.js';
 import { registerMessageCommands } from './cli/message-commands.js';
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
   registerRewind(program);
   registerMaintain(program);
   registerUi(program);
+  registerExporter(program);
   registerDemo(program);
   program.addHelpText('after', '\nexit codes: 0 ok, 1 failed (database, unknown topic or group, ...), 2 bad usage');
   // Every command throws instead of exiting, carrying itself, so errors can name it.

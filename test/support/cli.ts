@@ -63,3 +63,13 @@ export function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; input?
     }),
   );
 }
+
+/** A long-running `bucketq ...args` child (exporter, ui, tail): its output so far, and its exit. */
+export function spawnCliProcess(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<{ code: number | null; output: string }>((resolve) => child.on('exit', (code) => resolve({ code, output })));
+  return { child, output: () => output, exited };
+}
