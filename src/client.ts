@@ -37,6 +37,7 @@ import * as admin from './queries/admin.js';
 import * as consume from './queries/consume.js';
 import * as lobby from './queries/lobby.js';
 import * as producer from './queries/send.js';
+import { traceSend } from './tracing.js';
 import * as topics from './queries/topics.js';
 import { TypedTopic } from './typed-topic.js';
 import type { Logger } from 'pino';
@@ -95,7 +96,12 @@ export class BucketQ {
   async send(topic: string, payload: unknown, options: SendOptions = {}): Promise<string> {
     const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
     const { client, ...message } = parseOrThrow(sendOptionsSchema, options, 'send options');
-    return producer.send(client ?? this.pool, topicName, { payload, ...message });
+    return traceSend(
+      topicName,
+      undefined,
+      (withContext) => producer.send(client ?? this.pool, topicName, { payload, ...message, headers: withContext(message.headers) }),
+      (id) => [id],
+    );
   }
 
   /** Sends many messages in one statement; returns their ids (strings) in input order. */
@@ -103,7 +109,12 @@ export class BucketQ {
     const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
     const parsed = parseOrThrow(batchMessagesSchema, messages, 'sendBatch messages');
     const { client } = parseOrThrow(sendBatchOptionsSchema, options, 'sendBatch options');
-    return producer.sendBatch(client ?? this.pool, topicName, parsed);
+    return traceSend(
+      topicName,
+      parsed.length,
+      (withContext) => producer.sendBatch(client ?? this.pool, topicName, parsed.map((m) => ({ ...m, headers: withContext(m.headers) }))),
+      (ids) => ids,
+    );
   }
 
   /** Registers a consumer in a group and takes its fair share of buckets; returns the buckets it owns. */
