@@ -21,7 +21,7 @@ import { registerWorker } from './cli/worker-command.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, UsageError } from './cli/cli-error.js';
 import { takeExitCode } from './cli/command.js';
 import { printable } from './cli/terminal-text.js';
-import { BucketqError } from './errors.js';
+import { BucketqError, mapPgError } from './errors.js';
 import { EmbeddedPostgresUnavailableError } from './db/embedded.js';
 
 /** The package's version: package.json is one level up from src/cli.ts, two from dist/src/cli.js. */
@@ -109,22 +109,34 @@ export async function main(argv: string[]): Promise<number> {
   return takeExitCode();
 }
 
-/** Hints that name CLI commands, for the SQLSTATEs whose SQL hint names SQL calls. */
+/** Hints that name CLI commands, for the errors whose SQL hint names SQL calls: by SQLSTATE, then by message. */
 const CLI_HINTS: Record<string, string> = {
   BQ002: 'list topics with `bucketq topic list`; create one with `bucketq topic create NAME`',
   BQ003: 'list groups with `bucketq group list`; create one with `bucketq group create NAME --topic T`',
   BQ007: 'see the existing settings with `bucketq topic describe NAME` or `bucketq group describe NAME`',
 };
+const CLI_HINTS_BY_MESSAGE: [RegExp, string][] = [
+  [/^delete_group: .* live consumer/, 'stop its workers first, or add --force (their acks then fail)'],
+  [/^delete_topic: .* consumer group/, 'delete the groups first (`bucketq group delete NAME`), or add --force to delete them with the topic'],
+  [/^delete_dead: .* hold their key/, 'replay them with `bucketq dlq replay --group G --id ID`; replayed, `bucketq dlq delete` removes their records'],
+  [/^(delete_dead|replay_dead): .* not dead letters/, 'list them with `bucketq dlq list --group G --all`'],
+];
+
+function cliHint(code: string | undefined, message: string, sqlHint: string | undefined): string | undefined {
+  return (code && CLI_HINTS[code]) || CLI_HINTS_BY_MESSAGE.find(([re]) => re.test(message))?.[1] || sqlHint;
+}
 
 function describeError(err: unknown): string {
   if (err instanceof BucketqError) {
-    const hint = (err.code && CLI_HINTS[err.code]) ?? err.hint;
+    const hint = cliHint(err.code, err.message, err.hint);
     return [`${err.name} [${err.code}]: ${err.message}`, err.detail && `detail: ${err.detail}`, hint && `hint: ${hint}`].filter(Boolean).join('\n');
   }
   if (err instanceof CliError || err instanceof EmbeddedPostgresUnavailableError) return err.message;
-  // Postgres errors (connection refused, auth, SQL): the message is what matters.
+  // Postgres errors from the commands' own queries (connection refused, auth, SQL): as the client maps them.
   if (err instanceof Error && ('severity' in err || 'code' in err)) {
-    const hint = (err as { hint?: string }).hint;
+    const mapped = mapPgError(err);
+    if (mapped instanceof BucketqError) return describeError(mapped);
+    const hint = cliHint(undefined, err.message, (err as { hint?: string }).hint);
     return `${err.message}${hint ? `\nhint: ${hint}` : ''}`;
   }
   if (err instanceof AggregateError && err.errors.length) return err.errors.map((e) => describeError(e)).join('\n'); // connection refused on every address

@@ -83,6 +83,10 @@ describe('topic list, describe, delete', () => {
     const topicId = (await ctx.db.pool.query<{ topic_id: number }>("select topic_id from bucketq.topic where name = 'k.t1'")).rows[0]!.topic_id;
     const refused = await fails(1, 'topic', 'delete', 'k.t1');
     expect(refused).toMatch(/topic k\.t1 has 1 consumer group\(s\): k\.t1\.g/);
+    expect(refused).toMatch(/hint: delete the groups first \(`bucketq group delete NAME`\), or add --force/);
+    const unknown = await fails(1, 'topic', 'delete', 'k.nope');
+    expect(unknown).toMatch(/UnknownTopicError \[BQ002\]: unknown topic: 'k\.nope'\nhint: list topics with `bucketq topic list`/);
+    expect(unknown).not.toMatch(/select|create_topic/);
     expect(await count("select count(*)::int as n from bucketq.topics where name = 'k.t1'")).toBe(1);
 
     expect(await ok('topic', 'delete', 'k.t1', '--force')).toMatch(/deleted topic k\.t1 with 2 messages and 1 consumer group/);
@@ -117,7 +121,7 @@ describe('group list, describe, delete', () => {
     expect(d.buckets.reduce((a, b) => a + b.waiting, 0)).toBe(1);
     expect(await ok('group', 'describe', 'g.a')).toMatch(/^\s*ga-1\s+yes\s+\S+\s+2\s+0\s*$/m);
 
-    expect(await fails(1, 'group', 'delete', 'g.a')).toMatch(/group g\.a has 1 live consumer\(s\): ga-1/);
+    expect(await fails(1, 'group', 'delete', 'g.a')).toMatch(/group g\.a has 1 live consumer\(s\): ga-1\nhint: stop its workers first, or add --force/);
     expect(await ok('group', 'delete', 'g.a', '--force')).toMatch(/deleted group g\.a \(3 messages were still pending for it\)/);
     expect(await count("select count(*)::int as n from bucketq.groups where group_name = 'g.a'")).toBe(0);
     expect(await count("select count(*)::int as n from bucketq.consumers where group_name = 'g.a'")).toBe(0);
@@ -306,11 +310,11 @@ describe('dlq', () => {
     expect(await ok('dlq', 'list', '--group', 'd.skip')).toMatch(/declined\s+\{"note":"poison","order":77\}/);
 
     expect(await fails(2, 'dlq', 'delete', '--group', 'd.skip')).toMatch(/give --id ID \(repeatable\) or --all/);
-    expect(await fails(1, 'dlq', 'delete', '--group', 'd.skip', '--id', '424242')).toMatch(/424242.*not dead letters of group d\.skip/);
+    expect(await fails(1, 'dlq', 'delete', '--group', 'd.skip', '--id', '424242')).toMatch(/424242.*not dead letters of group d\.skip\nhint: list them with `bucketq dlq list --group G --all`/);
     expect(await ok('dlq', 'delete', '--group', 'd.skip', '--id', id)).toMatch(/deleted 1 dead-letter record of group d\.skip/);
     expect(await ok('dlq', 'list', '--group', 'd.skip', '--all')).toMatch(/no dead letters in group d\.skip/);
 
-    expect(await fails(1, 'dlq', 'delete', '--group', 'd.block', '--id', id)).toMatch(/hold their key/);
+    expect(await fails(1, 'dlq', 'delete', '--group', 'd.block', '--id', id)).toMatch(/hold their key.*\nhint: replay them with `bucketq dlq replay --group G --id ID`/);
     expect(await ok('dlq', 'delete', '--group', 'd.block', '--all')).toMatch(/deleted 0 dead-letter records of group d\.block; kept 1 that hold their key: replay them with bucketq dlq replay --group d\.block/);
     await ok('dlq', 'replay', '--group', 'd.block');
     expect(await ok('dlq', 'delete', '--group', 'd.block', '--all')).toMatch(/deleted 1 dead-letter record of group d\.block$/);
