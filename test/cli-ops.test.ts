@@ -2,44 +2,17 @@
 // this process through run() against a database in a known state, plus one spawned
 // `status --watch` stopped with SIGINT.
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { run } from '../src/cli.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { jsonErrorPosition } from '../src/cli/json-arg.js';
 import type { StatusSnapshot } from '../src/queries/status.js';
 import { ack, claim, nack, useDatabase } from './helpers/sql.js';
+import { inProcessCli } from './support/cli.js';
 
 const ctx = useDatabase();
 
-interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-}
+const { cli, ok } = inProcessCli(() => ctx.db.connectionString);
 
-/** Runs `bucketq ...args --database-url <test db>` in-process, capturing console output. */
-async function cli(...args: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.map(String).join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.map(String).join(' ')));
-  const before = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await run([...args, '--database-url', ctx.db.connectionString]);
-    return { code: Number(process.exitCode ?? 0), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    process.exitCode = before;
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await cli(...args);
-  expect(r, `bucketq ${args.join(' ')}`).toMatchObject({ code: 0, err: '' });
-  return r.out;
-}
-
+/** Exits non-zero; returns stderr. */
 async function fails(...args: string[]): Promise<string> {
   const r = await cli(...args);
   expect(r.code, `bucketq ${args.join(' ')} should fail; printed: ${r.out}`).not.toBe(0);
