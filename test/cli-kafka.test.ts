@@ -292,7 +292,7 @@ describe('tail, peek and message', () => {
     expect(text).toMatch(/payload \{"p":"a2"\}/);
     expect(text).toMatch(new RegExp(`^\\s*m\\.g\\s+ready\\s`, 'm'));
     expect(await fails(1, 'message', '999999999')).toMatch(/no message 999999999/);
-    expect(await fails(1, 'message', 'abc')).toMatch(/the id must be a whole number/);
+    expect(await fails(2, 'message', 'abc')).toMatch(/the id must be a whole number/);
     expect(await ok('peek', '--group', 'm.h', '--limit', '2')).toMatch(/2 messages shown/);
   });
 });

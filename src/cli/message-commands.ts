@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { query } from '../db/query.js';
 import { assertGroupExists, intFlag, requiredFlag, validate, withCliClient } from './args.js';
-import { CliError } from './cli-error.js';
+import { CliError, UsageError } from './cli-error.js';
 import { databaseUrl, plural, runs } from './command.js';
 import { formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
@@ -40,7 +40,7 @@ export function registerMessageCommands(program: Command): void {
     .option('--json', 'print one JSON document')
     .action(
       runs(async (id: string, flags: { json?: boolean }, cmd: Command) => {
-        if (!/^\d+$/.test(id)) throw new CliError(`message: the id must be a whole number, got '${printable(id)}'`);
+        if (!/^\d+$/.test(id)) throw new UsageError(`message: the id must be a whole number, got '${printable(id)}'`);
         return withCliClient(databaseUrl(cmd), async (bq) => {
           const [m] = await query<MessageRow>(bq.pool, `select ${MESSAGE_COLUMNS} from bucketq.messages where msg_id = $1`, [id]);
           if (!m) throw new CliError(`message: no message ${id} (never sent, or dropped with its partition after retention); recent ids: bucketq tail TOPIC --last 10`);
