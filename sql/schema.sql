@@ -552,6 +552,9 @@ begin
     if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
+    if v_monitor and f.name in ('metrics') then
+      execute format('grant execute on function %s to %I', f.sig, r_monitor);
+    end if;
     if v_admin then
       execute format('grant execute on function %s to %I', f.sig, r_admin);
     end if;
@@ -1610,6 +1613,106 @@ begin
 end $function$;
 comment on function bucketq.create_topic(text,integer,interval,integer,interval) is 'Create a topic: a named stream split into `buckets` virtual partitions (keyed messages go to bucket hash(key) % buckets). retention: how long messages are kept at least (partitions are dropped once expired and consumed by every group). max_payload_bytes: limit on the stored jsonb size of a payload. partition_interval: time span of one log partition. Idempotent: returns true when created, false when it already exists with the same settings; other settings raise BQ007.';
 
+CREATE OR REPLACE FUNCTION bucketq.delete_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_blocking bigint[];
+  v_missing bigint[];
+  v_count int;
+begin
+  g := bucketq._group(group_name);
+  if msg_ids is not null then
+    select array_agg(u.id) into v_missing from unnest(msg_ids) u(id)
+     where not exists (select 1 from bucketq.dead_letter d where d.group_id = g.group_id and d.msg_id = u.id);
+    if v_missing is not null then
+      raise exception 'delete_dead: messages % are not dead letters of group %', v_missing, g.name
+        using errcode = 'BQ005', hint = 'List them from bucketq.dead_letters.';
+    end if;
+  end if;
+  -- A dead letter that holds its key (on_exhausted = block, not replayed) stays: deleting
+  -- its record would leave the key blocked with nothing to show why.
+  select array_agg(d.msg_id order by d.msg_id) into v_blocking from bucketq.dead_letter d
+   where d.group_id = g.group_id and d.replayed_at is null and g.on_exhausted = 'block'
+     and (msg_ids is null or d.msg_id = any(msg_ids));
+  if v_blocking is not null and msg_ids is not null then
+    raise exception 'delete_dead: messages % of group % hold their key (on_exhausted = block)', v_blocking, g.name
+      using errcode = 'BQ005', hint = 'Replay them with replay_dead; once replayed, their records can be deleted.';
+  end if;
+  delete from bucketq.dead_letter d
+   where d.group_id = g.group_id
+     and (msg_ids is null or d.msg_id = any(msg_ids))
+     and not (d.replayed_at is null and g.on_exhausted = 'block');
+  get diagnostics v_count = row_count;
+  return v_count;
+end $function$;
+comment on function bucketq.delete_dead(text,bigint[]) is 'Delete dead-letter records of a group: all of them (msg_ids NULL) or the given ones (BQ005 if one is not a dead letter of the group). Records that hold their key (on_exhausted = block, not yet replayed) are kept: with msg_ids NULL they are left out, named explicitly they raise BQ005; replay those instead. The messages stay in the log until retention. Returns how many records were deleted.';
+
+CREATE OR REPLACE FUNCTION bucketq.delete_group(group_name text, force boolean DEFAULT false)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_live text[];
+  v_pending bigint;
+begin
+  g := bucketq._group(group_name);
+  perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
+  select array_agg(c.consumer_id order by c.consumer_id) into v_live
+    from bucketq.consumer c
+   where c.group_id = g.group_id and c.heartbeat_at > bucketq._now() - g.session_timeout;
+  if v_live is not null and not coalesce(force, false) then
+    raise exception 'delete_group: group % has % live consumer(s): %', g.name, cardinality(v_live), array_to_string(v_live[1:5], ', ')
+      using errcode = 'BQ005', hint = 'Stop its workers first, or pass force => true (their acks then fail).';
+  end if;
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  delete from bucketq.inbox i where i.group_id = g.group_id;
+  get diagnostics v_pending = row_count;
+  delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
+  delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
+  return v_pending;
+end $function$;
+comment on function bucketq.delete_group(text,boolean) is 'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it.';
+
+CREATE OR REPLACE FUNCTION bucketq.delete_topic(topic text, force boolean DEFAULT false)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  v_groups text[];
+  v_messages bigint;
+begin
+  t := bucketq._topic(topic);
+  -- Producers hold this lock shared while they send; create_group and rewind take it too.
+  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform 1 from bucketq.topic x where x.topic_id = t.topic_id for update;
+  select array_agg(g.name order by g.name) into v_groups from bucketq.consumer_group g where g.topic_id = t.topic_id;
+  if v_groups is not null and not coalesce(force, false) then
+    raise exception 'delete_topic: topic % has % consumer group(s): %', t.name, cardinality(v_groups), array_to_string(v_groups[1:5], ', ')
+      using errcode = 'BQ005', hint = 'Delete the groups first, or pass force => true to delete them with the topic.';
+  end if;
+  perform bucketq.delete_group(g.name, true) from bucketq.consumer_group g where g.topic_id = t.topic_id order by g.name;
+  execute format('select count(*) from bucketq.%I', 'message_t' || t.topic_id) into v_messages;
+  execute format('drop table bucketq.%I', 'delivery_t' || t.topic_id);
+  execute format('drop table bucketq.%I', 'message_t' || t.topic_id);
+  delete from bucketq.topic x where x.topic_id = t.topic_id;  -- keys, idempotency keys, partition list: on delete cascade
+  return v_messages;
+end $function$;
+comment on function bucketq.delete_topic(text,boolean) is 'Delete a topic and its whole log (its partitions are dropped), keys and idempotency keys. Refuses (BQ005) while consumer groups read it unless force => true, which deletes them too (see delete_group). Returns how many messages the log held.';
+
 CREATE OR REPLACE FUNCTION bucketq.grant_group(group_name text, role_name text)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -1891,6 +1994,61 @@ begin
 end $function$;
 comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
 
+CREATE OR REPLACE FUNCTION bucketq.metrics()
+ RETURNS TABLE(metric text, topic text, group_name text, bucket integer, state text, value double precision)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  with lag as (
+    select l.group_name, l.topic, l.bucket, l.ready, l.leased, l.delayed, l.waiting, l.dead_blocking, l.expired_leases,
+           extract(epoch from l.oldest_age)::float8 as oldest_age
+      from bucketq.lag l
+  ),
+  paused as (
+    select distinct b.group_name from bucketq.buckets b where b.owner = ''
+  )
+  -- per group and state: messages not finished yet
+  select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
+    from lag l
+   cross join lateral (values ('ready', l.ready), ('leased', l.leased), ('delayed', l.delayed), ('waiting', l.waiting), ('dead_blocking', l.dead_blocking)) as s(state, n)
+   group by l.topic, l.group_name, s.state
+  union all
+  select 'bucketq_group_oldest_message_age_seconds', l.topic, l.group_name, null, null, coalesce(max(l.oldest_age), 0)
+    from lag l group by l.topic, l.group_name
+  union all
+  select 'bucketq_group_expired_leases', l.topic, l.group_name, null, null, sum(l.expired_leases)::float8
+    from lag l group by l.topic, l.group_name
+  union all
+  -- per group and bucket: unfinished messages and the age of the oldest
+  select 'bucketq_bucket_lag_messages', l.topic, l.group_name, l.bucket, null, (l.ready + l.leased + l.delayed + l.waiting + l.dead_blocking)::float8
+    from lag l
+  union all
+  select 'bucketq_bucket_oldest_message_age_seconds', l.topic, l.group_name, l.bucket, null, coalesce(l.oldest_age, 0)
+    from lag l
+  union all
+  select 'bucketq_group_dead_letters', g.topic, g.group_name, null, null, g.dead::float8
+    from bucketq.groups g
+  union all
+  select 'bucketq_group_consumers', g.topic, g.group_name, null, a.alive,
+         (select count(*) from bucketq.consumers c where c.group_name = g.group_name and c.alive::text = a.alive)::float8
+    from bucketq.groups g cross join (values ('true'), ('false')) as a(alive)
+  union all
+  select 'bucketq_group_owned_buckets', g.topic, g.group_name, null, null,
+         (select count(*) from bucketq.buckets b where b.group_name = g.group_name and b.owned and b.owner <> '')::float8
+    from bucketq.groups g
+  union all
+  select 'bucketq_group_paused', g.topic, g.group_name, null, null, case when p.group_name is null then 0 else 1 end::float8
+    from bucketq.groups g left join paused p on p.group_name = g.group_name
+  union all
+  select 'bucketq_topic_buckets', t.name, null, null, null, t.buckets::float8 from bucketq.topics t
+  union all
+  select 'bucketq_topic_partitions', t.name, null, null, null, t.partitions::float8 from bucketq.topics t
+  union all
+  select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
+$function$;
+comment on function bucketq.metrics() is 'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes. Unused labels are NULL; the state column carries the state or alive label.';
+
 CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], retry_delay interval DEFAULT NULL::interval, strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
  RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)
  LANGUAGE plpgsql
@@ -2035,6 +2193,27 @@ begin
 end $function$;
 comment on function bucketq.nack(text,bigint[],bigint[],text[],interval,boolean,text) is 'Report claimed messages as failed, with an error text each. A message with attempts left is retried after retry_delay (NULL: the group''s backoff, base * 2^(attempt-1) capped at backoff_max) and its key stays blocked meanwhile, so order holds. The rest of its run (see claim''s max_per_key) waits behind it again without counting an attempt. A message whose attempts are spent is dead-lettered: with on_exhausted = skip its key moves on, with block the key waits for replay_dead. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked (nack them before commit, in that transaction). Status per message: retry, dead or stale (strict, the default, raises BQ006 instead of reporting stale).';
 
+CREATE OR REPLACE FUNCTION bucketq.pause_group(group_name text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_count int;
+begin
+  g := bucketq._group(group_name);
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  update bucketq.bucket_owner o
+     set owner = '', epoch = o.epoch + 1, heartbeat_at = timestamptz '9999-12-31 00:00:00+00', moved_at = bucketq._now()
+   where o.group_id = g.group_id and o.owner is distinct from '';
+  get diagnostics v_count = row_count;
+  return v_count;
+end $function$;
+comment on function bucketq.pause_group(text) is 'Pause a consumer group: its consumers lose every bucket (epochs bump, so acks of batches in flight are refused and those messages come back after resume) and take none until resume_group. Producers are not affected: messages keep arriving and wait. In bucketq.buckets a paused bucket has owner '''' (empty). Returns the number of buckets paused now (0: already paused).';
+
 CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id text, xact xid8, msg_ids bigint[])
  RETURNS void
  LANGUAGE plpgsql
@@ -2125,6 +2304,30 @@ begin
   return cardinality(v_ids);
 end $function$;
 comment on function bucketq.replay_dead(text,bigint[]) is 'Put dead letters of a group back (all of them, or the given msg_ids) with their attempts reset. Keyed messages rejoin their key in key_seq order: they are delivered before any later message of the key that is not yet in flight. Returns how many were replayed; unknown ids raise BQ005 and replay nothing.';
+
+CREATE OR REPLACE FUNCTION bucketq.resume_group(group_name text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_count int;
+  v_topic text;
+begin
+  g := bucketq._group(group_name);
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  update bucketq.bucket_owner o
+     set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
+   where o.group_id = g.group_id and o.owner = '';
+  get diagnostics v_count = row_count;
+  select t.name into v_topic from bucketq.topic t where t.topic_id = g.topic_id;
+  perform pg_notify('bucketq', v_topic);
+  return v_count;
+end $function$;
+comment on function bucketq.resume_group(text) is 'Resume a group paused by pause_group: its buckets are free again and its consumers take their fair share at their next heartbeat. Returns the number of buckets resumed (0: it was not paused).';
 
 CREATE OR REPLACE FUNCTION bucketq.revoke_group(group_name text, role_name text)
  RETURNS boolean
@@ -2454,6 +2657,40 @@ begin
   return query select u.id from unnest(v_out) with ordinality as u(id, ord) order by u.ord;
 end $function$;
 comment on function bucketq.send_batch(text,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'Send many messages to a topic in one statement; returns their ids in input order. keys, headers, idempotency_keys and not_before are NULL or one element per payload. Keyed messages get bucket = hash(key) % buckets and a gapless per-key key_seq in commit order; a repeated idempotency key returns the original id and inserts nothing. Works inside the caller''s transaction (transactional outbox): nothing is visible to consumers until it commits.';
+
+CREATE OR REPLACE FUNCTION bucketq.skip_to_latest(group_name text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_now timestamptz := bucketq._now();
+  v_count bigint;
+begin
+  g := bucketq._group(group_name);
+  -- As rewind: hold producers back, void every lease of the group (epochs bump, so an
+  -- ack under an old lease fails) and wait for acks and locked claims under way.
+  perform pg_advisory_xact_lock(bucketq._lock_ns(), g.topic_id);
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = v_now
+   where o.group_id = g.group_id and o.owner is distinct from '';
+  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
+
+  -- Dead letters blocking their key stay dead letters; everything else is recorded as
+  -- done by nobody (consumer_id NULL) with the attempts made so far.
+  insert into bucketq.delivery (group_id, topic_id, msg_id, sent_at, attempt, consumer_id, epoch, acked_at)
+  select g.group_id, g.topic_id, i.msg_id, i.sent_at, i.attempts, null, null, v_now
+    from bucketq.inbox i
+   where i.group_id = g.group_id and i.state <> 4
+  on conflict do nothing;
+  get diagnostics v_count = row_count;
+  delete from bucketq.inbox i where i.group_id = g.group_id;
+  return v_count;
+end $function$;
+comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards are delivered as usual. Producers of the topic wait while it runs. Returns how many messages were skipped.';
 
 create view bucketq.buckets as
  SELECT g.name AS group_name,

@@ -37,11 +37,15 @@ import * as admin from './queries/admin.js';
 import * as consume from './queries/consume.js';
 import * as lobby from './queries/lobby.js';
 import * as producer from './queries/send.js';
+import { traceSend } from './tracing.js';
 import * as topics from './queries/topics.js';
 import { TypedTopic } from './typed-topic.js';
 import type { Logger } from 'pino';
 import { Consumer } from './worker/consumer.js';
-import type { ConsumeOptionsInput } from './worker/options.js';
+import type { ConsumeOptionsInput, Handler } from './worker/options.js';
+
+/** consume() options whose handler gets payloads of type P. */
+export type TypedConsumeOptions<P> = Omit<ConsumeOptionsInput, 'handler'> & { handler: Handler<P> };
 
 // Methods are async even where validation could throw synchronously, so every
 // failure, bad input included, arrives as a rejected promise.
@@ -92,7 +96,12 @@ export class BucketQ {
   async send(topic: string, payload: unknown, options: SendOptions = {}): Promise<string> {
     const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
     const { client, ...message } = parseOrThrow(sendOptionsSchema, options, 'send options');
-    return producer.send(client ?? this.pool, topicName, { payload, ...message });
+    return traceSend(
+      topicName,
+      undefined,
+      (withContext) => producer.send(client ?? this.pool, topicName, { payload, ...message, headers: withContext(message.headers) }),
+      (id) => [id],
+    );
   }
 
   /** Sends many messages in one statement; returns their ids (strings) in input order. */
@@ -100,7 +109,12 @@ export class BucketQ {
     const topicName = parseOrThrow(topicNameSchema, topic, 'topic name');
     const parsed = parseOrThrow(batchMessagesSchema, messages, 'sendBatch messages');
     const { client } = parseOrThrow(sendBatchOptionsSchema, options, 'sendBatch options');
-    return producer.sendBatch(client ?? this.pool, topicName, parsed);
+    return traceSend(
+      topicName,
+      parsed.length,
+      (withContext) => producer.sendBatch(client ?? this.pool, topicName, parsed.map((m) => ({ ...m, headers: withContext(m.headers) }))),
+      (ids) => ids,
+    );
   }
 
   /** Registers a consumer in a group and takes its fair share of buckets; returns the buckets it owns. */
@@ -120,8 +134,10 @@ export class BucketQ {
    * Start a worker in this process: joins the group, claims in the buckets it owns and
    * runs `handler` inside the transaction that acks. Stop it with `consumer.stop()`.
    */
-  async consume(options: ConsumeOptionsInput, logger?: Logger): Promise<Consumer> {
-    return Consumer.start({ pool: this.pool }, options, logger);
+  async consume<P = unknown>(options: TypedConsumeOptions<P>, logger?: Logger): Promise<Consumer> {
+    // P is the caller's word for what was sent (`consume<Order>()`); for payloads checked
+    // on receive, use bq.topic(name, schema).consume().
+    return Consumer.start({ pool: this.pool }, options as unknown as ConsumeOptionsInput, logger);
   }
 
   async leave(group: string, consumerId: string): Promise<number> {

@@ -1,5 +1,6 @@
 // Public API of the bucketq package.
-export { BucketQ } from './client.js';
+export { BucketQ, type TypedConsumeOptions } from './client.js';
+export { startExporter, exporterRegistry, EXPORTED_METRICS, type Exporter, type ExportedMetric } from './exporter.js';
 export { TypedTopic } from './typed-topic.js';
 export { migrate, assertSchemaCurrent, readSchemaVersion, MigrationError } from './migrate.js';
 export { latestVersion } from './generated/migrations.js';

@@ -1,29 +1,13 @@
 // The CLI prints data that others chose (message keys, consumer ids, error texts) to a
 // terminal: control characters in them must reach the screen as visible escapes, never
 // as terminal commands (issue 13 item 15).
-import { describe, expect, it, vi } from 'vitest';
-import { run } from '../src/cli.js';
+import { describe, expect, it } from 'vitest';
 import { claim, nack, useDatabase } from './helpers/sql.js';
+import { inProcessCli } from './support/cli.js';
 
 const ctx = useDatabase();
 
-/** `bucketq ...args --database-url <test db>` in-process; what it printed. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.map(String).join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.map(String).join(' ')));
-  const before = process.exitCode;
-  process.exitCode = undefined;
-  try {
-    await run([...args, '--database-url', ctx.db.connectionString]);
-    return { code: Number(process.exitCode ?? 0), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    process.exitCode = before;
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
+const { cli } = inProcessCli(() => ctx.db.connectionString);
 
 // C0 controls (ESC, BEL, ...), DEL and the C1 controls (U+0080-U+009F; U+009B is CSI).
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;

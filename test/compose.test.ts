@@ -1,12 +1,13 @@
 // docker-compose.yml and the monitoring files beside it. CI has no Docker engine, so
 // the file is checked as data (always) and, wherever a compose is installed, by
 // `compose config`, which parses and validates it without an engine. The alert rules
-// and the Grafana dashboard may only use metrics a worker really exports.
+// and the Grafana dashboards may only use metrics a worker or the exporter really exports.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { EXPORTED_METRICS } from '../src/exporter.js';
 import { ConsumerMetrics } from '../src/worker/metrics.js';
 import { ROOT } from './support/private-copy.js';
 
@@ -54,8 +55,8 @@ const words = (c: string | string[] | undefined) => (Array.isArray(c) ? c.join('
 describe('docker-compose.yml', () => {
   it.skipIf(!composeCmd)('is accepted by `compose config`, with prometheus and grafana in the monitoring profile only', () => {
     const normalised = composeConfig().services;
-    expect(Object.keys(normalised).sort()).toEqual(['grafana', 'migrate', 'postgres', 'producer', 'prometheus', 'worker']);
-    for (const name of ['prometheus', 'grafana']) expect(normalised[name]!.profiles).toEqual(['monitoring']);
+    expect(Object.keys(normalised).sort()).toEqual(['exporter', 'grafana', 'migrate', 'postgres', 'producer', 'prometheus', 'worker']);
+    for (const name of ['prometheus', 'grafana', 'exporter']) expect(normalised[name]!.profiles).toEqual(['monitoring']);
     for (const name of ['postgres', 'migrate', 'producer', 'worker']) expect(normalised[name]!.profiles).toBeUndefined();
     expect(normalised.worker!.stop_grace_period).toBe(worker.stop_grace_period);
   });
@@ -105,30 +106,37 @@ describe('monitoring/', () => {
       return (m as unknown as { type: string }).type === 'histogram' ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
     }),
   );
+  // What `bucketq exporter` serves besides process metrics: bucketq.metrics() and its own two.
+  const fromExporter = new Set([...Object.keys(EXPORTED_METRICS), 'bucketq_up', 'bucketq_scrape_duration_seconds']);
   const metricsIn = (expr: string) => [...expr.matchAll(/\bbucketq_[a-z_]+/g)].map((m) => m[0]);
 
   const prometheus = parse(read('monitoring/prometheus.yml')) as {
     rule_files: string[];
-    scrape_configs: { job_name: string; dns_sd_configs: { names: string[]; port: number }[] }[];
+    scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[]; static_configs?: { targets: string[] }[] }[];
   };
   const rules = (parse(read('monitoring/alerts.yml')) as { groups: { rules: Record<string, unknown>[] }[] }).groups.flatMap((g) => g.rules);
   const dashboard = JSON.parse(read('monitoring/grafana/dashboards/bucketq.json')) as { uid: string; panels: { title: string; targets: { expr: string }[] }[] };
 
   it('prometheus scrapes the worker service on its metrics port and loads the mounted alert rules', () => {
     const job = prometheus.scrape_configs.find((j) => j.job_name === 'bucketq-worker')!;
-    expect(job.dns_sd_configs[0]!.names).toEqual(['worker']);
-    expect(String(job.dns_sd_configs[0]!.port)).toBe(worker.environment!.BUCKETQ_METRICS_PORT);
+    expect(job.dns_sd_configs![0]!.names).toEqual(['worker']);
+    expect(String(job.dns_sd_configs![0]!.port)).toBe(worker.environment!.BUCKETQ_METRICS_PORT);
+    const exporterJob = prometheus.scrape_configs.find((j) => j.job_name === 'bucketq-exporter')!;
+    const command = services.exporter!.command as string[];
+    expect(exporterJob.static_configs![0]!.targets).toEqual([`exporter:${command[command.indexOf('--port') + 1]}`]);
+    expect(command).toEqual(expect.arrayContaining(['exporter', '--host', '0.0.0.0']));
+    expect(services.exporter!.profiles).toEqual(['monitoring']);
     const mounted = services.prometheus!.volumes!.map((v) => v.split(':')[1]);
     for (const f of prometheus.rule_files) expect(mounted).toContain(f);
   });
 
-  it('every alert rule is complete and uses only metrics the worker exports', () => {
+  it('every alert rule is complete and uses only metrics the worker or the exporter exports', () => {
     expect(rules.length).toBeGreaterThanOrEqual(5);
     for (const r of rules) {
       expect(r.alert, JSON.stringify(r)).toMatch(/^Bucketq\w+$/);
       expect((r.labels as { severity: string }).severity).toMatch(/^(critical|warning|info)$/);
       expect((r.annotations as { summary: string }).summary).toBeTruthy();
-      for (const m of metricsIn(r.expr as string)) expect(exported, `${r.alert as string}: ${m}`).toContain(m);
+      for (const m of metricsIn(r.expr as string)) expect([...exported, ...fromExporter], `${r.alert as string}: ${m}`).toContain(m);
     }
   });
 
@@ -148,5 +156,24 @@ describe('monitoring/', () => {
     }
     // Every metric the worker exports has a panel.
     for (const m of exported) expect(used, `no panel shows ${m}`).toContain(m.replace(/_(bucket|sum|count)$/, ''));
+  });
+
+  it('the queue dashboard queries only what the exporter serves, and shows all of it', () => {
+    const queue = JSON.parse(read('monitoring/grafana/dashboards/bucketq-queue.json')) as { uid: string; panels: { title: string; targets: { expr: string; datasource: { uid: string } }[] }[] };
+    expect(queue.uid).not.toBe(dashboard.uid);
+    const used = new Set<string>();
+    for (const p of queue.panels) {
+      expect(p.targets.length, p.title).toBeGreaterThan(0);
+      for (const t of p.targets) {
+        expect(t.datasource.uid).toBe('prometheus');
+        for (const m of metricsIn(t.expr)) {
+          expect(fromExporter, `${p.title}: ${m}`).toContain(m);
+          used.add(m);
+        }
+      }
+    }
+    for (const m of fromExporter) expect(used, `no panel shows ${m}`).toContain(m);
+    // Some alert uses the exporter's metrics (they work with no worker running).
+    expect(rules.some((r) => metricsIn(r.expr as string).some((m) => fromExporter.has(m) && !exported.has(m)))).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
-import { workerArgsFromEnv } from '../src/cli/worker-command.js';
+import { parseWorkerFlags } from '../src/cli/worker-command.js';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -282,8 +282,8 @@ describe('worker metrics', () => {
       /cannot serve metrics on port \d+: the host is not an address of this machine; set metricsHost \(--metrics-host\).*\(metricsHost 203\.0\.113\.7\)/,
     );
     await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: 1, metricsHost: '' }, quiet)).rejects.toThrow(/metricsHost must not be empty/);
-    expect(workerArgsFromEnv({}, { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('0.0.0.0');
-    expect(workerArgsFromEnv({ metricsHost: '::1' }, { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('::1');
+    expect(parseWorkerFlags([], { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('0.0.0.0');
+    expect(parseWorkerFlags(['--metrics-host', '::1'], { BUCKETQ_METRICS_HOST: '0.0.0.0' }).metricsHost).toBe('::1');
   });
 
   it('rejects a bad metricsPort and reports a port in use', async () => {

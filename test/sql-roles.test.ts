@@ -32,7 +32,7 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'replay_dead', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'replay_dead', 'resume_group', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 // Internal functions the views call (checked against the view's reader).
 const VIEW_HELPERS = ['_may_read_payloads', '_may_see_group', '_now'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
@@ -41,7 +41,7 @@ const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_s
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
   consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', '_may_see_group'], views: ['groups'] },
-  monitor: { functions: VIEW_HELPERS, views: 'all' },
+  monitor: { functions: [...VIEW_HELPERS, 'metrics'], views: 'all' },
   admin: { functions: [...PUBLIC_FUNCTIONS, ...VIEW_HELPERS], views: 'all' },
   nobody: { functions: [], views: [] },
 };
@@ -383,6 +383,11 @@ describe('each role can do its job', () => {
     expect(lag.rows[0].n).toBeGreaterThan(0); // k1's third message and the clock test's one
     const sizes = await m.query(`select count(*)::int as n from bucketq.table_sizes where relation = 'inbox'`);
     expect(sizes.rows[0].n).toBe(1);
+  });
+
+  it('monitor: bucketq.metrics() works with the monitor role alone', async () => {
+    const { rows } = await as.monitor.query(`select metric, value from bucketq.metrics() where group_name = $1 and metric in ('bucketq_group_dead_letters', 'bucketq_group_paused')`, [G]);
+    expect(Object.fromEntries(rows.map((r) => [r.metric, r.value]))).toEqual({ bucketq_group_dead_letters: 1, bucketq_group_paused: 0 });
   });
 
   it("monitor: vacuum_horizon shows other users' sessions with their query once a DBA grants the monitoring login pg_read_all_stats (bucketq grants nothing cluster-wide)", async () => {

@@ -60,6 +60,9 @@ begin
     if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
+    if v_monitor and f.name in ('metrics') then
+      execute format('grant execute on function %s to %I', f.sig, r_monitor);
+    end if;
     if v_admin then
       execute format('grant execute on function %s to %I', f.sig, r_admin);
     end if;

@@ -1,49 +1,18 @@
-// Shared plumbing for the operations commands (status, topic, group, send, dlq, rewind,
-// maintain): each parses its own argv, validates it with zod into messages that name
-// the flag and the fix, and opens one small client on --database-url / DATABASE_URL.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+// Shared plumbing for the commands: commander parses (src/cli.ts), these validate flag
+// values with zod into messages that name the flag and the fix (usage errors, exit 2),
+// and open one small client on --database-url / DATABASE_URL / the PG* variables.
 import { z } from 'zod';
 import { BucketQ } from '../client.js';
 import { readSchemaVersion } from '../migrate.js';
-import { CliError } from './cli-error.js';
+import { CliError, UsageError } from './cli-error.js';
 import { resolveDatabase } from './database.js';
-
-/** Options every operations command accepts. */
-export const COMMON_OPTIONS = {
-  'database-url': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-export const COMMON_USAGE = `  --database-url URL   Postgres connection string (default: $DATABASE_URL)
-  -h, --help           show this help`;
-
-/** parseArgs for one command; a parse error becomes a CliError that shows the command's usage. */
-export function parseCommandArgs<T extends ParseArgsConfig>(command: string, usage: string, config: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (err) {
-    throw new CliError(`${command}: ${(err as Error).message}\n\n${usage}`);
-  }
-}
-
-/** Checks the number of positionals; names what is missing or extra. */
-export function expectPositionals(command: string, usage: string, positionals: string[], names: string[]): void {
-  if (positionals.length < names.length) {
-    const missing = names.slice(positionals.length);
-    throw new CliError(`${command}: missing ${missing.join(' and ')}\n\n${usage}`);
-  }
-  if (positionals.length > names.length) {
-    const extra = positionals.slice(names.length);
-    throw new CliError(`${command}: unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((a) => `'${a}'`).join(' ')}\n\n${usage}`);
-  }
-}
 
 /** Validates flag values; every problem on its own line, named by the flag. */
 export function validate<S extends z.ZodType>(command: string, schema: S, input: unknown): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const lines = result.error.issues.map((i) => `  - ${i.message}`);
-  throw new CliError(`${command}: invalid option${lines.length > 1 ? 's' : ''}:\n${lines.join('\n')}`);
+  throw new UsageError(`${command}: invalid option${lines.length > 1 ? 's' : ''}:\n${lines.join('\n')}`);
 }
 
 const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
@@ -88,6 +57,20 @@ export function parseTime(text: string): Date | undefined {
   const d = new Date(t.replace(/^(\d{4}-\d{2}-\d{2}) /, '$1T'));
   return Number.isNaN(d.getTime()) ? undefined : d;
 }
+
+/** A point in time ahead: an ISO 8601 timestamp, or a duration from now (30s, 5m, 2h, 1d, "in 10 minutes"). */
+export function parseFutureTime(text: string): Date | undefined {
+  const t = text.trim().replace(/^in\s+/i, '');
+  const rel = /^(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?)$/i.exec(t);
+  if (rel) {
+    const unit = rel[2]!.toLowerCase();
+    const ms = unit === 'ms' ? 1 : UNITS[unit[0]!]!;
+    return new Date(Date.now() + Number(rel[1]) * ms);
+  }
+  return /\d{4}-\d{2}-\d{2}/.test(t) ? parseTime(t) : undefined;
+}
+
+export const FUTURE_TIME_HELP = 'an ISO timestamp like 2030-05-01T12:00:00Z or a duration from now like 30s, 15m, 2h';
 
 export const TIME_HELP = "an ISO timestamp like 2024-05-01T12:00:00Z or a duration back from now like 15m, 2h, 1d";
 
@@ -141,5 +124,5 @@ export async function checkIntervals(bq: BucketQ, command: string, flags: Record
       problems.push(`  - ${flag} must be a Postgres interval like '30 seconds', '7 days' or '1h', got ${show(value)}`);
     }
   }
-  if (problems.length) throw new CliError(`${command}: invalid option${problems.length > 1 ? 's' : ''}:\n${problems.join('\n')}`);
+  if (problems.length) throw new UsageError(`${command}: invalid option${problems.length > 1 ? 's' : ''}:\n${problems.join('\n')}`);
 }

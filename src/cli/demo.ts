@@ -9,11 +9,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { BucketQ } from '../client.js';
 import { ConflictError } from '../errors.js';
-import { parseOrThrow } from '../options.js';
+import { validate } from './args.js';
 import { CliError } from './cli-error.js';
+import { databaseUrl, runs } from './command.js';
 import { resolveDatabase, type CliDatabase } from './database.js';
 import { DEMO_EFFECTS_DDL, DEMO_EFFECTS_TABLE } from './demo-handler.js';
 import { startUi, type RunningUi } from './ui-command.js';
@@ -54,8 +56,26 @@ export interface DemoArgs {
   plain?: boolean | undefined;
 }
 
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .summary('the whole story on a real Postgres: producer, 3 workers, a crash, VERIFIED')
+    .description(
+      'the whole story: a producer, 3 worker processes, one SIGKILLed and replaced, then a check of exactly-once effects, per-key order, nothing lost (DATABASE_URL or --database-url if set, else a temporary embedded Postgres)',
+    )
+    .option('--messages <n>', 'messages to send (default 20000)')
+    .option('--rate <n>', 'messages per second (default 1000)')
+    .option('--no-kill', 'do not SIGKILL a worker')
+    .option('--plain', 'one status line per second instead of redrawing (automatic when stdout is not a terminal)')
+    .action(
+      runs(async (flags: { messages?: string; rate?: string; kill: boolean; plain?: boolean }, cmd: Command) =>
+        demoCommand({ databaseUrl: databaseUrl(cmd), messages: flags.messages, rate: flags.rate, noKill: !flags.kill, plain: flags.plain }),
+      ),
+    );
+}
+
 export async function demoCommand(raw: DemoArgs): Promise<number> {
-  const args = parseOrThrow(demoArgsSchema, raw, 'demo options');
+  const args = validate('demo', demoArgsSchema, raw);
   const entry = workerEntry();
   const started = performance.now();
   const view = new View(process.stdout, !args.plain && process.stdout.isTTY === true);

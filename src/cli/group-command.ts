@@ -1,26 +1,12 @@
-// `bucketq group create NAME --topic T [--start-at earliest|latest|TIME] [--max-attempts N]
-//  [--on-exhausted skip|block] [--session-timeout I] [--lease-timeout I] [--backoff-base I] [--backoff-max I]`
+// `bucketq group create|list|describe|delete|pause|resume`
+import type { Command } from 'commander';
 import { z } from 'zod';
-import { COMMON_OPTIONS, COMMON_USAGE, TIME_HELP, checkIntervals, expectPositionals, intFlag, parseCommandArgs, parseTime, requiredFlag, validate, withCliClient } from './args.js';
-import { CliError } from './cli-error.js';
+import { TIME_HELP, assertGroupExists, checkIntervals, intFlag, parseTime, requiredFlag, validate, withCliClient } from './args.js';
+import { databaseUrl, plural, runs } from './command.js';
+import { formatAge, formatTable } from './table.js';
+import { printable, printableJson } from './terminal-text.js';
 
-export const GROUP_USAGE = `usage: bucketq group create NAME --topic T [--start-at earliest|latest|TIME] [--max-attempts N]
-         [--on-exhausted skip|block] [--session-timeout I] [--lease-timeout I] [--backoff-base I] [--backoff-max I]
-
-Creates a consumer group on a topic (idempotent: an existing group with the same settings is fine).
-
-  --topic T             the topic to subscribe to (required)
-  --start-at WHERE      earliest (everything retained), latest (default: from now on), or
-                        ${TIME_HELP}
-  --max-attempts N      tries before a message is dead-lettered (default 4)
-  --on-exhausted MODE   skip (default: the key moves on) or block (the key waits for dlq replay)
-  --session-timeout I   how long a consumer may miss heartbeats, e.g. '10 seconds'
-  --lease-timeout I     how long a claim holds a message, e.g. '30 seconds'
-  --backoff-base I      first retry delay; retry n waits base * 2^(n-1)
-  --backoff-max I       cap on the retry delay
-${COMMON_USAGE}`;
-
-const schema = z.object({
+const createSchema = z.object({
   topic: requiredFlag('--topic', 'the topic the group reads, e.g. --topic orders'),
   startAt: z
     .string()
@@ -40,67 +26,208 @@ const schema = z.object({
   backoffMax: z.string().optional(),
 });
 
-export async function groupCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('group', GROUP_USAGE, {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...COMMON_OPTIONS,
-      topic: { type: 'string' },
-      'start-at': { type: 'string' },
-      'max-attempts': { type: 'string' },
-      'on-exhausted': { type: 'string' },
-      'session-timeout': { type: 'string' },
-      'lease-timeout': { type: 'string' },
-      'backoff-base': { type: 'string' },
-      'backoff-max': { type: 'string' },
-    },
-  });
-  if (values.help) {
-    console.log(GROUP_USAGE);
-    return 0;
-  }
-  const [sub, ...rest] = positionals;
-  if (sub !== 'create') {
-    throw new CliError(`group: ${sub === undefined ? 'missing subcommand' : `unknown subcommand '${sub}'`} (valid: create)\n\n${GROUP_USAGE}`);
-  }
-  expectPositionals('group create', GROUP_USAGE, rest, ['NAME']);
-  const name = rest[0]!;
-  const o = validate('group create', schema, {
-    topic: values.topic,
-    startAt: values['start-at'],
-    maxAttempts: values['max-attempts'],
-    onExhausted: values['on-exhausted'],
-    sessionTimeout: values['session-timeout'],
-    leaseTimeout: values['lease-timeout'],
-    backoffBase: values['backoff-base'],
-    backoffMax: values['backoff-max'],
-  });
-  return withCliClient(values['database-url'], async (bq) => {
-    await checkIntervals(bq, 'group create', {
-      '--session-timeout': o.sessionTimeout,
-      '--lease-timeout': o.leaseTimeout,
-      '--backoff-base': o.backoffBase,
-      '--backoff-max': o.backoffMax,
-    });
-    const created = await bq.createGroup(name, o.topic, {
-      ...(o.startAt !== undefined && { startAt: o.startAt }),
-      ...(o.maxAttempts !== undefined && { maxAttempts: o.maxAttempts }),
-      ...(o.onExhausted !== undefined && { onExhausted: o.onExhausted }),
-      ...(o.sessionTimeout !== undefined && { sessionTimeout: o.sessionTimeout }),
-      ...(o.leaseTimeout !== undefined && { leaseTimeout: o.leaseTimeout }),
-      ...(o.backoffBase !== undefined && { backoffBase: o.backoffBase }),
-      ...(o.backoffMax !== undefined && { backoffMax: o.backoffMax }),
-    });
-    const { rows } = await bq.pool.query<{ start_at: string; max_attempts: number; on_exhausted: string }>(
-      'select start_at::text, max_attempts, on_exhausted from bucketq.groups where group_name = $1',
-      [name],
-    );
-    const g = rows[0];
-    console.log(
-      `${created ? 'created group' : 'group already exists with these settings:'} ${name} on topic ${o.topic}` +
-        (g ? ` (start at ${g.start_at}, max attempts ${g.max_attempts}, on exhausted ${g.on_exhausted})` : ''),
-    );
-    return 0;
-  });
+/** One group as `group list` and `group describe` show it (public views only). */
+export interface GroupRow {
+  group: string;
+  topic: string;
+  state: 'paused' | 'active' | 'idle';
+  consumers: number;
+  pending: number;
+  leased: number;
+  dead: number;
+  oldestAgeSeconds: number | null;
+  startAt: string;
+  maxAttempts: number;
+  onExhausted: string;
+  sessionTimeout: string;
+  leaseTimeout: string;
 }
+
+// A paused group's buckets have owner '' (see bucketq.pause_group).
+const GROUPS_SQL = `
+  select g.group_name as "group", g.topic,
+         case when exists (select 1 from bucketq.buckets b where b.group_name = g.group_name and b.owner = '') then 'paused'
+              when exists (select 1 from bucketq.consumers c where c.group_name = g.group_name and c.alive) then 'active'
+              else 'idle' end as state,
+         (select count(*)::int from bucketq.consumers c where c.group_name = g.group_name and c.alive) as consumers,
+         g.pending::int, g.leased::int, g.dead::int,
+         (select extract(epoch from max(l.oldest_age))::float8 from bucketq.lag l where l.group_name = g.group_name) as "oldestAgeSeconds",
+         g.start_at as "startAt", g.max_attempts as "maxAttempts", g.on_exhausted as "onExhausted",
+         g.session_timeout::text as "sessionTimeout", g.lease_timeout::text as "leaseTimeout"
+    from bucketq.groups g`;
+
+export function registerGroup(program: Command): void {
+  const group = program.command('group').description('create, list, describe, delete, pause and resume consumer groups');
+
+  group
+    .command('create')
+    .description('create a consumer group on a topic (idempotent: an existing group with the same settings is fine)')
+    .argument('<name>', 'group name')
+    .option('--topic <topic>', 'the topic to subscribe to (required)')
+    .option('--start-at <where>', `earliest (everything retained), latest (default: from now on), or ${TIME_HELP}`)
+    .option('--max-attempts <n>', 'tries before a message is dead-lettered (default 4)')
+    .option('--on-exhausted <mode>', 'skip (default: the key moves on) or block (the key waits for `bucketq dlq replay`)')
+    .option('--session-timeout <interval>', "how long a consumer may miss heartbeats, e.g. '10 seconds'")
+    .option('--lease-timeout <interval>', "how long a claim holds a message, e.g. '30 seconds'")
+    .option('--backoff-base <interval>', 'first retry delay; retry n waits base * 2^(n-1)')
+    .option('--backoff-max <interval>', 'cap on the retry delay')
+    .action(
+      runs(async (name: string, flags: Record<string, string | undefined>, cmd: Command) => {
+        const o = validate('group create', createSchema, flags);
+        return withCliClient(databaseUrl(cmd), async (bq) => {
+          await checkIntervals(bq, 'group create', {
+            '--session-timeout': o.sessionTimeout,
+            '--lease-timeout': o.leaseTimeout,
+            '--backoff-base': o.backoffBase,
+            '--backoff-max': o.backoffMax,
+          });
+          const created = await bq.createGroup(name, o.topic, {
+            ...(o.startAt !== undefined && { startAt: o.startAt }),
+            ...(o.maxAttempts !== undefined && { maxAttempts: o.maxAttempts }),
+            ...(o.onExhausted !== undefined && { onExhausted: o.onExhausted }),
+            ...(o.sessionTimeout !== undefined && { sessionTimeout: o.sessionTimeout }),
+            ...(o.leaseTimeout !== undefined && { leaseTimeout: o.leaseTimeout }),
+            ...(o.backoffBase !== undefined && { backoffBase: o.backoffBase }),
+            ...(o.backoffMax !== undefined && { backoffMax: o.backoffMax }),
+          });
+          const { rows } = await bq.pool.query<{ start_at: string; max_attempts: number; on_exhausted: string }>(
+            'select start_at::text, max_attempts, on_exhausted from bucketq.groups where group_name = $1',
+            [name],
+          );
+          const g = rows[0];
+          console.log(
+            `${created ? 'created group' : 'group already exists with these settings:'} ${name} on topic ${o.topic}` +
+              (g ? ` (start at ${g.start_at}, max attempts ${g.max_attempts}, on exhausted ${g.on_exhausted})` : ''),
+          );
+          return 0;
+        });
+      }),
+    );
+
+  group
+    .command('list')
+    .description('every group: topic, state (active, idle, paused), live consumers, pending, leased, dead, oldest unfinished message')
+    .option('--topic <topic>', 'only the groups of this topic')
+    .option('--json', 'print a JSON array')
+    .action(
+      runs(async (flags: { topic?: string; json?: boolean }, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          const { rows } = await bq.pool.query<GroupRow>(`${GROUPS_SQL} where $1::text is null or g.topic = $1 order by g.group_name`, [flags.topic ?? null]);
+          if (flags.json) console.log(printableJson(JSON.stringify(rows, null, 2)));
+          else if (rows.length === 0) console.log(`no consumer groups${flags.topic ? ` on topic ${printable(flags.topic)}` : ''}: create one with \`bucketq group create NAME --topic T\``);
+          else
+            console.log(
+              formatTable(
+                ['group', 'topic', 'state', 'consumers', 'pending', 'leased', 'dead', 'oldest'],
+                rows.map((g) => [g.group, g.topic, g.state, g.consumers, g.pending, g.leased, g.dead, formatAge(g.oldestAgeSeconds)]),
+              ),
+            );
+          return 0;
+        }),
+      ),
+    );
+
+  group
+    .command('describe')
+    .description('one group: settings, consumers, and per bucket its owner, epoch, checkpoint and lag')
+    .argument('<name>', 'group name')
+    .option('--json', 'print one JSON document')
+    .action(
+      runs(async (name: string, flags: { json?: boolean }, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          await assertGroupExists(bq, 'group describe', name);
+          const g = (await bq.pool.query<GroupRow>(`${GROUPS_SQL} where g.group_name = $1`, [name])).rows[0]!;
+          const consumers = await bq.pool.query<{ consumerId: string; alive: boolean; heartbeatAgeSeconds: number; ownedBuckets: number; leased: number }>(
+            `select consumer_id as "consumerId", alive, extract(epoch from heartbeat_age)::float8 as "heartbeatAgeSeconds", owned_buckets::int as "ownedBuckets", leased::int
+               from bucketq.consumers where group_name = $1 order by consumer_id`,
+            [name],
+          );
+          const buckets = await bq.pool.query<{ bucket: number; owner: string | null; epoch: string; checkpoint: string | null; ready: number; leased: number; delayed: number; waiting: number; oldestAgeSeconds: number | null }>(
+            `select b.bucket, b.owner, b.epoch::text, b.checkpoint::text, l.ready::int, l.leased::int, l.delayed::int, l.waiting::int,
+                    extract(epoch from l.oldest_age)::float8 as "oldestAgeSeconds"
+               from bucketq.buckets b join bucketq.lag l on l.group_name = b.group_name and l.bucket = b.bucket
+              where b.group_name = $1 order by b.bucket`,
+            [name],
+          );
+          if (flags.json) {
+            console.log(printableJson(JSON.stringify({ ...g, consumerList: consumers.rows, buckets: buckets.rows }, null, 2)));
+            return 0;
+          }
+          console.log(
+            formatTable(
+              ['group', 'topic', 'state', 'start at', 'max attempts', 'on exhausted', 'session timeout', 'lease timeout'],
+              [[g.group, g.topic, g.state, g.startAt, g.maxAttempts, g.onExhausted, g.sessionTimeout, g.leaseTimeout]],
+            ),
+          );
+          console.log(`\npending ${g.pending}, leased ${g.leased}, dead ${g.dead}, oldest unfinished ${formatAge(g.oldestAgeSeconds)}`);
+          if (g.state === 'paused') console.log(`paused: no consumer takes its buckets until \`bucketq group resume ${printable(name)}\``);
+          console.log('');
+          if (consumers.rows.length === 0) console.log('consumers: none (start one with `bucketq worker --group G --handler FILE`)');
+          else
+            console.log(
+              formatTable(
+                ['consumer', 'alive', 'heartbeat age', 'buckets', 'leased'],
+                consumers.rows.map((c) => [c.consumerId, c.alive ? 'yes' : 'no', formatAge(c.heartbeatAgeSeconds), c.ownedBuckets, c.leased]),
+              ),
+            );
+          console.log('');
+          console.log(
+            formatTable(
+              ['bucket', 'owner', 'epoch', 'checkpoint', 'ready', 'leased', 'delayed', 'waiting', 'oldest'],
+              buckets.rows.map((b) => [b.bucket, b.owner === '' ? '(paused)' : b.owner, b.epoch, b.checkpoint, b.ready, b.leased, b.delayed, b.waiting, formatAge(b.oldestAgeSeconds)]),
+            ),
+          );
+          return 0;
+        }),
+      ),
+    );
+
+  group
+    .command('delete')
+    .description('delete a group with its progress, delivery records and dead letters (the topic stays); refused while it has live consumers, unless --force')
+    .argument('<name>', 'group name')
+    .option('--force', 'delete it even while consumers are alive (their acks then fail)')
+    .action(
+      runs(async (name: string, flags: { force?: boolean }, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          await assertGroupExists(bq, 'group delete', name);
+          const { rows } = await bq.pool.query<{ n: string }>('select bucketq.delete_group(group_name => $1::text, force => $2::boolean)::text as n', [name, flags.force ?? false]);
+          console.log(`deleted group ${printable(name)} (${plural(rows[0]!.n, 'message')} were still pending for it)`);
+          return 0;
+        }),
+      ),
+    );
+
+  group
+    .command('pause')
+    .description('stop a group from consuming: its consumers lose every bucket and take none until resume; batches in flight are refused at ack and come back later; producers are not affected')
+    .argument('<name>', 'group name')
+    .action(
+      runs(async (name: string, _flags: object, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          await assertGroupExists(bq, 'group pause', name);
+          const { rows } = await bq.pool.query<{ n: number }>('select bucketq.pause_group(group_name => $1::text) as n', [name]);
+          const n = rows[0]!.n;
+          console.log(n ? `paused group ${printable(name)} (${plural(n, 'bucket')}); resume with: bucketq group resume ${printable(name)}` : `group ${printable(name)} was already paused`);
+          return 0;
+        }),
+      ),
+    );
+
+  group
+    .command('resume')
+    .description('let a paused group consume again: its consumers take their buckets at their next heartbeat')
+    .argument('<name>', 'group name')
+    .action(
+      runs(async (name: string, _flags: object, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          await assertGroupExists(bq, 'group resume', name);
+          const { rows } = await bq.pool.query<{ n: number }>('select bucketq.resume_group(group_name => $1::text) as n', [name]);
+          const n = rows[0]!.n;
+          console.log(n ? `resumed group ${printable(name)} (${plural(n, 'bucket')})` : `group ${printable(name)} was not paused`);
+          return 0;
+        }),
+      ),
+    );
+}
+

@@ -1,8 +1,8 @@
 // JSON given on the command line, with an error that shows where it breaks: V8's
 // JSON.parse messages only sometimes carry a position, so a small scanner finds it.
-import { CliError } from './cli-error.js';
+import { UsageError } from './cli-error.js';
 
-/** Parses `text` as JSON or throws a CliError naming `what`, the position, line and column, with a caret. */
+/** Parses `text` as JSON or throws a UsageError naming `what`, the position, line and column, with a caret. */
 export function parseJsonArg(what: string, text: string): unknown {
   try {
     return JSON.parse(text);
@@ -17,7 +17,7 @@ export function parseJsonArg(what: string, text: string): unknown {
     const start = Math.max(0, column - 1 - 40);
     const snippet = lineText.slice(start, start + 60);
     const caret = `${' '.repeat(column - 1 - start)}^`;
-    throw new CliError(
+    throw new UsageError(
       `${what} is not valid JSON: error at position ${pos} (line ${line}, column ${column}): ${reason}\n    ${snippet}\n    ${caret}\n` +
         `hint: quote the whole argument for the shell, e.g. '{"amount": 42}'; strings need double quotes`,
     );

@@ -1,25 +1,22 @@
 // `bucketq maintain`: partitions ahead, retention, idempotency keys (what workers also run every minute).
-import { COMMON_OPTIONS, COMMON_USAGE, expectPositionals, parseCommandArgs, withCliClient } from './args.js';
+import type { Command } from 'commander';
+import { withCliClient } from './args.js';
+import { databaseUrl, runs } from './command.js';
 import { formatTable } from './table.js';
 
-export const MAINTAIN_USAGE = `usage: bucketq maintain
-
-Runs bucketq.maintain(): creates log partitions ahead, drops partitions past retention
-that every group has finished, prunes expired idempotency keys. Safe to run any time.
-
-${COMMON_USAGE}`;
-
-export async function maintainCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('maintain', MAINTAIN_USAGE, { args: argv, allowPositionals: true, options: { ...COMMON_OPTIONS } });
-  if (values.help) {
-    console.log(MAINTAIN_USAGE);
-    return 0;
-  }
-  expectPositionals('maintain', MAINTAIN_USAGE, positionals, []);
-  return withCliClient(values['database-url'], async (bq) => {
-    const actions = await bq.maintain();
-    if (actions.length === 0) console.log('maintenance: nothing to do');
-    else console.log(formatTable(['topic', 'action', 'detail'], actions.map((a) => [a.topic, a.action, a.detail]), { maxWidth: 100 }));
-    return 0;
-  });
+export function registerMaintain(program: Command): void {
+  program
+    .command('maintain')
+    .summary('partitions ahead, retention, idempotency keys')
+    .description('run bucketq.maintain(): create log partitions ahead, drop partitions past retention that every group has finished, prune expired idempotency keys; safe any time')
+    .action(
+      runs(async (_flags: object, cmd: Command) =>
+        withCliClient(databaseUrl(cmd), async (bq) => {
+          const actions = await bq.maintain();
+          if (actions.length === 0) console.log('maintenance: nothing to do');
+          else console.log(formatTable(['topic', 'action', 'detail'], actions.map((a) => [a.topic, a.action, a.detail]), { maxWidth: 100 }));
+          return 0;
+        }),
+      ),
+    );
 }

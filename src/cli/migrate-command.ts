@@ -1,9 +1,18 @@
 // `bucketq migrate`: bring a database's bucketq schema up to this package's version.
+import type { Command } from 'commander';
 import { BucketQ } from '../client.js';
+import { databaseUrl, runs } from './command.js';
 import { resolveDatabase } from './database.js';
 
-export async function migrateCommand(opts: { databaseUrl?: string | undefined }): Promise<number> {
-  const db = await resolveDatabase(opts.databaseUrl, { allowEmbedded: false });
+export function registerMigrate(program: Command): void {
+  program
+    .command('migrate')
+    .description('create or upgrade the bucketq schema in the database (safe to run from many processes at once)')
+    .action(runs(async (_flags: object, cmd: Command) => migrateCommand(databaseUrl(cmd))));
+}
+
+async function migrateCommand(url: string | undefined): Promise<number> {
+  const db = await resolveDatabase(url, { allowEmbedded: false });
   const client = new BucketQ({ connectionString: db.connectionString, poolMax: 1 });
   try {
     const { from, to, definitions } = await client.migrate();

@@ -3,24 +3,17 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { readStatus, type StatusSnapshot } from '../queries/status.js';
-import { COMMON_OPTIONS, COMMON_USAGE, assertGroupExists, expectPositionals, intFlag, openClient, parseCommandArgs, validate } from './args.js';
-import { CliError } from './cli-error.js';
+import type { Command } from 'commander';
+import { assertGroupExists, intFlag, openClient, validate } from './args.js';
+import { UsageError } from './cli-error.js';
+import { databaseUrl, runs } from './command.js';
 import { formatAge, formatBytes, formatRanges, formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
 
-export const STATUS_USAGE = `usage: bucketq status [--group G] [--watch [--interval-ms N]] [--json]
-
-Topics, groups (pending, leased, dead), consumers, bucket ownership, lag per bucket,
-throughput, the vacuum horizon and table sizes, from the bucketq views.
-
-  --group G            only this group (and its topic)
-  --watch              redraw every --interval-ms until Ctrl-C
-  --interval-ms N      refresh interval for --watch (default 2000)
-  --json               one JSON document (with --watch: one per line per refresh)
-${COMMON_USAGE}`;
-
 /** Above this many buckets in a group, the buckets table shows one row per owner. */
 const BUCKETS_DETAIL_MAX = 16;
+/** The owner of a paused group's buckets (bucketq.pause_group). */
+const PAUSED = '';
 /** Per-bucket lag rows shown (busiest first); the rest are counted. */
 const LAG_ROWS_MAX = 20;
 
@@ -31,28 +24,24 @@ const schema = z.object({
   json: z.boolean().default(false),
 });
 
-export async function statusCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('status', STATUS_USAGE, {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...COMMON_OPTIONS,
-      group: { type: 'string' },
-      watch: { type: 'boolean' },
-      'interval-ms': { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    console.log(STATUS_USAGE);
-    return 0;
-  }
-  expectPositionals('status', STATUS_USAGE, positionals, []);
-  const o = validate('status', schema, { group: values.group, watch: values.watch, intervalMs: values['interval-ms'], json: values.json });
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .summary('topics, groups, consumers, buckets, lag, throughput, vacuum horizon, table sizes')
+    .description('topics, groups (pending, leased, dead), consumers, bucket ownership, lag per bucket, throughput, the vacuum horizon and table sizes, from the bucketq views')
+    .option('--group <group>', 'only this group (and its topic)')
+    .option('--watch', 'redraw every --interval-ms until Ctrl-C')
+    .option('--interval-ms <n>', 'refresh interval for --watch (default 2000)')
+    .option('--json', 'one JSON document (with --watch: one per line per refresh)')
+    .action(runs(async (flags: { group?: string; watch?: boolean; intervalMs?: string; json?: boolean }, cmd: Command) => statusCommand(flags, databaseUrl(cmd))));
+}
+
+async function statusCommand(flags: { group?: string; watch?: boolean; intervalMs?: string; json?: boolean }, url: string | undefined): Promise<number> {
+  const o = validate('status', schema, flags);
   if (o.intervalMs !== undefined && !o.watch) {
-    throw new CliError('status: --interval-ms only applies with --watch: add --watch, or drop --interval-ms');
+    throw new UsageError('status: --interval-ms only applies with --watch: add --watch, or drop --interval-ms');
   }
-  const { bq, close } = await openClient(values['database-url']);
+  const { bq, close } = await openClient(url);
   try {
     if (o.group !== undefined) await assertGroupExists(bq, 'status', o.group);
     const draw = async () => {
@@ -164,18 +153,22 @@ function renderBuckets(s: StatusSnapshot): string {
     parts.push(
       formatTable(
         ['group', 'bucket', 'owner', 'epoch', 'checkpoint', 'heartbeat age', 'live'],
-        detailed.map((b) => [b.group, b.bucket, b.owner, b.epoch, b.checkpoint, formatAge(b.heartbeatAgeSeconds), b.owned]),
+        detailed.map((b) =>
+          b.owner === PAUSED
+            ? [b.group, b.bucket, '(paused)', b.epoch, b.checkpoint, '-', false]
+            : [b.group, b.bucket, b.owner, b.epoch, b.checkpoint, formatAge(b.heartbeatAgeSeconds), b.owned],
+        ),
       ),
     );
   }
   const summarized = [...byGroup.entries()].filter(([, bs]) => bs.length > BUCKETS_DETAIL_MAX);
   if (summarized.length) {
     const rows = summarized.flatMap(([group, bs]) =>
-      [...groupBy(bs, (b) => b.owner ?? '').entries()].map(([owner, own]) => {
+      [...groupBy(bs, (b) => (b.owner === PAUSED ? '(paused)' : (b.owner ?? ''))).entries()].map(([owner, own]) => {
         const epochs = own.map((b) => BigInt(b.epoch));
         const min = epochs.reduce((a, b) => (b < a ? b : a));
         const max = epochs.reduce((a, b) => (b > a ? b : a));
-        const ages = own.map((b) => b.heartbeatAgeSeconds).filter((a): a is number => a !== null);
+        const ages = own.map((b) => b.heartbeatAgeSeconds).filter((a): a is number => a !== null && owner !== '(paused)');
         return [
           group,
           owner || '(unowned)',
@@ -183,7 +176,7 @@ function renderBuckets(s: StatusSnapshot): string {
           formatRanges(own.map((b) => b.bucket)),
           min === max ? String(min) : `${min}..${max}`,
           formatAge(ages.length ? Math.max(...ages) : null),
-          own.filter((b) => b.owned).length,
+          own.filter((b) => b.owned && b.owner !== PAUSED).length,
         ];
       }),
     );

@@ -4,23 +4,11 @@
 import pg from 'pg';
 import { z } from 'zod';
 import { createUiServer, type UiServer } from '../ui/server.js';
-import { COMMON_OPTIONS, COMMON_USAGE, expectPositionals, intFlag, parseCommandArgs, validate } from './args.js';
+import type { Command } from 'commander';
+import { intFlag, validate } from './args.js';
+import { runs, databaseUrl } from './command.js';
 import { CliError } from './cli-error.js';
 import { redact, resolveDatabase } from './database.js';
-
-export const UI_USAGE = `usage: bucketq ui [--port 8080] [--host 127.0.0.1] [--read-only]
-
-A web console: topics and groups with their backlog and throughput, each group's
-bucket map (owner, epoch, checkpoint, lag) and consumers, a message's state in every
-group, dead letters with replay, rewind with a confirmation. Refreshes every second.
-
-  --port N        port to listen on (default 8080; 0 picks a free one)
-  --host ADDR     address to bind (default 127.0.0.1: this machine only). Serving on
-                  another address needs this flag; put it behind authentication
-                  (see the README: a reverse proxy with basic auth or oauth2-proxy)
-  --read-only     hide every action; the server refuses replay and rewind (HTTP 403)
-                  and its database sessions are read-only
-${COMMON_USAGE}`;
 
 const schema = z.object({
   port: intFlag('--port', 0, 65535),
@@ -76,24 +64,25 @@ function describe(url: string): string {
   }
 }
 
-export async function uiCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('ui', UI_USAGE, {
-    args: argv,
-    allowPositionals: true,
-    options: { ...COMMON_OPTIONS, port: { type: 'string' }, host: { type: 'string' }, 'read-only': { type: 'boolean' } },
-  });
-  if (values.help) {
-    console.log(UI_USAGE);
-    return 0;
-  }
-  expectPositionals('ui', UI_USAGE, positionals, []);
+export function registerUi(program: Command): void {
+  program
+    .command('ui')
+    .summary('web console: overview, bucket maps, messages, dead letters, rewind')
+    .description('a web console: topics and groups with backlog and throughput, bucket maps, a message in every group, dead letters with replay, rewind; refreshes every second')
+    .option('--port <n>', 'port to listen on (default 8080; 0 picks a free one)')
+    .option('--host <addr>', 'address to bind (default 127.0.0.1: this machine only); any other needs authentication in front (see the README)')
+    .option('--read-only', 'hide every action; the server refuses replay and rewind (HTTP 403) and its database sessions are read-only')
+    .action(runs(async (flags: { port?: string; host?: string; readOnly?: boolean }, cmd: Command) => uiCommand(flags, databaseUrl(cmd))));
+}
+
+async function uiCommand(values: { port?: string; host?: string; readOnly?: boolean }, url: string | undefined): Promise<number> {
   const o = validate('ui', schema, { port: values.port, host: values.host });
-  const db = await resolveDatabase(values['database-url'], { allowEmbedded: false });
+  const db = await resolveDatabase(url, { allowEmbedded: false });
   const host = o.host ?? '127.0.0.1';
-  const running = await startUi({ connectionString: db.connectionString, port: o.port ?? 8080, host, readOnly: values['read-only'] ?? false });
-  console.log(`bucketq ui: ${running.url}${values['read-only'] ? ' (read-only)' : ''} on ${db.description}`);
+  const running = await startUi({ connectionString: db.connectionString, port: o.port ?? 8080, host, readOnly: values.readOnly ?? false });
+  console.log(`bucketq ui: ${running.url}${values.readOnly ? ' (read-only)' : ''} on ${db.description}`);
   if (!isLoopback(host)) {
-    console.log(`bucketq ui: listening on ${host}, not only this machine: anyone who reaches it can ${values['read-only'] ? 'read every payload' : 'replay and rewind'}; put it behind authentication`);
+    console.log(`bucketq ui: listening on ${host}, not only this machine: anyone who reaches it can ${values.readOnly ? 'read every payload' : 'replay and rewind'}; put it behind authentication`);
   }
   console.log('Ctrl-C to stop');
   await new Promise<void>((resolve) => {

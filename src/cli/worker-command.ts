@@ -1,8 +1,11 @@
 // `bucketq worker --group G --handler ./handler.js`: run a consumer until SIGTERM or
 // SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal
 // exits at once.
+import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { parseOrThrow } from '../options.js';
+import { validate } from './args.js';
+import { runs, databaseUrl } from './command.js';
+import { resolveDatabase } from './database.js';
 import { consume } from '../worker/consumer.js';
 import { loadHandler } from './load-handler.js';
 import { underNpm, watchParent } from './parent-watch.js';
@@ -11,7 +14,6 @@ const intFrom = (what: string) =>
   z.coerce.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`).positive(`${what} must be positive`);
 
 const workerArgsSchema = z.object({
-  databaseUrl: z.string({ error: 'set --database-url or DATABASE_URL' }).min(1, 'set --database-url or DATABASE_URL'),
   group: z.string({ error: 'set --group or BUCKETQ_GROUP' }).min(1),
   handler: z.string({ error: 'set --handler or BUCKETQ_HANDLER: a module exporting the handler' }).min(1),
   concurrency: intFrom('--concurrency').optional(),
@@ -34,36 +36,59 @@ const workerArgsSchema = z.object({
   metricsHost: z.string().min(1, "--metrics-host must not be empty: use 127.0.0.1 (this machine only, the default) or 0.0.0.0 (all interfaces)").optional(),
 });
 
-export type WorkerArgs = Partial<Record<keyof z.input<typeof workerArgsSchema>, string>>;
+export type WorkerArgs = Partial<Record<Exclude<keyof z.input<typeof workerArgsSchema>, 'databaseUrl'>, string>>;
 
-/** Flags win over environment variables (BUCKETQ_GROUP, BUCKETQ_CONCURRENCY, ...). */
-export function workerArgsFromEnv(flags: WorkerArgs, env: NodeJS.ProcessEnv = process.env): WorkerArgs {
-  const pick = (flag: string | undefined, name: string) => flag ?? env[name];
-  return {
-    databaseUrl: pick(flags.databaseUrl, 'DATABASE_URL'),
-    group: pick(flags.group, 'BUCKETQ_GROUP'),
-    handler: pick(flags.handler, 'BUCKETQ_HANDLER'),
-    concurrency: pick(flags.concurrency, 'BUCKETQ_CONCURRENCY'),
-    batchSize: pick(flags.batchSize, 'BUCKETQ_BATCH_SIZE'),
-    maxPerKey: pick(flags.maxPerKey, 'BUCKETQ_MAX_PER_KEY'),
-    transaction: pick(flags.transaction, 'BUCKETQ_TRANSACTION'),
-    claimMode: pick(flags.claimMode, 'BUCKETQ_CLAIM_MODE'),
-    heartbeatMs: pick(flags.heartbeatMs, 'BUCKETQ_HEARTBEAT_MS'),
-    pollMs: pick(flags.pollMs, 'BUCKETQ_POLL_MS'),
-    leaseMs: pick(flags.leaseMs, 'BUCKETQ_LEASE_MS'),
-    handlerTimeoutMs: pick(flags.handlerTimeoutMs, 'BUCKETQ_HANDLER_TIMEOUT_MS'),
-    stopTimeoutMs: pick(flags.stopTimeoutMs, 'BUCKETQ_STOP_TIMEOUT_MS'),
-    consumerId: pick(flags.consumerId, 'BUCKETQ_CONSUMER_ID'),
-    metricsPort: pick(flags.metricsPort, 'BUCKETQ_METRICS_PORT'),
-    metricsHost: pick(flags.metricsHost, 'BUCKETQ_METRICS_HOST'),
-  };
+/** Each worker flag once: its help and the environment variable it falls back to (flags win). */
+const WORKER_FLAGS: readonly [flags: string, description: string, env: string][] = [
+  ['--group <group>', 'the consumer group to consume (required)', 'BUCKETQ_GROUP'],
+  ['--handler <module>', 'a module whose default export (or `handler` export) handles one message (required; .ts through tsx)', 'BUCKETQ_HANDLER'],
+  ['--concurrency <n>', 'transactions (batches) at once (default 10)', 'BUCKETQ_CONCURRENCY'],
+  ['--batch-size <n>', 'messages per claim (default 100)', 'BUCKETQ_BATCH_SIZE'],
+  ['--max-per-key <n>', 'consecutive messages of one key per claim (default: the batch size)', 'BUCKETQ_MAX_PER_KEY'],
+  ['--transaction <mode>', "batch (one transaction per batch, the default) or message", 'BUCKETQ_TRANSACTION'],
+  ['--claim-mode <mode>', 'auto (default), lock or lease', 'BUCKETQ_CLAIM_MODE'],
+  ['--heartbeat-ms <n>', "heartbeat interval (default: a third of the group's session timeout)", 'BUCKETQ_HEARTBEAT_MS'],
+  ['--poll-ms <n>', 'claim at least this often without a notification (default 1000)', 'BUCKETQ_POLL_MS'],
+  ['--lease-ms <n>', "lease timeout (default: the group's)", 'BUCKETQ_LEASE_MS'],
+  ['--handler-timeout-ms <n>', 'deadline of one handler run (default: the lease timeout)', 'BUCKETQ_HANDLER_TIMEOUT_MS'],
+  ['--stop-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for handlers in flight (default 30000)', 'BUCKETQ_STOP_TIMEOUT_MS'],
+  ['--consumer-id <id>', 'this process in the group (default: host:pid:random)', 'BUCKETQ_CONSUMER_ID'],
+  ['--metrics-port <n>', 'serve Prometheus /metrics and /health on this port (0: off)', 'BUCKETQ_METRICS_PORT'],
+  ['--metrics-host <addr>', 'listen there (default 127.0.0.1; 0.0.0.0 for all interfaces)', 'BUCKETQ_METRICS_HOST'],
+];
+
+function defineWorker(cmd: Command): Command {
+  cmd
+    .summary('consume a group with a handler module')
+    .description('consume a group with a handler module until SIGTERM/SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal exits at once')
+    .addHelpText('after', '\nexample:\n  bucketq worker --group billing --handler ./handler.js --concurrency 20 --metrics-port 9464');
+  for (const [flags, description, env] of WORKER_FLAGS) cmd.addOption(new Option(flags, description).env(env));
+  return cmd;
 }
 
-export async function workerCommand(raw: WorkerArgs): Promise<number> {
-  const args = parseOrThrow(workerArgsSchema, workerArgsFromEnv(raw), 'worker options');
+export function registerWorker(program: Command): void {
+  defineWorker(program.command('worker')).action(runs(async (flags: WorkerArgs, cmd: Command) => workerCommand(flags, databaseUrl(cmd))));
+}
+
+/** The worker's flags as commander parses them, with `env` as the environment (for tests). */
+export function parseWorkerFlags(argv: string[], env: NodeJS.ProcessEnv = process.env): WorkerArgs {
+  const saved = process.env;
+  process.env = env;
+  try {
+    const cmd = defineWorker(new Command('worker')).exitOverride();
+    cmd.parse(argv, { from: 'user' });
+    return cmd.opts<WorkerArgs>();
+  } finally {
+    process.env = saved;
+  }
+}
+
+async function workerCommand(flags: WorkerArgs, url: string | undefined): Promise<number> {
+  const args = validate('worker', workerArgsSchema, flags);
   const handler = await loadHandler(args.handler);
+  const db = await resolveDatabase(url, { allowEmbedded: false });
   const consumer = await consume(
-    { connectionString: args.databaseUrl },
+    { connectionString: db.connectionString },
     {
       group: args.group,
       handler,

@@ -18,6 +18,7 @@ import { ClaimLoop, mayClaimLocked } from './claim-loop.js';
 import { Membership } from './membership.js';
 import { ConsumerMetrics, MetricsServer } from './metrics.js';
 import { type ConsumeOptions, type ConsumeOptionsInput, parseConsumeOptions } from './options.js';
+import { traceHandler } from '../tracing.js';
 import type { ConsumerStats, Runtime } from './runtime.js';
 import { Wakeup } from './wakeup.js';
 
@@ -186,7 +187,9 @@ export class Consumer {
     try {
       const settings = await groupSettings(pool, opts.group);
       const wakeup = new Wakeup(log);
-      consumer = new Consumer(pool, ownsPool, opts, settings, wakeup, log.child({ consumer: opts.consumerId }));
+      // Each handler run is an OpenTelemetry span (a no-op without an SDK).
+      const traced = { ...opts, handler: traceHandler(opts.handler, opts.group, settings.topic) };
+      consumer = new Consumer(pool, ownsPool, traced, settings, wakeup, log.child({ consumer: opts.consumerId }));
       await consumer.startMetricsServer();
       if (opts.listen) {
         const listenConfig = db.connectionString ?? (pool as unknown as { options: pg.ClientConfig }).options;

@@ -1,0 +1,28 @@
+create or replace function bucketq.delete_group(group_name text, force boolean default false) returns bigint
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_live text[];
+  v_pending bigint;
+begin
+  g := bucketq._group(group_name);
+  perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
+  select array_agg(c.consumer_id order by c.consumer_id) into v_live
+    from bucketq.consumer c
+   where c.group_id = g.group_id and c.heartbeat_at > bucketq._now() - g.session_timeout;
+  if v_live is not null and not coalesce(force, false) then
+    raise exception 'delete_group: group % has % live consumer(s): %', g.name, cardinality(v_live), array_to_string(v_live[1:5], ', ')
+      using errcode = 'BQ005', hint = 'Stop its workers first, or pass force => true (their acks then fail).';
+  end if;
+  perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
+  delete from bucketq.inbox i where i.group_id = g.group_id;
+  get diagnostics v_pending = row_count;
+  delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
+  delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
+  return v_pending;
+end $$;
+
+comment on function bucketq.delete_group(text, boolean) is
+'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it.';

@@ -1,0 +1,28 @@
+create or replace function bucketq.delete_topic(topic text, force boolean default false) returns bigint
+language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  v_groups text[];
+  v_messages bigint;
+begin
+  t := bucketq._topic(topic);
+  -- Producers hold this lock shared while they send; create_group and rewind take it too.
+  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform 1 from bucketq.topic x where x.topic_id = t.topic_id for update;
+  select array_agg(g.name order by g.name) into v_groups from bucketq.consumer_group g where g.topic_id = t.topic_id;
+  if v_groups is not null and not coalesce(force, false) then
+    raise exception 'delete_topic: topic % has % consumer group(s): %', t.name, cardinality(v_groups), array_to_string(v_groups[1:5], ', ')
+      using errcode = 'BQ005', hint = 'Delete the groups first, or pass force => true to delete them with the topic.';
+  end if;
+  perform bucketq.delete_group(g.name, true) from bucketq.consumer_group g where g.topic_id = t.topic_id order by g.name;
+  execute format('select count(*) from bucketq.%I', 'message_t' || t.topic_id) into v_messages;
+  execute format('drop table bucketq.%I', 'delivery_t' || t.topic_id);
+  execute format('drop table bucketq.%I', 'message_t' || t.topic_id);
+  delete from bucketq.topic x where x.topic_id = t.topic_id;  -- keys, idempotency keys, partition list: on delete cascade
+  return v_messages;
+end $$;
+
+comment on function bucketq.delete_topic(text, boolean) is
+'Delete a topic and its whole log (its partitions are dropped), keys and idempotency keys. Refuses (BQ005) while consumer groups read it unless force => true, which deletes them too (see delete_group). Returns how many messages the log held.';
