@@ -703,8 +703,16 @@ $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._promote_acked(p_group_id integer, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamp with time zone)
  RETURNS bigint[]
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+declare
+  v_skipped bigint[];
+begin
+  perform 1 from unnest(p_key_ids) as k(key_id)
+    cross join lateral (select x.msg_id from bucketq.inbox x
+                         where x.group_id = p_group_id and x.key_id = k.key_id
+                         order by x.key_seq limit 1
+                           for no key update) h;
   with heads as materialized (
     select k.key_id, k.max_seq, h.msg_id, h.state, h.key_seq
       from unnest(p_key_ids, p_max_seqs) as k(key_id, max_seq)
@@ -720,8 +728,9 @@ AS $function$
      where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3
     returning 1
   )
-  select array_agg(h.msg_id order by h.msg_id) from heads h where h.state = 1 and h.key_seq < h.max_seq
-$function$;
+  select array_agg(h.msg_id order by h.msg_id) into v_skipped from heads h where h.state = 1 and h.key_seq < h.max_seq;
+  return v_skipped;
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._quote_input(v text)
  RETURNS text

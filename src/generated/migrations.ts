@@ -123,7 +123,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 21;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "1b9f59eeb99c7fed21fe0987c2a77b8d502ad76bc479cde0267064122dfa6d45",
+  hash: "05355155972ec64b77092464d372df0ca9b35600a8851b9183c6e1ec6b6f619a",
   files: [
     {
       path: "functions/_caller.sql",
@@ -211,7 +211,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_promote_acked.sql",
-      sql: "create or replace function bucketq._promote_acked(p_group_id int, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamptz)\nreturns bigint[]\nlanguage sql as $$\n  with heads as materialized (\n    select k.key_id, k.max_seq, h.msg_id, h.state, h.key_seq\n      from unnest(p_key_ids, p_max_seqs) as k(key_id, max_seq)\n      cross join lateral (select x.msg_id, x.state, x.key_seq from bucketq.inbox x\n                           where x.group_id = p_group_id and x.key_id = k.key_id\n                           order by x.key_seq limit 1\n                             for no key update) h\n  ),\n  promoted as (\n    update bucketq.inbox i\n       set state = case when i.available_at > p_now then 2 else 0 end\n      from heads h\n     where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3\n    returning 1\n  )\n  select array_agg(h.msg_id order by h.msg_id) from heads h where h.state = 1 and h.key_seq < h.max_seq\n$$;\n",
+      sql: "-- After an ack removed the given keys' active rows: promote each key's next row if it\n-- waits, and return the keys' heads that are still leased below a later message acked\n-- here (out of order). Two statements: the first locks each key's lowest row\n-- (FOR NO KEY UPDATE, waiting for whoever is changing it: a leave or a rebalance handing\n-- the rest of the run back); the second decides, with a snapshot that includes what\n-- they committed. Deciding in the statement that waited would read the row as it was\n-- before the wait (still leased): nothing promoted, the key stranded (issue 13, item 0).\ncreate or replace function bucketq._promote_acked(p_group_id int, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamptz)\nreturns bigint[]\nlanguage plpgsql as $$\ndeclare\n  v_skipped bigint[];\nbegin\n  perform 1 from unnest(p_key_ids) as k(key_id)\n    cross join lateral (select x.msg_id from bucketq.inbox x\n                         where x.group_id = p_group_id and x.key_id = k.key_id\n                         order by x.key_seq limit 1\n                           for no key update) h;\n  with heads as materialized (\n    select k.key_id, k.max_seq, h.msg_id, h.state, h.key_seq\n      from unnest(p_key_ids, p_max_seqs) as k(key_id, max_seq)\n      cross join lateral (select x.msg_id, x.state, x.key_seq from bucketq.inbox x\n                           where x.group_id = p_group_id and x.key_id = k.key_id\n                           order by x.key_seq limit 1\n                             for no key update) h\n  ),\n  promoted as (\n    update bucketq.inbox i\n       set state = case when i.available_at > p_now then 2 else 0 end\n      from heads h\n     where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3\n    returning 1\n  )\n  select array_agg(h.msg_id order by h.msg_id) into v_skipped from heads h where h.state = 1 and h.key_seq < h.max_seq;\n  return v_skipped;\nend $$;\n",
     },
     {
       path: "functions/_quote_input.sql",
