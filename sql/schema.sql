@@ -859,9 +859,9 @@ declare
   v_rest bigint[];
 begin
   for r in
-    select a.xact, a.msg_ids, a.consumer_id, pg_xact_status(a.xact) as status
+    select a.xact, a.msg_ids, a.consumer_id, bucketq._xact_status(a.xact) as status
       from bucketq.attempt_log a
-     where a.group_id = g.group_id and pg_xact_status(a.xact) is distinct from 'in progress'
+     where a.group_id = g.group_id and bucketq._xact_status(a.xact) is distinct from 'in progress'
        for update skip locked
   loop
     v_rest := null;
@@ -1023,6 +1023,43 @@ begin
                  array[cardinality(v_exhausted)]));
   end if;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._xact_holds(x xid8, p_xmax xid)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_xid xid := (x::text::numeric % 4294967296)::bigint::text::xid;
+begin
+  if p_xmax = v_xid then
+    return true;
+  end if;
+  if p_xmax::text = '0' then
+    return false;
+  end if;
+  begin
+    return exists (select 1 from pg_get_multixact_members(p_xmax) m where m.xid = v_xid);
+  exception when others then
+    return false;
+  end;
+end $function$;
+comment on function bucketq._xact_holds(xid8,xid) is 'True when transaction x holds the row whose xmax is given (its only locker, or a member of its MultiXactId).';
+
+CREATE OR REPLACE FUNCTION bucketq._xact_status(x xid8)
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if x < pg_snapshot_xmax(pg_current_snapshot()) then
+    return pg_xact_status(x);
+  end if;
+  begin
+    return pg_xact_status(x);
+  exception when invalid_parameter_value then
+    return 'future';
+  end;
+end $function$;
+comment on function bucketq._xact_status(xid8) is 'pg_xact_status(x), or ''future'' for a transaction id not yet assigned (instead of an error).';
 
 CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
  RETURNS TABLE(msg_id bigint, status text)
@@ -1427,7 +1464,7 @@ begin
   -- ran (locked elsewhere then) counts now: we hold it, no one else can.
   if v_ids is not null
      and exists (select 1 from bucketq.attempt_log a
-                  where a.group_id = g.group_id and a.msg_ids && v_ids and pg_xact_status(a.xact) = 'aborted') then
+                  where a.group_id = g.group_id and a.msg_ids && v_ids and bucketq._xact_status(a.xact) = 'aborted') then
     v_dead := bucketq._settle_attempts(g);
     if v_dead > 0 and g.on_exhausted = 'block' then
       -- A head of ours just dead-lettered holds its key: the rest of its run stays.
@@ -2053,19 +2090,60 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  v_own boolean;
+  v_foreign bigint[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer_id('record_attempt', consumer_id);
-  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null then
-    raise exception 'record_attempt: xact and msg_ids must not be NULL (group %)', g.name
+  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
+    raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
             hint = 'Pass the xact that claim_locked returned and the msg_ids it handed out (the first of each key is enough).';
+  end if;
+  if cardinality(msg_ids) > 10000 then
+    raise exception 'record_attempt: % msg_ids, more than claim_locked hands out (10000) (group %)', cardinality(msg_ids), g.name
+      using errcode = 'BQ005', hint = 'Pass the msg_ids of one claim_locked call.';
+  end if;
+  -- The transaction must be running now and be the caller's: its own, or one of another
+  -- session of the same login in this database (the claiming connection; record_attempt
+  -- is called from a second one). A finished, unknown or future transaction id, or
+  -- another login's, is refused: the record would count attempts no handler made.
+  v_own := coalesce(xact = pg_current_xact_id_if_assigned(), false);
+  if not v_own and not exists (
+       select 1 from pg_catalog.pg_locks l
+         join pg_catalog.pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'transactionid' and l.mode = 'ExclusiveLock' and l.granted
+          and l.transactionid = (xact::text::numeric % 4294967296)::bigint::text::xid
+          and a.datid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+          and a.usesysid = (select r.oid from pg_catalog.pg_roles r where r.rolname = session_user)) then
+    raise exception 'record_attempt: transaction % is not running in a session of login % (group %)', xact, session_user, g.name
+      using errcode = 'BQ005',
+            detail = 'record_attempt records an attempt under way: the claiming transaction must still be open, and be this login''s. Nothing was recorded.',
+            hint = 'Call it right after claim_locked, from a second session of the same login, with the xact claim_locked returned, while the claiming transaction is open.';
+  end if;
+  -- Each message must be held by that transaction (row-locked by claim_locked, made
+  -- ready or already acked in it: the version we see has that transaction as its
+  -- xmax) in a bucket this consumer owns.
+  select array_agg(u.id order by u.id) into v_foreign
+    from unnest(msg_ids) u(id)
+   where not exists (
+     select 1 from bucketq.inbox i
+       join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
+      where i.group_id = g.group_id and i.msg_id = u.id
+        and o.owner = record_attempt.consumer_id
+        and bucketq._xact_holds(xact, i.xmax));
+  if v_foreign is not null then
+    raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
+      xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
+      using errcode = 'BQ005',
+            detail = 'Only messages that claim_locked handed out to this consumer in that transaction, and that it still holds, can be recorded. Nothing was recorded.',
+            hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
   values (g.group_id, xact, record_attempt.consumer_id, msg_ids, bucketq._now())
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
 end $function$;
-comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit), right after claim_locked handed out messages: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever.';
+comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
 
 CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
  RETURNS integer

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, pidOf, send, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
+import { ack, claim, expectBqError, pgError, pidOf, send, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -83,5 +83,69 @@ describe('an ack racing a leave (issue 13, item 0)', () => {
     expect(await states(owner, group, ids)).toEqual({ [ids[0]!]: null, [ids[1]!]: 0, [ids[2]!]: 3 });
     await owner.query(`select * from bucketq.join($1, 'c2')`, [group]);
     expect((await claim(owner, group, 'c2', 10, { maxPerKey: 3 })).map((m) => m.msg_id)).toEqual(ids.slice(1));
+  });
+});
+
+async function claimLocked(c: pg.Client, group: string, consumer: string, max = 100): Promise<{ msg_id: number; attempt: number; xact: string }[]> {
+  const { rows } = await c.query(
+    `select msg_id, attempt, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => $3)`,
+    [group, consumer, max],
+  );
+  return rows.map((r) => ({ msg_id: Number(r.msg_id), attempt: r.attempt, xact: r.xact }));
+}
+
+const recordAttempt = (c: pg.Client, group: string, consumer: string, xact: string, ids: number[]) =>
+  c.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, xact, ids]);
+
+describe('record_attempt believes no xact or msg_ids (issue 13, item 2)', () => {
+  it("records only a running transaction of the caller's login and messages it holds for the consumer; a future xid in attempt_log does not break claims", async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1, consumer: null });
+    const role = await createRole('rec', { login: true, in: ['bucketq_consumer'] });
+    const claimer = await connectAs(role);
+    const recorder = await connectAs(role);
+    const other = await login('rec_other', 'bucketq_consumer');
+    await claimer.query(`select * from bucketq.join($1, 'c1')`, [group]);
+    const [m1, m2, m3] = [await send(owner, topic, {}, { key: 'a' }), await send(owner, topic, {}, { key: 'b' }), await send(owner, topic, {}, { key: 'c' })];
+
+    await claimer.query('begin');
+    const got = await claimLocked(claimer, group, 'c1', 1);
+    expect(got.map((m) => m.msg_id)).toEqual([m1]);
+    const xact = got[0]!.xact;
+    // Messages the transaction does not hold: refused.
+    await expectBqError(recordAttempt(recorder, group, 'c1', xact, [m2!]), 'BQ005', /does not hold messages/);
+    await expectBqError(recordAttempt(recorder, group, 'c1', xact, [m1!, 999999]), 'BQ005', /does not hold messages/);
+    // A rolled-back transaction of the caller's own, a future one, another login's: refused.
+    await recorder.query('begin');
+    const { rows: [own] } = await recorder.query('select pg_current_xact_id()::text as x');
+    await recorder.query('rollback');
+    await expectBqError(recordAttempt(recorder, group, 'c1', own.x, [m1!]), 'BQ005', /not running/);
+    await expectBqError(recordAttempt(recorder, group, 'c1', '999999999', [m1!]), 'BQ005', /not running/);
+    const foreign = await pgError(recordAttempt(other, group, 'c1', xact, [m1!]));
+    expect(['BQ005', 'BQ008', '42501']).toContain(foreign.code);
+    // The honest record: accepted.
+    await recordAttempt(recorder, group, 'c1', xact, [m1!]);
+    const { rows: log } = await owner.query(
+      `select msg_ids::int[] from bucketq.attempt_log a join bucketq.consumer_group g using (group_id) where g.name = $1`,
+      [group],
+    );
+    expect(log).toEqual([{ msg_ids: [m1] }]);
+    await claimer.query('rollback');
+
+    // A row naming a future transaction (written before the check existed): the next
+    // claim_locked works, drops it and counts only the real attempt.
+    await owner.query(
+      `insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
+       select group_id, '999999999'::xid8, 'c1', array[$2, $3]::bigint[], now() from bucketq.consumer_group where name = $1`,
+      [group, m2, m3],
+    );
+    await claimer.query('begin');
+    const next = await claimLocked(claimer, group, 'c1', 10);
+    expect(next.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 2], [m2, 1], [m3, 1]]);
+    await claimer.query('commit'); // the settling commits; the messages are ready again
+    const { rows: left } = await owner.query(
+      `select count(*)::int as n from bucketq.attempt_log a join bucketq.consumer_group g using (group_id) where g.name = $1`,
+      [group],
+    );
+    expect(left).toEqual([{ n: 0 }]);
   });
 });

@@ -95,7 +95,7 @@ begin
   -- ran (locked elsewhere then) counts now: we hold it, no one else can.
   if v_ids is not null
      and exists (select 1 from bucketq.attempt_log a
-                  where a.group_id = g.group_id and a.msg_ids && v_ids and pg_xact_status(a.xact) = 'aborted') then
+                  where a.group_id = g.group_id and a.msg_ids && v_ids and bucketq._xact_status(a.xact) = 'aborted') then
     v_dead := bucketq._settle_attempts(g);
     if v_dead > 0 and g.on_exhausted = 'block' then
       -- A head of ours just dead-lettered holds its key: the rest of its run stays.
