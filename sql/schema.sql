@@ -34,7 +34,8 @@ create table bucketq.consumer (
   consumer_id text not null,
   joined_at timestamp with time zone not null,
   heartbeat_at timestamp with time zone not null,
-  meta jsonb
+  meta jsonb,
+  joined_by name
 );
 alter table bucketq.consumer add constraint consumer_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
 alter table bucketq.consumer add constraint consumer_pkey PRIMARY KEY (group_id, consumer_id);
@@ -235,6 +236,30 @@ AS $function$
       or bucketq._caller_is(bucketq._role('admin'))
 $function$;
 comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
+
+CREATE OR REPLACE FUNCTION bucketq._check_consumer(fn text, g bucketq.consumer_group, p_consumer text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  v_by name;
+begin
+  perform bucketq._check_consumer_id(fn, p_consumer);
+  select c.joined_by into v_by from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = p_consumer;
+  if not found or v_by = bucketq._caller() or bucketq._caller_is_admin() then
+    return;
+  end if;
+  if v_by is null then
+    raise exception '%: consumer % of group % joined before consumers were bound to their role; it must join again', fn, p_consumer, g.name
+      using errcode = 'BQ008', hint = format('Call bucketq.join(%L, %L) again (workers do this on their own).', g.name, p_consumer);
+  end if;
+  raise exception '%: permission denied for consumer % of group %: another role joined it; role % may act only as consumers it joined',
+    fn, p_consumer, g.name, bucketq._caller()
+    using errcode = '42501',
+          hint = 'Join with a consumer_id of your own (a fresh one per process start, e.g. hostname:pid:random) and use that one; admins (bucketq_admin) may act as any consumer.';
+end $function$;
+comment on function bucketq._check_consumer(text,bucketq.consumer_group,text) is 'Refuses (42501) a caller acting as a consumer that another role joined (admins excepted); BQ008 for a consumer joined before 000022.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_consumer_id(fn text, consumer_id text)
  RETURNS void
@@ -631,6 +656,17 @@ CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  IMMUTABLE
 AS $function$ select 1651664241 $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select bucketq._caller_is_admin()
+      or exists (select 1 from bucketq.consumer c
+                  where c.group_id = p_group_id and c.consumer_id = p_consumer and c.joined_by = bucketq._caller())
+$function$;
+comment on function bucketq._may_act_as(integer,text) is 'True when the caller is an admin or the role that joined this consumer.';
+
 CREATE OR REPLACE FUNCTION bucketq._may_consume(p_group_id integer)
  RETURNS boolean
  LANGUAGE sql
@@ -754,7 +790,8 @@ begin
   select array_agg(i.msg_id order by i.msg_id), min(i.consumer_id) into v_fenced, v_consumer
     from unnest(msg_ids, lease_tokens) as u(id, tok)
     join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id and i.lease_token = u.tok and i.state = 1
-   where not exists (select 1 from bucketq.bucket_owner o
+   where bucketq._may_act_as(g.group_id, i.consumer_id) -- only the caller's leases: no news of others
+     and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket
                         and o.owner = i.consumer_id and o.epoch = i.epoch);
   if v_fenced is not null then
@@ -776,6 +813,7 @@ begin
   select array_agg(i.msg_id order by i.msg_id) into v_fenced
     from bucketq.inbox i
    where i.group_id = g.group_id and i.msg_id = any(p_msg_ids) and i.lease_token is null and i.state in (0, 3)
+     and bucketq._xact_holds(pg_current_xact_id(), i.xmax) -- only rows this transaction holds: no news of others
      and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = p_consumer);
   if v_fenced is not null then
@@ -1077,14 +1115,26 @@ declare
   v_max_seqs bigint[];
   v_stale bigint[];
   v_skipped bigint[];
+  v_twice bigint[];
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, ack.consumer_id);
+    -- Locked claims: only rows this transaction holds (claim_locked locked them in it).
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   end if;
+  if ack.consumer_id is not null then
+    perform bucketq._check_consumer('ack', g, ack.consumer_id);
+  end if;
+  -- Leases: only those of consumers the caller joined (admins: any).
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   v_now := bucketq._now();
 
   with locked as materialized (
@@ -1094,8 +1144,11 @@ begin
     -- once per array element. (A msg_id given twice counts with its first token.)
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
-                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1 end
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
+                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1
+                     and (v_admin or exists (select 1 from bucketq.consumer c
+                                              where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                                and c.joined_by = v_caller)) end
      order by i.key_id, i.msg_id
        for update of i
   ),
@@ -1118,11 +1171,16 @@ begin
            coalesce(gone.epoch, (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)),
            v_now
       from gone
+    -- A delivery record already there would be a second delivery of an acked message:
+    -- refused below with BQ006 instead of a raw unique violation.
+    on conflict do nothing
+    returning msg_id
   ),
   per_key as (
     select gone.key_id, max(gone.key_seq) as max_seq from gone where gone.key_id is not null group by gone.key_id
   )
   select (select array_agg(gone.msg_id) from gone),
+         (select array_agg(gone.msg_id order by gone.msg_id) from gone where gone.msg_id not in (select r.msg_id from recorded r)),
          (select array_agg(p.key_id order by p.key_id) from per_key p),
          (select array_agg(p.max_seq order by p.key_id) from per_key p),
          -- Locked claims: a key's acked rows are the one it handed out (state 0) and
@@ -1132,7 +1190,14 @@ begin
                                 or first_value(gone.state) over w <> 0 as bad
               from gone where v_locked and gone.key_id is not null
             window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
-    into v_acked, v_keys, v_max_seqs, v_skipped;
+    into v_acked, v_twice, v_keys, v_max_seqs, v_skipped;
+
+  if v_twice is not null then
+    raise exception 'ack: messages % of group % were acked before (a delivery record exists)', v_twice, g.name
+      using errcode = 'BQ006',
+            detail = 'They were delivered again after their ack (a replay or rewind raced it). Nothing was acked.',
+            hint = 'Roll back: their effects committed with the first ack.';
+  end if;
 
   if v_skipped is not null then
     raise exception 'ack: out of order in group %: messages % are not the next of their keys, nor in a run right behind it',
@@ -1187,8 +1252,11 @@ begin
   return query
   select u.id,
          case when u.id = any(coalesce(v_acked, '{}')) then 'acked'
+              -- Only the caller's own consumers' deliveries: statuses must not tell a
+              -- caller which ids exist.
               when exists (select 1 from bucketq.delivery d
-                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id) then 'already_acked'
+                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
+                              and bucketq._may_act_as(g.group_id, d.consumer_id)) then 'already_acked'
               else 'stale' end
     from unnest(msg_ids) u(id);
 end $function$;
@@ -1218,7 +1286,7 @@ declare
   v_epochs bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim', consumer_id);
+  perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -1388,7 +1456,7 @@ declare
   v_dead int;
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim_locked', consumer_id);
+  perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -1721,7 +1789,7 @@ declare
   v_take int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('heartbeat', consumer_id);
+  perform bucketq._check_consumer('heartbeat', g, consumer_id);
   select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
   v_now := bucketq._now();
   v_live_after := v_now - g.session_timeout;
@@ -1823,14 +1891,22 @@ declare
   v_now timestamptz;
   v_consumer text := $2;  -- "join" is a keyword, so parameters cannot be qualified with it
   v_meta jsonb := $3;
+  v_by name;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer_id('join', v_consumer);
   v_now := bucketq._now();
-  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta)
-  values (g.group_id, v_consumer, v_now, v_now, v_meta)
+  -- A consumer id another role joined is not taken over (admins excepted); one that
+  -- joined before consumers were bound to roles (joined_by NULL) is.
+  select c.joined_by into v_by from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = v_consumer for update;
+  if v_by is not null then
+    perform bucketq._check_consumer('join', g, v_consumer);
+  end if;
+  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta, joined_by)
+  values (g.group_id, v_consumer, v_now, v_now, v_meta, bucketq._caller())
   on conflict (group_id, consumer_id) do update
-     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta);
+     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta),
+         joined_by = excluded.joined_by;
   -- A join starts a new session: whatever this id held before is released (its
   -- leases belong to a previous incarnation that is gone).
   perform bucketq._release(g,
@@ -1838,7 +1914,7 @@ begin
       where o.group_id = g.group_id and o.owner = v_consumer));
   return query select * from bucketq.heartbeat(group_name, v_consumer);
 end $function$;
-comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session.';
+comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501).';
 
 CREATE OR REPLACE FUNCTION bucketq.leave(group_name text, consumer_id text)
  RETURNS integer
@@ -1852,10 +1928,15 @@ declare
   v_buckets int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('leave', consumer_id);
+  perform bucketq._check_consumer('leave', g, consumer_id);
   -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
   -- flight finishes first, or finds the consumer gone (BQ008).
   delete from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = leave.consumer_id;
+  if not found and not bucketq._caller_is_admin() then
+    -- No consumer row binds this id to the caller: its buckets are not the caller's
+    -- to release (they fail over when their session times out).
+    return 0;
+  end if;
   select array_agg(o.bucket) into v_buckets from (
     select o.bucket from bucketq.bucket_owner o
      where o.group_id = g.group_id and o.owner = leave.consumer_id
@@ -1953,14 +2034,23 @@ declare
   v_dead_errors text[];
   v_stale bigint[];
   v_tails bigint[];
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, nack.consumer_id);
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('nack', msg_ids, lease_tokens);
   end if;
+  if nack.consumer_id is not null then
+    perform bucketq._check_consumer('nack', g, nack.consumer_id);
+  end if;
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if errors is not null and cardinality(errors) <> cardinality(msg_ids) then
     raise exception 'nack: errors has % elements for % messages (group %)', cardinality(errors), cardinality(msg_ids), g.name
       using errcode = 'BQ005', hint = 'Pass one error text per message (NULL elements allowed), or NULL.';
@@ -1976,6 +2066,7 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -2004,6 +2095,9 @@ begin
              where exists (select 1 from bucketq.bucket_owner o
                             where o.group_id = g.group_id and o.bucket = i.bucket
                               and o.owner = i.consumer_id and o.epoch = i.epoch)
+               and (v_admin or exists (select 1 from bucketq.consumer c
+                                        where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                          and c.joined_by = v_caller))
              order by i.key_id, i.msg_id
              for update of i) x;
   end if;
@@ -2094,7 +2188,7 @@ declare
   v_foreign bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('record_attempt', consumer_id);
+  perform bucketq._check_consumer('record_attempt', g, consumer_id);
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
@@ -2159,11 +2253,16 @@ declare
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
+  -- Lock the dead letters first (in id order): a replay running beside us is waited
+  -- for, and what it replayed (replayed_at set) is then left alone, not put back a
+  -- second time after it was acked (issue 13, item 12).
   select array_agg(d.msg_id), array_agg(distinct d.key_id) filter (where d.key_id is not null)
     into v_ids, v_keys
-    from bucketq.dead_letter d
-   where d.group_id = g.group_id and d.replayed_at is null
-     and (msg_ids is null or d.msg_id = any(msg_ids));
+    from (select d.msg_id, d.key_id from bucketq.dead_letter d
+           where d.group_id = g.group_id and d.replayed_at is null
+             and (msg_ids is null or d.msg_id = any(msg_ids))
+           order by d.msg_id
+             for update) d;
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
@@ -2193,6 +2292,9 @@ begin
          d.key_id, d.key_seq, d.sent_at, null, 0, d.last_error
     from bucketq.dead_letter d
    where d.group_id = g.group_id and d.msg_id = any(v_ids)
+     -- never a message the group acked (guarantee 1)
+     and not exists (select 1 from bucketq.delivery x
+                      where x.group_id = d.group_id and x.topic_id = g.topic_id and x.msg_id = d.msg_id and x.sent_at = d.sent_at)
   on conflict (group_id, msg_id) do nothing;
   -- Later messages of these keys that are not in flight step back behind the replayed ones.
   update bucketq.inbox i set state = 3

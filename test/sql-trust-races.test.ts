@@ -149,3 +149,114 @@ describe('record_attempt believes no xact or msg_ids (issue 13, item 2)', () => 
     expect(left).toEqual([{ n: 0 }]);
   });
 });
+
+describe('consumers bound to the role that joined (issue 13, item 1)', () => {
+  it("another login may not heartbeat, claim, ack, nack, record attempts, leave or join as a consumer it did not join, and learns nothing of the ids it names; admins may", async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 4, consumer: null });
+    const a = await login('worker_a', 'bucketq_consumer');
+    const b = await login('intruder', 'bucketq_consumer');
+    const admin = await login('ops', 'bucketq_admin');
+    await a.query(`select * from bucketq.join($1, 'worker-A')`, [group]);
+    const ids: number[] = [];
+    for (let i = 0; i < 10; i++) ids.push(await send(owner, topic, { i }, { key: `k${i}` }));
+    const leased = await claim(a, group, 'worker-A', 3);
+    expect(leased).toHaveLength(3);
+    expect(await ack(a, group, [leased[0]!])).toEqual([{ msg_id: leased[0]!.msg_id, status: 'acked' }]);
+    const rest = leased.slice(1);
+    const deliveries = async () =>
+      Number((await owner.query(`select count(*) from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`, [group])).rows[0].count);
+    expect(await deliveries()).toBe(1);
+
+    // As worker-A: refused (42501) everywhere, nothing changes.
+    const asA: [string, string, unknown[]][] = [
+      ['heartbeat', `select * from bucketq.heartbeat($1, 'worker-A')`, [group]],
+      ['claim', `select * from bucketq.claim($1, 'worker-A')`, [group]],
+      ['claim_locked', `select * from bucketq.claim_locked($1, 'worker-A')`, [group]],
+      ['ack', `select * from bucketq.ack($1, $2::bigint[], null, 'worker-A', strict => false)`, [group, ids]],
+      ['nack', `select * from bucketq.nack($1, $2::bigint[], null, consumer_id => 'worker-A', strict => false)`, [group, ids]],
+      ['record_attempt', `select bucketq.record_attempt($1, 'worker-A', pg_current_xact_id(), $2::bigint[])`, [group, ids]],
+      ['leave', `select bucketq.leave($1, 'worker-A')`, [group]],
+      ['join', `select * from bucketq.join($1, 'worker-A')`, [group]],
+    ];
+    for (const [label, sql, args] of asA) {
+      const err = await expectBqError(b.query(sql, args), '42501', /another role joined it/);
+      expect(err.message, label).toMatch(new RegExp(`^${label}: permission denied for consumer worker-A`));
+    }
+    // Its own consumer (no buckets: worker-A holds them all, live): acking every id,
+    // held or not, acked or not, existing or not, says only 'stale' and acks nothing.
+    await b.query(`select * from bucketq.join($1, 'worker-B')`, [group]);
+    const probe = [...ids, 999999];
+    await b.query('begin');
+    const { rows: lockedAcks } = await b.query(`select msg_id::int, status from bucketq.ack($1, $2::bigint[], null, 'worker-B', strict => false)`, [group, probe]);
+    expect(new Set(lockedAcks.map((r) => r.status))).toEqual(new Set(['stale']));
+    await expectBqError(b.query(`select * from bucketq.ack($1, $2::bigint[], null, 'worker-B')`, [group, probe]), 'BQ006');
+    await b.query('rollback');
+    // Leases with worker-A's tokens (sequence numbers can be guessed): stale, not acked,
+    // not nacked.
+    const tokens = (ms: typeof leased) => ms.map((m) => m.lease_token);
+    const { rows: leaseAcks } = await b.query(`select msg_id::int, status from bucketq.ack($1, $2::bigint[], $3::bigint[], strict => false)`, [
+      group, leased.map((m) => m.msg_id), tokens(leased),
+    ]);
+    expect(leaseAcks.map((r) => r.status)).toEqual(['stale', 'stale', 'stale']);
+    const { rows: leaseNacks } = await b.query(`select status from bucketq.nack($1, $2::bigint[], $3::bigint[], strict => false)`, [
+      group, rest.map((m) => m.msg_id), tokens(rest),
+    ]);
+    expect(leaseNacks.map((r) => r.status)).toEqual(['stale', 'stale']);
+    expect(await deliveries()).toBe(1);
+
+    // worker-A, in a transaction that did not claim them, cannot ack ready messages of
+    // its own buckets by naming them (lease_tokens => NULL needs rows this transaction holds).
+    const ready = ids.filter((id) => !leased.some((m) => m.msg_id === id));
+    await a.query('begin');
+    const { rows: unheld } = await a.query(`select status from bucketq.ack($1, $2::bigint[], null, 'worker-A', strict => false)`, [group, ready]);
+    expect(new Set(unheld.map((r) => r.status))).toEqual(new Set(['stale']));
+    await a.query('rollback');
+    expect(await deliveries()).toBe(1);
+    // worker-A's own leases and its buckets are intact: it acks the rest.
+    expect((await ack(a, group, rest)).map((r) => r.status)).toEqual(['acked', 'acked']);
+    expect((await owner.query(`select count(*)::int as n from bucketq.buckets where group_name = $1 and owner = 'worker-A'`, [group])).rows[0].n).toBe(4);
+
+    // An admin acts on behalf: heartbeats worker-A (which hands worker-B its share, 2
+    // of 4 buckets) and removes it.
+    await admin.query(`select * from bucketq.heartbeat($1, 'worker-A')`, [group]);
+    expect((await admin.query(`select bucketq.leave($1, 'worker-A') as n`, [group])).rows[0].n).toBe(2);
+  });
+});
+
+describe('overlapping replay_dead calls (issue 13, item 12)', () => {
+  it('a second replay that read the dead letter before the first committed does not put the message back once it is acked', async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1, group: { max_attempts: 1 } });
+    const m = await send(owner, topic, { poison: true }, { key: 'k' });
+    const [got] = await claim(owner, group, 'c1', 1);
+    expect((await owner.query(`select status from bucketq.nack($1, array[$2]::bigint[], array[$3]::bigint[])`, [group, m, got!.lease_token])).rows).toEqual([{ status: 'dead' }]);
+    const r1 = await ctx.session();
+    const q = await ctx.session();
+    const r2 = await ctx.session();
+    // R1 replays in a transaction (holding the key's topic_key row). Q queues first on
+    // that row, R2 (which has read the dead letter) behind Q: when R1 commits, R2 still
+    // waits while the replayed message is claimed and acked.
+    await r1.query('begin');
+    expect((await r1.query(`select bucketq.replay_dead($1, array[$2]::bigint[]) as n`, [group, m])).rows[0].n).toBe(1);
+    await q.query('begin');
+    let qLocked = false;
+    const qLock = q
+      .query(`select 1 from bucketq.topic_key where key_id = (select key_id from bucketq.message where id = $1) for update`, [m])
+      .finally(() => (qLocked = true));
+    await waitUntilBlocked(owner, pidOf(q), () => qLocked);
+    let r2Done = false;
+    const second = r2.query(`select bucketq.replay_dead($1, array[$2]::bigint[]) as n`, [group, m]).finally(() => (r2Done = true));
+    second.catch(() => {});
+    await waitUntilBlocked(owner, pidOf(r2), () => r2Done);
+    await r1.query('commit');
+    await qLock;
+    const again = await claim(owner, group, 'c1', 1);
+    expect(again.map((x) => x.msg_id)).toEqual([m]);
+    expect(await ack(owner, group, again)).toEqual([{ msg_id: m, status: 'acked' }]);
+    await q.query('commit');
+    // The second replay finds the message replayed already (BQ005), not dead.
+    await expectBqError(second, 'BQ005', /replayed already/);
+    expect(await claim(owner, group, 'c1', 10)).toEqual([]);
+    const { rows } = await owner.query(`select count(*)::int as n from bucketq.delivery where msg_id = $1`, [m]);
+    expect(rows).toEqual([{ n: 1 }]);
+  });
+});

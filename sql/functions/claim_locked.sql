@@ -19,7 +19,7 @@ declare
   v_dead int;
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim_locked', consumer_id);
+  perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';

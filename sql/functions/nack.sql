@@ -19,14 +19,23 @@ declare
   v_dead_errors text[];
   v_stale bigint[];
   v_tails bigint[];
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, nack.consumer_id);
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('nack', msg_ids, lease_tokens);
   end if;
+  if nack.consumer_id is not null then
+    perform bucketq._check_consumer('nack', g, nack.consumer_id);
+  end if;
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if errors is not null and cardinality(errors) <> cardinality(msg_ids) then
     raise exception 'nack: errors has % elements for % messages (group %)', cardinality(errors), cardinality(msg_ids), g.name
       using errcode = 'BQ005', hint = 'Pass one error text per message (NULL elements allowed), or NULL.';
@@ -42,6 +51,7 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -70,6 +80,9 @@ begin
              where exists (select 1 from bucketq.bucket_owner o
                             where o.group_id = g.group_id and o.bucket = i.bucket
                               and o.owner = i.consumer_id and o.epoch = i.epoch)
+               and (v_admin or exists (select 1 from bucketq.consumer c
+                                        where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                          and c.joined_by = v_caller))
              order by i.key_id, i.msg_id
              for update of i) x;
   end if;

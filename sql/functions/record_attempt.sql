@@ -9,7 +9,7 @@ declare
   v_foreign bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('record_attempt', consumer_id);
+  perform bucketq._check_consumer('record_attempt', g, consumer_id);
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
