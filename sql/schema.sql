@@ -1961,6 +1961,8 @@ declare
   v_groups int[];
   v_max_id bigint;
   v_pruned bigint;
+  -- Ours is set local below: the caller's transaction gets its own back at the end.
+  v_lock_timeout text := current_setting('lock_timeout');
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -1976,7 +1978,6 @@ begin
       return next;
     end if;
 
-    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
     for p in select * from bucketq.log_partition
              where topic_id = t.topic_id and upper_bound <= v_now - t.retention
              order by lower_bound loop
@@ -1986,6 +1987,10 @@ begin
         set local lock_timeout = '5s';
         execute format('lock table bucketq.%I in access exclusive mode', p.message_rel);
         execute format('select max(id) from bucketq.%I', p.message_rel) into v_max_id;
+        -- The groups, read after the lock: a group created (from 'earliest') while we
+        -- waited committed its rows of this partition before we got it (issue 13,
+        -- item 11).
+        select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
         -- Every group must be done: no un-acked, un-skipped row at or below the
         -- partition's last id (ids grow with time, so this is conservative).
         if v_max_id is not null and exists (
@@ -2015,6 +2020,7 @@ begin
       return next;
     end if;
   end loop;
+  perform set_config('lock_timeout', v_lock_timeout, true);
 end $function$;
 comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
 

@@ -260,3 +260,45 @@ describe('overlapping replay_dead calls (issue 13, item 12)', () => {
     expect(rows).toEqual([{ n: 1 }]);
   });
 });
+
+describe('maintain() (issue 13, items 11 and 19)', () => {
+  async function expiredTopic(): Promise<{ topic: string; ids: number[] }> {
+    const topic = ctx.unique('t');
+    await owner.query(`select bucketq.create_topic($1, 4, retention => '1 hour', partition_interval => '1 hour')`, [topic]);
+    const ids = [await send(owner, topic, { n: 1 }, { key: 'k' }), await send(owner, topic, { n: 2 }, { key: 'k' })];
+    return { topic, ids };
+  }
+
+  it('11: a group created (earliest) while maintain() waits for the partition lock keeps the partition it still needs', async () => {
+    const { topic, ids } = await expiredTopic();
+    const creator = await ctx.session();
+    const m = await ctx.session();
+    await m.query(`select set_config('bucketq.clock_offset', '3 hours', false)`);
+    const group = ctx.unique('g');
+    await creator.query('begin');
+    await creator.query(`select bucketq.create_group($1, $2, 'earliest')`, [group, topic]);
+    let done = false;
+    const maintained = m.query(`select topic, action, detail from bucketq.maintain()`).finally(() => (done = true));
+    await waitUntilBlocked(owner, pidOf(m), () => done);
+    await creator.query('commit');
+    const actions = (await maintained).rows.filter((a) => a.topic === topic).map((a) => a.action);
+    expect(actions).toContain('kept_partition'); // (later, empty partitions expired too: dropped)
+    // The group gets both messages, in order.
+    await owner.query(`select * from bucketq.join($1, 'c1')`, [group]);
+    const got = await claim(owner, group, 'c1', 10, { maxPerKey: 2 });
+    expect(got.map((x) => [x.msg_id, x.payload])).toEqual([[ids[0], { n: 1 }], [ids[1], { n: 2 }]]);
+  });
+
+  it("19: maintain() leaves the caller's lock_timeout as it was", async () => {
+    const { topic } = await expiredTopic();
+    const m = await ctx.session();
+    await m.query(`select set_config('bucketq.clock_offset', '3 hours', false)`);
+    await m.query('begin');
+    await m.query(`set local lock_timeout = '7s'`);
+    const { rows } = await m.query(`select topic, action from bucketq.maintain()`);
+    expect(rows.filter((a) => a.topic === topic).map((a) => a.action)).toContain('dropped_partition');
+    expect((await m.query(`select current_setting('lock_timeout') as t`)).rows[0].t).toBe('7s');
+    await m.query('commit');
+    expect((await m.query(`select current_setting('lock_timeout') as t`)).rows[0].t).toBe('0');
+  });
+});
