@@ -18,6 +18,7 @@ declare
   v_stale bigint[];
   v_skipped bigint[];
   v_twice bigint[];
+  v_tokens jsonb;
   v_xact xid8;
   v_admin boolean;
   v_caller name;
@@ -39,15 +40,26 @@ begin
   v_caller := bucketq._caller();
   v_now := bucketq._now();
 
+  if not v_locked then
+    -- Each id's token (a msg_id given twice counts with its first token) as a map
+    -- from id to token: one lookup per row, whatever plan the planner picks (a
+    -- search of the array per row was quadratic in the number of ids; a join is at
+    -- the mercy of row estimates, which are stale in a busy inbox).
+    select jsonb_object_agg(a.id::text, a.tok) into v_tokens
+      from (select distinct on (u.id) u.id, u.tok
+              from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, n)
+             order by u.id, u.n) a;
+  end if;
+
   with locked as materialized (
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
     -- One bitmap scan of the primary key for the whole array. state + 0: the planner
     -- must not use the partial index inbox_timed, which it believes tiny and would scan
-    -- once per array element. (A msg_id given twice counts with its first token.)
+    -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
        and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
-                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1
+                else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
                      and (v_admin or exists (select 1 from bucketq.consumer c
                                               where c.group_id = g.group_id and c.consumer_id = i.consumer_id
                                                 and c.joined_by = v_caller)) end
@@ -57,9 +69,11 @@ begin
   gone as (
     -- The ownership check is part of the DELETE: the claimer must still own the bucket
     -- (at the lease's epoch, for a lease). The deleted row stays locked until we commit.
+    -- The locked ids as one array: an index scan of the primary key, whatever the
+    -- planner believes of the CTE's size (joined to it, a stale estimate of one row
+    -- made it rescan the CTE per row: quadratic).
     delete from bucketq.inbox i
-     using locked
-     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.msg_id = locked.msg_id
+     where i.group_id = g.group_id and i.msg_id = any(array(select l.msg_id from locked l))
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
                       and o.owner = coalesce(i.consumer_id, ack.consumer_id)
@@ -112,7 +126,7 @@ begin
   if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
     select array_agg(u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
-     where u.id <> all(coalesce(v_acked, '{}'));
+     where not exists (select 1 from unnest(v_acked) a(id) where a.id = u.id);
     if v_locked then
       perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
     else
@@ -153,14 +167,18 @@ begin
   end if;
   return query
   select u.id,
-         case when u.id = any(coalesce(v_acked, '{}')) then 'acked'
+         case when a.id is not null then 'acked'
               -- Only the caller's own consumers' deliveries: statuses must not tell a
               -- caller which ids exist.
               when exists (select 1 from bucketq.delivery d
                             where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
-                              and bucketq._may_act_as(g.group_id, d.consumer_id)) then 'already_acked'
+                              and (v_admin or exists (select 1 from bucketq.consumer c
+                                                       where c.group_id = g.group_id and c.consumer_id = d.consumer_id
+                                                         and c.joined_by = v_caller))) then 'already_acked'
               else 'stale' end
-    from unnest(msg_ids) u(id);
+    from unnest(msg_ids) with ordinality u(id, n)
+    left join (select distinct x.id from unnest(v_acked) x(id)) a on a.id = u.id
+   order by u.n;
 end $$;
 
 comment on function bucketq.ack(text, bigint[], bigint[], text, boolean) is
