@@ -1222,9 +1222,12 @@ begin
   end if;
 
   if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
+    -- (An id given twice is acked once: fewer acked than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
      where not exists (select 1 from unnest(v_acked) a(id) where a.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
     else
@@ -2083,6 +2086,11 @@ begin
     raise exception 'nack: retry_delay must not be negative (got %, group %)', retry_delay, g.name
       using errcode = 'BQ005', hint = 'Pass NULL for the group''s exponential backoff, or a delay >= 0.';
   end if;
+  if retry_delay is not null and not isfinite(retry_delay) then
+    raise exception 'nack: retry_delay % is not a finite interval (group %)', retry_delay, g.name
+      using errcode = 'BQ005',
+            hint = 'Pass NULL for the group''s exponential backoff, or a finite delay >= 0: ''infinity'' would hold the key for ever.';
+  end if;
   v_now := bucketq._now();
 
   if v_locked then
@@ -2127,8 +2135,11 @@ begin
   end if;
 
   if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
-      from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_held, '{}'));
+    -- (An id given twice is nacked once: fewer held than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
+      from unnest(msg_ids) u(id) where not exists (select 1 from unnest(v_held) h(id) where h.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('nack', g, v_stale, nack.consumer_id);
     else

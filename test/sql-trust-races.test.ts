@@ -332,3 +332,29 @@ describe("ack's lease path scales with the number of ids (issue 13, item 18)", (
     console.log(`ack of ${n / 2} leased ids: ${first.ms} ms; of ${n} ids (half acked already): ${second.ms} ms`);
   }, 60_000);
 });
+
+describe('bad input, the rest (issue 13, items 23 and 25)', () => {
+  it("23: nack's retry_delay 'infinity' is refused (BQ005) and nacks nothing", async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1 });
+    await send(owner, topic, {}, { key: 'k' });
+    const got = await claim(owner, group, 'c1', 1);
+    for (const delay of ['infinity', '-infinity']) {
+      await expectBqError(
+        owner.query(`select * from bucketq.nack($1, $2::bigint[], $3::bigint[], retry_delay => $4::interval)`, [group, [got[0]!.msg_id], [got[0]!.lease_token], delay]),
+        'BQ005',
+        /retry_delay/,
+      );
+    }
+    expect(await ack(owner, group, got)).toEqual([{ msg_id: got[0]!.msg_id, status: 'acked' }]);
+  });
+
+  it('25: an id acked twice in one call is acked once and reported per element; with a stale id the count is right', async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1 });
+    await send(owner, topic, {}, { key: 'a' });
+    await send(owner, topic, {}, { key: 'b' });
+    const [m, n] = await claim(owner, group, 'c1', 2);
+    expect(await ack(owner, group, [m!, m!])).toEqual([{ msg_id: m!.msg_id, status: 'acked' }, { msg_id: m!.msg_id, status: 'acked' }]);
+    await expectBqError(ack(owner, group, [n!, n!, m!]), 'BQ006', /^ack: 1 of 3 messages are not leased with these tokens .*\{\d+\}\)$/);
+    expect(await ack(owner, group, [n!, n!])).toEqual([{ msg_id: n!.msg_id, status: 'acked' }, { msg_id: n!.msg_id, status: 'acked' }]);
+  });
+});

@@ -124,9 +124,12 @@ begin
   end if;
 
   if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
+    -- (An id given twice is acked once: fewer acked than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
      where not exists (select 1 from unnest(v_acked) a(id) where a.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
     else
