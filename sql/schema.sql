@@ -656,6 +656,39 @@ CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  IMMUTABLE
 AS $function$ select 1651664241 $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._lock_topic_producers(fn text, p_topic bucketq.topic)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_saved text := current_setting('lock_timeout');
+  v_limit interval;
+  v_deadline timestamptz;
+begin
+  if pg_try_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id) then
+    return;
+  end if;
+  v_limit := nullif(v_saved, '0')::interval;
+  v_deadline := clock_timestamp() + v_limit;
+  loop
+    begin
+      perform set_config('lock_timeout', case when v_limit < interval '50 ms' then v_saved else '50ms' end, true);
+      perform pg_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id);
+      perform set_config('lock_timeout', v_saved, true);
+      return;
+    exception when lock_not_available then
+      null; -- the setting is back to v_saved with the subtransaction
+    end;
+    if clock_timestamp() >= v_deadline then
+      raise exception '%: topic % is busy: producer transactions held it for longer than lock_timeout (%)', fn, p_topic.name, v_saved
+        using errcode = '55P03',
+              hint = 'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.';
+    end if;
+    perform pg_sleep(0.05);
+  end loop;
+end $function$;
+comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
+
 CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
  RETURNS boolean
  LANGUAGE sql
@@ -1643,7 +1676,7 @@ begin
 
   -- Wait for in-flight producers of this topic and hold new ones back until we
   -- commit: every message is then either in the backfill below or fanned out to us.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('create_group', t);
   v_now := bucketq._now();
 
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,
@@ -2414,7 +2447,7 @@ begin
 
   -- Hold producers back (as create_group does), void every lease of the group (epochs
   -- bump, so an ack under an old lease fails), and wait for acks already under way.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('rewind', t);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;

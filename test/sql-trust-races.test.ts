@@ -358,3 +358,37 @@ describe('bad input, the rest (issue 13, items 23 and 25)', () => {
     expect(await ack(owner, group, [n!, n!])).toEqual([{ msg_id: n!.msg_id, status: 'acked' }, { msg_id: n!.msg_id, status: 'acked' }]);
   });
 });
+
+describe('create_group and rewind beside a long producer transaction (issue 13, item 20)', () => {
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+
+  it.each(['create_group', 'rewind'] as const)('%s waits for an open producer transaction without holding up other sends', async (fn) => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 4 });
+    const producer = await ctx.session();
+    const admin = await ctx.session();
+    const other = await ctx.session();
+    await producer.query('begin');
+    const [{ id: pending }] = (await producer.query(`select bucketq.send($1, '{"p": 1}') as id`, [topic])).rows;
+    const newGroup = ctx.unique('g');
+    let finished = false;
+    const waiting = (fn === 'create_group'
+      ? admin.query(`select bucketq.create_group($1, $2, 'earliest')`, [newGroup, topic])
+      : admin.query(`select bucketq.rewind($1, now() - interval '1 hour')`, [group])
+    ).finally(() => (finished = true));
+    await waitUntilBlocked(owner, pidOf(admin), () => finished);
+    // Another producer's send goes through while the admin call waits.
+    const sent = other.query(`select bucketq.send($1, '{"s": 1}') as id`, [topic]);
+    const went = await within(sent, 3000);
+    await producer.query('commit');
+    await waiting;
+    expect(went, 'a send beside the waiting call finished within 3 s').toBe(true);
+    const [{ id: beside }] = (await sent).rows;
+    // Nothing missed: the (new or rewound) group gets both messages.
+    const g = fn === 'create_group' ? newGroup : group;
+    const consumer = fn === 'create_group' ? 'c9' : 'c1';
+    await owner.query(`select * from bucketq.join($1, $2)`, [g, consumer]);
+    const ids = (await claim(owner, g, consumer, 100)).map((m) => m.msg_id).sort((a, b) => a - b);
+    expect(ids).toEqual(expect.arrayContaining([Number(pending), Number(beside)]));
+  });
+});
