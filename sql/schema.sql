@@ -1003,6 +1003,13 @@ begin
                     from (select split_part(x, ':', 1)::int as g, split_part(x, ':', 2)::bigint as k, split_part(x, ':', 3)::bigint as s
                             from unnest(string_to_array(current_setting('bucketq.pending_heads', true), ';')) as x
                            where x <> '') e
+                   -- Only entries naming a waiting row this transaction inserted: the
+                   -- setting is the caller's to write, and forged entries would lock
+                   -- other groups' rows for the rest of its transaction (issue 13,
+                   -- item 4). A row we can see whose inserter is in progress is ours.
+                   where exists (select 1 from bucketq.inbox h
+                                  where h.group_id = e.g and h.key_id = e.k and h.key_seq = e.s and h.state = 3
+                                    and pg_xact_status(bucketq._xid8(h.xmin)) = 'in progress')
                    order by e.g, e.k, e.s) p
             left join lateral (select 1 as hit from bucketq.inbox x
                                 where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s
@@ -1131,6 +1138,15 @@ begin
   end;
 end $function$;
 comment on function bucketq._xact_status(xid8) is 'pg_xact_status(x), or ''future'' for a transaction id not yet assigned (instead of an error).';
+
+CREATE OR REPLACE FUNCTION bucketq._xid8(x xid)
+ RETURNS xid8
+ LANGUAGE sql
+AS $function$
+  select ((((c >> 32) - case when x::text::bigint > (c & 4294967295) then 1 else 0 end) << 32) | x::text::bigint)::text::xid8
+    from (select pg_current_xact_id()::text::bigint as c) s
+$function$;
+comment on function bucketq._xid8(xid) is 'The xid8 of a recent xid (a row''s xmin), in the current epoch or the one before.';
 
 CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
  RETURNS TABLE(msg_id bigint, status text)

@@ -392,3 +392,33 @@ describe('create_group and rewind beside a long producer transaction (issue 13, 
     expect(ids).toEqual(expect.arrayContaining([Number(pending), Number(beside)]));
   });
 });
+
+describe('bucketq.pending_heads is not the caller\'s to forge (issue 13, item 4)', () => {
+  it("a producer's own entries naming another group's key lock nothing: that group's ack does not wait for the producer", async () => {
+    // The victim: group g, its message m1 of key 'k' leased by c1.
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1 });
+    await send(owner, topic, {}, { key: 'k' });
+    const [m1] = await claim(owner, group, 'c1', 1);
+    const { rows: [victim] } = await owner.query(
+      `select g.group_id, i.key_id from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.name = $1 and i.msg_id = $2`,
+      [group, m1!.msg_id],
+    );
+    // The producer's topic: a key with a message already waiting, so its send gets a
+    // commit-time check.
+    const own = await topicAndGroup(owner, ctx, { buckets: 1, consumer: null });
+    await send(owner, own.topic, {}, { key: 'q' });
+    const producer = await login('forger', 'bucketq_producer');
+    await producer.query('begin');
+    await producer.query(`select bucketq.send($1, '{}', 'q')`, [own.topic]);
+    await producer.query(
+      `select set_config('bucketq.pending_heads', current_setting('bucketq.pending_heads', true) || ';' || $1, true)`,
+      [`${victim.group_id}:${victim.key_id}:999999`],
+    );
+    await producer.query('set constraints all immediate');
+    const acked = ack(owner, group, [m1!]);
+    const went = await Promise.race([acked.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    await producer.query('commit');
+    expect(went, "the victim's ack finished while the producer's transaction was open").toBe(true);
+    expect(await acked).toEqual([{ msg_id: m1!.msg_id, status: 'acked' }]);
+  });
+});
