@@ -422,3 +422,17 @@ describe('bucketq.pending_heads is not the caller\'s to forge (issue 13, item 4)
     expect(await acked).toEqual([{ msg_id: m1!.msg_id, status: 'acked' }]);
   });
 });
+
+describe('consumers that joined before consumers were bound to roles (issue 13, item 1)', () => {
+  it('a consumer row without joined_by (migration 22) must join again: BQ008 until it does, then it is bound to the role that joined', async () => {
+    const { group } = await topicAndGroup(owner, ctx, { buckets: 2, consumer: null });
+    const w = await login('legacy', 'bucketq_consumer');
+    const other = await login('legacy_other', 'bucketq_consumer');
+    await w.query(`select * from bucketq.join($1, 'old')`, [group]);
+    await owner.query(`update bucketq.consumer set joined_by = null where consumer_id = 'old'`);
+    await expectBqError(w.query(`select * from bucketq.heartbeat($1, 'old')`, [group]), 'BQ008', /must join again/);
+    await w.query(`select * from bucketq.join($1, 'old')`, [group]);
+    await w.query(`select * from bucketq.heartbeat($1, 'old')`, [group]);
+    await expectBqError(other.query(`select * from bucketq.heartbeat($1, 'old')`, [group]), '42501');
+  });
+});
