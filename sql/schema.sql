@@ -34,7 +34,8 @@ create table bucketq.consumer (
   consumer_id text not null,
   joined_at timestamp with time zone not null,
   heartbeat_at timestamp with time zone not null,
-  meta jsonb
+  meta jsonb,
+  joined_by name
 );
 alter table bucketq.consumer add constraint consumer_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
 alter table bucketq.consumer add constraint consumer_pkey PRIMARY KEY (group_id, consumer_id);
@@ -235,6 +236,30 @@ AS $function$
       or bucketq._caller_is(bucketq._role('admin'))
 $function$;
 comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
+
+CREATE OR REPLACE FUNCTION bucketq._check_consumer(fn text, g bucketq.consumer_group, p_consumer text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  v_by name;
+begin
+  perform bucketq._check_consumer_id(fn, p_consumer);
+  select c.joined_by into v_by from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = p_consumer;
+  if not found or v_by = bucketq._caller() or bucketq._caller_is_admin() then
+    return;
+  end if;
+  if v_by is null then
+    raise exception '%: consumer % of group % joined before consumers were bound to their role; it must join again', fn, p_consumer, g.name
+      using errcode = 'BQ008', hint = format('Call bucketq.join(%L, %L) again (workers do this on their own).', g.name, p_consumer);
+  end if;
+  raise exception '%: permission denied for consumer % of group %: another role joined it; role % may act only as consumers it joined',
+    fn, p_consumer, g.name, bucketq._caller()
+    using errcode = '42501',
+          hint = 'Join with a consumer_id of your own (a fresh one per process start, e.g. hostname:pid:random) and use that one; admins (bucketq_admin) may act as any consumer.';
+end $function$;
+comment on function bucketq._check_consumer(text,bucketq.consumer_group,text) is 'Refuses (42501) a caller acting as a consumer that another role joined (admins excepted); BQ008 for a consumer joined before 000022.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_consumer_id(fn text, consumer_id text)
  RETURNS void
@@ -634,6 +659,50 @@ CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  IMMUTABLE
 AS $function$ select 1651664241 $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._lock_topic_producers(fn text, p_topic bucketq.topic)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_saved text := current_setting('lock_timeout');
+  v_limit interval;
+  v_deadline timestamptz;
+begin
+  if pg_try_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id) then
+    return;
+  end if;
+  v_limit := nullif(v_saved, '0')::interval;
+  v_deadline := clock_timestamp() + v_limit;
+  loop
+    begin
+      perform set_config('lock_timeout', case when v_limit < interval '50 ms' then v_saved else '50ms' end, true);
+      perform pg_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id);
+      perform set_config('lock_timeout', v_saved, true);
+      return;
+    exception when lock_not_available then
+      null; -- the setting is back to v_saved with the subtransaction
+    end;
+    if clock_timestamp() >= v_deadline then
+      raise exception '%: topic % is busy: producer transactions held it for longer than lock_timeout (%)', fn, p_topic.name, v_saved
+        using errcode = '55P03',
+              hint = 'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.';
+    end if;
+    perform pg_sleep(0.05);
+  end loop;
+end $function$;
+comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
+
+CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select bucketq._caller_is_admin()
+      or exists (select 1 from bucketq.consumer c
+                  where c.group_id = p_group_id and c.consumer_id = p_consumer and c.joined_by = bucketq._caller())
+$function$;
+comment on function bucketq._may_act_as(integer,text) is 'True when the caller is an admin or the role that joined this consumer.';
+
 CREATE OR REPLACE FUNCTION bucketq._may_consume(p_group_id integer)
  RETURNS boolean
  LANGUAGE sql
@@ -706,8 +775,16 @@ $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._promote_acked(p_group_id integer, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamp with time zone)
  RETURNS bigint[]
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+declare
+  v_skipped bigint[];
+begin
+  perform 1 from unnest(p_key_ids) as k(key_id)
+    cross join lateral (select x.msg_id from bucketq.inbox x
+                         where x.group_id = p_group_id and x.key_id = k.key_id
+                         order by x.key_seq limit 1
+                           for no key update) h;
   with heads as materialized (
     select k.key_id, k.max_seq, h.msg_id, h.state, h.key_seq
       from unnest(p_key_ids, p_max_seqs) as k(key_id, max_seq)
@@ -723,8 +800,9 @@ AS $function$
      where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3
     returning 1
   )
-  select array_agg(h.msg_id order by h.msg_id) from heads h where h.state = 1 and h.key_seq < h.max_seq
-$function$;
+  select array_agg(h.msg_id order by h.msg_id) into v_skipped from heads h where h.state = 1 and h.key_seq < h.max_seq;
+  return v_skipped;
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._quote_input(v text)
  RETURNS text
@@ -748,7 +826,8 @@ begin
   select array_agg(i.msg_id order by i.msg_id), min(i.consumer_id) into v_fenced, v_consumer
     from unnest(msg_ids, lease_tokens) as u(id, tok)
     join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id and i.lease_token = u.tok and i.state = 1
-   where not exists (select 1 from bucketq.bucket_owner o
+   where bucketq._may_act_as(g.group_id, i.consumer_id) -- only the caller's leases: no news of others
+     and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket
                         and o.owner = i.consumer_id and o.epoch = i.epoch);
   if v_fenced is not null then
@@ -770,6 +849,7 @@ begin
   select array_agg(i.msg_id order by i.msg_id) into v_fenced
     from bucketq.inbox i
    where i.group_id = g.group_id and i.msg_id = any(p_msg_ids) and i.lease_token is null and i.state in (0, 3)
+     and bucketq._xact_holds(pg_current_xact_id(), i.xmax) -- only rows this transaction holds: no news of others
      and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = p_consumer);
   if v_fenced is not null then
@@ -853,9 +933,9 @@ declare
   v_rest bigint[];
 begin
   for r in
-    select a.xact, a.msg_ids, a.consumer_id, pg_xact_status(a.xact) as status
+    select a.xact, a.msg_ids, a.consumer_id, bucketq._xact_status(a.xact) as status
       from bucketq.attempt_log a
-     where a.group_id = g.group_id and pg_xact_status(a.xact) is distinct from 'in progress'
+     where a.group_id = g.group_id and bucketq._xact_status(a.xact) is distinct from 'in progress'
        for update skip locked
   loop
     v_rest := null;
@@ -926,6 +1006,13 @@ begin
                     from (select split_part(x, ':', 1)::int as g, split_part(x, ':', 2)::bigint as k, split_part(x, ':', 3)::bigint as s
                             from unnest(string_to_array(current_setting('bucketq.pending_heads', true), ';')) as x
                            where x <> '') e
+                   -- Only entries naming a waiting row this transaction inserted: the
+                   -- setting is the caller's to write, and forged entries would lock
+                   -- other groups' rows for the rest of its transaction (issue 13,
+                   -- item 4). A row we can see whose inserter is in progress is ours.
+                   where exists (select 1 from bucketq.inbox h
+                                  where h.group_id = e.g and h.key_id = e.k and h.key_seq = e.s and h.state = 3
+                                    and pg_xact_status(bucketq._xid8(h.xmin)) = 'in progress')
                    order by e.g, e.k, e.s) p
             left join lateral (select 1 as hit from bucketq.inbox x
                                 where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s
@@ -1018,6 +1105,52 @@ begin
   end if;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._xact_holds(x xid8, p_xmax xid)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_xid xid := (x::text::numeric % 4294967296)::bigint::text::xid;
+begin
+  if p_xmax = v_xid then
+    return true;
+  end if;
+  if p_xmax::text = '0' then
+    return false;
+  end if;
+  begin
+    return exists (select 1 from pg_get_multixact_members(p_xmax) m where m.xid = v_xid);
+  exception when others then
+    return false;
+  end;
+end $function$;
+comment on function bucketq._xact_holds(xid8,xid) is 'True when transaction x holds the row whose xmax is given (its only locker, or a member of its MultiXactId).';
+
+CREATE OR REPLACE FUNCTION bucketq._xact_status(x xid8)
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if x < pg_snapshot_xmax(pg_current_snapshot()) then
+    return pg_xact_status(x);
+  end if;
+  begin
+    return pg_xact_status(x);
+  exception when invalid_parameter_value then
+    return 'future';
+  end;
+end $function$;
+comment on function bucketq._xact_status(xid8) is 'pg_xact_status(x), or ''future'' for a transaction id not yet assigned (instead of an error).';
+
+CREATE OR REPLACE FUNCTION bucketq._xid8(x xid)
+ RETURNS xid8
+ LANGUAGE sql
+AS $function$
+  select ((((c >> 32) - case when x::text::bigint > (c & 4294967295) then 1 else 0 end) << 32) | x::text::bigint)::text::xid8
+    from (select pg_current_xact_id()::text::bigint as c) s
+$function$;
+comment on function bucketq._xid8(xid) is 'The xid8 of a recent xid (a row''s xmin), in the current epoch or the one before.';
+
 CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
  RETURNS TABLE(msg_id bigint, status text)
  LANGUAGE plpgsql
@@ -1034,34 +1167,63 @@ declare
   v_max_seqs bigint[];
   v_stale bigint[];
   v_skipped bigint[];
+  v_twice bigint[];
+  v_tokens jsonb;
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, ack.consumer_id);
+    -- Locked claims: only rows this transaction holds (claim_locked locked them in it).
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   end if;
+  if ack.consumer_id is not null then
+    perform bucketq._check_consumer('ack', g, ack.consumer_id);
+  end if;
+  -- Leases: only those of consumers the caller joined (admins: any).
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   v_now := bucketq._now();
+
+  if not v_locked then
+    -- Each id's token (a msg_id given twice counts with its first token) as a map
+    -- from id to token: one lookup per row, whatever plan the planner picks (a
+    -- search of the array per row was quadratic in the number of ids; a join is at
+    -- the mercy of row estimates, which are stale in a busy inbox).
+    select jsonb_object_agg(a.id::text, a.tok) into v_tokens
+      from (select distinct on (u.id) u.id, u.tok
+              from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, n)
+             order by u.id, u.n) a;
+  end if;
 
   with locked as materialized (
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
     -- One bitmap scan of the primary key for the whole array. state + 0: the planner
     -- must not use the partial index inbox_timed, which it believes tiny and would scan
-    -- once per array element. (A msg_id given twice counts with its first token.)
+    -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
-                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1 end
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
+                else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
+                     and (v_admin or exists (select 1 from bucketq.consumer c
+                                              where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                                and c.joined_by = v_caller)) end
      order by i.key_id, i.msg_id
        for update of i
   ),
   gone as (
     -- The ownership check is part of the DELETE: the claimer must still own the bucket
     -- (at the lease's epoch, for a lease). The deleted row stays locked until we commit.
+    -- The locked ids as one array: an index scan of the primary key, whatever the
+    -- planner believes of the CTE's size (joined to it, a stale estimate of one row
+    -- made it rescan the CTE per row: quadratic).
     delete from bucketq.inbox i
-     using locked
-     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.msg_id = locked.msg_id
+     where i.group_id = g.group_id and i.msg_id = any(array(select l.msg_id from locked l))
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
                       and o.owner = coalesce(i.consumer_id, ack.consumer_id)
@@ -1075,11 +1237,16 @@ begin
            coalesce(gone.epoch, (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)),
            v_now
       from gone
+    -- A delivery record already there would be a second delivery of an acked message:
+    -- refused below with BQ006 instead of a raw unique violation.
+    on conflict do nothing
+    returning msg_id
   ),
   per_key as (
     select gone.key_id, max(gone.key_seq) as max_seq from gone where gone.key_id is not null group by gone.key_id
   )
   select (select array_agg(gone.msg_id) from gone),
+         (select array_agg(gone.msg_id order by gone.msg_id) from gone where gone.msg_id not in (select r.msg_id from recorded r)),
          (select array_agg(p.key_id order by p.key_id) from per_key p),
          (select array_agg(p.max_seq order by p.key_id) from per_key p),
          -- Locked claims: a key's acked rows are the one it handed out (state 0) and
@@ -1089,7 +1256,14 @@ begin
                                 or first_value(gone.state) over w <> 0 as bad
               from gone where v_locked and gone.key_id is not null
             window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
-    into v_acked, v_keys, v_max_seqs, v_skipped;
+    into v_acked, v_twice, v_keys, v_max_seqs, v_skipped;
+
+  if v_twice is not null then
+    raise exception 'ack: messages % of group % were acked before (a delivery record exists)', v_twice, g.name
+      using errcode = 'BQ006',
+            detail = 'They were delivered again after their ack (a replay or rewind raced it). Nothing was acked.',
+            hint = 'Roll back: their effects committed with the first ack.';
+  end if;
 
   if v_skipped is not null then
     raise exception 'ack: out of order in group %: messages % are not the next of their keys, nor in a run right behind it',
@@ -1100,9 +1274,12 @@ begin
   end if;
 
   if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
+    -- (An id given twice is acked once: fewer acked than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
-     where u.id <> all(coalesce(v_acked, '{}'));
+     where not exists (select 1 from unnest(v_acked) a(id) where a.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
     else
@@ -1143,11 +1320,18 @@ begin
   end if;
   return query
   select u.id,
-         case when u.id = any(coalesce(v_acked, '{}')) then 'acked'
+         case when a.id is not null then 'acked'
+              -- Only the caller's own consumers' deliveries: statuses must not tell a
+              -- caller which ids exist.
               when exists (select 1 from bucketq.delivery d
-                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id) then 'already_acked'
+                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
+                              and (v_admin or exists (select 1 from bucketq.consumer c
+                                                       where c.group_id = g.group_id and c.consumer_id = d.consumer_id
+                                                         and c.joined_by = v_caller))) then 'already_acked'
               else 'stale' end
-    from unnest(msg_ids) u(id);
+    from unnest(msg_ids) with ordinality u(id, n)
+    left join (select distinct x.id from unnest(v_acked) x(id)) a on a.id = u.id
+   order by u.n;
 end $function$;
 comment on function bucketq.ack(text,bigint[],bigint[],text,boolean) is 'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
 
@@ -1175,7 +1359,7 @@ declare
   v_epochs bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim', consumer_id);
+  perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -1345,7 +1529,7 @@ declare
   v_dead int;
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim_locked', consumer_id);
+  perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -1421,7 +1605,7 @@ begin
   -- ran (locked elsewhere then) counts now: we hold it, no one else can.
   if v_ids is not null
      and exists (select 1 from bucketq.attempt_log a
-                  where a.group_id = g.group_id and a.msg_ids && v_ids and pg_xact_status(a.xact) = 'aborted') then
+                  where a.group_id = g.group_id and a.msg_ids && v_ids and bucketq._xact_status(a.xact) = 'aborted') then
     v_dead := bucketq._settle_attempts(g);
     if v_dead > 0 and g.on_exhausted = 'block' then
       -- A head of ours just dead-lettered holds its key: the rest of its run stays.
@@ -1511,7 +1695,7 @@ begin
 
   -- Wait for in-flight producers of this topic and hold new ones back until we
   -- commit: every message is then either in the backfill below or fanned out to us.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('create_group', t);
   v_now := bucketq._now();
 
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,
@@ -1778,7 +1962,7 @@ declare
   v_take int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('heartbeat', consumer_id);
+  perform bucketq._check_consumer('heartbeat', g, consumer_id);
   select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
   v_now := bucketq._now();
   v_live_after := v_now - g.session_timeout;
@@ -1880,14 +2064,22 @@ declare
   v_now timestamptz;
   v_consumer text := $2;  -- "join" is a keyword, so parameters cannot be qualified with it
   v_meta jsonb := $3;
+  v_by name;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer_id('join', v_consumer);
   v_now := bucketq._now();
-  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta)
-  values (g.group_id, v_consumer, v_now, v_now, v_meta)
+  -- A consumer id another role joined is not taken over (admins excepted); one that
+  -- joined before consumers were bound to roles (joined_by NULL) is.
+  select c.joined_by into v_by from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = v_consumer for update;
+  if v_by is not null then
+    perform bucketq._check_consumer('join', g, v_consumer);
+  end if;
+  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta, joined_by)
+  values (g.group_id, v_consumer, v_now, v_now, v_meta, bucketq._caller())
   on conflict (group_id, consumer_id) do update
-     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta);
+     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta),
+         joined_by = excluded.joined_by;
   -- A join starts a new session: whatever this id held before is released (its
   -- leases belong to a previous incarnation that is gone).
   perform bucketq._release(g,
@@ -1895,7 +2087,7 @@ begin
       where o.group_id = g.group_id and o.owner = v_consumer));
   return query select * from bucketq.heartbeat(group_name, v_consumer);
 end $function$;
-comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session.';
+comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501).';
 
 CREATE OR REPLACE FUNCTION bucketq.leave(group_name text, consumer_id text)
  RETURNS integer
@@ -1909,10 +2101,15 @@ declare
   v_buckets int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('leave', consumer_id);
+  perform bucketq._check_consumer('leave', g, consumer_id);
   -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
   -- flight finishes first, or finds the consumer gone (BQ008).
   delete from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = leave.consumer_id;
+  if not found and not bucketq._caller_is_admin() then
+    -- No consumer row binds this id to the caller: its buckets are not the caller's
+    -- to release (they fail over when their session times out).
+    return 0;
+  end if;
   select array_agg(o.bucket) into v_buckets from (
     select o.bucket from bucketq.bucket_owner o
      where o.group_id = g.group_id and o.owner = leave.consumer_id
@@ -1937,6 +2134,8 @@ declare
   v_groups int[];
   v_max_id bigint;
   v_pruned bigint;
+  -- Ours is set local below: the caller's transaction gets its own back at the end.
+  v_lock_timeout text := current_setting('lock_timeout');
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -1952,7 +2151,6 @@ begin
       return next;
     end if;
 
-    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
     for p in select * from bucketq.log_partition
              where topic_id = t.topic_id and upper_bound <= v_now - t.retention
              order by lower_bound loop
@@ -1962,6 +2160,10 @@ begin
         set local lock_timeout = '5s';
         execute format('lock table bucketq.%I in access exclusive mode', p.message_rel);
         execute format('select max(id) from bucketq.%I', p.message_rel) into v_max_id;
+        -- The groups, read after the lock: a group created (from 'earliest') while we
+        -- waited committed its rows of this partition before we got it (issue 13,
+        -- item 11).
+        select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
         -- Every group must be done: no un-acked, un-skipped row at or below the
         -- partition's last id (ids grow with time, so this is conservative).
         if v_max_id is not null and exists (
@@ -1991,6 +2193,7 @@ begin
       return next;
     end if;
   end loop;
+  perform set_config('lock_timeout', v_lock_timeout, true);
 end $function$;
 comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys. Returns one row per action taken.';
 
@@ -2065,14 +2268,23 @@ declare
   v_dead_errors text[];
   v_stale bigint[];
   v_tails bigint[];
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, nack.consumer_id);
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('nack', msg_ids, lease_tokens);
   end if;
+  if nack.consumer_id is not null then
+    perform bucketq._check_consumer('nack', g, nack.consumer_id);
+  end if;
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if errors is not null and cardinality(errors) <> cardinality(msg_ids) then
     raise exception 'nack: errors has % elements for % messages (group %)', cardinality(errors), cardinality(msg_ids), g.name
       using errcode = 'BQ005', hint = 'Pass one error text per message (NULL elements allowed), or NULL.';
@@ -2081,6 +2293,11 @@ begin
     raise exception 'nack: retry_delay must not be negative (got %, group %)', retry_delay, g.name
       using errcode = 'BQ005', hint = 'Pass NULL for the group''s exponential backoff, or a delay >= 0.';
   end if;
+  if retry_delay is not null and not isfinite(retry_delay) then
+    raise exception 'nack: retry_delay % is not a finite interval (group %)', retry_delay, g.name
+      using errcode = 'BQ005',
+            hint = 'Pass NULL for the group''s exponential backoff, or a finite delay >= 0: ''infinity'' would hold the key for ever.';
+  end if;
   v_now := bucketq._now();
 
   if v_locked then
@@ -2088,6 +2305,7 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -2116,13 +2334,19 @@ begin
              where exists (select 1 from bucketq.bucket_owner o
                             where o.group_id = g.group_id and o.bucket = i.bucket
                               and o.owner = i.consumer_id and o.epoch = i.epoch)
+               and (v_admin or exists (select 1 from bucketq.consumer c
+                                        where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                          and c.joined_by = v_caller))
              order by i.key_id, i.msg_id
              for update of i) x;
   end if;
 
   if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
-      from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_held, '{}'));
+    -- (An id given twice is nacked once: fewer held than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
+      from unnest(msg_ids) u(id) where not exists (select 1 from unnest(v_held) h(id) where h.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('nack', g, v_stale, nack.consumer_id);
     else
@@ -2223,19 +2447,60 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  v_own boolean;
+  v_foreign bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('record_attempt', consumer_id);
-  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null then
-    raise exception 'record_attempt: xact and msg_ids must not be NULL (group %)', g.name
+  perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
+    raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
             hint = 'Pass the xact that claim_locked returned and the msg_ids it handed out (the first of each key is enough).';
+  end if;
+  if cardinality(msg_ids) > 10000 then
+    raise exception 'record_attempt: % msg_ids, more than claim_locked hands out (10000) (group %)', cardinality(msg_ids), g.name
+      using errcode = 'BQ005', hint = 'Pass the msg_ids of one claim_locked call.';
+  end if;
+  -- The transaction must be running now and be the caller's: its own, or one of another
+  -- session of the same login in this database (the claiming connection; record_attempt
+  -- is called from a second one). A finished, unknown or future transaction id, or
+  -- another login's, is refused: the record would count attempts no handler made.
+  v_own := coalesce(xact = pg_current_xact_id_if_assigned(), false);
+  if not v_own and not exists (
+       select 1 from pg_catalog.pg_locks l
+         join pg_catalog.pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'transactionid' and l.mode = 'ExclusiveLock' and l.granted
+          and l.transactionid = (xact::text::numeric % 4294967296)::bigint::text::xid
+          and a.datid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+          and a.usesysid = (select r.oid from pg_catalog.pg_roles r where r.rolname = session_user)) then
+    raise exception 'record_attempt: transaction % is not running in a session of login % (group %)', xact, session_user, g.name
+      using errcode = 'BQ005',
+            detail = 'record_attempt records an attempt under way: the claiming transaction must still be open, and be this login''s. Nothing was recorded.',
+            hint = 'Call it right after claim_locked, from a second session of the same login, with the xact claim_locked returned, while the claiming transaction is open.';
+  end if;
+  -- Each message must be held by that transaction (row-locked by claim_locked, made
+  -- ready or already acked in it: the version we see has that transaction as its
+  -- xmax) in a bucket this consumer owns.
+  select array_agg(u.id order by u.id) into v_foreign
+    from unnest(msg_ids) u(id)
+   where not exists (
+     select 1 from bucketq.inbox i
+       join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
+      where i.group_id = g.group_id and i.msg_id = u.id
+        and o.owner = record_attempt.consumer_id
+        and bucketq._xact_holds(xact, i.xmax));
+  if v_foreign is not null then
+    raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
+      xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
+      using errcode = 'BQ005',
+            detail = 'Only messages that claim_locked handed out to this consumer in that transaction, and that it still holds, can be recorded. Nothing was recorded.',
+            hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
   values (g.group_id, xact, record_attempt.consumer_id, msg_ids, bucketq._now())
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
 end $function$;
-comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit), right after claim_locked handed out messages: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever.';
+comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
 
 CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
  RETURNS integer
@@ -2251,11 +2516,16 @@ declare
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
+  -- Lock the dead letters first (in id order): a replay running beside us is waited
+  -- for, and what it replayed (replayed_at set) is then left alone, not put back a
+  -- second time after it was acked (issue 13, item 12).
   select array_agg(d.msg_id), array_agg(distinct d.key_id) filter (where d.key_id is not null)
     into v_ids, v_keys
-    from bucketq.dead_letter d
-   where d.group_id = g.group_id and d.replayed_at is null
-     and (msg_ids is null or d.msg_id = any(msg_ids));
+    from (select d.msg_id, d.key_id from bucketq.dead_letter d
+           where d.group_id = g.group_id and d.replayed_at is null
+             and (msg_ids is null or d.msg_id = any(msg_ids))
+           order by d.msg_id
+             for update) d;
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
@@ -2285,6 +2555,9 @@ begin
          d.key_id, d.key_seq, d.sent_at, null, 0, d.last_error
     from bucketq.dead_letter d
    where d.group_id = g.group_id and d.msg_id = any(v_ids)
+     -- never a message the group acked (guarantee 1)
+     and not exists (select 1 from bucketq.delivery x
+                      where x.group_id = d.group_id and x.topic_id = g.topic_id and x.msg_id = d.msg_id and x.sent_at = d.sent_at)
   on conflict (group_id, msg_id) do nothing;
   -- Later messages of these keys that are not in flight step back behind the replayed ones.
   update bucketq.inbox i set state = 3
@@ -2393,7 +2666,7 @@ begin
 
   -- Hold producers back (as create_group does), void every lease of the group (epochs
   -- bump, so an ack under an old lease fails), and wait for acks already under way.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('rewind', t);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;

@@ -139,8 +139,9 @@ describe('claim_locked', () => {
       [3, 0],
       [4, 3],
     ]);
-    // A message skipped over (k4 without k3) is refused; nothing is acked.
+    // A message skipped over (k4 without k3, both held) is refused; nothing is acked.
     await c.query('begin');
+    expect(seqs(await claimLocked(c, group, consumer, 2, 2))).toEqual(['k3', 'k4']);
     await expectBqError(ackLocked(c, group, [ids[3]!]), 'BQ005', /not the next of their keys/);
     await c.query('rollback');
     // Acked already: strict raises BQ006; not strict reports it.

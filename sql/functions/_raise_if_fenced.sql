@@ -10,7 +10,8 @@ begin
   select array_agg(i.msg_id order by i.msg_id), min(i.consumer_id) into v_fenced, v_consumer
     from unnest(msg_ids, lease_tokens) as u(id, tok)
     join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = u.id and i.lease_token = u.tok and i.state = 1
-   where not exists (select 1 from bucketq.bucket_owner o
+   where bucketq._may_act_as(g.group_id, i.consumer_id) -- only the caller's leases: no news of others
+     and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket
                         and o.owner = i.consumer_id and o.epoch = i.epoch);
   if v_fenced is not null then

@@ -9,6 +9,7 @@ begin
   select array_agg(i.msg_id order by i.msg_id) into v_fenced
     from bucketq.inbox i
    where i.group_id = g.group_id and i.msg_id = any(p_msg_ids) and i.lease_token is null and i.state in (0, 3)
+     and bucketq._xact_holds(pg_current_xact_id(), i.xmax) -- only rows this transaction holds: no news of others
      and not exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = p_consumer);
   if v_fenced is not null then

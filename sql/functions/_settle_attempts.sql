@@ -3,7 +3,8 @@
 -- caller holds count too: its own locks do not make it skip them). A message locked by
 -- another transaction right now stays listed for a later call; if that one commits its
 -- ack, the message is gone and only its delivery record's attempt number is one short.
--- Returns how many messages it dead-lettered.
+-- A row whose transaction id is not assigned yet (a "future" one, or unknown: too old)
+-- counts nothing and is dropped. Returns how many messages it dead-lettered.
 create or replace function bucketq._settle_attempts(g bucketq.consumer_group) returns int
 language plpgsql as $$
 declare
@@ -14,9 +15,9 @@ declare
   v_rest bigint[];
 begin
   for r in
-    select a.xact, a.msg_ids, a.consumer_id, pg_xact_status(a.xact) as status
+    select a.xact, a.msg_ids, a.consumer_id, bucketq._xact_status(a.xact) as status
       from bucketq.attempt_log a
-     where a.group_id = g.group_id and pg_xact_status(a.xact) is distinct from 'in progress'
+     where a.group_id = g.group_id and bucketq._xact_status(a.xact) is distinct from 'in progress'
        for update skip locked
   loop
     v_rest := null;

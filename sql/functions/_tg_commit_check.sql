@@ -2,6 +2,9 @@
 -- predecessors can go away meanwhile (our transaction holds the keys' counter rows, so
 -- no earlier message of these keys can be sent now): one snapshot for all keys sees
 -- the same as one per key, and a row deleted under the lock wait is skipped as before.
+-- The keys come from the transaction-local setting bucketq.pending_heads, which send
+-- writes and the caller could write too: entries not naming a row of this transaction
+-- are ignored.
 create or replace function bucketq._tg_commit_check() returns trigger
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
@@ -21,6 +24,13 @@ begin
                     from (select split_part(x, ':', 1)::int as g, split_part(x, ':', 2)::bigint as k, split_part(x, ':', 3)::bigint as s
                             from unnest(string_to_array(current_setting('bucketq.pending_heads', true), ';')) as x
                            where x <> '') e
+                   -- Only entries naming a waiting row this transaction inserted: the
+                   -- setting is the caller's to write, and forged entries would lock
+                   -- other groups' rows for the rest of its transaction (issue 13,
+                   -- item 4). A row we can see whose inserter is in progress is ours.
+                   where exists (select 1 from bucketq.inbox h
+                                  where h.group_id = e.g and h.key_id = e.k and h.key_seq = e.s and h.state = 3
+                                    and pg_xact_status(bucketq._xid8(h.xmin)) = 'in progress')
                    order by e.g, e.k, e.s) p
             left join lateral (select 1 as hit from bucketq.inbox x
                                 where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s

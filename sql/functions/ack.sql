@@ -17,34 +17,63 @@ declare
   v_max_seqs bigint[];
   v_stale bigint[];
   v_skipped bigint[];
+  v_twice bigint[];
+  v_tokens jsonb;
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, ack.consumer_id);
+    -- Locked claims: only rows this transaction holds (claim_locked locked them in it).
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   end if;
+  if ack.consumer_id is not null then
+    perform bucketq._check_consumer('ack', g, ack.consumer_id);
+  end if;
+  -- Leases: only those of consumers the caller joined (admins: any).
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   v_now := bucketq._now();
+
+  if not v_locked then
+    -- Each id's token (a msg_id given twice counts with its first token) as a map
+    -- from id to token: one lookup per row, whatever plan the planner picks (a
+    -- search of the array per row was quadratic in the number of ids; a join is at
+    -- the mercy of row estimates, which are stale in a busy inbox).
+    select jsonb_object_agg(a.id::text, a.tok) into v_tokens
+      from (select distinct on (u.id) u.id, u.tok
+              from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, n)
+             order by u.id, u.n) a;
+  end if;
 
   with locked as materialized (
     -- Lock in (key, id) order, the order producers' commit-time checks use: no deadlock.
     -- One bitmap scan of the primary key for the whole array. state + 0: the planner
     -- must not use the partial index inbox_timed, which it believes tiny and would scan
-    -- once per array element. (A msg_id given twice counts with its first token.)
+    -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
-                else i.lease_token = lease_tokens[array_position(msg_ids, i.msg_id)] and i.state + 0 = 1 end
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
+                else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
+                     and (v_admin or exists (select 1 from bucketq.consumer c
+                                              where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                                and c.joined_by = v_caller)) end
      order by i.key_id, i.msg_id
        for update of i
   ),
   gone as (
     -- The ownership check is part of the DELETE: the claimer must still own the bucket
     -- (at the lease's epoch, for a lease). The deleted row stays locked until we commit.
+    -- The locked ids as one array: an index scan of the primary key, whatever the
+    -- planner believes of the CTE's size (joined to it, a stale estimate of one row
+    -- made it rescan the CTE per row: quadratic).
     delete from bucketq.inbox i
-     using locked
-     where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.msg_id = locked.msg_id
+     where i.group_id = g.group_id and i.msg_id = any(array(select l.msg_id from locked l))
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
                       and o.owner = coalesce(i.consumer_id, ack.consumer_id)
@@ -58,11 +87,16 @@ begin
            coalesce(gone.epoch, (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)),
            v_now
       from gone
+    -- A delivery record already there would be a second delivery of an acked message:
+    -- refused below with BQ006 instead of a raw unique violation.
+    on conflict do nothing
+    returning msg_id
   ),
   per_key as (
     select gone.key_id, max(gone.key_seq) as max_seq from gone where gone.key_id is not null group by gone.key_id
   )
   select (select array_agg(gone.msg_id) from gone),
+         (select array_agg(gone.msg_id order by gone.msg_id) from gone where gone.msg_id not in (select r.msg_id from recorded r)),
          (select array_agg(p.key_id order by p.key_id) from per_key p),
          (select array_agg(p.max_seq order by p.key_id) from per_key p),
          -- Locked claims: a key's acked rows are the one it handed out (state 0) and
@@ -72,7 +106,14 @@ begin
                                 or first_value(gone.state) over w <> 0 as bad
               from gone where v_locked and gone.key_id is not null
             window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
-    into v_acked, v_keys, v_max_seqs, v_skipped;
+    into v_acked, v_twice, v_keys, v_max_seqs, v_skipped;
+
+  if v_twice is not null then
+    raise exception 'ack: messages % of group % were acked before (a delivery record exists)', v_twice, g.name
+      using errcode = 'BQ006',
+            detail = 'They were delivered again after their ack (a replay or rewind raced it). Nothing was acked.',
+            hint = 'Roll back: their effects committed with the first ack.';
+  end if;
 
   if v_skipped is not null then
     raise exception 'ack: out of order in group %: messages % are not the next of their keys, nor in a run right behind it',
@@ -83,9 +124,12 @@ begin
   end if;
 
   if coalesce(cardinality(v_acked), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
+    -- (An id given twice is acked once: fewer acked than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
       from unnest(msg_ids) u(id)
-     where u.id <> all(coalesce(v_acked, '{}'));
+     where not exists (select 1 from unnest(v_acked) a(id) where a.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('ack', g, v_stale, ack.consumer_id);
     else
@@ -126,11 +170,18 @@ begin
   end if;
   return query
   select u.id,
-         case when u.id = any(coalesce(v_acked, '{}')) then 'acked'
+         case when a.id is not null then 'acked'
+              -- Only the caller's own consumers' deliveries: statuses must not tell a
+              -- caller which ids exist.
               when exists (select 1 from bucketq.delivery d
-                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id) then 'already_acked'
+                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
+                              and (v_admin or exists (select 1 from bucketq.consumer c
+                                                       where c.group_id = g.group_id and c.consumer_id = d.consumer_id
+                                                         and c.joined_by = v_caller))) then 'already_acked'
               else 'stale' end
-    from unnest(msg_ids) u(id);
+    from unnest(msg_ids) with ordinality u(id, n)
+    left join (select distinct x.id from unnest(v_acked) x(id)) a on a.id = u.id
+   order by u.n;
 end $$;
 
 comment on function bucketq.ack(text, bigint[], bigint[], text, boolean) is

@@ -27,7 +27,7 @@ declare
   v_epochs bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim', consumer_id);
+  perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';

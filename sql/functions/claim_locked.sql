@@ -19,7 +19,7 @@ declare
   v_dead int;
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('claim_locked', consumer_id);
+  perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -95,7 +95,7 @@ begin
   -- ran (locked elsewhere then) counts now: we hold it, no one else can.
   if v_ids is not null
      and exists (select 1 from bucketq.attempt_log a
-                  where a.group_id = g.group_id and a.msg_ids && v_ids and pg_xact_status(a.xact) = 'aborted') then
+                  where a.group_id = g.group_id and a.msg_ids && v_ids and bucketq._xact_status(a.xact) = 'aborted') then
     v_dead := bucketq._settle_attempts(g);
     if v_dead > 0 and g.on_exhausted = 'block' then
       -- A head of ours just dead-lettered holds its key: the rest of its run stays.

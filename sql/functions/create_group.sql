@@ -60,7 +60,7 @@ begin
 
   -- Wait for in-flight producers of this topic and hold new ones back until we
   -- commit: every message is then either in the backfill below or fanned out to us.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('create_group', t);
   v_now := bucketq._now();
 
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,

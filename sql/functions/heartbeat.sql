@@ -16,7 +16,7 @@ declare
   v_take int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('heartbeat', consumer_id);
+  perform bucketq._check_consumer('heartbeat', g, consumer_id);
   select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
   v_now := bucketq._now();
   v_live_after := v_now - g.session_timeout;

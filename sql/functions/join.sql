@@ -8,14 +8,22 @@ declare
   v_now timestamptz;
   v_consumer text := $2;  -- "join" is a keyword, so parameters cannot be qualified with it
   v_meta jsonb := $3;
+  v_by name;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer_id('join', v_consumer);
   v_now := bucketq._now();
-  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta)
-  values (g.group_id, v_consumer, v_now, v_now, v_meta)
+  -- A consumer id another role joined is not taken over (admins excepted); one that
+  -- joined before consumers were bound to roles (joined_by NULL) is.
+  select c.joined_by into v_by from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = v_consumer for update;
+  if v_by is not null then
+    perform bucketq._check_consumer('join', g, v_consumer);
+  end if;
+  insert into bucketq.consumer as c (group_id, consumer_id, joined_at, heartbeat_at, meta, joined_by)
+  values (g.group_id, v_consumer, v_now, v_now, v_meta, bucketq._caller())
   on conflict (group_id, consumer_id) do update
-     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta);
+     set joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at, meta = coalesce(excluded.meta, c.meta),
+         joined_by = excluded.joined_by;
   -- A join starts a new session: whatever this id held before is released (its
   -- leases belong to a previous incarnation that is gone).
   perform bucketq._release(g,
@@ -25,4 +33,4 @@ begin
 end $$;
 
 comment on function bucketq.join(text, text, jsonb) is
-'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session.';
+'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501).';

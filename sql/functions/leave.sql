@@ -7,10 +7,15 @@ declare
   v_buckets int[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('leave', consumer_id);
+  perform bucketq._check_consumer('leave', g, consumer_id);
   -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
   -- flight finishes first, or finds the consumer gone (BQ008).
   delete from bucketq.consumer c where c.group_id = g.group_id and c.consumer_id = leave.consumer_id;
+  if not found and not bucketq._caller_is_admin() then
+    -- No consumer row binds this id to the caller: its buckets are not the caller's
+    -- to release (they fail over when their session times out).
+    return 0;
+  end if;
   select array_agg(o.bucket) into v_buckets from (
     select o.bucket from bucketq.bucket_owner o
      where o.group_id = g.group_id and o.owner = leave.consumer_id

@@ -10,6 +10,8 @@ declare
   v_groups int[];
   v_max_id bigint;
   v_pruned bigint;
+  -- Ours is set local below: the caller's transaction gets its own back at the end.
+  v_lock_timeout text := current_setting('lock_timeout');
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -25,7 +27,6 @@ begin
       return next;
     end if;
 
-    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
     for p in select * from bucketq.log_partition
              where topic_id = t.topic_id and upper_bound <= v_now - t.retention
              order by lower_bound loop
@@ -35,6 +36,10 @@ begin
         set local lock_timeout = '5s';
         execute format('lock table bucketq.%I in access exclusive mode', p.message_rel);
         execute format('select max(id) from bucketq.%I', p.message_rel) into v_max_id;
+        -- The groups, read after the lock: a group created (from 'earliest') while we
+        -- waited committed its rows of this partition before we got it (issue 13,
+        -- item 11).
+        select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
         -- Every group must be done: no un-acked, un-skipped row at or below the
         -- partition's last id (ids grow with time, so this is conservative).
         if v_max_id is not null and exists (
@@ -64,6 +69,7 @@ begin
       return next;
     end if;
   end loop;
+  perform set_config('lock_timeout', v_lock_timeout, true);
 end $$;
 
 comment on function bucketq.maintain(boolean) is

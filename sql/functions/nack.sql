@@ -19,14 +19,23 @@ declare
   v_dead_errors text[];
   v_stale bigint[];
   v_tails bigint[];
+  v_xact xid8;
+  v_admin boolean;
+  v_caller name;
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, nack.consumer_id);
+    v_xact := pg_current_xact_id();
   else
     perform bucketq._check_lease_args('nack', msg_ids, lease_tokens);
   end if;
+  if nack.consumer_id is not null then
+    perform bucketq._check_consumer('nack', g, nack.consumer_id);
+  end if;
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if errors is not null and cardinality(errors) <> cardinality(msg_ids) then
     raise exception 'nack: errors has % elements for % messages (group %)', cardinality(errors), cardinality(msg_ids), g.name
       using errcode = 'BQ005', hint = 'Pass one error text per message (NULL elements allowed), or NULL.';
@@ -35,6 +44,11 @@ begin
     raise exception 'nack: retry_delay must not be negative (got %, group %)', retry_delay, g.name
       using errcode = 'BQ005', hint = 'Pass NULL for the group''s exponential backoff, or a delay >= 0.';
   end if;
+  if retry_delay is not null and not isfinite(retry_delay) then
+    raise exception 'nack: retry_delay % is not a finite interval (group %)', retry_delay, g.name
+      using errcode = 'BQ005',
+            hint = 'Pass NULL for the group''s exponential backoff, or a finite delay >= 0: ''infinity'' would hold the key for ever.';
+  end if;
   v_now := bucketq._now();
 
   if v_locked then
@@ -42,6 +56,7 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -70,13 +85,19 @@ begin
              where exists (select 1 from bucketq.bucket_owner o
                             where o.group_id = g.group_id and o.bucket = i.bucket
                               and o.owner = i.consumer_id and o.epoch = i.epoch)
+               and (v_admin or exists (select 1 from bucketq.consumer c
+                                        where c.group_id = g.group_id and c.consumer_id = i.consumer_id
+                                          and c.joined_by = v_caller))
              order by i.key_id, i.msg_id
              for update of i) x;
   end if;
 
   if coalesce(cardinality(v_held), 0) < cardinality(msg_ids) then
-    select array_agg(u.id order by u.id) into v_stale
-      from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_held, '{}'));
+    -- (An id given twice is nacked once: fewer held than given, none stale.)
+    select array_agg(distinct u.id order by u.id) into v_stale
+      from unnest(msg_ids) u(id) where not exists (select 1 from unnest(v_held) h(id) where h.id = u.id);
+  end if;
+  if v_stale is not null then
     if v_locked then
       perform bucketq._raise_if_fenced_locked('nack', g, v_stale, nack.consumer_id);
     else

@@ -5,13 +5,54 @@ as $$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  v_own boolean;
+  v_foreign bigint[];
 begin
   g := bucketq._group(group_name);
-  perform bucketq._check_consumer_id('record_attempt', consumer_id);
-  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null then
-    raise exception 'record_attempt: xact and msg_ids must not be NULL (group %)', g.name
+  perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
+    raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
             hint = 'Pass the xact that claim_locked returned and the msg_ids it handed out (the first of each key is enough).';
+  end if;
+  if cardinality(msg_ids) > 10000 then
+    raise exception 'record_attempt: % msg_ids, more than claim_locked hands out (10000) (group %)', cardinality(msg_ids), g.name
+      using errcode = 'BQ005', hint = 'Pass the msg_ids of one claim_locked call.';
+  end if;
+  -- The transaction must be running now and be the caller's: its own, or one of another
+  -- session of the same login in this database (the claiming connection; record_attempt
+  -- is called from a second one). A finished, unknown or future transaction id, or
+  -- another login's, is refused: the record would count attempts no handler made.
+  v_own := coalesce(xact = pg_current_xact_id_if_assigned(), false);
+  if not v_own and not exists (
+       select 1 from pg_catalog.pg_locks l
+         join pg_catalog.pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'transactionid' and l.mode = 'ExclusiveLock' and l.granted
+          and l.transactionid = (xact::text::numeric % 4294967296)::bigint::text::xid
+          and a.datid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+          and a.usesysid = (select r.oid from pg_catalog.pg_roles r where r.rolname = session_user)) then
+    raise exception 'record_attempt: transaction % is not running in a session of login % (group %)', xact, session_user, g.name
+      using errcode = 'BQ005',
+            detail = 'record_attempt records an attempt under way: the claiming transaction must still be open, and be this login''s. Nothing was recorded.',
+            hint = 'Call it right after claim_locked, from a second session of the same login, with the xact claim_locked returned, while the claiming transaction is open.';
+  end if;
+  -- Each message must be held by that transaction (row-locked by claim_locked, made
+  -- ready or already acked in it: the version we see has that transaction as its
+  -- xmax) in a bucket this consumer owns.
+  select array_agg(u.id order by u.id) into v_foreign
+    from unnest(msg_ids) u(id)
+   where not exists (
+     select 1 from bucketq.inbox i
+       join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
+      where i.group_id = g.group_id and i.msg_id = u.id
+        and o.owner = record_attempt.consumer_id
+        and bucketq._xact_holds(xact, i.xmax));
+  if v_foreign is not null then
+    raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
+      xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
+      using errcode = 'BQ005',
+            detail = 'Only messages that claim_locked handed out to this consumer in that transaction, and that it still holds, can be recorded. Nothing was recorded.',
+            hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
   values (g.group_id, xact, record_attempt.consumer_id, msg_ids, bucketq._now())
@@ -19,4 +60,4 @@ begin
 end $$;
 
 comment on function bucketq.record_attempt(text, text, xid8, bigint[]) is
-'Call from a session other than the claiming one (autocommit), right after claim_locked handed out messages: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever.';
+'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';

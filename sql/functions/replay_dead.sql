@@ -9,11 +9,16 @@ declare
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
+  -- Lock the dead letters first (in id order): a replay running beside us is waited
+  -- for, and what it replayed (replayed_at set) is then left alone, not put back a
+  -- second time after it was acked (issue 13, item 12).
   select array_agg(d.msg_id), array_agg(distinct d.key_id) filter (where d.key_id is not null)
     into v_ids, v_keys
-    from bucketq.dead_letter d
-   where d.group_id = g.group_id and d.replayed_at is null
-     and (msg_ids is null or d.msg_id = any(msg_ids));
+    from (select d.msg_id, d.key_id from bucketq.dead_letter d
+           where d.group_id = g.group_id and d.replayed_at is null
+             and (msg_ids is null or d.msg_id = any(msg_ids))
+           order by d.msg_id
+             for update) d;
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
@@ -43,6 +48,9 @@ begin
          d.key_id, d.key_seq, d.sent_at, null, 0, d.last_error
     from bucketq.dead_letter d
    where d.group_id = g.group_id and d.msg_id = any(v_ids)
+     -- never a message the group acked (guarantee 1)
+     and not exists (select 1 from bucketq.delivery x
+                      where x.group_id = d.group_id and x.topic_id = g.topic_id and x.msg_id = d.msg_id and x.sent_at = d.sent_at)
   on conflict (group_id, msg_id) do nothing;
   -- Later messages of these keys that are not in flight step back behind the replayed ones.
   update bucketq.inbox i set state = 3

@@ -25,7 +25,7 @@ begin
 
   -- Hold producers back (as create_group does), void every lease of the group (epochs
   -- bump, so an ack under an old lease fails), and wait for acks already under way.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
+  perform bucketq._lock_topic_producers('rewind', t);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
