@@ -38,6 +38,9 @@ begin
     execute format('grant select on bucketq.groups to %I', r_consumer);
     -- Functions a view calls are checked against its reader: the views' filters.
     execute format('grant execute on function bucketq._may_see_group(int) to %I', r_consumer);
+    -- Workers fire the schedules of their group's topic: these send only what an admin
+    -- scheduled (create_schedule), never a payload the consumer names.
+    execute format('grant execute on function bucketq._due_schedules(text, int), bucketq._fire_schedules(text, text[], timestamptz[], timestamptz[], text[]) to %I', r_consumer);
   end if;
   if v_monitor then
     execute format('grant usage on schema bucketq to %I', r_monitor);
