@@ -12,7 +12,7 @@ import { nextSlot } from '../src/queries/schedules.js';
 import { fireDueSchedules } from '../src/queries/schedules.js';
 import type { Consumer } from '../src/worker/consumer.js';
 import { expectBqError, pgError, setClock, stateFingerprint, useDatabase } from './helpers/sql.js';
-import { inProcessCli } from './support/cli.js';
+import { inProcessCli, spawnCliProcess } from './support/cli.js';
 import { waitFor } from './support/wait.js';
 
 const ctx = useDatabase();
@@ -340,6 +340,38 @@ describe('workers fire schedules', () => {
       await Promise.all(consumers.map((c) => c.stop({ timeoutMs: 2000 })));
     }
   });
+});
+
+describe('worker processes fire schedules', () => {
+  it('two `bucketq worker` processes and an in-process consumer send each slot once', async () => {
+    const { topic, group } = await topicWithGroup(2);
+    await owner.query('create table if not exists effects (id bigserial primary key, group_name text, msg_id bigint, key text, key_seq bigint, consumer text)');
+    const name = ctx.unique('sched.procs');
+    await bq.schedule(name, { topic, cron: '0 0 1 1 *', payload: { n: 1 } });
+    const env = { ...process.env, DATABASE_URL: ctx.db.connectionString, LOG_LEVEL: 'warn' };
+    const procs = [0, 1].map((i) =>
+      spawnCliProcess(['worker', '--group', group, '--handler', 'test/fixtures/effect-handler.ts', '--heartbeat-ms', '50', '--poll-ms', '50', '--consumer-id', `proc${i}`], env),
+    );
+    const local = await bq.consume({ group, consumerId: 'local', heartbeatIntervalMs: 50, pollIntervalMs: 50, handler: () => {} }, quiet);
+    try {
+      await waitFor('both worker processes joined', async () => {
+        const { rows } = await owner.query<{ n: number }>(`select count(*)::int as n from bucketq.consumers where group_name = $1 and consumer_id like 'proc%' and alive`, [group]);
+        return rows[0]!.n === 2;
+      }, 60_000);
+      const ROUNDS = 6;
+      for (let r = 1; r <= ROUNDS; r++) {
+        await owner.query(`update bucketq.schedule set next_at = date_trunc('minute', now()) - make_interval(mins => $2) where name = $1`, [name, 100 - r]);
+        await waitFor(`slot ${r} fired`, async () => (await messagesOf(topic)).length >= r && (await bq.schedules(topic))[0]!.nextAt!.getTime() > Date.now());
+      }
+      const sent = await messagesOf(topic);
+      expect(sent).toHaveLength(ROUNDS);
+      expect(new Set(sent.map((m) => m.headers['bucketq-slot'])).size).toBe(ROUNDS);
+    } finally {
+      await local.stop({ timeoutMs: 2000 });
+      for (const p of procs) p.child.kill('SIGTERM');
+      await Promise.all(procs.map((p) => p.exited));
+    }
+  }, 120_000);
 });
 
 describe('CLI: bucketq schedule', () => {
