@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWorkerFlags } from '../src/cli/worker-command.js';
 import { BucketQ } from '../src/client.js';
 import { nextSlot } from '../src/queries/schedules.js';
 import { fireDueSchedules } from '../src/queries/schedules.js';
@@ -376,6 +377,11 @@ describe('worker processes fire schedules', () => {
 
 describe('CLI: bucketq schedule', () => {
   const { ok, fails } = inProcessCli(() => ctx.db.connectionString);
+
+  it('bucketq worker --no-schedules opts a worker out', () => {
+    expect(parseWorkerFlags([]).schedules).toBe(true);
+    expect(parseWorkerFlags(['--no-schedules']).schedules).toBe(false);
+  });
 
   it('create, list, delete; usage errors exit 2, unknown topic 1', async () => {
     const { topic } = await topicWithGroup();
