@@ -702,7 +702,7 @@ begin
     if v_producer and f.name in ('send', 'send_batch') then
       execute format('grant execute on function %s to %I', f.sig, r_producer);
     end if;
-    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
+    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'reject', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
     if v_monitor and f.name in ('metrics') then
@@ -2447,6 +2447,81 @@ begin
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit), right after claim_locked handed out messages: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever.';
+
+CREATE OR REPLACE FUNCTION bucketq.reject(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
+ RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_locked boolean := lease_tokens is null;
+  v_ids bigint[];
+  v_attempts int[];
+  v_result record;
+  v_results bigint[] := '{}';
+  v_statuses text[] := '{}';
+  v_retry timestamptz[] := '{}';
+begin
+  g := bucketq._group(group_name);
+  if v_locked then
+    perform bucketq._check_locked_args('reject', g, msg_ids, reject.consumer_id);
+  else
+    perform bucketq._check_lease_args('reject', msg_ids, lease_tokens);
+  end if;
+
+  -- The messages the caller holds, locked in nack's order, with their attempts so far.
+  if v_locked then
+    select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (
+      select i.msg_id, i.attempts from bucketq.inbox i
+       where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = reject.consumer_id)
+       order by i.key_id, i.msg_id
+         for update of i) h;
+    -- nack counts a locked message's attempt itself: leave it one.
+    update bucketq.inbox i set attempts = greatest(i.attempts, g.max_attempts - 1)
+     where i.group_id = g.group_id and i.msg_id = any(coalesce(v_ids, '{}'));
+  else
+    select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (
+      select i.msg_id, i.attempts
+        from unnest(msg_ids, lease_tokens) as e(id, tok)
+        join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state + 0 = 1
+       where exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket
+                        and o.owner = i.consumer_id and o.epoch = i.epoch)
+       order by i.key_id, i.msg_id
+         for update of i) h;
+    update bucketq.inbox i set attempts = greatest(i.attempts, g.max_attempts)
+     where i.group_id = g.group_id and i.msg_id = any(coalesce(v_ids, '{}'));
+  end if;
+
+  for v_result in
+    select n.msg_id, n.status, n.retry_at
+      from bucketq.nack(group_name => reject.group_name, msg_ids => reject.msg_ids, lease_tokens => reject.lease_tokens,
+                        errors => reject.errors, strict => reject.strict, consumer_id => reject.consumer_id) n
+  loop
+    if v_result.msg_id = any(coalesce(v_ids, '{}')) and v_result.status <> 'dead' then
+      raise exception 'reject: nack did not dead-letter message % of group % (status %)', v_result.msg_id, g.name, v_result.status
+        using errcode = 'XX000', hint = 'A bug in bucketq: report it. Nothing was changed.';
+    end if;
+    msg_id := v_result.msg_id;
+    status := v_result.status;
+    retry_at := v_result.retry_at;
+    return next;
+  end loop;
+
+  -- The dead letters record the attempts made, not the ones spent above.
+  if v_ids is not null then
+    update bucketq.dead_letter d
+       set attempts = a.attempts + case when v_locked then 1 else 0 end
+      from unnest(v_ids, v_attempts) as a(id, attempts)
+     where d.group_id = g.group_id and d.msg_id = a.id;
+  end if;
+end $function$;
+comment on function bucketq.reject(text,bigint[],bigint[],text[],boolean,text) is 'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked.';
 
 CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
  RETURNS integer

@@ -60,7 +60,7 @@ begin
     if v_producer and f.name in ('send', 'send_batch') then
       execute format('grant execute on function %s to %I', f.sig, r_producer);
     end if;
-    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
+    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'reject', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
     if v_monitor and f.name in ('metrics') then
