@@ -73,6 +73,34 @@ describe('bq.topic(name, schema).consume()', () => {
     expect(dead.rows[0]!.last_error).not.toMatch(/\n\s+at /); // the issues, not a stack trace
   }, 60_000);
 
+  it.each([
+    ['lock', 'batch'],
+    ['lease', 'batch'],
+    ['lease', 'message'],
+  ] as const)('claimMode %s, transaction %s: invalid payloads are dead at once, the valid ones of the batch are handled', async (claimMode, transaction) => {
+    const topic = `tc.modes.${claimMode}.${transaction}`;
+    const group = `${topic}.g`;
+    await bq.createTopic(topic, { buckets: 1 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', maxAttempts: 5, backoffBase: '1 hour', backoffMax: '1 hour' });
+    const payloads = [{ amount: 1 }, { amount: 'x' }, { amount: 2 }, { amount: -1 }, { amount: 3 }];
+    await ctx.db.pool.query(`select bucketq.send_batch($1, $2::jsonb[], array['a','b','a','c','d'])`, [topic, payloads.map((p) => JSON.stringify(p))]);
+    const seen: number[] = [];
+    const consumer = await bq.topic(topic, Order).consume(
+      { group, claimMode, transaction, batchSize: 10, pollIntervalMs: 50, handler: (m) => void seen.push(m.payload.amount) },
+      quiet,
+    );
+    consumers.push(consumer);
+    await waitFor('every message handled or dead', async () => {
+      const { rows } = await ctx.db.pool.query<{ pending: string }>(`select pending from bucketq.groups where group_name = $1`, [group]);
+      return rows[0]!.pending === '0';
+    });
+    await consumer.stop();
+    expect(seen.sort()).toEqual([1, 2, 3]);
+    const dead = await ctx.db.pool.query<{ attempts: number }>(`select attempts from bucketq.dead_letters where group_name = $1`, [group]);
+    expect(dead.rows).toEqual([{ attempts: 1 }, { attempts: 1 }]);
+    expect(consumer.stats.deadLettered).toBe(2);
+  }, 60_000);
+
   it("refuses a group of another topic, naming the group's topic", async () => {
     await bq.createTopic('tc.other', { buckets: 1 });
     await bq.createGroup('tc.other.g', 'tc.other');
