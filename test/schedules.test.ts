@@ -257,6 +257,28 @@ describe('firing: exactly one send per slot', () => {
   });
 });
 
+describe('firing: a lost connection', () => {
+  it('fails the call, not the process (the server ending the connection of a firing worker)', async () => {
+    const { group } = await topicWithGroup();
+    const pool = new pg.Pool({ connectionString: ctx.db.connectionString, max: 1 });
+    pool.on('error', () => {});
+    const locker = await ctx.session();
+    await locker.query('begin');
+    await locker.query('lock table bucketq.schedule in access exclusive mode');
+    const firing = fireDueSchedules(pool, group).then(
+      () => 'fired',
+      (err: Error) => err.message,
+    );
+    const blocked = `select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%bucketq._due_schedules%'`;
+    await waitFor('the firing query waits for the lock', async () => (await owner.query(blocked)).rows.length === 1);
+    await owner.query(`select pg_terminate_backend(pid) from (${blocked}) b`);
+    expect(await firing).toMatch(/terminat/);
+    await locker.query('rollback');
+    expect(await fireDueSchedules(pool, group)).toEqual([]); // the pool replaced the connection
+    await pool.end();
+  });
+});
+
 describe('roles', () => {
   const suffix = randomBytes(4).toString('hex');
   const users: string[] = [];
