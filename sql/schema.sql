@@ -162,6 +162,26 @@ create table bucketq.migration (
 alter table bucketq.migration add constraint migration_pkey PRIMARY KEY (version);
 comment on table bucketq.migration is 'Applied bucketq schema migrations; a client refuses to run against a version newer than it knows.';
 
+create table bucketq.schedule (
+  name text not null,
+  topic_id integer not null,
+  cron text not null,
+  timezone text default 'UTC'::text not null,
+  payload jsonb not null,
+  key text,
+  headers jsonb,
+  paused boolean default false not null,
+  next_at timestamp with time zone,
+  last_at timestamp with time zone,
+  last_msg_id bigint,
+  last_error text,
+  created_at timestamp with time zone default now() not null,
+  updated_at timestamp with time zone default now() not null
+);
+alter table bucketq.schedule add constraint schedule_topic_id_fkey FOREIGN KEY (topic_id) REFERENCES bucketq.topic(topic_id) ON DELETE CASCADE;
+alter table bucketq.schedule add constraint schedule_pkey PRIMARY KEY (name);
+comment on table bucketq.schedule is 'Scheduled messages (create_schedule): payload sent to the topic at every occurrence of cron in timezone; next_at is the next slot. Read it through the view bucketq.schedules.';
+
 create table bucketq.topic (
   topic_id integer generated always as identity not null,
   name text not null,
@@ -200,6 +220,7 @@ CREATE INDEX idempotency_sent_at ON bucketq.idempotency USING btree (topic_id, s
 CREATE INDEX inbox_key ON bucketq.inbox USING btree (group_id, key_id, key_seq) WHERE (key_id IS NOT NULL);
 CREATE INDEX inbox_ready ON bucketq.inbox USING btree (group_id, msg_id) INCLUDE (bucket) WHERE (state = 0);
 CREATE INDEX inbox_timed ON bucketq.inbox USING btree (group_id, available_at) WHERE (state = ANY (ARRAY[1, 2]));
+CREATE INDEX schedule_due ON bucketq.schedule USING btree (topic_id, next_at);
 
 create sequence bucketq.lease_token_seq as bigint;
 create sequence bucketq.message_id_seq as bigint;
@@ -318,6 +339,40 @@ begin
             hint = format('A %s name is 1 to 100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit.', kind);
   end if;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._check_schedule_input(schedule_name text, cron text, timezone text, payload jsonb, key text, headers jsonb)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+begin
+  perform bucketq._check_name('schedule', schedule_name);
+  if cron is null
+     or not (btrim(cron) ~* '^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$'
+             or btrim(cron) ~ '^[0-9A-Za-z*?,/#-]+(\s+[0-9A-Za-z*?,/#-]+){4}$') then
+    raise exception 'invalid cron expression for schedule %: %', schedule_name, bucketq._quote_input(cron)
+      using errcode = 'BQ005',
+            hint = 'Five fields: minute hour day-of-month month day-of-week, e.g. ''*/15 * * * *'' or ''0 3 * * MON''; or @hourly, @daily, @weekly, @monthly, @yearly. Schedules fire on whole minutes (no seconds field).';
+  end if;
+  if timezone is null or not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = timezone) then
+    raise exception 'invalid timezone for schedule %: %', schedule_name, bucketq._quote_input(timezone)
+      using errcode = 'BQ005',
+            hint = 'An IANA time zone name such as ''UTC'', ''Europe/Paris'' or ''America/New_York'' (see pg_timezone_names).';
+  end if;
+  if payload is null or payload = 'null'::jsonb then
+    raise exception 'payload of schedule % is null', schedule_name
+      using errcode = 'BQ005', hint = 'A payload is any JSON value except null, e.g. ''{}''::jsonb.';
+  end if;
+  if key is not null and (key = '' or length(key) > 1024) then
+    raise exception 'key of schedule % is empty or longer than 1024 characters', schedule_name
+      using errcode = 'BQ005', hint = 'A key is 1 to 1024 characters, or NULL for unkeyed messages.';
+  end if;
+  if headers is not null and jsonb_typeof(headers) <> 'object' then
+    raise exception 'headers of schedule % are not a JSON object', schedule_name
+      using errcode = 'BQ005', hint = 'headers are a JSON object, e.g. ''{"source":"cron"}''::jsonb, or NULL.';
+  end if;
+end $function$;
+comment on function bucketq._check_schedule_input(text,text,text,jsonb,text,jsonb) is 'create_schedule''s input checks: schedule name, cron shape (five fields or a macro; the client checks its meaning), IANA timezone, payload not null, key length, headers an object. Raises BQ001 or BQ005 with a hint.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_send_input(t bucketq.topic, payloads jsonb[], keys text[], headers jsonb[], idempotency_keys text[], not_before timestamp with time zone[])
  RETURNS void
@@ -501,6 +556,29 @@ begin
   end if;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._due_schedules(group_name text, max_schedules integer DEFAULT 100)
+ RETURNS TABLE(schedule_name text, cron text, timezone text, slot timestamp with time zone, db_now timestamp with time zone)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group := bucketq._group(group_name);
+  v_now timestamptz := bucketq._now();
+begin
+  return query
+    select s.name, s.cron, s.timezone, s.next_at, v_now
+      from bucketq.schedule s
+     where s.topic_id = g.topic_id
+       and not s.paused
+       and ((s.next_at is null and s.last_error is null) or s.next_at <= v_now)
+     order by s.next_at nulls first, s.name
+     limit greatest(coalesce(max_schedules, 100), 1)
+       for update of s skip locked;
+end $function$;
+comment on function bucketq._due_schedules(text,integer) is 'Workers only: lock (FOR UPDATE SKIP LOCKED) and return the due schedules of the group''s topic (next_at passed, or NULL: not yet computed) with the database clock; the caller computes each next slot and calls _fire_schedules in the same transaction.';
+
 CREATE OR REPLACE FUNCTION bucketq._ensure_partitions(p_topic bucketq.topic, ahead integer DEFAULT 3)
  RETURNS integer
  LANGUAGE plpgsql
@@ -517,6 +595,78 @@ begin
   end loop;
   return made;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._fire_schedules(group_name text, schedule_names text[], slots timestamp with time zone[], next_slots timestamp with time zone[], errors text[] DEFAULT NULL::text[])
+ RETURNS TABLE(schedule_name text, slot timestamp with time zone, msg_id bigint, next_at timestamp with time zone, error text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group := bucketq._group(group_name);
+  v_now timestamptz := bucketq._now();
+  n int := coalesce(cardinality(schedule_names), 0);
+  s bucketq.schedule;
+  t bucketq.topic;
+  v_next timestamptz;
+  v_err text;
+  v_id bigint;
+begin
+  if cardinality(slots) is distinct from n or cardinality(next_slots) is distinct from n
+     or (errors is not null and cardinality(errors) <> n) then
+    raise exception '_fire_schedules arrays differ in length'
+      using errcode = 'BQ005', hint = 'schedule_names, slots, next_slots (and errors, if given) have one element per schedule.';
+  end if;
+  for i in 1 .. n loop
+    select * into s from bucketq.schedule x
+     where x.name = schedule_names[i] and x.topic_id = g.topic_id and not x.paused
+       for update skip locked;    -- ours already when _due_schedules locked it; another worker's: its turn
+    continue when not found;
+    continue when s.next_at is distinct from slots[i] or (s.next_at is not null and s.next_at > v_now);
+    v_next := next_slots[i];
+    v_err := errors[i];
+
+    if v_err is not null then
+      update bucketq.schedule x set next_at = null, last_error = left(v_err, 2000), updated_at = now() where x.name = s.name;
+      schedule_name := s.name; slot := s.next_at; msg_id := null; next_at := null; error := left(v_err, 2000);
+      return next;
+      continue;
+    end if;
+    if v_next is null or not isfinite(v_next) or v_next <= v_now or v_next <> date_trunc('minute', v_next) then
+      raise exception 'invalid next slot for schedule %: % (the database clock is %)', s.name, coalesce(v_next::text, 'NULL'), v_now
+        using errcode = 'BQ005', hint = 'The next slot is the first occurrence of the schedule''s cron expression after the database clock: a whole minute ahead of bucketq._now().';
+    end if;
+
+    v_id := null;
+    v_err := null;
+    if s.next_at is not null then
+      select * into t from bucketq.topic x where x.topic_id = s.topic_id;
+      begin
+        v_id := bucketq.send(
+          topic => t.name,
+          payload => s.payload,
+          key => s.key,
+          headers => coalesce(s.headers, '{}'::jsonb)
+                     || jsonb_build_object('bucketq-schedule', s.name,
+                                           'bucketq-slot', to_char(s.next_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+          idempotency_key => 'bucketq.schedule:' || s.name || '@' || to_char(s.next_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+      exception when others then
+        v_err := format('sending slot %s failed: %s (%s)', s.next_at, sqlerrm, sqlstate);
+      end;
+    end if;
+    update bucketq.schedule x
+       set next_at = v_next,
+           last_at = coalesce(s.next_at, x.last_at),
+           last_msg_id = coalesce(v_id, x.last_msg_id),
+           last_error = case when s.next_at is null then x.last_error else v_err end,
+           updated_at = now()
+     where x.name = s.name;
+    schedule_name := s.name; slot := s.next_at; msg_id := v_id; next_at := v_next; error := v_err;
+    return next;
+  end loop;
+end $function$;
+comment on function bucketq._fire_schedules(text,text[],timestamp with time zone[],timestamp with time zone[],text[]) is 'Workers only, after _due_schedules in the same transaction: send each due schedule''s own message for its slot (idempotency key name@slot) and move next_at to the given next slot (a whole minute after bucketq._now()); a slot already fired is skipped. The caller picks no payload, key, headers or topic. errors: the worker could not parse cron (recorded, the schedule waits to be replaced). Returns what happened per schedule.';
 
 CREATE OR REPLACE FUNCTION bucketq._grant_roles()
  RETURNS void
@@ -555,6 +705,9 @@ begin
     execute format('grant select on bucketq.groups to %I', r_consumer);
     -- Functions a view calls are checked against its reader: the views' filters.
     execute format('grant execute on function bucketq._may_see_group(int) to %I', r_consumer);
+    -- Workers fire the schedules of their group's topic: these send only what an admin
+    -- scheduled (create_schedule), never a payload the consumer names.
+    execute format('grant execute on function bucketq._due_schedules(text, int), bucketq._fire_schedules(text, text[], timestamptz[], timestamptz[], text[]) to %I', r_consumer);
   end if;
   if v_monitor then
     execute format('grant usage on schema bucketq to %I', r_monitor);
@@ -574,7 +727,7 @@ begin
     if v_producer and f.name in ('send', 'send_batch') then
       execute format('grant execute on function %s to %I', f.sig, r_producer);
     end if;
-    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
+    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'reject', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
     if v_monitor and f.name in ('metrics') then
@@ -1740,6 +1893,53 @@ begin
 end $function$;
 comment on function bucketq.create_group(text,text,text,integer,text,interval,interval,interval,interval) is 'Create a consumer group: an independent subscription to a topic with its own progress. start_at: ''earliest'' (everything still retained), ''latest'' (messages sent from now on) or a timestamp. max_attempts: tries before a message is dead-lettered (default 4). on_exhausted: ''skip'' dead-letters and moves the key on; ''block'' holds the key until replay_dead. backoff_base / backoff_max: retry n waits base * 2^(n-1), capped. lease_timeout: how long a claim holds a message. session_timeout: how long a consumer may miss heartbeats before its buckets move to others. Idempotent: false when it exists with the same settings, BQ007 otherwise.';
 
+CREATE OR REPLACE FUNCTION bucketq.create_schedule(schedule_name text, topic text, cron text, payload jsonb, key text DEFAULT NULL::text, timezone text DEFAULT 'UTC'::text, headers jsonb DEFAULT NULL::jsonb, paused boolean DEFAULT false, next_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_variable
+declare
+  t bucketq.topic;
+  s bucketq.schedule;
+  v_cron text := btrim(cron);
+begin
+  t := bucketq._topic(topic);
+  perform bucketq._check_schedule_input(schedule_name, v_cron, timezone, payload, key, headers);
+  if next_at is not null and (not isfinite(next_at) or next_at <> date_trunc('minute', next_at)) then
+    raise exception 'invalid next_at for schedule %: % (not a whole minute)', schedule_name, next_at
+      using errcode = 'BQ005',
+            hint = 'next_at is the first slot of the cron expression (a whole minute), or NULL to let the first worker compute it.';
+  end if;
+
+  insert into bucketq.schedule (name, topic_id, cron, timezone, payload, key, headers, paused, next_at)
+  values (schedule_name, t.topic_id, v_cron, timezone, payload, key, headers, coalesce(paused, false), next_at)
+  on conflict (name) do nothing;
+  if found then
+    return true;
+  end if;
+
+  select * into s from bucketq.schedule x where x.name = schedule_name for update;
+  if (s.topic_id, s.cron, s.timezone, s.payload, s.key, s.headers, s.paused)
+     is not distinct from (t.topic_id, v_cron, timezone, payload, key, headers, coalesce(paused, false)) then
+    return false;
+  end if;
+  -- Another definition under the same name replaces the old one. Its slots stay unless
+  -- the cron expression, time zone or topic changed (then they start over from next_at).
+  update bucketq.schedule x
+     set topic_id = t.topic_id, cron = v_cron, timezone = create_schedule.timezone, payload = create_schedule.payload,
+         key = create_schedule.key, headers = create_schedule.headers, paused = coalesce(create_schedule.paused, false),
+         next_at = case when (s.topic_id, s.cron, s.timezone) is not distinct from (t.topic_id, v_cron, create_schedule.timezone)
+                             and s.last_error is null
+                        then s.next_at else create_schedule.next_at end,
+         last_error = null,
+         updated_at = now()
+   where x.name = schedule_name;
+  return true;
+end $function$;
+comment on function bucketq.create_schedule(text,text,text,jsonb,text,text,jsonb,boolean,timestamp with time zone) is 'Create or replace a scheduled message: payload (with key and headers) is sent to topic at every occurrence of cron (five fields: minute hour day-of-month month day-of-week, or @hourly/@daily/@weekly/@monthly/@yearly) in timezone. The workers of the topic''s groups send it, once per slot (headers bucketq-schedule and bucketq-slot say which); after downtime only the oldest missed slot is sent, then it continues from now. next_at: the first slot, computed by the client (NULL: the first worker computes it). Returns true when created or changed, false when it already exists with the same definition.';
+
 CREATE OR REPLACE FUNCTION bucketq.create_topic(topic text, buckets integer DEFAULT 16, retention interval DEFAULT '7 days'::interval, max_payload_bytes integer DEFAULT 1048576, partition_interval interval DEFAULT '1 day'::interval)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -1896,6 +2096,17 @@ begin
   return v_messages;
 end $function$;
 comment on function bucketq.delete_topic(text,boolean) is 'Delete a topic and its whole log (its partitions are dropped), keys and idempotency keys. Refuses (BQ005) while consumer groups read it unless force => true, which deletes them too (see delete_group). Returns how many messages the log held.';
+
+CREATE OR REPLACE FUNCTION bucketq.drop_schedule(schedule_name text)
+ RETURNS boolean
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  with gone as (delete from bucketq.schedule s where s.name = drop_schedule.schedule_name returning 1)
+  select exists (select 1 from gone)
+$function$;
+comment on function bucketq.drop_schedule(text) is 'Delete a scheduled message; messages it already sent stay. Returns true when it existed, false when there was no schedule by that name.';
 
 CREATE OR REPLACE FUNCTION bucketq.grant_group(group_name text, role_name text)
  RETURNS boolean
@@ -2501,6 +2712,81 @@ begin
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
+
+CREATE OR REPLACE FUNCTION bucketq.reject(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
+ RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  g bucketq.consumer_group;
+  v_locked boolean := lease_tokens is null;
+  v_ids bigint[];
+  v_attempts int[];
+  v_result record;
+  v_results bigint[] := '{}';
+  v_statuses text[] := '{}';
+  v_retry timestamptz[] := '{}';
+begin
+  g := bucketq._group(group_name);
+  if v_locked then
+    perform bucketq._check_locked_args('reject', g, msg_ids, reject.consumer_id);
+  else
+    perform bucketq._check_lease_args('reject', msg_ids, lease_tokens);
+  end if;
+
+  -- The messages the caller holds, locked in nack's order, with their attempts so far.
+  if v_locked then
+    select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (
+      select i.msg_id, i.attempts from bucketq.inbox i
+       where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         and exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = reject.consumer_id)
+       order by i.key_id, i.msg_id
+         for update of i) h;
+    -- nack counts a locked message's attempt itself: leave it one.
+    update bucketq.inbox i set attempts = greatest(i.attempts, g.max_attempts - 1)
+     where i.group_id = g.group_id and i.msg_id = any(coalesce(v_ids, '{}'));
+  else
+    select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (
+      select i.msg_id, i.attempts
+        from unnest(msg_ids, lease_tokens) as e(id, tok)
+        join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state + 0 = 1
+       where exists (select 1 from bucketq.bucket_owner o
+                      where o.group_id = g.group_id and o.bucket = i.bucket
+                        and o.owner = i.consumer_id and o.epoch = i.epoch)
+       order by i.key_id, i.msg_id
+         for update of i) h;
+    update bucketq.inbox i set attempts = greatest(i.attempts, g.max_attempts)
+     where i.group_id = g.group_id and i.msg_id = any(coalesce(v_ids, '{}'));
+  end if;
+
+  for v_result in
+    select n.msg_id, n.status, n.retry_at
+      from bucketq.nack(group_name => reject.group_name, msg_ids => reject.msg_ids, lease_tokens => reject.lease_tokens,
+                        errors => reject.errors, strict => reject.strict, consumer_id => reject.consumer_id) n
+  loop
+    if v_result.msg_id = any(coalesce(v_ids, '{}')) and v_result.status <> 'dead' then
+      raise exception 'reject: nack did not dead-letter message % of group % (status %)', v_result.msg_id, g.name, v_result.status
+        using errcode = 'XX000', hint = 'A bug in bucketq: report it. Nothing was changed.';
+    end if;
+    msg_id := v_result.msg_id;
+    status := v_result.status;
+    retry_at := v_result.retry_at;
+    return next;
+  end loop;
+
+  -- The dead letters record the attempts made, not the ones spent above.
+  if v_ids is not null then
+    update bucketq.dead_letter d
+       set attempts = a.attempts + case when v_locked then 1 else 0 end
+      from unnest(v_ids, v_attempts) as a(id, attempts)
+     where d.group_id = g.group_id and d.msg_id = a.id;
+  end if;
+end $function$;
+comment on function bucketq.reject(text,bigint[],bigint[],text[],boolean,text) is 'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked.';
 
 CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
  RETURNS integer
@@ -3163,6 +3449,31 @@ create view bucketq.messages as
    FROM (bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)));
 comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed) or by topic and key (reads the topic''s log).';
+
+create view bucketq.schedules as
+ SELECT s.name,
+    t.name AS topic,
+    s.cron,
+    s.timezone,
+        CASE
+            WHEN bucketq._may_read_payloads(s.topic_id) THEN s.payload
+            ELSE NULL::jsonb
+        END AS payload,
+    s.key,
+        CASE
+            WHEN bucketq._may_read_payloads(s.topic_id) THEN s.headers
+            ELSE NULL::jsonb
+        END AS headers,
+    s.paused,
+    s.next_at,
+    s.last_at,
+    s.last_msg_id,
+    s.last_error,
+    s.created_at,
+    s.updated_at
+   FROM (bucketq.schedule s
+     JOIN bucketq.topic t ON ((t.topic_id = s.topic_id)));
+comment on view bucketq.schedules is 'One row per scheduled message (create_schedule): topic, cron expression and time zone, payload, key and headers (NULL where the caller may not read the topic''s payloads), paused, next_at (the next slot; NULL until a worker computes it), last_at and last_msg_id (the slot sent last and its message), last_error (why a slot was not sent or cron does not parse).';
 
 create view bucketq.table_sizes as
  SELECT c.relname AS relation,

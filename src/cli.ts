@@ -13,6 +13,7 @@ import { registerMaintain } from './cli/maintain-command.js';
 import { registerMessageCommands } from './cli/message-commands.js';
 import { registerMigrate } from './cli/migrate-command.js';
 import { registerRewind } from './cli/rewind-command.js';
+import { registerSchedule } from './cli/schedule-command.js';
 import { registerSend } from './cli/send-command.js';
 import { registerStatus } from './cli/status-command.js';
 import { registerTopic } from './cli/topic-command.js';
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   registerMessageCommands(program);
   registerDlq(program);
   registerRewind(program);
+  registerSchedule(program);
   registerMaintain(program);
   registerUi(program);
   registerExporter(program);

@@ -30,12 +30,15 @@ import {
   nackOptionsSchema,
   parseOrThrow,
   sendBatchOptionsSchema,
+  scheduleDefinitionSchema,
+  scheduleNameSchema,
   sendOptionsSchema,
   topicNameSchema,
 } from './options.js';
 import * as admin from './queries/admin.js';
 import * as consume from './queries/consume.js';
 import * as lobby from './queries/lobby.js';
+import * as schedules from './queries/schedules.js';
 import * as producer from './queries/send.js';
 import { traceSend } from './tracing.js';
 import * as topics from './queries/topics.js';
@@ -182,6 +185,36 @@ export class BucketQ {
   /** A group's unfinished messages (ready, leased, delayed, waiting, dead and blocking), from bucketq.lag. */
   async backlog(group: string): Promise<admin.GroupBacklog> {
     return admin.groupBacklog(this.pool, parseOrThrow(groupNameSchema, group, 'group name'));
+  }
+
+  /**
+   * Creates or replaces a scheduled message: `payload` is sent to `topic` at every
+   * occurrence of `cron` (five fields, minute granularity, read in `timezone`, default
+   * UTC). The workers of the topic's groups send it, once per slot across all of them.
+   * Returns true when created or changed, false when it existed with this definition.
+   */
+  async schedule(name: string, definition: schedules.ScheduleDefinition): Promise<boolean> {
+    const scheduleName = parseOrThrow(scheduleNameSchema, name, 'schedule name');
+    const d = parseOrThrow(scheduleDefinitionSchema, definition, 'schedule options');
+    return schedules.createSchedule(this.pool, scheduleName, { ...d, payload: definition.payload });
+  }
+
+  /** Deletes a scheduled message; true when it existed. */
+  async unschedule(name: string): Promise<boolean> {
+    return schedules.dropSchedule(this.pool, parseOrThrow(scheduleNameSchema, name, 'schedule name'));
+  }
+
+  /** The scheduled messages (of one topic, if given), from bucketq.schedules. */
+  async schedules(topic?: string): Promise<schedules.ScheduleRow[]> {
+    return schedules.listSchedules(this.pool, topic === undefined ? undefined : parseOrThrow(topicNameSchema, topic, 'topic name'));
+  }
+
+  /**
+   * Sends the due scheduled messages of the group's topic now (workers do this on every
+   * heartbeat); each slot is sent once whoever calls it.
+   */
+  async fireSchedules(group: string): Promise<schedules.FiredSchedule[]> {
+    return schedules.fireDueSchedules(this.pool, parseOrThrow(groupNameSchema, group, 'group name'));
   }
 
   /** A topic whose payloads are validated against a zod schema before sending. */

@@ -38,6 +38,8 @@ export type {
 export type { ClaimedMessage, LeasedMessage, AckResult, NackResult } from './queries/consume.js';
 export type { MaintenanceAction, GroupBacklog } from './queries/admin.js';
 export type { OwnedBucket } from './queries/lobby.js';
+export type { ScheduleDefinition, ScheduleRow, FiredSchedule } from './queries/schedules.js';
+export { nextSlot } from './queries/schedules.js';
 export { Consumer, consume, defaultConsumerId, type ConsumerStats, type StopOptions } from './worker/consumer.js';
 export { HandlerTimeoutError } from './worker/batch-executor.js';
 export type { Handler, HandlerContext, ConsumeOptionsInput as ConsumeOptions } from './worker/options.js';

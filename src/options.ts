@@ -82,6 +82,7 @@ export type ClientOptions = { connectionString: string; poolMax?: number } | { p
 
 export const topicNameSchema = nonEmptyString('topic');
 export const groupNameSchema = nonEmptyString('group');
+export const scheduleNameSchema = nonEmptyString('schedule');
 export const consumerIdSchema = nonEmptyString('consumerId');
 
 export const createTopicOptionsSchema = z
@@ -204,3 +205,18 @@ export function formatIssues(error: z.ZodError, schema?: z.ZodType): string[] {
     return path ? `${path}: ${text}` : text;
   });
 }
+
+/** bq.schedule() options (the payload is any JSON value and is passed through as is). */
+export const scheduleDefinitionSchema = z
+  .object({
+    topic: z.string({ error: 'topic is required: the topic the scheduled message is sent to' }).min(1, 'topic must not be empty'),
+    cron: z
+      .string({ error: "cron is required: five fields, e.g. '*/15 * * * *' (every 15 minutes) or '0 3 * * *' (03:00 daily)" })
+      .min(1, 'cron must not be empty'),
+    payload: z.unknown().refine((v) => v !== undefined && v !== null, 'payload is required: any JSON value except null'),
+    key: z.string().min(1).max(1024).nullable().optional(),
+    timezone: z.string().min(1, "timezone must not be empty: an IANA name such as 'UTC' or 'Europe/Paris'").optional(),
+    headers: z.record(z.string(), z.unknown()).nullable().optional(),
+    paused: z.boolean().optional(),
+  })
+  .strict();

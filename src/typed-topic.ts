@@ -30,8 +30,8 @@ export class TypedTopic<S extends z.ZodType> {
   /**
    * Consumes a group of this topic; the handler gets `message.payload` as the schema's
    * output type. A payload that does not match the schema fails its attempt with a
-   * PayloadValidationError listing the issues (no handler call): like any failure it is
-   * retried, and dead-lettered after the group's max_attempts with the issues as its error.
+   * PayloadValidationError listing the issues (no handler call) and is dead-lettered at
+   * once with the issues as its error (bucketq.reject): a retry would not make it valid.
    */
   async consume(options: TypedConsumeOptions<z.output<S>>, logger?: Logger): Promise<Consumer> {
     const { rows } = await this.client.pool.query<{ topic: string }>('select topic from bucketq.groups where group_name = $1', [options.group]);

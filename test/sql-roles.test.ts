@@ -32,17 +32,19 @@ let views: string[];
 let tables: string[];
 let sequences: string[];
 
-const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'replay_dead', 'resume_group', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
+const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_schedule', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'drop_schedule', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'reject', 'replay_dead', 'resume_group', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 // Internal functions the views call (checked against the view's reader).
 const VIEW_HELPERS = ['_may_read_payloads', '_may_see_group', '_now'];
-const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
+const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'schedules', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
+// Workers fire the schedules of their group's topic (only what an admin scheduled).
+const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
 
 /** What each user may do: functions by name, views by name. Everything else is denied. */
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
-  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', '_may_see_group'], views: ['groups'] },
+  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'reject', '_may_see_group', ...SCHEDULE_FIRING], views: ['groups'] },
   monitor: { functions: [...VIEW_HELPERS, 'metrics'], views: 'all' },
-  admin: { functions: [...PUBLIC_FUNCTIONS, ...VIEW_HELPERS], views: 'all' },
+  admin: { functions: [...PUBLIC_FUNCTIONS, ...VIEW_HELPERS, ...SCHEDULE_FIRING], views: 'all' },
   nobody: { functions: [], views: [] },
 };
 const allowedViews = (who: Who) => (allowed[who].views === 'all' ? views : (allowed[who].views as string[]));

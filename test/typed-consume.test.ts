@@ -27,9 +27,11 @@ afterAll(async () => {
 const Order = z.object({ amount: z.number().int().positive(), note: z.string().default('none') });
 
 describe('bq.topic(name, schema).consume()', () => {
-  it('gives the handler parsed payloads; an invalid payload is dead-lettered with its issues and never reaches the handler', async () => {
+  it('gives the handler parsed payloads; an invalid payload is dead-lettered at once with its issues and never reaches the handler', async () => {
     await bq.createTopic('tc.orders', { buckets: 2 });
-    await bq.createGroup('tc.billing', 'tc.orders', { startAt: 'earliest', maxAttempts: 2, backoffBase: '10 milliseconds', backoffMax: '10 milliseconds' });
+    // Attempts to spare, and a backoff long enough that a retry would not finish the test:
+    // the invalid payload must not use them.
+    await bq.createGroup('tc.billing', 'tc.orders', { startAt: 'earliest', maxAttempts: 5, backoffBase: '1 hour', backoffMax: '1 hour' });
     const orders = bq.topic('tc.orders', Order);
     const okId = await orders.send({ amount: 5 }, { key: 'c-1' });
     // Sent from SQL, past the producer's check: the consumer must catch it.
@@ -66,9 +68,37 @@ describe('bq.topic(name, schema).consume()', () => {
       `select msg_id::text, attempts, last_error from bucketq.dead_letters where group_name = 'tc.billing'`,
     );
     expect(dead.rows).toHaveLength(1);
-    expect(dead.rows[0]).toMatchObject({ msg_id: badId, attempts: 2 });
+    expect(dead.rows[0]).toMatchObject({ msg_id: badId, attempts: 1 });
     expect(dead.rows[0]!.last_error).toMatch(new RegExp(`^PayloadValidationError: invalid payload received on topic 'tc\\.orders':\\n  - message ${badId}: payload: amount: `));
     expect(dead.rows[0]!.last_error).not.toMatch(/\n\s+at /); // the issues, not a stack trace
+  }, 60_000);
+
+  it.each([
+    ['lock', 'batch'],
+    ['lease', 'batch'],
+    ['lease', 'message'],
+  ] as const)('claimMode %s, transaction %s: invalid payloads are dead at once, the valid ones of the batch are handled', async (claimMode, transaction) => {
+    const topic = `tc.modes.${claimMode}.${transaction}`;
+    const group = `${topic}.g`;
+    await bq.createTopic(topic, { buckets: 1 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', maxAttempts: 5, backoffBase: '1 hour', backoffMax: '1 hour' });
+    const payloads = [{ amount: 1 }, { amount: 'x' }, { amount: 2 }, { amount: -1 }, { amount: 3 }];
+    await ctx.db.pool.query(`select bucketq.send_batch($1, $2::jsonb[], array['a','b','a','c','d'])`, [topic, payloads.map((p) => JSON.stringify(p))]);
+    const seen: number[] = [];
+    const consumer = await bq.topic(topic, Order).consume(
+      { group, claimMode, transaction, batchSize: 10, pollIntervalMs: 50, handler: (m) => void seen.push(m.payload.amount) },
+      quiet,
+    );
+    consumers.push(consumer);
+    await waitFor('every message handled or dead', async () => {
+      const { rows } = await ctx.db.pool.query<{ pending: string }>(`select pending from bucketq.groups where group_name = $1`, [group]);
+      return rows[0]!.pending === '0';
+    });
+    await consumer.stop();
+    expect(seen.sort()).toEqual([1, 2, 3]);
+    const dead = await ctx.db.pool.query<{ attempts: number }>(`select attempts from bucketq.dead_letters where group_name = $1`, [group]);
+    expect(dead.rows).toEqual([{ attempts: 1 }, { attempts: 1 }]);
+    expect(consumer.stats.deadLettered).toBe(2);
   }, 60_000);
 
   it("refuses a group of another topic, naming the group's topic", async () => {

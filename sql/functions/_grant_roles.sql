@@ -38,6 +38,9 @@ begin
     execute format('grant select on bucketq.groups to %I', r_consumer);
     -- Functions a view calls are checked against its reader: the views' filters.
     execute format('grant execute on function bucketq._may_see_group(int) to %I', r_consumer);
+    -- Workers fire the schedules of their group's topic: these send only what an admin
+    -- scheduled (create_schedule), never a payload the consumer names.
+    execute format('grant execute on function bucketq._due_schedules(text, int), bucketq._fire_schedules(text, text[], timestamptz[], timestamptz[], text[]) to %I', r_consumer);
   end if;
   if v_monitor then
     execute format('grant usage on schema bucketq to %I', r_monitor);
@@ -57,7 +60,7 @@ begin
     if v_producer and f.name in ('send', 'send_batch') then
       execute format('grant execute on function %s to %I', f.sig, r_producer);
     end if;
-    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'maintain') then
+    if v_consumer and f.name in ('join', 'heartbeat', 'leave', 'claim', 'claim_locked', 'record_attempt', 'ack', 'nack', 'reject', 'maintain') then
       execute format('grant execute on function %s to %I', f.sig, r_consumer);
     end if;
     if v_monitor and f.name in ('metrics') then

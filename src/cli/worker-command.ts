@@ -33,10 +33,11 @@ const workerArgsSchema = z.object({
     .min(0, '--metrics-port must be from 0 (off) to 65535')
     .max(65535, '--metrics-port must be from 0 (off) to 65535')
     .optional(),
+  schedules: z.boolean().optional(),
   metricsHost: z.string().min(1, "--metrics-host must not be empty: use 127.0.0.1 (this machine only, the default) or 0.0.0.0 (all interfaces)").optional(),
 });
 
-export type WorkerArgs = Partial<Record<Exclude<keyof z.input<typeof workerArgsSchema>, 'databaseUrl'>, string>>;
+export type WorkerArgs = Partial<Record<Exclude<keyof z.input<typeof workerArgsSchema>, 'databaseUrl' | 'schedules'>, string>> & { schedules?: boolean };
 
 /** Each worker flag once: its help and the environment variable it falls back to (flags win). */
 const WORKER_FLAGS: readonly [flags: string, description: string, env: string][] = [
@@ -63,6 +64,7 @@ function defineWorker(cmd: Command): Command {
     .description('consume a group with a handler module until SIGTERM/SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal exits at once')
     .addHelpText('after', '\nexample:\n  bucketq worker --group billing --handler ./handler.js --concurrency 20 --metrics-port 9464');
   for (const [flags, description, env] of WORKER_FLAGS) cmd.addOption(new Option(flags, description).env(env));
+  cmd.addOption(new Option('--no-schedules', "do not send the topic's scheduled messages (other workers do; see `bucketq schedule`)"));
   return cmd;
 }
 
@@ -104,6 +106,7 @@ async function workerCommand(flags: WorkerArgs, url: string | undefined): Promis
       consumerId: args.consumerId,
       metricsPort: args.metricsPort,
       metricsHost: args.metricsHost,
+      schedules: args.schedules,
     },
   );
   let signals = 0;

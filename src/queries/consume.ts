@@ -183,10 +183,18 @@ export async function nack(
     error?: string | undefined;
     /** This message's own delay (an interval); else opts.retryDelay, else the group's backoff. */
     retryDelay?: string | undefined;
+    /** No retry can help (a payload the consumer cannot read): dead-letter it at once (bucketq.reject). */
+    permanent?: boolean | undefined;
   }[],
   opts: { retryDelay?: string | undefined; strict?: boolean | undefined; consumerId?: string | undefined },
 ): Promise<NackResult[]> {
   if (items.length === 0) return [];
+  const permanent = items.filter((i) => i.permanent);
+  if (permanent.length > 0) {
+    const retried = items.filter((i) => !i.permanent);
+    const results = [...(await nack(db, group, retried, opts)), ...(await reject(db, group, permanent, opts))];
+    return items.map((i) => results.find((r) => r.msgId === i.msgId)!).filter(Boolean);
+  }
   if (items.some((i) => i.retryDelay !== undefined)) return nackEach(db, group, items, opts);
   const call = namedCall('bucketq.nack', [
     ['group_name', 'text', group],
@@ -202,6 +210,26 @@ export async function nack(
     `select msg_id, status, retry_at from ${call.text}`,
     call.values,
   );
+  return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
+}
+
+/** Dead-letter claimed messages at once (bucketq.reject: nack's checks, no attempts left). */
+export async function reject(
+  db: Queryable,
+  group: string,
+  items: readonly { msgId: string; leaseToken: string | null; error?: string | undefined }[],
+  opts: { strict?: boolean | undefined; consumerId?: string | undefined },
+): Promise<NackResult[]> {
+  if (items.length === 0) return [];
+  const call = namedCall('bucketq.reject', [
+    ['group_name', 'text', group],
+    ['msg_ids', 'bigint[]', items.map((i) => i.msgId)],
+    ['lease_tokens', 'bigint[]', leaseTokensOf(items)],
+    ['errors', 'text[]', items.some((i) => i.error !== undefined) ? items.map((i) => i.error ?? null) : undefined],
+    ['strict', 'boolean', opts.strict],
+    ['consumer_id', 'text', opts.consumerId],
+  ]);
+  const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(db, `select msg_id, status, retry_at from ${call.text}`, call.values);
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
 }
 

@@ -6,6 +6,7 @@
 // Failed handlers are nacked on that same path, so no ending forgets them.
 import type pg from 'pg';
 import { ack, nack, recordAttempt, type ClaimedMessage, type LockedClaim, type NackResult } from '../queries/consume.js';
+import { PayloadValidationError } from '../errors.js';
 import { jitteredRetryDelay } from './backoff.js';
 import { beginSql, checkout, type HeldConnection } from './connection.js';
 import { describe, isFenced, isRetryableConflict, logged, type Failure } from './failures.js';
@@ -365,12 +366,14 @@ export class BatchExecutor {
   }
 
   /** What nack needs per failure: its lease (null for locked messages), the error, a jittered delay. */
-  private nackItems(failed: Failure[]): { msgId: string; leaseToken: string | null; error: string; retryDelay: string }[] {
+  private nackItems(failed: Failure[]): { msgId: string; leaseToken: string | null; error: string; retryDelay: string; permanent: boolean }[] {
     return failed.map(({ m, err }) => ({
       msgId: m.msgId,
       leaseToken: m.leaseToken,
       error: describe(err),
       retryDelay: jitteredRetryDelay(this.rt.settings, m.attempt),
+      // A payload that does not match its typed topic's schema will not on a retry.
+      permanent: err instanceof PayloadValidationError,
     }));
   }
 

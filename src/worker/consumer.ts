@@ -13,6 +13,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import { groupSettings, type GroupSettings } from '../queries/lobby.js';
+import { fireDueSchedules } from '../queries/schedules.js';
 import { BatchExecutor } from './batch-executor.js';
 import { ClaimLoop, mayClaimLocked } from './claim-loop.js';
 import { Membership } from './membership.js';
@@ -211,13 +212,27 @@ export class Consumer {
     await this.refreshLag();
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     let nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
+    if (this.opts.schedules) await this.fireSchedules();
     this.membership.startHeartbeat(interval, async () => {
+      if (this.opts.schedules) await this.fireSchedules();
       if (this.opts.maintenanceIntervalMs > 0 && Date.now() >= nextMaintenance) {
         nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
         await this.maintain();
       }
     });
     this.claimLoop.start();
+  }
+
+  /** Sends the due scheduled messages of the group's topic (each slot once across all workers). */
+  private async fireSchedules(): Promise<void> {
+    try {
+      for (const f of await fireDueSchedules(this.pool, this.group)) {
+        if (f.error) this.log.warn({ schedule: f.schedule, slot: f.slot, error: f.error }, 'scheduled message not sent');
+        else if (f.msgId) this.log.info({ schedule: f.schedule, slot: f.slot, msgId: f.msgId, nextAt: f.nextAt }, 'scheduled message sent');
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'firing schedules failed; retried at the next heartbeat');
+    }
   }
 
   private async maintain(): Promise<void> {

@@ -121,6 +121,12 @@ export const consumeOptionsSchema = z
     parsePayload: z
       .custom<(text: string) => unknown>((v) => typeof v === 'function', 'parsePayload must be a function (text: string) => payload, e.g. (text) => text for the exact JSON text')
       .optional(),
+    /**
+     * Fire the due scheduled messages of this group's topic (bq.schedule) on every
+     * heartbeat. Any number of workers may: each slot is sent once. false: leave it to
+     * other workers.
+     */
+    schedules: z.boolean({ error: 'schedules must be true or false' }).default(true),
     /** Wait for LISTEN wake-ups (disable to rely on polling only). */
     listen: z.boolean().default(true),
     meta: z.unknown().optional(),
