@@ -1299,10 +1299,11 @@ CREATE OR REPLACE FUNCTION bucketq._xid8(x xid)
  RETURNS xid8
  LANGUAGE sql
 AS $function$
-  select ((((c >> 32) - case when x::text::bigint > (c & 4294967295) then 1 else 0 end) << 32) | x::text::bigint)::text::xid8
+  select ((((c >> 32)
+            - case when x::text::bigint - (c & 4294967295) > 2147483648 then 1 else 0 end) << 32) | x::text::bigint)::text::xid8
     from (select pg_current_xact_id()::text::bigint as c) s
 $function$;
-comment on function bucketq._xid8(xid) is 'The xid8 of a recent xid (a row''s xmin), in the current epoch or the one before.';
+comment on function bucketq._xid8(xid) is 'The xid8 of a recent xid (a row''s xmin): the epoch of the current transaction id, or the one before across a wraparound.';
 
 CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
  RETURNS TABLE(msg_id bigint, status text)

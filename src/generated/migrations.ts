@@ -133,7 +133,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 23;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "29465f1d8501bbad72bf260c33ed23f70e905aa27362e38099e4d7f284b758a7",
+  hash: "be69955a77fc522bd56b5d14949cfb1cb8ecd326a268027b45b9930c53df941d",
   files: [
     {
       path: "functions/_caller.sql",
@@ -305,7 +305,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_xid8.sql",
-      sql: "-- The full transaction id (xid8) of a recent 32-bit xid such as a row's xmin: the\n-- current epoch, or the one before if the counter wrapped since.\ncreate or replace function bucketq._xid8(x xid) returns xid8\nlanguage sql volatile as $$\n  select ((((c >> 32) - case when x::text::bigint > (c & 4294967295) then 1 else 0 end) << 32) | x::text::bigint)::text::xid8\n    from (select pg_current_xact_id()::text::bigint as c) s\n$$;\n\ncomment on function bucketq._xid8(xid) is\n'The xid8 of a recent xid (a row''s xmin), in the current epoch or the one before.';\n",
+      sql: "-- The full transaction id (xid8) of a recent 32-bit xid such as a row's xmin: the\n-- epoch of the current transaction id, or the one before when x is more than 2^31 above\n-- it (the counter wrapped since x). A subtransaction's id is a little above its top\n-- transaction's: the same epoch.\ncreate or replace function bucketq._xid8(x xid) returns xid8\nlanguage sql volatile as $$\n  select ((((c >> 32)\n            - case when x::text::bigint - (c & 4294967295) > 2147483648 then 1 else 0 end) << 32) | x::text::bigint)::text::xid8\n    from (select pg_current_xact_id()::text::bigint as c) s\n$$;\n\ncomment on function bucketq._xid8(xid) is\n'The xid8 of a recent xid (a row''s xmin): the epoch of the current transaction id, or the one before across a wraparound.';\n",
     },
     {
       path: "functions/ack.sql",
