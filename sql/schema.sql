@@ -3013,8 +3013,6 @@ declare
   t bucketq.topic;
   n int := coalesce(cardinality(payloads), 0);
   v_now timestamptz;
-  v_bad int;
-  v_size int;
   v_reserved bigint[];
   v_ids bigint[];      -- per input position: the id already known (idempotency hit or reservation)
   v_new boolean[];     -- per input position: this payload becomes a new message
@@ -3025,6 +3023,7 @@ declare
   v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
 begin
   t := bucketq._topic(send_batch.topic);
+  -- Every element is checked there, before anything is written.
   perform bucketq._check_send_input(t, payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before);
   if payloads is null then
     raise exception 'payloads must not be NULL (topic %)', t.name
@@ -3041,44 +3040,6 @@ begin
   end if;
   if n = 0 then
     return;
-  end if;
-
-  -- Validate every element before writing anything.
-  select u.o, pg_column_size(u.p) into v_bad, v_size
-    from unnest(payloads) with ordinality u(p, o)
-   where u.p is null or u.p = 'null'::jsonb or pg_column_size(u.p) > t.max_payload_bytes
-   order by u.o limit 1;
-  if found then
-    if payloads[v_bad] is null or payloads[v_bad] = 'null'::jsonb then
-      raise exception 'payload % of % is null (topic %)', v_bad, n, t.name
-        using errcode = 'BQ005', hint = 'A payload is any JSON value except null, e.g. ''{}''::jsonb.';
-    end if;
-    raise exception 'payload % of % is % bytes, over the limit of % bytes for topic %', v_bad, n, v_size, t.max_payload_bytes, t.name
-      using errcode = 'BQ004', hint = 'Send a smaller payload (store large blobs elsewhere and send a reference), or create the topic with a larger max_payload_bytes.';
-  end if;
-  if send_batch.headers is not null then
-    select u.o into v_bad from unnest(send_batch.headers) with ordinality u(h, o)
-     where u.h is not null and jsonb_typeof(u.h) <> 'object' order by u.o limit 1;
-    if found then
-      raise exception 'headers % of % is not a JSON object (topic %)', v_bad, n, t.name
-        using errcode = 'BQ005', hint = 'headers are a JSON object, e.g. ''{"trace-id":"abc"}''::jsonb, or NULL.';
-    end if;
-  end if;
-  if keys is not null then
-    select u.o into v_bad from unnest(keys) with ordinality u(k, o)
-     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
-    if found then
-      raise exception 'key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
-        using errcode = 'BQ005', hint = 'A key is 1 to 1024 characters, or NULL for an unkeyed message.';
-    end if;
-  end if;
-  if idempotency_keys is not null then
-    select u.o into v_bad from unnest(idempotency_keys) with ordinality u(k, o)
-     where u.k = '' or length(u.k) > 1024 order by u.o limit 1;
-    if found then
-      raise exception 'idempotency key % of % is empty or longer than 1024 characters (topic %)', v_bad, n, t.name
-        using errcode = 'BQ005', hint = 'An idempotency key is 1 to 1024 characters, or NULL.';
-    end if;
   end if;
 
   -- Shared with other producers, exclusive for create_group: a group being created
