@@ -48,7 +48,7 @@ describe('fan-out', () => {
     expect(await drainIds(s, g2, 'b')).toEqual(ids.filter((id) => !first.some((m) => m.msg_id === id)));
 
     const { rows } = await s.query(
-      `select g.name, count(*)::int as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name in ($1, $2) group by g.name order by g.name`,
+      `select g.name, count(*)::int as n from bucketq.deliveries d join bucketq.consumer_group g using (group_id) where g.name in ($1, $2) group by g.name order by g.name`,
       [g1, g2],
     );
     expect(rows).toEqual([

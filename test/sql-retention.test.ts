@@ -38,7 +38,7 @@ async function relationExists(c: pg.Client, name: string): Promise<boolean> {
 async function counts(c: pg.Client, topic: string) {
   const { rows } = await c.query(
     `select (select count(*)::int from bucketq.message m where m.topic_id = t.topic_id) as messages,
-            (select count(*)::int from bucketq.delivery d where d.topic_id = t.topic_id) as deliveries,
+            (select count(*)::int from bucketq.deliveries d where d.topic_id = t.topic_id) as deliveries,
             (select count(*)::int from bucketq.dead_letter d where d.topic_id = t.topic_id) as dead_letters,
             (select count(*)::int from bucketq.idempotency i where i.topic_id = t.topic_id) as idempotency
        from bucketq.topic t where t.name = $1`,

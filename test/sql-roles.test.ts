@@ -34,7 +34,7 @@ let sequences: string[];
 
 const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_schedule', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'drop_schedule', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'reject', 'replay_dead', 'resume_group', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 // Internal functions the views call (checked against the view's reader).
-const VIEW_HELPERS = ['_may_read_payloads', '_may_see_group', '_now'];
+const VIEW_HELPERS = ['_log_backlog', '_may_read_payloads', '_may_see_group', '_now'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'schedules', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 // Workers fire the schedules of their group's topic (only what an admin scheduled).
 const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
@@ -42,7 +42,7 @@ const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
 /** What each user may do: functions by name, views by name. Everything else is denied. */
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
-  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'reject', '_may_see_group', ...SCHEDULE_FIRING], views: ['groups'] },
+  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'reject', '_log_backlog', '_may_see_group', ...SCHEDULE_FIRING], views: ['groups'] },
   monitor: { functions: [...VIEW_HELPERS, 'metrics'], views: 'all' },
   admin: { functions: [...PUBLIC_FUNCTIONS, ...VIEW_HELPERS, ...SCHEDULE_FIRING], views: 'all' },
   nobody: { functions: [], views: [] },
@@ -128,13 +128,13 @@ describe('the migration', () => {
     // bucketq_monitor no longer gets the cluster-wide pg_monitor: test/sql-trust.test.ts.
   });
 
-  it('makes every public function SECURITY DEFINER with a fixed search_path (and the deferred commit trigger too)', async () => {
+  it('makes every public function SECURITY DEFINER with a fixed search_path (and the backlog count the views use)', async () => {
     const { rows } = await owner.query(`
       select p.proname as name, p.prosecdef as definer, p.proconfig as config
         from pg_proc p
-       where p.pronamespace = 'bucketq'::regnamespace and (p.proname !~ '^_' or p.proname = '_tg_commit_check')
+       where p.pronamespace = 'bucketq'::regnamespace and (p.proname !~ '^_' or p.proname = '_log_backlog')
        order by 1`);
-    expect(rows.map((r) => r.name)).toEqual(expect.arrayContaining([...PUBLIC_FUNCTIONS, '_tg_commit_check']));
+    expect(rows.map((r) => r.name)).toEqual(expect.arrayContaining([...PUBLIC_FUNCTIONS, '_log_backlog']));
     expect(rows.filter((r) => !r.definer || !(r.config ?? []).includes('search_path=pg_catalog, bucketq, pg_temp'))).toEqual([]);
   });
 
@@ -223,8 +223,6 @@ describe('each role can do its job', () => {
   it('producer: send and send_batch, also inside its own transaction, keyed or not', async () => {
     const p = as.producer;
     const one = await send(p, T, { n: 1 }, { key: 'k1' });
-    // The second message of a key waits behind the first: its readiness is settled by
-    // a deferred trigger at COMMIT, which runs outside send_batch, as the producer.
     const two = await send(p, T, { n: 2 }, { key: 'k1' });
     await p.query('begin');
     const batch = await sendBatch(p, T, [{ n: 3 }, { n: 4 }], { keys: ['k1', null] });
@@ -232,8 +230,12 @@ describe('each role can do its job', () => {
     ids = [one, two, ...batch];
     const { rows } = await owner.query(`select id, key_seq from bucketq.message where id = any($1::bigint[]) order by id`, [ids]);
     expect(rows.map((r) => Number(r.key_seq ?? 0))).toEqual([1, 2, 3, 0]);
-    const inbox = await owner.query(`select bucketq._state_name(state) as s from bucketq.inbox where msg_id = any($1::bigint[]) order by msg_id`, [ids]);
-    expect(inbox.rows.map((r) => r.s)).toEqual(['ready', 'waiting', 'waiting', 'ready']);
+    // Each group reads them from the log (sending writes nothing per group): 2 keys'
+    // heads ready, the rest of k1 behind its head.
+    const { rows: lag } = await owner.query(`select sum(ready + waiting)::int as n from bucketq.lag where topic = $1`, [T]);
+    expect(lag[0].n).toBeGreaterThanOrEqual(4);
+    const inbox = await owner.query(`select count(*)::int as n from bucketq.inbox where msg_id = any($1::bigint[])`, [ids]);
+    expect(inbox.rows[0].n).toBe(0);
   });
 
   it('producer: cannot move the bucketq clock (the offset is honoured for the schema owner only)', async () => {
@@ -283,7 +285,7 @@ describe('each role can do its job', () => {
     const left = await c.query(`select bucketq.leave($1, 'w1') as n`, [G]);
     expect(left.rows[0].n).toBe(4);
 
-    const { rows: done } = await owner.query(`select msg_id from bucketq.delivery where group_id = (select group_id from bucketq.consumer_group where name = $1) order by msg_id`, [G]);
+    const { rows: done } = await owner.query(`select msg_id from bucketq.deliveries where group_id = (select group_id from bucketq.consumer_group where name = $1) order by msg_id`, [G]);
     expect(done.map((r) => Number(r.msg_id))).toEqual(byId(first));
   });
 

@@ -318,7 +318,7 @@ async function expectExactlyOnceInOrder(group: string, topic: string, sent: Set<
   const extra = [...perMsg.keys()].filter((id) => !sent.has(id));
   const duplicateDetail = async () => {
     const ids = duplicated.slice(0, 5).map(([id]) => id);
-    const deliveries = await q('select msg_id, attempt, consumer_id, epoch, acked_at from bucketq.delivery where msg_id = any($1::bigint[])', [ids]);
+    const deliveries = await q('select msg_id, attempt, consumer_id, epoch, acked_at from bucketq.deliveries where msg_id = any($1::bigint[])', [ids]);
     return `duplicated effects: ${JSON.stringify(duplicated.slice(0, 5), null, 1)}\ntheir delivery rows: ${JSON.stringify(deliveries, null, 1)}`;
   };
   expect(duplicated.length, duplicated.length ? await duplicateDetail() : '').toBe(0);
@@ -341,7 +341,7 @@ async function expectExactlyOnceInOrder(group: string, topic: string, sent: Set<
     const key = /^key (\S+):/.exec(violations[0]!)![1]!;
     const rows = await q(
       `select e.id, e.msg_id, e.key_seq, e.consumer, d.attempt, d.epoch, d.acked_at::text
-         from effects e left join bucketq.delivery d on d.msg_id = e.msg_id
+         from effects e left join bucketq.deliveries d on d.msg_id = e.msg_id
         where e.group_name = $1 and e.key = $2 order by e.id`,
       [group, key],
     );
@@ -352,7 +352,7 @@ async function expectExactlyOnceInOrder(group: string, topic: string, sent: Set<
   const [d] = await q<{ n: string; distinct_n: string; wrong: string }>(
     `select count(*)::text as n, count(distinct d.msg_id)::text as distinct_n,
             count(*) filter (where not d.msg_id = any($2::bigint[]))::text as wrong
-       from bucketq.delivery d join bucketq.consumer_group g on g.group_id = d.group_id
+       from bucketq.deliveries d join bucketq.consumer_group g on g.group_id = d.group_id
       where g.name = $1`,
     [group, [...sent]],
   );
@@ -608,7 +608,7 @@ describe('worker processes', () => {
         const owners = [...(await ownersOf(group)).values()];
         if (!owners.every((o) => o !== null && o !== zombie.id)) return false;
         if (mode === 'lock') return (await effectsBy(group, others[0]!.id)) + (await effectsBy(group, others[1]!.id)) > 0;
-        const d = await q<{ consumer_id: string }>('select consumer_id from bucketq.delivery where msg_id = $1', [stalledMsg]);
+        const d = await q<{ consumer_id: string }>('select consumer_id from bucketq.deliveries where msg_id = $1', [stalledMsg]);
         return d.length === 1 && d[0]!.consumer_id !== zombie.id;
       },
       stoppedMs - 300,
@@ -616,7 +616,7 @@ describe('worker processes', () => {
       all,
     );
     if (mode === 'lock') {
-      expect(await q('select 1 from bucketq.delivery where msg_id = $1', [stalledMsg]), 'held by the frozen transaction').toEqual([]);
+      expect(await q('select 1 from bucketq.deliveries where msg_id = $1', [stalledMsg]), 'held by the frozen transaction').toEqual([]);
     }
     // The zombie's transaction is still open (in pg_sleep), holding its own effect row.
     const open = await q(`select pid from pg_stat_activity where state = 'active' and query like '%pg_sleep%' and now() - query_start > interval '1 second'`);
@@ -658,7 +658,7 @@ describe('worker processes', () => {
       // Held by the frozen transaction until it ended after the resume, then handled
       // again (by whoever owned the bucket then, the zombie included) and acked once.
       const [d] = await q<{ resumed_ms: number }>(
-        `select extract(epoch from acked_at) * 1000 - $2::float8 as resumed_ms from bucketq.delivery where msg_id = $1`,
+        `select extract(epoch from acked_at) * 1000 - $2::float8 as resumed_ms from bucketq.deliveries where msg_id = $1`,
         [stalledMsg, resumedAt],
       );
       expect(d!.resumed_ms).toBeGreaterThan(0);

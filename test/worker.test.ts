@@ -213,7 +213,7 @@ describe('consume()', () => {
       await waitFor('zombie to start', async () => zombieStarted);
       rescuer = await bq.consume({ group, handler: recordEffect(group), heartbeatIntervalMs: 100 }, quiet);
       await waitFor('rescuer to deliver', async () => {
-        const r = await db.pool.query('select 1 from bucketq.delivery where msg_id = $1', [victim]);
+        const r = await db.pool.query('select 1 from bucketq.deliveries where msg_id = $1', [victim]);
         return r.rowCount === 1;
       });
       await waitFor('zombie ack refused', async () => zombie.stats.fenced >= 1, 10_000);
@@ -223,7 +223,7 @@ describe('consume()', () => {
     }
     const effects = await db.pool.query<{ consumer: string }>('select consumer from effects where msg_id = $1', [victim]);
     expect(effects.rows).toEqual([{ consumer: rescuer?.consumerId }]);
-    const deliveries = await db.pool.query<{ consumer_id: string }>('select consumer_id from bucketq.delivery where msg_id = $1', [
+    const deliveries = await db.pool.query<{ consumer_id: string }>('select consumer_id from bucketq.deliveries where msg_id = $1', [
       victim,
     ]);
     expect(deliveries.rows).toEqual([{ consumer_id: rescuer?.consumerId }]);
@@ -313,7 +313,7 @@ describe('consume()', () => {
         .sort(),
     );
     const deliveries = await db.pool.query<{ n: string }>(
-      'select count(*) as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1',
+      'select count(*) as n from bucketq.deliveries d join bucketq.consumer_group g using (group_id) where g.name = $1',
       [group],
     );
     expect(Number(deliveries.rows[0]?.n)).toBe(18);

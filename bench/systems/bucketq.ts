@@ -94,7 +94,10 @@ export class BucketqSystem implements QueueSystem {
   }
 
   async backlog(): Promise<number> {
-    const { rows } = await this.pool.query<{ n: number }>('select count(*)::int as n from bucketq.inbox');
+    const { rows } = await this.pool.query<{ n: number }>(
+      // Everything not yet acked: the inbox's exceptions and the logs past the checkpoints.
+      'select coalesce(sum(ready + leased + delayed + waiting + dead_blocking), 0)::int as n from bucketq.lag',
+    );
     return rows[0]!.n;
   }
 

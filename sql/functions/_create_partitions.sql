@@ -13,6 +13,10 @@ begin
   execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
                  m, m || '_bounds', p_topic_id, p_lower, p_upper);
   execute format('create unique index %I on bucketq.%I (id)', m || '_id_key', m);
+  -- The claims' window scan and the probe for transactions at a window's edge (the
+  -- partitioned indexes message_window and message_xid adopt them on attach).
+  execute format('create index %I on bucketq.%I (bucket, ord)', m || '_window', m);
+  execute format('create index %I on bucketq.%I (bucket, xid)', m || '_xid', m);
   execute format('alter table bucketq.%I attach partition bucketq.%I for values from (%L) to (%L)',
                  'message_t' || p_topic_id, m, p_lower, p_upper);
   execute format('create table bucketq.%I (like bucketq.delivery including defaults including constraints)', d);

@@ -22,6 +22,8 @@ declare
   v_xact xid8;
   v_admin boolean;
   v_caller name;
+  v_all bigint[] := msg_ids;   -- as given, for the statuses
+  v_log bigint[];
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
@@ -39,6 +41,22 @@ begin
   v_admin := bucketq._caller_is_admin();
   v_caller := bucketq._caller();
   v_now := bucketq._now();
+
+  -- Messages handed out from the log (the normal flow): the batch's checkpoint moves.
+  v_log := bucketq._log_settle('ack', g, msg_ids, lease_tokens, msg_ids, ack.consumer_id, v_now);
+  if cardinality(v_log) = cardinality(msg_ids) then
+    return query select u.id, 'acked'::text from unnest(v_all) u(id);
+    return;
+  end if;
+  -- The rest are inbox rows: retries, runs handed back, waiting messages.
+  if cardinality(v_log) > 0 then
+    select array_agg(u.id order by u.o), array_agg(u.tok order by u.o) into msg_ids, lease_tokens
+      from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, o)
+     where u.id <> all(v_log);
+    if v_locked then
+      lease_tokens := null;
+    end if;
+  end if;
 
   if not v_locked then
     -- Each id's token (a msg_id given twice counts with its first token) as a map
@@ -165,22 +183,17 @@ begin
   end if;
 
   if v_stale is null then
-    return query select u.id, 'acked'::text from unnest(msg_ids) u(id);
+    return query select u.id, 'acked'::text from unnest(v_all) u(id);
     return;
   end if;
   return query
   select u.id,
-         case when a.id is not null then 'acked'
+         case when u.id = any(coalesce(v_acked, '{}')) or u.id = any(v_log) then 'acked'
               -- Only the caller's own consumers' deliveries: statuses must not tell a
               -- caller which ids exist.
-              when exists (select 1 from bucketq.delivery d
-                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
-                              and (v_admin or exists (select 1 from bucketq.consumer c
-                                                       where c.group_id = g.group_id and c.consumer_id = d.consumer_id
-                                                         and c.joined_by = v_caller))) then 'already_acked'
+              when bucketq._delivered(g, u.id, case when v_admin then null else v_caller end) then 'already_acked'
               else 'stale' end
-    from unnest(msg_ids) with ordinality u(id, n)
-    left join (select distinct x.id from unnest(v_acked) x(id)) a on a.id = u.id
+    from unnest(v_all) with ordinality u(id, n)
    order by u.n;
 end $$;
 

@@ -25,6 +25,7 @@ declare
   v_room int;
   v_owned int[];
   v_epochs bigint[];
+  v_got int := 0;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim', g, consumer_id);
@@ -69,6 +70,9 @@ begin
     end if;
     return;  -- a member that owns no bucket (yet): nothing to claim
   end if;
+
+  -- Batches from the buckets' logs that ended without settling come back first.
+  perform bucketq._log_expire_due(g, v_owned, v_epochs, v_now);
 
   -- Is anything due in these buckets (expired leases, retries, not_before reached)?
   -- Usually not: one index probe, and the three statements below are skipped.
@@ -146,13 +150,10 @@ begin
      where v.keep;
   end if;
 
-  if v_timed is null and v_ready is null then
-    return;
-  end if;
   v_token := nextval('bucketq.lease_token_seq');
-  v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
-
-  return query
+  if v_timed is not null or v_ready is not null then
+    v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
+    return query
   with leased as (
     update bucketq.inbox i
        set state = 1, available_at = v_until, attempts = i.attempts + 1,
@@ -177,6 +178,18 @@ begin
     join m on m.id = l.msg_id and m.sent_at = l.sent_at
    -- Oldest first; a run right behind its head, in key_seq order.
    order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+    get diagnostics v_got = row_count;
+  end if;
+
+  -- Then the normal flow: the buckets' logs past their checkpoints, under one lease per
+  -- bucket (a progress row, not a row per message).
+  if v_got < max_messages then
+    return query
+    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, v_token, l.sent_at, v_until, l.epoch
+      from bucketq._log_claim(g, claim.consumer_id, v_owned, v_epochs, max_messages - v_got, max_per_key,
+                              v_now, v_token, v_until) l
+     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  end if;
 end $$;
 
 comment on function bucketq.claim(text, text, int, int[], interval, int) is

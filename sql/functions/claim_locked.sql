@@ -17,6 +17,7 @@ declare
   v_epochs bigint[];
   v_ids bigint[];
   v_dead int;
+  v_got int := 0;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim_locked', g, consumer_id);
@@ -60,6 +61,9 @@ begin
   if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
     perform bucketq._settle_attempts(g);
   end if;
+  -- Batches from the buckets' logs that ended without settling come back first.
+  perform bucketq._log_expire_due(g, v_owned, v_epochs, v_now);
+
   if exists (select 1 from bucketq.inbox i
               where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
                 and i.bucket = any(v_owned)) then
@@ -104,10 +108,7 @@ begin
                           where i.group_id = g.group_id and i.msg_id = u.id and y.state = 4);
     end if;
   end if;
-  if v_ids is null then
-    return;
-  end if;
-
+  if v_ids is not null then
   return query
   with held as materialized (
     select i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, ob.epoch
@@ -127,6 +128,18 @@ begin
     from held l
     join m on m.id = l.msg_id and m.sent_at = l.sent_at
    order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  get diagnostics v_got = row_count;
+  end if;
+
+  -- Then the normal flow: the buckets' logs past their checkpoints. Each bucket read
+  -- stays locked (its cursor row) until this transaction ends.
+  if v_got < max_messages then
+    return query
+    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, l.sent_at, l.epoch, pg_current_xact_id()
+      from bucketq._log_claim(g, claim_locked.consumer_id, v_owned, v_epochs, max_messages - v_got, max_per_key,
+                              v_now, null, null) l
+     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  end if;
 end $$;
 
 comment on function bucketq.claim_locked(text, text, int, int[], int) is

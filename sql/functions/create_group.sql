@@ -89,6 +89,21 @@ begin
   insert into bucketq.bucket_owner (group_id, bucket)
   select g.group_id, b from generate_series(0, t.buckets - 1) b;
 
+  -- The group reads each bucket's log. No producer of the topic is in flight (the
+  -- advisory lock above), so this snapshot holds every message sent so far. 'latest':
+  -- the log from this snapshot on. Otherwise the first window is the whole log (from
+  -- an empty snapshot): claims read it in ord order and skip what was sent before the
+  -- start time; only messages sent before the log path existed (no xid: migration 21)
+  -- are put in the inbox below.
+  insert into bucketq.cursor (group_id, bucket)
+  select g.group_id, b from generate_series(0, t.buckets - 1) b;
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
+  select g.group_id, b, 1,
+         case when start_at = 'latest' then s.snap else '1:1:'::pg_snapshot end,
+         case when start_at = 'latest' then s.floor else 0 end,
+         s.snap, s.floor, s.ceil, 0, 0, v_now
+    from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
+
   if start_at <> 'latest' then
     insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
     select g.group_id, m.id, m.bucket,
@@ -99,7 +114,7 @@ begin
            end,
            m.key_id, m.key_seq, m.sent_at, m.not_before
       from bucketq.message m
-     where m.topic_id = t.topic_id and (v_start_time is null or m.sent_at >= v_start_time);
+     where m.topic_id = t.topic_id and m.xid is null and (v_start_time is null or m.sent_at >= v_start_time);
   end if;
   return true;
 end $$;

@@ -19,6 +19,16 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   delete from bucketq.inbox i where i.group_id = g.group_id;
   get diagnostics v_pending = row_count;
+  -- and what was still ahead in the buckets' logs (locked batches reading them finish first)
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  v_pending := v_pending + (
+    select count(*) from bucketq.topic t
+      cross join generate_series(0, t.buckets - 1) as b(bucket)
+      cross join lateral (select p.* from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                           order by p.seq desc limit 1) c
+      cross join lateral bucketq._log_ahead(g.topic_id, c) m
+     where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
   delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
   return v_pending;

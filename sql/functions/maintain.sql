@@ -4,6 +4,7 @@ language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
 #variable_conflict use_column
 declare
+  v_oldest timestamptz;
   t bucketq.topic;
   p bucketq.log_partition;
   v_now timestamptz;
@@ -12,6 +13,7 @@ declare
   v_pruned bigint;
   -- Ours is set local below: the caller's transaction gets its own back at the end.
   v_lock_timeout text := current_setting('lock_timeout');
+  v_pending boolean;
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -40,11 +42,29 @@ begin
         -- waited committed its rows of this partition before we got it (issue 13,
         -- item 11).
         select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
+        v_pending := false;
         -- Every group must be done: no un-acked, un-skipped row at or below the
         -- partition's last id (ids grow with time, so this is conservative).
-        if v_max_id is not null and exists (
+        -- And no message of the partition still ahead of a group's checkpoint in its
+        -- bucket's log (or in the batch under way there).
+        if v_max_id is not null and not v_pending then
+          execute format(
+            $q$select exists (
+                 select 1
+                   from bucketq.consumer_group g
+                   cross join generate_series(0, %s - 1) as b(bucket)
+                   cross join lateral (select p.* from bucketq.progress p
+                                        where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                                        order by p.seq desc limit 1) c
+                  where g.topic_id = %s
+                    and exists (select 1 from bucketq._log_ahead(g.topic_id, c) m
+                                 where m.sent_at >= %L and m.sent_at < %L
+                                   and (g.start_time is null or m.sent_at >= g.start_time)))$q$,
+            t.buckets, t.topic_id, p.lower_bound, p.upper_bound) into v_pending;
+        end if;
+        if v_pending or (v_max_id is not null and exists (
              select 1 from bucketq.inbox i
-             where i.group_id = any(coalesce(v_groups, '{}')) and i.msg_id <= v_max_id) then
+             where i.group_id = any(coalesce(v_groups, '{}')) and i.msg_id <= v_max_id)) then
           topic := t.name; action := 'kept_partition'; detail := p.message_rel || ': expired but not yet consumed by every group';
           return next;
           continue;
@@ -61,6 +81,21 @@ begin
         return next;
       end;
     end loop;
+
+    -- Progress rows from before the oldest partition still kept, but each bucket's
+    -- latest: they can only record messages that are gone, so the delivery records of
+    -- batches go with the messages they record.
+    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
+    v_oldest := coalesce((select min(p.lower_bound) from bucketq.log_partition p where p.topic_id = t.topic_id),
+                         v_now - t.retention);
+    delete from bucketq.progress x
+     where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
+       and exists (select 1 from bucketq.progress y
+                    where y.group_id = x.group_id and y.bucket = x.bucket and y.seq > x.seq and y.kind = 1);
+    -- (the latest ones stay as checkpoints, without their expired delivery records)
+    update bucketq.progress x set msg_ids = '{}'
+     where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
+       and x.kind = 1 and x.msg_ids <> '{}';
 
     delete from bucketq.idempotency i where i.topic_id = t.topic_id and i.sent_at < v_now - t.retention;
     get diagnostics v_pruned = row_count;

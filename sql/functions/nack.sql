@@ -51,6 +51,10 @@ begin
   end if;
   v_now := bucketq._now();
 
+  -- Messages handed out from the log: their batch moves to the inbox (its checkpoint
+  -- passes it), where the rest of this function treats them like any other.
+  perform bucketq._log_settle('nack', g, msg_ids, lease_tokens, null, nack.consumer_id, v_now);
+
   if v_locked then
     -- A locked row counts its attempt now (a lease counted it when claimed).
     with held as (

@@ -46,7 +46,14 @@ begin
        join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
       where i.group_id = g.group_id and i.msg_id = u.id
         and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, i.xmax));
+        and bucketq._xact_holds(xact, i.xmax))
+     -- or handed out from the bucket's log by claim_locked in that transaction
+     and not exists (
+     select 1 from bucketq.progress p
+       join bucketq.bucket_owner o on o.group_id = p.group_id and o.bucket = p.bucket
+      where p.group_id = g.group_id and p.kind = 2 and p.xact = record_attempt.xact
+        and p.consumer_id = record_attempt.consumer_id and p.msg_ids @> array[u.id]
+        and o.owner = record_attempt.consumer_id);
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
@@ -54,9 +61,25 @@ begin
             detail = 'Only messages that claim_locked handed out to this consumer in that transaction, and that it still holds, can be recorded. Nothing was recorded.',
             hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
+  -- Messages the claim took from the inbox: the attempt log, settled by claim_locked.
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
-  values (g.group_id, xact, record_attempt.consumer_id, msg_ids, bucketq._now())
+  select g.group_id, xact, record_attempt.consumer_id, array_agg(i.msg_id), bucketq._now()
+    from bucketq.inbox i
+   where i.group_id = g.group_id and i.msg_id = any(msg_ids)
+  having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
+  -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
+  -- If xact ends without settling them, the next claim of the bucket puts them in the
+  -- inbox with their attempt counted (_log_expire).
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
+                                xact, consumer_id, epoch, created_at)
+  select g.group_id, m.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(m.id), xact, record_attempt.consumer_id,
+         max(o.epoch), bucketq._now()
+    from bucketq.message m
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
+   group by m.bucket;
 end $$;
 
 comment on function bucketq.record_attempt(text, text, xid8, bigint[]) is

@@ -35,6 +35,10 @@ begin
     perform bucketq._check_lease_args('reject', msg_ids, lease_tokens);
   end if;
 
+  -- Messages handed out from the log: their batch moves to the inbox first (as nack
+  -- does), so that the attempts below can be spent on inbox rows.
+  perform bucketq._log_settle('reject', g, msg_ids, lease_tokens, null, reject.consumer_id, bucketq._now());
+
   -- The messages the caller holds, locked in nack's order, with their attempts so far.
   if v_locked then
     select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (

@@ -29,6 +29,31 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
+  -- and wait for locked batches reading the buckets' logs
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
+  -- and every bucket's checkpoint moves to now: from here the group reads its backlog
+  -- from the inbox, in key order, and new messages from the log.
+  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+  select g.group_id, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
+         m.key_id, m.key_seq, m.sent_at, m.not_before
+    from generate_series(0, t.buckets - 1) as b(bucket)
+    cross join lateral (select p.* from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                         order by p.seq desc limit 1) c
+    cross join lateral bucketq._log_ahead(t.topic_id, c) m
+   where (g.start_time is null or m.sent_at >= g.start_time)
+     and m.sent_at < to_time
+  on conflict (group_id, msg_id) do nothing;
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
+  select g.group_id, b, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, bucketq._now()
+    from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
+  -- The batches' delivery records lose the messages delivered again.
+  update bucketq.progress p
+     set msg_ids = array(select u.id from unnest(p.msg_ids) u(id)
+                          where not exists (select 1 from bucketq.message m
+                                             where m.topic_id = t.topic_id and m.id = u.id and m.sent_at >= to_time))
+   where p.group_id = g.group_id and p.kind = 1 and p.msg_ids <> '{}' and p.created_at >= to_time;
 
   -- Forget the group's progress from to_time on, then put those messages back in key order.
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = t.topic_id and d.sent_at >= to_time;
@@ -49,7 +74,7 @@ begin
     perform bucketq._unlease(g.group_id, v_leased);
   end if;
   select array_agg(distinct i.key_id) into v_keys from bucketq.inbox i
-   where i.group_id = g.group_id and i.sent_at >= to_time and i.key_id is not null;
+   where i.group_id = g.group_id and i.key_id is not null and i.state = 3;
   if v_keys is not null then
     perform bucketq._promote(g.group_id, v_keys, bucketq._now(), true);
   end if;

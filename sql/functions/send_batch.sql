@@ -19,8 +19,10 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
+  v_ords bigint[];     -- per input position: its order inside a log window
+  v_fresh bigint[];    -- per input position: a new id, taken in input order
   v_out bigint[];      -- the ids to return, in input order
-  v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
+  v_xid xid8;
 begin
   t := bucketq._topic(send_batch.topic);
   -- Every element is checked there, before anything is written.
@@ -58,13 +60,21 @@ begin
     perform bucketq._ensure_partitions(t);
   end if;
 
-  -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same
-  -- key makes us wait for its commit; the next statement then sees its row.
+  -- Our transaction id before anything else: every message sent after a snapshot
+  -- was taken must take its ord after that snapshot (see message_ord_seq below).
+  v_xid := pg_current_xact_id();
+  select array_agg(nextval('bucketq.message_id_seq') order by u.o) into v_fresh
+    from generate_series(1, n) as u(o);
+
+  -- Idempotency: reserve each new key with the id of its first position. A concurrent
+  -- sender of the same key makes us wait for its commit; the next statement then sees
+  -- its row.
   if idempotency_keys is not null and cardinality(array_remove(idempotency_keys, null)) > 0 then
     with reserved as (
       insert into bucketq.idempotency as x (topic_id, idempotency_key, msg_id, sent_at)
-      select t.topic_id, d.ik, nextval('bucketq.message_id_seq'), v_now
-        from (select distinct u.ik from unnest(idempotency_keys) u(ik) where u.ik is not null order by u.ik) d
+      select t.topic_id, d.ik, v_fresh[d.first_o], v_now
+        from (select u.ik, min(u.o) as first_o from unnest(idempotency_keys) with ordinality u(ik, o)
+               where u.ik is not null group by u.ik order by u.ik) d
       on conflict (topic_id, idempotency_key) do nothing
       returning x.msg_id
     )
@@ -79,8 +89,6 @@ begin
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order.
-  -- A separate statement, so that the insert below takes its snapshot after any wait
-  -- here and sees the inbox rows of the producer we waited for.
   if keys is not null then
     with counted as (
       select u.k as key, count(*) as c
@@ -99,14 +107,20 @@ begin
       from bumped b join counted c on c.key = b.key;
   end if;
 
+  -- The order inside a log window, taken now that we hold our keys' counters: the
+  -- sender of a key's previous message has committed, and its ord is lower than ours.
+  -- In input order, which is key_seq order for each key.
+  select array_agg(nextval('bucketq.message_ord_seq') order by u.o) into v_ords
+    from generate_series(1, n) as u(o);
+
   with input as (
     select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
       from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
            with ordinality as u(p, k, h, ik, nb, o)
   ),
   fresh as (
-    select s.*, coalesce(v_ids[s.ord], nextval('bucketq.message_id_seq')) as id
-      from (select i.* from input i where v_new is null or v_new[i.ord] order by i.ord) s
+    select i.*, coalesce(v_ids[i.ord], v_fresh[i.ord]) as id
+      from input i where v_new is null or v_new[i.ord]
   ),
   rows as (
     select f.ord, f.id, f.payload, f.headers, f.ik, f.nb, f.key, ks.key_id,
@@ -116,62 +130,17 @@ begin
       from fresh f
       left join unnest(v_keys, v_key_ids, v_key_base) as ks(key, key_id, base) on ks.key = f.key
   ),
-  groups as (
-    select g.group_id from bucketq.consumer_group g
-     where g.topic_id = t.topic_id and (g.start_time is null or g.start_time <= v_now)
-  ),
-  busy as (
-    -- (group, key) with a message still in that group's inbox: the key's first message
-    -- of this batch waits behind it. One index probe per key; as an EXISTS per row
-    -- the planner may hash the whole inbox (dead rows and all) on every send instead.
-    select g.group_id, ks.key_id
-      from groups g
-      cross join unnest(v_key_ids) as ks(key_id)
-      cross join lateral (select 1 from bucketq.inbox x
-                           where x.group_id = g.group_id and x.key_id = ks.key_id
-                           order by x.key_seq
-                           limit 1) l
-  ),
   logged as (
-    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before, idempotency_key)
-    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik
+    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before,
+                                 idempotency_key, xid, ord)
+    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik, v_xid,
+           v_ords[r.ord]
       from rows r
-  ),
-  fanned as (
-    -- Only the head of a key is ready: the first of this batch, and only if no
-    -- earlier message of the key is still in the group's inbox.
-    insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
-    select g.group_id, r.id, r.bucket,
-           case
-             when r.key_id is not null and (
-                    r.key_seq > min(r.key_seq) over (partition by g.group_id, r.key_id)
-                    or b.key_id is not null)
-               then 3
-             when r.nb > v_now then 2
-             else 0
-           end,
-           r.key_id, r.key_seq, v_now, r.nb
-      from rows r
-      cross join groups g
-      left join busy b on b.group_id = g.group_id and b.key_id = r.key_id
-    returning bucketq.inbox.group_id, bucketq.inbox.key_id, bucketq.inbox.key_seq, bucketq.inbox.state
   )
-  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord),
-         (select string_agg(format('%s:%s:%s', f.group_id, f.key_id, f.key_seq), ';')
-            from (select distinct on (f.group_id, f.key_id) f.group_id, f.key_id, f.key_seq, f.state
-                    from fanned f where f.key_id is not null
-                   order by f.group_id, f.key_id, f.key_seq) f
-           where f.state = 3)
-    into v_out, v_checks
+  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord)
+    into v_out
     from input i
     left join rows r on r.ord = i.ord;
-
-  -- Keys whose first new message waits behind an older one get a commit-time check.
-  if v_checks is not null then
-    perform set_config('bucketq.pending_heads',
-                       coalesce(nullif(current_setting('bucketq.pending_heads', true), '') || ';', '') || v_checks, true);
-    insert into bucketq.commit_check (txid) values (pg_current_xact_id()) on conflict do nothing;
-  end if;
 
   -- One notification per statement with a constant payload: a hint to wake workers.
   perform pg_notify('bucketq', t.name);

@@ -26,6 +26,31 @@ begin
   on conflict do nothing;
   get diagnostics v_count = row_count;
   delete from bucketq.inbox i where i.group_id = g.group_id;
+
+  -- The buckets' logs: wait for locked batches reading them, then a 'done' row per
+  -- bucket at a new snapshot, whose delivery record (consumer NULL) is what was still
+  -- ahead of its checkpoint or handed out in a batch under way.
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  with ahead as (
+    select b.bucket,
+           array(select m.id from bucketq._log_ahead(g.topic_id, c) m
+                  where (g.start_time is null or m.sent_at >= g.start_time)
+                    and not exists (select 1 from bucketq.delivery d
+                                     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = m.id)) as ids
+      from bucketq.topic t
+      cross join generate_series(0, t.buckets - 1) as b(bucket)
+      cross join lateral (select p.* from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                           order by p.seq desc limit 1) c
+     where t.topic_id = g.topic_id
+  ),
+  done as (
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids, created_at)
+    select g.group_id, a.bucket, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, a.ids, v_now
+      from ahead a cross join bucketq._log_snapshot() s
+    returning cardinality(msg_ids) as n
+  )
+  select v_count + coalesce(sum(n), 0) into v_count from done;
   return v_count;
 end $$;
 

@@ -6,7 +6,14 @@ select g.name as group_name,
        (select count(*) from bucketq.bucket_owner o
          where o.group_id = c.group_id and o.owner = c.consumer_id) as owned_buckets,
        (select count(*) from bucketq.inbox i
-         where i.group_id = c.group_id and i.state = 1 and i.consumer_id = c.consumer_id) as leased,
+         where i.group_id = c.group_id and i.state = 1 and i.consumer_id = c.consumer_id)
+       -- and the batches it holds from its buckets' logs (each bucket's latest progress row)
+       + coalesce((select sum(cardinality(p.msg_ids)) from bucketq.bucket_owner o
+                   cross join lateral (select x.kind, x.msg_ids, x.consumer_id, x.leased_until from bucketq.progress x
+                                        where x.group_id = o.group_id and x.bucket = o.bucket and x.kind in (1, 2)
+                                        order by x.seq desc limit 1) p
+                   where o.group_id = c.group_id and o.owner = c.consumer_id and p.kind = 2
+                     and p.consumer_id = c.consumer_id and p.leased_until > bucketq._now()), 0) as leased,
        c.joined_at,
        c.meta
   from bucketq.consumer c

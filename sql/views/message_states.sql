@@ -18,28 +18,36 @@ select t.name as topic,
          when i.state = 2 then 'delayed'
          when i.state = 3 then 'waiting'
          when i.state = 4 then 'dead'
-         when d.msg_id is not null then 'done'
+         when d.msg_id is not null or pd.created_at is not null then 'done'
          when dl.msg_id is not null then 'dead'
+         when ph.kind = 2 and ph.lease_token is not null then 'leased'
+         when ph.kind = 2 then 'locked'
+         when m.xid is not null and (g.start_time is null or m.sent_at >= g.start_time) then 'ready'
          else 'not subscribed'
        end as state,
        case
          when i.state = 1 then i.consumer_id
          when i.state = 0 then lk.consumer_id
-         when i.state is null then d.consumer_id
+         when i.state is null then coalesce(d.consumer_id, pd.consumer_id, case when ph.kind = 2 then ph.consumer_id end)
        end as consumer_id,
-       case when i.state = 1 then i.epoch when i.state is null then d.epoch end as epoch,
+       case when i.state = 1 then i.epoch
+            when i.state is null then coalesce(d.epoch, pd.epoch, case when ph.kind = 2 then ph.epoch end) end as epoch,
        case
          when i.state = 0 then lk.started_at
          when i.state is null and d.msg_id is not null then d.acked_at
+         when i.state is null and pd.created_at is not null then pd.created_at
+         when i.state is null and ph.kind = 2 and dl.msg_id is null then ph.created_at
          when i.state is null or i.state = 4 then dl.dead_at
        end as since,
-       case when i.state in (1, 2, 3) then i.available_at end as until,
+       case when i.state in (1, 2, 3) then i.available_at
+            when i.state is null and d.msg_id is null and pd.created_at is null and ph.kind = 2 then ph.leased_until end as until,
        case
          when i.state = 3 then (select h.msg_id from bucketq.inbox h
                                  where h.group_id = i.group_id and h.key_id = i.key_id and h.key_seq < i.key_seq
                                  order by h.key_seq limit 1)
        end as waiting_behind,
-       coalesce(i.attempts, d.attempt, dl.attempts) as attempts,
+       coalesce(i.attempts, d.attempt, case when pd.created_at is not null then 1 end, dl.attempts,
+                case when ph.kind = 2 then 1 end, case when m.xid is not null then 0 end) as attempts,
        case
          when i.msg_id is not null then coalesce(i.last_error, case when i.state = 4 then dl.last_error end)
          when d.msg_id is null then dl.last_error
@@ -52,6 +60,22 @@ select t.name as topic,
   left join bucketq.delivery d on i.msg_id is null and d.group_id = g.group_id and d.topic_id = m.topic_id
                               and d.sent_at = m.sent_at and d.msg_id = m.id
   left join bucketq.dead_letter dl on dl.group_id = g.group_id and dl.msg_id = m.id
+  -- The log path: acked with its batch (the 'done' row that records it), or handed out
+  -- in the batch under way (its bucket's latest row, a 'hand').
+  left join lateral (
+    select p.consumer_id, p.epoch, p.created_at from bucketq.progress p
+     where i.msg_id is null and d.msg_id is null and p.group_id = g.group_id and p.kind = 1
+       and p.msg_ids @> array[m.id]
+     limit 1
+  ) pd on true
+  left join lateral (
+    select x.* from (select p.kind, p.msg_ids, p.lease_token, p.leased_until, p.consumer_id, p.epoch, p.created_at
+                       from bucketq.progress p
+                      where i.msg_id is null and d.msg_id is null and pd.created_at is null
+                        and p.group_id = g.group_id and p.bucket = m.bucket and p.kind in (1, 2)
+                      order by p.seq desc limit 1) x
+     where x.kind = 2 and m.id = any(x.msg_ids)
+  ) ph on true
   left join lateral (
     select a.consumer_id, a.started_at from bucketq.attempt_log a
      where i.state = 0 and i.lease_token is null and a.group_id = g.group_id and m.id = any(a.msg_ids)

@@ -4,7 +4,7 @@ select g.name as group_name,
        date_trunc('minute', d.acked_at) as minute,
        count(*) as acked,
        round(count(*) / 60.0, 1) as acked_per_second
-  from bucketq.delivery d
+  from bucketq.deliveries d
   join bucketq.consumer_group g on g.group_id = d.group_id
   join bucketq.topic t on t.topic_id = d.topic_id
  where d.acked_at >= date_trunc('minute', bucketq._now()) - interval '15 minutes'

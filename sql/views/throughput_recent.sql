@@ -5,7 +5,7 @@ select g.name as group_name,
        t.name as topic,
        to_timestamp(floor(extract(epoch from d.acked_at) / 10) * 10) as slot,
        count(*) as acked
-  from bucketq.delivery d
+  from bucketq.deliveries d
   join bucketq.consumer_group g on g.group_id = d.group_id
   join bucketq.topic t on t.topic_id = d.topic_id
  where d.acked_at >= bucketq._now() - interval '5 minutes'

@@ -57,8 +57,8 @@ export async function takeSnapshot(pool: pg.Pool, group: string, t: number): Pro
     ),
     pool.query<{ consumer_id: string | null; n: number; again: number }>(
       `select d.consumer_id, count(*)::int as n, count(*) filter (where d.attempt > 1)::int as again
-         from bucketq.delivery d join bucketq.consumer_group g on g.group_id = d.group_id
-        where g.name = $1
+         from bucketq.deliveries d
+        where d.group_name = $1
         group by d.consumer_id`,
       [group],
     ),

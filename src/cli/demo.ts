@@ -258,7 +258,7 @@ export async function demoCommand(raw: DemoArgs): Promise<number> {
 
     // -- verify
     view.line();
-    view.line('Verifying, from the effect rows and bucketq.delivery:');
+    view.line('Verifying, from the effect rows and bucketq.deliveries:');
     failures.push(...(await verify(client, group, producer, (s) => view.line(s))));
   } catch (err) {
     view.close();
@@ -580,7 +580,7 @@ async function verify(client: BucketQ, group: string, producer: Producer, out: (
   );
   const { rows: d } = await client.pool.query<{ n: number; distinct_n: number; again: number }>(
     `select count(*)::int as n, count(distinct d.msg_id)::int as distinct_n, count(*) filter (where d.attempt > 1)::int as again
-       from bucketq.delivery d join bucketq.consumer_group g on g.group_id = d.group_id where g.name = $1`,
+       from bucketq.deliveries d where d.group_name = $1`,
     [group],
   );
   const { rows: g } = await client.pool.query<{ pending: number; dead: number }>(
@@ -638,7 +638,7 @@ async function verify(client: BucketQ, group: string, producer: Producer, out: (
   }
   if (unknown.length) failures.push(`${unknown.length} effect rows for messages this run did not send`);
   if (deliveries.n !== sent.size || deliveries.distinct_n !== sent.size) {
-    failures.push(`bucketq.delivery has ${deliveries.n} records for ${deliveries.distinct_n} messages, expected one for each of ${sent.size}`);
+    failures.push(`bucketq.deliveries has ${deliveries.n} records for ${deliveries.distinct_n} messages, expected one for each of ${sent.size}`);
   }
   if (pending > 0) failures.push(`${pending} messages still pending in bucketq.groups`);
   if (dead > 0) failures.push(`${dead} messages dead-lettered`);

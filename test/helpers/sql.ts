@@ -202,6 +202,7 @@ export async function stateFingerprint(c: Queryable): Promise<Record<string, str
     union all select 'consumer', count(*)::text from bucketq.consumer
     union all select 'bucket_owner', count(*)::text || '/' || coalesce(sum(epoch), 0)::text || '/' || count(owner)::text from bucketq.bucket_owner
     union all select 'delivery', count(*)::text from bucketq.delivery
+    union all select 'progress', count(*)::text from bucketq.progress
     union all select 'dead_letter', count(*)::text || '/' || count(replayed_at)::text from bucketq.dead_letter
     union all select 'idempotency', count(*)::text from bucketq.idempotency
     union all select 'log_partition', count(*)::text from bucketq.log_partition

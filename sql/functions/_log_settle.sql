@@ -1,0 +1,120 @@
+-- The log path of ack and nack: settle the batches (progress 'hand' rows) that hold
+-- p_ids, given with their lease tokens (p_tokens NULL: batches of this transaction's
+-- claim_locked). For each batch that is still its bucket's latest: check the claimer
+-- still owns the bucket at the batch's epoch (else BQ008; the cursor row stays locked
+-- until commit, so a new owner cannot read past the batch meanwhile), then write a 'done' row that
+-- passes the whole batch and records p_acked as delivered. The batch's other messages
+-- go to the inbox, where nack, retries and runs take them on: leased under the batch's
+-- token (a lease), or ready or waiting behind their key (a locked batch, attempt not
+-- counted yet). Keys acked here promote a message waiting behind them. A key's acked
+-- messages must be its first ones in the batch (else BQ005, nothing done).
+-- Returns the ids of p_ids found in such batches (the rest are the inbox's business).
+create or replace function bucketq._log_settle(
+  fn text, g bucketq.consumer_group, p_ids bigint[], p_tokens bigint[], p_acked bigint[],
+  p_consumer text, p_now timestamptz)
+returns bigint[]
+language plpgsql as $$
+declare
+  v_locked boolean := p_tokens is null;
+  h bucketq.progress;
+  v_mine bigint[];
+  v_found bigint[] := '{}';
+  v_bad bigint[];
+  v_keys bigint[];
+  v_rest bigint[];
+  v_admin boolean;
+  v_caller name;
+begin
+  for h in
+    select p.* from bucketq.progress p
+     where p.group_id = g.group_id and p.kind = 2
+       and (case when v_locked then p.xact = pg_current_xact_id() else p.lease_token = any(p_tokens) end)
+       and p.msg_ids && p_ids
+     order by p.bucket
+  loop
+    select array_agg(u.id) into v_mine
+      from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
+     where u.id = any(h.msg_ids) and (v_locked or u.tok = h.lease_token);
+    continue when v_mine is null;
+    -- A lease is the caller's only if it joined the batch's consumer (admins: any);
+    -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
+    -- is the caller's own transaction's already.
+    if not v_locked then
+      if v_admin is null then
+        v_admin := bucketq._caller_is_admin();
+        v_caller := bucketq._caller();
+      end if;
+      continue when not v_admin
+                and not exists (select 1 from bucketq.consumer c
+                                 where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller);
+    end if;
+    -- Still the bucket's latest (an attempt note of the same batch aside)? Otherwise it
+    -- expired and was passed on, or was settled already: stale for the caller.
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = h.bucket for update;
+    continue when exists (select 1 from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = h.bucket and p.seq > h.seq
+                             and not (p.kind = 3 and p.xact = h.xact));
+    -- Fencing: the claimer must still own the bucket at the batch's epoch. A move after
+    -- this check does not wait for us, but the new owner cannot read the bucket while we
+    -- hold its cursor row, and after we commit it starts from our checkpoint.
+    if not exists (select 1 from bucketq.bucket_owner o
+                    where o.group_id = g.group_id and o.bucket = h.bucket and o.owner = h.consumer_id
+                      and o.epoch = h.epoch) then
+      raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer or a newer epoch)',
+        fn, h.consumer_id, v_mine, g.name
+        using errcode = 'BQ008',
+              detail = 'Nothing was acked or nacked.',
+              hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
+    end if;
+    if p_acked is not null then
+      select array_agg(m.id order by m.id) into v_bad
+        from bucketq.message m
+       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
+         and exists (select 1 from bucketq.message e
+                      where e.topic_id = g.topic_id and e.id = any(h.msg_ids) and e.key_id = m.key_id
+                        and e.key_seq < m.key_seq and e.id <> all(p_acked));
+      if v_bad is not null then
+        raise exception '%: out of order in group %: messages % are acked ahead of earlier messages of their keys in the same batch (%), still leased',
+          fn, g.name, v_bad,
+          (select array_agg(e.id order by e.id) from bucketq.message e
+            where e.topic_id = g.topic_id and e.id = any(h.msg_ids) and e.id <> all(p_acked)
+              and e.key_id in (select m.key_id from bucketq.message m where m.topic_id = g.topic_id and m.id = any(v_bad)))
+          using errcode = 'BQ005',
+                detail = 'A key''s messages are acked in key_seq order. Nothing was acked.',
+                hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
+      end if;
+    end if;
+    v_rest := array(select u.id from unnest(h.msg_ids) u(id) where u.id <> all(coalesce(p_acked, '{}')));
+    if cardinality(v_rest) > 0 then
+      perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,
+                                       h.lease_token, h.leased_until, h.consumer_id, h.epoch, p_now);
+      if v_locked then
+        -- Still this transaction's claim: lock the rows, as claim_locked locks the
+        -- inbox rows it hands out, so that ack and nack here find them held.
+        perform 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = any(v_rest) for update;
+      end if;
+    end if;
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
+                                  msg_ids, xact, consumer_id, epoch, created_at)
+    values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
+            array(select u.id from unnest(h.msg_ids) u(id) where u.id = any(coalesce(p_acked, '{}'))),
+            pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
+    if p_acked is not null then
+      select array_agg(distinct m.key_id) into v_keys from bucketq.message m
+       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null;
+      if v_keys is not null then
+        -- A message of these keys may wait in the inbox behind the one acked (the rest
+        -- of a run handed back, a delayed one). Wait for whoever changes a key's next
+        -- row, then promote in a new statement, which sees what they committed.
+        perform 1 from unnest(v_keys) as k(key_id)
+          cross join lateral (select x.msg_id from bucketq.inbox x
+                               where x.group_id = g.group_id and x.key_id = k.key_id
+                               order by x.key_seq limit 1
+                                 for no key update) l;
+        perform bucketq._promote(g.group_id, v_keys, p_now);
+      end if;
+    end if;
+    v_found := v_found || v_mine;
+  end loop;
+  return v_found;
+end $$;

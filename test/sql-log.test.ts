@@ -1,0 +1,143 @@
+// The log path's windows (migration 21): a checkpoint must never pass a message whose
+// producer commits later. Producer transactions are held open and committed out of
+// order around claims, with real concurrent sessions.
+import { describe, expect, it } from 'vitest';
+import { ack, claim, pidOf, send, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+const ids = (got: Claimed[]) => got.map((m) => m.msg_id);
+
+/** Claim everything ready and ack it: what one consumer pass delivers. */
+async function pass(c: Parameters<typeof claim>[0], group: string): Promise<number[]> {
+  const got = await claim(c, group, 'c1', 100, { maxPerKey: 100 });
+  if (got.length > 0) await ack(c, group, got);
+  return ids(got);
+}
+
+describe('log windows and late committers', () => {
+  it('a message committed after the checkpoint moved past later ones is still delivered, once', async () => {
+    const c = await ctx.session();
+    const p1 = await ctx.session();
+    const p2 = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+
+    await p1.query('begin');
+    const m1 = await send(p1, topic, { m: 1 }, { key: 'a' });
+    const m2 = await send(p2, topic, { m: 2 }, { key: 'b' }); // committed at once
+    expect(await pass(c, group)).toEqual([m2]);
+
+    await p2.query('begin');
+    const m3 = await send(p2, topic, { m: 3 }, { key: 'c' });
+    await p1.query('commit'); // m1 commits after the checkpoint passed m2
+    expect(await pass(c, group)).toEqual([m1]);
+    await p2.query('commit');
+    expect(await pass(c, group)).toEqual([m3]);
+    expect(await pass(c, group)).toEqual([]);
+  });
+
+  it('a transaction that took its id before the window opened but is missing from its snapshot (above xmax) is still delivered', async () => {
+    // A snapshot lists running transactions only below its xmax (the newest ended one,
+    // plus one); a newer running transaction is left out of it. p2 takes an id first,
+    // p1 a later one, p2 commits: a snapshot now has xmax = p2 + 1 <= p1's id.
+    const c = await ctx.session();
+    const p1 = await ctx.session();
+    const p2 = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+
+    await p2.query('begin');
+    const m2 = await send(p2, topic, { m: 2 }, { key: 'b' });
+    await p1.query('begin');
+    const m1 = await send(p1, topic, { m: 1 }, { key: 'a' });
+    await p2.query('commit');
+    const { rows: mine } = await p1.query(`select pg_current_xact_id()::text as xid`);
+    const { rows } = await c.query(`select pg_snapshot_xmax(pg_current_snapshot()) <= $1::xid8 as left_out`, [mine[0].xid]);
+    expect(rows[0].left_out).toBe(true);
+    expect(await pass(c, group)).toEqual([m2]); // the window that opens here leaves m1 out
+    await p1.query('commit');
+    expect(await pass(c, group)).toEqual([m1]);
+    expect(await pass(c, group)).toEqual([]);
+  });
+
+  it("a key's second sender waits for the first; the window hands them out in key order whatever the commit order of others", async () => {
+    const c = await ctx.session();
+    const p1 = await ctx.session();
+    const p2 = await ctx.session();
+    const p3 = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+
+    // p2 takes its transaction id (an unkeyed send) before p1 sends key k; then p2 sends
+    // k too, waiting for p1's counter: p2's xid sorts first, its k message comes second.
+    await p2.query('begin');
+    const u = await send(p2, topic, { u: 1 });
+    await p1.query('begin');
+    const k1 = await send(p1, topic, { k: 1 }, { key: 'k' });
+    let k2: number | undefined;
+    const second = send(p2, topic, { k: 2 }, { key: 'k' }).then((id) => (k2 = id));
+    await waitUntilBlocked(c, pidOf(p2), () => k2 !== undefined);
+    await p3.query('begin');
+    const x = await send(p3, topic, { x: 1 }, { key: 'x' });
+    await p1.query('commit');
+    await second;
+    await p2.query('commit');
+    const got = await claim(c, group, 'c1', 100, { maxPerKey: 100 });
+    const ks = got.filter((m) => m.key === 'k').map((m) => [m.msg_id, m.key_seq]);
+    expect(ks).toEqual([
+      [k1, 1],
+      [k2, 2],
+    ]);
+    expect(ids(got).sort((a, b) => a - b)).toEqual([u, k1, k2!].sort((a, b) => a - b));
+    await ack(c, group, got);
+    await p3.query('commit');
+    expect(await pass(c, group)).toEqual([x]);
+  });
+
+  it('many producers committing out of order while a consumer drains: every committed message once, each key in order, rollbacks never', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    const producers = await Promise.all(Array.from({ length: 6 }, () => ctx.session()));
+    const committed: number[] = [];
+    let producing = true;
+    const produce = async (p: (typeof producers)[number], n: number) => {
+      for (let round = 0; round < 25; round++) {
+        await p.query('begin');
+        const mine: number[] = [];
+        // keys in one order in every transaction, as producers must to avoid deadlocks
+        const keys = Array.from({ length: 1 + ((n + round) % 3) }, (_, i) => `k${(n + round + i) % 5}`).sort();
+        for (const [i, key] of keys.entries()) mine.push(await send(p, topic, { n, round, i }, { key }));
+        // hold the transaction a little, so others commit around it
+        await new Promise((r) => setTimeout(r, (n * 7 + round * 3) % 11));
+        if ((n + round) % 7 === 0) {
+          await p.query('rollback');
+        } else {
+          await p.query('commit');
+          committed.push(...mine);
+        }
+      }
+    };
+    const delivered: Claimed[] = [];
+    const consume = async () => {
+      for (;;) {
+        const got = await claim(c, group, 'c1', 20, { maxPerKey: 20 });
+        if (got.length > 0) {
+          await ack(c, group, got);
+          delivered.push(...got);
+        } else if (!producing) {
+          // one more pass after the producers ended: nothing may be left
+          const last = await claim(c, group, 'c1', 100, { maxPerKey: 100 });
+          if (last.length === 0) return;
+          await ack(c, group, last);
+          delivered.push(...last);
+        } else {
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      }
+    };
+    await Promise.all([Promise.all(producers.map((p, n) => produce(p, n))).then(() => (producing = false)), consume()]);
+
+    expect(ids(delivered).sort((a, b) => a - b)).toEqual([...committed].sort((a, b) => a - b));
+    const byKey = new Map<string, number[]>();
+    for (const m of delivered) byKey.set(m.key!, [...(byKey.get(m.key!) ?? []), m.key_seq!]);
+    for (const [key, seqs] of byKey) expect(seqs, key).toEqual(seqs.map((_, i) => i + 1));
+  });
+});
