@@ -92,14 +92,20 @@ begin
     v_early := c.early_ids;
     v_pos := c.pos_ord;
     for v_window in 1 .. 2 loop
-      select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
-             count(*)::int, count(*) filter (where x.decision <> 'x')::int,
-             array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
-             array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
-             array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n)
-        into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
-             v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats
-        from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
+      -- A window used up (the usual case after an ack): one probe instead of a chunk.
+      if v_window = 1 and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
+                                                                        v_early, v_pos)) then
+        v_fetched := 0;
+      else
+        select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
+               count(*)::int, count(*) filter (where x.decision <> 'x')::int,
+               array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
+               array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
+               array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n)
+          into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
+               v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats
+          from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
+      end if;
       exit when v_fetched > 0 or v_window = 2;
       -- This window is used up: the next is what committed since.
       s := bucketq._log_snapshot();
@@ -125,7 +131,12 @@ begin
     insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
                                   msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
     values (g.group_id, v_b, case when v_handed is null then 1 else 2 end, v_lo, v_lo_floor, v_hi, v_hi_floor, v_hi_ceil, v_early,
-            v_ords[v_passed], v_ids[v_passed], coalesce(v_handed, '{}'),
+            -- The chunk read the rest of the window and passed all of it: the position
+            -- is the window's end (every message of it has ord <= hi_ceil), which lets
+            -- the next claims skip the window without reading the log (_log_window).
+            case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_ords[v_passed])
+                 else v_ords[v_passed] end,
+            v_ids[v_passed], coalesce(v_handed, '{}'),
             case when v_handed is not null then p_token end,
             case when v_handed is not null then p_until end,
             case when v_handed is not null and p_token is null then pg_current_xact_id() end,

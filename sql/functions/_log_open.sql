@@ -2,16 +2,25 @@
 -- p_lo_floor, so that _log_window finds them without scanning old ords. They come from
 -- transactions that took their ord before p_lo was taken and committed after it: in
 -- progress at p_lo, so either listed in p_lo or with an id at or above its xmax (a
--- snapshot leaves out transactions newer than the newest that had ended). One scan of
--- the window by transaction id, once per window; usually it finds nothing.
+-- snapshot leaves out transactions newer than the newest that had ended). Two index
+-- probes on (bucket, xid), once per window: the ids from p_lo's xmax to p_hi's, and
+-- p_lo's list (as one condition joined by OR, neither bounds the index scan, which
+-- then reads the bucket's whole log). Usually they find nothing.
 create or replace function bucketq._log_open(
   p_topic_id int, p_bucket int, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot)
 returns bigint[]
 language sql stable as $$
-  select coalesce(array_agg(m.id), '{}') from bucketq.message m
-   where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
-     and (m.xid >= pg_snapshot_xmax(p_lo) or m.xid = any(array(select pg_snapshot_xip(p_lo))))
-     and m.xid < pg_snapshot_xmax(p_hi)
-     and m.ord <= p_lo_floor
-     and pg_visible_in_snapshot(m.xid, p_hi) and not pg_visible_in_snapshot(m.xid, p_lo)
+  select coalesce(array_agg(x.id), '{}') from (
+    select m.id from bucketq.message m
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+       and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
+       and m.ord <= p_lo_floor
+       and pg_visible_in_snapshot(m.xid, p_hi)
+    union all
+    select m.id from bucketq.message m
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+       and m.xid = any(array(select pg_snapshot_xip(p_lo)))
+       and m.ord <= p_lo_floor
+       and pg_visible_in_snapshot(m.xid, p_hi)
+  ) x
 $$;

@@ -25,12 +25,18 @@ declare
   v_admin boolean;
   v_caller name;
 begin
+  -- One branch runs (the other's one-time filter is false), each on its own index:
+  -- progress_lease or progress_xact. A single condition choosing between the two
+  -- (CASE) could use neither and read every batch the group ever had, on every ack.
   for h in
     select p.* from bucketq.progress p
-     where p.group_id = g.group_id and p.kind = 2
-       and (case when v_locked then p.xact = pg_current_xact_id() else p.lease_token = any(p_tokens) end)
-       and p.msg_ids && p_ids
-     order by p.bucket
+     where not v_locked and p.group_id = g.group_id and p.lease_token = any(p_tokens)
+       and p.kind = 2 and p.msg_ids && p_ids
+    union all
+    select p.* from bucketq.progress p
+     where v_locked and p.group_id = g.group_id and p.xact = pg_current_xact_id()
+       and p.kind = 2 and p.msg_ids && p_ids
+    order by bucket
   loop
     select array_agg(u.id) into v_mine
       from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
@@ -66,7 +72,9 @@ begin
               detail = 'Nothing was acked or nacked.',
               hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
     end if;
-    if p_acked is not null then
+    -- A batch acked whole cannot be acked out of order: skip the check (its self-join
+    -- over the log's partitions costs more to plan than to run, on every call).
+    if p_acked is not null and not (h.msg_ids <@ p_acked) then
       select array_agg(m.id order by m.id) into v_bad
         from bucketq.message m
        where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
@@ -102,10 +110,15 @@ begin
     if p_acked is not null then
       select array_agg(distinct m.key_id) into v_keys from bucketq.message m
        where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null;
-      if v_keys is not null then
-        -- A message of these keys may wait in the inbox behind the one acked (the rest
-        -- of a run handed back, a delayed one). Wait for whoever changes a key's next
-        -- row, then promote in a new statement, which sees what they committed.
+      -- A message of these keys may wait in the inbox behind the one acked (the rest
+      -- of a run handed back, a delayed one). Wait for whoever changes a key's next
+      -- row, then promote in a new statement, which sees what they committed. If none
+      -- of these keys has a row in the inbox (the usual case: one probe, planned once)
+      -- there is nothing to promote, and nobody can add one meanwhile: rows of this
+      -- bucket's keys come from claims, settles and rewinds of the bucket, which wait
+      -- for the cursor row we hold.
+      if v_keys is not null
+         and exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id = any(v_keys)) then
         perform 1 from unnest(v_keys) as k(key_id)
           cross join lateral (select x.msg_id from bucketq.inbox x
                                where x.group_id = g.group_id and x.key_id = k.key_id
