@@ -6,7 +6,13 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { BucketqError, SchemaNotMigratedError, SchemaTooNewError } from './errors.js';
-import { definitions, latestVersion, migrations } from './generated/migrations.js';
+import {
+  type EmbeddedDefinitions,
+  type EmbeddedMigration,
+  definitions as embeddedDefinitions,
+  latestVersion,
+  migrations as embeddedMigrations,
+} from './generated/migrations.js';
 import { type Queryable, withClient } from './db/with-client.js';
 
 /** Advisory lock key: the first 8 bytes of sha256('bucketq.migrate') as a signed bigint. */
@@ -18,25 +24,40 @@ export class MigrationError extends BucketqError {
   }
 }
 
+/** What migrate() applies: numbered migrations (1, 2, 3, ...) and the definitions step. */
+export interface MigrationBundle {
+  readonly migrations: readonly EmbeddedMigration[];
+  readonly definitions: EmbeddedDefinitions;
+}
+
+/** This package's SQL (src/generated/migrations.ts). */
+export const embeddedBundle: MigrationBundle = { migrations: embeddedMigrations, definitions: embeddedDefinitions };
+
 /**
  * Brings the bucketq schema up to this package's latest version in one transaction.
- * A client passed in must not already be inside a transaction.
+ * A client passed in must not already be inside a transaction. `bundle` replaces the
+ * embedded SQL (tests install a frozen earlier release with it).
  */
-export async function migrate(db: Queryable): Promise<{ from: number; to: number; definitions: 'applied' | 'current' }> {
+export async function migrate(
+  db: Queryable,
+  { bundle = embeddedBundle }: { bundle?: MigrationBundle } = {},
+): Promise<{ from: number; to: number; definitions: 'applied' | 'current' }> {
+  const { migrations, definitions } = bundle;
+  const to = migrations.at(-1)?.version ?? 0;
   return withClient(db, async (client) => {
     await client.query('begin');
     try {
       await client.query('select pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
       // Read only after the lock: a concurrent migrator may just have committed.
       const from = await readSchemaVersion(client);
-      if (from > latestVersion) throw new SchemaTooNewError(from, latestVersion);
+      if (from > to) throw new SchemaTooNewError(from, to);
       for (const m of migrations) {
         if (m.version <= from) continue;
         await applyOne(client, m);
       }
-      const applied = await applyDefinitions(client);
+      const applied = await applyDefinitions(client, definitions);
       await client.query('commit');
-      return { from, to: Math.max(from, latestVersion), definitions: applied ? 'applied' : 'current' };
+      return { from, to: Math.max(from, to), definitions: applied ? 'applied' : 'current' };
     } catch (err) {
       await client.query('rollback').catch(() => {});
       throw err;
@@ -83,7 +104,7 @@ async function applyOne(client: pg.ClientBase, m: { version: number; name: strin
  * check_function_bodies is off for the step (as in pg_dump output), so a language sql
  * function may refer to one defined by a later file.
  */
-async function applyDefinitions(client: pg.ClientBase): Promise<boolean> {
+async function applyDefinitions(client: pg.ClientBase, definitions: EmbeddedDefinitions): Promise<boolean> {
   const { rows } = await client.query<{ hash: string }>('select hash from bucketq.definitions');
   if (rows[0]?.hash === definitions.hash) return false;
   await client.query('set local check_function_bodies = off');
