@@ -47,13 +47,18 @@ begin
       where i.group_id = g.group_id and i.msg_id = u.id
         and o.owner = record_attempt.consumer_id
         and bucketq._xact_holds(xact, i.xmax))
-     -- or handed out from the bucket's log by claim_locked in that transaction
+     -- or read from its bucket's log by that transaction: claim_locked holds the
+     -- bucket's cursor row until it ends (its batch row is not visible to us before it
+     -- commits), and the message is neither finished nor in the inbox.
      and not exists (
-     select 1 from bucketq.progress p
-       join bucketq.bucket_owner o on o.group_id = p.group_id and o.bucket = p.bucket
-      where p.group_id = g.group_id and p.kind = 2 and p.xact = record_attempt.xact
-        and p.consumer_id = record_attempt.consumer_id and p.msg_ids @> array[u.id]
-        and o.owner = record_attempt.consumer_id);
+     select 1 from bucketq.message m
+       join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+       join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
+      where m.topic_id = g.topic_id and m.id = u.id and m.xid is not null
+        and o.owner = record_attempt.consumer_id
+        and bucketq._xact_holds(xact, k.xmax)
+        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
+        and not bucketq._delivered(g, m.id));
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name

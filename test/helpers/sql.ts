@@ -224,3 +224,15 @@ export async function inTx<T>(c: pg.Client, fn: () => Promise<T>): Promise<T> {
 }
 
 export const tick = () => new Promise<void>((r) => setTimeout(r, 1));
+
+/**
+ * Put a group's unfinished messages into its inbox, where retries, runs and dead letters
+ * live (the normal flow reads the log): a rewind to the topic's first message. For tests
+ * of the inbox's own machinery.
+ */
+export async function toInbox(c: Queryable, group: string): Promise<void> {
+  await c.query(
+    `select bucketq.rewind($1, (select min(m.sent_at) from bucketq.message m join bucketq.consumer_group g using (topic_id) where g.name = $1))`,
+    [group],
+  );
+}
