@@ -60,7 +60,7 @@ describe('reject', () => {
     await expectBqError(reject(s, group, [id], null), 'BQ005', /consumer_id/);
     expect(await stateFingerprint(s)).toEqual(before);
     expect(await deadLetters(s, group)).toEqual([]);
-    const { rows } = await s.query('select attempts from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.name = $1 and i.msg_id = $2', [group, id]);
-    expect(rows).toEqual([{ attempts: 1 }]);
+    const { rows } = await s.query('select state, attempts from bucketq.message_states where group_name = $1 and msg_id = $2', [group, id]);
+    expect(rows).toEqual([{ state: 'leased', attempts: 1 }]);
   });
 });
