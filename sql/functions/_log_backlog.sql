@@ -19,8 +19,10 @@ as $$
            c.kind = 2 and m.id = any(c.msg_ids)
              and case when c.lease_token is not null then c.leased_until > bucketq._now()
                       else pg_xact_status(c.xact) = 'in progress' end as in_flight,
-           m.key_id is not null and exists (select 1 from bucketq.inbox x
-                                             where x.group_id = p_group_id and x.key_id = m.key_id) as behind
+           -- behind an inbox message of its key, or an earlier one of its key still in the log
+           m.key_id is not null and (exists (select 1 from bucketq.inbox x
+                                              where x.group_id = p_group_id and x.key_id = m.key_id)
+                                     or row_number() over (partition by m.key_id order by m.key_seq) > 1) as behind
       from c
       cross join lateral bucketq._log_ahead(p_topic_id, c) m
      where p_start is null or m.sent_at >= p_start

@@ -76,7 +76,8 @@ begin
     -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
+                     and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
                 else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
                      and (v_admin or exists (select 1 from bucketq.consumer c
                                               where c.group_id = g.group_id and c.consumer_id = i.consumer_id

@@ -60,7 +60,8 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
-         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
+         -- rows this transaction holds (claim_locked), or put in the inbox from its log batch
+         and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id

@@ -22,7 +22,10 @@ select t.name as topic,
          when dl.msg_id is not null then 'dead'
          when ph.kind = 2 and ph.lease_token is not null then 'leased'
          when ph.kind = 2 then 'locked'
-         when m.xid is not null and (g.start_time is null or m.sent_at >= g.start_time) then 'ready'
+         when m.xid is not null and (g.start_time is null or m.sent_at >= g.start_time) then
+           case when pw.id is not null then 'waiting'
+                when m.not_before > bucketq._now() then 'delayed'
+                else 'ready' end
          else 'not subscribed'
        end as state,
        case
@@ -40,11 +43,14 @@ select t.name as topic,
          when i.state is null or i.state = 4 then dl.dead_at
        end as since,
        case when i.state in (1, 2, 3) then i.available_at
-            when i.state is null and d.msg_id is null and pd.created_at is null and ph.kind = 2 then ph.leased_until end as until,
+            when i.state is null and d.msg_id is null and pd.created_at is null and ph.kind = 2 then ph.leased_until
+            when i.state is null and d.msg_id is null and pd.created_at is null and dl.msg_id is null and m.not_before > bucketq._now()
+              then m.not_before end as until,
        case
          when i.state = 3 then (select h.msg_id from bucketq.inbox h
                                  where h.group_id = i.group_id and h.key_id = i.key_id and h.key_seq < i.key_seq
                                  order by h.key_seq limit 1)
+         when i.state is null then pw.id
        end as waiting_behind,
        coalesce(i.attempts, d.attempt, case when pd.created_at is not null then 1 end, dl.attempts,
                 case when ph.kind = 2 then 1 end, case when m.xid is not null then 0 end) as attempts,
@@ -76,6 +82,20 @@ select t.name as topic,
                       order by p.seq desc limit 1) x
      where x.kind = 2 and m.id = any(x.msg_ids)
   ) ph on true
+  -- Still ahead in the log: waiting when the key's previous message is unfinished (in
+  -- the inbox, or neither acked nor dead-lettered).
+  left join lateral (
+    select p.id from bucketq.message p
+     where m.key_id is not null and i.msg_id is null and d.msg_id is null and pd.created_at is null
+       and ph.kind is null and dl.msg_id is null and m.ord is not null
+       and p.topic_id = m.topic_id and p.bucket = m.bucket and p.ord < m.ord
+       and p.key_id = m.key_id and p.key_seq = m.key_seq - 1
+       and (exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.msg_id = p.id)
+            or (not exists (select 1 from bucketq.delivery y where y.group_id = g.group_id and y.topic_id = p.topic_id and y.msg_id = p.id)
+                and not exists (select 1 from bucketq.progress y where y.group_id = g.group_id and y.kind = 1 and y.msg_ids @> array[p.id])
+                and not exists (select 1 from bucketq.dead_letter y where y.group_id = g.group_id and y.msg_id = p.id)))
+     order by p.ord desc limit 1
+  ) pw on true
   left join lateral (
     select a.consumer_id, a.started_at from bucketq.attempt_log a
      where i.state = 0 and i.lease_token is null and a.group_id = g.group_id and m.id = any(a.msg_ids)
