@@ -681,7 +681,9 @@ describe('worker processes', () => {
     );
     const crashes: string[] = [];
     for (let i = 1; i <= 6; i++) {
-      const w = new Worker(`poison-${i}`, group, ['--batch-size', '10', '--claim-mode', 'lock'], { EFFECT_POISON_KEY: 'poison' });
+      // One message per transaction: a crash counts an attempt for every message its
+      // transaction held, and this test is about the poison alone.
+      const w = new Worker(`poison-${i}`, group, ['--batch-size', '1', '--concurrency', '1', '--claim-mode', 'lock'], { EFFECT_POISON_KEY: 'poison' });
       await w.waitJoined();
       let outcome = 'timeout';
       for (const t0 = Date.now(); Date.now() - t0 < 20_000; await sleep(50)) {

@@ -9,15 +9,16 @@ select g.name as group_name,
        g.lease_timeout,
        g.session_timeout,
        (select count(*) from bucketq.inbox i where i.group_id = g.group_id)
-         + (select coalesce(sum(l.ready + l.in_flight), 0) from bucketq.bucket_owner o
-              cross join lateral bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l
-             where o.group_id = g.group_id)::bigint as pending,
+         -- (the buckets by number, not by bucket_owner: reading the lobby's table would
+         -- wait for whoever locks it, and a worker reads this view before it joins)
+         + (select coalesce(sum(l.ready + l.in_flight + l.waiting), 0) from generate_series(0, t.buckets - 1) as o(bucket)
+              cross join lateral bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l)::bigint as pending,
        (select count(*) from bucketq.inbox i where i.group_id = g.group_id and i.state = 1)
-         + (select coalesce(sum(cardinality(p.msg_ids)), 0) from bucketq.bucket_owner o
+         + (select coalesce(sum(cardinality(p.msg_ids)), 0) from generate_series(0, t.buckets - 1) as o(bucket)
               cross join lateral (select x.kind, x.msg_ids from bucketq.progress x
-                                   where x.group_id = o.group_id and x.bucket = o.bucket and x.kind in (1, 2)
+                                   where x.group_id = g.group_id and x.bucket = o.bucket and x.kind in (1, 2)
                                    order by x.seq desc limit 1) p
-             where o.group_id = g.group_id and p.kind = 2)::bigint as leased,
+             where p.kind = 2)::bigint as leased,
        (select count(*) from bucketq.dead_letter d where d.group_id = g.group_id and d.replayed_at is null) as dead,
        g.created_at
   from bucketq.consumer_group g
