@@ -24,11 +24,6 @@ create table bucketq.bucket_owner (
 alter table bucketq.bucket_owner add constraint bucket_owner_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
 alter table bucketq.bucket_owner add constraint bucket_owner_pkey PRIMARY KEY (group_id, bucket);
 
-create table bucketq.commit_check (
-  txid xid8 not null
-) with (autovacuum_vacuum_scale_factor=0.0, autovacuum_vacuum_threshold=1000);
-alter table bucketq.commit_check add constraint commit_check_pkey PRIMARY KEY (txid);
-
 create table bucketq.consumer (
   group_id integer not null,
   consumer_id text not null,
@@ -58,6 +53,14 @@ alter table bucketq.consumer_group add constraint consumer_group_on_exhausted_ch
 alter table bucketq.consumer_group add constraint consumer_group_topic_id_fkey FOREIGN KEY (topic_id) REFERENCES bucketq.topic(topic_id) ON DELETE CASCADE;
 alter table bucketq.consumer_group add constraint consumer_group_pkey PRIMARY KEY (group_id);
 alter table bucketq.consumer_group add constraint consumer_group_name_key UNIQUE (name);
+
+create table bucketq.cursor (
+  group_id integer not null,
+  bucket integer not null
+);
+alter table bucketq.cursor add constraint cursor_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
+alter table bucketq.cursor add constraint cursor_pkey PRIMARY KEY (group_id, bucket);
+comment on table bucketq.cursor is 'One row per (group, bucket), never updated: a claim locks it (FOR UPDATE SKIP LOCKED) while it reads the bucket''s log and, for a locked claim, until its transaction ends.';
 
 create table bucketq.dead_letter (
   group_id integer not null,
@@ -151,7 +154,9 @@ create table bucketq.message (
   payload jsonb not null,
   headers jsonb,
   not_before timestamp with time zone,
-  idempotency_key text
+  idempotency_key text,
+  xid xid8,
+  ord bigint
 ) partition by LIST (topic_id);
 
 create table bucketq.migration (
@@ -161,6 +166,32 @@ create table bucketq.migration (
 );
 alter table bucketq.migration add constraint migration_pkey PRIMARY KEY (version);
 comment on table bucketq.migration is 'Applied bucketq schema migrations; a client refuses to run against a version newer than it knows.';
+
+create table bucketq.progress (
+  group_id integer not null,
+  bucket integer not null,
+  seq bigint generated always as identity not null,
+  kind smallint not null,
+  lo pg_snapshot not null,
+  lo_floor bigint not null,
+  hi pg_snapshot not null,
+  hi_floor bigint not null,
+  hi_ceil bigint not null,
+  early_ids bigint[] default '{}'::bigint[] not null,
+  pos_ord bigint not null,
+  pos_id bigint not null,
+  msg_ids bigint[] default '{}'::bigint[] not null,
+  lease_token bigint,
+  leased_until timestamp with time zone,
+  xact xid8,
+  consumer_id text,
+  epoch bigint,
+  created_at timestamp with time zone not null
+) with (autovacuum_vacuum_insert_scale_factor=0.05);
+alter table bucketq.progress add constraint progress_kind_check CHECK ((kind = ANY (ARRAY[1, 2, 3])));
+alter table bucketq.progress add constraint progress_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
+alter table bucketq.progress add constraint progress_pkey PRIMARY KEY (group_id, bucket, seq);
+comment on table bucketq.progress is 'Append-only log of each (group, bucket)''s progress through the message log; the row with the highest seq is the current state. kind 1 (done): every message of the window (lo, hi] (visible in snapshot hi, not in lo) up to ord pos_ord (message pos_id) is finished or in the inbox; lo_floor, hi_floor: message_ord_seq before each snapshot was taken, hi_ceil after (a message visible in hi has ord <= hi_ceil); early_ids: the window''s messages with ord <= lo_floor (from transactions in progress at lo, found once when the window opened, by _log_open); msg_ids are the messages acked by this row (the delivery record: consumer_id, epoch, created_at). kind 2 (hand): msg_ids were handed out up to that position, under lease_token until leased_until (claim) or in transaction xact (claim_locked). kind 3 (attempt): record_attempt''s note that transaction xact is handling msg_ids, so that a crash counts. maintain() prunes rows older than the topic''s retention, keeping the latest per bucket.';
 
 create table bucketq.schedule (
   name text not null,
@@ -220,12 +251,17 @@ CREATE INDEX idempotency_sent_at ON bucketq.idempotency USING btree (topic_id, s
 CREATE INDEX inbox_key ON bucketq.inbox USING btree (group_id, key_id, key_seq) WHERE (key_id IS NOT NULL);
 CREATE INDEX inbox_ready ON bucketq.inbox USING btree (group_id, msg_id) INCLUDE (bucket) WHERE (state = 0);
 CREATE INDEX inbox_timed ON bucketq.inbox USING btree (group_id, available_at) WHERE (state = ANY (ARRAY[1, 2]));
+CREATE INDEX message_window ON ONLY bucketq.message USING btree (bucket, ord);
+CREATE INDEX message_xid ON ONLY bucketq.message USING btree (bucket, xid);
+CREATE INDEX progress_delivered ON bucketq.progress USING gin (msg_ids) WHERE (kind = 1);
+CREATE INDEX progress_done ON bucketq.progress USING btree (group_id, created_at) WHERE (kind = 1);
+CREATE INDEX progress_lease ON bucketq.progress USING btree (group_id, lease_token) WHERE (lease_token IS NOT NULL);
+CREATE INDEX progress_xact ON bucketq.progress USING btree (group_id, xact) WHERE (xact IS NOT NULL);
 CREATE INDEX schedule_due ON bucketq.schedule USING btree (topic_id, next_at);
 
 create sequence bucketq.lease_token_seq as bigint;
 create sequence bucketq.message_id_seq as bigint;
-
-CREATE CONSTRAINT TRIGGER commit_check_readiness AFTER INSERT ON bucketq.commit_check DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bucketq._tg_commit_check();
+create sequence bucketq.message_ord_seq as bigint;
 
 CREATE OR REPLACE FUNCTION bucketq._caller()
  RETURNS name
@@ -492,6 +528,10 @@ begin
   execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
                  m, m || '_bounds', p_topic_id, p_lower, p_upper);
   execute format('create unique index %I on bucketq.%I (id)', m || '_id_key', m);
+  -- The claims' window scan and the probe for transactions at a window's edge (the
+  -- partitioned indexes message_window and message_xid adopt them on attach).
+  execute format('create index %I on bucketq.%I (bucket, ord)', m || '_window', m);
+  execute format('create index %I on bucketq.%I (bucket, xid)', m || '_xid', m);
   execute format('alter table bucketq.%I attach partition bucketq.%I for values from (%L) to (%L)',
                  'message_t' || p_topic_id, m, p_lower, p_upper);
   execute format('create table bucketq.%I (like bucketq.delivery including defaults including constraints)', d);
@@ -555,6 +595,23 @@ begin
      where i.group_id = g.group_id and i.msg_id = e.msg_id;
   end if;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._delivered(g bucketq.consumer_group, p_msg_id bigint, p_caller name DEFAULT NULL::name)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select exists (select 1 from bucketq.delivery d
+                  where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = p_msg_id
+                    and (p_caller is null or exists (select 1 from bucketq.consumer c
+                                                      where c.group_id = g.group_id and c.consumer_id = d.consumer_id
+                                                        and c.joined_by = p_caller)))
+      or exists (select 1 from bucketq.progress p
+                  where p.group_id = g.group_id and p.kind = 1 and p.msg_ids @> array[p_msg_id]
+                    and (p_caller is null or exists (select 1 from bucketq.consumer c
+                                                      where c.group_id = g.group_id and c.consumer_id = p.consumer_id
+                                                        and c.joined_by = p_caller)))
+$function$;
 
 CREATE OR REPLACE FUNCTION bucketq._due_schedules(group_name text, max_schedules integer DEFAULT 100)
  RETURNS TABLE(schedule_name text, cron text, timezone text, slot timestamp with time zone, db_now timestamp with time zone)
@@ -717,6 +774,14 @@ begin
     execute format('grant usage on schema bucketq to %I', r_admin);
     execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
+  -- The views count what is left in the log through this (it runs as the owner).
+  if to_regprocedure('bucketq._log_backlog(int, int, int, timestamptz)') is not null then
+    foreach k in array array[r_monitor, r_admin, r_consumer] loop
+      if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
+        execute format('grant execute on function bucketq._log_backlog(int, int, int, timestamptz) to %I', k);
+      end if;
+    end loop;
+  end if;
 
   -- Functions by name, so every overload of a name is covered.
   for f in
@@ -844,6 +909,612 @@ begin
   end loop;
 end $function$;
 comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
+
+CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.progress)
+ RETURNS SETOF bucketq.message
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord) w
+  union all
+  select m.* from bucketq.message m
+   where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
+  union all
+  select m.* from bucketq.message m
+   where m.topic_id = p_topic_id and m.bucket = c.bucket
+     and m.xid = any(array(select pg_snapshot_xip(c.hi)))
+     and not pg_visible_in_snapshot(m.xid, c.hi)
+  union all
+  select m.* from bucketq.message m
+   where c.kind = 2 and m.topic_id = p_topic_id and m.id = any(c.msg_ids)
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_backlog(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
+ RETURNS TABLE(ready bigint, in_flight bigint, waiting bigint, oldest timestamp with time zone)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  with c as (
+    select p.* from bucketq.progress p
+     where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+       and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+     order by p.seq desc limit 1
+  ),
+  pending as (
+    select m.id, m.sent_at,
+           -- handed out in a batch still running (an ended one is handed back by the next claim)
+           c.kind = 2 and m.id = any(c.msg_ids)
+             and case when c.lease_token is not null then c.leased_until > bucketq._now()
+                      else pg_xact_status(c.xact) = 'in progress' end as in_flight,
+           m.key_id is not null and exists (select 1 from bucketq.inbox x
+                                             where x.group_id = p_group_id and x.key_id = m.key_id) as behind
+      from c
+      cross join lateral bucketq._log_ahead(p_topic_id, c) m
+     where p_start is null or m.sent_at >= p_start
+  )
+  select count(*) filter (where not p.in_flight and not p.behind),
+         count(*) filter (where p.in_flight),
+         count(*) filter (where not p.in_flight and p.behind),
+         min(p.sent_at)
+    from pending p
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_batch_live(c bucketq.progress, p_epoch bigint, p_now timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select case
+    when c.kind = 1 then false
+    when c.kind = 2 and c.lease_token is not null then c.leased_until > p_now and c.epoch = p_epoch
+    else c.xact = pg_current_xact_id() or pg_xact_status(c.xact) = 'in progress'
+  end
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone)
+ RETURNS TABLE(bucket integer, epoch bigint, seq bigint, state "char")
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select x.bucket, x.epoch, lp.seq,
+         (case when f.over then 'o' when f.rest then 'r' else 'n' end)::"char"
+    from unnest(p_buckets, p_epochs) as x(bucket, epoch)
+    cross join lateral (select p.* from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = x.bucket
+                         order by p.seq desc limit 1) lp
+    cross join lateral (
+      select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
+             lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord) w) as rest) f
+   where f.over or f.rest
+      or (lp.kind = 1
+          and (exists (select 1 from bucketq.message m
+                        where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                          and m.xid >= pg_snapshot_xmax(lp.hi))
+               or exists (select 1 from bucketq.message m
+                           where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                             and m.xid = any(array(select pg_snapshot_xip(lp.hi)))
+                             and not pg_visible_in_snapshot(m.xid, lp.hi))))
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_chunk(g bucketq.consumer_group, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_pos_ord bigint, p_limit integer, p_max_per_key integer, p_now timestamp with time zone)
+ RETURNS TABLE(n bigint, id bigint, ord bigint, key text, key_id bigint, key_seq bigint, sent_at timestamp with time zone, payload jsonb, headers jsonb, decision "char")
+ LANGUAGE plpgsql
+ SET enable_nestloop TO 'off'
+AS $function$
+#variable_conflict use_column
+begin
+  return query
+  with chunk as materialized (
+    select row_number() over (order by w.ord) as n, w.id, w.ord, w.key, w.key_id, w.key_seq, w.sent_at,
+           coalesce(w.not_before > p_now, false) as later, w.payload, w.headers,
+           g.start_time is not null and w.sent_at < g.start_time as skip
+      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord) w
+             order by w.ord limit p_limit) w
+  ),
+  keyed as (
+    select x.*, min(x.k) filter (where x.stops) over (partition by x.key_id) as stop_k
+      from (select c.n, c.key_id, c.later, row_number() over (partition by c.key_id order by c.n) as k,
+                   c.later or row_number() over (partition by c.key_id order by c.n) > p_max_per_key as stops
+              from chunk c where c.key_id is not null and not c.skip) x
+  ),
+  blocked as (
+    select b.key_id, b.first_seq, b.first_n,
+           (select 1 from bucketq.inbox x
+             where x.group_id = g.group_id and x.key_id = b.key_id and x.key_seq < b.first_seq
+             order by x.key_seq desc limit 1
+               for key share skip locked) is not null as held,
+           exists (select 1 from bucketq.inbox x
+                    where x.group_id = g.group_id and x.key_id = b.key_id and x.key_seq < b.first_seq) as present
+      from (select c.key_id, min(c.key_seq) as first_seq, min(c.n) as first_n
+              from chunk c where c.key_id is not null and not c.skip group by c.key_id) b
+  ),
+  decided as (
+    select k.n, k.k, k.stop_k, coalesce(b.present, false) as waits,
+           -- behind a row someone else holds: the batch ends before the key
+           coalesce(b.present and not b.held and k.n = b.first_n, false) as cuts
+      from keyed k left join blocked b on b.key_id = k.key_id
+  ),
+  cut as (
+    select coalesce(min(d.n), 9223372036854775807) as n from decided d where d.cuts
+  )
+  select c.n, c.id, c.ord, c.key, c.key_id, c.key_seq, c.sent_at, c.payload, c.headers,
+         (case
+            when c.n >= (select x.n from cut x) then 'x'
+            when c.skip then 's'
+            when c.key_id is null then case when c.later then 'd' else 'h' end
+            when d.waits then 'w'
+            when d.stop_k is null or d.k < d.stop_k then 'h'
+            when d.k = 1 then 'd'
+            else 'w'
+          end)::"char"
+    from chunk c
+    left join decided d on d.n = c.n
+   order by c.n;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_claim(g bucketq.consumer_group, p_consumer text, p_buckets integer[], p_epochs bigint[], p_seqs bigint[], p_states "char"[], p_room integer, p_max_per_key integer, p_now timestamp with time zone, p_token bigint, p_until timestamp with time zone)
+ RETURNS TABLE(msg_id bigint, bucket integer, key text, key_id bigint, key_seq bigint, payload jsonb, headers jsonb, sent_at timestamp with time zone, epoch bigint)
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_room int := p_room;
+  v_count int := coalesce(cardinality(p_buckets), 0);
+  v_start int;
+  v_i int;
+  v_state "char";
+  v_b int;
+  v_e bigint;
+  c bucketq.progress;
+  s record;
+  v_lo pg_snapshot;
+  v_lo_floor bigint;
+  v_hi pg_snapshot;
+  v_hi_floor bigint;
+  v_hi_ceil bigint;
+  v_early bigint[];
+  v_pos bigint;
+  v_ids bigint[];
+  v_ords bigint[];
+  v_dec "char"[];
+  v_keys text[];
+  v_key_ids bigint[];
+  v_key_seqs bigint[];
+  v_payloads jsonb[];
+  v_headers jsonb[];
+  v_sent_ats timestamptz[];
+  v_fetched int;
+  v_passed int;
+  v_skipped_keys bigint[];
+  v_handed bigint[];
+  v_waits bigint[];
+  v_delays bigint[];
+begin
+  if v_count = 0 then
+    return;
+  end if;
+  v_start := floor(random() * v_count)::int;
+  for j in 0 .. v_count - 1 loop
+    exit when v_room <= 0;
+    v_i := (v_start + j) % v_count + 1;
+    v_b := p_buckets[v_i];
+    v_e := p_epochs[v_i];
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_b for update skip locked;
+    continue when not found;
+    select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    continue when c.group_id is null;
+    -- What _log_busy found still holds if the row is the one it looked at.
+    v_state := case when c.seq = p_seqs[v_i] then p_states[v_i] end;
+    if c.kind <> 1 then
+      continue when bucketq._log_batch_live(c, v_e, p_now);
+      c := bucketq._log_expire(g, c, p_now);
+      v_state := null;
+    end if;
+
+    v_lo := c.lo; v_lo_floor := c.lo_floor;
+    v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
+    v_early := c.early_ids;
+    v_pos := c.pos_ord;
+    for v_window in 1 .. 2 loop
+      -- A window used up (the usual case after an ack): no chunk. _log_busy may have
+      -- told already; otherwise one probe.
+      if v_window = 1
+         and (v_state = 'n'
+              or (v_state is distinct from 'r'
+                  and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
+                                                                    v_early, v_pos)))) then
+        v_fetched := 0;
+      else
+        select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
+               count(*)::int, count(*) filter (where x.decision <> 'x')::int,
+               array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
+               array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
+               array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n),
+               array_agg(x.id) filter (where x.decision = 'h'), array_agg(x.id) filter (where x.decision = 'w'),
+               array_agg(x.id) filter (where x.decision = 'd')
+          into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
+               v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats,
+               v_handed, v_waits, v_delays
+          from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
+      end if;
+      exit when v_fetched > 0 or v_window = 2;
+      -- This window is used up: the next is what committed since.
+      s := bucketq._log_snapshot();
+      v_lo := v_hi; v_lo_floor := v_hi_floor;
+      v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
+      v_early := bucketq._log_open(g.topic_id, v_b, v_lo, v_lo_floor, v_hi);
+      v_pos := 0;
+    end loop;
+    -- Nothing new, or the first message must not go now ('x' only ever ends a chunk).
+    continue when v_passed = 0;
+
+    if v_waits is not null then
+      perform bucketq._log_materialize(g, v_waits, '{}', false, null, null, null, null, p_now, true);
+    end if;
+    if v_delays is not null then
+      perform bucketq._log_materialize(g, v_delays, '{}', false, null, null, null, null, p_now);
+    end if;
+
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
+                                  msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
+    values (g.group_id, v_b, case when v_handed is null then 1 else 2 end, v_lo, v_lo_floor, v_hi, v_hi_floor, v_hi_ceil, v_early,
+            -- The chunk read the rest of the window and passed all of it: the position
+            -- is the window's end (every message of it has ord <= hi_ceil), which lets
+            -- the next claims skip the window without reading the log (_log_window).
+            case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_ords[v_passed])
+                 else v_ords[v_passed] end,
+            v_ids[v_passed], coalesce(v_handed, '{}'),
+            case when v_handed is not null then p_token end,
+            case when v_handed is not null then p_until end,
+            case when v_handed is not null and p_token is null then pg_current_xact_id() end,
+            case when v_handed is not null then p_consumer end,
+            case when v_handed is not null then v_e end,
+            p_now);
+
+    if v_skipped_keys is not null then
+      -- A message of these keys sent after the group's start may wait for the one skipped.
+      perform bucketq._promote(g.group_id, v_skipped_keys, p_now);
+    end if;
+
+    if v_handed is not null then
+      v_room := v_room - cardinality(v_handed);
+      -- The chunk read the rows already: no second visit to the log.
+      return query
+      select u.id, v_b, u.key, u.key_id, u.key_seq, u.payload, u.headers, u.sent_at, v_e
+        from unnest(v_ids, v_dec, v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats)
+             with ordinality as u(id, dec, key, key_id, key_seq, payload, headers, sent_at, n)
+       where u.dec = 'h'
+       order by u.n;
+    end if;
+  end loop;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_expire(g bucketq.consumer_group, c bucketq.progress, p_now timestamp with time zone)
+ RETURNS bucketq.progress
+ LANGUAGE plpgsql
+AS $function$
+declare
+  d bucketq.progress;
+  v_lo pg_snapshot := c.lo;
+  v_lo_floor bigint := c.lo_floor;
+  v_hi pg_snapshot := c.hi;
+  v_hi_floor bigint := c.hi_floor;
+  v_hi_ceil bigint := c.hi_ceil;
+  v_early bigint[] := c.early_ids;
+  v_pos_ord bigint := c.pos_ord;
+  v_pos_id bigint := c.pos_id;
+  v_last record;
+  v_ids bigint[];
+  s record;
+  v_counted bigint[];
+  v_spent bigint[];
+begin
+  if c.kind = 3 and pg_xact_status(c.xact) = 'committed'
+     and not exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+    -- The noted transaction committed without settling its batch: handed back on
+    -- purpose, as its hand row says (below), not a crash.
+    select * into d from bucketq.progress p
+     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
+     order by p.seq desc limit 1;
+    if found then
+      c := d;
+    end if;
+  end if;
+  if c.kind = 2 then
+    -- A locked batch's hand row outlives its transaction only if that committed without
+    -- settling: handed back on purpose (a stop that ran out of time), not a crash (a
+    -- crash aborts, and record_attempt's note counts it).
+    if c.lease_token is not null and (c.leased_until <= p_now
+       or exists (select 1 from bucketq.consumer x
+                   where x.group_id = c.group_id and x.consumer_id = c.consumer_id
+                     and x.joined_at <= c.created_at and x.heartbeat_at <= p_now - g.session_timeout)) then
+      -- Expired, or its consumer died: the attempt counts; as expired leases, which the
+      -- claim then hands out again or dead-letters.
+      perform bucketq._log_materialize(g, c.msg_ids, c.msg_ids, true,
+                                       c.lease_token,
+                                       least(coalesce(c.leased_until, p_now), p_now), c.consumer_id, c.epoch, p_now);
+    else
+      -- Cut short by its consumer leaving, joining again or giving the bucket up alive (a
+      -- rebalance): handed back as they were, each key's first ready, its run behind it.
+      perform bucketq._log_materialize(g, c.msg_ids, '{}', false, null, null, null, null, p_now);
+    end if;
+  else
+    -- The attempt's own hand row went with its transaction; the last checkpoint is
+    -- where it started. A batch that settled before its attempt was recorded is done.
+    select * into d from bucketq.progress p
+     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 1
+     order by p.seq desc limit 1;
+    if exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+      return d;
+    end if;
+    v_lo := d.lo; v_lo_floor := d.lo_floor; v_hi := d.hi; v_hi_floor := d.hi_floor; v_hi_ceil := d.hi_ceil;
+    v_early := d.early_ids; v_pos_ord := d.pos_ord; v_pos_id := d.pos_id;
+    -- Every attempt noted since that checkpoint counts: an earlier crash's messages went
+    -- to the inbox in a claim that itself did not commit.
+    select coalesce(array_agg(u.id), '{}') into v_counted
+      from bucketq.progress p cross join unnest(p.msg_ids) u(id)
+     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 3 and p.seq > d.seq
+       and pg_xact_status(p.xact) is distinct from 'in progress' and pg_xact_status(p.xact) is distinct from 'committed';
+    -- The last message those attempts had: the new position passes it.
+    select m.xid, m.ord, m.id into v_last from bucketq.message m
+     where m.topic_id = g.topic_id and m.id = any(v_counted || c.msg_ids) and m.bucket = c.bucket
+       and m.xid is not null and not pg_visible_in_snapshot(m.xid, d.lo)
+     order by m.ord desc limit 1;
+    if v_last.id is not null then
+      if not pg_visible_in_snapshot(v_last.xid, d.hi) then
+        -- The batch had opened a new window; any later snapshot holds all of it (what
+        -- else it passes goes to the inbox too, which loses nothing).
+        s := bucketq._log_snapshot();
+        v_lo := d.hi; v_lo_floor := d.hi_floor; v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
+        v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi);
+        v_pos_ord := 0; v_pos_id := 0;
+      end if;
+      if v_last.ord > v_pos_ord then
+        select array_agg(w.id) into v_ids
+          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord) w
+         where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
+        perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
+                                         p_now, c.consumer_id, c.epoch, p_now);
+        -- Spent: dead-lettered as _settle_attempts does for the inbox's messages.
+        select array_agg(i.msg_id) into v_spent from bucketq.inbox i
+         where i.group_id = g.group_id and i.msg_id = any(v_ids) and i.attempts >= g.max_attempts;
+        if v_spent is not null then
+          perform bucketq._dead_letter(g, v_spent,
+            array_fill(format('its transaction ended without committing in each of %s attempts (last held by consumer %s: crash, lost connection or timeout)',
+                              g.max_attempts, c.consumer_id),
+                       array[cardinality(v_spent)]));
+        end if;
+        v_pos_ord := v_last.ord; v_pos_id := v_last.id;
+      end if;
+    end if;
+  end if;
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id, created_at)
+  values (c.group_id, c.bucket, 1, v_lo, v_lo_floor, v_hi, v_hi_floor, v_hi_ceil, v_early, v_pos_ord, v_pos_id, p_now)
+  returning * into d;
+  return d;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_expire_due(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+declare
+  c bucketq.progress;
+  v_b int;
+  v_e bigint;
+begin
+  for v_b, v_e in
+    select x.bucket, x.epoch
+      from unnest(p_buckets, p_epochs) as x(bucket, epoch)
+      cross join lateral (select p.* from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = x.bucket
+                           order by p.seq desc limit 1) lp
+     where lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now)
+  loop
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_b for update skip locked;
+    continue when not found;
+    select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    continue when c.kind = 1 or bucketq._log_batch_live(c, v_e, p_now);
+    perform bucketq._log_expire(g, c, p_now);
+  end loop;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_materialize(g bucketq.consumer_group, p_ids bigint[], p_counted bigint[], p_leased boolean, p_token bigint, p_until timestamp with time zone, p_consumer text, p_epoch bigint, p_now timestamp with time zone, p_wait boolean DEFAULT false)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+begin
+  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at,
+                             attempts, lease_token, consumer_id, epoch)
+  select g.group_id, m.id, m.bucket,
+         case when p_wait then 3
+              when coalesce(m.not_before > p_now, false) then 2
+              when p_leased then 1
+              when m.key_id is not null and (
+                     row_number() over (partition by m.key_id order by m.key_seq) > 1
+                     or exists (select 1 from bucketq.inbox y
+                                 where y.group_id = g.group_id and y.key_id = m.key_id and y.key_seq < m.key_seq))
+                then 3
+              else 0 end,
+         m.key_id, m.key_seq, m.sent_at,
+         case when coalesce(m.not_before > p_now, false) then m.not_before when p_leased then p_until end,
+         (select count(*) from unnest(p_counted) u(id) where u.id = m.id)::int,
+         case when p_leased and not coalesce(m.not_before > p_now, false) then p_token end,
+         case when p_leased and not coalesce(m.not_before > p_now, false) then p_consumer end,
+         case when p_leased and not coalesce(m.not_before > p_now, false) then p_epoch end
+    from bucketq.message m
+   where m.topic_id = g.topic_id and m.id = any(p_ids)
+  on conflict (group_id, msg_id) do nothing;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_open(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot)
+ RETURNS bigint[]
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select coalesce(array_agg(x.id), '{}') from (
+    select m.id from bucketq.message m
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+       and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
+       and m.ord <= p_lo_floor
+       and pg_visible_in_snapshot(m.xid, p_hi)
+    union all
+    select m.id from bucketq.message m
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+       and m.xid = any(array(select pg_snapshot_xip(p_lo)))
+       and m.ord <= p_lo_floor
+       and pg_visible_in_snapshot(m.xid, p_hi)
+  ) x
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_settle(fn text, g bucketq.consumer_group, p_ids bigint[], p_tokens bigint[], p_acked bigint[], p_consumer text, p_now timestamp with time zone)
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_locked boolean := p_tokens is null;
+  h bucketq.progress;
+  v_mine bigint[];
+  v_found bigint[] := '{}';
+  v_bad bigint[];
+  v_keys bigint[];
+  v_rest bigint[];
+  v_admin boolean;
+  v_caller name;
+begin
+  -- One branch runs (the other's one-time filter is false), each on its own index:
+  -- progress_lease or progress_xact. A single condition choosing between the two
+  -- (CASE) could use neither and read every batch the group ever had, on every ack.
+  for h in
+    select p.* from bucketq.progress p
+     where not v_locked and p.group_id = g.group_id and p.lease_token = any(p_tokens)
+       and p.kind = 2 and p.msg_ids && p_ids
+    union all
+    select p.* from bucketq.progress p
+     where v_locked and p.group_id = g.group_id and p.xact = pg_current_xact_id()
+       and p.kind = 2 and p.msg_ids && p_ids
+    order by bucket
+  loop
+    select array_agg(u.id) into v_mine
+      from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
+     where u.id = any(h.msg_ids) and (v_locked or u.tok = h.lease_token);
+    continue when v_mine is null;
+    -- A lease is the caller's only if it joined the batch's consumer (admins: any);
+    -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
+    -- is the caller's own transaction's already.
+    if not v_locked then
+      if v_admin is null then
+        v_admin := bucketq._caller_is_admin();
+        v_caller := bucketq._caller();
+      end if;
+      continue when not v_admin
+                and not exists (select 1 from bucketq.consumer c
+                                 where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller);
+    end if;
+    -- Still the bucket's latest (an attempt note of the same batch aside)? Otherwise it
+    -- expired and was passed on, or was settled already: stale for the caller.
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = h.bucket for update;
+    continue when exists (select 1 from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = h.bucket and p.seq > h.seq
+                             and not (p.kind = 3 and p.xact = h.xact));
+    -- Fencing: the claimer must still own the bucket at the batch's epoch. A move after
+    -- this check does not wait for us, but the new owner cannot read the bucket while we
+    -- hold its cursor row, and after we commit it starts from our checkpoint.
+    if not exists (select 1 from bucketq.bucket_owner o
+                    where o.group_id = g.group_id and o.bucket = h.bucket and o.owner = h.consumer_id
+                      and o.epoch = h.epoch) then
+      raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer or a newer epoch)',
+        fn, h.consumer_id, v_mine, g.name
+        using errcode = 'BQ008',
+              detail = 'Nothing was acked or nacked.',
+              hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
+    end if;
+    -- A batch acked whole cannot be acked out of order: skip the check (its self-join
+    -- over the log's partitions costs more to plan than to run, on every call).
+    if p_acked is not null and not (h.msg_ids <@ p_acked) then
+      select array_agg(m.id order by m.id) into v_bad
+        from bucketq.message m
+       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
+         and exists (select 1 from bucketq.message e
+                      where e.topic_id = g.topic_id and e.id = any(h.msg_ids) and e.key_id = m.key_id
+                        and e.key_seq < m.key_seq and e.id <> all(p_acked));
+      if v_bad is not null then
+        raise exception '%: out of order in group %: messages % are acked ahead of earlier messages of their keys in the same batch (%), still leased',
+          fn, g.name, v_bad,
+          (select array_agg(e.id order by e.id) from bucketq.message e
+            where e.topic_id = g.topic_id and e.id = any(h.msg_ids) and e.id <> all(p_acked)
+              and e.key_id in (select m.key_id from bucketq.message m where m.topic_id = g.topic_id and m.id = any(v_bad)))
+          using errcode = 'BQ005',
+                detail = 'A key''s messages are acked in key_seq order. Nothing was acked.',
+                hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
+      end if;
+    end if;
+    v_rest := array(select u.id from unnest(h.msg_ids) u(id) where u.id <> all(coalesce(p_acked, '{}')));
+    if cardinality(v_rest) > 0 then
+      perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,
+                                       h.lease_token, h.leased_until, h.consumer_id, h.epoch, p_now);
+      if v_locked then
+        -- Still this transaction's claim: lock the rows, as claim_locked locks the
+        -- inbox rows it hands out, so that ack and nack here find them held.
+        perform 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = any(v_rest) for update;
+      end if;
+    end if;
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
+                                  msg_ids, xact, consumer_id, epoch, created_at)
+    values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
+            array(select u.id from unnest(h.msg_ids) u(id) where u.id = any(coalesce(p_acked, '{}'))),
+            pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
+    if p_acked is not null then
+      select array_agg(distinct m.key_id) into v_keys from bucketq.message m
+       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null;
+      -- A message of these keys may wait in the inbox behind the one acked (the rest
+      -- of a run handed back, a delayed one). Wait for whoever changes a key's next
+      -- row, then promote in a new statement, which sees what they committed. If none
+      -- of these keys has a row in the inbox (the usual case: one probe, planned once)
+      -- there is nothing to promote, and nobody can add one meanwhile: rows of this
+      -- bucket's keys come from claims, settles and rewinds of the bucket, which wait
+      -- for the cursor row we hold.
+      if v_keys is not null
+         and exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id = any(v_keys)) then
+        perform 1 from unnest(v_keys) as k(key_id)
+          cross join lateral (select x.msg_id from bucketq.inbox x
+                               where x.group_id = g.group_id and x.key_id = k.key_id
+                               order by x.key_seq limit 1
+                                 for no key update) l;
+        perform bucketq._promote(g.group_id, v_keys, p_now);
+      end if;
+    end if;
+    v_found := v_found || v_mine;
+  end loop;
+  return v_found;
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_snapshot(OUT floor bigint, OUT snap pg_snapshot, OUT ceil bigint)
+ RETURNS record
+ LANGUAGE plpgsql
+AS $function$
+begin
+  floor := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
+  snap := pg_current_snapshot();
+  ceil := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
+end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint)
+ RETURNS SETOF bucketq.message
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select m.* from bucketq.message m
+   where greatest(p_after, p_lo_floor) < p_hi_ceil
+     and m.topic_id = p_topic_id and m.bucket = p_bucket
+     and m.ord > greatest(p_after, p_lo_floor) and m.ord <= p_hi_ceil
+     and pg_visible_in_snapshot(m.xid, p_hi) and not pg_visible_in_snapshot(m.xid, p_lo)
+  union all
+  select m.* from bucketq.message m
+   where cardinality(p_early) > 0
+     and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after
+$function$;
 
 CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
  RETURNS boolean
@@ -1049,6 +1720,8 @@ CREATE OR REPLACE FUNCTION bucketq._release(g bucketq.consumer_group, p_buckets 
  RETURNS void
  LANGUAGE plpgsql
 AS $function$
+declare
+  c bucketq.progress;
 begin
   if p_buckets is null or cardinality(p_buckets) = 0 then
     return;
@@ -1061,6 +1734,19 @@ begin
      set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.bucket = any(p_buckets);
   perform bucketq._void_old_leases(g, p_buckets, false);
+  -- Leased batches read from these buckets' logs go back too, at once and without an
+  -- attempt (a locked batch ends with its transaction; its ack is fenced by the epoch).
+  for c in
+    select p.* from unnest(p_buckets) b(bucket)
+      cross join lateral (select x.* from bucketq.progress x
+                           where x.group_id = g.group_id and x.bucket = b.bucket
+                           order by x.seq desc limit 1) p
+     where p.kind = 2 and p.lease_token is not null
+  loop
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = c.bucket for update skip locked;
+    continue when not found;
+    perform bucketq._log_expire(g, c, bucketq._now());
+  end loop;
 end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._role(kind text)
@@ -1136,55 +1822,6 @@ AS $function$
   select case state when 0 then 'ready' when 1 then 'leased' when 2 then 'delayed'
                     when 3 then 'waiting' when 4 then 'dead' end
 $function$;
-
-CREATE OR REPLACE FUNCTION bucketq._tg_commit_check()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
-AS $function$
-declare
-  v_ready_groups int[] := '{}';
-  v_ready_keys bigint[] := '{}';
-  v_ready_seqs bigint[] := '{}';
-begin
-  delete from bucketq.commit_check where txid = new.txid;
-  -- One statement: lock, in (group, key) order, what still stands before each key's
-  -- first new message (nested loop: the lateral runs in the sorted order of p).
-  select coalesce(array_agg(c.g order by c.g, c.k), '{}'), coalesce(array_agg(c.k order by c.g, c.k), '{}'),
-         coalesce(array_agg(c.s order by c.g, c.k), '{}')
-    into v_ready_groups, v_ready_keys, v_ready_seqs
-    from (select p.g, p.k, p.s, l.hit
-            from (select distinct on (e.g, e.k) e.g, e.k, e.s
-                    from (select split_part(x, ':', 1)::int as g, split_part(x, ':', 2)::bigint as k, split_part(x, ':', 3)::bigint as s
-                            from unnest(string_to_array(current_setting('bucketq.pending_heads', true), ';')) as x
-                           where x <> '') e
-                   -- Only entries naming a waiting row this transaction inserted: the
-                   -- setting is the caller's to write, and forged entries would lock
-                   -- other groups' rows for the rest of its transaction (issue 13,
-                   -- item 4). A row we can see whose inserter is in progress is ours.
-                   where exists (select 1 from bucketq.inbox h
-                                  where h.group_id = e.g and h.key_id = e.k and h.key_seq = e.s and h.state = 3
-                                    and pg_xact_status(bucketq._xid8(h.xmin)) = 'in progress')
-                   order by e.g, e.k, e.s) p
-            left join lateral (select 1 as hit from bucketq.inbox x
-                                where x.group_id = p.g and x.key_id = p.k and x.key_seq < p.s
-                                order by x.key_seq desc
-                                limit 1
-                                for key share) l on true) c
-   where c.hit is null;
-  if cardinality(v_ready_keys) > 0 then
-    -- Fresh statement, fresh snapshot: whoever we waited for has committed.
-    update bucketq.inbox i
-       set state = case when i.available_at > bucketq._now() then 2 else 0 end
-      from unnest(v_ready_groups, v_ready_keys, v_ready_seqs) as r(g, k, s)
-     where i.group_id = r.g and i.key_id = r.k and i.key_seq = r.s and i.state = 3
-       and not exists (select 1 from bucketq.inbox y
-                        where y.group_id = r.g and y.key_id = r.k and (y.key_seq < r.s or y.state <> 3));
-  end if;
-  perform set_config('bucketq.pending_heads', '', true);
-  return null;
-end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._topic(topic_name text)
  RETURNS bucketq.topic
@@ -1326,6 +1963,8 @@ declare
   v_xact xid8;
   v_admin boolean;
   v_caller name;
+  v_all bigint[] := msg_ids;   -- as given, for the statuses
+  v_log bigint[];
 begin
   g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
@@ -1343,6 +1982,22 @@ begin
   v_admin := bucketq._caller_is_admin();
   v_caller := bucketq._caller();
   v_now := bucketq._now();
+
+  -- Messages handed out from the log (the normal flow): the batch's checkpoint moves.
+  v_log := bucketq._log_settle('ack', g, msg_ids, lease_tokens, msg_ids, ack.consumer_id, v_now);
+  if cardinality(v_log) = cardinality(msg_ids) then
+    return query select u.id, 'acked'::text from unnest(v_all) u(id);
+    return;
+  end if;
+  -- The rest are inbox rows: retries, runs handed back, waiting messages.
+  if cardinality(v_log) > 0 then
+    select array_agg(u.id order by u.o), array_agg(u.tok order by u.o) into msg_ids, lease_tokens
+      from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, o)
+     where u.id <> all(v_log);
+    if v_locked then
+      lease_tokens := null;
+    end if;
+  end if;
 
   if not v_locked then
     -- Each id's token (a msg_id given twice counts with its first token) as a map
@@ -1469,22 +2124,17 @@ begin
   end if;
 
   if v_stale is null then
-    return query select u.id, 'acked'::text from unnest(msg_ids) u(id);
+    return query select u.id, 'acked'::text from unnest(v_all) u(id);
     return;
   end if;
   return query
   select u.id,
-         case when a.id is not null then 'acked'
+         case when u.id = any(coalesce(v_acked, '{}')) or u.id = any(v_log) then 'acked'
               -- Only the caller's own consumers' deliveries: statuses must not tell a
               -- caller which ids exist.
-              when exists (select 1 from bucketq.delivery d
-                            where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = u.id
-                              and (v_admin or exists (select 1 from bucketq.consumer c
-                                                       where c.group_id = g.group_id and c.consumer_id = d.consumer_id
-                                                         and c.joined_by = v_caller))) then 'already_acked'
+              when bucketq._delivered(g, u.id, case when v_admin then null else v_caller end) then 'already_acked'
               else 'stale' end
-    from unnest(msg_ids) with ordinality u(id, n)
-    left join (select distinct x.id from unnest(v_acked) x(id)) a on a.id = u.id
+    from unnest(v_all) with ordinality u(id, n)
    order by u.n;
 end $function$;
 comment on function bucketq.ack(text,bigint[],bigint[],text,boolean) is 'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
@@ -1510,7 +2160,14 @@ declare
   v_ids bigint[];
   v_room int;
   v_owned int[];
+  v_busy int[];
+  v_busy_epochs bigint[];
+  v_busy_seqs bigint[];
+  v_busy_states "char"[];
+  v_over int[];
+  v_over_epochs bigint[];
   v_epochs bigint[];
+  v_got int := 0;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim', g, consumer_id);
@@ -1554,6 +2211,16 @@ begin
                             g.name, claim.consumer_id, g.session_timeout);
     end if;
     return;  -- a member that owns no bucket (yet): nothing to claim
+  end if;
+
+  -- Which buckets' logs have anything to do (one statement). Batches from them that
+  -- ended without settling come back first (to the inbox, handed out below).
+  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
+         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
+    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
+    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  if v_over is not null then
+    perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
   end if;
 
   -- Is anything due in these buckets (expired leases, retries, not_before reached)?
@@ -1632,13 +2299,10 @@ begin
      where v.keep;
   end if;
 
-  if v_timed is null and v_ready is null then
-    return;
-  end if;
   v_token := nextval('bucketq.lease_token_seq');
-  v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
-
-  return query
+  if v_timed is not null or v_ready is not null then
+    v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
+    return query
   with leased as (
     update bucketq.inbox i
        set state = 1, available_at = v_until, attempts = i.attempts + 1,
@@ -1663,6 +2327,19 @@ begin
     join m on m.id = l.msg_id and m.sent_at = l.sent_at
    -- Oldest first; a run right behind its head, in key_seq order.
    order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+    get diagnostics v_got = row_count;
+  end if;
+
+  -- Then the normal flow: the buckets' logs past their checkpoints, under one lease per
+  -- bucket (a progress row, not a row per message).
+  if v_got < max_messages and v_busy is not null then
+    return query
+    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, v_token, l.sent_at, v_until, l.epoch
+      from bucketq._log_claim(g, claim.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                              max_messages - v_got, max_per_key,
+                              v_now, v_token, v_until) l
+     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  end if;
 end $function$;
 comment on function bucketq.claim(text,text,integer,integer[],interval,integer) is 'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). A key''s next message is not handed out before the one before it is acked or dead-lettered. max_per_key (default 1): with more, a key on its first attempt may come as a run of up to that many consecutive messages under one lease; they are returned together in key_seq order, and the consumer must handle them in that order and ack them in order (an ack that skips an earlier message of the run is refused), and nack the first that fails: the rest of the run then waits again. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';
 
@@ -1678,9 +2355,16 @@ declare
   t bucketq.topic;
   v_now timestamptz;
   v_owned int[];
+  v_busy int[];
+  v_busy_epochs bigint[];
+  v_busy_seqs bigint[];
+  v_busy_states "char"[];
+  v_over int[];
+  v_over_epochs bigint[];
   v_epochs bigint[];
   v_ids bigint[];
   v_dead int;
+  v_got int := 0;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim_locked', g, consumer_id);
@@ -1724,6 +2408,16 @@ begin
   if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
     perform bucketq._settle_attempts(g);
   end if;
+  -- Which buckets' logs have anything to do (one statement). Batches from them that
+  -- ended without settling come back first (to the inbox, handed out below).
+  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
+         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
+    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
+    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  if v_over is not null then
+    perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
+  end if;
+
   if exists (select 1 from bucketq.inbox i
               where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
                 and i.bucket = any(v_owned)) then
@@ -1768,10 +2462,7 @@ begin
                           where i.group_id = g.group_id and i.msg_id = u.id and y.state = 4);
     end if;
   end if;
-  if v_ids is null then
-    return;
-  end if;
-
+  if v_ids is not null then
   return query
   with held as materialized (
     select i.msg_id, i.bucket, i.key_id, i.key_seq, i.attempts, i.sent_at, ob.epoch
@@ -1791,6 +2482,19 @@ begin
     from held l
     join m on m.id = l.msg_id and m.sent_at = l.sent_at
    order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  get diagnostics v_got = row_count;
+  end if;
+
+  -- Then the normal flow: the buckets' logs past their checkpoints. Each bucket read
+  -- stays locked (its cursor row) until this transaction ends.
+  if v_got < max_messages and v_busy is not null then
+    return query
+    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, l.sent_at, l.epoch, pg_current_xact_id()
+      from bucketq._log_claim(g, claim_locked.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                              max_messages - v_got, max_per_key,
+                              v_now, null, null) l
+     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+  end if;
 end $function$;
 comment on function bucketq.claim_locked(text,text,integer,integer[],integer) is 'Claim by row lock, in the caller''s transaction (BEGIN first: in autocommit the locks end with the statement). Like claim, it hands out up to max_messages ready messages of the buckets this consumer owns, oldest key first, a key on its first attempt with its run of up to max_per_key messages, in key_seq order, and never a key''s next message before the one before it is acked or dead-lettered. It writes no lease: the rows stay locked (FOR NO KEY UPDATE; other claimers skip them) until the transaction ends. Handle the messages and ack them in the same transaction with lease_tokens => NULL and consumer_id; nack failures there too. If the transaction ends without committing, the messages are ready again at once. Returns lease-free rows: attempt (1 = first try), the bucket''s epoch and xact, the transaction id to pass to record_attempt from another session so that a crash counts as an attempt.';
 
@@ -1878,6 +2582,21 @@ begin
   insert into bucketq.bucket_owner (group_id, bucket)
   select g.group_id, b from generate_series(0, t.buckets - 1) b;
 
+  -- The group reads each bucket's log. No producer of the topic is in flight (the
+  -- advisory lock above), so this snapshot holds every message sent so far. 'latest':
+  -- the log from this snapshot on. Otherwise the first window is the whole log (from
+  -- an empty snapshot): claims read it in ord order and skip what was sent before the
+  -- start time; only messages sent before the log path existed (no xid: migration 21)
+  -- are put in the inbox below.
+  insert into bucketq.cursor (group_id, bucket)
+  select g.group_id, b from generate_series(0, t.buckets - 1) b;
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
+  select g.group_id, b, 1,
+         case when start_at = 'latest' then s.snap else '1:1:'::pg_snapshot end,
+         case when start_at = 'latest' then s.floor else 0 end,
+         s.snap, s.floor, s.ceil, 0, 0, v_now
+    from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
+
   if start_at <> 'latest' then
     insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
     select g.group_id, m.id, m.bucket,
@@ -1888,7 +2607,7 @@ begin
            end,
            m.key_id, m.key_seq, m.sent_at, m.not_before
       from bucketq.message m
-     where m.topic_id = t.topic_id and (v_start_time is null or m.sent_at >= v_start_time);
+     where m.topic_id = t.topic_id and m.xid is null and (v_start_time is null or m.sent_at >= v_start_time);
   end if;
   return true;
 end $function$;
@@ -2062,6 +2781,16 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   delete from bucketq.inbox i where i.group_id = g.group_id;
   get diagnostics v_pending = row_count;
+  -- and what was still ahead in the buckets' logs (locked batches reading them finish first)
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  v_pending := v_pending + (
+    select count(*) from bucketq.topic t
+      cross join generate_series(0, t.buckets - 1) as b(bucket)
+      cross join lateral (select p.* from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                           order by p.seq desc limit 1) c
+      cross join lateral bucketq._log_ahead(g.topic_id, c) m
+     where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
   delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
   return v_pending;
@@ -2340,6 +3069,7 @@ CREATE OR REPLACE FUNCTION bucketq.maintain(wait boolean DEFAULT true)
 AS $function$
 #variable_conflict use_column
 declare
+  v_oldest timestamptz;
   t bucketq.topic;
   p bucketq.log_partition;
   v_now timestamptz;
@@ -2348,6 +3078,7 @@ declare
   v_pruned bigint;
   -- Ours is set local below: the caller's transaction gets its own back at the end.
   v_lock_timeout text := current_setting('lock_timeout');
+  v_pending boolean;
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -2376,11 +3107,29 @@ begin
         -- waited committed its rows of this partition before we got it (issue 13,
         -- item 11).
         select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
+        v_pending := false;
         -- Every group must be done: no un-acked, un-skipped row at or below the
         -- partition's last id (ids grow with time, so this is conservative).
-        if v_max_id is not null and exists (
+        -- And no message of the partition still ahead of a group's checkpoint in its
+        -- bucket's log (or in the batch under way there).
+        if v_max_id is not null and not v_pending then
+          execute format(
+            $q$select exists (
+                 select 1
+                   from bucketq.consumer_group g
+                   cross join generate_series(0, %s - 1) as b(bucket)
+                   cross join lateral (select p.* from bucketq.progress p
+                                        where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                                        order by p.seq desc limit 1) c
+                  where g.topic_id = %s
+                    and exists (select 1 from bucketq._log_ahead(g.topic_id, c) m
+                                 where m.sent_at >= %L and m.sent_at < %L
+                                   and (g.start_time is null or m.sent_at >= g.start_time)))$q$,
+            t.buckets, t.topic_id, p.lower_bound, p.upper_bound) into v_pending;
+        end if;
+        if v_pending or (v_max_id is not null and exists (
              select 1 from bucketq.inbox i
-             where i.group_id = any(coalesce(v_groups, '{}')) and i.msg_id <= v_max_id) then
+             where i.group_id = any(coalesce(v_groups, '{}')) and i.msg_id <= v_max_id)) then
           topic := t.name; action := 'kept_partition'; detail := p.message_rel || ': expired but not yet consumed by every group';
           return next;
           continue;
@@ -2397,6 +3146,21 @@ begin
         return next;
       end;
     end loop;
+
+    -- Progress rows from before the oldest partition still kept, but each bucket's
+    -- latest: they can only record messages that are gone, so the delivery records of
+    -- batches go with the messages they record.
+    select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
+    v_oldest := coalesce((select min(p.lower_bound) from bucketq.log_partition p where p.topic_id = t.topic_id),
+                         v_now - t.retention);
+    delete from bucketq.progress x
+     where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
+       and exists (select 1 from bucketq.progress y
+                    where y.group_id = x.group_id and y.bucket = x.bucket and y.seq > x.seq and y.kind = 1);
+    -- (the latest ones stay as checkpoints, without their expired delivery records)
+    update bucketq.progress x set msg_ids = '{}'
+     where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
+       and x.kind = 1 and x.msg_ids <> '{}';
 
     delete from bucketq.idempotency i where i.topic_id = t.topic_id and i.sent_at < v_now - t.retention;
     get diagnostics v_pruned = row_count;
@@ -2511,6 +3275,10 @@ begin
             hint = 'Pass NULL for the group''s exponential backoff, or a finite delay >= 0: ''infinity'' would hold the key for ever.';
   end if;
   v_now := bucketq._now();
+
+  -- Messages handed out from the log: their batch moves to the inbox (its checkpoint
+  -- passes it), where the rest of this function treats them like any other.
+  perform bucketq._log_settle('nack', g, msg_ids, lease_tokens, null, nack.consumer_id, v_now);
 
   if v_locked then
     -- A locked row counts its attempt now (a lease counted it when claimed).
@@ -2700,7 +3468,19 @@ begin
        join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
       where i.group_id = g.group_id and i.msg_id = u.id
         and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, i.xmax));
+        and bucketq._xact_holds(xact, i.xmax))
+     -- or read from its bucket's log by that transaction: claim_locked holds the
+     -- bucket's cursor row until it ends (its batch row is not visible to us before it
+     -- commits), and the message is neither finished nor in the inbox.
+     and not exists (
+     select 1 from bucketq.message m
+       join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+       join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
+      where m.topic_id = g.topic_id and m.id = u.id and m.xid is not null
+        and o.owner = record_attempt.consumer_id
+        and bucketq._xact_holds(xact, k.xmax)
+        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
+        and not bucketq._delivered(g, m.id));
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
@@ -2708,9 +3488,25 @@ begin
             detail = 'Only messages that claim_locked handed out to this consumer in that transaction, and that it still holds, can be recorded. Nothing was recorded.',
             hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
+  -- Messages the claim took from the inbox: the attempt log, settled by claim_locked.
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
-  values (g.group_id, xact, record_attempt.consumer_id, msg_ids, bucketq._now())
+  select g.group_id, xact, record_attempt.consumer_id, array_agg(i.msg_id), bucketq._now()
+    from bucketq.inbox i
+   where i.group_id = g.group_id and i.msg_id = any(msg_ids)
+  having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
+  -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
+  -- If xact ends without settling them, the next claim of the bucket puts them in the
+  -- inbox with their attempt counted (_log_expire).
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
+                                xact, consumer_id, epoch, created_at)
+  select g.group_id, m.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(m.id), xact, record_attempt.consumer_id,
+         max(o.epoch), bucketq._now()
+    from bucketq.message m
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
+   group by m.bucket;
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
 
@@ -2737,6 +3533,10 @@ begin
   else
     perform bucketq._check_lease_args('reject', msg_ids, lease_tokens);
   end if;
+
+  -- Messages handed out from the log: their batch moves to the inbox first (as nack
+  -- does), so that the attempts below can be spent on inbox rows.
+  perform bucketq._log_settle('reject', g, msg_ids, lease_tokens, null, reject.consumer_id, bucketq._now());
 
   -- The messages the caller holds, locked in nack's order, with their attempts so far.
   if v_locked then
@@ -2957,6 +3757,31 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
+  -- and wait for locked batches reading the buckets' logs
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
+  -- and every bucket's checkpoint moves to now: from here the group reads its backlog
+  -- from the inbox, in key order, and new messages from the log.
+  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+  select g.group_id, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
+         m.key_id, m.key_seq, m.sent_at, m.not_before
+    from generate_series(0, t.buckets - 1) as b(bucket)
+    cross join lateral (select p.* from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                         order by p.seq desc limit 1) c
+    cross join lateral bucketq._log_ahead(t.topic_id, c) m
+   where (g.start_time is null or m.sent_at >= g.start_time)
+     and m.sent_at < to_time
+  on conflict (group_id, msg_id) do nothing;
+  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
+  select g.group_id, b, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, bucketq._now()
+    from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
+  -- The batches' delivery records lose the messages delivered again.
+  update bucketq.progress p
+     set msg_ids = array(select u.id from unnest(p.msg_ids) u(id)
+                          where not exists (select 1 from bucketq.message m
+                                             where m.topic_id = t.topic_id and m.id = u.id and m.sent_at >= to_time))
+   where p.group_id = g.group_id and p.kind = 1 and p.msg_ids <> '{}' and p.created_at >= to_time;
 
   -- Forget the group's progress from to_time on, then put those messages back in key order.
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = t.topic_id and d.sent_at >= to_time;
@@ -2977,7 +3802,7 @@ begin
     perform bucketq._unlease(g.group_id, v_leased);
   end if;
   select array_agg(distinct i.key_id) into v_keys from bucketq.inbox i
-   where i.group_id = g.group_id and i.sent_at >= to_time and i.key_id is not null;
+   where i.group_id = g.group_id and i.key_id is not null and i.state = 3;
   if v_keys is not null then
     perform bucketq._promote(g.group_id, v_keys, bucketq._now(), true);
   end if;
@@ -3019,8 +3844,10 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
+  v_ords bigint[];     -- per input position: its order inside a log window
+  v_fresh bigint[];    -- per input position: a new id, taken in input order
   v_out bigint[];      -- the ids to return, in input order
-  v_checks text;       -- 'group:key:key_seq;...' needing a commit-time check
+  v_xid xid8;
 begin
   t := bucketq._topic(send_batch.topic);
   -- Every element is checked there, before anything is written.
@@ -3058,13 +3885,21 @@ begin
     perform bucketq._ensure_partitions(t);
   end if;
 
-  -- Idempotency: reserve each new key with a fresh id. A concurrent sender of the same
-  -- key makes us wait for its commit; the next statement then sees its row.
+  -- Our transaction id before anything else: every message sent after a snapshot
+  -- was taken must take its ord after that snapshot (see message_ord_seq below).
+  v_xid := pg_current_xact_id();
+  select array_agg(nextval('bucketq.message_id_seq') order by u.o) into v_fresh
+    from generate_series(1, n) as u(o);
+
+  -- Idempotency: reserve each new key with the id of its first position. A concurrent
+  -- sender of the same key makes us wait for its commit; the next statement then sees
+  -- its row.
   if idempotency_keys is not null and cardinality(array_remove(idempotency_keys, null)) > 0 then
     with reserved as (
       insert into bucketq.idempotency as x (topic_id, idempotency_key, msg_id, sent_at)
-      select t.topic_id, d.ik, nextval('bucketq.message_id_seq'), v_now
-        from (select distinct u.ik from unnest(idempotency_keys) u(ik) where u.ik is not null order by u.ik) d
+      select t.topic_id, d.ik, v_fresh[d.first_o], v_now
+        from (select u.ik, min(u.o) as first_o from unnest(idempotency_keys) with ordinality u(ik, o)
+               where u.ik is not null group by u.ik order by u.ik) d
       on conflict (topic_id, idempotency_key) do nothing
       returning x.msg_id
     )
@@ -3079,8 +3914,6 @@ begin
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order.
-  -- A separate statement, so that the insert below takes its snapshot after any wait
-  -- here and sees the inbox rows of the producer we waited for.
   if keys is not null then
     with counted as (
       select u.k as key, count(*) as c
@@ -3099,14 +3932,20 @@ begin
       from bumped b join counted c on c.key = b.key;
   end if;
 
+  -- The order inside a log window, taken now that we hold our keys' counters: the
+  -- sender of a key's previous message has committed, and its ord is lower than ours.
+  -- In input order, which is key_seq order for each key.
+  select array_agg(nextval('bucketq.message_ord_seq') order by u.o) into v_ords
+    from generate_series(1, n) as u(o);
+
   with input as (
     select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
       from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
            with ordinality as u(p, k, h, ik, nb, o)
   ),
   fresh as (
-    select s.*, coalesce(v_ids[s.ord], nextval('bucketq.message_id_seq')) as id
-      from (select i.* from input i where v_new is null or v_new[i.ord] order by i.ord) s
+    select i.*, coalesce(v_ids[i.ord], v_fresh[i.ord]) as id
+      from input i where v_new is null or v_new[i.ord]
   ),
   rows as (
     select f.ord, f.id, f.payload, f.headers, f.ik, f.nb, f.key, ks.key_id,
@@ -3116,62 +3955,17 @@ begin
       from fresh f
       left join unnest(v_keys, v_key_ids, v_key_base) as ks(key, key_id, base) on ks.key = f.key
   ),
-  groups as (
-    select g.group_id from bucketq.consumer_group g
-     where g.topic_id = t.topic_id and (g.start_time is null or g.start_time <= v_now)
-  ),
-  busy as (
-    -- (group, key) with a message still in that group's inbox: the key's first message
-    -- of this batch waits behind it. One index probe per key; as an EXISTS per row
-    -- the planner may hash the whole inbox (dead rows and all) on every send instead.
-    select g.group_id, ks.key_id
-      from groups g
-      cross join unnest(v_key_ids) as ks(key_id)
-      cross join lateral (select 1 from bucketq.inbox x
-                           where x.group_id = g.group_id and x.key_id = ks.key_id
-                           order by x.key_seq
-                           limit 1) l
-  ),
   logged as (
-    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before, idempotency_key)
-    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik
+    insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before,
+                                 idempotency_key, xid, ord)
+    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik, v_xid,
+           v_ords[r.ord]
       from rows r
-  ),
-  fanned as (
-    -- Only the head of a key is ready: the first of this batch, and only if no
-    -- earlier message of the key is still in the group's inbox.
-    insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
-    select g.group_id, r.id, r.bucket,
-           case
-             when r.key_id is not null and (
-                    r.key_seq > min(r.key_seq) over (partition by g.group_id, r.key_id)
-                    or b.key_id is not null)
-               then 3
-             when r.nb > v_now then 2
-             else 0
-           end,
-           r.key_id, r.key_seq, v_now, r.nb
-      from rows r
-      cross join groups g
-      left join busy b on b.group_id = g.group_id and b.key_id = r.key_id
-    returning bucketq.inbox.group_id, bucketq.inbox.key_id, bucketq.inbox.key_seq, bucketq.inbox.state
   )
-  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord),
-         (select string_agg(format('%s:%s:%s', f.group_id, f.key_id, f.key_seq), ';')
-            from (select distinct on (f.group_id, f.key_id) f.group_id, f.key_id, f.key_seq, f.state
-                    from fanned f where f.key_id is not null
-                   order by f.group_id, f.key_id, f.key_seq) f
-           where f.state = 3)
-    into v_out, v_checks
+  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord)
+    into v_out
     from input i
     left join rows r on r.ord = i.ord;
-
-  -- Keys whose first new message waits behind an older one get a commit-time check.
-  if v_checks is not null then
-    perform set_config('bucketq.pending_heads',
-                       coalesce(nullif(current_setting('bucketq.pending_heads', true), '') || ';', '') || v_checks, true);
-    insert into bucketq.commit_check (txid) values (pg_current_xact_id()) on conflict do nothing;
-  end if;
 
   -- One notification per statement with a constant payload: a hint to wake workers.
   perform pg_notify('bucketq', t.name);
@@ -3209,6 +4003,31 @@ begin
   on conflict do nothing;
   get diagnostics v_count = row_count;
   delete from bucketq.inbox i where i.group_id = g.group_id;
+
+  -- The buckets' logs: wait for locked batches reading them, then a 'done' row per
+  -- bucket at a new snapshot, whose delivery record (consumer NULL) is what was still
+  -- ahead of its checkpoint or handed out in a batch under way.
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  with ahead as (
+    select b.bucket,
+           array(select m.id from bucketq._log_ahead(g.topic_id, c) m
+                  where (g.start_time is null or m.sent_at >= g.start_time)
+                    and not exists (select 1 from bucketq.delivery d
+                                     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = m.id)) as ids
+      from bucketq.topic t
+      cross join generate_series(0, t.buckets - 1) as b(bucket)
+      cross join lateral (select p.* from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                           order by p.seq desc limit 1) c
+     where t.topic_id = g.topic_id
+  ),
+  done as (
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids, created_at)
+    select g.group_id, a.bucket, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, a.ids, v_now
+      from ahead a cross join bucketq._log_snapshot() s
+    returning cardinality(msg_ids) as n
+  )
+  select v_count + coalesce(sum(n), 0) into v_count from done;
   return v_count;
 end $function$;
 comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards are delivered as usual. Producers of the topic wait while it runs. Returns how many messages were skipped.';
@@ -3218,15 +4037,43 @@ create view bucketq.buckets as
     b.bucket,
     b.owner,
     b.epoch,
-    ( SELECT (min(i.msg_id) - 1)
-           FROM bucketq.inbox i
-          WHERE ((i.group_id = b.group_id) AND (i.bucket = b.bucket))) AS checkpoint,
+    c.pos_id AS checkpoint,
     (bucketq._now() - b.heartbeat_at) AS heartbeat_age,
     ((b.owner IS NOT NULL) AND ((bucketq._now() - b.heartbeat_at) <= g.session_timeout)) AS owned,
-    b.moved_at
-   FROM (bucketq.bucket_owner b
-     JOIN bucketq.consumer_group g ON ((g.group_id = b.group_id)));
-comment on view bucketq.buckets is 'Bucket ownership per group: owner, epoch (bumped on every move), checkpoint (every message of the bucket with an id up to it is done; NULL when the bucket has nothing pending), heartbeat age, whether the ownership is live, and when it last moved.';
+    b.moved_at,
+    c.pos_ord AS checkpoint_ord,
+    c.lo AS window_lo,
+    c.hi AS window_hi,
+    c.created_at AS checkpoint_at,
+    ( SELECT count(*) AS count
+           FROM bucketq.inbox i
+          WHERE ((i.group_id = b.group_id) AND (i.bucket = b.bucket))) AS exceptions
+   FROM ((bucketq.bucket_owner b
+     JOIN bucketq.consumer_group g ON ((g.group_id = b.group_id)))
+     LEFT JOIN LATERAL ( SELECT p.group_id,
+            p.bucket,
+            p.seq,
+            p.kind,
+            p.lo,
+            p.lo_floor,
+            p.hi,
+            p.hi_floor,
+            p.hi_ceil,
+            p.early_ids,
+            p.pos_ord,
+            p.pos_id,
+            p.msg_ids,
+            p.lease_token,
+            p.leased_until,
+            p.xact,
+            p.consumer_id,
+            p.epoch,
+            p.created_at
+           FROM bucketq.progress p
+          WHERE ((p.group_id = b.group_id) AND (p.bucket = b.bucket) AND (p.kind = 1))
+          ORDER BY p.seq DESC
+         LIMIT 1) c ON (true));
+comment on view bucketq.buckets is 'Bucket ownership per group: owner, epoch (bumped on every move), heartbeat age, whether the ownership is live, when it last moved, and the stored checkpoint: the group has finished (or put in the inbox) every message of the bucket''s log window (window_lo, window_hi] read in ord order up to checkpoint_ord, message id checkpoint being the last one passed; checkpoint_at is when it last moved. exceptions: the bucket''s messages in the inbox (retries, waiting, delayed, dead and blocking).';
 
 create view bucketq.consumers as
  SELECT g.name AS group_name,
@@ -3236,9 +4083,19 @@ create view bucketq.consumers as
     ( SELECT count(*) AS count
            FROM bucketq.bucket_owner o
           WHERE ((o.group_id = c.group_id) AND (o.owner = c.consumer_id))) AS owned_buckets,
-    ( SELECT count(*) AS count
+    (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE ((i.group_id = c.group_id) AND (i.state = 1) AND (i.consumer_id = c.consumer_id))) AS leased,
+          WHERE ((i.group_id = c.group_id) AND (i.state = 1) AND (i.consumer_id = c.consumer_id))) + COALESCE(( SELECT sum(cardinality(p.msg_ids)) AS sum
+           FROM (bucketq.bucket_owner o
+             CROSS JOIN LATERAL ( SELECT x.kind,
+                    x.msg_ids,
+                    x.consumer_id,
+                    x.leased_until
+                   FROM bucketq.progress x
+                  WHERE ((x.group_id = o.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
+                  ORDER BY x.seq DESC
+                 LIMIT 1) p)
+          WHERE ((o.group_id = c.group_id) AND (o.owner = c.consumer_id) AND (p.kind = 2) AND (p.consumer_id = c.consumer_id) AND (p.leased_until > bucketq._now()))), (0)::bigint)) AS leased,
     c.joined_at,
     c.meta
    FROM (bucketq.consumer c
@@ -3276,6 +4133,38 @@ create view bucketq.dead_letters as
      LEFT JOIN bucketq.message m ON (((m.topic_id = d.topic_id) AND (m.sent_at = d.sent_at) AND (m.id = d.msg_id))));
 comment on view bucketq.dead_letters is 'Messages that failed max_attempts times, per group: key, attempts, last error, when, payload, and status: skipped (the key moved on), blocking (the key waits for replay_dead) or replayed. payload and headers are NULL for a reader who may not read that group''s payloads (restricted with grant_group).';
 
+create view bucketq.deliveries as
+ SELECT g.name AS group_name,
+    t.name AS topic,
+    d.group_id,
+    d.topic_id,
+    d.msg_id,
+    d.attempt,
+    d.consumer_id,
+    d.epoch,
+    d.acked_at,
+    'message'::text AS record
+   FROM ((bucketq.delivery d
+     JOIN bucketq.consumer_group g ON ((g.group_id = d.group_id)))
+     JOIN bucketq.topic t ON ((t.topic_id = d.topic_id)))
+UNION ALL
+ SELECT g.name AS group_name,
+    t.name AS topic,
+    p.group_id,
+    g.topic_id,
+    u.msg_id,
+    1 AS attempt,
+    p.consumer_id,
+    p.epoch,
+    p.created_at AS acked_at,
+    'batch'::text AS record
+   FROM (((bucketq.progress p
+     CROSS JOIN LATERAL unnest(p.msg_ids) u(msg_id))
+     JOIN bucketq.consumer_group g ON ((g.group_id = p.group_id)))
+     JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
+  WHERE (p.kind = 1);
+comment on view bucketq.deliveries is 'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention.';
+
 create view bucketq.groups as
  SELECT g.name AS group_name,
     t.name AS topic,
@@ -3286,12 +4175,23 @@ create view bucketq.groups as
     g.backoff_max,
     g.lease_timeout,
     g.session_timeout,
-    ( SELECT count(*) AS count
+    (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE (i.group_id = g.group_id)) AS pending,
-    ( SELECT count(*) AS count
+          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum((l.ready + l.in_flight)), (0)::numeric) AS "coalesce"
+           FROM (bucketq.bucket_owner o
+             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))
+          WHERE (o.group_id = g.group_id)))::bigint) AS pending,
+    (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE ((i.group_id = g.group_id) AND (i.state = 1))) AS leased,
+          WHERE ((i.group_id = g.group_id) AND (i.state = 1))) + ( SELECT COALESCE(sum(cardinality(p.msg_ids)), (0)::bigint) AS "coalesce"
+           FROM (bucketq.bucket_owner o
+             CROSS JOIN LATERAL ( SELECT x.kind,
+                    x.msg_ids
+                   FROM bucketq.progress x
+                  WHERE ((x.group_id = o.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
+                  ORDER BY x.seq DESC
+                 LIMIT 1) p)
+          WHERE ((o.group_id = g.group_id) AND (p.kind = 2)))) AS leased,
     ( SELECT count(*) AS count
            FROM bucketq.dead_letter d
           WHERE ((d.group_id = g.group_id) AND (d.replayed_at IS NULL))) AS dead,
@@ -3305,19 +4205,20 @@ create view bucketq.lag as
  SELECT g.name AS group_name,
     t.name AS topic,
     b.bucket,
-    count(i.msg_id) FILTER (WHERE (i.state = 0)) AS ready,
-    count(i.msg_id) FILTER (WHERE (i.state = 1)) AS leased,
+    (count(i.msg_id) FILTER (WHERE (i.state = 0)) + max(l.ready)) AS ready,
+    (count(i.msg_id) FILTER (WHERE (i.state = 1)) + max(l.in_flight)) AS leased,
     count(i.msg_id) FILTER (WHERE (i.state = 2)) AS delayed,
-    count(i.msg_id) FILTER (WHERE (i.state = 3)) AS waiting,
+    (count(i.msg_id) FILTER (WHERE (i.state = 3)) + max(l.waiting)) AS waiting,
     count(i.msg_id) FILTER (WHERE (i.state = 4)) AS dead_blocking,
     count(i.msg_id) FILTER (WHERE ((i.state = 1) AND (i.available_at <= bucketq._now()))) AS expired_leases,
-    (bucketq._now() - min(i.sent_at)) AS oldest_age
-   FROM (((bucketq.consumer_group g
+    (bucketq._now() - LEAST(min(i.sent_at), max(l.oldest))) AS oldest_age
+   FROM ((((bucketq.consumer_group g
      JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
      CROSS JOIN LATERAL generate_series(0, (t.buckets - 1)) b(bucket))
+     CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, b.bucket, g.start_time) l(ready, in_flight, waiting, oldest))
      LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.bucket = b.bucket))))
   GROUP BY g.name, t.name, b.bucket;
-comment on view bucketq.lag is 'Per group and bucket: messages ready to claim, leased (in flight), delayed (retry backoff or not_before), waiting behind an earlier message of their key, dead and blocking their key (on_exhausted = block), leases already expired, and the age of the oldest unfinished message.';
+comment on view bucketq.lag is 'Per group and bucket: messages ready to claim (in the log past the bucket''s checkpoint, or in the inbox), leased (in flight), delayed (retry backoff or not_before), waiting behind an earlier message of their key, dead and blocking their key (on_exhausted = block), leases already expired, and the age of the oldest unfinished message.';
 
 create view bucketq.message_states as
  SELECT t.name AS topic,
@@ -3334,29 +4235,43 @@ create view bucketq.message_states as
             WHEN (i.state = 2) THEN 'delayed'::text
             WHEN (i.state = 3) THEN 'waiting'::text
             WHEN (i.state = 4) THEN 'dead'::text
-            WHEN (d.msg_id IS NOT NULL) THEN 'done'::text
+            WHEN ((d.msg_id IS NOT NULL) OR (pd.created_at IS NOT NULL)) THEN 'done'::text
             WHEN (dl.msg_id IS NOT NULL) THEN 'dead'::text
+            WHEN ((ph.kind = 2) AND (ph.lease_token IS NOT NULL)) THEN 'leased'::text
+            WHEN (ph.kind = 2) THEN 'locked'::text
+            WHEN ((m.xid IS NOT NULL) AND ((g.start_time IS NULL) OR (m.sent_at >= g.start_time))) THEN 'ready'::text
             ELSE 'not subscribed'::text
         END AS state,
         CASE
             WHEN (i.state = 1) THEN i.consumer_id
             WHEN (i.state = 0) THEN lk.consumer_id
-            WHEN (i.state IS NULL) THEN d.consumer_id
+            WHEN (i.state IS NULL) THEN COALESCE(d.consumer_id, pd.consumer_id,
+            CASE
+                WHEN (ph.kind = 2) THEN ph.consumer_id
+                ELSE NULL::text
+            END)
             ELSE NULL::text
         END AS consumer_id,
         CASE
             WHEN (i.state = 1) THEN i.epoch
-            WHEN (i.state IS NULL) THEN d.epoch
+            WHEN (i.state IS NULL) THEN COALESCE(d.epoch, pd.epoch,
+            CASE
+                WHEN (ph.kind = 2) THEN ph.epoch
+                ELSE NULL::bigint
+            END)
             ELSE NULL::bigint
         END AS epoch,
         CASE
             WHEN (i.state = 0) THEN lk.started_at
             WHEN ((i.state IS NULL) AND (d.msg_id IS NOT NULL)) THEN d.acked_at
+            WHEN ((i.state IS NULL) AND (pd.created_at IS NOT NULL)) THEN pd.created_at
+            WHEN ((i.state IS NULL) AND (ph.kind = 2) AND (dl.msg_id IS NULL)) THEN ph.created_at
             WHEN ((i.state IS NULL) OR (i.state = 4)) THEN dl.dead_at
             ELSE NULL::timestamp with time zone
         END AS since,
         CASE
             WHEN (i.state = ANY (ARRAY[1, 2, 3])) THEN i.available_at
+            WHEN ((i.state IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (ph.kind = 2)) THEN ph.leased_until
             ELSE NULL::timestamp with time zone
         END AS until,
         CASE
@@ -3367,7 +4282,19 @@ create view bucketq.message_states as
              LIMIT 1)
             ELSE NULL::bigint
         END AS waiting_behind,
-    COALESCE(i.attempts, d.attempt, dl.attempts) AS attempts,
+    COALESCE(i.attempts, d.attempt,
+        CASE
+            WHEN (pd.created_at IS NOT NULL) THEN 1
+            ELSE NULL::integer
+        END, dl.attempts,
+        CASE
+            WHEN (ph.kind = 2) THEN 1
+            ELSE NULL::integer
+        END,
+        CASE
+            WHEN (m.xid IS NOT NULL) THEN 0
+            ELSE NULL::integer
+        END) AS attempts,
         CASE
             WHEN (i.msg_id IS NOT NULL) THEN COALESCE(i.last_error,
             CASE
@@ -3378,12 +4305,37 @@ create view bucketq.message_states as
             ELSE NULL::text
         END AS last_error,
     dl.replayed_at
-   FROM ((((((bucketq.message m
+   FROM ((((((((bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)))
      JOIN bucketq.consumer_group g ON ((g.topic_id = m.topic_id)))
      LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.msg_id = m.id))))
      LEFT JOIN bucketq.delivery d ON (((i.msg_id IS NULL) AND (d.group_id = g.group_id) AND (d.topic_id = m.topic_id) AND (d.sent_at = m.sent_at) AND (d.msg_id = m.id))))
      LEFT JOIN bucketq.dead_letter dl ON (((dl.group_id = g.group_id) AND (dl.msg_id = m.id))))
+     LEFT JOIN LATERAL ( SELECT p.consumer_id,
+            p.epoch,
+            p.created_at
+           FROM bucketq.progress p
+          WHERE ((i.msg_id IS NULL) AND (d.msg_id IS NULL) AND (p.group_id = g.group_id) AND (p.kind = 1) AND (p.msg_ids @> ARRAY[m.id]))
+         LIMIT 1) pd ON (true))
+     LEFT JOIN LATERAL ( SELECT x.kind,
+            x.msg_ids,
+            x.lease_token,
+            x.leased_until,
+            x.consumer_id,
+            x.epoch,
+            x.created_at
+           FROM ( SELECT p.kind,
+                    p.msg_ids,
+                    p.lease_token,
+                    p.leased_until,
+                    p.consumer_id,
+                    p.epoch,
+                    p.created_at
+                   FROM bucketq.progress p
+                  WHERE ((i.msg_id IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (p.group_id = g.group_id) AND (p.bucket = m.bucket) AND (p.kind = ANY (ARRAY[1, 2])))
+                  ORDER BY p.seq DESC
+                 LIMIT 1) x
+          WHERE ((x.kind = 2) AND (m.id = ANY (x.msg_ids)))) ph ON (true))
      LEFT JOIN LATERAL ( SELECT a.consumer_id,
             a.started_at
            FROM bucketq.attempt_log a
@@ -3475,7 +4427,7 @@ create view bucketq.throughput as
     date_trunc('minute'::text, d.acked_at) AS minute,
     count(*) AS acked,
     round(((count(*))::numeric / 60.0), 1) AS acked_per_second
-   FROM ((bucketq.delivery d
+   FROM ((bucketq.deliveries d
      JOIN bucketq.consumer_group g ON ((g.group_id = d.group_id)))
      JOIN bucketq.topic t ON ((t.topic_id = d.topic_id)))
   WHERE (d.acked_at >= (date_trunc('minute'::text, bucketq._now()) - '00:15:00'::interval))
@@ -3487,7 +4439,7 @@ create view bucketq.throughput_recent as
     t.name AS topic,
     to_timestamp(((floor((EXTRACT(epoch FROM d.acked_at) / (10)::numeric)) * (10)::numeric))::double precision) AS slot,
     count(*) AS acked
-   FROM ((bucketq.delivery d
+   FROM ((bucketq.deliveries d
      JOIN bucketq.consumer_group g ON ((g.group_id = d.group_id)))
      JOIN bucketq.topic t ON ((t.topic_id = d.topic_id)))
   WHERE (d.acked_at >= (bucketq._now() - '00:05:00'::interval))
