@@ -989,13 +989,18 @@ AS $function$
                                                                        lp.hi_ceil, lp.early_ids, lp.pos_ord) w) as rest) f
    where f.over or f.rest
       or (lp.kind = 1
-          and (exists (select 1 from bucketq.message m
-                        where m.topic_id = g.topic_id and m.bucket = lp.bucket
-                          and m.xid >= pg_snapshot_xmax(lp.hi))
-               or exists (select 1 from bucketq.message m
-                           where m.topic_id = g.topic_id and m.bucket = lp.bucket
-                             and m.xid = any(array(select pg_snapshot_xip(lp.hi)))
-                             and not pg_visible_in_snapshot(m.xid, lp.hi))))
+          -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
+          -- for its first row and became a sequential scan of the bucket's partitions
+          -- (a claim of a 40,000-message backlog spent 13 ms here).
+          and (exists (select 1 from (select m.xid from bucketq.message m
+                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                         and m.xid >= pg_snapshot_xmax(lp.hi)
+                                       order by m.xid limit 1) n)
+               or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
+                           cross join lateral (select m.xid from bucketq.message m
+                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                                  and m.xid = x.xid
+                                                order by m.xid limit 1) n)))
 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_chunk(g bucketq.consumer_group, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_pos_ord bigint, p_limit integer, p_max_per_key integer, p_now timestamp with time zone)
