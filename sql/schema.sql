@@ -871,15 +871,6 @@ begin
   return g;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._inserted_here(p_xmin xid)
- RETURNS boolean
- LANGUAGE sql
-AS $function$
-  select pg_current_xact_id_if_assigned() is not null
-     and pg_xact_status(bucketq._xid8(p_xmin)) = 'in progress'
-$function$;
-comment on function bucketq._inserted_here(xid) is 'True for a visible row whose inserting transaction is still in progress: one inserted by the calling transaction or its subtransactions.';
-
 CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  RETURNS integer
  LANGUAGE sql
@@ -956,10 +947,8 @@ AS $function$
            c.kind = 2 and m.id = any(c.msg_ids)
              and case when c.lease_token is not null then c.leased_until > bucketq._now()
                       else pg_xact_status(c.xact) = 'in progress' end as in_flight,
-           -- behind an inbox message of its key, or an earlier one of its key still in the log
-           m.key_id is not null and (exists (select 1 from bucketq.inbox x
-                                              where x.group_id = p_group_id and x.key_id = m.key_id)
-                                     or row_number() over (partition by m.key_id order by m.key_seq) > 1) as behind
+           m.key_id is not null and exists (select 1 from bucketq.inbox x
+                                             where x.group_id = p_group_id and x.key_id = m.key_id) as behind
       from c
       cross join lateral bucketq._log_ahead(p_topic_id, c) m
      where p_start is null or m.sent_at >= p_start
@@ -981,6 +970,37 @@ AS $function$
     when c.kind = 2 and c.lease_token is not null then c.leased_until > p_now and c.epoch = p_epoch
     else c.xact = pg_current_xact_id() or pg_xact_status(c.xact) = 'in progress'
   end
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone)
+ RETURNS TABLE(bucket integer, epoch bigint, seq bigint, state "char")
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select x.bucket, x.epoch, lp.seq,
+         (case when f.over then 'o' when f.rest then 'r' else 'n' end)::"char"
+    from unnest(p_buckets, p_epochs) as x(bucket, epoch)
+    cross join lateral (select p.* from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = x.bucket
+                         order by p.seq desc limit 1) lp
+    cross join lateral (
+      select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
+             lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord) w) as rest) f
+   where f.over or f.rest
+      or (lp.kind = 1
+          -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
+          -- for its first row and became a sequential scan of the bucket's partitions
+          -- (a claim of a 40,000-message backlog spent 13 ms here).
+          and (exists (select 1 from (select m.xid from bucketq.message m
+                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                         and m.xid >= pg_snapshot_xmax(lp.hi)
+                                       order by m.xid limit 1) n)
+               or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
+                           cross join lateral (select m.xid from bucketq.message m
+                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                                  and m.xid = x.xid
+                                                order by m.xid limit 1) n)))
 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_chunk(g bucketq.consumer_group, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_pos_ord bigint, p_limit integer, p_max_per_key integer, p_now timestamp with time zone)
@@ -1039,7 +1059,7 @@ begin
    order by c.n;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_claim(g bucketq.consumer_group, p_consumer text, p_buckets integer[], p_epochs bigint[], p_room integer, p_max_per_key integer, p_now timestamp with time zone, p_token bigint, p_until timestamp with time zone)
+CREATE OR REPLACE FUNCTION bucketq._log_claim(g bucketq.consumer_group, p_consumer text, p_buckets integer[], p_epochs bigint[], p_seqs bigint[], p_states "char"[], p_room integer, p_max_per_key integer, p_now timestamp with time zone, p_token bigint, p_until timestamp with time zone)
  RETURNS TABLE(msg_id bigint, bucket integer, key text, key_id bigint, key_seq bigint, payload jsonb, headers jsonb, sent_at timestamp with time zone, epoch bigint)
  LANGUAGE plpgsql
 AS $function$
@@ -1047,8 +1067,8 @@ declare
   v_room int := p_room;
   v_count int := coalesce(cardinality(p_buckets), 0);
   v_start int;
-  v_busy int[];
-  v_busy_epochs bigint[];
+  v_i int;
+  v_state "char";
   v_b int;
   v_e bigint;
   c bucketq.progress;
@@ -1079,43 +1099,22 @@ begin
   if v_count = 0 then
     return;
   end if;
-  -- Which buckets have anything to do, in one statement: a batch that is over, the
-  -- rest of the window, or anything committed since the window's snapshot (an index
-  -- probe each). Idle buckets cost nothing more.
-  select array_agg(x.bucket), array_agg(x.epoch) into v_busy, v_busy_epochs
-    from unnest(p_buckets, p_epochs) as x(bucket, epoch)
-    cross join lateral (select p.* from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = x.bucket
-                         order by p.seq desc limit 1) lp
-   where case when lp.kind <> 1 then not bucketq._log_batch_live(lp, x.epoch, p_now)
-              else exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi, lp.hi_ceil,
-                                                              lp.early_ids, lp.pos_ord) w)
-                   or exists (select 1 from bucketq.message m
-                               where m.topic_id = g.topic_id and m.bucket = lp.bucket
-                                 and m.xid >= pg_snapshot_xmax(lp.hi))
-                   or exists (select 1 from bucketq.message m
-                               where m.topic_id = g.topic_id and m.bucket = lp.bucket
-                                 and m.xid = any(array(select pg_snapshot_xip(lp.hi)))
-                                 and not pg_visible_in_snapshot(m.xid, lp.hi))
-         end;
-  v_count := coalesce(cardinality(v_busy), 0);
-  if v_count = 0 then
-    return;
-  end if;
   v_start := floor(random() * v_count)::int;
   for j in 0 .. v_count - 1 loop
     exit when v_room <= 0;
-    v_b := v_busy[(v_start + j) % v_count + 1];
-    v_e := v_busy_epochs[(v_start + j) % v_count + 1];
-    -- A batch in flight: pass by without touching the cursor row.
-    select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
-    continue when c.group_id is null or (c.kind <> 1 and bucketq._log_batch_live(c, v_e, p_now));
+    v_i := (v_start + j) % v_count + 1;
+    v_b := p_buckets[v_i];
+    v_e := p_epochs[v_i];
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_b for update skip locked;
     continue when not found;
     select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    continue when c.group_id is null;
+    -- What _log_busy found still holds if the row is the one it looked at.
+    v_state := case when c.seq = p_seqs[v_i] then p_states[v_i] end;
     if c.kind <> 1 then
       continue when bucketq._log_batch_live(c, v_e, p_now);
       c := bucketq._log_expire(g, c, p_now);
+      v_state := null;
     end if;
 
     v_lo := c.lo; v_lo_floor := c.lo_floor;
@@ -1123,18 +1122,25 @@ begin
     v_early := c.early_ids;
     v_pos := c.pos_ord;
     for v_window in 1 .. 2 loop
-      -- A window used up (the usual case after an ack): one probe instead of a chunk.
-      if v_window = 1 and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                        v_early, v_pos)) then
+      -- A window used up (the usual case after an ack): no chunk. _log_busy may have
+      -- told already; otherwise one probe.
+      if v_window = 1
+         and (v_state = 'n'
+              or (v_state is distinct from 'r'
+                  and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
+                                                                    v_early, v_pos)))) then
         v_fetched := 0;
       else
         select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
                count(*)::int, count(*) filter (where x.decision <> 'x')::int,
                array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
                array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
-               array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n)
+               array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n),
+               array_agg(x.id) filter (where x.decision = 'h'), array_agg(x.id) filter (where x.decision = 'w'),
+               array_agg(x.id) filter (where x.decision = 'd')
           into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
-               v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats
+               v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats,
+               v_handed, v_waits, v_delays
           from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
       end if;
       exit when v_fetched > 0 or v_window = 2;
@@ -1148,10 +1154,6 @@ begin
     -- Nothing new, or the first message must not go now ('x' only ever ends a chunk).
     continue when v_passed = 0;
 
-    select array_agg(u.id) filter (where u.dec = 'h'), array_agg(u.id) filter (where u.dec = 'w'),
-           array_agg(u.id) filter (where u.dec = 'd')
-      into v_handed, v_waits, v_delays
-      from unnest(v_ids, v_dec) as u(id, dec);
     if v_waits is not null then
       perform bucketq._log_materialize(g, v_waits, '{}', false, null, null, null, null, p_now, true);
     end if;
@@ -2020,8 +2022,7 @@ begin
     -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
-                     and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
                 else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
                      and (v_admin or exists (select 1 from bucketq.consumer c
                                               where c.group_id = g.group_id and c.consumer_id = i.consumer_id
@@ -2164,6 +2165,12 @@ declare
   v_ids bigint[];
   v_room int;
   v_owned int[];
+  v_busy int[];
+  v_busy_epochs bigint[];
+  v_busy_seqs bigint[];
+  v_busy_states "char"[];
+  v_over int[];
+  v_over_epochs bigint[];
   v_epochs bigint[];
   v_got int := 0;
 begin
@@ -2211,8 +2218,15 @@ begin
     return;  -- a member that owns no bucket (yet): nothing to claim
   end if;
 
-  -- Batches from the buckets' logs that ended without settling come back first.
-  perform bucketq._log_expire_due(g, v_owned, v_epochs, v_now);
+  -- Which buckets' logs have anything to do (one statement). Batches from them that
+  -- ended without settling come back first (to the inbox, handed out below).
+  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
+         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
+    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
+    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  if v_over is not null then
+    perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
+  end if;
 
   -- Is anything due in these buckets (expired leases, retries, not_before reached)?
   -- Usually not: one index probe, and the three statements below are skipped.
@@ -2323,10 +2337,11 @@ begin
 
   -- Then the normal flow: the buckets' logs past their checkpoints, under one lease per
   -- bucket (a progress row, not a row per message).
-  if v_got < max_messages then
+  if v_got < max_messages and v_busy is not null then
     return query
     select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, v_token, l.sent_at, v_until, l.epoch
-      from bucketq._log_claim(g, claim.consumer_id, v_owned, v_epochs, max_messages - v_got, max_per_key,
+      from bucketq._log_claim(g, claim.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                              max_messages - v_got, max_per_key,
                               v_now, v_token, v_until) l
      order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
   end if;
@@ -2345,6 +2360,12 @@ declare
   t bucketq.topic;
   v_now timestamptz;
   v_owned int[];
+  v_busy int[];
+  v_busy_epochs bigint[];
+  v_busy_seqs bigint[];
+  v_busy_states "char"[];
+  v_over int[];
+  v_over_epochs bigint[];
   v_epochs bigint[];
   v_ids bigint[];
   v_dead int;
@@ -2392,8 +2413,15 @@ begin
   if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
     perform bucketq._settle_attempts(g);
   end if;
-  -- Batches from the buckets' logs that ended without settling come back first.
-  perform bucketq._log_expire_due(g, v_owned, v_epochs, v_now);
+  -- Which buckets' logs have anything to do (one statement). Batches from them that
+  -- ended without settling come back first (to the inbox, handed out below).
+  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
+         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
+    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
+    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  if v_over is not null then
+    perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
+  end if;
 
   if exists (select 1 from bucketq.inbox i
               where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
@@ -2464,10 +2492,11 @@ begin
 
   -- Then the normal flow: the buckets' logs past their checkpoints. Each bucket read
   -- stays locked (its cursor row) until this transaction ends.
-  if v_got < max_messages then
+  if v_got < max_messages and v_busy is not null then
     return query
     select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, l.sent_at, l.epoch, pg_current_xact_id()
-      from bucketq._log_claim(g, claim_locked.consumer_id, v_owned, v_epochs, max_messages - v_got, max_per_key,
+      from bucketq._log_claim(g, claim_locked.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                              max_messages - v_got, max_per_key,
                               v_now, null, null) l
      order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
   end if;
@@ -3261,8 +3290,7 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
-         -- rows this transaction holds (claim_locked), or put in the inbox from its log batch
-         and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
+         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -4154,20 +4182,21 @@ create view bucketq.groups as
     g.session_timeout,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum(((l.ready + l.in_flight) + l.waiting)), (0)::numeric) AS "coalesce"
-           FROM (generate_series(0, (t.buckets - 1)) o(bucket)
-             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))))::bigint) AS pending,
+          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum((l.ready + l.in_flight)), (0)::numeric) AS "coalesce"
+           FROM (bucketq.bucket_owner o
+             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))
+          WHERE (o.group_id = g.group_id)))::bigint) AS pending,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
           WHERE ((i.group_id = g.group_id) AND (i.state = 1))) + ( SELECT COALESCE(sum(cardinality(p.msg_ids)), (0)::bigint) AS "coalesce"
-           FROM (generate_series(0, (t.buckets - 1)) o(bucket)
+           FROM (bucketq.bucket_owner o
              CROSS JOIN LATERAL ( SELECT x.kind,
                     x.msg_ids
                    FROM bucketq.progress x
-                  WHERE ((x.group_id = g.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
+                  WHERE ((x.group_id = o.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
                   ORDER BY x.seq DESC
                  LIMIT 1) p)
-          WHERE (p.kind = 2))) AS leased,
+          WHERE ((o.group_id = g.group_id) AND (p.kind = 2)))) AS leased,
     ( SELECT count(*) AS count
            FROM bucketq.dead_letter d
           WHERE ((d.group_id = g.group_id) AND (d.replayed_at IS NULL))) AS dead,
@@ -4215,12 +4244,7 @@ create view bucketq.message_states as
             WHEN (dl.msg_id IS NOT NULL) THEN 'dead'::text
             WHEN ((ph.kind = 2) AND (ph.lease_token IS NOT NULL)) THEN 'leased'::text
             WHEN (ph.kind = 2) THEN 'locked'::text
-            WHEN ((m.xid IS NOT NULL) AND ((g.start_time IS NULL) OR (m.sent_at >= g.start_time))) THEN
-            CASE
-                WHEN (pw.id IS NOT NULL) THEN 'waiting'::text
-                WHEN (m.not_before > bucketq._now()) THEN 'delayed'::text
-                ELSE 'ready'::text
-            END
+            WHEN ((m.xid IS NOT NULL) AND ((g.start_time IS NULL) OR (m.sent_at >= g.start_time))) THEN 'ready'::text
             ELSE 'not subscribed'::text
         END AS state,
         CASE
@@ -4253,7 +4277,6 @@ create view bucketq.message_states as
         CASE
             WHEN (i.state = ANY (ARRAY[1, 2, 3])) THEN i.available_at
             WHEN ((i.state IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (ph.kind = 2)) THEN ph.leased_until
-            WHEN ((i.state IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (dl.msg_id IS NULL) AND (m.not_before > bucketq._now())) THEN m.not_before
             ELSE NULL::timestamp with time zone
         END AS until,
         CASE
@@ -4262,7 +4285,6 @@ create view bucketq.message_states as
               WHERE ((h.group_id = i.group_id) AND (h.key_id = i.key_id) AND (h.key_seq < i.key_seq))
               ORDER BY h.key_seq
              LIMIT 1)
-            WHEN (i.state IS NULL) THEN pw.id
             ELSE NULL::bigint
         END AS waiting_behind,
     COALESCE(i.attempts, d.attempt,
@@ -4288,7 +4310,7 @@ create view bucketq.message_states as
             ELSE NULL::text
         END AS last_error,
     dl.replayed_at
-   FROM (((((((((bucketq.message m
+   FROM ((((((((bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)))
      JOIN bucketq.consumer_group g ON ((g.topic_id = m.topic_id)))
      LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.msg_id = m.id))))
@@ -4319,19 +4341,6 @@ create view bucketq.message_states as
                   ORDER BY p.seq DESC
                  LIMIT 1) x
           WHERE ((x.kind = 2) AND (m.id = ANY (x.msg_ids)))) ph ON (true))
-     LEFT JOIN LATERAL ( SELECT p.id
-           FROM bucketq.message p
-          WHERE ((m.key_id IS NOT NULL) AND (i.msg_id IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (ph.kind IS NULL) AND (dl.msg_id IS NULL) AND (m.ord IS NOT NULL) AND (p.topic_id = m.topic_id) AND (p.bucket = m.bucket) AND (p.ord < m.ord) AND (p.key_id = m.key_id) AND (p.key_seq = (m.key_seq - 1)) AND ((EXISTS ( SELECT 1
-                   FROM bucketq.inbox x
-                  WHERE ((x.group_id = g.group_id) AND (x.msg_id = p.id)))) OR ((NOT (EXISTS ( SELECT 1
-                   FROM bucketq.delivery y
-                  WHERE ((y.group_id = g.group_id) AND (y.topic_id = p.topic_id) AND (y.msg_id = p.id))))) AND (NOT (EXISTS ( SELECT 1
-                   FROM bucketq.progress y
-                  WHERE ((y.group_id = g.group_id) AND (y.kind = 1) AND (y.msg_ids @> ARRAY[p.id]))))) AND (NOT (EXISTS ( SELECT 1
-                   FROM bucketq.dead_letter y
-                  WHERE ((y.group_id = g.group_id) AND (y.msg_id = p.id))))))))
-          ORDER BY p.ord DESC
-         LIMIT 1) pw ON (true))
      LEFT JOIN LATERAL ( SELECT a.consumer_id,
             a.started_at
            FROM bucketq.attempt_log a

@@ -14,6 +14,12 @@ declare
   t bucketq.topic;
   v_now timestamptz;
   v_owned int[];
+  v_busy int[];
+  v_busy_epochs bigint[];
+  v_busy_seqs bigint[];
+  v_busy_states "char"[];
+  v_over int[];
+  v_over_epochs bigint[];
   v_epochs bigint[];
   v_ids bigint[];
   v_dead int;
@@ -61,8 +67,15 @@ begin
   if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
     perform bucketq._settle_attempts(g);
   end if;
-  -- Batches from the buckets' logs that ended without settling come back first.
-  perform bucketq._log_expire_due(g, v_owned, v_epochs, v_now);
+  -- Which buckets' logs have anything to do (one statement). Batches from them that
+  -- ended without settling come back first (to the inbox, handed out below).
+  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
+         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
+    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
+    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  if v_over is not null then
+    perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
+  end if;
 
   if exists (select 1 from bucketq.inbox i
               where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
@@ -133,10 +146,11 @@ begin
 
   -- Then the normal flow: the buckets' logs past their checkpoints. Each bucket read
   -- stays locked (its cursor row) until this transaction ends.
-  if v_got < max_messages then
+  if v_got < max_messages and v_busy is not null then
     return query
     select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, l.sent_at, l.epoch, pg_current_xact_id()
-      from bucketq._log_claim(g, claim_locked.consumer_id, v_owned, v_epochs, max_messages - v_got, max_per_key,
+      from bucketq._log_claim(g, claim_locked.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                              max_messages - v_got, max_per_key,
                               v_now, null, null) l
      order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
   end if;

@@ -27,6 +27,12 @@ export class ClaimLoop {
   private slotFreed: (() => void) | undefined;
   /** The last claim came back full, so more is probably ready. */
   private backlog = false;
+  /**
+   * Claims started so far. A batch that ends wakes the loop only if a claim ran while it
+   * was in flight (that claim passed over the batch's bucket, which may have received
+   * messages meanwhile: their NOTIFY came and went) or if it may have held others back.
+   */
+  private claims = 0;
   private loop: Promise<void> = Promise.resolve();
 
   constructor(
@@ -70,15 +76,17 @@ export class ClaimLoop {
         const claimed = this.startLockedBatch(batchSize);
         if (!this.backlog) {
           const n = await claimed;
-          if (n === 0) await rt.wakeup.wait(opts.pollIntervalMs);
+          if (n < batchSize) await rt.wakeup.wait(opts.pollIntervalMs);
         }
         continue;
       }
       let messages: ClaimedMessage[];
+      const free = opts.concurrency - this.inflightCount;
+      const max = opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free);
+      const seq = ++this.claims;
       try {
-        const free = opts.concurrency - this.inflightCount;
         messages = await claim(rt.claimPool, rt.group, rt.consumerId, {
-          max: opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free),
+          max,
           leaseTimeout: opts.leaseTimeoutMs === undefined ? undefined : `${opts.leaseTimeoutMs} milliseconds`,
           maxPerKey: opts.maxPerKey ?? batchSize,
           payloadAsText: opts.parsePayload !== undefined,
@@ -93,13 +101,30 @@ export class ClaimLoop {
         await rt.wakeup.wait(opts.pollIntervalMs);
         continue;
       }
+      const mayHoldBack = this.mayHoldBack(messages, max);
       if (opts.transaction === 'batch') {
-        this.track(this.executor.processBatch(messages));
+        this.track(this.executor.processBatch(messages), seq, mayHoldBack);
       } else {
         // A key's run is handled in order, one transaction per message; runs in parallel.
-        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run));
+        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run), seq, mayHoldBack);
       }
+      // A claim that came back partly full took everything it could reach: the next
+      // claim waits for a wake-up (a NOTIFY, a batch's end, a retry falling due) instead of
+      // coming back empty at once.
+      if (messages.length < max) await rt.wakeup.wait(opts.pollIntervalMs);
     }
+  }
+
+  /**
+   * Whether the end of a batch may make messages ready that no NOTIFY announces: a full
+   * claim (more is waiting), retries (messages of their keys wait behind them), runs cut
+   * by a max_per_key below the batch size (the rest waits behind them).
+   */
+  private mayHoldBack(messages: ClaimedMessage[], max: number): boolean {
+    const { opts } = this.rt;
+    if (messages.length >= max) return true;
+    if (opts.maxPerKey !== undefined && opts.maxPerKey < max) return true;
+    return messages.some((m) => m.attempt > 1);
   }
 
   private async afterClaimError(err: unknown): Promise<void> {
@@ -129,6 +154,8 @@ export class ClaimLoop {
   private startLockedBatch(batchSize: number): Promise<number> {
     let answered!: (n: number) => void;
     const claimed = new Promise<number>((r) => (answered = r));
+    const seq = ++this.claims;
+    let mayHoldBack = true;
     this.track(
       (async () => {
         let held: HeldBatch;
@@ -143,8 +170,11 @@ export class ClaimLoop {
         const n = held.claim.messages.length;
         this.backlog = n >= batchSize;
         answered(n);
+        mayHoldBack = n === 0 || this.mayHoldBack(held.claim.messages, batchSize);
         if (n > 0) await this.executor.processLockedBatch(held);
       })(),
+      seq,
+      () => mayHoldBack,
     );
     return claimed;
   }
@@ -177,16 +207,23 @@ export class ClaimLoop {
   }
 
   /** Count work in flight until it ends; its end frees a slot and wakes the loop. */
-  private track(work: Promise<void>): void {
+  private track(work: Promise<void>, seq: number, mayHoldBack: boolean | (() => boolean)): void {
     this.inflightCount++;
+    let failed = false;
     void work
-      .catch((err) => this.rt.log.error({ err }, 'unexpected error processing messages'))
+      .catch((err) => {
+        failed = true;
+        this.rt.log.error({ err }, 'unexpected error processing messages');
+      })
       .finally(() => {
         this.inflightCount--;
         const r = this.slotFreed;
         this.slotFreed = undefined;
         r?.();
-        this.rt.wakeup.wake(); // an ack may have made the key's next message ready
+        // An ack may have made the key's next message ready, or the bucket free for
+        // messages a claim passed over while the batch was in flight.
+        const holds = typeof mayHoldBack === 'function' ? mayHoldBack() : mayHoldBack;
+        if (failed || holds || this.claims !== seq) this.rt.wakeup.wake();
       });
   }
 }
