@@ -871,6 +871,15 @@ begin
   return g;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._inserted_here(p_xmin xid)
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+  select pg_current_xact_id_if_assigned() is not null
+     and pg_xact_status(bucketq._xid8(p_xmin)) = 'in progress'
+$function$;
+comment on function bucketq._inserted_here(xid) is 'True for a visible row whose inserting transaction is still in progress: one inserted by the calling transaction or its subtransactions.';
+
 CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  RETURNS integer
  LANGUAGE sql
@@ -947,8 +956,10 @@ AS $function$
            c.kind = 2 and m.id = any(c.msg_ids)
              and case when c.lease_token is not null then c.leased_until > bucketq._now()
                       else pg_xact_status(c.xact) = 'in progress' end as in_flight,
-           m.key_id is not null and exists (select 1 from bucketq.inbox x
-                                             where x.group_id = p_group_id and x.key_id = m.key_id) as behind
+           -- behind an inbox message of its key, or an earlier one of its key still in the log
+           m.key_id is not null and (exists (select 1 from bucketq.inbox x
+                                              where x.group_id = p_group_id and x.key_id = m.key_id)
+                                     or row_number() over (partition by m.key_id order by m.key_seq) > 1) as behind
       from c
       cross join lateral bucketq._log_ahead(p_topic_id, c) m
      where p_start is null or m.sent_at >= p_start
@@ -1387,19 +1398,21 @@ declare
   v_rest bigint[];
   v_admin boolean;
   v_caller name;
+  v_hands bucketq.progress[];
 begin
-  -- One branch runs (the other's one-time filter is false), each on its own index:
-  -- progress_lease or progress_xact. A single condition choosing between the two
-  -- (CASE) could use neither and read every batch the group ever had, on every ack.
-  for h in
-    select p.* from bucketq.progress p
-     where not v_locked and p.group_id = g.group_id and p.lease_token = any(p_tokens)
-       and p.kind = 2 and p.msg_ids && p_ids
-    union all
-    select p.* from bucketq.progress p
-     where v_locked and p.group_id = g.group_id and p.xact = pg_current_xact_id()
-       and p.kind = 2 and p.msg_ids && p_ids
-    order by bucket
+  -- The batches: by token (progress_lease; every message of a batch passes the same
+  -- token, so each distinct one once) or by this transaction (progress_xact). Two
+  -- statements: one choosing between the two conditions could use neither index and
+  -- read every batch the group ever had, on every ack.
+  if v_locked then
+    select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
+     where p.group_id = g.group_id and p.xact = pg_current_xact_id() and p.kind = 2 and p.msg_ids && p_ids;
+  else
+    select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
+     where p.group_id = g.group_id and p.kind = 2 and p.msg_ids && p_ids
+       and p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null));
+  end if;
+  foreach h in array coalesce(v_hands, '{}')
   loop
     select array_agg(u.id) into v_mine
       from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
@@ -2022,7 +2035,8 @@ begin
     -- once per array element.
     select i.msg_id from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(msg_ids)
-       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3) and bucketq._xact_holds(v_xact, i.xmax)
+       and case when v_locked then i.lease_token is null and i.state + 0 in (0, 3)
+                     and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
                 else i.lease_token = (v_tokens ->> i.msg_id::text)::bigint and i.state + 0 = 1
                      and (v_admin or exists (select 1 from bucketq.consumer c
                                               where c.group_id = g.group_id and c.consumer_id = i.consumer_id
@@ -3290,7 +3304,8 @@ begin
     with held as (
       select i.msg_id from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
-         and bucketq._xact_holds(v_xact, i.xmax) -- rows this transaction holds (claim_locked)
+         -- rows this transaction holds (claim_locked), or put in the inbox from its log batch
+         and (bucketq._xact_holds(v_xact, i.xmax) or bucketq._inserted_here(i.xmin))
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = nack.consumer_id)
        order by i.key_id, i.msg_id
@@ -3434,6 +3449,7 @@ declare
   g bucketq.consumer_group;
   v_own boolean;
   v_foreign bigint[];
+  v_done bigint[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -3466,6 +3482,13 @@ begin
   -- Each message must be held by that transaction (row-locked by claim_locked, made
   -- ready or already acked in it: the version we see has that transaction as its
   -- xmax) in a bucket this consumer owns.
+  -- Finished already (acked with a batch, or from the inbox): never held.
+  select coalesce(array_agg(x.id), '{}') into v_done from (
+    select u.id from bucketq.progress p cross join unnest(p.msg_ids) u(id)
+     where p.group_id = g.group_id and p.kind = 1 and p.msg_ids && msg_ids and u.id = any(msg_ids)
+    union all
+    select d.msg_id from bucketq.delivery d
+     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = any(msg_ids)) x;
   select array_agg(u.id order by u.id) into v_foreign
     from unnest(msg_ids) u(id)
    where not exists (
@@ -3484,8 +3507,10 @@ begin
       where m.topic_id = g.topic_id and m.id = u.id and m.xid is not null
         and o.owner = record_attempt.consumer_id
         and bucketq._xact_holds(xact, k.xmax)
-        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
-        and not bucketq._delivered(g, m.id));
+        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id))
+     -- and not finished (v_done, found once for all of them above: per message, the delivery
+     -- lookup cost a claim more than the claim itself)
+     or u.id = any(v_done);
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
@@ -4182,21 +4207,20 @@ create view bucketq.groups as
     g.session_timeout,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum((l.ready + l.in_flight)), (0)::numeric) AS "coalesce"
-           FROM (bucketq.bucket_owner o
-             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))
-          WHERE (o.group_id = g.group_id)))::bigint) AS pending,
+          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum(((l.ready + l.in_flight) + l.waiting)), (0)::numeric) AS "coalesce"
+           FROM (generate_series(0, (t.buckets - 1)) o(bucket)
+             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))))::bigint) AS pending,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
           WHERE ((i.group_id = g.group_id) AND (i.state = 1))) + ( SELECT COALESCE(sum(cardinality(p.msg_ids)), (0)::bigint) AS "coalesce"
-           FROM (bucketq.bucket_owner o
+           FROM (generate_series(0, (t.buckets - 1)) o(bucket)
              CROSS JOIN LATERAL ( SELECT x.kind,
                     x.msg_ids
                    FROM bucketq.progress x
-                  WHERE ((x.group_id = o.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
+                  WHERE ((x.group_id = g.group_id) AND (x.bucket = o.bucket) AND (x.kind = ANY (ARRAY[1, 2])))
                   ORDER BY x.seq DESC
                  LIMIT 1) p)
-          WHERE ((o.group_id = g.group_id) AND (p.kind = 2)))) AS leased,
+          WHERE (p.kind = 2))) AS leased,
     ( SELECT count(*) AS count
            FROM bucketq.dead_letter d
           WHERE ((d.group_id = g.group_id) AND (d.replayed_at IS NULL))) AS dead,
@@ -4244,7 +4268,12 @@ create view bucketq.message_states as
             WHEN (dl.msg_id IS NOT NULL) THEN 'dead'::text
             WHEN ((ph.kind = 2) AND (ph.lease_token IS NOT NULL)) THEN 'leased'::text
             WHEN (ph.kind = 2) THEN 'locked'::text
-            WHEN ((m.xid IS NOT NULL) AND ((g.start_time IS NULL) OR (m.sent_at >= g.start_time))) THEN 'ready'::text
+            WHEN ((m.xid IS NOT NULL) AND ((g.start_time IS NULL) OR (m.sent_at >= g.start_time))) THEN
+            CASE
+                WHEN (pw.id IS NOT NULL) THEN 'waiting'::text
+                WHEN (m.not_before > bucketq._now()) THEN 'delayed'::text
+                ELSE 'ready'::text
+            END
             ELSE 'not subscribed'::text
         END AS state,
         CASE
@@ -4277,6 +4306,7 @@ create view bucketq.message_states as
         CASE
             WHEN (i.state = ANY (ARRAY[1, 2, 3])) THEN i.available_at
             WHEN ((i.state IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (ph.kind = 2)) THEN ph.leased_until
+            WHEN ((i.state IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (dl.msg_id IS NULL) AND (m.not_before > bucketq._now())) THEN m.not_before
             ELSE NULL::timestamp with time zone
         END AS until,
         CASE
@@ -4285,6 +4315,7 @@ create view bucketq.message_states as
               WHERE ((h.group_id = i.group_id) AND (h.key_id = i.key_id) AND (h.key_seq < i.key_seq))
               ORDER BY h.key_seq
              LIMIT 1)
+            WHEN (i.state IS NULL) THEN pw.id
             ELSE NULL::bigint
         END AS waiting_behind,
     COALESCE(i.attempts, d.attempt,
@@ -4310,7 +4341,7 @@ create view bucketq.message_states as
             ELSE NULL::text
         END AS last_error,
     dl.replayed_at
-   FROM ((((((((bucketq.message m
+   FROM (((((((((bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)))
      JOIN bucketq.consumer_group g ON ((g.topic_id = m.topic_id)))
      LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.msg_id = m.id))))
@@ -4341,6 +4372,19 @@ create view bucketq.message_states as
                   ORDER BY p.seq DESC
                  LIMIT 1) x
           WHERE ((x.kind = 2) AND (m.id = ANY (x.msg_ids)))) ph ON (true))
+     LEFT JOIN LATERAL ( SELECT p.id
+           FROM bucketq.message p
+          WHERE ((m.key_id IS NOT NULL) AND (i.msg_id IS NULL) AND (d.msg_id IS NULL) AND (pd.created_at IS NULL) AND (ph.kind IS NULL) AND (dl.msg_id IS NULL) AND (m.ord IS NOT NULL) AND (p.topic_id = m.topic_id) AND (p.bucket = m.bucket) AND (p.ord < m.ord) AND (p.key_id = m.key_id) AND (p.key_seq = (m.key_seq - 1)) AND ((EXISTS ( SELECT 1
+                   FROM bucketq.inbox x
+                  WHERE ((x.group_id = g.group_id) AND (x.msg_id = p.id)))) OR ((NOT (EXISTS ( SELECT 1
+                   FROM bucketq.delivery y
+                  WHERE ((y.group_id = g.group_id) AND (y.topic_id = p.topic_id) AND (y.msg_id = p.id))))) AND (NOT (EXISTS ( SELECT 1
+                   FROM bucketq.progress y
+                  WHERE ((y.group_id = g.group_id) AND (y.kind = 1) AND (y.msg_ids @> ARRAY[p.id]))))) AND (NOT (EXISTS ( SELECT 1
+                   FROM bucketq.dead_letter y
+                  WHERE ((y.group_id = g.group_id) AND (y.msg_id = p.id))))))))
+          ORDER BY p.ord DESC
+         LIMIT 1) pw ON (true))
      LEFT JOIN LATERAL ( SELECT a.consumer_id,
             a.started_at
            FROM bucketq.attempt_log a

@@ -24,19 +24,21 @@ declare
   v_rest bigint[];
   v_admin boolean;
   v_caller name;
+  v_hands bucketq.progress[];
 begin
-  -- One branch runs (the other's one-time filter is false), each on its own index:
-  -- progress_lease or progress_xact. A single condition choosing between the two
-  -- (CASE) could use neither and read every batch the group ever had, on every ack.
-  for h in
-    select p.* from bucketq.progress p
-     where not v_locked and p.group_id = g.group_id and p.lease_token = any(p_tokens)
-       and p.kind = 2 and p.msg_ids && p_ids
-    union all
-    select p.* from bucketq.progress p
-     where v_locked and p.group_id = g.group_id and p.xact = pg_current_xact_id()
-       and p.kind = 2 and p.msg_ids && p_ids
-    order by bucket
+  -- The batches: by token (progress_lease; every message of a batch passes the same
+  -- token, so each distinct one once) or by this transaction (progress_xact). Two
+  -- statements: one choosing between the two conditions could use neither index and
+  -- read every batch the group ever had, on every ack.
+  if v_locked then
+    select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
+     where p.group_id = g.group_id and p.xact = pg_current_xact_id() and p.kind = 2 and p.msg_ids && p_ids;
+  else
+    select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
+     where p.group_id = g.group_id and p.kind = 2 and p.msg_ids && p_ids
+       and p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null));
+  end if;
+  foreach h in array coalesce(v_hands, '{}')
   loop
     select array_agg(u.id) into v_mine
       from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
