@@ -1399,6 +1399,7 @@ declare
   v_admin boolean;
   v_caller name;
   v_hands bucketq.progress[];
+  v_acked_here bigint[];
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -1414,9 +1415,12 @@ begin
   end if;
   foreach h in array coalesce(v_hands, '{}')
   loop
+    -- (joins, not = any(array) per element: a batch of 250 acked whole would compare
+    -- 250 x 250 pairs at each of these steps)
     select array_agg(u.id) into v_mine
       from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
-     where u.id = any(h.msg_ids) and (v_locked or u.tok = h.lease_token);
+      join unnest(h.msg_ids) as x(id) on x.id = u.id
+     where v_locked or u.tok = h.lease_token;
     continue when v_mine is null;
     -- A lease is the caller's only if it joined the batch's consumer (admins: any);
     -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
@@ -1448,9 +1452,15 @@ begin
               detail = 'Nothing was acked or nacked.',
               hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
     end if;
+    -- The batch's messages acked here, and the rest.
+    select coalesce(array_agg(x.id) filter (where a.id is not null), '{}'),
+           coalesce(array_agg(x.id) filter (where a.id is null), '{}')
+      into v_acked_here, v_rest
+      from unnest(h.msg_ids) as x(id)
+      left join (select distinct y.id from unnest(coalesce(p_acked, '{}')) y(id)) a on a.id = x.id;
     -- A batch acked whole cannot be acked out of order: skip the check (its self-join
     -- over the log's partitions costs more to plan than to run, on every call).
-    if p_acked is not null and not (h.msg_ids <@ p_acked) then
+    if p_acked is not null and cardinality(v_rest) > 0 then
       select array_agg(m.id order by m.id) into v_bad
         from bucketq.message m
        where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
@@ -1468,7 +1478,6 @@ begin
                 hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
       end if;
     end if;
-    v_rest := array(select u.id from unnest(h.msg_ids) u(id) where u.id <> all(coalesce(p_acked, '{}')));
     if cardinality(v_rest) > 0 then
       perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,
                                        h.lease_token, h.leased_until, h.consumer_id, h.epoch, p_now);
@@ -1481,11 +1490,11 @@ begin
     insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
                                   msg_ids, xact, consumer_id, epoch, created_at)
     values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
-            array(select u.id from unnest(h.msg_ids) u(id) where u.id = any(coalesce(p_acked, '{}'))),
+            v_acked_here,
             pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
     if p_acked is not null then
       select array_agg(distinct m.key_id) into v_keys from bucketq.message m
-       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null;
+       where m.topic_id = g.topic_id and m.id = any(v_acked_here) and m.key_id is not null;
       -- A message of these keys may wait in the inbox behind the one acked (the rest
       -- of a run handed back, a delayed one). Wait for whoever changes a key's next
       -- row, then promote in a new statement, which sees what they committed. If none
@@ -3449,7 +3458,7 @@ declare
   g bucketq.consumer_group;
   v_own boolean;
   v_foreign bigint[];
-  v_done bigint[];
+  v_log_held bigint[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -3482,35 +3491,33 @@ begin
   -- Each message must be held by that transaction (row-locked by claim_locked, made
   -- ready or already acked in it: the version we see has that transaction as its
   -- xmax) in a bucket this consumer owns.
-  -- Finished already (acked with a batch, or from the inbox): never held.
-  select coalesce(array_agg(x.id), '{}') into v_done from (
-    select u.id from bucketq.progress p cross join unnest(p.msg_ids) u(id)
-     where p.group_id = g.group_id and p.kind = 1 and p.msg_ids && msg_ids and u.id = any(msg_ids)
-    union all
-    select d.msg_id from bucketq.delivery d
-     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = any(msg_ids)) x;
+  -- Messages read from their bucket's log by that transaction: claim_locked holds the
+  -- bucket's cursor row until it ends (its batch row is not visible to us before it
+  -- commits), and the bucket's checkpoint has not passed the message (it is neither in
+  -- an earlier window nor behind the position in the current one) and it is not in the
+  -- inbox. One statement for all.
+  select coalesce(array_agg(m.id), '{}') into v_log_held
+    from bucketq.message m
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+    join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
+    cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = m.bucket and p.kind = 1
+                         order by p.seq desc limit 1) c
+   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+     and o.owner = record_attempt.consumer_id
+     and bucketq._xact_holds(xact, k.xmax)
+     and not pg_visible_in_snapshot(m.xid, c.lo)
+     and not (pg_visible_in_snapshot(m.xid, c.hi) and m.ord <= c.pos_ord and m.id <> all(c.early_ids))
+     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id);
   select array_agg(u.id order by u.id) into v_foreign
     from unnest(msg_ids) u(id)
-   where not exists (
+   where u.id <> all(v_log_held)
+     and not exists (
      select 1 from bucketq.inbox i
        join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
       where i.group_id = g.group_id and i.msg_id = u.id
         and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, i.xmax))
-     -- or read from its bucket's log by that transaction: claim_locked holds the
-     -- bucket's cursor row until it ends (its batch row is not visible to us before it
-     -- commits), and the message is neither finished nor in the inbox.
-     and not exists (
-     select 1 from bucketq.message m
-       join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-       join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
-      where m.topic_id = g.topic_id and m.id = u.id and m.xid is not null
-        and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, k.xmax)
-        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id))
-     -- and not finished (v_done, found once for all of them above: per message, the delivery
-     -- lookup cost a claim more than the claim itself)
-     or u.id = any(v_done);
+        and bucketq._xact_holds(xact, i.xmax));
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
@@ -3534,9 +3541,9 @@ begin
          max(o.epoch), bucketq._now()
     from bucketq.message m
     join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
-     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
-   group by m.bucket;
+   where m.topic_id = g.topic_id and m.id = any(v_log_held)
+   group by m.bucket
+  having count(*) > 0;
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
 

@@ -25,6 +25,7 @@ declare
   v_admin boolean;
   v_caller name;
   v_hands bucketq.progress[];
+  v_acked_here bigint[];
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -40,9 +41,12 @@ begin
   end if;
   foreach h in array coalesce(v_hands, '{}')
   loop
+    -- (joins, not = any(array) per element: a batch of 250 acked whole would compare
+    -- 250 x 250 pairs at each of these steps)
     select array_agg(u.id) into v_mine
       from unnest(p_ids, coalesce(p_tokens, array_fill(null::bigint, array[cardinality(p_ids)]))) as u(id, tok)
-     where u.id = any(h.msg_ids) and (v_locked or u.tok = h.lease_token);
+      join unnest(h.msg_ids) as x(id) on x.id = u.id
+     where v_locked or u.tok = h.lease_token;
     continue when v_mine is null;
     -- A lease is the caller's only if it joined the batch's consumer (admins: any);
     -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
@@ -74,9 +78,15 @@ begin
               detail = 'Nothing was acked or nacked.',
               hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
     end if;
+    -- The batch's messages acked here, and the rest.
+    select coalesce(array_agg(x.id) filter (where a.id is not null), '{}'),
+           coalesce(array_agg(x.id) filter (where a.id is null), '{}')
+      into v_acked_here, v_rest
+      from unnest(h.msg_ids) as x(id)
+      left join (select distinct y.id from unnest(coalesce(p_acked, '{}')) y(id)) a on a.id = x.id;
     -- A batch acked whole cannot be acked out of order: skip the check (its self-join
     -- over the log's partitions costs more to plan than to run, on every call).
-    if p_acked is not null and not (h.msg_ids <@ p_acked) then
+    if p_acked is not null and cardinality(v_rest) > 0 then
       select array_agg(m.id order by m.id) into v_bad
         from bucketq.message m
        where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
@@ -94,7 +104,6 @@ begin
                 hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
       end if;
     end if;
-    v_rest := array(select u.id from unnest(h.msg_ids) u(id) where u.id <> all(coalesce(p_acked, '{}')));
     if cardinality(v_rest) > 0 then
       perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,
                                        h.lease_token, h.leased_until, h.consumer_id, h.epoch, p_now);
@@ -107,11 +116,11 @@ begin
     insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
                                   msg_ids, xact, consumer_id, epoch, created_at)
     values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
-            array(select u.id from unnest(h.msg_ids) u(id) where u.id = any(coalesce(p_acked, '{}'))),
+            v_acked_here,
             pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
     if p_acked is not null then
       select array_agg(distinct m.key_id) into v_keys from bucketq.message m
-       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null;
+       where m.topic_id = g.topic_id and m.id = any(v_acked_here) and m.key_id is not null;
       -- A message of these keys may wait in the inbox behind the one acked (the rest
       -- of a run handed back, a delayed one). Wait for whoever changes a key's next
       -- row, then promote in a new statement, which sees what they committed. If none

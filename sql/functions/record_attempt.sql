@@ -7,7 +7,7 @@ declare
   g bucketq.consumer_group;
   v_own boolean;
   v_foreign bigint[];
-  v_done bigint[];
+  v_log_held bigint[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -40,35 +40,33 @@ begin
   -- Each message must be held by that transaction (row-locked by claim_locked, made
   -- ready or already acked in it: the version we see has that transaction as its
   -- xmax) in a bucket this consumer owns.
-  -- Finished already (acked with a batch, or from the inbox): never held.
-  select coalesce(array_agg(x.id), '{}') into v_done from (
-    select u.id from bucketq.progress p cross join unnest(p.msg_ids) u(id)
-     where p.group_id = g.group_id and p.kind = 1 and p.msg_ids && msg_ids and u.id = any(msg_ids)
-    union all
-    select d.msg_id from bucketq.delivery d
-     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = any(msg_ids)) x;
+  -- Messages read from their bucket's log by that transaction: claim_locked holds the
+  -- bucket's cursor row until it ends (its batch row is not visible to us before it
+  -- commits), and the bucket's checkpoint has not passed the message (it is neither in
+  -- an earlier window nor behind the position in the current one) and it is not in the
+  -- inbox. One statement for all.
+  select coalesce(array_agg(m.id), '{}') into v_log_held
+    from bucketq.message m
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
+    join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
+    cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
+                         where p.group_id = g.group_id and p.bucket = m.bucket and p.kind = 1
+                         order by p.seq desc limit 1) c
+   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+     and o.owner = record_attempt.consumer_id
+     and bucketq._xact_holds(xact, k.xmax)
+     and not pg_visible_in_snapshot(m.xid, c.lo)
+     and not (pg_visible_in_snapshot(m.xid, c.hi) and m.ord <= c.pos_ord and m.id <> all(c.early_ids))
+     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id);
   select array_agg(u.id order by u.id) into v_foreign
     from unnest(msg_ids) u(id)
-   where not exists (
+   where u.id <> all(v_log_held)
+     and not exists (
      select 1 from bucketq.inbox i
        join bucketq.bucket_owner o on o.group_id = i.group_id and o.bucket = i.bucket
       where i.group_id = g.group_id and i.msg_id = u.id
         and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, i.xmax))
-     -- or read from its bucket's log by that transaction: claim_locked holds the
-     -- bucket's cursor row until it ends (its batch row is not visible to us before it
-     -- commits), and the message is neither finished nor in the inbox.
-     and not exists (
-     select 1 from bucketq.message m
-       join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-       join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
-      where m.topic_id = g.topic_id and m.id = u.id and m.xid is not null
-        and o.owner = record_attempt.consumer_id
-        and bucketq._xact_holds(xact, k.xmax)
-        and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id))
-     -- and not finished (v_done, found once for all of them above: per message, the delivery
-     -- lookup cost a claim more than the claim itself)
-     or u.id = any(v_done);
+        and bucketq._xact_holds(xact, i.xmax));
   if v_foreign is not null then
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), record_attempt.consumer_id, g.name
@@ -92,9 +90,9 @@ begin
          max(o.epoch), bucketq._now()
     from bucketq.message m
     join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
-     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id)
-   group by m.bucket;
+   where m.topic_id = g.topic_id and m.id = any(v_log_held)
+   group by m.bucket
+  having count(*) > 0;
 end $$;
 
 comment on function bucketq.record_attempt(text, text, xid8, bigint[]) is
