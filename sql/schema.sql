@@ -3783,7 +3783,10 @@ begin
       using errcode = 'BQ005', hint = 'Pass the time to replay from, e.g. now() - interval ''1 hour''.';
   end if;
   select min(p.lower_bound) into v_oldest from bucketq.log_partition p where p.topic_id = t.topic_id;
-  if to_time < v_oldest then
+  -- Refuse only when retention has dropped a partition the topic had: a topic created at
+  -- 00:00:07 has its first partition from 00:00, and a rewind to 23:00 the day before
+  -- loses nothing.
+  if to_time < v_oldest and v_oldest > t.created_at then
     raise exception 'rewind: % is before the oldest retained message time % of topic %', to_time, v_oldest, t.name
       using errcode = 'BQ005', hint = format('Messages older than the retention (%s) are gone; rewind to %s or later.', t.retention, v_oldest);
   end if;

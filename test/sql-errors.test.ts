@@ -138,7 +138,6 @@ const cases: Record<string, Case[]> = {
   rewind: [
     ['unknown group', `select bucketq.rewind('no.such.group', now())`, [], 'BQ003'],
     ['NULL time', `select bucketq.rewind($1, null)`, [G], 'BQ005', /to_time/],
-    ['a time before the oldest retained message', `select bucketq.rewind($1, now() - interval '400 days')`, [G], 'BQ005', /before the oldest retained/],
   ],
   grant_group: [
     ['unknown group', `select bucketq.grant_group('no.such.group', 'postgres')`, [], 'BQ003'],

@@ -3,7 +3,7 @@
 // prunes idempotency keys, stays bounded over many cycles, and is safe to run concurrently.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ack, claim, nack, send, sendBatch, setClock, useDatabase } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, send, sendBatch, setClock, useDatabase } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -119,6 +119,21 @@ describe('maintain() and retention', () => {
     const { rows: binned } = await m.query(`select date_bin('1 hour', bucketq._now(), timestamptz '2000-01-01 00:00:00+00') as lo`);
     expect(now.map((p) => p.lower_bound.getTime())).toEqual([0, 1, 2, 3].map((i) => (binned[0].lo as Date).getTime() + i * 3_600_000));
     expect(now.every((p) => p.message_exists && p.delivery_exists)).toBe(true);
+
+    // Retention has dropped the topic's first hour: a rewind to before it is refused
+    await expectBqError(m.query(`select bucketq.rewind($1, bucketq._now() - interval '6 hours')`, [g2]), 'BQ005', /before the oldest retained message time/);
+  });
+
+  it('a rewind to before the topic existed loses nothing and is not refused, also across a partition boundary', async () => {
+    const s = await ctx.session();
+    const g = ctx.unique('g');
+    const topic = await hourlyTopic(s, [{ name: g }]);
+    await sendBatch(s, topic, [{ i: 1 }, { i: 2 }, { i: 3 }]);
+    expect(await drain(s, g)).toBe(3);
+    // the topic's first partition starts at the top of the hour, after this time
+    const { rows } = await s.query(`select bucketq.rewind($1, now() - interval '400 days') as n`, [g]);
+    expect(rows[0].n).toBe(3);
+    expect(await drain(s, g)).toBe(3);
   });
 
   it('keeps a partition whose message is dead and blocking its key (on_exhausted = block)', async () => {
