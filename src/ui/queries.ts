@@ -318,6 +318,7 @@ export interface RewindPreview {
   to: Date;
   /** Messages sent at or after `to` that are still in the log: what rewind delivers again. */
   messages: number;
+  /** The oldest partition when retention has dropped older ones (rewind refuses an earlier time); otherwise null. */
   oldestRetained: Date | null;
 }
 
@@ -325,7 +326,9 @@ export interface RewindPreview {
 export async function previewRewind(db: Queryable, group: string, to: Date): Promise<RewindPreview | undefined> {
   return snapshot(db, async (q) => {
     const g = (await q<{ topic: string; oldest: Date | null }>(
-      `select g.topic, t.oldest_partition as oldest from bucketq.groups g join bucketq.topics t on t.name = g.topic where g.group_name = $1`,
+      // rewind refuses a time before the oldest partition only if retention has dropped one
+      `select g.topic, case when t.oldest_partition > t.created_at then t.oldest_partition end as oldest
+         from bucketq.groups g join bucketq.topics t on t.name = g.topic where g.group_name = $1`,
       [group],
     ))[0];
     if (!g) return undefined;
