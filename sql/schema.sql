@@ -924,7 +924,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.prog
  LANGUAGE sql
  STABLE
 AS $function$
-  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord) w
+  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null) w
   union all
   select m.* from bucketq.message m
    where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
@@ -997,7 +997,7 @@ AS $function$
     cross join lateral (
       select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
              lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord) w) as rest) f
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1) w) as rest) f
    where f.over or f.rest
       or (lp.kind = 1
           -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
@@ -1026,7 +1026,7 @@ begin
     select row_number() over (order by w.ord) as n, w.id, w.ord, w.key, w.key_id, w.key_seq, w.sent_at,
            coalesce(w.not_before > p_now, false) as later, w.payload, w.headers,
            g.start_time is not null and w.sent_at < g.start_time as skip
-      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord) w
+      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord, p_limit) w
              order by w.ord limit p_limit) w
   ),
   keyed as (
@@ -1139,7 +1139,7 @@ begin
          and (v_state = 'n'
               or (v_state is distinct from 'r'
                   and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                    v_early, v_pos)))) then
+                                                                    v_early, v_pos, 1)))) then
         v_fetched := 0;
       else
         select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
@@ -1288,7 +1288,7 @@ begin
       end if;
       if v_last.ord > v_pos_ord then
         select array_agg(w.id) into v_ids
-          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord) w
+          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null) w
          where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
         perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
                                          p_now, c.consumer_id, c.epoch, p_now);
@@ -1404,13 +1404,16 @@ begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
   -- statements: one choosing between the two conditions could use neither index and
-  -- read every batch the group ever had, on every ack.
+  -- read every batch the group ever had, on every ack. No "msg_ids && p_ids" here: the
+  -- planner then read the group's whole progress by its primary key, comparing 250 x 250
+  -- ids per row, a cost that grew with every batch (7 ms per ack after 50 batches). The
+  -- loop below matches the ids.
   if v_locked then
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.xact = pg_current_xact_id() and p.kind = 2 and p.msg_ids && p_ids;
+     where p.group_id = g.group_id and p.xact = (select pg_current_xact_id()) and p.kind = 2;
   else
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.kind = 2 and p.msg_ids && p_ids
+     where p.group_id = g.group_id and p.kind = 2
        and p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null));
   end if;
   foreach h in array coalesce(v_hands, '{}')
@@ -1527,20 +1530,22 @@ begin
   ceil := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint)
+CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint)
  RETURNS SETOF bucketq.message
  LANGUAGE sql
  STABLE
 AS $function$
-  select m.* from bucketq.message m
-   where greatest(p_after, p_lo_floor) < p_hi_ceil
-     and m.topic_id = p_topic_id and m.bucket = p_bucket
-     and m.ord > greatest(p_after, p_lo_floor) and m.ord <= p_hi_ceil
-     and pg_visible_in_snapshot(m.xid, p_hi) and not pg_visible_in_snapshot(m.xid, p_lo)
+  (select m.* from bucketq.message m
+    where greatest(p_after, p_lo_floor) < p_hi_ceil
+      and m.topic_id = p_topic_id and m.bucket = p_bucket
+      and m.ord > greatest(p_after, p_lo_floor) and m.ord <= p_hi_ceil
+      and pg_visible_in_snapshot(m.xid, p_hi) and not pg_visible_in_snapshot(m.xid, p_lo)
+    order by m.ord limit p_limit)
   union all
-  select m.* from bucketq.message m
-   where cardinality(p_early) > 0
-     and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after
+  (select m.* from bucketq.message m
+    where cardinality(p_early) > 0
+      and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after
+    order by m.ord limit p_limit)
 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)

@@ -19,7 +19,7 @@ language sql stable as $$
     cross join lateral (
       select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
              lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord) w) as rest) f
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1) w) as rest) f
    where f.over or f.rest
       or (lp.kind = 1
           -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned

@@ -80,7 +80,7 @@ begin
          and (v_state = 'n'
               or (v_state is distinct from 'r'
                   and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                    v_early, v_pos)))) then
+                                                                    v_early, v_pos, 1)))) then
         v_fetched := 0;
       else
         select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),

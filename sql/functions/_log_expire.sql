@@ -85,7 +85,7 @@ begin
       end if;
       if v_last.ord > v_pos_ord then
         select array_agg(w.id) into v_ids
-          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord) w
+          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null) w
          where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
         perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
                                          p_now, c.consumer_id, c.epoch, p_now);
