@@ -1495,7 +1495,10 @@ begin
     values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
             v_acked_here,
             pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
-    if p_acked is not null then
+    -- (Only if the group has any keyed row in the inbox: usually it has none, and then
+    -- one probe saves reading the acked messages back from the log.)
+    if p_acked is not null
+       and exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id is not null) then
       select array_agg(distinct m.key_id) into v_keys from bucketq.message m
        where m.topic_id = g.topic_id and m.id = any(v_acked_here) and m.key_id is not null;
       -- A message of these keys may wait in the inbox behind the one acked (the rest
