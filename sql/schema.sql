@@ -1982,6 +1982,7 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
@@ -2180,6 +2181,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
@@ -2384,6 +2386,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3269,6 +3272,7 @@ CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3460,6 +3464,7 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3880,6 +3885,7 @@ CREATE OR REPLACE FUNCTION bucketq.send_batch(topic text, payloads jsonb[], keys
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
 declare
