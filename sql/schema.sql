@@ -3260,8 +3260,8 @@ begin
     begin
       delete from bucketq.key_counter x
        using bucketq.topic_key k
-       where k.topic_id = t.topic_id and x.key_id = k.key_id
-         and exists (select 1 from bucketq.key_counter y where y.key_id = x.key_id and y.first_seq > x.first_seq);
+             cross join lateral (select max(y.first_seq) as newest from bucketq.key_counter y where y.key_id = k.key_id) n
+       where k.topic_id = t.topic_id and x.key_id = k.key_id and x.first_seq < n.newest;
       get diagnostics v_pruned = row_count;
       if v_pruned > 0 then
         topic := t.name; action := 'pruned_key_counters'; detail := v_pruned::text;
