@@ -11,7 +11,8 @@ async function topicRows(c: pg.Client, topic: string) {
     `select (select count(*)::int from bucketq.message m where m.topic_id = t.topic_id) as messages,
             (select count(*)::int from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.topic_id = t.topic_id) as inbox,
             (select count(*)::int from bucketq.idempotency x where x.topic_id = t.topic_id) as idempotency,
-            (select coalesce(jsonb_object_agg(k.key, k.last_seq), '{}') from bucketq.topic_key k where k.topic_id = t.topic_id) as counters
+            (select coalesce(jsonb_object_agg(k.key, (select max(c.last_seq) from bucketq.key_counter c where c.key_id = k.key_id)), '{}')
+               from bucketq.topic_key k where k.topic_id = t.topic_id) as counters
        from bucketq.topic t where t.name = $1`,
     [topic],
   );

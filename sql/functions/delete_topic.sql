@@ -20,6 +20,8 @@ begin
   execute format('select count(*) from bucketq.%I', 'message_t' || t.topic_id) into v_messages;
   execute format('drop table bucketq.%I', 'delivery_t' || t.topic_id);
   execute format('drop table bucketq.%I', 'message_t' || t.topic_id);
+  -- key_counter has no foreign key (it would be checked on every send).
+  delete from bucketq.key_counter c using bucketq.topic_key k where k.topic_id = t.topic_id and c.key_id = k.key_id;
   delete from bucketq.topic x where x.topic_id = t.topic_id;  -- keys, idempotency keys, partition list: on delete cascade
   return v_messages;
 end $$;

@@ -22,6 +22,10 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
+  v_counts bigint[];   -- per key: how many new messages of it this batch has
+  v_all_keys text[];
+  v_key text;
+  v_i int;
   v_ords bigint[];     -- per input position: its order inside a log window
   v_fresh bigint[];    -- per input position: a new id, taken in input order
   v_out bigint[];      -- the ids to return, in input order
@@ -91,23 +95,40 @@ begin
       left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
   end if;
 
-  -- Per-key counters, locked until we commit: the gapless key_seq in commit order.
+  -- Per-key counters, locked until we commit: the gapless key_seq in commit order
+  -- (see _take_key_seqs: the lock is a row lock, the counter append-only).
   if keys is not null then
-    with counted as (
-      select u.k as key, count(*) as c
-        from unnest(keys) with ordinality u(k, o)
-       where u.k is not null and (v_new is null or v_new[u.o])
-       group by u.k
-    ),
-    bumped as (
-      insert into bucketq.topic_key as k (topic_id, key, last_seq)
-      select t.topic_id, c.key, c.c from counted c order by c.key
-      on conflict (topic_id, key) do update set last_seq = k.last_seq + excluded.last_seq
-      returning k.key, k.key_id, k.last_seq
-    )
-    select array_agg(b.key), array_agg(b.key_id), array_agg(b.last_seq - c.c)
-      into v_keys, v_key_ids, v_key_base
-      from bumped b join counted c on c.key = b.key;
+    select array_agg(c.key order by c.key), array_agg(c.c order by c.key)
+      into v_keys, v_counts
+      from (select u.k as key, count(*) as c
+              from unnest(keys) with ordinality u(k, o)
+             where u.k is not null and (v_new is null or v_new[u.o])
+             group by u.k) c;
+    if v_keys is null then
+      null;
+    elsif current_setting('transaction_isolation') = 'read committed' then
+      select array_agg(s.key), array_agg(s.key_id), array_agg(s.base)
+        into v_keys, v_key_ids, v_key_base
+        from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) s;
+    else
+      -- Our snapshot may predate the commit of a key's previous sender: key by key, so
+      -- that the error names the key. One subtransaction per send, in these isolation
+      -- levels only.
+      v_all_keys := v_keys;
+      v_keys := '{}'; v_key_ids := '{}'; v_key_base := '{}';
+      begin
+        for v_i in 1 .. cardinality(v_all_keys) loop
+          v_key := v_all_keys[v_i];
+          select v_keys || s.key, v_key_ids || s.key_id, v_key_base || s.base
+            into v_keys, v_key_ids, v_key_base
+            from bucketq._take_key_seqs(t.topic_id, array[v_key], array[v_counts[v_i]]) s;
+        end loop;
+      exception when unique_violation or serialization_failure then
+        raise exception 'could not serialize access to key % of topic %: another transaction sent to it after this transaction''s snapshot was taken', bucketq._quote_input(v_key), t.name
+          using errcode = 'serialization_failure', detail = sqlerrm,
+                hint = 'Retry the transaction. In REPEATABLE READ or SERIALIZABLE, a send to a key another transaction sent to since this one began must start over; READ COMMITTED producers wait instead.';
+      end;
+    end if;
   end if;
 
   -- The order inside a log window, taken now that we hold our keys' counters: the

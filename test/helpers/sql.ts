@@ -194,7 +194,8 @@ export function pidOf(c: pg.Client): number {
 export async function stateFingerprint(c: Queryable): Promise<Record<string, string>> {
   const { rows } = await c.query(`
     select 'topic' as t, count(*)::text as n from bucketq.topic
-    union all select 'topic_key', count(*)::text || '/' || coalesce(sum(last_seq), 0)::text from bucketq.topic_key
+    union all select 'topic_key', count(*)::text || '/' || coalesce(sum((select max(c.last_seq) from bucketq.key_counter c where c.key_id = k.key_id)), 0)::text
+                    from bucketq.topic_key k
     union all select 'message', count(*)::text from bucketq.message
     union all select 'consumer_group', count(*)::text from bucketq.consumer_group
     union all select 'inbox', count(*)::text || '/' || coalesce(sum(state), 0)::text || '/' || coalesce(sum(attempts), 0)::text

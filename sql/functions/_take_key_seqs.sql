@@ -1,0 +1,77 @@
+-- The per-key counters of a send, without a dead tuple on the way (migration 25).
+--
+-- topic_key rows are never updated: a new key is inserted once (ON CONFLICT DO NOTHING;
+-- a concurrent sender of the same new key waits for our commit, then finds our row),
+-- then every sender of the key locks its row FOR NO KEY UPDATE until it commits. A row
+-- lock only sets the tuple's xmax: no new version, nothing for VACUUM, however long the
+-- xmin horizon is pinned. Locks are taken in key order (the caller passes the keys
+-- sorted and distinct), so two senders of the same keys never deadlock. replay_dead
+-- locks the same rows FOR UPDATE, which conflicts with ours: it still holds producers
+-- of its keys back.
+--
+-- The counter itself is append-only: bucketq.key_counter gets one row per key per
+-- send, (key_id, prev + 1, prev + count), prev being the last_seq of the key's newest
+-- row (first_seq desc, the first index entry read). It is read in a later statement
+-- than the lock: in READ COMMITTED that statement's snapshot sees the previous sender's
+-- row, as it committed before we got the lock. In REPEATABLE READ and SERIALIZABLE the
+-- transaction's snapshot may predate that commit; then prev + 1 is the first_seq of a
+-- row committed since (rows of a key are contiguous), and the insert fails on the
+-- primary key instead of handing out a key_seq twice. maintain() deletes all but each
+-- key's newest row, so such a row could be gone: there the newest row we see is gone
+-- too, and we lock it FOR KEY SHARE, which raises 40001 ("concurrent delete") in those
+-- isolation levels if it was deleted. send_batch turns either error into 40001 with
+-- the key's name. (Read committed needs neither: maintain never deletes a key's newest
+-- row.)
+--
+-- Returns, per key, its key_id and base: the key_seq before this send's first message.
+create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[])
+returns table (key text, key_id bigint, base bigint)
+language plpgsql set search_path = pg_catalog, bucketq, pg_temp
+as $$
+#variable_conflict use_column
+begin
+  insert into bucketq.topic_key as k (topic_id, key)
+  select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
+  on conflict (topic_id, key) do nothing;
+
+  -- ORDER BY is applied before the rows are locked: the locks are taken in key order.
+  perform 1
+    from (select k.key_id from bucketq.topic_key k
+           where k.topic_id = p_topic_id and k.key = any(p_keys)
+           order by k.key
+             for no key update) l;
+
+  if current_setting('transaction_isolation') = 'read committed' then
+    return query
+    with added as (
+      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
+      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
+        from unnest(p_keys, p_counts) as u(key, c)
+        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+        left join lateral (select y.last_seq from bucketq.key_counter y
+                            where y.key_id = k.key_id
+                            order by y.first_seq desc limit 1) p on true
+      returning x.key_id, x.first_seq - 1 as base
+    )
+    select k.key, a.key_id, a.base
+      from added a join bucketq.topic_key k on k.key_id = a.key_id;
+  else
+    return query
+    with added as (
+      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
+      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
+        from unnest(p_keys, p_counts) as u(key, c)
+        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+        left join lateral (select y.last_seq from bucketq.key_counter y
+                            where y.key_id = k.key_id
+                            order by y.first_seq desc limit 1
+                              for key share) p on true
+      returning x.key_id, x.first_seq - 1 as base
+    )
+    select k.key, a.key_id, a.base
+      from added a join bucketq.topic_key k on k.key_id = a.key_id;
+  end if;
+end $$;
+
+comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
+'For send_batch: creates missing keys, locks the keys'' topic_key rows (FOR NO KEY UPDATE, in key order) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';

@@ -1,0 +1,310 @@
+// The per-key counter (migration 25): topic_key rows are never updated, senders lock
+// them FOR NO KEY UPDATE, and key_seq ranges are appended to bucketq.key_counter. So
+// key_seq stays gapless and in commit order per key while keyed sends leave no dead row
+// version behind, even under a pinned xmin horizon; a REPEATABLE READ sender whose
+// snapshot missed a newer send of its key gets 40001, never a duplicate key_seq.
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { pgError, pidOf, send, sendBatch, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+async function keySeqs(c: pg.Client, topic: string): Promise<Record<string, number[]>> {
+  const { rows } = await c.query<{ key: string; seqs: number[] }>(
+    `select m.key, array_agg(m.key_seq::int order by m.key_seq) as seqs
+       from bucketq.message m join bucketq.topic t using (topic_id)
+      where t.name = $1 and m.key is not null group by m.key order by m.key`,
+    [topic],
+  );
+  return Object.fromEntries(rows.map((r) => [r.key, r.seqs]));
+}
+
+async function counterRows(c: pg.Client, topic: string): Promise<Record<string, [number, number][]>> {
+  const { rows } = await c.query<{ key: string; ranges: [number, number][] }>(
+    `select k.key, array_agg(array[x.first_seq::int, x.last_seq::int] order by x.first_seq) as ranges
+       from bucketq.key_counter x join bucketq.topic_key k using (key_id) join bucketq.topic t using (topic_id)
+      where t.name = $1 group by k.key order by k.key`,
+    [topic],
+  );
+  return Object.fromEntries(rows.map((r) => [r.key, r.ranges]));
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+describe('key_seq in commit order, gapless', () => {
+  it('transactions held open on shared keys and committed out of order: each key numbers its senders in commit order', async () => {
+    const c = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    const [A, B, C, D, E] = await Promise.all(Array.from({ length: 5 }, () => ctx.session()));
+    for (const s of [A, B, C, D, E]) await s!.query('begin');
+    await send(A!, topic, { by: 'A' }, { key: 'a' });
+    await send(B!, topic, { by: 'B' }, { key: 'b' });
+    await send(E!, topic, { by: 'E' }, { key: 'c' });
+    // C needs a (held by A) and then b; D needs b (held by B).
+    let cDone = false;
+    const cSend = sendBatch(C!, topic, [{ by: 'C' }, { by: 'C' }, { by: 'C' }], { keys: ['b', 'a', 'c'] }).finally(() => (cDone = true));
+    await waitUntilBlocked(c, pidOf(C!));
+    const dSend = sendBatch(D!, topic, [{ by: 'D' }, { by: 'D' }], { keys: ['b', 'b'] });
+    await waitUntilBlocked(c, pidOf(D!));
+
+    await B!.query('commit'); // D gets b (C is still waiting for a)
+    await dSend;
+    await D!.query('commit');
+    expect(cDone).toBe(false);
+    await A!.query('commit'); // C gets a, b, then waits for c (E)
+    await waitUntilBlocked(c, pidOf(C!));
+    expect(cDone).toBe(false);
+    await E!.query('commit');
+    await cSend;
+    await C!.query('commit');
+
+    const { rows } = await c.query<{ key: string; by: string; key_seq: number }>(
+      `select m.key, m.payload->>'by' as by, m.key_seq::int from bucketq.message m join bucketq.topic t using (topic_id)
+        where t.name = $1 order by m.key, m.key_seq`,
+      [topic],
+    );
+    // Commit order: B, D, A, E, C.
+    expect(rows.map((r) => `${r.key}${r.key_seq}:${r.by}`)).toEqual(['a1:A', 'a2:C', 'b1:B', 'b2:D', 'b3:D', 'b4:C', 'c1:E', 'c2:C']);
+    expect(await counterRows(c, topic)).toEqual({ a: [[1, 1], [2, 2]], b: [[1, 1], [2, 3], [4, 4]], c: [[1, 1], [2, 2]] });
+  });
+
+  it('6 producer sessions, random batches over 4 shared keys, random delays before commit or rollback: gapless, and a key\'s senders commit in key_seq order', async () => {
+    const c = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    const producers = await Promise.all(Array.from({ length: 6 }, () => ctx.session()));
+    const keys = ['k1', 'k2', 'k3', 'k4'];
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Per committed transaction: its xid, a snapshot taken after its send returned (so
+    // after the commit of every earlier sender of its keys), its message ids.
+    const committed: { xid: string; snap: string; ids: number[] }[] = [];
+    let rolledBack = 0;
+    for (let round = 0; round < 25; round++) {
+      await Promise.all(
+        producers.map(async (p) => {
+          const n = 1 + Math.floor(rand() * 4);
+          const batch = Array.from({ length: n }, () => keys[Math.floor(rand() * keys.length)]!);
+          const rollback = rand() < 0.15;
+          const delay = Math.floor(rand() * 15);
+          await sleep(Math.floor(rand() * 5));
+          await p.query('begin');
+          const ids = await sendBatch(p, topic, batch.map((k) => ({ k })), { keys: batch });
+          const { rows } = await p.query<{ xid: string; snap: string }>('select pg_current_xact_id()::text as xid, pg_current_snapshot()::text as snap');
+          await sleep(delay);
+          if (rollback) {
+            await p.query('rollback');
+            rolledBack++;
+          } else {
+            await p.query('commit');
+            committed.push({ xid: rows[0]!.xid, snap: rows[0]!.snap, ids });
+          }
+        }),
+      );
+    }
+    expect(rolledBack).toBeGreaterThan(0);
+
+    const { rows: msgs } = await c.query<{ id: number; key: string; key_seq: number; xid: string }>(
+      `select m.id::int, m.key, m.key_seq::int, m.xid::text from bucketq.message m join bucketq.topic t using (topic_id) where t.name = $1`,
+      [topic],
+    );
+    expect(msgs.length).toBe(committed.reduce((s, t) => s + t.ids.length, 0));
+    const seqs = await keySeqs(c, topic);
+    for (const [key, s] of Object.entries(seqs)) expect(s, key).toEqual(range(s.length));
+    const counters = await counterRows(c, topic);
+    for (const [key, s] of Object.entries(seqs)) expect(counters[key]!.at(-1)![1], key).toBe(s.length);
+
+    // For each key, consecutive senders X then Y (in key_seq order): X had committed when
+    // Y's send returned (X's xid is visible in Y's snapshot), so X committed first.
+    const byXid = new Map(committed.map((t) => [t.xid, t]));
+    const pairs: [string, string][] = [];
+    for (const key of keys) {
+      const order = msgs.filter((m) => m.key === key).sort((a, b) => a.key_seq - b.key_seq).map((m) => m.xid);
+      for (let i = 1; i < order.length; i++) if (order[i] !== order[i - 1]) pairs.push([order[i - 1]!, order[i]!]);
+      // a transaction's messages of a key are contiguous
+      expect(new Set(order).size, key).toBe(order.filter((x, i) => i === 0 || order[i - 1] !== x).length);
+    }
+    expect(pairs.length).toBeGreaterThan(50);
+    const { rows: checked } = await c.query<{ ok: boolean }>(
+      `select bool_and(pg_visible_in_snapshot(x::xid8, s::pg_snapshot)) as ok from unnest($1::text[], $2::text[]) as u(x, s)`,
+      [pairs.map(([x]) => x), pairs.map(([, y]) => byXid.get(y)!.snap)],
+    );
+    expect(checked[0]!.ok).toBe(true);
+  });
+});
+
+describe('no dead tuples from keyed sends', () => {
+  it('2,000 keyed sends over 4 keys under a pinned xmin horizon: topic_key and key_counter see no update or delete, topic_key no dead row', async () => {
+    const c = await ctx.session();
+    const pin = await ctx.session();
+    const senders = await Promise.all(Array.from({ length: 2 }, () => ctx.session()));
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    // Create the keys first (their topic_key rows are inserted once).
+    for (const k of ['a', 'b', 'c', 'd']) await send(c, topic, { first: k }, { key: k });
+
+    const stats = async () => {
+      await c.query('select pg_stat_clear_snapshot()');
+      const { rows } = await c.query<{ rel: string; ins: number; upd: number; hot: number; del: number; dead: number }>(
+        `select relname as rel, n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_hot_upd::int as hot, n_tup_del::int as del, n_dead_tup::int as dead
+           from pg_stat_user_tables where schemaname = 'bucketq' and relname in ('topic_key', 'key_counter')`,
+      );
+      return Object.fromEntries(rows.map((r) => [r.rel, r]));
+    };
+    const flush = async (sessions: pg.Client[]) => {
+      for (const s of sessions) {
+        await s.query('select pg_stat_force_next_flush()');
+        await s.query('select 1');
+      }
+    };
+    await flush([c]);
+    const before = await stats();
+
+    // The pin: a REPEATABLE READ transaction that has read something, kept open.
+    await pin.query('begin isolation level repeatable read');
+    await pin.query('select count(*) from bucketq.topic');
+    const { rows: pinned } = await c.query('select backend_xmin is not null as pinned from pg_stat_activity where pid = $1', [pidOf(pin)]);
+    expect(pinned[0].pinned).toBe(true);
+
+    const keys = ['a', 'b', 'c', 'd'];
+    await Promise.all(
+      senders.map(async (s, i) => {
+        for (let n = 0; n < 1000; n++) await send(s, topic, { n }, { key: keys[(n + i) % keys.length]! });
+      }),
+    );
+    await flush(senders);
+    let after = await stats();
+    for (let i = 0; i < 200 && after.key_counter!.ins - before.key_counter!.ins < 2000; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      after = await stats();
+    }
+    // (at least: statistics of earlier tests' sessions may arrive meanwhile, inserts only)
+    expect(after.key_counter!.ins - before.key_counter!.ins).toBeGreaterThanOrEqual(2000);
+    expect({
+      topic_key: { upd: after.topic_key!.upd - before.topic_key!.upd, hot: after.topic_key!.hot - before.topic_key!.hot,
+                   del: after.topic_key!.del - before.topic_key!.del },
+      key_counter: { upd: after.key_counter!.upd - before.key_counter!.upd, del: after.key_counter!.del - before.key_counter!.del },
+    }).toEqual({ topic_key: { upd: 0, hot: 0, del: 0 }, key_counter: { upd: 0, del: 0 } });
+    expect(after.topic_key!.dead).toBeLessThanOrEqual(before.topic_key!.dead);
+    await pin.query('rollback');
+
+    expect(await keySeqs(c, topic)).toEqual({ a: range(501), b: range(501), c: range(501), d: range(501) });
+  });
+});
+
+describe('REPEATABLE READ senders', () => {
+  async function rr(s: pg.Client) {
+    await s.query('begin isolation level repeatable read');
+    await s.query('select count(*) from bucketq.topic'); // takes the snapshot
+  }
+
+  it('two RR sessions send to one key concurrently: the one whose snapshot predates the other\'s commit gets 40001 naming topic and key; its retry continues the sequence', async () => {
+    const c = await ctx.session();
+    const [r1, r2] = await Promise.all([ctx.session(), ctx.session()]);
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    await send(c, topic, { n: 1 }, { key: 'k' });
+
+    await rr(r1!);
+    await rr(r2!);
+    await send(r2!, topic, { n: 2 }, { key: 'k' });
+    let failed = false;
+    const late = pgError(send(r1!, topic, { n: 'late' }, { key: 'k' })).finally(() => (failed = true));
+    await waitUntilBlocked(c, pidOf(r1!), () => failed); // waits for r2's lock on the key
+    await r2!.query('commit');
+    const err = await late;
+    expect(err.code).toBe('40001');
+    expect(err.message).toContain(`key 'k' of topic ${topic}`);
+    expect((err as { hint?: string }).hint).toMatch(/Retry the transaction/);
+    await r1!.query('rollback');
+
+    await rr(r1!);
+    await send(r1!, topic, { n: 3 }, { key: 'k' });
+    await r1!.query('commit');
+    expect(await keySeqs(c, topic)).toEqual({ k: [1, 2, 3] });
+    expect(await counterRows(c, topic)).toEqual({ k: [[1, 1], [2, 2], [3, 3]] });
+  });
+
+  it('a send committed after the RR snapshot, not concurrent: 40001 too (also when the key is new, and in a batch naming the stale key)', async () => {
+    const c = await ctx.session();
+    const r = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    await send(c, topic, { n: 1 }, { key: 'old' });
+
+    await rr(r);
+    await send(c, topic, { n: 2 }, { key: 'old' });
+    const err = await pgError(sendBatch(r, topic, [{}, {}, {}], { keys: ['fine', 'old', 'zzz'] }));
+    expect([err.code, err.message]).toEqual(['40001', expect.stringContaining(`key 'old' of topic ${topic}`)]);
+    await r.query('rollback');
+
+    await rr(r);
+    await send(c, topic, { n: 1 }, { key: 'new' });
+    const err2 = await pgError(send(r, topic, {}, { key: 'new' }));
+    expect([err2.code, err2.message]).toEqual(['40001', expect.stringContaining(`key 'new' of topic ${topic}`)]);
+    await r.query('rollback');
+
+    // An RR sender with a fresh snapshot sends as usual.
+    await rr(r);
+    await sendBatch(r, topic, [{}, {}, {}], { keys: ['old', 'new', 'old'] });
+    await r.query('commit');
+    expect(await keySeqs(c, topic)).toEqual({ new: [1, 2], old: [1, 2, 3, 4] });
+  });
+
+  it('the rows the stale snapshot would read were pruned by maintain: still 40001, no duplicate key_seq', async () => {
+    const c = await ctx.session();
+    const r = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    await send(c, topic, { n: 1 }, { key: 'k' });
+    await rr(r);
+    // Two newer sends, then maintain deletes every row r's snapshot sees (1..1 and 2..2).
+    await send(c, topic, { n: 2 }, { key: 'k' });
+    await send(c, topic, { n: 3 }, { key: 'k' });
+    const { rows: actions } = await c.query(`select action, detail from bucketq.maintain() where topic = $1 and action like '%key_counter%'`, [topic]);
+    expect(actions).toEqual([{ action: 'pruned_key_counters', detail: '2' }]);
+    expect(await counterRows(c, topic)).toEqual({ k: [[3, 3]] });
+
+    const err = await pgError(send(r, topic, { n: 'stale' }, { key: 'k' }));
+    expect([err.code, err.message]).toEqual(['40001', expect.stringContaining(`key 'k' of topic ${topic}`)]);
+    await r.query('rollback');
+    expect(await keySeqs(c, topic)).toEqual({ k: [1, 2, 3] });
+  });
+});
+
+describe('maintain and the counter rows', () => {
+  it('prunes all but the newest row of each key, of every topic; sends after it continue the sequence', async () => {
+    const c = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    const { topic: other } = await topicAndGroup(c, ctx, { consumer: null });
+    for (let i = 0; i < 5; i++) await sendBatch(c, topic, [{}, {}], { keys: ['a', i % 2 ? 'a' : 'b'] });
+    await send(c, topic, {}, { key: 'single' });
+    for (let i = 0; i < 3; i++) await send(c, other, {}, { key: 'a' });
+    expect(await counterRows(c, topic)).toEqual({
+      a: [[1, 1], [2, 3], [4, 4], [5, 6], [7, 7]],
+      b: [[1, 1], [2, 2], [3, 3]],
+      single: [[1, 1]],
+    });
+
+    const { rows } = await c.query(`select topic, action, detail from bucketq.maintain() where action like '%key_counter%' and topic in ($1, $2)`, [topic, other]);
+    expect(rows.sort((x, y) => (x.topic === topic ? -1 : 1) - (y.topic === topic ? -1 : 1))).toEqual([
+      { topic, action: 'pruned_key_counters', detail: '6' },
+      { topic: other, action: 'pruned_key_counters', detail: '2' },
+    ]);
+    expect(await counterRows(c, topic)).toEqual({ a: [[7, 7]], b: [[3, 3]], single: [[1, 1]] });
+    expect(await counterRows(c, other)).toEqual({ a: [[3, 3]] });
+    // nothing left to prune: no row
+    const { rows: again } = await c.query(`select * from bucketq.maintain() where action like '%key_counter%' and topic in ($1, $2)`, [topic, other]);
+    expect(again).toEqual([]);
+
+    await sendBatch(c, topic, [{}, {}, {}], { keys: ['b', 'a', 'b'] });
+    expect(await keySeqs(c, topic)).toEqual({ a: range(8), b: range(5), single: [1] });
+    expect(await counterRows(c, topic)).toEqual({ a: [[7, 7], [8, 8]], b: [[3, 3], [4, 5]], single: [[1, 1]] });
+  });
+
+  it('delete_topic deletes its keys\' counter rows', async () => {
+    const c = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    await sendBatch(c, topic, [{}, {}], { keys: ['a', 'b'] });
+    const { rows: ids } = await c.query(`select k.key_id from bucketq.topic_key k join bucketq.topic t using (topic_id) where t.name = $1`, [topic]);
+    await c.query('select bucketq.delete_topic($1, true)', [topic]);
+    const { rows } = await c.query('select count(*)::int as n from bucketq.key_counter where key_id = any($1::bigint[])', [ids.map((r) => r.key_id)]);
+    expect(rows[0].n).toBe(0);
+  });
+});
