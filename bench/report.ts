@@ -167,7 +167,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
       const run = w.subjects[s]?.runs[0];
       const rowsIn = run?.extra?.intervals as SoakIntervalRow[] | undefined;
       if (!run || !rowsIn?.length) continue;
-      const e = run.extra as { intervalSec: number; maxBacklog: number; producers: number; producerBatch: number; updDelExcludes?: string };
+      const e = run.extra as { intervalSec: number; maxBacklog: number; producers: number; producerBatch: number; updDelExcludes?: string | readonly string[] };
       // Tables that moved: rows updated or deleted, dead tuples or size changed since the start.
       const start = (run.extra?.start ?? {}) as SoakIntervalRow['tables'];
       const tables = Object.keys(rowsIn.at(-1)!.tables).filter((t) => {
@@ -197,7 +197,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
       const m = run.metrics;
       out.push(
         `${md ? '### ' : ''}${w.id} / ${s}: per ${e.intervalSec} s; ${e.producers} producers x ${e.producerBatch}, held back while ${fmt(e.maxBacklog)} are in flight. ` +
-          `completed/s ${fmt(m.completedPerSec)}; last/first interval ${fmt(m.lastOverFirst)}x; updated+deleted per 1,000 completed ${fmt(m.updDelPer1000)}${e.updDelExcludes ? ` (${e.updDelExcludes} aside)` : ''}` +
+          `completed/s ${fmt(m.completedPerSec)}; last/first interval ${fmt(m.lastOverFirst)}x; updated+deleted per 1,000 completed ${fmt(m.updDelPer1000)}${e.updDelExcludes ? ` (${[e.updDelExcludes].flat().join(' and ')} aside)` : ''}` +
           `${m.pinHeld ? `; pinned xmin age at the end ${fmt(m.pinXminAge)}` : ''}`,
         '',
         table(['t (s)', 'completed/s', 'backlog', 'table', 'n_dead_tup', 'upd+del', 'n_live_tup', 'table MB', 'index MB', 'autovacuums'], body, md, 1),
@@ -315,7 +315,7 @@ export function resultsMarkdown(
   lines.push('- bucketq sends keyed messages (1,000 keys) in every workload; graphile-worker runs plain jobs (its fastest path) except in fifo and hotkey, where the key is the job queue name.');
   lines.push('- fifo / fifo-retry / hotkey: graphile-worker runs in each of `GRAPHILE_FIFO_CONFIGS` (bench/systems/graphile.ts: localQueue500 = the configuration above; localQueueOff = local queue and batched completion off), each in its own database; its main lines are the configuration with the fewest order violations (the faster on a tie), and `<config>_msgsPerSec` / `<config>_violations` show each. Drains cut after `maxDrainMs` are rated on what they finished (`completedShare`).');
   lines.push('- fanout-cost: send_batch (graphile-worker: add_jobs, a job per message per group) with 1, 3 and 10 groups on the topic and nobody consuming, each in a fresh database; msgsPerSec is the 1-group figure, so bq / bare is ingest against a bare multi-row INSERT of rows as wide.');
-  lines.push('- churn: rows updated or deleted (pg_stat_user_tables n_tup_upd + n_tup_del, partitions summed) per 1,000 messages from send to ack, sends of 500 while 2 worker processes consume; bucketq\'s per-key counter table (topic_key) shown apart, not counted; readings taken once the counters stop moving, after the writers\' connections ended.');
+  lines.push('- churn: rows updated or deleted (pg_stat_user_tables n_tup_upd + n_tup_del, partitions summed) per 1,000 messages from send to ack, sends of 500 while 2 worker processes consume; bucketq\'s per-key counter (topic_key, and key_counter since migration 25) shown apart, not counted; readings taken once the counters stop moving, after the writers\' connections ended.');
   lines.push('- soak / soak-pinned: e2e for the soak\'s minutes, one repetition per suite run; soak-pinned with another session idle in a REPEATABLE READ transaction throughout (it must still hold it at the end, or the run fails). Producers wait while `maxBacklog` messages are in flight (graphile-worker\'s producers otherwise outrun its consumers without bound).');
   lines.push('- violations = outOfOrder (a message did not follow its predecessor of the key) + overlapping (it started while another message of its key was still in its handler).');
   lines.push('- failover: recoveryMs is the time from SIGKILL until every bucket the killed worker owned has a committed effect from another worker; takeoverMs until the last of those buckets changed owner. graphile-worker has no buckets and leaves the killed worker\'s locked jobs locked for 4 hours: it gets a recovery time only if no job is stranded at the end of the window.');

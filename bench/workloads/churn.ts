@@ -5,14 +5,14 @@
 // their table) between a settled reading with the workers up and balanced and a settled
 // reading after the producer's connection and the workers have ended (a backend flushes
 // its counters when it exits; see lib/tablestats.ts). bucketq's per-key counter
-// (topic_key: one row per key, updated by every keyed send) is shown but not counted;
+// (topic_key and key_counter, see KEY_COUNTER_TABLES) is shown but not counted;
 // the workers' lobby rows (consumer, bucket_owner: heartbeats and the leave at the
 // end) are counted.
 import pg from 'pg';
 import { keyedMessages, chunks, throughputKey, waitFor, withSystem, sleep, type Workload } from '../lib/common.js';
 import { startWorkers, stopProcs, type WorkerProc } from '../lib/procs.js';
 import { churnDelta, settledTableStats, STATS_SCHEMA } from '../lib/tablestats.js';
-import { KEY_COUNTER_TABLE } from './soak.js';
+import { isKeyCounter, KEY_COUNTER_TABLES } from './soak.js';
 
 export const churn: Workload = {
   id: 'churn',
@@ -62,11 +62,11 @@ export const churn: Workload = {
         const metrics: Record<string, number> = {};
         for (const [t, d] of Object.entries(delta)) {
           const n = d.upd + d.del;
-          if (t !== KEY_COUNTER_TABLE) counted += n;
-          if (n !== 0 || t === KEY_COUNTER_TABLE) metrics[`per1000_${t}${t === KEY_COUNTER_TABLE ? '_notCounted' : ''}`] = (n / messages) * 1000;
+          if (!isKeyCounter(t)) counted += n;
+          if (n !== 0 || (subject === 'bucketq' && isKeyCounter(t))) metrics[`per1000_${t}${isKeyCounter(t) ? '_notCounted' : ''}`] = (n / messages) * 1000;
         }
-        const upd = Object.entries(delta).reduce((n, [t, d]) => n + (t === KEY_COUNTER_TABLE ? 0 : d.upd), 0);
-        const del = Object.entries(delta).reduce((n, [t, d]) => n + (t === KEY_COUNTER_TABLE ? 0 : d.del), 0);
+        const upd = Object.entries(delta).reduce((n, [t, d]) => n + (isKeyCounter(t) ? 0 : d.upd), 0);
+        const del = Object.entries(delta).reduce((n, [t, d]) => n + (isKeyCounter(t) ? 0 : d.del), 0);
         return {
           metrics: {
             updDelPer1000: (counted / messages) * 1000,
@@ -76,7 +76,7 @@ export const churn: Workload = {
             statsSettled: before.settled && after.settled ? 1 : 0,
           },
           functions: [],
-          extra: { messages, batch, workers, maxBacklog, tables: delta, notCounted: subject === 'bucketq' ? [KEY_COUNTER_TABLE] : [], settleMs: [before.waitedMs, after.waitedMs] },
+          extra: { messages, batch, workers, maxBacklog, tables: delta, notCounted: subject === 'bucketq' ? KEY_COUNTER_TABLES : [], settleMs: [before.waitedMs, after.waitedMs] },
         };
       } finally {
         await stopProcs(procs);

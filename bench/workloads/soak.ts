@@ -13,8 +13,13 @@ import { now, round, sampled, sleep, withSystem, type Subject, type Workload } f
 import { startProducers } from '../lib/load.js';
 import { STATS_SCHEMA, tableStats, type TableStats } from '../lib/tablestats.js';
 
-/** bucketq's per-key counter table: one row per key, updated by every keyed send; counted apart. */
-export const KEY_COUNTER_TABLE = 'topic_key';
+/**
+ * bucketq's per-key counter, counted apart: topic_key (one row per key, locked by each
+ * keyed send; updated by each until migration 25) and key_counter (one row appended per
+ * key per send; maintain() deletes the superseded ones, off the send path).
+ */
+export const KEY_COUNTER_TABLES: readonly string[] = ['topic_key', 'key_counter'];
+export const isKeyCounter = (table: string) => KEY_COUNTER_TABLES.includes(table);
 
 export interface SoakInterval {
   /** End of the interval, seconds after the warm-up. */
@@ -132,7 +137,7 @@ export function soakWorkload(id: string, title: string, pinned: boolean): Worklo
           const firstRate = rows[0]!.completedPerSec;
           const lastRate = rows.at(-1)!.completedPerSec;
           const sum = (f: (t: string) => number, tables: string[]) => tables.reduce((n, t) => n + f(t), 0);
-          const hot = Object.keys(last).filter((t) => t !== KEY_COUNTER_TABLE);
+          const hot = Object.keys(last).filter((t) => !isKeyCounter(t));
           const updDel = sum((t) => last[t]!.upd + last[t]!.del - ((first[t]?.upd ?? 0) + (first[t]?.del ?? 0)), hot);
           const all = Object.keys(last);
           return {
@@ -150,7 +155,7 @@ export function soakWorkload(id: string, title: string, pinned: boolean): Worklo
               ...(pinned ? { pinHeld, pinXminAge } : {}),
             },
             waits,
-            extra: { start, intervals: rows, intervalSec, minutes, warmupSeconds, producers, producerBatch, maxBacklog, pinned, schema, updDelExcludes: subject === 'bucketq' ? KEY_COUNTER_TABLE : undefined },
+            extra: { start, intervals: rows, intervalSec, minutes, warmupSeconds, producers, producerBatch, maxBacklog, pinned, schema, updDelExcludes: subject === 'bucketq' ? KEY_COUNTER_TABLES : undefined },
           };
         } finally {
           await workers.stop();
