@@ -1243,7 +1243,12 @@ begin
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
      order by p.seq desc limit 1;
     if found then
+      -- The hand row's window and position, not the note's placeholders ('1:1:', 0):
+      -- a checkpoint written from those restarted the bucket's log from its beginning
+      -- and delivered every message of it again.
       c := d;
+      v_lo := c.lo; v_lo_floor := c.lo_floor; v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
+      v_early := c.early_ids; v_pos_ord := c.pos_ord; v_pos_id := c.pos_id;
     end if;
   end if;
   if c.kind = 2 then

@@ -268,6 +268,30 @@ describe('attempts of locked claims that end without committing', () => {
     expect(log).toEqual([{ n: 0 }]);
   });
 
+  it('a locked batch whose transaction commits without settling, after its attempt was recorded: handed back alone, never the messages acked before it', async () => {
+    const observer = await session();
+    const w = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { buckets: 1 });
+    const [m0] = await sendBatch(observer, topic, [{ n: 0 }], { keys: ['k'] });
+    await w.query('begin');
+    expect((await claimLocked(w, group, consumer)).map((m) => m.msg_id)).toEqual([m0]);
+    await ackLocked(w, group, [m0!]);
+    await w.query('commit');
+
+    const [m1] = await sendBatch(observer, topic, [{ n: 1 }], { keys: ['k'] });
+    await w.query('begin');
+    const got = await claimLocked(w, group, consumer);
+    expect(got.map((m) => m.msg_id)).toEqual([m1]);
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [m1]]);
+    await w.query('commit'); // without ack or nack: handed back on purpose (a stop that ran out of time)
+
+    await w.query('begin');
+    const again = await claimLocked(w, group, consumer, 10, 10);
+    await w.query('rollback');
+    // m1 again, as it was (no attempt counted); m0 was acked and must not come back
+    expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 1]]);
+  });
+
   it('a committed transaction counts nothing more; a message held by another transaction right now is counted later', async () => {
     const observer = await session();
     const a = await session();
