@@ -76,12 +76,6 @@ export async function claim(
     maxPerKey?: number | undefined;
     /** The payload as its JSON text (a string), exactly as stored, instead of parsed. */
     payloadAsText?: boolean | undefined;
-    /**
-     * Commit the lease without waiting for its WAL flush (synchronous_commit off for this
-     * statement's transaction only). Only for a claim that runs alone in autocommit, as
-     * the worker's do: see ASYNC_COMMIT.
-     */
-    asyncCommit?: boolean | undefined;
   },
 ): Promise<LeasedMessage[]> {
   const call = namedCall('bucketq.claim', [
@@ -94,8 +88,7 @@ export async function claim(
   ]);
   const rows = await query<ClaimRow>(
     db,
-    `select msg_id, bucket, key, key_seq, ${payloadColumn(opts.payloadAsText)}, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}` +
-      (opts.asyncCommit ? ASYNC_COMMIT : ''),
+    `select msg_id, bucket, key, key_seq, ${payloadColumn(opts.payloadAsText)}, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
   );
   return rows.map(toMessage) as LeasedMessage[];
@@ -145,32 +138,9 @@ export async function beginAndClaimLocked(
  * bucketq.record_attempt, from a session other than the claiming one: if transaction
  * xact ends without committing, the messages' attempt counts.
  */
-export async function recordAttempt(
-  db: Queryable,
-  group: string,
-  consumerId: string,
-  xact: string,
-  msgIds: string[],
-  opts: { asyncCommit?: boolean } = {},
-): Promise<void> {
-  await query(
-    db,
-    `select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[]) from (select 1) as one${opts.asyncCommit ? ASYNC_COMMIT : ''}`,
-    [group, consumerId, xact, msgIds],
-  );
+export async function recordAttempt(db: Queryable, group: string, consumerId: string, xact: string, msgIds: string[]): Promise<void> {
+  await query(db, 'select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumerId, xact, msgIds]);
 }
-
-/**
- * Appended to a statement run alone in autocommit: its transaction commits without
- * waiting for the WAL flush (a flush is 0.3 ms on a quiet disk, several under load, on
- * the path from NOTIFY to handler). Safe for what the worker writes before its handlers
- * run, a lease or an attempt note: the commit is visible at once, and only a crash of
- * the Postgres server can lose it, within wal_writer_delay. A lost lease means the
- * messages are handed out again and the old holder's ack is refused (stale); a lost
- * note means a server crash is not counted as an attempt. Everything after it that
- * commits synchronously (the ack with the handler's effects) flushes it first.
- */
-const ASYNC_COMMIT = `, pg_catalog.set_config('synchronous_commit', 'off', true) as async_commit`;
 
 export interface AckResult {
   msgId: string;

@@ -113,7 +113,6 @@ export class BatchExecutor {
       rt.consumerId,
       xact!,
       runsOf(messages).map((run) => run[0]!.msgId),
-      { asyncCommit: true }, // no WAL flush before the handlers: see ASYNC_COMMIT
     ).catch((err: unknown) => rt.log.warn({ err }, 'recording the attempt failed; a crash now would not count it'));
     const tx = new LazyTransaction(held.client, null);
     const ending: Ending = { shape: 'locked', conn: held, tx, messages, done: [], failed: [] };

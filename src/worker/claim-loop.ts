@@ -90,7 +90,6 @@ export class ClaimLoop {
           leaseTimeout: opts.leaseTimeoutMs === undefined ? undefined : `${opts.leaseTimeoutMs} milliseconds`,
           maxPerKey: opts.maxPerKey ?? batchSize,
           payloadAsText: opts.parsePayload !== undefined,
-          asyncCommit: true, // the lease needs no WAL flush before the handlers: see ASYNC_COMMIT
         });
       } catch (err) {
         if (!rt.running()) break;
