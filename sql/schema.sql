@@ -1221,14 +1221,14 @@ CREATE OR REPLACE FUNCTION bucketq._log_expire(g bucketq.consumer_group, c bucke
 AS $function$
 declare
   d bucketq.progress;
-  v_lo pg_snapshot := c.lo;
-  v_lo_floor bigint := c.lo_floor;
-  v_hi pg_snapshot := c.hi;
-  v_hi_floor bigint := c.hi_floor;
-  v_hi_ceil bigint := c.hi_ceil;
-  v_early bigint[] := c.early_ids;
-  v_pos_ord bigint := c.pos_ord;
-  v_pos_id bigint := c.pos_id;
+  v_lo pg_snapshot;
+  v_lo_floor bigint;
+  v_hi pg_snapshot;
+  v_hi_floor bigint;
+  v_hi_ceil bigint;
+  v_early bigint[];
+  v_pos_ord bigint;
+  v_pos_id bigint;
   v_last record;
   v_ids bigint[];
   s record;
@@ -1243,14 +1243,15 @@ begin
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
      order by p.seq desc limit 1;
     if found then
-      -- The hand row's window and position, not the note's placeholders ('1:1:', 0):
-      -- a checkpoint written from those restarted the bucket's log from its beginning
-      -- and delivered every message of it again.
       c := d;
-      v_lo := c.lo; v_lo_floor := c.lo_floor; v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
-      v_early := c.early_ids; v_pos_ord := c.pos_ord; v_pos_id := c.pos_id;
     end if;
   end if;
+  -- The window and position of the row that decides (a hand row's, not a note's
+  -- placeholders '1:1:' and 0: a checkpoint written from those restarted the bucket's
+  -- log from its beginning and delivered every message of it again). The attempt branch
+  -- below takes them from the last checkpoint instead.
+  v_lo := c.lo; v_lo_floor := c.lo_floor; v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
+  v_early := c.early_ids; v_pos_ord := c.pos_ord; v_pos_id := c.pos_id;
   if c.kind = 2 then
     -- A locked batch's hand row outlives its transaction only if that committed without
     -- settling: handed back on purpose (a stop that ran out of time), not a crash (a
@@ -1890,36 +1891,32 @@ begin
            order by k.key
              for no key update) l;
 
-  if current_setting('transaction_isolation') = 'read committed' then
-    return query
-    with added as (
-      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
-        from unnest(p_keys, p_counts) as u(key, c)
-        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
-        left join lateral (select y.last_seq from bucketq.key_counter y
-                            where y.key_id = k.key_id
-                            order by y.first_seq desc limit 1) p on true
-      returning x.key_id, x.first_seq - 1 as base
-    )
-    select k.key, a.key_id, a.base
-      from added a join bucketq.topic_key k on k.key_id = a.key_id;
-  else
-    return query
-    with added as (
-      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
-        from unnest(p_keys, p_counts) as u(key, c)
-        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
-        left join lateral (select y.last_seq from bucketq.key_counter y
-                            where y.key_id = k.key_id
-                            order by y.first_seq desc limit 1
-                              for key share) p on true
-      returning x.key_id, x.first_seq - 1 as base
-    )
-    select k.key, a.key_id, a.base
-      from added a join bucketq.topic_key k on k.key_id = a.key_id;
+  -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
+  -- never deletes: lock the newest row we see, so that one deleted since our snapshot
+  -- raises 40001 instead of being read.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform 1
+      from unnest(p_keys) as u(key)
+      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+      cross join lateral (select y.first_seq from bucketq.key_counter y
+                           where y.key_id = k.key_id
+                           order by y.first_seq desc limit 1
+                             for key share) p;
   end if;
+
+  return query
+  with added as (
+    insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
+    select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
+      from unnest(p_keys, p_counts) as u(key, c)
+      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+      left join lateral (select y.last_seq from bucketq.key_counter y
+                          where y.key_id = k.key_id
+                          order by y.first_seq desc limit 1) p on true
+    returning x.key_id, x.first_seq - 1 as base
+  )
+  select k.key, a.key_id, a.base
+    from added a join bucketq.topic_key k on k.key_id = a.key_id;
 end $function$;
 comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch: creates missing keys, locks the keys'' topic_key rows (FOR NO KEY UPDATE, in key order) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
 

@@ -9,14 +9,14 @@ returns bucketq.progress
 language plpgsql as $$
 declare
   d bucketq.progress;
-  v_lo pg_snapshot := c.lo;
-  v_lo_floor bigint := c.lo_floor;
-  v_hi pg_snapshot := c.hi;
-  v_hi_floor bigint := c.hi_floor;
-  v_hi_ceil bigint := c.hi_ceil;
-  v_early bigint[] := c.early_ids;
-  v_pos_ord bigint := c.pos_ord;
-  v_pos_id bigint := c.pos_id;
+  v_lo pg_snapshot;
+  v_lo_floor bigint;
+  v_hi pg_snapshot;
+  v_hi_floor bigint;
+  v_hi_ceil bigint;
+  v_early bigint[];
+  v_pos_ord bigint;
+  v_pos_id bigint;
   v_last record;
   v_ids bigint[];
   s record;
@@ -31,14 +31,15 @@ begin
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
      order by p.seq desc limit 1;
     if found then
-      -- The hand row's window and position, not the note's placeholders ('1:1:', 0):
-      -- a checkpoint written from those restarted the bucket's log from its beginning
-      -- and delivered every message of it again.
       c := d;
-      v_lo := c.lo; v_lo_floor := c.lo_floor; v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
-      v_early := c.early_ids; v_pos_ord := c.pos_ord; v_pos_id := c.pos_id;
     end if;
   end if;
+  -- The window and position of the row that decides (a hand row's, not a note's
+  -- placeholders '1:1:' and 0: a checkpoint written from those restarted the bucket's
+  -- log from its beginning and delivered every message of it again). The attempt branch
+  -- below takes them from the last checkpoint instead.
+  v_lo := c.lo; v_lo_floor := c.lo_floor; v_hi := c.hi; v_hi_floor := c.hi_floor; v_hi_ceil := c.hi_ceil;
+  v_early := c.early_ids; v_pos_ord := c.pos_ord; v_pos_id := c.pos_id;
   if c.kind = 2 then
     -- A locked batch's hand row outlives its transaction only if that committed without
     -- settling: handed back on purpose (a stop that ran out of time), not a crash (a

@@ -41,36 +41,32 @@ begin
            order by k.key
              for no key update) l;
 
-  if current_setting('transaction_isolation') = 'read committed' then
-    return query
-    with added as (
-      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
-        from unnest(p_keys, p_counts) as u(key, c)
-        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
-        left join lateral (select y.last_seq from bucketq.key_counter y
-                            where y.key_id = k.key_id
-                            order by y.first_seq desc limit 1) p on true
-      returning x.key_id, x.first_seq - 1 as base
-    )
-    select k.key, a.key_id, a.base
-      from added a join bucketq.topic_key k on k.key_id = a.key_id;
-  else
-    return query
-    with added as (
-      insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-      select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
-        from unnest(p_keys, p_counts) as u(key, c)
-        join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
-        left join lateral (select y.last_seq from bucketq.key_counter y
-                            where y.key_id = k.key_id
-                            order by y.first_seq desc limit 1
-                              for key share) p on true
-      returning x.key_id, x.first_seq - 1 as base
-    )
-    select k.key, a.key_id, a.base
-      from added a join bucketq.topic_key k on k.key_id = a.key_id;
+  -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
+  -- never deletes: lock the newest row we see, so that one deleted since our snapshot
+  -- raises 40001 instead of being read.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform 1
+      from unnest(p_keys) as u(key)
+      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+      cross join lateral (select y.first_seq from bucketq.key_counter y
+                           where y.key_id = k.key_id
+                           order by y.first_seq desc limit 1
+                             for key share) p;
   end if;
+
+  return query
+  with added as (
+    insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
+    select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
+      from unnest(p_keys, p_counts) as u(key, c)
+      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+      left join lateral (select y.last_seq from bucketq.key_counter y
+                          where y.key_id = k.key_id
+                          order by y.first_seq desc limit 1) p on true
+    returning x.key_id, x.first_seq - 1 as base
+  )
+  select k.key, a.key_id, a.base
+    from added a join bucketq.topic_key k on k.key_id = a.key_id;
 end $$;
 
 comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
