@@ -191,6 +191,45 @@ describe('no dead tuples from keyed sends', () => {
   });
 });
 
+describe('a send reads its keys by index', () => {
+  it('a topic with 3,000 keys: single and batched keyed sends never scan topic_key or key_counter sequentially', async () => {
+    const c = await ctx.session();
+    const sender = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    const many = Array.from({ length: 3000 }, (_, i) => `key-${i}`);
+    await sendBatch(c, topic, many.map((k) => ({ k })), { keys: many });
+    // As autovacuum would: the planner then knows that all these keys are one topic's.
+    await c.query('analyze bucketq.topic_key, bucketq.key_counter');
+
+    const scans = async () => {
+      for (const s of [c, sender]) {
+        await s.query('select pg_stat_force_next_flush()');
+        await s.query('select 1');
+      }
+      await c.query('select pg_stat_clear_snapshot()');
+      const { rows } = await c.query<{ rel: string; seq: number; idx: number }>(
+        `select relname as rel, seq_scan::int as seq, idx_scan::int as idx
+           from pg_stat_user_tables where schemaname = 'bucketq' and relname in ('topic_key', 'key_counter')`,
+      );
+      return Object.fromEntries(rows.map((r) => [r.rel, r]));
+    };
+    const before = await scans();
+    // A generic plan (send_batch forces them) joined the keys to topic_key by name with
+    // a hash join over all of the topic's keys: every send read every key.
+    for (let i = 0; i < 20; i++) await send(sender, topic, { i }, { key: many[i * 7]! });
+    await sendBatch(sender, topic, Array.from({ length: 50 }, (_, i) => ({ i })), { keys: many.slice(100, 150) });
+    const after = await scans();
+    expect({
+      topic_key: after.topic_key!.seq - before.topic_key!.seq,
+      key_counter: after.key_counter!.seq - before.key_counter!.seq,
+    }).toEqual({ topic_key: 0, key_counter: 0 });
+    expect(after.topic_key!.idx - before.topic_key!.idx).toBeGreaterThanOrEqual(21);
+    const seqs = await keySeqs(c, topic);
+    expect(seqs['key-7']).toEqual([1, 2]);
+    expect(seqs['key-120']).toEqual([1, 2]);
+  });
+});
+
 describe('REPEATABLE READ senders', () => {
   async function rr(s: pg.Client) {
     await s.query('begin isolation level repeatable read');
