@@ -1879,14 +1879,20 @@ CREATE OR REPLACE FUNCTION bucketq._take_key_seqs(p_topic_id integer, p_keys tex
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
 #variable_conflict use_column
+declare
+  v_keys text[];
+  v_key_ids bigint[];
 begin
   insert into bucketq.topic_key as k (topic_id, key)
   select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
   on conflict (topic_id, key) do nothing;
 
   -- ORDER BY is applied before the rows are locked: the locks are taken in key order.
-  perform 1
-    from (select k.key_id from bucketq.topic_key k
+  -- The key_ids come from here: every later statement goes by key_id, an index probe.
+  -- (A join of the keys with topic_key by name, planned generically for any number of
+  -- keys, became a hash join over a sequential scan of all the topic's keys.)
+  select array_agg(l.key), array_agg(l.key_id) into v_keys, v_key_ids
+    from (select k.key, k.key_id from bucketq.topic_key k
            where k.topic_id = p_topic_id and k.key = any(p_keys)
            order by k.key
              for no key update) l;
@@ -1896,27 +1902,30 @@ begin
   -- raises 40001 instead of being read.
   if current_setting('transaction_isolation') <> 'read committed' then
     perform 1
-      from unnest(p_keys) as u(key)
-      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+      from unnest(v_key_ids) as u(key_id)
       cross join lateral (select y.first_seq from bucketq.key_counter y
-                           where y.key_id = k.key_id
+                           where y.key_id = u.key_id
                            order by y.first_seq desc limit 1
                              for key share) p;
   end if;
 
   return query
-  with added as (
+  with keyed as (
+    select l.key, l.key_id, u.c
+      from unnest(v_keys, v_key_ids) as l(key, key_id)
+      join unnest(p_keys, p_counts) as u(key, c) on u.key = l.key
+  ),
+  added as (
     insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-    select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + u.c
-      from unnest(p_keys, p_counts) as u(key, c)
-      join bucketq.topic_key k on k.topic_id = p_topic_id and k.key = u.key
+    select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + k.c
+      from keyed k
       left join lateral (select y.last_seq from bucketq.key_counter y
                           where y.key_id = k.key_id
                           order by y.first_seq desc limit 1) p on true
     returning x.key_id, x.first_seq - 1 as base
   )
   select k.key, a.key_id, a.base
-    from added a join bucketq.topic_key k on k.key_id = a.key_id;
+    from added a join keyed k on k.key_id = a.key_id;
 end $function$;
 comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch: creates missing keys, locks the keys'' topic_key rows (FOR NO KEY UPDATE, in key order) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
 
