@@ -264,8 +264,8 @@ CREATE INDEX message_window ON ONLY bucketq.message USING btree (bucket, ord);
 CREATE INDEX message_xid ON ONLY bucketq.message USING btree (bucket, xid);
 CREATE INDEX progress_delivered ON bucketq.progress USING gin (msg_ids) WHERE (kind = 1);
 CREATE INDEX progress_done ON bucketq.progress USING btree (group_id, created_at) WHERE (kind = 1);
-CREATE INDEX progress_lease ON bucketq.progress USING btree (group_id, lease_token) WHERE (lease_token IS NOT NULL);
-CREATE INDEX progress_xact ON bucketq.progress USING btree (group_id, xact) WHERE (xact IS NOT NULL);
+CREATE INDEX progress_lease ON bucketq.progress USING btree (lease_token) WHERE (lease_token IS NOT NULL);
+CREATE INDEX progress_xact ON bucketq.progress USING btree (xact) WHERE (xact IS NOT NULL);
 CREATE INDEX schedule_due ON bucketq.schedule USING btree (topic_id, next_at);
 
 create sequence bucketq.lease_token_seq as bigint;
@@ -1236,12 +1236,12 @@ declare
   v_spent bigint[];
 begin
   if c.kind = 3 and pg_xact_status(c.xact) = 'committed'
-     and not exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+     and not exists (select 1 from bucketq.progress p where p.xact = c.xact and p.kind = 1 and p.group_id + 0 = c.group_id) then
     -- The noted transaction committed without settling its batch: handed back on
     -- purpose, as its hand row says (below), not a crash.
     select * into d from bucketq.progress p
-     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
-     order by p.seq desc limit 1;
+     where p.xact = c.xact and p.kind = 2 and p.group_id + 0 = c.group_id and p.bucket + 0 = c.bucket
+     order by p.seq + 0 desc limit 1;  -- (by the xact index, not the primary key: see _log_settle)
     if found then
       c := d;
     end if;
@@ -1276,7 +1276,7 @@ begin
     select * into d from bucketq.progress p
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 1
      order by p.seq desc limit 1;
-    if exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+    if exists (select 1 from bucketq.progress p where p.xact = c.xact and p.kind = 1 and p.group_id + 0 = c.group_id) then
       return d;
     end if;
     v_lo := d.lo; v_lo_floor := d.lo_floor; v_hi := d.hi; v_hi_floor := d.hi_floor; v_hi_ceil := d.hi_ceil;
@@ -1388,13 +1388,13 @@ AS $function$
     select m.id from bucketq.message m
      where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
        and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
-       and m.ord <= p_lo_floor
+       and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
     union all
     select m.id from bucketq.message m
      where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
        and m.xid = any(array(select pg_snapshot_xip(p_lo)))
-       and m.ord <= p_lo_floor
+       and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
   ) x
 $function$;
@@ -1422,14 +1422,16 @@ begin
   -- read every batch the group ever had, on every ack. No "msg_ids && p_ids" here: the
   -- planner then read the group's whole progress by its primary key, comparing 250 x 250
   -- ids per row, a cost that grew with every batch (7 ms per ack after 50 batches). The
-  -- loop below matches the ids.
+  -- loop below matches the ids. "group_id + 0": no index matches it, so the plan cannot
+  -- take the primary key (group_id first), which reads all of the group's batches; a
+  -- generic plan made while progress was nearly empty did (migration 26).
   if v_locked then
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.xact = (select pg_current_xact_id()) and p.kind = 2;
+     where p.xact = (select pg_current_xact_id()) and p.kind = 2 and p.group_id + 0 = g.group_id;
   else
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.kind = 2
-       and p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null));
+     where p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null))
+       and p.kind = 2 and p.group_id + 0 = g.group_id;
   end if;
   foreach h in array coalesce(v_hands, '{}')
   loop
@@ -3565,6 +3567,7 @@ declare
   v_own boolean;
   v_foreign bigint[];
   v_log_held bigint[];
+  v_log_buckets int[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -3602,14 +3605,21 @@ begin
   -- commits), and the bucket's checkpoint has not passed the message (it is neither in
   -- an earlier window nor behind the position in the current one) and it is not in the
   -- inbox. One statement for all.
-  select coalesce(array_agg(m.id), '{}') into v_log_held
-    from bucketq.message m
+  -- The messages are read by id first (materialized): joined to the bucket's rows, the
+  -- plan also scanned message_xid for the whole bucket (xid is not null), a cost that
+  -- grew with the log.
+  with m as materialized (
+    select m.id, m.bucket, m.xid, m.ord from bucketq.message m
+     where m.topic_id = g.topic_id and m.id = any(msg_ids)
+  )
+  select coalesce(array_agg(m.id), '{}'), coalesce(array_agg(m.bucket), '{}') into v_log_held, v_log_buckets
+    from m
     join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
     join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
     cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
                          where p.group_id = g.group_id and p.bucket = m.bucket and p.kind = 1
                          order by p.seq desc limit 1) c
-   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+   where m.xid is not null
      and o.owner = record_attempt.consumer_id
      and bucketq._xact_holds(xact, k.xmax)
      and not pg_visible_in_snapshot(m.xid, c.lo)
@@ -3643,12 +3653,11 @@ begin
   -- inbox with their attempt counted (_log_expire).
   insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
                                 xact, consumer_id, epoch, created_at)
-  select g.group_id, m.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(m.id), xact, record_attempt.consumer_id,
+  select g.group_id, h.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(h.id), xact, record_attempt.consumer_id,
          max(o.epoch), bucketq._now()
-    from bucketq.message m
-    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-   where m.topic_id = g.topic_id and m.id = any(v_log_held)
-   group by m.bucket
+    from unnest(v_log_held, v_log_buckets) as h(id, bucket)
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = h.bucket
+   group by h.bucket
   having count(*) > 0;
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';

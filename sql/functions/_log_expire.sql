@@ -24,12 +24,12 @@ declare
   v_spent bigint[];
 begin
   if c.kind = 3 and pg_xact_status(c.xact) = 'committed'
-     and not exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+     and not exists (select 1 from bucketq.progress p where p.xact = c.xact and p.kind = 1 and p.group_id + 0 = c.group_id) then
     -- The noted transaction committed without settling its batch: handed back on
     -- purpose, as its hand row says (below), not a crash.
     select * into d from bucketq.progress p
-     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 2 and p.xact = c.xact
-     order by p.seq desc limit 1;
+     where p.xact = c.xact and p.kind = 2 and p.group_id + 0 = c.group_id and p.bucket + 0 = c.bucket
+     order by p.seq + 0 desc limit 1;  -- (by the xact index, not the primary key: see _log_settle)
     if found then
       c := d;
     end if;
@@ -64,7 +64,7 @@ begin
     select * into d from bucketq.progress p
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 1
      order by p.seq desc limit 1;
-    if exists (select 1 from bucketq.progress p where p.group_id = c.group_id and p.xact = c.xact and p.kind = 1) then
+    if exists (select 1 from bucketq.progress p where p.xact = c.xact and p.kind = 1 and p.group_id + 0 = c.group_id) then
       return d;
     end if;
     v_lo := d.lo; v_lo_floor := d.lo_floor; v_hi := d.hi; v_hi_floor := d.hi_floor; v_hi_ceil := d.hi_ceil;

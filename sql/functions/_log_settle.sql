@@ -33,14 +33,16 @@ begin
   -- read every batch the group ever had, on every ack. No "msg_ids && p_ids" here: the
   -- planner then read the group's whole progress by its primary key, comparing 250 x 250
   -- ids per row, a cost that grew with every batch (7 ms per ack after 50 batches). The
-  -- loop below matches the ids.
+  -- loop below matches the ids. "group_id + 0": no index matches it, so the plan cannot
+  -- take the primary key (group_id first), which reads all of the group's batches; a
+  -- generic plan made while progress was nearly empty did (migration 26).
   if v_locked then
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.xact = (select pg_current_xact_id()) and p.kind = 2;
+     where p.xact = (select pg_current_xact_id()) and p.kind = 2 and p.group_id + 0 = g.group_id;
   else
     select array_agg(p order by p.bucket) into v_hands from bucketq.progress p
-     where p.group_id = g.group_id and p.kind = 2
-       and p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null));
+     where p.lease_token = any(array(select distinct t from unnest(p_tokens) t where t is not null))
+       and p.kind = 2 and p.group_id + 0 = g.group_id;
   end if;
   foreach h in array coalesce(v_hands, '{}')
   loop

@@ -11,6 +11,7 @@ declare
   v_own boolean;
   v_foreign bigint[];
   v_log_held bigint[];
+  v_log_buckets int[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -48,14 +49,21 @@ begin
   -- commits), and the bucket's checkpoint has not passed the message (it is neither in
   -- an earlier window nor behind the position in the current one) and it is not in the
   -- inbox. One statement for all.
-  select coalesce(array_agg(m.id), '{}') into v_log_held
-    from bucketq.message m
+  -- The messages are read by id first (materialized): joined to the bucket's rows, the
+  -- plan also scanned message_xid for the whole bucket (xid is not null), a cost that
+  -- grew with the log.
+  with m as materialized (
+    select m.id, m.bucket, m.xid, m.ord from bucketq.message m
+     where m.topic_id = g.topic_id and m.id = any(msg_ids)
+  )
+  select coalesce(array_agg(m.id), '{}'), coalesce(array_agg(m.bucket), '{}') into v_log_held, v_log_buckets
+    from m
     join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
     join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
     cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
                          where p.group_id = g.group_id and p.bucket = m.bucket and p.kind = 1
                          order by p.seq desc limit 1) c
-   where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.xid is not null
+   where m.xid is not null
      and o.owner = record_attempt.consumer_id
      and bucketq._xact_holds(xact, k.xmax)
      and not pg_visible_in_snapshot(m.xid, c.lo)
@@ -89,12 +97,11 @@ begin
   -- inbox with their attempt counted (_log_expire).
   insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
                                 xact, consumer_id, epoch, created_at)
-  select g.group_id, m.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(m.id), xact, record_attempt.consumer_id,
+  select g.group_id, h.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(h.id), xact, record_attempt.consumer_id,
          max(o.epoch), bucketq._now()
-    from bucketq.message m
-    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-   where m.topic_id = g.topic_id and m.id = any(v_log_held)
-   group by m.bucket
+    from unnest(v_log_held, v_log_buckets) as h(id, bucket)
+    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = h.bucket
+   group by h.bucket
   having count(*) > 0;
 end $$;
 

@@ -1,0 +1,65 @@
+// Work per batch must not grow with the history. bucketq's hot functions run with
+// generic plans (plan_cache_mode = force_generic_plan), made once per session. A worker
+// session starts while the group's progress and the topic's log are nearly empty, and
+// the planner then prices every index alike: the plans must still probe by the
+// transaction, the lease or the window, never read all of a group's batches or all of a
+// bucket's log. This file's first test is exactly that case: a fresh database, one
+// worker session from the first batch to the 400th.
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { send, topicAndGroup, useDatabase } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+/** Tuples read from progress and from the log's partitions, as the statistics have them. */
+async function reads(observer: pg.Client, sessions: pg.Client[]): Promise<{ progress: number; message: number }> {
+  for (const s of sessions) {
+    await s.query('select pg_stat_force_next_flush()');
+    await s.query('select 1');
+  }
+  await observer.query('select pg_stat_clear_snapshot()');
+  const { rows } = await observer.query<{ progress: string; message: string }>(
+    `select coalesce(sum(coalesce(idx_tup_fetch, 0) + seq_tup_read) filter (where relname = 'progress'), 0) as progress,
+            coalesce(sum(coalesce(idx_tup_fetch, 0) + seq_tup_read) filter (where relname like 'message\\_%'), 0) as message
+       from pg_stat_user_tables where schemaname = 'bucketq'`,
+  );
+  return { progress: Number(rows[0]!.progress), message: Number(rows[0]!.message) };
+}
+
+describe('generic plans made on an empty log', () => {
+  it('a worker session from its first batch to its 400th: each locked claim, record_attempt and ack reads a bounded number of rows', async () => {
+    const admin = await ctx.session();
+    const producer = await ctx.session();
+    const worker = await ctx.session();
+    const recorder = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(admin, ctx, { buckets: 1 });
+
+    const cycle = async (i: number) => {
+      await send(producer, topic, { i }, { key: `k${i % 3}` });
+      await worker.query('begin');
+      const { rows } = await worker.query<{ msg_id: string; xact: string }>(
+        'select msg_id, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => 10)', [group, consumer]);
+      expect(rows).toHaveLength(1);
+      // As the worker does: the attempt is recorded from a second session of its login.
+      await recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])',
+        [group, consumer, rows[0]!.xact, rows.map((r) => r.msg_id)]);
+      await worker.query(
+        'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3)',
+        [group, rows.map((r) => r.msg_id), consumer]);
+      await worker.query('commit');
+    };
+
+    for (let i = 0; i < 300; i++) await cycle(i);
+    const before = await reads(admin, [producer, worker, recorder]);
+    for (let i = 300; i < 400; i++) await cycle(i);
+    const after = await reads(admin, [producer, worker, recorder]);
+    const perBatch = {
+      progress: Math.round((after.progress - before.progress) / 100),
+      message: Math.round((after.message - before.message) / 100),
+    };
+    // Bounded: a handful of rows per batch, whatever came before. Reading the group's
+    // batches or the bucket's log from the start would be 300 and more here.
+    expect(perBatch.progress, JSON.stringify(perBatch)).toBeLessThan(30);
+    expect(perBatch.message, JSON.stringify(perBatch)).toBeLessThan(30);
+  });
+});
