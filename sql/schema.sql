@@ -1402,6 +1402,7 @@ $function$;
 CREATE OR REPLACE FUNCTION bucketq._log_settle(fn text, g bucketq.consumer_group, p_ids bigint[], p_tokens bigint[], p_acked bigint[], p_consumer text, p_now timestamp with time zone)
  RETURNS bigint[]
  LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
 AS $function$
 declare
   v_locked boolean := p_tokens is null;
@@ -1415,7 +1416,6 @@ declare
   v_caller name;
   v_hands bucketq.progress[];
   v_acked_here bigint[];
-  v_latest record;
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -1456,17 +1456,11 @@ begin
                                  where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller);
     end if;
     -- Still the bucket's latest (an attempt note of the same batch aside)? Otherwise it
-    -- expired and was passed on, or was settled already: stale for the caller. The
-    -- latest row is enough: a note of a locked batch is written while its transaction
-    -- holds the cursor row, so nothing else comes between the batch and its notes; a
-    -- leased batch has no notes. (Read as the latest row, an index probe: "exists a row
-    -- after the batch" was planned for its first match and became a sequential scan of
-    -- progress once the statistics showed one bucket, finding none after reading all.)
+    -- expired and was passed on, or was settled already: stale for the caller.
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = h.bucket for update;
-    select p.seq, p.kind, p.xact into v_latest from bucketq.progress p
-     where p.group_id = g.group_id and p.bucket = h.bucket
-     order by p.seq desc limit 1;
-    continue when v_latest.seq <> h.seq and not (v_latest.kind = 3 and v_latest.xact = h.xact);
+    continue when exists (select 1 from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = h.bucket and p.seq > h.seq
+                             and not (p.kind = 3 and p.xact = h.xact));
     -- Fencing: the claimer must still own the bucket at the batch's epoch. A move after
     -- this check does not wait for us, but the new owner cannot read the bucket while we
     -- hold its cursor row, and after we commit it starts from our checkpoint.
