@@ -5,7 +5,7 @@
 // snapshot missed a newer send of its key gets 40001, never a duplicate key_seq.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { pgError, pidOf, send, sendBatch, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
+import { flushStats, pgError, pidOf, send, sendBatch, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -150,13 +150,7 @@ describe('no dead tuples from keyed sends', () => {
       );
       return Object.fromEntries(rows.map((r) => [r.rel, r]));
     };
-    const flush = async (sessions: pg.Client[]) => {
-      for (const s of sessions) {
-        await s.query('select pg_stat_force_next_flush()');
-        await s.query('select 1');
-      }
-    };
-    await flush([c]);
+    await flushStats(c, [c]);
     const before = await stats();
 
     // The pin: a REPEATABLE READ transaction that has read something, kept open.
@@ -171,7 +165,7 @@ describe('no dead tuples from keyed sends', () => {
         for (let n = 0; n < 1000; n++) await send(s, topic, { n }, { key: keys[(n + i) % keys.length]! });
       }),
     );
-    await flush(senders);
+    await flushStats(c, senders);
     let after = await stats();
     for (let i = 0; i < 200 && after.key_counter!.ins - before.key_counter!.ins < 2000; i++) {
       await new Promise((r) => setTimeout(r, 25));
@@ -202,11 +196,7 @@ describe('a send reads its keys by index', () => {
     await c.query('analyze bucketq.topic_key, bucketq.key_counter');
 
     const scans = async () => {
-      for (const s of [c, sender]) {
-        await s.query('select pg_stat_force_next_flush()');
-        await s.query('select 1');
-      }
-      await c.query('select pg_stat_clear_snapshot()');
+      await flushStats(c, [c, sender]);
       const { rows } = await c.query<{ rel: string; seq: number; idx: number }>(
         `select relname as rel, seq_scan::int as seq, idx_scan::int as idx
            from pg_stat_user_tables where schemaname = 'bucketq' and relname in ('topic_key', 'key_counter')`,

@@ -8,17 +8,13 @@
 // autovacuum's would), after which the plans are made again.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { send, useDatabase } from './helpers/sql.js';
+import { flushStats, send, useDatabase } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
 /** Tuples read from progress and from the log's partitions, and per index, as the statistics have them. */
 async function reads(observer: pg.Client, sessions: pg.Client[]): Promise<{ progress: number; message: number; byIndex: Record<string, number> }> {
-  for (const s of sessions) {
-    await s.query('select pg_stat_force_next_flush()');
-    await s.query('select 1');
-  }
-  await observer.query('select pg_stat_clear_snapshot()');
+  await flushStats(observer, sessions);
   const { rows } = await observer.query<{ progress: string; message: string }>(
     `select coalesce(sum(coalesce(idx_tup_fetch, 0) + seq_tup_read) filter (where relname = 'progress'), 0) as progress,
             coalesce(sum(coalesce(idx_tup_fetch, 0) + seq_tup_read) filter (where relname like 'message\\_%'), 0) as message

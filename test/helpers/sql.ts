@@ -227,6 +227,19 @@ export async function inTx<T>(c: pg.Client, fn: () => Promise<T>): Promise<T> {
 export const tick = () => new Promise<void>((r) => setTimeout(r, 1));
 
 /**
+ * Make the sessions' table statistics visible to the observer now: each flushes its
+ * pending counters (Postgres 15 and newer), and the observer drops its cached snapshot
+ * of pg_stat_*.
+ */
+export async function flushStats(observer: pg.Client, sessions: pg.Client[]): Promise<void> {
+  for (const s of sessions) {
+    await s.query('select pg_stat_force_next_flush()');
+    await s.query('select 1');
+  }
+  await observer.query('select pg_stat_clear_snapshot()');
+}
+
+/**
  * Put a group's unfinished messages into its inbox, where retries, runs and dead letters
  * live (the normal flow reads the log): a rewind to the topic's first message. For tests
  * of the inbox's own machinery.
