@@ -292,6 +292,61 @@ describe('attempts of locked claims that end without committing', () => {
     expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 1]]);
   });
 
+  // record_attempt checks that the claiming transaction holds the bucket, then writes
+  // its note. If that transaction ends in between (a crash, a kill, a commit), others
+  // claim and ack the bucket meanwhile, and a note written after their rows would be
+  // the bucket's latest: read as the state, it handed the acked batch out again. The
+  // note is held between the check and the write by a lock on a statement trigger of
+  // attempt_log (record_attempt's insert there comes between the two).
+  it.each(['commit', 'rollback'] as const)('an attempt whose transaction ends (%s) while record_attempt runs never brings back messages acked since', async (ending) => {
+    const observer = await session();
+    const a = await session();
+    const b = await session();
+    const recorder = await session();
+    const holder = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { buckets: 1 });
+    const [m1] = await sendBatch(observer, topic, [{ n: 1 }], { keys: ['k'] });
+    await observer.query(`create or replace function public.hold_attempt_log() returns trigger language plpgsql as $$
+                           begin perform pg_advisory_xact_lock_shared(4242); return null; end $$`);
+    await observer.query(`create trigger hold_attempt_log before insert on bucketq.attempt_log
+                           for each statement execute function public.hold_attempt_log()`);
+    try {
+      await holder.query('begin');
+      await holder.query('select pg_advisory_xact_lock(4242)');
+      await a.query('begin');
+      const got = await claimLocked(a, group, consumer);
+      expect(got.map((m) => m.msg_id)).toEqual([m1]);
+      const { rows: [{ pid }] } = await recorder.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const recording = recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [m1]]);
+      recording.catch(() => {});
+      // Past its check, waiting to write.
+      for (let i = 0; ; i++) {
+        const { rows } = await observer.query(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid]);
+        if (rows.length > 0) break;
+        if (i > 500) throw new Error('record_attempt never reached its write');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await a.query(ending); // ended without settling: m1 is handed out again, once
+      await b.query('begin');
+      const again = await claimLocked(b, group, consumer);
+      expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 1]]);
+      await ackLocked(b, group, [m1!], consumer);
+      await b.query('commit');
+      await holder.query('commit');
+      await recording;
+
+      await b.query('begin');
+      const after = await claimLocked(b, group, consumer, 10, 10);
+      await b.query('rollback');
+      expect(after.map((m) => m.msg_id), 'acked, must not come back').toEqual([]);
+      const { rows: deliveries } = await observer.query('select count(*)::int as n from bucketq.deliveries where msg_id = $1', [m1]);
+      expect(deliveries).toEqual([{ n: 1 }]);
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      await observer.query('drop trigger if exists hold_attempt_log on bucketq.attempt_log');
+    }
+  });
+
   it('a committed transaction counts nothing more; a message held by another transaction right now is counted later', async () => {
     const observer = await session();
     const a = await session();

@@ -12,6 +12,8 @@ declare
   v_foreign bigint[];
   v_log_held bigint[];
   v_log_buckets int[];
+  v_note_buckets int[];
+  v_note_seqs bigint[];
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -95,14 +97,29 @@ begin
   -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
   -- If xact ends without settling them, the next claim of the bucket puts them in the
   -- inbox with their attempt counted (_log_expire).
-  insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
-                                xact, consumer_id, epoch, created_at)
-  select g.group_id, h.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(h.id), xact, record_attempt.consumer_id,
-         max(o.epoch), bucketq._now()
-    from unnest(v_log_held, v_log_buckets) as h(id, bucket)
-    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = h.bucket
-   group by h.bucket
-  having count(*) > 0;
+  with noted as (
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids,
+                                  xact, consumer_id, epoch, created_at)
+    select g.group_id, h.bucket, 3, '1:1:', 0, '1:1:', 0, 0, 0, 0, array_agg(h.id), xact, record_attempt.consumer_id,
+           max(o.epoch), bucketq._now()
+      from unnest(v_log_held, v_log_buckets) as h(id, bucket)
+      join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = h.bucket
+     group by h.bucket
+    having count(*) > 0
+    returning bucket, seq
+  )
+  select array_agg(n.bucket), array_agg(n.seq) into v_note_buckets, v_note_seqs from noted n;
+  -- A note must come right behind its batch: readers take a bucket's latest row as its
+  -- state. If xact ended after the check above (a crash, a kill, a commit), others may
+  -- have claimed and acked the bucket since, and a note after their rows would hand
+  -- that batch out again. Checked after the write: while xact still runs it holds the
+  -- cursor rows, so every later row of these buckets takes a higher seq than ours. If it
+  -- ended, there is nothing under way to record: the notes go.
+  if v_note_seqs is not null and not v_own and pg_xact_status(xact) is distinct from 'in progress' then
+    delete from bucketq.progress p
+     using unnest(v_note_buckets, v_note_seqs) as n(bucket, seq)
+     where p.group_id = g.group_id and p.bucket = n.bucket and p.seq = n.seq;
+  end if;
 end $$;
 
 comment on function bucketq.record_attempt(text, text, xid8, bigint[]) is
