@@ -316,7 +316,7 @@ describe('attempts of locked claims that end without committing', () => {
       await a.query('begin');
       const got = await claimLocked(a, group, consumer);
       expect(got.map((m) => m.msg_id)).toEqual([m1]);
-      const { rows: [{ pid }] } = await recorder.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const pid = (await recorder.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
       const recording = recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [m1]]);
       recording.catch(() => {});
       // Past its check, waiting to write.
