@@ -32,5 +32,16 @@ export function crossFigures(workloads: WorkloadResult[]): CrossFigure[] {
     }
     out.push({ figure: 'soak-pinned / soak: completedPerSec, pinned against unpinned', values, target: { text: '>= 0.9x', min: 0.9 } });
   }
+  const e2e = by('e2e');
+  const aged = by('e2e-aged');
+  if (e2e && aged) {
+    const values: CrossFigure['values'] = {};
+    for (const s of ['bucketq', 'graphile-worker'] as const) {
+      const a = median(aged, s, 'completedPerSec');
+      const b = median(e2e, s, 'completedPerSec');
+      values[s] = a !== null && b !== null && b !== 0 ? a / b : null;
+    }
+    out.push({ figure: 'e2e-aged / e2e: completedPerSec, a week-old topic against a new one', values, target: { text: '>= 0.9x', min: 0.9 } });
+  }
   return out;
 }

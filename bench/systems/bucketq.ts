@@ -16,6 +16,13 @@ export interface BucketqBenchOptions {
   sessionTimeout: string;
   /** Group retry backoff base (default: the group default, 1 second). */
   backoffBase?: string;
+  /**
+   * A topic as it is after running that many days: as many past daily partitions, each
+   * holding `agedMessagesPerDay` messages that the groups (which then start at 'latest')
+   * have passed, vacuumed and analyzed. Retention (7 days by default) keeps them.
+   */
+  agedDays?: number;
+  agedMessagesPerDay?: number;
 }
 
 export const BUCKETQ_DEFAULTS: BucketqBenchOptions = {
@@ -50,13 +57,41 @@ export class BucketqSystem implements QueueSystem {
   async setup(s: SystemSetup): Promise<void> {
     this.groups = s.groups;
     await this.client.createTopic(TOPIC, { buckets: this.o.buckets });
+    const aged = (this.o.agedDays ?? 0) > 0;
+    if (aged) await this.age(this.o.agedDays!, this.o.agedMessagesPerDay ?? 20_000);
     for (const g of s.groups) {
       await this.client.createGroup(g, TOPIC, {
-        startAt: 'earliest',
+        startAt: aged ? 'latest' : 'earliest',
         sessionTimeout: this.o.sessionTimeout,
         ...(this.o.backoffBase ? { backoffBase: this.o.backoffBase } : {}),
       });
     }
+  }
+
+  /** Past partitions with their messages, written directly (as days of sends would leave them). */
+  private async age(days: number, perDay: number): Promise<void> {
+    await this.pool.query(
+      `select bucketq._create_partitions(t.topic_id, d.lo, d.lo + t.partition_interval)
+         from bucketq.topic t
+        cross join lateral (select date_bin(t.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00')
+                                   - t.partition_interval * i as lo
+                              from generate_series(1, $2::int) i) d
+        where t.name = $1`,
+      [TOPIC, days],
+    );
+    for (let day = days; day >= 1; day--) {
+      await this.pool.query(
+        `insert into bucketq.message (id, topic_id, sent_at, bucket, key, payload, xid, ord)
+         select nextval('bucketq.message_id_seq'), t.topic_id,
+                date_bin(t.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00')
+                  - t.partition_interval * $2::int + t.partition_interval * (n::float8 / ($3::int + 1)),
+                n % t.buckets, null, jsonb_build_object('aged', n), pg_current_xact_id(), nextval('bucketq.message_ord_seq')
+           from bucketq.topic t cross join generate_series(1, $3::int) n
+          where t.name = $1`,
+        [TOPIC, day, perDay],
+      );
+    }
+    await this.pool.query('vacuum analyze bucketq.message');
   }
 
   async sendBatch(msgs: BenchMessage[], client?: pg.ClientBase): Promise<void> {
