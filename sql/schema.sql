@@ -47,7 +47,8 @@ create table bucketq.consumer_group (
   backoff_max interval not null,
   lease_timeout interval not null,
   session_timeout interval not null,
-  created_at timestamp with time zone default now() not null
+  created_at timestamp with time zone default now() not null,
+  log_from timestamp with time zone default '-infinity'::timestamp with time zone not null
 );
 alter table bucketq.consumer_group add constraint consumer_group_on_exhausted_check CHECK ((on_exhausted = ANY (ARRAY['skip'::text, 'block'::text])));
 alter table bucketq.consumer_group add constraint consumer_group_topic_id_fkey FOREIGN KEY (topic_id) REFERENCES bucketq.topic(topic_id) ON DELETE CASCADE;
@@ -230,7 +231,8 @@ create table bucketq.topic (
   max_payload_bytes integer not null,
   partition_interval interval not null,
   group_version integer default 0 not null,
-  created_at timestamp with time zone default now() not null
+  created_at timestamp with time zone default now() not null,
+  log_from timestamp with time zone default '-infinity'::timestamp with time zone not null
 );
 alter table bucketq.topic add constraint topic_pkey PRIMARY KEY (topic_id);
 alter table bucketq.topic add constraint topic_name_key UNIQUE (name);
@@ -645,7 +647,7 @@ begin
 end $function$;
 comment on function bucketq._due_schedules(text,integer) is 'Workers only: lock (FOR UPDATE SKIP LOCKED) and return the due schedules of the group''s topic (next_at passed, or NULL: not yet computed) with the database clock; the caller computes each next slot and calls _fire_schedules in the same transaction.';
 
-CREATE OR REPLACE FUNCTION bucketq._ensure_partitions(p_topic bucketq.topic, ahead integer DEFAULT 3)
+CREATE OR REPLACE FUNCTION bucketq._ensure_partitions(p_topic bucketq.topic, ahead integer DEFAULT NULL::integer)
  RETURNS integer
  LANGUAGE plpgsql
 AS $function$
@@ -653,6 +655,7 @@ declare
   lo timestamptz := date_bin(p_topic.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00');
   made int := 0;
 begin
+  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval));
   for i in 0 .. ahead loop
     if bucketq._create_partitions(p_topic.topic_id, lo + p_topic.partition_interval * i,
                                   lo + p_topic.partition_interval * (i + 1)) then
@@ -933,7 +936,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.prog
  LANGUAGE sql
  STABLE
 AS $function$
-  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null) w
+  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null, '-infinity') w
   union all
   select m.* from bucketq.message m
    where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
@@ -1006,19 +1009,19 @@ AS $function$
     cross join lateral (
       select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
              lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1) w) as rest) f
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1, g.log_from) w) as rest) f
    where f.over or f.rest
       or (lp.kind = 1
           -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
           -- for its first row and became a sequential scan of the bucket's partitions
           -- (a claim of a 40,000-message backlog spent 13 ms here).
           and (exists (select 1 from (select m.xid from bucketq.message m
-                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
                                          and m.xid >= pg_snapshot_xmax(lp.hi)
                                        order by m.xid limit 1) n)
                or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
                            cross join lateral (select m.xid from bucketq.message m
-                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
                                                   and m.xid = x.xid
                                                 order by m.xid limit 1) n)))
 $function$;
@@ -1035,7 +1038,7 @@ begin
     select row_number() over (order by w.ord) as n, w.id, w.ord, w.key, w.key_id, w.key_seq, w.sent_at,
            coalesce(w.not_before > p_now, false) as later, w.payload, w.headers,
            g.start_time is not null and w.sent_at < g.start_time as skip
-      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord, p_limit) w
+      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord, p_limit, g.log_from) w
              order by w.ord limit p_limit) w
   ),
   keyed as (
@@ -1148,7 +1151,7 @@ begin
          and (v_state = 'n'
               or (v_state is distinct from 'r'
                   and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                    v_early, v_pos, 1)))) then
+                                                                    v_early, v_pos, 1, g.log_from)))) then
         v_fetched := 0;
       else
         select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
@@ -1168,7 +1171,7 @@ begin
       s := bucketq._log_snapshot();
       v_lo := v_hi; v_lo_floor := v_hi_floor;
       v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
-      v_early := bucketq._log_open(g.topic_id, v_b, v_lo, v_lo_floor, v_hi);
+      v_early := bucketq._log_open(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, g.log_from);
       v_pos := 0;
     end loop;
     -- Nothing new, or the first message must not go now ('x' only ever ends a chunk).
@@ -1298,12 +1301,12 @@ begin
         -- else it passes goes to the inbox too, which loses nothing).
         s := bucketq._log_snapshot();
         v_lo := d.hi; v_lo_floor := d.hi_floor; v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
-        v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi);
+        v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, g.log_from);
         v_pos_ord := 0; v_pos_id := 0;
       end if;
       if v_last.ord > v_pos_ord then
         select array_agg(w.id) into v_ids
-          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null) w
+          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null, g.log_from) w
          where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
         perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
                                          p_now, c.consumer_id, c.epoch, p_now);
@@ -1379,25 +1382,48 @@ begin
   on conflict (group_id, msg_id) do nothing;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_open(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot)
+CREATE OR REPLACE FUNCTION bucketq._log_open(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_from timestamp with time zone)
  RETURNS bigint[]
  LANGUAGE sql
  STABLE
 AS $function$
   select coalesce(array_agg(x.id), '{}') from (
     select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
        and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
        and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
     union all
     select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
        and m.xid = any(array(select pg_snapshot_xip(p_lo)))
        and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
   ) x
 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_pending(p_topic bucketq.topic, p_lower timestamp with time zone, p_upper timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_pending boolean;
+begin
+  execute format(
+    $q$select exists (
+         select 1
+           from bucketq.consumer_group g
+           cross join generate_series(0, %s - 1) as b(bucket)
+           cross join lateral (select p.* from bucketq.progress p
+                                where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                                order by p.seq desc limit 1) c
+          where g.topic_id = %s
+            and exists (select 1 from bucketq._log_ahead(g.topic_id, c) m
+                         where m.sent_at >= %L and m.sent_at < %L
+                           and (g.start_time is null or m.sent_at >= g.start_time)))$q$,
+    p_topic.buckets, p_topic.topic_id, p_lower, p_upper) into v_pending;
+  return v_pending;
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_settle(fn text, g bucketq.consumer_group, p_ids bigint[], p_tokens bigint[], p_acked bigint[], p_consumer text, p_now timestamp with time zone)
  RETURNS bigint[]
@@ -1551,21 +1577,21 @@ begin
   ceil := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint)
+CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint, p_from timestamp with time zone)
  RETURNS SETOF bucketq.message
  LANGUAGE sql
  STABLE
 AS $function$
   (select m.* from bucketq.message m
     where greatest(p_after, p_lo_floor) < p_hi_ceil
-      and m.topic_id = p_topic_id and m.bucket = p_bucket
+      and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
       and m.ord > greatest(p_after, p_lo_floor) and m.ord <= p_hi_ceil
       and pg_visible_in_snapshot(m.xid, p_hi) and not pg_visible_in_snapshot(m.xid, p_lo)
     order by m.ord limit p_limit)
   union all
   (select m.* from bucketq.message m
     where cardinality(p_early) > 0
-      and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after
+      and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after and m.sent_at >= p_from
     order by m.ord limit p_limit)
 $function$;
 
@@ -1630,6 +1656,14 @@ AS $function$
       then current_setting('bucketq.clock_offset', true)::interval
     else interval '0'
   end
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int
 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._promote(p_group_id integer, p_key_ids bigint[], p_now timestamp with time zone, p_check_active boolean DEFAULT false)
@@ -2669,10 +2703,14 @@ begin
   perform bucketq._lock_topic_producers('create_group', t);
   v_now := bucketq._now();
 
+  -- The topic's log floor (read after the lock: maintain() moves it holding the same
+  -- lock): every message below it is passed for this group too, in the backfill or
+  -- before its start.
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,
-                                      backoff_base, backoff_max, lease_timeout, session_timeout)
+                                      backoff_base, backoff_max, lease_timeout, session_timeout, log_from)
   values (group_name, t.topic_id, start_at, v_start_time, max_attempts, on_exhausted,
-          backoff_base, backoff_max, lease_timeout, session_timeout)
+          backoff_base, backoff_max, lease_timeout, session_timeout,
+          (select x.log_from from bucketq.topic x where x.topic_id = t.topic_id))
   on conflict (name) do nothing
   returning * into g;
 
@@ -3194,6 +3232,7 @@ declare
   -- Ours is set local below: the caller's transaction gets its own back at the end.
   v_lock_timeout text := current_setting('lock_timeout');
   v_pending boolean;
+  v_floor timestamptz;
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -3205,7 +3244,7 @@ begin
   v_now := bucketq._now();
   for t in select * from bucketq.topic order by topic_id loop
     if bucketq._ensure_partitions(t) > 0 then
-      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * 4)::text;
+      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval) + 1))::text;
       return next;
     end if;
 
@@ -3227,20 +3266,8 @@ begin
         -- partition's last id (ids grow with time, so this is conservative).
         -- And no message of the partition still ahead of a group's checkpoint in its
         -- bucket's log (or in the batch under way there).
-        if v_max_id is not null and not v_pending then
-          execute format(
-            $q$select exists (
-                 select 1
-                   from bucketq.consumer_group g
-                   cross join generate_series(0, %s - 1) as b(bucket)
-                   cross join lateral (select p.* from bucketq.progress p
-                                        where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                                        order by p.seq desc limit 1) c
-                  where g.topic_id = %s
-                    and exists (select 1 from bucketq._log_ahead(g.topic_id, c) m
-                                 where m.sent_at >= %L and m.sent_at < %L
-                                   and (g.start_time is null or m.sent_at >= g.start_time)))$q$,
-            t.buckets, t.topic_id, p.lower_bound, p.upper_bound) into v_pending;
+        if v_max_id is not null then
+          v_pending := bucketq._log_pending(t, p.lower_bound, p.upper_bound);
         end if;
         if v_pending or (v_max_id is not null and exists (
              select 1 from bucketq.inbox i
@@ -3304,9 +3331,53 @@ begin
       return next;
     end if;
   end loop;
+
+  -- The logs' floors (topic.log_from), last: moving one holds the topic's producers back
+  -- until we commit. Up to the end of the oldest partitions that every group has passed
+  -- (_log_pending), found first without waiting for anyone; then, holding the producer
+  -- lock exclusively (each send holds it shared until its transaction ends: every
+  -- message sent so far is committed and visible), found again and moved. A send then
+  -- reads the new floor after taking that lock and never sends below it; claims read the
+  -- group's copy, and do not open the partitions below it.
+  for t in select * from bucketq.topic order by topic_id loop
+    v_floor := t.log_from;
+    for p in select * from bucketq.log_partition x
+              where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
+              order by x.lower_bound loop
+      exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
+      v_floor := p.upper_bound;
+    end loop;
+    if v_floor > t.log_from then
+      begin
+        -- In turns of 50 ms (sends wait no longer than that), for at most 500 ms. (A
+        -- send that waits for a missing partition's creation, lock 0, which we hold,
+        -- while holding its producer lock, then waits for our transaction, not we for it.)
+        set local lock_timeout = '500ms';
+        perform bucketq._lock_topic_producers('maintain', t);
+        v_floor := t.log_from;
+        for p in select * from bucketq.log_partition x
+                  where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
+                  order by x.lower_bound loop
+          exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
+          v_floor := p.upper_bound;
+        end loop;
+        if v_floor > t.log_from then
+          update bucketq.topic x set log_from = v_floor where x.topic_id = t.topic_id;
+          topic := t.name; action := 'raised_log_floor'; detail := 'claims read the log from ' || v_floor::text;
+          return next;
+        end if;
+      exception when lock_not_available then
+        topic := t.name; action := 'kept_log_floor'; detail := 'producers in flight (lock timeout); retried on the next run';
+        return next;
+      end;
+    end if;
+    update bucketq.consumer_group g set log_from = x.log_from
+      from bucketq.topic x
+     where x.topic_id = t.topic_id and g.topic_id = t.topic_id and g.log_from < x.log_from;
+  end loop;
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $function$;
-comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest). Returns one row per action taken.';
+comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest), and raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight). Returns one row per action taken.';
 
 CREATE OR REPLACE FUNCTION bucketq.metrics()
  RETURNS TABLE(metric text, topic text, group_name text, bucket integer, state text, value double precision)
@@ -3610,10 +3681,11 @@ begin
   -- inbox. One statement for all.
   -- The messages are read by id first (materialized): joined to the bucket's rows, the
   -- plan also scanned message_xid for the whole bucket (xid is not null), a cost that
-  -- grew with the log.
+  -- grew with the log. Those ahead of the checkpoint are above the group's log_from
+  -- (messages older than it come from the inbox, checked below).
   with m as materialized (
     select m.id, m.bucket, m.xid, m.ord from bucketq.message m
-     where m.topic_id = g.topic_id and m.id = any(msg_ids)
+     where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.sent_at >= g.log_from
   )
   select coalesce(array_agg(m.id), '{}'), coalesce(array_agg(m.bucket), '{}') into v_log_held, v_log_buckets
     from m
@@ -4055,7 +4127,11 @@ begin
     -- serialization failure (40001) if so, and the caller retries the transaction.
     perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
   end if;
-  v_now := bucketq._now();
+  -- Never below the log's floor (topic.log_from), read after that lock: maintain()
+  -- moves it while holding the lock exclusively, once the producers in flight are done,
+  -- and claims no longer read the partitions below it. Only a transaction that began
+  -- before the floor moved sends at the floor instead of its start.
+  v_now := greatest(bucketq._now(), (select x.log_from from bucketq.topic x where x.topic_id = t.topic_id));
   if not exists (select 1 from bucketq.log_partition p
                   where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
     -- maintain() has not run for a while: make the partitions now rather than fail.
@@ -4678,9 +4754,13 @@ create view bucketq.topics as
     ( SELECT COALESCE(sum(pg_total_relation_size((format('bucketq.%I'::text, p.message_rel))::regclass)), (0)::numeric) AS "coalesce"
            FROM bucketq.log_partition p
           WHERE (p.topic_id = t.topic_id)) AS log_bytes,
-    created_at
+    created_at,
+    log_from,
+    ( SELECT count(*) AS count
+           FROM bucketq.log_partition p
+          WHERE ((p.topic_id = t.topic_id) AND (p.lower_bound >= t.log_from))) AS partitions_read
    FROM bucketq.topic t;
-comment on view bucketq.topics is 'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk.';
+comment on view bucketq.topics is 'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it.';
 
 create view bucketq.vacuum_horizon as
  SELECT 'session'::text AS kind,

@@ -66,6 +66,8 @@ export class BucketqSystem implements QueueSystem {
         ...(this.o.backoffBase ? { backoffBase: this.o.backoffBase } : {}),
       });
     }
+    // As it has run every minute for that week: the log's floor above the days passed.
+    if (aged) await this.pool.query('select * from bucketq.maintain()');
   }
 
   /** Past partitions with their messages, written directly (as days of sends would leave them). */

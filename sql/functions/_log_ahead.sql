@@ -6,7 +6,7 @@
 create or replace function bucketq._log_ahead(p_topic_id int, c bucketq.progress)
 returns setof bucketq.message
 language sql stable as $$
-  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null) w
+  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null, '-infinity') w
   union all
   select m.* from bucketq.message m
    where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)

@@ -19,19 +19,19 @@ language sql stable as $$
     cross join lateral (
       select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
              lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1) w) as rest) f
+                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1, g.log_from) w) as rest) f
    where f.over or f.rest
       or (lp.kind = 1
           -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
           -- for its first row and became a sequential scan of the bucket's partitions
           -- (a claim of a 40,000-message backlog spent 13 ms here).
           and (exists (select 1 from (select m.xid from bucketq.message m
-                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
                                          and m.xid >= pg_snapshot_xmax(lp.hi)
                                        order by m.xid limit 1) n)
                or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
                            cross join lateral (select m.xid from bucketq.message m
-                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket
+                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
                                                   and m.xid = x.xid
                                                 order by m.xid limit 1) n)))
 $$;

@@ -31,7 +31,7 @@ begin
     select row_number() over (order by w.ord) as n, w.id, w.ord, w.key, w.key_id, w.key_seq, w.sent_at,
            coalesce(w.not_before > p_now, false) as later, w.payload, w.headers,
            g.start_time is not null and w.sent_at < g.start_time as skip
-      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord, p_limit) w
+      from (select w.* from bucketq._log_window(g.topic_id, p_bucket, p_lo, p_lo_floor, p_hi, p_hi_ceil, p_early, p_pos_ord, p_limit, g.log_from) w
              order by w.ord limit p_limit) w
   ),
   keyed as (

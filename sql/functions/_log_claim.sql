@@ -80,7 +80,7 @@ begin
          and (v_state = 'n'
               or (v_state is distinct from 'r'
                   and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                    v_early, v_pos, 1)))) then
+                                                                    v_early, v_pos, 1, g.log_from)))) then
         v_fetched := 0;
       else
         select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
@@ -100,7 +100,7 @@ begin
       s := bucketq._log_snapshot();
       v_lo := v_hi; v_lo_floor := v_hi_floor;
       v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
-      v_early := bucketq._log_open(g.topic_id, v_b, v_lo, v_lo_floor, v_hi);
+      v_early := bucketq._log_open(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, g.log_from);
       v_pos := 0;
     end loop;
     -- Nothing new, or the first message must not go now ('x' only ever ends a chunk).

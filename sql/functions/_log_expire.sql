@@ -86,12 +86,12 @@ begin
         -- else it passes goes to the inbox too, which loses nothing).
         s := bucketq._log_snapshot();
         v_lo := d.hi; v_lo_floor := d.hi_floor; v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
-        v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi);
+        v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, g.log_from);
         v_pos_ord := 0; v_pos_id := 0;
       end if;
       if v_last.ord > v_pos_ord then
         select array_agg(w.id) into v_ids
-          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null) w
+          from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null, g.log_from) w
          where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
         perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
                                          p_now, c.consumer_id, c.epoch, p_now);

@@ -7,20 +7,22 @@
 -- p_lo's list (as one condition joined by OR, neither bounds the index scan, which
 -- then reads the bucket's whole log). Usually they find nothing. "ord + 0": no index
 -- matches it, so the plan cannot take message_window (bucket, ord), which reads the
--- bucket's log from its start; a generic plan made on a young log did.
+-- bucket's log from its start; a generic plan made on a young log did. p_from: the
+-- group's log_from (see _log_window).
+drop function if exists bucketq._log_open(int, int, pg_snapshot, bigint, pg_snapshot);
 create or replace function bucketq._log_open(
-  p_topic_id int, p_bucket int, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot)
+  p_topic_id int, p_bucket int, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_from timestamptz)
 returns bigint[]
 language sql stable as $$
   select coalesce(array_agg(x.id), '{}') from (
     select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
        and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
        and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
     union all
     select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket
+     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
        and m.xid = any(array(select pg_snapshot_xip(p_lo)))
        and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)

@@ -63,10 +63,14 @@ begin
   perform bucketq._lock_topic_producers('create_group', t);
   v_now := bucketq._now();
 
+  -- The topic's log floor (read after the lock: maintain() moves it holding the same
+  -- lock): every message below it is passed for this group too, in the backfill or
+  -- before its start.
   insert into bucketq.consumer_group (name, topic_id, start_at, start_time, max_attempts, on_exhausted,
-                                      backoff_base, backoff_max, lease_timeout, session_timeout)
+                                      backoff_base, backoff_max, lease_timeout, session_timeout, log_from)
   values (group_name, t.topic_id, start_at, v_start_time, max_attempts, on_exhausted,
-          backoff_base, backoff_max, lease_timeout, session_timeout)
+          backoff_base, backoff_max, lease_timeout, session_timeout,
+          (select x.log_from from bucketq.topic x where x.topic_id = t.topic_id))
   on conflict (name) do nothing
   returning * into g;
 

@@ -14,6 +14,7 @@ declare
   -- Ours is set local below: the caller's transaction gets its own back at the end.
   v_lock_timeout text := current_setting('lock_timeout');
   v_pending boolean;
+  v_floor timestamptz;
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -47,20 +48,8 @@ begin
         -- partition's last id (ids grow with time, so this is conservative).
         -- And no message of the partition still ahead of a group's checkpoint in its
         -- bucket's log (or in the batch under way there).
-        if v_max_id is not null and not v_pending then
-          execute format(
-            $q$select exists (
-                 select 1
-                   from bucketq.consumer_group g
-                   cross join generate_series(0, %s - 1) as b(bucket)
-                   cross join lateral (select p.* from bucketq.progress p
-                                        where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                                        order by p.seq desc limit 1) c
-                  where g.topic_id = %s
-                    and exists (select 1 from bucketq._log_ahead(g.topic_id, c) m
-                                 where m.sent_at >= %L and m.sent_at < %L
-                                   and (g.start_time is null or m.sent_at >= g.start_time)))$q$,
-            t.buckets, t.topic_id, p.lower_bound, p.upper_bound) into v_pending;
+        if v_max_id is not null then
+          v_pending := bucketq._log_pending(t, p.lower_bound, p.upper_bound);
         end if;
         if v_pending or (v_max_id is not null and exists (
              select 1 from bucketq.inbox i
@@ -124,8 +113,52 @@ begin
       return next;
     end if;
   end loop;
+
+  -- The logs' floors (topic.log_from), last: moving one holds the topic's producers back
+  -- until we commit. Up to the end of the oldest partitions that every group has passed
+  -- (_log_pending), found first without waiting for anyone; then, holding the producer
+  -- lock exclusively (each send holds it shared until its transaction ends: every
+  -- message sent so far is committed and visible), found again and moved. A send then
+  -- reads the new floor after taking that lock and never sends below it; claims read the
+  -- group's copy, and do not open the partitions below it.
+  for t in select * from bucketq.topic order by topic_id loop
+    v_floor := t.log_from;
+    for p in select * from bucketq.log_partition x
+              where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
+              order by x.lower_bound loop
+      exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
+      v_floor := p.upper_bound;
+    end loop;
+    if v_floor > t.log_from then
+      begin
+        -- In turns of 50 ms (sends wait no longer than that), for at most 500 ms. (A
+        -- send that waits for a missing partition's creation, lock 0, which we hold,
+        -- while holding its producer lock, then waits for our transaction, not we for it.)
+        set local lock_timeout = '500ms';
+        perform bucketq._lock_topic_producers('maintain', t);
+        v_floor := t.log_from;
+        for p in select * from bucketq.log_partition x
+                  where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
+                  order by x.lower_bound loop
+          exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
+          v_floor := p.upper_bound;
+        end loop;
+        if v_floor > t.log_from then
+          update bucketq.topic x set log_from = v_floor where x.topic_id = t.topic_id;
+          topic := t.name; action := 'raised_log_floor'; detail := 'claims read the log from ' || v_floor::text;
+          return next;
+        end if;
+      exception when lock_not_available then
+        topic := t.name; action := 'kept_log_floor'; detail := 'producers in flight (lock timeout); retried on the next run';
+        return next;
+      end;
+    end if;
+    update bucketq.consumer_group g set log_from = x.log_from
+      from bucketq.topic x
+     where x.topic_id = t.topic_id and g.topic_id = t.topic_id and g.log_from < x.log_from;
+  end loop;
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $$;
 
 comment on function bucketq.maintain(boolean) is
-'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest). Returns one row per action taken.';
+'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest), and raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight). Returns one row per action taken.';

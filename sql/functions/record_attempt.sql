@@ -53,10 +53,11 @@ begin
   -- inbox. One statement for all.
   -- The messages are read by id first (materialized): joined to the bucket's rows, the
   -- plan also scanned message_xid for the whole bucket (xid is not null), a cost that
-  -- grew with the log.
+  -- grew with the log. Those ahead of the checkpoint are above the group's log_from
+  -- (messages older than it come from the inbox, checked below).
   with m as materialized (
     select m.id, m.bucket, m.xid, m.ord from bucketq.message m
-     where m.topic_id = g.topic_id and m.id = any(msg_ids)
+     where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.sent_at >= g.log_from
   )
   select coalesce(array_agg(m.id), '{}'), coalesce(array_agg(m.bucket), '{}') into v_log_held, v_log_buckets
     from m

@@ -59,7 +59,11 @@ begin
     -- serialization failure (40001) if so, and the caller retries the transaction.
     perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
   end if;
-  v_now := bucketq._now();
+  -- Never below the log's floor (topic.log_from), read after that lock: maintain()
+  -- moves it while holding the lock exclusively, once the producers in flight are done,
+  -- and claims no longer read the partitions below it. Only a transaction that began
+  -- before the floor moved sends at the floor instead of its start.
+  v_now := greatest(bucketq._now(), (select x.log_from from bucketq.topic x where x.topic_id = t.topic_id));
   if not exists (select 1 from bucketq.log_partition p
                   where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
     -- maintain() has not run for a while: make the partitions now rather than fail.

@@ -9,8 +9,10 @@ select t.name,
        (select min(p.lower_bound) from bucketq.log_partition p where p.topic_id = t.topic_id) as oldest_partition,
        (select coalesce(sum(pg_total_relation_size(format('bucketq.%I', p.message_rel)::regclass)), 0)
           from bucketq.log_partition p where p.topic_id = t.topic_id) as log_bytes,
-       t.created_at
+       t.created_at,
+       t.log_from,
+       (select count(*) from bucketq.log_partition p where p.topic_id = t.topic_id and p.lower_bound >= t.log_from) as partitions_read
   from bucketq.topic t;
 
 comment on view bucketq.topics is
-'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk.';
+'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it.';
