@@ -3,7 +3,7 @@
 // sessions; crashes are real terminated backends.
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { claim, expectBqError, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 const opened: pg.Client[] = [];
@@ -345,6 +345,52 @@ describe('attempts of locked claims that end without committing', () => {
       await holder.query('rollback').catch(() => {});
       await observer.query('drop trigger if exists hold_attempt_log on bucketq.attempt_log');
     }
+  });
+
+  // _release (leave, join, heartbeat giving buckets up) hands back the leased batches of
+  // the buckets it releases. It found them with one query, then locked each bucket's
+  // cursor row and expired the batch that query had shown. An ack of that batch that
+  // committed in between made it an acked batch: expired, its messages went to the
+  // inbox again and the checkpoint back before them. The first expire is held by a
+  // lock on a statement trigger of the inbox, while the second bucket's batch is acked.
+  it('a lease released while its batch is acked (leave) never brings the acked messages back', async () => {
+    const observer = await session();
+    const w1 = await session();
+    const leaver = await session();
+    const holder = await session();
+    const { topic, group } = await topicAndGroup(observer, ctx, { buckets: 2, consumer: 'w1' });
+    const sent = await sendBatch(observer, topic, [{ n: 1 }, { n: 2 }]);
+    const got = await claim(w1, group, 'w1', 2);
+    expect(got.map((m) => m.bucket).sort()).toEqual([0, 1]);
+    const inB = got.find((m) => m.bucket === 1)!;
+    await observer.query(`create or replace function public.hold_inbox() returns trigger language plpgsql as $$
+                           begin perform pg_advisory_xact_lock_shared(4243); return null; end $$`);
+    await observer.query(`create trigger hold_inbox before insert on bucketq.inbox for each statement execute function public.hold_inbox()`);
+    try {
+      await holder.query('begin');
+      await holder.query('select pg_advisory_xact_lock(4243)');
+      const pid = (await leaver.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      const leaving = leaver.query(`select bucketq.leave($1, 'w1')`, [group]);
+      leaving.catch(() => {});
+      // leave found both batches and is expiring bucket 0's, held at its inbox insert
+      for (let i = 0; ; i++) {
+        const { rows } = await observer.query(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid]);
+        if (rows.length > 0) break;
+        if (i > 500) throw new Error('leave never reached the inbox');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(await ack(w1, group, [inB])).toEqual([{ msg_id: inB.msg_id, status: 'acked' }]);
+      await holder.query('commit');
+      await leaving;
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      await observer.query('drop trigger if exists hold_inbox on bucketq.inbox');
+    }
+    await observer.query(`select * from bucketq.join($1, 'w2')`, [group]);
+    const again = await claim(observer, group, 'w2', 10);
+    expect(again.map((m) => m.msg_id), 'only the batch not acked comes back').toEqual(sent.filter((id) => id !== inB.msg_id));
+    const { rows: deliveries } = await observer.query('select count(*)::int as n from bucketq.deliveries where msg_id = $1', [inB.msg_id]);
+    expect(deliveries).toEqual([{ n: 1 }]);
   });
 
   it('a committed transaction counts nothing more; a message held by another transaction right now is counted later', async () => {

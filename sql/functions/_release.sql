@@ -25,6 +25,14 @@ begin
   loop
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = c.bucket for update skip locked;
     continue when not found;
+    -- Read again, now that we hold the cursor row: the loop's snapshot may predate an
+    -- ack or a claim of the bucket that committed since. Expiring the batch it showed
+    -- put messages already acked back in the inbox and moved the checkpoint back to
+    -- before them: delivered twice (the demo's replaced worker saw it).
+    select x.* into c from bucketq.progress x
+     where x.group_id = g.group_id and x.bucket = c.bucket
+     order by x.seq desc limit 1;
+    continue when c.kind <> 2 or c.lease_token is null;
     perform bucketq._log_expire(g, c, bucketq._now());
   end loop;
 end $$;
