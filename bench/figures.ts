@@ -21,27 +21,20 @@ function median(w: WorkloadResult | undefined, s: Subject, metric: string): numb
 export function crossFigures(workloads: WorkloadResult[]): CrossFigure[] {
   const by = (id: string) => workloads.find((w) => w.id === id);
   const out: CrossFigure[] = [];
-  const soak = by('soak');
-  const pinned = by('soak-pinned');
-  if (soak && pinned) {
+  /** Each system's median completedPerSec in workload `a` over that in `b`, target >= 0.9x. */
+  const ratio = (a: string, b: string, figure: string) => {
+    const wa = by(a);
+    const wb = by(b);
+    if (!wa || !wb) return;
     const values: CrossFigure['values'] = {};
     for (const s of ['bucketq', 'graphile-worker'] as const) {
-      const a = median(pinned, s, 'completedPerSec');
-      const b = median(soak, s, 'completedPerSec');
-      values[s] = a !== null && b !== null && b !== 0 ? a / b : null;
+      const x = median(wa, s, 'completedPerSec');
+      const y = median(wb, s, 'completedPerSec');
+      values[s] = x !== null && y !== null && y !== 0 ? x / y : null;
     }
-    out.push({ figure: 'soak-pinned / soak: completedPerSec, pinned against unpinned', values, target: { text: '>= 0.9x', min: 0.9 } });
-  }
-  const e2e = by('e2e');
-  const aged = by('e2e-aged');
-  if (e2e && aged) {
-    const values: CrossFigure['values'] = {};
-    for (const s of ['bucketq', 'graphile-worker'] as const) {
-      const a = median(aged, s, 'completedPerSec');
-      const b = median(e2e, s, 'completedPerSec');
-      values[s] = a !== null && b !== null && b !== 0 ? a / b : null;
-    }
-    out.push({ figure: 'e2e-aged / e2e: completedPerSec, a week-old topic against a new one', values, target: { text: '>= 0.9x', min: 0.9 } });
-  }
+    out.push({ figure, values, target: { text: '>= 0.9x', min: 0.9 } });
+  };
+  ratio('soak-pinned', 'soak', 'soak-pinned / soak: completedPerSec, pinned against unpinned');
+  ratio('e2e-aged', 'e2e', 'e2e-aged / e2e: completedPerSec, a week-old topic against a new one');
   return out;
 }

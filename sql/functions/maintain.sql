@@ -122,27 +122,14 @@ begin
   -- reads the new floor after taking that lock and never sends below it; claims read the
   -- group's copy, and do not open the partitions below it.
   for t in select * from bucketq.topic order by topic_id loop
-    v_floor := t.log_from;
-    for p in select * from bucketq.log_partition x
-              where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
-              order by x.lower_bound loop
-      exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
-      v_floor := p.upper_bound;
-    end loop;
-    if v_floor > t.log_from then
+    if bucketq._log_floor_reach(t, v_now) > t.log_from then
       begin
         -- In turns of 50 ms (sends wait no longer than that), for at most 500 ms. (A
         -- send that waits for a missing partition's creation, lock 0, which we hold,
         -- while holding its producer lock, then waits for our transaction, not we for it.)
         set local lock_timeout = '500ms';
         perform bucketq._lock_topic_producers('maintain', t);
-        v_floor := t.log_from;
-        for p in select * from bucketq.log_partition x
-                  where x.topic_id = t.topic_id and x.upper_bound > t.log_from and x.upper_bound <= v_now
-                  order by x.lower_bound loop
-          exit when bucketq._log_pending(t, greatest(p.lower_bound, t.log_from), p.upper_bound);
-          v_floor := p.upper_bound;
-        end loop;
+        v_floor := bucketq._log_floor_reach(t, v_now);
         if v_floor > t.log_from then
           update bucketq.topic x set log_from = v_floor where x.topic_id = t.topic_id;
           topic := t.name; action := 'raised_log_floor'; detail := 'claims read the log from ' || v_floor::text;
