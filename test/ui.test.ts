@@ -74,6 +74,10 @@ beforeAll(async () => {
   // Everything happens over the last five minutes (the owner's clock offset), so the
   // throughput chart has a history and the oldest messages an age.
   await clock(300);
+  // A claim visits buckets from a random one on; with the session's seed fixed, the
+  // slots below always reach the same messages (without it, 2 runs in 30 left one of
+  // audit's dead letters or billing's second k-dead-1 unreached).
+  await setup.query('select setseed(0.25)');
   await setup.query(`select bucketq.create_topic($1, buckets => ${BUCKETS})`, [TOPIC]);
   for (const [group, attempts] of [['billing', 2], ['audit', 4]] as const) {
     await setup.query(
