@@ -253,7 +253,7 @@ create table bucketq.topic_key (
 alter table bucketq.topic_key add constraint topic_key_topic_id_fkey FOREIGN KEY (topic_id) REFERENCES bucketq.topic(topic_id) ON DELETE CASCADE;
 alter table bucketq.topic_key add constraint topic_key_pkey PRIMARY KEY (topic_id, key);
 alter table bucketq.topic_key add constraint topic_key_key_id_key UNIQUE (key_id);
-comment on table bucketq.topic_key is 'One row per (topic, key), written once when the key is first sent: key_id. Never updated: each sender locks its keys'' rows (FOR NO KEY UPDATE) until it commits, which orders key_seq by commit; the counter is bucketq.key_counter.';
+comment on table bucketq.topic_key is 'One row per (topic, key), written once when the key is first sent: key_id. Never updated: each sender inserts or locks its keys'' rows in key order (INSERT ... ON CONFLICT DO UPDATE ... WHERE false, a FOR UPDATE row lock that makes no row version) until it commits, which orders key_seq by commit; the counter is bucketq.key_counter.';
 
 CREATE INDEX bucket_owner_owner ON bucketq.bucket_owner USING btree (group_id, owner);
 CREATE INDEX consumer_group_topic ON bucketq.consumer_group USING btree (topic_id);
@@ -1945,19 +1945,17 @@ declare
   v_keys text[];
   v_key_ids bigint[];
 begin
+  -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
   select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
-  on conflict (topic_id, key) do nothing;
+  on conflict (topic_id, key) do update set key = excluded.key where false;
 
-  -- ORDER BY is applied before the rows are locked: the locks are taken in key order.
   -- The key_ids come from here: every later statement goes by key_id, an index probe.
   -- (A join of the keys with topic_key by name, planned generically for any number of
   -- keys, became a hash join over a sequential scan of all the topic's keys.)
-  select array_agg(l.key), array_agg(l.key_id) into v_keys, v_key_ids
-    from (select k.key, k.key_id from bucketq.topic_key k
-           where k.topic_id = p_topic_id and k.key = any(p_keys)
-           order by k.key
-             for no key update) l;
+  select array_agg(l.key order by l.key), array_agg(l.key_id order by l.key) into v_keys, v_key_ids
+    from bucketq.topic_key l
+   where l.topic_id = p_topic_id and l.key = any(p_keys);
 
   -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
   -- never deletes: lock the newest row we see, so that one deleted since our snapshot
@@ -1989,7 +1987,7 @@ begin
   select k.key, a.key_id, a.base
     from added a join keyed k on k.key_id = a.key_id;
 end $function$;
-comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch: creates missing keys, locks the keys'' topic_key rows (FOR NO KEY UPDATE, in key order) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
 
 CREATE OR REPLACE FUNCTION bucketq._topic(topic_name text)
  RETURNS bucketq.topic
@@ -3878,9 +3876,10 @@ begin
     return 0;
   end if;
 
-  -- Hold back producers of these keys while we put old messages back in front, and
+  -- Hold back producers of these keys while we put old messages back in front (in key
+  -- order, as producers lock them: no deadlock with a send of several keys), and
   -- wait for acks in flight on them: the promotion below then sees the final state.
-  perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key_id for update;
+  perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key for update;
   perform 1 from bucketq.inbox i
    where i.group_id = g.group_id and i.key_id = any(coalesce(v_keys, '{}')) and i.state <> 3
    order by i.key_id, i.msg_id

@@ -68,6 +68,32 @@ describe('key_seq in commit order, gapless', () => {
     expect(await counterRows(c, topic)).toEqual({ a: [[1, 1], [2, 2]], b: [[1, 1], [2, 3], [4, 4]], c: [[1, 1], [2, 2]] });
   });
 
+  it('a batch with a new key after a held one, against a transaction sending both keys in key order: no deadlock', async () => {
+    // Key order within and across transactions is the caller's promise; bucketq must keep
+    // it too. A send that created its new keys before locking its existing ones broke it:
+    // A created "c", then waited for "b" (held by B); B, sending "c" next, waited for A's
+    // new row: a deadlock (the one CI met once in sql-order's 200-key run on Postgres 15).
+    const c = await ctx.session();
+    const { topic } = await topicAndGroup(c, ctx, { consumer: null });
+    await send(c, topic, { by: 'setup' }, { key: 'b' });
+    const [A, B] = [await ctx.session(), await ctx.session()];
+    await B.query('begin');
+    await send(B, topic, { by: 'B' }, { key: 'b' });
+    const aSend = sendBatch(A, topic, [{ by: 'A' }, { by: 'A' }], { keys: ['b', 'c'] });
+    await waitUntilBlocked(c, pidOf(A));
+    const bSend = send(B, topic, { by: 'B' }, { key: 'c' });
+    // B must not wait on A: A holds nothing B needs until it has "b".
+    await bSend;
+    await B.query('commit');
+    await aSend;
+    expect(await keySeqs(c, topic)).toEqual({ b: [1, 2, 3], c: [1, 2] });
+    const { rows } = await c.query<{ by: string; key: string; key_seq: number }>(
+      `select m.payload->>'by' as by, m.key, m.key_seq::int from bucketq.message m join bucketq.topic t using (topic_id) where t.name = $1 order by m.key, m.key_seq`,
+      [topic],
+    );
+    expect(rows.map((r) => `${r.key}${r.key_seq}:${r.by}`)).toEqual(['b1:setup', 'b2:B', 'b3:A', 'c1:B', 'c2:A']);
+  });
+
   it('6 producer sessions, random batches over 4 shared keys, random delays before commit or rollback: gapless, and a key\'s senders commit in key_seq order', async () => {
     const c = await ctx.session();
     const { topic } = await topicAndGroup(c, ctx, { consumer: null });

@@ -1,7 +1,7 @@
 // nack, backoff, dead letters (skip and block) and replay_dead at the SQL level.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, nack, send, sendBatch, setClock, stateFingerprint, topicAndGroup, useDatabase } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, pidOf, send, sendBatch, setClock, stateFingerprint, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -228,6 +228,26 @@ describe('replay_dead', () => {
     expect(await claim(s, group, consumer, 10)).toEqual([]); // 2 is in flight: nothing else of the key
     await ack(s, group, [m2!]);
     expect(await drain(s, group, consumer)).toEqual([{ n: 1 }, { n: 3 }]);
+  });
+
+  it('holds back producers of its keys in key order: no deadlock with a transaction sending its keys in key order', async () => {
+    const { s, topic, group, consumer } = await deadHeads();
+    // "b" gets the lower key_id: an order by key_id would lock b before a.
+    await sendBatch(s, topic, [{ n: 'b' }], { keys: ['b'] });
+    await sendBatch(s, topic, [{ n: 'a' }], { keys: ['a'] });
+    await nack(s, group, await claim(s, group, consumer, 10));
+    expect((await deadLetters(s, group)).length).toBe(2);
+    const [P, R] = [await ctx.session(), await ctx.session()];
+    await P.query('begin');
+    await send(P, topic, { n: 'a2' }, { key: 'a' });
+    const replay = R.query('select bucketq.replay_dead($1) as n', [group]);
+    await waitUntilBlocked(s, pidOf(R)); // on a, held by P: it must hold nothing else yet
+    await send(P, topic, { n: 'b2' }, { key: 'b' });
+    await P.query('commit');
+    expect((await replay).rows[0].n).toBe(2);
+    const got = await drain(s, group, consumer);
+    expect(got.filter((p) => ['a', 'a2'].includes((p as { n: string }).n))).toEqual([{ n: 'a' }, { n: 'a2' }]);
+    expect(got.filter((p) => ['b', 'b2'].includes((p as { n: string }).n))).toEqual([{ n: 'b' }, { n: 'b2' }]);
   });
 
   it('unknown (or already replayed) ids raise BQ005 and replay nothing', async () => {

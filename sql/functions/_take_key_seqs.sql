@@ -1,13 +1,18 @@
 -- The per-key counters of a send, without a dead tuple on the way (migration 25).
 --
--- topic_key rows are never updated: a new key is inserted once (ON CONFLICT DO NOTHING;
--- a concurrent sender of the same new key waits for our commit, then finds our row),
--- then every sender of the key locks its row FOR NO KEY UPDATE until it commits. A row
--- lock only sets the tuple's xmax: no new version, nothing for VACUUM, however long the
--- xmin horizon is pinned. Locks are taken in key order (the caller passes the keys
--- sorted and distinct), so two senders of the same keys never deadlock. replay_dead
--- locks the same rows FOR UPDATE, which conflicts with ours: it still holds producers
--- of its keys back.
+-- topic_key rows are never updated: a new key is inserted once, then every sender of
+-- the key locks its row until it commits. One statement does both, key by key in key
+-- order (the caller passes the keys sorted and distinct): INSERT ... ON CONFLICT DO
+-- UPDATE ... WHERE false inserts a new key, or locks the existing row (FOR UPDATE: every
+-- column is a key column) and updates nothing. A concurrent sender of the same new key
+-- waits for our commit, then locks our row. A row lock only sets the tuple's xmax: no
+-- new version, nothing for VACUUM, however long the xmin horizon is pinned.
+--
+-- Creating and locking in one pass is what keeps the order: a send that first created
+-- its new keys and then locked its existing ones held a new key "c" while waiting for
+-- "b", and deadlocked with a transaction that held "b" and sent "c" next (key order
+-- across its statements, as the caller is told to keep). replay_dead locks the same rows
+-- FOR UPDATE, also in key order: it still holds producers of its keys back.
 --
 -- The counter itself is append-only: bucketq.key_counter gets one row per key per
 -- send, (key_id, prev + 1, prev + count), prev being the last_seq of the key's newest
@@ -33,19 +38,17 @@ declare
   v_keys text[];
   v_key_ids bigint[];
 begin
+  -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
   select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
-  on conflict (topic_id, key) do nothing;
+  on conflict (topic_id, key) do update set key = excluded.key where false;
 
-  -- ORDER BY is applied before the rows are locked: the locks are taken in key order.
   -- The key_ids come from here: every later statement goes by key_id, an index probe.
   -- (A join of the keys with topic_key by name, planned generically for any number of
   -- keys, became a hash join over a sequential scan of all the topic's keys.)
-  select array_agg(l.key), array_agg(l.key_id) into v_keys, v_key_ids
-    from (select k.key, k.key_id from bucketq.topic_key k
-           where k.topic_id = p_topic_id and k.key = any(p_keys)
-           order by k.key
-             for no key update) l;
+  select array_agg(l.key order by l.key), array_agg(l.key_id order by l.key) into v_keys, v_key_ids
+    from bucketq.topic_key l
+   where l.topic_id = p_topic_id and l.key = any(p_keys);
 
   -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
   -- never deletes: lock the newest row we see, so that one deleted since our snapshot
@@ -79,4 +82,4 @@ begin
 end $$;
 
 comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
-'For send_batch: creates missing keys, locks the keys'' topic_key rows (FOR NO KEY UPDATE, in key order) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';

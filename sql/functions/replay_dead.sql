@@ -30,9 +30,10 @@ begin
     return 0;
   end if;
 
-  -- Hold back producers of these keys while we put old messages back in front, and
+  -- Hold back producers of these keys while we put old messages back in front (in key
+  -- order, as producers lock them: no deadlock with a send of several keys), and
   -- wait for acks in flight on them: the promotion below then sees the final state.
-  perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key_id for update;
+  perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key for update;
   perform 1 from bucketq.inbox i
    where i.group_id = g.group_id and i.key_id = any(coalesce(v_keys, '{}')) and i.state <> 3
    order by i.key_id, i.msg_id
