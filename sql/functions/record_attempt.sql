@@ -30,14 +30,22 @@ begin
   -- session of the same login in this database (the claiming connection; record_attempt
   -- is called from a second one). A finished, unknown or future transaction id, or
   -- another login's, is refused: the record would count attempts no handler made.
+  -- The backends' top-level transaction ids come from pg_stat_get_activity (one pass
+  -- over the backend array; pg_locks joined with pg_stat_activity collected every lock
+  -- of the server and cost 0.2 ms a call). Its view of the backends is cached until the
+  -- transaction ends: cleared first, so that a second call in one transaction sees a
+  -- claim made since. The xid is 32 bits there: the full one must also lie between the
+  -- oldest running transaction and ours, as a running transaction's does.
   v_own := coalesce(xact = pg_current_xact_id_if_assigned(), false);
-  if not v_own and not exists (
-       select 1 from pg_catalog.pg_locks l
-         join pg_catalog.pg_stat_activity a on a.pid = l.pid
-        where l.locktype = 'transactionid' and l.mode = 'ExclusiveLock' and l.granted
-          and l.transactionid = (xact::text::numeric % 4294967296)::bigint::text::xid
+  if not v_own then
+    perform pg_catalog.pg_stat_clear_snapshot();
+  end if;
+  if not v_own and (not exists (
+       select 1 from pg_catalog.pg_stat_get_activity(null) a
+        where a.backend_xid = (xact::text::numeric % 4294967296)::bigint::text::xid
           and a.datid = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
-          and a.usesysid = (select r.oid from pg_catalog.pg_roles r where r.rolname = session_user)) then
+          and a.usesysid = (select r.oid from pg_catalog.pg_roles r where r.rolname = session_user))
+     or not (xact >= pg_snapshot_xmin(pg_current_snapshot()) and xact < pg_current_xact_id())) then
     raise exception 'record_attempt: transaction % is not running in a session of login % (group %)', xact, session_user, g.name
       using errcode = 'BQ005',
             detail = 'record_attempt records an attempt under way: the claiming transaction must still be open, and be this login''s. Nothing was recorded.',
