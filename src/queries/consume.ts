@@ -1,6 +1,6 @@
 // Consuming: bucketq.claim / bucketq.ack / bucketq.nack. Ids and lease tokens are
 // int8 and stay strings end to end so no precision is ever lost.
-import pg from 'pg';
+import type pg from 'pg';
 import { namedCall } from '../db/named-call.js';
 import { query } from '../db/query.js';
 import { mapPgError } from '../errors.js';
@@ -137,21 +137,9 @@ export async function beginAndClaimLocked(
 /**
  * bucketq.record_attempt, from a session other than the claiming one: if transaction
  * xact ends without committing, the messages' attempt counts.
- *
- * Committed asynchronously (synchronous_commit off for this one transaction: two
- * statements in one simple query are one transaction): the handlers wait for it, and a
- * WAL flush would add a disk sync to every batch's latency. The note is visible to
- * others once committed; only a crash of Postgres itself within a fraction of a second
- * can lose it, and that crash ends the claiming transaction too. Any later synchronous
- * commit (the batch's ack) flushes it first.
  */
 export async function recordAttempt(db: Queryable, group: string, consumerId: string, xact: string, msgIds: string[]): Promise<void> {
-  if (!/^\d+$/.test(xact) || msgIds.some((id) => !/^\d+$/.test(id))) throw new TypeError(`recordAttempt: xact and msg ids must be integers (got ${xact}, ${msgIds.join(',')})`);
-  await query(
-    db,
-    `set local synchronous_commit = off; ` +
-      `select bucketq.record_attempt(${pg.escapeLiteral(group)}, ${pg.escapeLiteral(consumerId)}, '${xact}'::xid8, '{${msgIds.join(',')}}'::bigint[])`,
-  );
+  await query(db, 'select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumerId, xact, msgIds]);
 }
 
 export interface AckResult {
