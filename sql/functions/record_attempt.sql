@@ -63,23 +63,34 @@ begin
   -- plan also scanned message_xid for the whole bucket (xid is not null), a cost that
   -- grew with the log. Those ahead of the checkpoint are above the group's log_from
   -- (messages older than it come from the inbox, checked below).
+  -- The bucket checks once per bucket (b), not per message. Each inbox probe is an
+  -- index probe by msg_id (the lateral LIMIT): planned as an anti join on a generic
+  -- plan, it read the group's whole inbox once per message (13 ms for a claim of 250
+  -- with 1,000 messages waiting).
   with m as materialized (
     select m.id, m.bucket, m.xid, m.ord from bucketq.message m
      where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.sent_at >= g.log_from
+  ),
+  b as materialized (
+    select o.bucket, c.lo, c.hi, c.pos_ord, c.early_ids
+      from bucketq.bucket_owner o
+      join bucketq.cursor k on k.group_id = o.group_id and k.bucket = o.bucket
+      cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
+                           where p.group_id = g.group_id and p.bucket = o.bucket and p.kind = 1
+                           order by p.seq desc limit 1) c
+     where o.group_id = g.group_id and o.owner = record_attempt.consumer_id
+       and o.bucket = any(array(select distinct m.bucket from m))
+       and bucketq._xact_holds(xact, k.xmax)
   )
   select coalesce(array_agg(m.id), '{}'), coalesce(array_agg(m.bucket), '{}') into v_log_held, v_log_buckets
     from m
-    join bucketq.bucket_owner o on o.group_id = g.group_id and o.bucket = m.bucket
-    join bucketq.cursor k on k.group_id = g.group_id and k.bucket = m.bucket
-    cross join lateral (select p.lo, p.hi, p.pos_ord, p.early_ids from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = m.bucket and p.kind = 1
-                         order by p.seq desc limit 1) c
+    join b on b.bucket = m.bucket
+    left join lateral (select true as waits from bucketq.inbox i
+                        where i.group_id = g.group_id and i.msg_id = m.id limit 1) ib on true
    where m.xid is not null
-     and o.owner = record_attempt.consumer_id
-     and bucketq._xact_holds(xact, k.xmax)
-     and not pg_visible_in_snapshot(m.xid, c.lo)
-     and not (pg_visible_in_snapshot(m.xid, c.hi) and m.ord <= c.pos_ord and m.id <> all(c.early_ids))
-     and not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = m.id);
+     and ib.waits is null
+     and not pg_visible_in_snapshot(m.xid, b.lo)
+     and not (pg_visible_in_snapshot(m.xid, b.hi) and m.ord <= b.pos_ord and m.id <> all(b.early_ids));
   select array_agg(u.id order by u.id) into v_foreign
     from unnest(msg_ids) u(id)
    where u.id <> all(v_log_held)
