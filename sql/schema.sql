@@ -1568,9 +1568,13 @@ begin
       -- of these keys has a row in the inbox (the usual case: one probe, planned once)
       -- there is nothing to promote, and nobody can add one meanwhile: rows of this
       -- bucket's keys come from claims, settles and rewinds of the bucket, which wait
-      -- for the cursor row we hold.
+      -- for the cursor row we hold. A probe per key (LATERAL ... LIMIT 1): as one
+      -- key_id = ANY() filter, the generic plan read the group's whole inbox by its
+      -- primary key once per bucket.
       if v_keys is not null
-         and exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id = any(v_keys)) then
+         and exists (select 1 from unnest(v_keys) as k(key_id)
+                      cross join lateral (select 1 from bucketq.inbox x
+                                           where x.group_id = g.group_id and x.key_id = k.key_id limit 1) l) then
         perform 1 from unnest(v_keys) as k(key_id)
           cross join lateral (select x.msg_id from bucketq.inbox x
                                where x.group_id = g.group_id and x.key_id = k.key_id
@@ -2114,6 +2118,7 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -2313,6 +2318,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -2518,6 +2524,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3450,6 +3457,7 @@ CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3642,6 +3650,7 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare

@@ -92,3 +92,90 @@ describe('generic plans made on an empty log', () => {
     expect(perBatch.message, JSON.stringify(perBatch)).toBeLessThan(30);
   });
 });
+
+describe('a batch while messages wait in the inbox', () => {
+  // The inbox holds only exceptions, so it is usually empty, and so are the statistics
+  // autovacuum gathers on it. A burst of failures can then put thousands of messages
+  // there (each failed head in backoff, its key's later messages waiting behind it).
+  // Plans made on the empty statistics read the whole inbox once per message or key:
+  // a NOT EXISTS as an anti join in record_attempt, sequential scans in the claim's
+  // per-key checks, a key_id = ANY() filter in the ack. Until the next ANALYZE, a batch
+  // of 200 with 1,800 messages waiting read 1.1 million inbox entries.
+  it('reads about one inbox entry per claimed message (claim, record_attempt, ack), not the group\'s whole inbox per message', async () => {
+    const admin = await ctx.session();
+    const worker = await ctx.session();
+    const recorder = await ctx.session();
+    const topic = ctx.unique('t');
+    const group = ctx.unique('g');
+    const consumer = 'c1';
+    await admin.query(`select bucketq.create_topic(topic => $1, buckets => 16)`, [topic]);
+    await admin.query(
+      `select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest', max_attempts => 100, backoff_base => '1 hour', backoff_max => '2 hours')`,
+      [group, topic]);
+    await admin.query(`select * from bucketq.join($1, $2)`, [group, consumer]);
+    const sendKeys = (prefix: string, n: number) => admin.query(
+      `select count(*) from bucketq.send_batch($1, array(select jsonb_build_object('m', $2 || x) from generate_series(1, $3) x),
+                                                array(select $2 || x from generate_series(1, $3) x))`, [topic, prefix, n]);
+    // One batch as a worker runs it, in lock mode (claim_locked, record_attempt from a
+    // second session, ack, commit) or in lease mode (claim, ack): the inbox entries read.
+    const cycle = async (n: number, mode: 'locked' | 'lease') => {
+      await admin.query(`select * from bucketq.heartbeat($1, $2)`, [group, consumer]);
+      const before = await inboxReads();
+      if (mode === 'locked') {
+        await worker.query('begin');
+        const { rows } = await worker.query<{ msg_id: string; xact: string }>(
+          'select msg_id, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => 250, max_per_key => 250)', [group, consumer]);
+        expect(rows).toHaveLength(n);
+        await recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])',
+          [group, consumer, rows[0]!.xact, rows.map((r) => r.msg_id)]);
+        await worker.query(
+          'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3)',
+          [group, rows.map((r) => r.msg_id), consumer]);
+        await worker.query('commit');
+      } else {
+        const { rows } = await worker.query<{ msg_id: string; lease_token: string }>(
+          'select msg_id, lease_token from bucketq.claim(group_name => $1, consumer_id => $2, max_messages => 250, max_per_key => 250)', [group, consumer]);
+        expect(rows).toHaveLength(n);
+        await worker.query(
+          'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => $3::bigint[], consumer_id => $4)',
+          [group, rows.map((r) => r.msg_id), rows.map((r) => r.lease_token), consumer]);
+      }
+      return (await inboxReads()) - before;
+    };
+    const inboxReads = async () => {
+      // admin too: its own reads (the nacks above) would otherwise be reported late, inside the window.
+      await flushStats(admin, [admin, worker, recorder]);
+      const { rows } = await admin.query<{ n: string }>(
+        `select coalesce(sum(idx_tup_read), 0) + (select seq_tup_read from pg_stat_user_tables where schemaname = 'bucketq' and relname = 'inbox') as n
+           from pg_stat_user_indexes where schemaname = 'bucketq' and relname = 'inbox'`);
+      return Number(rows[0]!.n);
+    };
+
+    // The worker sessions' plans are made now, on an empty inbox and statistics that say so.
+    await admin.query('analyze bucketq.inbox');
+    await sendKeys('a', 5);
+    await cycle(5, 'locked');
+    await sendKeys('b', 5);
+    await cycle(5, 'lease');
+
+    // 600 keys of 3 messages: each head fails (retry in an hour), the other two wait behind it.
+    for (let round = 0; round < 3; round++) await sendKeys('w', 600);
+    for (;;) {
+      const { rows } = await admin.query<{ msg_id: string; lease_token: string }>(
+        `select msg_id, lease_token from bucketq.claim($1, $2, max_messages => 1000, max_per_key => 1)`, [group, consumer]);
+      if (rows.length === 0) break;
+      await admin.query(`select count(*) from bucketq.nack($1, $2::bigint[], $3::bigint[], retry_delay => '1 hour')`,
+        [group, rows.map((r) => r.msg_id), rows.map((r) => r.lease_token)]);
+    }
+    const inbox = await admin.query<{ n: string }>(
+      'select count(*) as n from bucketq.inbox i join bucketq.consumer_group g using (group_id) where g.name = $1', [group]);
+    expect(Number(inbox.rows[0]!.n)).toBe(1800);
+
+    // A batch of 200 other messages: about a probe per message (32 entries in all
+    // here), where the whole inbox once per message is 360,000 and more.
+    await sendKeys('f', 200);
+    expect(await cycle(200, 'locked'), 'locked').toBeLessThan(400);
+    await sendKeys('l', 200);
+    expect(await cycle(200, 'lease'), 'lease').toBeLessThan(400);
+  });
+});

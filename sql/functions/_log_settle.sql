@@ -141,9 +141,13 @@ begin
       -- of these keys has a row in the inbox (the usual case: one probe, planned once)
       -- there is nothing to promote, and nobody can add one meanwhile: rows of this
       -- bucket's keys come from claims, settles and rewinds of the bucket, which wait
-      -- for the cursor row we hold.
+      -- for the cursor row we hold. A probe per key (LATERAL ... LIMIT 1): as one
+      -- key_id = ANY() filter, the generic plan read the group's whole inbox by its
+      -- primary key once per bucket.
       if v_keys is not null
-         and exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.key_id = any(v_keys)) then
+         and exists (select 1 from unnest(v_keys) as k(key_id)
+                      cross join lateral (select 1 from bucketq.inbox x
+                                           where x.group_id = g.group_id and x.key_id = k.key_id limit 1) l) then
         perform 1 from unnest(v_keys) as k(key_id)
           cross join lateral (select x.msg_id from bucketq.inbox x
                                where x.group_id = g.group_id and x.key_id = k.key_id
