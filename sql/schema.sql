@@ -3755,10 +3755,13 @@ begin
             hint = 'Pass the msg_ids that claim_locked returned in that transaction (the first of each key is enough).';
   end if;
   -- Messages the claim took from the inbox: the attempt log, settled by claim_locked.
+  -- A probe per id: as msg_id = ANY() on a plan made on an empty inbox, Postgres 15
+  -- read the group's whole inbox by its primary key and filtered.
   insert into bucketq.attempt_log (group_id, xact, consumer_id, msg_ids, started_at)
-  select g.group_id, xact, record_attempt.consumer_id, array_agg(i.msg_id), bucketq._now()
-    from bucketq.inbox i
-   where i.group_id = g.group_id and i.msg_id = any(msg_ids)
+  select g.group_id, xact, record_attempt.consumer_id, array_agg(i.msg_id order by i.msg_id), bucketq._now()
+    from (select distinct u.id from unnest(msg_ids) as u(id)) u
+    cross join lateral (select i.msg_id from bucketq.inbox i
+                         where i.group_id = g.group_id and i.msg_id = u.id limit 1) i
   having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
   -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
