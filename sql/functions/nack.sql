@@ -133,12 +133,21 @@ begin
   -- The rest of each nacked row's run (same key and lease, later key_seq) waits again.
   -- (A locked claim's run was never taken out of waiting.)
   if not v_locked then
+    -- The candidates by a probe of each nacked row's key (LATERAL, OFFSET 0: planned on
+    -- its own, it reads by key). As a join, a plan made on an empty inbox read the
+    -- group's whole inbox once per nacked row. Then locked in key order, as before.
     select array_agg(x.msg_id) into v_tails from (
       select x.msg_id
-        from bucketq.inbox n
-        join bucketq.inbox x on x.group_id = n.group_id and x.key_id = n.key_id
-                            and x.lease_token = n.lease_token and x.key_seq > n.key_seq and x.state = 1
-       where n.group_id = g.group_id and n.msg_id = any(v_held) and n.key_id is not null
+        from bucketq.inbox x
+       where x.group_id = g.group_id and x.state = 1
+         and x.msg_id = any(array(
+               select t.msg_id
+                 from bucketq.inbox n
+                 cross join lateral (select y.msg_id from bucketq.inbox y
+                                      where y.group_id = n.group_id and y.key_id = n.key_id and y.key_seq > n.key_seq
+                                        and y.lease_token = n.lease_token and y.state = 1
+                                     offset 0) t
+                where n.group_id = g.group_id and n.msg_id = any(v_held) and n.key_id is not null))
          and x.msg_id <> all(v_held)
        order by x.key_id, x.msg_id
          for update of x) x;
