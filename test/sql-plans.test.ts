@@ -34,6 +34,28 @@ async function reads(observer: pg.Client, sessions: pg.Client[]): Promise<{ prog
   };
 }
 
+/**
+ * One locked batch as the worker runs it: claim_locked in the worker's transaction, the
+ * attempt recorded from a second session of its login, ack, commit. Returns the claimed rows.
+ */
+async function lockedBatch(
+  worker: pg.Client, recorder: pg.Client, group: string, consumer: string, maxMessages: number, maxPerKey: number,
+): Promise<{ msg_id: string; xact: string }[]> {
+  await worker.query('begin');
+  const { rows } = await worker.query<{ msg_id: string; xact: string }>(
+    'select msg_id, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => $3, max_per_key => $4)',
+    [group, consumer, maxMessages, maxPerKey]);
+  if (rows.length > 0) {
+    await recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])',
+      [group, consumer, rows[0]!.xact, rows.map((r) => r.msg_id)]);
+    await worker.query(
+      'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3)',
+      [group, rows.map((r) => r.msg_id), consumer]);
+  }
+  await worker.query('commit');
+  return rows;
+}
+
 describe('generic plans made on an empty log', () => {
   it('a worker session from its first batch to its 400th: each locked claim, record_attempt and ack reads a bounded number of rows', async () => {
     const admin = await ctx.session();
@@ -57,17 +79,7 @@ describe('generic plans made on an empty log', () => {
 
     const cycle = async (i: number) => {
       await send(producer, topic, { i }, { key: `k${i % 3}` });
-      await worker.query('begin');
-      const { rows } = await worker.query<{ msg_id: string; xact: string }>(
-        'select msg_id, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => 10)', [group, consumer]);
-      expect(rows).toHaveLength(1);
-      // As the worker does: the attempt is recorded from a second session of its login.
-      await recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])',
-        [group, consumer, rows[0]!.xact, rows.map((r) => r.msg_id)]);
-      await worker.query(
-        'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3)',
-        [group, rows.map((r) => r.msg_id), consumer]);
-      await worker.query('commit');
+      expect(await lockedBatch(worker, recorder, group, consumer, 10, 1)).toHaveLength(1);
     };
 
     for (let i = 0; i < 150; i++) await cycle(i);
@@ -122,16 +134,7 @@ describe('a batch while messages wait in the inbox', () => {
       await admin.query(`select * from bucketq.heartbeat($1, $2)`, [group, consumer]);
       const before = await inboxReads();
       if (mode === 'locked') {
-        await worker.query('begin');
-        const { rows } = await worker.query<{ msg_id: string; xact: string }>(
-          'select msg_id, xact::text from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => 250, max_per_key => 250)', [group, consumer]);
-        expect(rows).toHaveLength(n);
-        await recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])',
-          [group, consumer, rows[0]!.xact, rows.map((r) => r.msg_id)]);
-        await worker.query(
-          'select * from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => null, consumer_id => $3)',
-          [group, rows.map((r) => r.msg_id), consumer]);
-        await worker.query('commit');
+        expect(await lockedBatch(worker, recorder, group, consumer, 250, 250)).toHaveLength(n);
       } else {
         const { rows } = await worker.query<{ msg_id: string; lease_token: string }>(
           'select msg_id, lease_token from bucketq.claim(group_name => $1, consumer_id => $2, max_messages => 250, max_per_key => 250)', [group, consumer]);

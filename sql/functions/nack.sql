@@ -11,10 +11,8 @@ language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
 -- Generic plans, made once per session: a custom plan of a query over the log's
 -- partitions took 4 ms to plan (more with every partition), on every call.
 set plan_cache_mode = force_generic_plan
--- and no sequential scans: the inbox is normally empty, so the statistics autovacuum
--- gathers say so, and a plan made on them scanned the whole inbox once per message or
--- key (a claim of 200 with 1,800 messages waiting read 1.1 million inbox entries)
--- when a burst of failures filled it, until the next ANALYZE.
+-- and no sequential scans: plans made on an empty inbox must still probe it once it
+-- fills (docs/design/log-cursor.md, sixth pass; test/sql-plans.test.ts).
 set enable_seqscan = off
 as $$
 #variable_conflict use_column
