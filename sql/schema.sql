@@ -1234,6 +1234,7 @@ declare
   v_pos_id bigint;
   v_last record;
   v_ids bigint[];
+  v_old bigint[];
   s record;
   v_counted bigint[];
   v_spent bigint[];
@@ -1298,7 +1299,14 @@ begin
     if v_last.id is not null then
       if not pg_visible_in_snapshot(v_last.xid, d.hi) then
         -- The batch had opened a new window; any later snapshot holds all of it (what
-        -- else it passes goes to the inbox too, which loses nothing).
+        -- else it passes goes to the inbox too, which loses nothing). The notes may
+        -- span both windows: a first batch read the rest of the checkpoint's window, a
+        -- second (whose claim had put the first's messages back, then rolled back with
+        -- them) the next one. The rest of the checkpoint's window goes to the inbox as
+        -- well: the new checkpoint starts past it (before, it was passed over, lost).
+        select array_agg(w.id) into v_old
+          from bucketq._log_window(g.topic_id, c.bucket, d.lo, d.lo_floor, d.hi, d.hi_ceil, d.early_ids, d.pos_ord, null, g.log_from) w
+         where g.start_time is null or w.sent_at >= g.start_time;
         s := bucketq._log_snapshot();
         v_lo := d.hi; v_lo_floor := d.hi_floor; v_hi := s.snap; v_hi_floor := s.floor; v_hi_ceil := s.ceil;
         v_early := bucketq._log_open(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, g.log_from);
@@ -1308,6 +1316,7 @@ begin
         select array_agg(w.id) into v_ids
           from bucketq._log_window(g.topic_id, c.bucket, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos_ord, null, g.log_from) w
          where w.ord <= v_last.ord and (g.start_time is null or w.sent_at >= g.start_time);
+        v_ids := coalesce(v_old, '{}') || coalesce(v_ids, '{}');
         perform bucketq._log_materialize(g, v_ids, v_counted, true, nextval('bucketq.lease_token_seq'),
                                          p_now, c.consumer_id, c.epoch, p_now);
         -- Spent: dead-lettered as _settle_attempts does for the inbox's messages.

@@ -292,6 +292,45 @@ describe('attempts of locked claims that end without committing', () => {
     expect(again.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 1]]);
   });
 
+  it('two locked batches in a row that end without committing, the second in a newer window: every message of both comes back', async () => {
+    // The first batch reads the rest of the checkpoint's window, the second (after the
+    // first's messages went back, in its own transaction, rolled back with it) the next
+    // window. Recounted from the checkpoint, both batches' messages must come back: the
+    // rest of the old window was passed over once (lost) when the last noted message
+    // sat in the newer window.
+    const observer = await session();
+    const w = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { buckets: 1 });
+    const [m0, m1, m2] = await sendBatch(observer, topic, [{ n: 0 }, { n: 1 }, { n: 2 }], { keys: ['a', 'b', 'c'] });
+    await w.query('begin');
+    expect((await claimLocked(w, group, consumer, 1)).map((m) => m.msg_id)).toEqual([m0]);
+    await ackLocked(w, group, [m0!]);
+    await w.query('commit'); // the checkpoint: m0 done, m1 and m2 ahead in its window
+
+    await w.query('begin');
+    const first = await claimLocked(w, group, consumer, 2);
+    expect(first.map((m) => m.msg_id)).toEqual([m1, m2]);
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, first[0]!.xact, [m1, m2]]);
+    await w.query('rollback');
+
+    const [m3] = await sendBatch(observer, topic, [{ n: 3 }], { keys: ['d'] });
+    await w.query('begin');
+    const second = await claimLocked(w, group, consumer, 10);
+    expect(second.map((m) => [m.msg_id, m.attempt])).toEqual([[m1, 2], [m2, 2], [m3, 1]]);
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, second[0]!.xact, [m1, m2, m3]]);
+    await w.query('rollback');
+
+    const delivered: [number, number][] = [];
+    for (let i = 0; i < 5; i++) {
+      await w.query('begin');
+      const got = await claimLocked(w, group, consumer, 10);
+      if (got.length > 0) await ackLocked(w, group, got.map((m) => m.msg_id));
+      await w.query('commit');
+      delivered.push(...got.map((m) => [m.msg_id, m.attempt] as [number, number]));
+    }
+    expect(delivered.sort((x, y) => x[0] - y[0])).toEqual([[m1, 3], [m2, 3], [m3, 2]]);
+  });
+
   // record_attempt checks that the claiming transaction holds the bucket, then writes
   // its note. If that transaction ends in between (a crash, a kill, a commit), others
   // claim and ack the bucket meanwhile, and a note written after their rows would be
