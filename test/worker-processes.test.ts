@@ -277,6 +277,31 @@ async function diagnostics(group: string, ws: Worker[] = workers): Promise<strin
   await dump('consumers', 'select * from bucketq.consumers where group_name = $1');
   await dump('buckets', 'select bucket, owner, epoch, heartbeat_age::text, owned from bucketq.buckets where group_name = $1 order by bucket');
   await dump('dead letters', 'select msg_id, key, key_seq, attempts, last_error from bucketq.dead_letters where group_name = $1 limit 20');
+  // A stall shows as waiting rows: every inbox row of their keys, and where each of the
+  // keys' messages stands (what it waits behind, who last had it).
+  await dump(
+    'inbox rows of keys with a waiting row',
+    `select i.msg_id, i.bucket, i.state, i.key_id, i.key_seq, i.attempts, i.consumer_id, i.epoch, i.available_at::text
+       from bucketq.inbox i join bucketq.consumer_group g on g.group_id = i.group_id
+      where g.name = $1 and i.key_id in (select w.key_id from bucketq.inbox w where w.group_id = g.group_id and w.state = 3)
+      order by i.key_id, i.key_seq limit 60`,
+  );
+  await dump(
+    'message states of keys with a waiting row',
+    `select s.msg_id, s.key, s.key_seq, s.bucket, s.state, s.consumer_id, s.epoch, s.since::text, s.waiting_behind, s.attempts
+       from bucketq.message_states s
+      where s.group_name = $1
+        and s.key in (select m.key from bucketq.inbox w join bucketq.consumer_group g on g.group_id = w.group_id
+                        join bucketq.message m on m.id = w.msg_id where g.name = $1 and w.state = 3)
+      order by s.key, s.key_seq desc limit 60`,
+  );
+  await dump(
+    'latest progress rows (newest 40)',
+    `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token, p.leased_until::text, p.created_at::text,
+            cardinality(p.msg_ids) as n, p.msg_ids[1:8] as first_ids
+       from bucketq.progress p join bucketq.consumer_group g on g.group_id = p.group_id
+      where g.name = $1 order by p.seq desc limit 40`,
+  );
   for (const w of ws) parts.push(`--- worker ${w.id} (alive ${w.alive}, exit ${w.proc.exitCode ?? w.proc.signalCode}) ---\n${w.tail(3000)}`);
   return parts.join('\n\n');
 }
