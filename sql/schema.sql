@@ -1235,6 +1235,8 @@ declare
   v_last record;
   v_ids bigint[];
   v_old bigint[];
+  v_since bigint;
+  v_hand boolean := false;
   s record;
   v_counted bigint[];
   v_spent bigint[];
@@ -1275,11 +1277,21 @@ begin
       perform bucketq._log_materialize(g, c.msg_ids, '{}', false, null, null, null, null, p_now);
     end if;
   else
-    -- The attempt's own hand row went with its transaction; the last checkpoint is
-    -- where it started. A batch that settled before its attempt was recorded is done.
+    -- The attempt's own hand row went with its transaction; the last row before the
+    -- notes is where it started: a checkpoint, or a hand that never settled (a lease
+    -- that expired). The noted claim had expired that hand, then rolled back with it:
+    -- the hand is expired first. Counting from the checkpoint before it read again what
+    -- the hand had passed, whose waiting and delayed messages were in the inbox already
+    -- (found by test/zz-fuzz: delivered twice, or left waiting behind nothing).
     select * into d from bucketq.progress p
-     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 1
+     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind in (1, 2)
      order by p.seq desc limit 1;
+    v_since := d.seq;
+    if d.kind = 2 then
+      d := bucketq._log_expire(g, d, p_now);
+      v_hand := true;
+    end if;
+    -- A batch that settled before its attempt was recorded is done.
     if exists (select 1 from bucketq.progress p where p.xact = c.xact and p.kind = 1 and p.group_id + 0 = c.group_id) then
       return d;
     end if;
@@ -1289,8 +1301,14 @@ begin
     -- to the inbox in a claim that itself did not commit.
     select coalesce(array_agg(u.id), '{}') into v_counted
       from bucketq.progress p cross join unnest(p.msg_ids) u(id)
-     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 3 and p.seq > d.seq
+     where p.group_id = c.group_id and p.bucket = c.bucket and p.kind = 3 and p.seq > v_since
        and pg_xact_status(p.xact) is distinct from 'in progress' and pg_xact_status(p.xact) is distinct from 'committed';
+    if v_hand then
+      -- Noted messages the hand's expiry put in the inbox: their attempts count there.
+      update bucketq.inbox i
+         set attempts = i.attempts + (select count(*) from unnest(v_counted) u(id) where u.id = i.msg_id)::int
+       where i.group_id = g.group_id and i.msg_id = any(v_counted);
+    end if;
     -- The last message those attempts had: the new position passes it.
     select m.xid, m.ord, m.id into v_last from bucketq.message m
      where m.topic_id = g.topic_id and m.id = any(v_counted || c.msg_ids) and m.bucket = c.bucket

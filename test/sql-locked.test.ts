@@ -3,7 +3,7 @@
 // sessions; crashes are real terminated backends.
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, send, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 const opened: pg.Client[] = [];
@@ -329,6 +329,38 @@ describe('attempts of locked claims that end without committing', () => {
       delivered.push(...got.map((m) => [m.msg_id, m.attempt] as [number, number]));
     }
     expect(delivered.sort((x, y) => x[0] - y[0])).toEqual([[m1, 3], [m2, 3], [m3, 2]]);
+  });
+
+  it('a locked batch that expired a lease batch and then rolled back: what the lease batch had passed is not read again', async () => {
+    // The lease batch hands m1 and passes m2, delayed to the inbox (not_before). Its
+    // lease expires; a locked claim hands it back (m1 to the inbox), takes m1 and m2
+    // from there, records its attempt (m1 still counts as a log message: the hand-back
+    // is not committed) and rolls back. Counted from the checkpoint before the lease
+    // batch, m2 was read from the log again and delivered twice.
+    const observer = await session();
+    const w = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { buckets: 1, group: { lease_timeout: '1 second', session_timeout: '1 hour' } });
+    const m1 = await send(observer, topic, { n: 1 }, { key: 'a' });
+    const m2 = await send(observer, topic, { n: 2 }, { key: 'b', notBefore: new Date(Date.now() + 2000) });
+    expect((await claim(observer, group, consumer, 10)).map((m) => m.msg_id)).toEqual([m1]);
+
+    await setClock(w, '10 seconds'); // the lease has expired, m2 is due
+    await w.query('begin');
+    const locked = await claimLocked(w, group, consumer, 10);
+    expect(locked.map((m) => m.msg_id).sort()).toEqual([m1, m2].sort());
+    await observer.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, locked[0]!.xact, [m1, m2]]);
+    await w.query('rollback');
+
+    const delivered: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const got = await claim(w, group, consumer, 10);
+      if (got.length > 0) await ack(w, group, got);
+      delivered.push(...got.map((m) => m.msg_id));
+    }
+    expect(delivered.sort()).toEqual([m1, m2].sort());
+    const { rows: states } = await observer.query(
+      `select msg_id::int, state from bucketq.message_states where group_name = $1 order by msg_id`, [group]);
+    expect(states).toEqual([{ msg_id: m1, state: 'done' }, { msg_id: m2, state: 'done' }]);
   });
 
   // record_attempt checks that the claiming transaction holds the bucket, then writes
