@@ -1282,7 +1282,7 @@ begin
     -- that expired). The noted claim had expired that hand, then rolled back with it:
     -- the hand is expired first. Counting from the checkpoint before it read again what
     -- the hand had passed, whose waiting and delayed messages were in the inbox already
-    -- (found by test/zz-fuzz: delivered twice, or left waiting behind nothing).
+    -- (test/sql-random-sessions.test.ts found it: delivered twice, or left waiting behind nothing).
     select * into d from bucketq.progress p
      where p.group_id = c.group_id and p.bucket = c.bucket and p.kind in (1, 2)
      order by p.seq desc limit 1;
