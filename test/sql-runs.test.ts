@@ -315,6 +315,32 @@ describe("a run's tail handed back while its head is dead-lettered", () => {
   });
 });
 
+describe('a replayed dead letter below a lease that is handed back', () => {
+  it('the replayed message waits behind the later one in flight; when that lease is handed back, the key goes on from the replayed one', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, {
+      buckets: 1, group: { max_attempts: 1, on_exhausted: 'skip', session_timeout: '1 hour' },
+    });
+    const [m1, m2] = await sendBatch(c, topic, [{ n: 1 }, { n: 2 }], { keys: ['k', 'k'] });
+    const first = await claim(c, group, consumer, 10);
+    expect(first.map((m) => m.msg_id)).toEqual([m1]);
+    await nack(c, group, first); // its only attempt: dead, skipped
+    const second = await claim(c, group, consumer, 10, { leaseTimeout: '1 second' });
+    expect(second.map((m) => m.msg_id)).toEqual([m2]);
+    // m1 back, below m2, which is in flight: m1 waits for it
+    await c.query('select bucketq.replay_dead($1)', [group]);
+    // m2's lease expires; a claim hands it back behind m1 (before: both waited, for ever)
+    await setClock(c, '10 seconds');
+    const delivered: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const got = await claim(c, group, consumer, 10);
+      if (got.length) await ack(c, group, got);
+      delivered.push(...got.map((m) => m.msg_id));
+    }
+    expect(delivered).toEqual([m1, m2]);
+  });
+});
+
 describe('runs under concurrency', () => {
   it('3 sessions claiming runs and failing some messages while 4 producers send: every message acked once, each key in key_seq order', async () => {
     const setup = await ctx.session();

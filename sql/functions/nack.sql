@@ -168,6 +168,14 @@ begin
     from unnest(msg_ids, errors) as e(id, err)
    where i.group_id = g.group_id and i.msg_id = e.id
      and i.msg_id = any(v_held) and i.msg_id <> all(coalesce(v_dead, '{}'));
+  -- A row that now waits behind an earlier one: if that one waits too (a replayed dead
+  -- letter that was waiting for this lease to end), nothing in flight is left to
+  -- promote it: promote it now, unless some row of the key is still active.
+  perform bucketq._promote(g.group_id,
+                           array(select distinct i.key_id from bucketq.inbox i
+                                  where i.group_id = g.group_id and i.msg_id = any(v_held) and i.state = 3
+                                    and i.key_id is not null),
+                           v_now, true);
 
   if v_dead is not null then
     perform bucketq._dead_letter(g, v_dead, v_dead_errors);
