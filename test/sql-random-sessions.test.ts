@@ -8,7 +8,6 @@
 // tests had not (test/sql-locked.test.ts: "two locked batches in a row ..." and "a
 // locked batch that expired a lease batch ..."). On a failure it prints the history of
 // the messages concerned and their bucket's progress rows.
-import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { sendBatch, topicAndGroup, useDatabase } from './helpers/sql.js';
 
@@ -45,6 +44,18 @@ describe('random sessions', () => {
     const record = (who: string, op: string, ms: M[]) => {
       acked.push(...ms);
       events.push({ t: Date.now(), who, op, ids: ms.map((m) => m.msg_id) });
+    };
+    /** On a failure: who acked these messages when, and every progress row of the first one's bucket. */
+    const history = async (what: string, ids: number[]) => {
+      console.log(what, ids, JSON.stringify(events.filter((e) => e.ids.some((id) => ids.includes(id)))));
+      const { rows: pr } = await admin.query(
+        `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token::text, p.xact::text, p.pos_id, p.msg_ids, p.created_at::text,
+                pg_xact_status(p.xact) as st
+           from bucketq.progress p join bucketq.consumer_group g using (group_id)
+          where g.name = $1 and p.bucket = (select bucket from bucketq.message where id = $2) order by p.seq`,
+        [group, ids[0]],
+      );
+      console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
     };
 
     const producer = async () => {
@@ -180,15 +191,7 @@ describe('random sessions', () => {
           await admin.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, rows.map((m: M) => m.msg_id), rows.map((m: M) => m.lease_token)]);
         } catch (err) {
           const ids = ((err as Error).message.match(/\{([0-9,]+)\}/)?.[1] ?? '').split(',').map(Number);
-          console.log('drain ack failed', (err as Error).message, JSON.stringify(events.filter((e) => e.ids.some((id) => ids.includes(id)))));
-          const { rows: pr } = await admin.query(
-            `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token::text, p.xact::text, p.pos_id, p.msg_ids, p.created_at::text,
-                    pg_xact_status(p.xact) as st
-               from bucketq.progress p join bucketq.consumer_group g using (group_id)
-              where g.name = $1 and p.bucket = (select bucket from bucketq.message where id = $2) order by p.seq`,
-            [group, ids[0]],
-          );
-          console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
+          await history(`drain ack failed: ${(err as Error).message}`, ids);
           throw err;
         }
         record('drain', 'drain', [...(rows as M[])]);
@@ -210,15 +213,7 @@ describe('random sessions', () => {
     const seen = new Set<number>();
     const twice = ackedIds.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
     if (twice.length) {
-      console.log('twice', twice, JSON.stringify(events.filter((e) => e.ids.some((id) => twice.includes(id))), null, 0));
-      const { rows: pr } = await admin.query(
-        `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token::text, p.xact::text, p.pos_id, p.msg_ids, p.created_at::text,
-                pg_xact_status(p.xact) as st
-           from bucketq.progress p join bucketq.consumer_group g using (group_id)
-          where g.name = $1 and p.bucket = (select bucket from bucketq.message where id = $2) order by p.seq`,
-        [group, twice[0]],
-      );
-      console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
+      await history('acked twice', twice);
     }
     expect(twice, 'acked twice').toEqual([]);
     const deadIds = new Set(dead.map((d: { msg_id: number }) => d.msg_id));
