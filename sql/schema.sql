@@ -264,7 +264,7 @@ CREATE INDEX inbox_ready ON bucketq.inbox USING btree (group_id, msg_id) INCLUDE
 CREATE INDEX inbox_timed ON bucketq.inbox USING btree (group_id, available_at) WHERE (state = ANY (ARRAY[1, 2]));
 CREATE INDEX message_window ON ONLY bucketq.message USING btree (bucket, ord);
 CREATE INDEX message_xid ON ONLY bucketq.message USING btree (bucket, xid);
-CREATE INDEX progress_delivered ON bucketq.progress USING gin (msg_ids) WHERE (kind = 1);
+CREATE INDEX progress_delivered ON bucketq.progress USING gin (msg_ids) WITH (fastupdate=off) WHERE (kind = 1);
 CREATE INDEX progress_done ON bucketq.progress USING btree (group_id, created_at) WHERE (kind = 1);
 CREATE INDEX progress_lease ON bucketq.progress USING btree (lease_token) WHERE (lease_token IS NOT NULL);
 CREATE INDEX progress_xact ON bucketq.progress USING btree (xact) WHERE (xact IS NOT NULL);
@@ -273,6 +273,35 @@ CREATE INDEX schedule_due ON bucketq.schedule USING btree (topic_id, next_at);
 create sequence bucketq.lease_token_seq as bigint;
 create sequence bucketq.message_id_seq as bigint;
 create sequence bucketq.message_ord_seq as bigint;
+
+CREATE OR REPLACE FUNCTION bucketq._acked_before(g bucketq.consumer_group, p_ids bigint[], p_records boolean)
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+ STABLE
+ SET enable_seqscan TO 'off'
+AS $function$
+declare
+  v_twice bigint[];
+begin
+  if coalesce(cardinality(p_ids), 0) = 0 then
+    return null;
+  end if;
+  if exists (select 1 from bucketq.progress p
+              where p.kind = 1 and p.msg_ids && p_ids and p.group_id + 0 = g.group_id) then
+    select array_agg(distinct u.id order by u.id) into v_twice
+      from bucketq.progress p cross join unnest(p.msg_ids) as u(id)
+     where p.kind = 1 and p.msg_ids && p_ids and p.group_id + 0 = g.group_id and u.id = any(p_ids);
+  end if;
+  if p_records then
+    select array_agg(distinct x.id order by x.id) into v_twice
+      from (select unnest(v_twice) as id
+            union all
+            select d.msg_id from bucketq.delivery d
+             where d.group_id = g.group_id and d.msg_id = any(p_ids) and d.topic_id = g.topic_id) x;
+  end if;
+  return v_twice;
+end $function$;
+comment on function bucketq._acked_before(bucketq.consumer_group,bigint[],boolean) is 'For ack: the ids of p_ids that group g has acked before, in a batch''s done row (progress kind 1) or, with p_records, a delivery record; NULL if none. A duplicate-delivery guard: ack raises BQ006 for them.';
 
 CREATE OR REPLACE FUNCTION bucketq._caller()
  RETURNS name
@@ -1486,6 +1515,7 @@ declare
   v_caller name;
   v_hands bucketq.progress[];
   v_acked_here bigint[];
+  v_twice bigint[];
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -1568,6 +1598,24 @@ begin
                 detail = 'A key''s messages are acked in key_seq order. Nothing was acked.',
                 hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
       end if;
+    end if;
+    -- Never twice: a message acked before (a done row, a delivery record) must not be
+    -- acked again, whatever handed it out a second time. Checked where the bugs were:
+    -- unless the batch follows an ack's done row directly (the normal flow: one probe),
+    -- the bucket's position came from a recount, an expiry, a rewind or a pass over
+    -- waiting messages, and the ids are looked up (about 2.5 us each).
+    if cardinality(v_acked_here) > 0
+       and not exists (select 1 from (select p.kind, p.consumer_id from bucketq.progress p
+                                       where p.group_id = g.group_id and p.bucket = h.bucket and p.seq < h.seq
+                                       order by p.seq desc limit 1) x
+                        where x.kind = 1 and x.consumer_id is not null) then
+      v_twice := bucketq._acked_before(g, v_acked_here, true);
+    end if;
+    if v_twice is not null then
+      raise exception '%: messages % of group % were acked before (a delivery record exists)', fn, v_twice, g.name
+        using errcode = 'BQ006',
+              detail = 'They were handed out again after their ack. Nothing was acked.',
+              hint = 'Roll back: their effects committed with the first ack. This is a bug in bucketq: please report it with the output of select * from bucketq.message_states where msg_id = any(...) for these ids.';
     end if;
     if cardinality(v_rest) > 0 then
       perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,
@@ -2287,6 +2335,10 @@ begin
             window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
     into v_acked, v_twice, v_keys, v_max_seqs, v_skipped;
 
+  -- and none of them acked by a batch of the log path (its done row)
+  if v_twice is null then
+    v_twice := bucketq._acked_before(g, v_acked, false);
+  end if;
   if v_twice is not null then
     raise exception 'ack: messages % of group % were acked before (a delivery record exists)', v_twice, g.name
       using errcode = 'BQ006',

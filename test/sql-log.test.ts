@@ -2,7 +2,7 @@
 // producer commits later. Producer transactions are held open and committed out of
 // order around claims, with real concurrent sessions.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, pidOf, send, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed } from './helpers/sql.js';
+import { ack, claim, expectBqError, pidOf, send, toInbox, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -147,5 +147,108 @@ describe('log windows and late committers', () => {
     const byKey = new Map<string, number[]>();
     for (const m of delivered) byKey.set(m.key!, [...(byKey.get(m.key!) ?? []), m.key_seq!]);
     for (const [key, seqs] of byKey) expect(seqs, key).toEqual(seqs.map((_, i) => i + 1));
+  });
+});
+
+// The guard against a second delivery of an acked message: a recount that moved a
+// bucket's position back (the bugs of the seventh pass) handed messages out again, and
+// the log path's ack recorded them twice without a word. Here the position is moved
+// back by hand, the shape those bugs had: a copy of the bucket's row from before the
+// message was handed out becomes its newest.
+describe('an acked message handed out again is refused at ack (BQ006)', () => {
+  async function moveBack(c: Queryable, group: string, bucket: number, beforeMsg: number): Promise<void> {
+    const { rowCount } = await c.query(
+      `insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id, created_at)
+       select p.group_id, p.bucket, 1, p.lo, p.lo_floor, p.hi, p.hi_floor, p.hi_ceil, p.early_ids, p.pos_ord, p.pos_id, now()
+         from bucketq.progress p join bucketq.consumer_group g using (group_id)
+        where g.name = $1 and p.bucket = $2 and p.kind = 1 and not ($3 = any(p.msg_ids))
+          and p.seq < (select min(q.seq) from bucketq.progress q where q.group_id = p.group_id and q.bucket = p.bucket and $3 = any(q.msg_ids))
+        order by p.seq desc limit 1`,
+      [group, bucket, beforeMsg],
+    );
+    expect(rowCount).toBe(1);
+  }
+  const deliveredTimes = async (c: Queryable, group: string, id: number) =>
+    Number(
+      (
+        await c.query(
+          `select (select count(*) from bucketq.progress p join bucketq.consumer_group g using (group_id)
+                    where g.name = $1 and p.kind = 1 and $2 = any(p.msg_ids))
+                + (select count(*) from bucketq.delivery d join bucketq.consumer_group g using (group_id)
+                    where g.name = $1 and d.msg_id = $2) as n`,
+          [group, id],
+        )
+      ).rows[0].n,
+    );
+
+  it('by the log path, after a log-path ack', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    const m1 = await send(c, topic, { m: 1 }, { key: 'a' });
+    const [first] = await claim(c, group, 'c1', 10);
+    expect(first!.msg_id).toBe(m1);
+    await ack(c, group, [first!]);
+
+    await moveBack(c, group, 0, m1);
+    const [again] = await claim(c, group, 'c1', 10);
+    expect(again!.msg_id).toBe(m1); // handed out a second time: what the guard is for
+    const err = await expectBqError(ack(c, group, [again!]), 'BQ006', /acked before/);
+    expect(err.message).toContain(String(m1));
+    expect(await deliveredTimes(c, group, m1)).toBe(1);
+  });
+
+  it('by the log path, after an inbox-path ack (a delivery record)', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    const m1 = await send(c, topic, { m: 1 }, { key: 'a' });
+    await toInbox(c, group); // rewind: m1 is read from the inbox from here on
+    const [first] = await claim(c, group, 'c1', 10);
+    expect(first!.msg_id).toBe(m1);
+    await ack(c, group, [first!]);
+    expect(Number((await c.query(`select count(*) as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`, [group])).rows[0].n)).toBe(1);
+
+    // back to the group's first position, before m1 was sent
+    await c.query(
+      `insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id, created_at)
+       select p.group_id, p.bucket, 1, p.lo, p.lo_floor, p.hi, p.hi_floor, p.hi_ceil, p.early_ids, p.pos_ord, p.pos_id, now()
+         from bucketq.progress p join bucketq.consumer_group g using (group_id) where g.name = $1 order by p.seq limit 1`,
+      [group],
+    );
+    const [again] = await claim(c, group, 'c1', 10);
+    expect(again!.msg_id).toBe(m1);
+    await expectBqError(ack(c, group, [again!]), 'BQ006', new RegExp(`acked before.*${m1}|${m1}.*acked before`));
+    expect(await deliveredTimes(c, group, m1)).toBe(1);
+  });
+
+  it('by the inbox path, after a log-path ack', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    const m1 = await send(c, topic, { m: 1 }, { key: 'a' });
+    const [first] = await claim(c, group, 'c1', 10);
+    await ack(c, group, [first!]);
+    // a ready inbox row for the acked message
+    await c.query(
+      `insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at)
+       select g.group_id, m.id, m.bucket, 0, m.key_id, m.key_seq, m.sent_at
+         from bucketq.message m join bucketq.consumer_group g on g.topic_id = m.topic_id where g.name = $1 and m.id = $2`,
+      [group, m1],
+    );
+    const [again] = await claim(c, group, 'c1', 10);
+    expect(again!.msg_id).toBe(m1);
+    await expectBqError(ack(c, group, [again!]), 'BQ006', /acked before/);
+    expect(await deliveredTimes(c, group, m1)).toBe(1);
+  });
+
+  it('a message acked, rewound and delivered again is not refused (rewind forgets its ack)', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    const m1 = await send(c, topic, { m: 1 }, { key: 'a' });
+    const [first] = await claim(c, group, 'c1', 10);
+    await ack(c, group, [first!]);
+    await toInbox(c, group);
+    const [again] = await claim(c, group, 'c1', 10);
+    expect(again!.msg_id).toBe(m1);
+    expect(await ack(c, group, [again!])).toEqual([{ msg_id: m1, status: 'acked' }]);
+    expect(await deliveredTimes(c, group, m1)).toBe(1);
   });
 });

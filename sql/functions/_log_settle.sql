@@ -32,6 +32,7 @@ declare
   v_caller name;
   v_hands bucketq.progress[];
   v_acked_here bigint[];
+  v_twice bigint[];
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -114,6 +115,24 @@ begin
                 detail = 'A key''s messages are acked in key_seq order. Nothing was acked.',
                 hint = 'Ack the earlier messages first or in the same call; if one of them failed, nack it and do not ack the later ones.';
       end if;
+    end if;
+    -- Never twice: a message acked before (a done row, a delivery record) must not be
+    -- acked again, whatever handed it out a second time. Checked where the bugs were:
+    -- unless the batch follows an ack's done row directly (the normal flow: one probe),
+    -- the bucket's position came from a recount, an expiry, a rewind or a pass over
+    -- waiting messages, and the ids are looked up (about 2.5 us each).
+    if cardinality(v_acked_here) > 0
+       and not exists (select 1 from (select p.kind, p.consumer_id from bucketq.progress p
+                                       where p.group_id = g.group_id and p.bucket = h.bucket and p.seq < h.seq
+                                       order by p.seq desc limit 1) x
+                        where x.kind = 1 and x.consumer_id is not null) then
+      v_twice := bucketq._acked_before(g, v_acked_here, true);
+    end if;
+    if v_twice is not null then
+      raise exception '%: messages % of group % were acked before (a delivery record exists)', fn, v_twice, g.name
+        using errcode = 'BQ006',
+              detail = 'They were handed out again after their ack. Nothing was acked.',
+              hint = 'Roll back: their effects committed with the first ack. This is a bug in bucketq: please report it with the output of select * from bucketq.message_states where msg_id = any(...) for these ids.';
     end if;
     if cardinality(v_rest) > 0 then
       perform bucketq._log_materialize(g, v_rest, case when v_locked then '{}' else v_rest end, not v_locked,

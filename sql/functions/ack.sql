@@ -133,6 +133,10 @@ begin
             window w as (partition by gone.key_id order by gone.key_seq)) r where r.bad)
     into v_acked, v_twice, v_keys, v_max_seqs, v_skipped;
 
+  -- and none of them acked by a batch of the log path (its done row)
+  if v_twice is null then
+    v_twice := bucketq._acked_before(g, v_acked, false);
+  end if;
   if v_twice is not null then
     raise exception 'ack: messages % of group % were acked before (a delivery record exists)', v_twice, g.name
       using errcode = 'BQ006',
