@@ -4,10 +4,12 @@
 // batches, prefixes, one message at a time, nacking, letting leases expire, rolling
 // back, committing without settling, leaving and joining again (buckets move). Then one
 // clean consumer drains. Every committed message must be acked exactly once, each key
-// in key_seq order, and nothing may be left pending. This found two bugs the scripted
-// tests had not (test/sql-locked.test.ts: "two locked batches in a row ..." and "a
-// locked batch that expired a lease batch ..."). On a failure it prints the history of
-// the messages concerned and their bucket's progress rows.
+// in key_seq order, and nothing may be left pending. Two more runs add dead letters
+// (max_attempts 2, skip and block) and an operator calling replay_dead. This found
+// three bugs the scripted tests had not (test/sql-locked.test.ts: "two locked batches
+// in a row ..." and "a locked batch that expired a lease batch ...", test/sql-runs:
+// "a replayed dead letter below a lease that is handed back ..."). On a failure it
+// prints the history of the messages concerned and their bucket's progress rows.
 import { describe, expect, it } from 'vitest';
 import { sendBatch, topicAndGroup, useDatabase } from './helpers/sql.js';
 
@@ -19,214 +21,256 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface M { msg_id: number; key: string | null; key_seq: number | null; lease_token: string | null; bucket: number }
 
-describe('random sessions', () => {
-  it('lease and locked claims, partial acks, nacks, rollbacks, expiries and rebalances, then a drain: exactly once, in key order, nothing stranded', async () => {
-    const admin = await ctx.session();
-    const { topic, group } = await topicAndGroup(admin, ctx, {
-      buckets: 4,
-      consumer: null,
-      group: { max_attempts: 50, lease_timeout: '300 milliseconds', session_timeout: '1 second', backoff_base: '10 milliseconds', backoff_max: '50 milliseconds' },
-    });
-    const consumers = ['c1', 'c2', 'c3', 'c4'];
-    for (const c of consumers) await admin.query('select * from bucketq.join($1, $2)', [group, c]);
+interface RunOptions {
+  /** Dead letters: max_attempts 2 with this policy, and an operator calling replay_dead now and then and once before the drain. */
+  deadLetters?: 'skip' | 'block';
+}
 
-    const acked: { msg_id: number; key: string | null; key_seq: number | null }[] = [];
-    const sent = new Set<number>();
-    const errors = new Map<string, number>();
-    const note = (err: unknown) => {
-      const e = err as { code?: string; message: string };
-      const k = e.code ?? e.message.slice(0, 60);
-      errors.set(k, (errors.get(k) ?? 0) + 1);
-    };
-    let stop = false;
-    const ops = { lease: 0, locked: 0 };
-    const events: { t: number; who: string; op: string; ids: number[] }[] = [];
-    const record = (who: string, op: string, ms: M[]) => {
-      acked.push(...ms);
-      events.push({ t: Date.now(), who, op, ids: ms.map((m) => m.msg_id) });
-    };
-    /** On a failure: who acked these messages when, and every progress row of the first one's bucket. */
-    const history = async (what: string, ids: number[]) => {
-      console.log(what, ids, JSON.stringify(events.filter((e) => e.ids.some((id) => ids.includes(id)))));
-      const { rows: pr } = await admin.query(
-        `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token::text, p.xact::text, p.pos_id, p.msg_ids, p.created_at::text,
-                pg_xact_status(p.xact) as st
-           from bucketq.progress p join bucketq.consumer_group g using (group_id)
-          where g.name = $1 and p.bucket = (select bucket from bucketq.message where id = $2) order by p.seq`,
-        [group, ids[0]],
-      );
-      console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
-    };
+/** One random run: see the top of the file. */
+async function randomRun(o: RunOptions = {}): Promise<void> {
+  const admin = await ctx.session();
+  const { topic, group } = await topicAndGroup(admin, ctx, {
+    buckets: 4,
+    consumer: null,
+    group: {
+      ...(o.deadLetters ? { max_attempts: 2, on_exhausted: o.deadLetters } : { max_attempts: 50 }),
+      lease_timeout: '300 milliseconds', session_timeout: '1 second', backoff_base: '10 milliseconds', backoff_max: '50 milliseconds',
+    },
+  });
+  const consumers = ['c1', 'c2', 'c3', 'c4'];
+  for (const c of consumers) await admin.query('select * from bucketq.join($1, $2)', [group, c]);
 
-    const producer = async () => {
-      const p = await ctx.session();
-      while (!stop) {
-        const n = 1 + rnd(6);
-        const keys = Array.from({ length: n }, () => (rnd(10) === 0 ? null : `k${rnd(6)}`));
-        try {
-          if (rnd(3) === 0) {
-            await p.query('begin');
-            const ids = await sendBatch(p, topic, keys.map((_, i) => ({ i })), { keys });
-            await sleep(rnd(30));
-            if (rnd(6) === 0) await p.query('rollback');
-            else {
-              await p.query('commit');
-              ids.forEach((id) => sent.add(id));
-            }
-          } else {
-            (await sendBatch(p, topic, keys.map((_, i) => ({ i })), { keys })).forEach((id) => sent.add(id));
+  const acked: { msg_id: number; key: string | null; key_seq: number | null }[] = [];
+  const sent = new Set<number>();
+  const errors = new Map<string, number>();
+  const note = (err: unknown) => {
+    const e = err as { code?: string; message: string };
+    // (the duplicate-delivery guard's BQ006 apart from the stale leases' BQ006)
+    const k = /acked before/.test(e.message) ? `acked before: ${e.message}` : (e.code ?? e.message.slice(0, 60));
+    errors.set(k, (errors.get(k) ?? 0) + 1);
+  };
+  let stop = false;
+  const ops = { lease: 0, locked: 0 };
+  const events: { t: number; who: string; op: string; ids: number[] }[] = [];
+  const record = (who: string, op: string, ms: M[]) => {
+    acked.push(...ms);
+    events.push({ t: Date.now(), who, op, ids: ms.map((m) => m.msg_id) });
+  };
+  /** On a failure: who acked these messages when, and every progress row of the first one's bucket. */
+  const history = async (what: string, ids: number[]) => {
+    console.log(what, ids, JSON.stringify(events.filter((e) => e.ids.some((id) => ids.includes(id)))));
+    const { rows: pr } = await admin.query(
+      `select p.seq, p.bucket, p.kind, p.consumer_id, p.epoch, p.lease_token::text, p.xact::text, p.pos_id, p.msg_ids, p.created_at::text,
+              pg_xact_status(p.xact) as st
+         from bucketq.progress p join bucketq.consumer_group g using (group_id)
+        where g.name = $1 and p.bucket = (select bucket from bucketq.message where id = $2) order by p.seq`,
+      [group, ids[0]],
+    );
+    console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
+  };
+
+  const producer = async () => {
+    const p = await ctx.session();
+    while (!stop) {
+      const n = 1 + rnd(6);
+      const keys = Array.from({ length: n }, () => (rnd(10) === 0 ? null : `k${rnd(6)}`));
+      try {
+        if (rnd(3) === 0) {
+          await p.query('begin');
+          const ids = await sendBatch(p, topic, keys.map((_, i) => ({ i })), { keys });
+          await sleep(rnd(30));
+          if (rnd(6) === 0) await p.query('rollback');
+          else {
+            await p.query('commit');
+            ids.forEach((id) => sent.add(id));
           }
-        } catch (err) {
-          note(err);
-          await p.query('rollback').catch(() => {});
+        } else {
+          (await sendBatch(p, topic, keys.map((_, i) => ({ i })), { keys })).forEach((id) => sent.add(id));
         }
-        await sleep(rnd(15));
+      } catch (err) {
+        note(err);
+        await p.query('rollback').catch(() => {});
       }
-    };
+      await sleep(rnd(15));
+    }
+  };
 
-    const worker = async (consumer: string) => {
-      const w = await ctx.session();
-      const aux = await ctx.session();
-      let lastBeat = 0;
-      while (!stop) {
-        try {
-          if (Date.now() - lastBeat > 250) {
-            lastBeat = Date.now();
-            if (rnd(10) === 0) {
-              await aux.query('select bucketq.leave($1, $2)', [group, consumer]);
-              await sleep(rnd(200));
-              await aux.query('select * from bucketq.join($1, $2)', [group, consumer]);
-            } else await aux.query('select * from bucketq.heartbeat($1, $2)', [group, consumer]);
+  const worker = async (consumer: string) => {
+    const w = await ctx.session();
+    const aux = await ctx.session();
+    let lastBeat = 0;
+    while (!stop) {
+      try {
+        if (Date.now() - lastBeat > 250) {
+          lastBeat = Date.now();
+          if (rnd(10) === 0) {
+            await aux.query('select bucketq.leave($1, $2)', [group, consumer]);
+            await sleep(rnd(200));
+            await aux.query('select * from bucketq.join($1, $2)', [group, consumer]);
+          } else await aux.query('select * from bucketq.heartbeat($1, $2)', [group, consumer]);
+        }
+        const max = 1 + rnd(8);
+        const perKey = 1 + rnd(3);
+        if (rnd(2) === 0) {
+          // lease
+          const { rows } = await w.query(
+            `select msg_id::int, key, key_seq::int, lease_token::text, bucket from bucketq.claim($1, $2, max_messages => $3, max_per_key => $4)`,
+            [group, consumer, max, perKey],
+          );
+          const got = rows as M[];
+          if (got.length === 0) { await sleep(5); continue; }
+          await sleep(rnd(5) === 0 ? rnd(500) : rnd(20));
+          ops.lease++;
+          const r = rnd(10);
+          if (r < 6) {
+            await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, got.map((m) => m.msg_id), got.map((m) => m.lease_token)]);
+            record(consumer, 'lease-all', [...got]);
+          } else if (r < 8) {
+            // ack a prefix in order, nack the next, leave the rest of its key
+            const cut = rnd(got.length);
+            const first = got.slice(0, cut);
+            if (first.length) {
+              await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, first.map((m) => m.msg_id), first.map((m) => m.lease_token)]);
+              record(consumer, 'lease-prefix', [...first]);
+            }
+            const f = got[cut]!;
+            await w.query(`select * from bucketq.nack($1, array[$2::bigint], array[$3::bigint], array['x'], retry_delay => '10 milliseconds')`, [group, f.msg_id, f.lease_token]);
+          } else if (r < 9) {
+            // one at a time in own statements
+            for (const m of got) {
+              await w.query('select * from bucketq.ack($1, array[$2::bigint], array[$3::bigint])', [group, m.msg_id, m.lease_token]);
+              record(consumer, 'lease-one', [m]);
+            }
+          } // else: let the lease expire
+        } else {
+          await w.query('begin');
+          const { rows } = await w.query(
+            `select msg_id::int, key, key_seq::int, null as lease_token, bucket, xact::text from bucketq.claim_locked($1, $2, max_messages => $3, max_per_key => $4)`,
+            [group, consumer, max, perKey],
+          );
+          const got = rows as (M & { xact: string })[];
+          if (got.length === 0) { await w.query('commit'); await sleep(5); continue; }
+          if (rnd(4) !== 0) {
+            await aux.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, got.map((m) => m.msg_id)]).catch(note);
           }
-          const max = 1 + rnd(8);
-          const perKey = 1 + rnd(3);
-          if (rnd(2) === 0) {
-            // lease
-            const { rows } = await w.query(
-              `select msg_id::int, key, key_seq::int, lease_token::text, bucket from bucketq.claim($1, $2, max_messages => $3, max_per_key => $4)`,
-              [group, consumer, max, perKey],
-            );
-            const got = rows as M[];
-            if (got.length === 0) { await sleep(5); continue; }
-            await sleep(rnd(5) === 0 ? rnd(500) : rnd(20));
-            ops.lease++;
-            const r = rnd(10);
-            if (r < 6) {
-              await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, got.map((m) => m.msg_id), got.map((m) => m.lease_token)]);
-              record(consumer, 'lease-all', [...got]);
-            } else if (r < 8) {
-              // ack a prefix in order, nack the next, leave the rest of its key
-              const cut = rnd(got.length);
-              const first = got.slice(0, cut);
-              if (first.length) {
-                await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, first.map((m) => m.msg_id), first.map((m) => m.lease_token)]);
-                record(consumer, 'lease-prefix', [...first]);
-              }
-              const f = got[cut]!;
-              await w.query(`select * from bucketq.nack($1, array[$2::bigint], array[$3::bigint], array['x'], retry_delay => '10 milliseconds')`, [group, f.msg_id, f.lease_token]);
-            } else if (r < 9) {
-              // one at a time in own statements
-              for (const m of got) {
-                await w.query('select * from bucketq.ack($1, array[$2::bigint], array[$3::bigint])', [group, m.msg_id, m.lease_token]);
-                record(consumer, 'lease-one', [m]);
-              }
-            } // else: let the lease expire
+          await sleep(rnd(5) === 0 ? rnd(500) : rnd(20));
+          ops.locked++;
+          const r = rnd(10);
+          if (r < 6) {
+            await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, got.map((m) => m.msg_id), consumer]);
+            await w.query('commit');
+            record(consumer, 'locked-all', [...got]);
+          } else if (r < 7) {
+            const cut = rnd(got.length);
+            const first = got.slice(0, cut);
+            if (first.length) await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, first.map((m) => m.msg_id), consumer]);
+            await w.query(`select * from bucketq.nack($1, array[$2::bigint], null, array['x'], retry_delay => '10 milliseconds', consumer_id => $3)`, [group, got[cut]!.msg_id, consumer]);
+            await w.query('commit');
+            record(consumer, 'locked-prefix', [...first]);
+          } else if (r < 9) {
+            await w.query('rollback');
           } else {
-            await w.query('begin');
-            const { rows } = await w.query(
-              `select msg_id::int, key, key_seq::int, null as lease_token, bucket, xact::text from bucketq.claim_locked($1, $2, max_messages => $3, max_per_key => $4)`,
-              [group, consumer, max, perKey],
-            );
-            const got = rows as (M & { xact: string })[];
-            if (got.length === 0) { await w.query('commit'); await sleep(5); continue; }
-            if (rnd(4) !== 0) {
-              await aux.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, got.map((m) => m.msg_id)]).catch(note);
-            }
-            await sleep(rnd(5) === 0 ? rnd(500) : rnd(20));
-            ops.locked++;
-            const r = rnd(10);
-            if (r < 6) {
-              await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, got.map((m) => m.msg_id), consumer]);
-              await w.query('commit');
-              record(consumer, 'locked-all', [...got]);
-            } else if (r < 7) {
-              const cut = rnd(got.length);
-              const first = got.slice(0, cut);
-              if (first.length) await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, first.map((m) => m.msg_id), consumer]);
-              await w.query(`select * from bucketq.nack($1, array[$2::bigint], null, array['x'], retry_delay => '10 milliseconds', consumer_id => $3)`, [group, got[cut]!.msg_id, consumer]);
-              await w.query('commit');
-              record(consumer, 'locked-prefix', [...first]);
-            } else if (r < 9) {
-              await w.query('rollback');
-            } else {
-              await w.query('commit'); // without settling
-            }
+            await w.query('commit'); // without settling
           }
-        } catch (err) {
-          note(err);
-          await w.query('rollback').catch(() => {});
         }
-      }
-    };
-
-    const t0 = Date.now();
-    const runs = [producer(), producer(), ...consumers.map((c) => worker(c))];
-    while (Date.now() - t0 < SECONDS * 1000) await sleep(100);
-    stop = true;
-    await Promise.all(runs);
-
-    // Drain with one clean consumer.
-    for (const c of consumers) await admin.query('select bucketq.leave($1, $2)', [group, c]);
-    await admin.query('select * from bucketq.join($1, $2)', [group, 'drain']);
-    let idle = 0;
-    const t1 = Date.now();
-    while (idle < 30 && Date.now() - t1 < 60_000) {
-      await admin.query('select * from bucketq.heartbeat($1, $2)', [group, 'drain']);
-      const { rows } = await admin.query(
-        `select msg_id::int, key, key_seq::int, lease_token::text, bucket from bucketq.claim($1, 'drain', max_messages => 50, max_per_key => 5)`,
-        [group],
-      );
-      if (rows.length) {
-        try {
-          await admin.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, rows.map((m: M) => m.msg_id), rows.map((m: M) => m.lease_token)]);
-        } catch (err) {
-          const ids = ((err as Error).message.match(/\{([0-9,]+)\}/)?.[1] ?? '').split(',').map(Number);
-          await history(`drain ack failed: ${(err as Error).message}`, ids);
-          throw err;
-        }
-        record('drain', 'drain', [...(rows as M[])]);
-        idle = 0;
-      } else {
-        idle++;
-        await sleep(50);
+      } catch (err) {
+        note(err);
+        await w.query('rollback').catch(() => {});
       }
     }
-    console.log('ops', ops, 'errors', Object.fromEntries(errors), 'sent', sent.size, 'acked', acked.length);
-    const { rows: pending } = await admin.query(
-      `select s.msg_id, s.key, s.key_seq, s.state, s.waiting_behind, s.attempts from bucketq.message_states s
-        where s.group_name = $1 and s.state not in ('done', 'not subscribed') order by s.key, s.key_seq`,
+  };
+
+  // An operator replaying dead letters while everything else goes on.
+  const operator = async () => {
+    const op = await ctx.session();
+    while (!stop) {
+      await sleep(200 + rnd(300));
+      try {
+        if (rnd(2) === 0) await op.query('select bucketq.replay_dead($1)', [group]);
+      } catch (err) {
+        note(err);
+      }
+    }
+  };
+
+  const t0 = Date.now();
+  const runs = [producer(), producer(), ...consumers.map((c) => worker(c)), ...(o.deadLetters ? [operator()] : [])];
+  while (Date.now() - t0 < SECONDS * 1000) await sleep(100);
+  stop = true;
+  await Promise.all(runs);
+  // Every dead letter back, so that every message must end acked (a blocked key
+  // waits for exactly this).
+  const replayed = o.deadLetters ? Number((await admin.query('select bucketq.replay_dead($1) as n', [group])).rows[0].n) : 0;
+
+  // Drain with one clean consumer.
+  for (const c of consumers) await admin.query('select bucketq.leave($1, $2)', [group, c]);
+  await admin.query('select * from bucketq.join($1, $2)', [group, 'drain']);
+  let idle = 0;
+  const t1 = Date.now();
+  while (idle < 30 && Date.now() - t1 < 60_000) {
+    await admin.query('select * from bucketq.heartbeat($1, $2)', [group, 'drain']);
+    const { rows } = await admin.query(
+      `select msg_id::int, key, key_seq::int, lease_token::text, bucket from bucketq.claim($1, 'drain', max_messages => 50, max_per_key => 5)`,
       [group],
     );
-    const { rows: dead } = await admin.query('select msg_id::int from bucketq.dead_letters where group_name = $1', [group]);
-    expect(pending, JSON.stringify(pending.slice(0, 30))).toEqual([]);
-    const ackedIds = acked.map((m) => m.msg_id);
-    const seen = new Set<number>();
-    const twice = ackedIds.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
-    if (twice.length) {
-      await history('acked twice', twice);
+    if (rows.length) {
+      try {
+        await admin.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, rows.map((m: M) => m.msg_id), rows.map((m: M) => m.lease_token)]);
+      } catch (err) {
+        const ids = ((err as Error).message.match(/\{([0-9,]+)\}/)?.[1] ?? '').split(',').map(Number);
+        await history(`drain ack failed: ${(err as Error).message}`, ids);
+        throw err;
+      }
+      record('drain', 'drain', [...(rows as M[])]);
+      idle = 0;
+    } else {
+      idle++;
+      await sleep(50);
     }
-    expect(twice, 'acked twice').toEqual([]);
-    const deadIds = new Set(dead.map((d: { msg_id: number }) => d.msg_id));
-    expect([...sent].filter((id) => !ackedIds.includes(id) && !deadIds.has(id)), 'never delivered').toEqual([]);
-    // key order of the acks
-    const last = new Map<string, number>();
-    const bad: string[] = [];
-    for (const m of acked) {
-      if (m.key === null) continue;
-      const prev = last.get(m.key) ?? 0;
-      if (m.key_seq! <= prev) bad.push(`${m.key}:${m.key_seq} after ${prev}`);
-      last.set(m.key, m.key_seq!);
-    }
-    expect(bad.slice(0, 20)).toEqual([]);
-  }, 180_000);
+  }
+  const { rows: pending } = await admin.query(
+    `select s.msg_id, s.key, s.key_seq, s.state, s.waiting_behind, s.attempts from bucketq.message_states s
+      where s.group_name = $1 and s.state not in ('done', 'not subscribed') order by s.key, s.key_seq`,
+    [group],
+  );
+  // every message that was ever a dead letter (replayed or not)
+  const { rows: dead } = await admin.query('select distinct msg_id::int from bucketq.dead_letters where group_name = $1', [group]);
+  console.log('ops', ops, 'errors', Object.fromEntries(errors), 'sent', sent.size, 'acked', acked.length, 'replayed at the end', replayed, 'dead letters', dead.length);
+  expect(pending, JSON.stringify(pending.slice(0, 30))).toEqual([]);
+  // The duplicate-delivery guard (BQ006 "acked before") fires only on a bug.
+  expect([...errors.keys()].filter((k) => /acked before/.test(k)), 'a message handed out again after its ack').toEqual([]);
+  const ackedIds = acked.map((m) => m.msg_id);
+  const seen = new Set<number>();
+  const twice = ackedIds.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
+  if (twice.length) {
+    await history('acked twice', twice);
+  }
+  expect(twice, 'acked twice').toEqual([]);
+  const deadIds = new Set(dead.map((d: { msg_id: number }) => d.msg_id));
+  // After the final replay, dead letters too are acked.
+  expect([...sent].filter((id) => !ackedIds.includes(id) && !(deadIds.has(id) && !o.deadLetters)), 'never delivered').toEqual([]);
+  // Key order of the acks. A replayed dead letter comes after later messages of its
+  // key (with skip they moved on without it; with block, ones already in flight when
+  // it died finish first): those are left out.
+  const last = new Map<string, number>();
+  const bad: string[] = [];
+  for (const m of acked) {
+    if (m.key === null || deadIds.has(m.msg_id)) continue;
+    const prev = last.get(m.key) ?? 0;
+    if (m.key_seq! <= prev) bad.push(`${m.key}:${m.key_seq} after ${prev}`);
+    last.set(m.key, m.key_seq!);
+  }
+  expect(bad.slice(0, 20)).toEqual([]);
+  if (o.deadLetters) expect(deadIds.size, 'no message failed twice: the run tested no dead letter').toBeGreaterThan(0);
+}
+
+describe('random sessions', () => {
+  it('lease and locked claims, partial acks, nacks, rollbacks, expiries and rebalances, then a drain: exactly once, in key order, nothing stranded', () =>
+    randomRun(), 180_000);
+
+  it.each(['skip', 'block'] as const)(
+    'the same with max_attempts 2, on_exhausted %s, and replay_dead now and then: every message acked once after a last replay, the others in key order',
+    (policy) => randomRun({ deadLetters: policy }),
+    180_000,
+  );
 });
