@@ -359,7 +359,20 @@ describe('workers fire schedules', () => {
       // again by the new owner (at least once; exactly-once effects are the ack
       // transaction's, tested in worker-processes). What this test counts is sending.
       const distinct = () => new Set(handled);
-      await waitFor('both groups handled every scheduled message', () => distinct().size === 2 * ROUNDS);
+      await waitFor('both groups handled every scheduled message', () => distinct().size === 2 * ROUNDS).catch(async (err: Error) => {
+        // (it stalled once in CI: say which message waited where, and behind what)
+        const { rows } = await owner.query(
+          `select s.group_name, s.msg_id, s.bucket, s.state, s.waiting_behind, s.attempts from bucketq.message_states s
+            where s.group_name = any($1::text[]) and s.state <> 'done' order by s.group_name, s.msg_id`,
+          [[group, group2]],
+        );
+        const { rows: owners } = await owner.query(
+          `select g.name, o.bucket, o.owner, o.epoch from bucketq.bucket_owner o join bucketq.consumer_group g using (group_id)
+            where g.name = any($1::text[]) order by g.name, o.bucket`,
+          [[group, group2]],
+        );
+        throw new Error(`${err.message}; handled ${JSON.stringify([...distinct()])}; not done ${JSON.stringify(rows)}; owners ${JSON.stringify(owners)}`);
+      });
       const sent = await messagesOf(topic);
       expect(sent).toHaveLength(ROUNDS);
       expect(new Set(sent.map((m) => m.headers['bucketq-slot'])).size).toBe(ROUNDS);
