@@ -156,14 +156,17 @@ describe('log windows and late committers', () => {
 // back by hand, the shape those bugs had: a copy of the bucket's row from before the
 // message was handed out becomes its newest.
 describe('an acked message handed out again is refused at ack (BQ006)', () => {
-  async function moveBack(c: Queryable, group: string, bucket: number, beforeMsg: number): Promise<void> {
+  /** Make a copy of one of the group's progress rows its bucket's newest: the last done row before beforeMsg was handed out, or (null) the group's first row. */
+  async function moveBack(c: Queryable, group: string, bucket: number, beforeMsg: number | null): Promise<void> {
     const { rowCount } = await c.query(
       `insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id, created_at)
        select p.group_id, p.bucket, 1, p.lo, p.lo_floor, p.hi, p.hi_floor, p.hi_ceil, p.early_ids, p.pos_ord, p.pos_id, now()
          from bucketq.progress p join bucketq.consumer_group g using (group_id)
-        where g.name = $1 and p.bucket = $2 and p.kind = 1 and not ($3 = any(p.msg_ids))
-          and p.seq < (select min(q.seq) from bucketq.progress q where q.group_id = p.group_id and q.bucket = p.bucket and $3 = any(q.msg_ids))
-        order by p.seq desc limit 1`,
+        where g.name = $1 and p.bucket = $2 and p.kind = 1
+          and ($3::bigint is null
+               or (not ($3 = any(p.msg_ids))
+                   and p.seq < (select min(q.seq) from bucketq.progress q where q.group_id = p.group_id and q.bucket = p.bucket and $3 = any(q.msg_ids))))
+        order by case when $3::bigint is null then p.seq end, p.seq desc limit 1`,
       [group, bucket, beforeMsg],
     );
     expect(rowCount).toBe(1);
@@ -208,12 +211,7 @@ describe('an acked message handed out again is refused at ack (BQ006)', () => {
     expect(Number((await c.query(`select count(*) as n from bucketq.delivery d join bucketq.consumer_group g using (group_id) where g.name = $1`, [group])).rows[0].n)).toBe(1);
 
     // back to the group's first position, before m1 was sent
-    await c.query(
-      `insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id, created_at)
-       select p.group_id, p.bucket, 1, p.lo, p.lo_floor, p.hi, p.hi_floor, p.hi_ceil, p.early_ids, p.pos_ord, p.pos_id, now()
-         from bucketq.progress p join bucketq.consumer_group g using (group_id) where g.name = $1 order by p.seq limit 1`,
-      [group],
-    );
+    await moveBack(c, group, 0, null);
     const [again] = await claim(c, group, 'c1', 10);
     expect(again!.msg_id).toBe(m1);
     await expectBqError(ack(c, group, [again!]), 'BQ006', new RegExp(`acked before.*${m1}|${m1}.*acked before`));
