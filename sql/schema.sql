@@ -1427,6 +1427,24 @@ begin
   return v_floor;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._log_holds_earlier(p_group_id integer, p_bucket integer, p_key_id bigint, p_key_seq bigint)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select exists (
+    select 1
+      from (select p.kind, p.msg_ids from bucketq.progress p
+             where p.group_id = p_group_id and p.bucket = p_bucket and p.kind <> 3
+             order by p.seq desc limit 1) lp
+      join bucketq.consumer_group g on g.group_id = p_group_id
+     where lp.kind = 2
+       and exists (select 1 from bucketq.message m
+                    where m.topic_id = g.topic_id and m.id = any(lp.msg_ids)
+                      and m.key_id = p_key_id and m.key_seq < p_key_seq))
+$function$;
+comment on function bucketq._log_holds_earlier(integer,integer,bigint,bigint) is 'Internal: true when the batch the bucket has out from the log (its latest progress row, a hand row) holds a message of this key before key_seq. _promote and _promote_acked leave a waiting row alone then: its turn comes with that batch''s ack, nack or expiry.';
+
 CREATE OR REPLACE FUNCTION bucketq._log_materialize(g bucketq.consumer_group, p_ids bigint[], p_counted bigint[], p_leased boolean, p_token bigint, p_until timestamp with time zone, p_consumer text, p_epoch bigint, p_now timestamp with time zone, p_wait boolean DEFAULT false)
  RETURNS void
  LANGUAGE plpgsql
@@ -1775,6 +1793,7 @@ AS $function$
                                  order by x.key_seq limit 1) h
            where h.state = 3) h
    where i.group_id = p_group_id and i.msg_id = h.msg_id and i.state = 3
+     and not bucketq._log_holds_earlier(p_group_id, i.bucket, i.key_id, i.key_seq)
      and (not p_check_active
           or not exists (select 1 from bucketq.inbox y
                           where y.group_id = p_group_id and y.key_id = h.key_id and y.state <> 3))
@@ -1805,6 +1824,7 @@ begin
        set state = case when i.available_at > p_now then 2 else 0 end
       from heads h
      where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3
+       and not bucketq._log_holds_earlier(p_group_id, i.bucket, i.key_id, i.key_seq)
     returning 1
   )
   select array_agg(h.msg_id order by h.msg_id) into v_skipped from heads h where h.state = 1 and h.key_seq < h.max_seq;

@@ -252,13 +252,17 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   // Key order of the acks. A replayed dead letter comes after later messages of its
   // key (with skip they moved on without it; with block, ones already in flight when
   // it died finish first): those are left out.
-  const last = new Map<string, number>();
+  const last = new Map<string, M>();
   const bad: string[] = [];
+  const badIds: number[] = [];
   for (const m of acked) {
     if (m.key === null || deadIds.has(m.msg_id)) continue;
-    const prev = last.get(m.key) ?? 0;
-    if (m.key_seq! <= prev) bad.push(`${m.key}:${m.key_seq} after ${prev}`);
-    last.set(m.key, m.key_seq!);
+    const prev = last.get(m.key);
+    if (prev && m.key_seq! <= prev.key_seq!) {
+      bad.push(`${m.key}:${m.key_seq} after ${prev.key_seq}`);
+      badIds.push(m.msg_id, prev.msg_id);
+    }
+    last.set(m.key, m as M);
   }
   // With dead letters and replays the order check is opt-in for now: one CI run (10 s,
   // skip) acked k0:68 after k0:69, neither ever a dead letter, and 30 runs of 30 to 45 s
@@ -270,8 +274,15 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
     bad.length = 0;
   }
   if (bad.length) {
-    const ids = acked.filter((m) => bad.some((b) => b.startsWith(`${m.key}:`))).map((m) => m.msg_id);
-    await history(`out of key order: ${bad.join(', ')}`, ids);
+    // The first violation's two messages (the later-acked first), then their key's
+    // messages around them, with key_seq.
+    const [late, early] = [badIds[0]!, badIds[1]!];
+    const key = acked.find((m) => m.msg_id === late)!.key;
+    const lo = acked.find((m) => m.msg_id === late)!.key_seq! - 3;
+    const hi = acked.find((m) => m.msg_id === early)!.key_seq! + 3;
+    const near = acked.filter((m) => m.key === key && m.key_seq! >= lo && m.key_seq! <= hi);
+    console.log('their key around them (msg_id:key_seq in ack order):', near.map((m) => `${m.msg_id}:${m.key_seq}`).join(' '));
+    await history(`out of key order: ${bad.join(', ')}; first: ${late} acked after ${early}`, [late, early, ...near.map((m) => m.msg_id)]);
     const { rows } = await admin.query(
       `select d.msg_id, d.key, d.key_seq, d.status, d.attempts, d.dead_at::text, d.replayed_at::text from bucketq.dead_letters d
         where d.group_name = $1 and d.key = any($2::text[]) order by d.key_seq`,

@@ -339,6 +339,54 @@ describe('a replayed dead letter below a lease that is handed back', () => {
     }
     expect(delivered).toEqual([m1, m2]);
   });
+
+  // Found by the random-sessions run with skip and replay: k2:64 and 65 acked before
+  // k2:63, which a lease held from the log meanwhile.
+  it('a replayed message acked while a later one is out from the log does not let the messages waiting behind that one go', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, {
+      buckets: 1, group: { max_attempts: 1, on_exhausted: 'skip', session_timeout: '1 hour' },
+    });
+    const [m1] = await sendBatch(c, topic, [{ n: 1 }], { keys: ['k'] });
+    await nack(c, group, await claim(c, group, consumer, 10)); // its only attempt: dead, skipped
+    const [m2, m3, m4] = await sendBatch(c, topic, [{ n: 2 }, { n: 3 }, { n: 4 }], { keys: ['k', 'k', 'k'] });
+    // From the log: m2 handed out, m3 and m4 wait in the inbox behind it (max_per_key 1).
+    const second = await claim(c, group, consumer, 10);
+    expect(second.map((m) => m.msg_id)).toEqual([m2]);
+    // m1 back; m2 is in flight, so m1 goes before m3 and m4, which are not.
+    await c.query('select bucketq.replay_dead($1)', [group]);
+    const replayed = await claim(c, group, consumer, 10);
+    expect(replayed.map((m) => m.msg_id)).toEqual([m1]);
+    await ack(c, group, replayed);
+    // m3 still waits for m2 (before: the ack of m1 promoted it, and it went next)
+    expect(await claim(c, group, consumer, 10, { maxPerKey: 5 })).toEqual([]);
+    const waiting = (await rows(c, group)).filter((r) => r.msg_id === m3 || r.msg_id === m4);
+    expect(waiting.map((r) => r.state)).toEqual([3, 3]);
+    await ack(c, group, second);
+    const rest = await claim(c, group, consumer, 10, { maxPerKey: 5 });
+    expect(rest.map((m) => m.msg_id)).toEqual([m3, m4]);
+    await ack(c, group, rest);
+  });
+
+  it('the same with the message after the replayed one dead-lettered (skip) while the later one is out from the log', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx, {
+      buckets: 1, group: { max_attempts: 1, on_exhausted: 'skip', session_timeout: '1 hour' },
+    });
+    const [m1] = await sendBatch(c, topic, [{ n: 1 }], { keys: ['k'] });
+    await nack(c, group, await claim(c, group, consumer, 10));
+    const [m2, m3] = await sendBatch(c, topic, [{ n: 2 }, { n: 3 }], { keys: ['k', 'k'] });
+    const second = await claim(c, group, consumer, 10);
+    expect(second.map((m) => m.msg_id)).toEqual([m2]);
+    await c.query('select bucketq.replay_dead($1)', [group]);
+    const replayed = await claim(c, group, consumer, 10);
+    expect(replayed.map((m) => m.msg_id)).toEqual([m1]);
+    // m1 fails again: dead, skipped; its key's next waiting message is m3, behind m2
+    await nack(c, group, replayed);
+    expect(await claim(c, group, consumer, 10)).toEqual([]);
+    await ack(c, group, second);
+    expect((await claim(c, group, consumer, 10)).map((m) => m.msg_id)).toEqual([m3]);
+  });
 });
 
 describe('runs under concurrency', () => {

@@ -1,7 +1,8 @@
 -- Make the next message of each given key ready. Runs as its own statement after the
 -- caller removed the key's active row, so its snapshot includes every producer that
 -- committed while we waited on their lock. One index probe per key: the key's lowest
--- row is promoted if it is waiting. p_check_active (replay, rewind): a waiting row may
+-- row is promoted if it is waiting, unless the bucket's batch out from the log holds
+-- an earlier message of its key (_log_holds_earlier). p_check_active (replay, rewind): a waiting row may
 -- sit below an active one; then nothing is promoted until that one is done.
 create or replace function bucketq._promote(p_group_id int, p_key_ids bigint[], p_now timestamptz, p_check_active boolean default false)
 returns void
@@ -15,6 +16,7 @@ language sql as $$
                                  order by x.key_seq limit 1) h
            where h.state = 3) h
    where i.group_id = p_group_id and i.msg_id = h.msg_id and i.state = 3
+     and not bucketq._log_holds_earlier(p_group_id, i.bucket, i.key_id, i.key_seq)
      and (not p_check_active
           or not exists (select 1 from bucketq.inbox y
                           where y.group_id = p_group_id and y.key_id = h.key_id and y.state <> 3))

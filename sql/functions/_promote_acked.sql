@@ -29,6 +29,7 @@ begin
        set state = case when i.available_at > p_now then 2 else 0 end
       from heads h
      where i.group_id = p_group_id and i.msg_id = h.msg_id and h.state = 3 and i.state = 3
+       and not bucketq._log_holds_earlier(p_group_id, i.bucket, i.key_id, i.key_seq)
     returning 1
   )
   select array_agg(h.msg_id order by h.msg_id) into v_skipped from heads h where h.state = 1 and h.key_seq < h.max_seq;
