@@ -50,6 +50,10 @@ begin
                     where x.group_id = g.group_id and x.key_id = b.key_id and x.key_seq < b.first_seq) as present
       from (select c.key_id, min(c.key_seq) as first_seq, min(c.n) as first_n
               from chunk c where c.key_id is not null and not c.skip group by c.key_id) b
+     -- Usually the group has no keyed row in the inbox at all (nothing failed, nothing
+     -- waits): one probe, in this statement's snapshot, saves the two per key above
+     -- (about a third of a chunk of 30 keys), and finds what they would find.
+     where exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
   ),
   decided as (
     select k.n, k.k, k.stop_k, coalesce(b.present, false) as waits,
