@@ -215,8 +215,11 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   stop = true;
   await Promise.all(runs);
   // Every dead letter back, so that every message must end acked (a blocked key
-  // waits for exactly this).
-  const replayed = o.deadLetters ? Number((await admin.query('select bucketq.replay_dead($1) as n', [group])).rows[0].n) : 0;
+  // waits for exactly this). Again whenever the drain finds nothing: a lease a stopped
+  // worker left to expire on its last attempt dies in the drain's first claim (one CI
+  // run on Postgres 15 ended with such a dead letter pending).
+  const replayDead = async () => (o.deadLetters ? Number((await admin.query('select bucketq.replay_dead($1) as n', [group])).rows[0].n) : 0);
+  let replayed = await replayDead();
 
   // Drain with one clean consumer.
   for (const c of consumers) await admin.query('select bucketq.leave($1, $2)', [group, c]);
@@ -240,8 +243,13 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
       record('drain', 'drain', [...(rows as M[])]);
       idle = 0;
     } else {
-      idle++;
-      await sleep(50);
+      const n = await replayDead();
+      replayed += n;
+      if (n > 0) idle = 0;
+      else {
+        idle++;
+        await sleep(50);
+      }
     }
   }
   const { rows: pending } = await admin.query(
