@@ -1,6 +1,7 @@
 // The worker runtime in this process: exactly-once effects through the handler's
 // transaction, fencing of a consumer that lost its buckets, retries and dead letters,
 // savepoint isolation in batch mode, rebalancing between consumers, graceful stop.
+import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
@@ -395,6 +396,42 @@ describe('consume()', () => {
     const owned = await db.pool.query('select count(*)::int as n from bucketq.buckets where group_name = $1 and owner is not null', [group]);
     expect(owned.rows[0]).toEqual({ n: 0 });
   });
+
+  for (const { transaction, claimMode } of modes) {
+    it(`an idle consumer claims when woken or polled, not in a loop (${transaction} transactions, ${claimMode} claims)`, async () => {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 4 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      // The consumer's connections (its claim connections are made from the same
+      // settings) count the claims they send.
+      let claims = 0;
+      class CountingClient extends pg.Client {
+        override query(...args: unknown[]): never {
+          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+          if (text && /bucketq\.claim(_locked)?\s*\(/.test(text)) claims++;
+          return (super.query as (...a: unknown[]) => never)(...args);
+        }
+      }
+      const pool = new pg.Pool({ connectionString: db.connectionString, max: 4, Client: CountingClient });
+      const counted = new BucketQ({ pool });
+      const c = await counted.consume({ group, handler: async () => {}, transaction, claimMode, pollIntervalMs: 200 }, quiet);
+      try {
+        await sendKeyed(topic, 20, 5); // some work first: batches end, empty claims follow
+        await waitFor('drain', async () => (await pending(group)) === 0);
+        await sleep(300);
+        const before = claims;
+        await sleep(2000);
+        const idle = claims - before;
+        // Polls every 200 ms: about 10 claims. Before the fix, 'lock' made thousands.
+        expect(idle).toBeGreaterThan(0); // the count does see this consumer's claims
+        expect(idle).toBeLessThan(40);
+      } finally {
+        await c.stop();
+        await pool.end();
+      }
+    });
+  }
 
   it('rejects bad options with a message naming the option', async () => {
     await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);

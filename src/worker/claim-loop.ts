@@ -156,6 +156,7 @@ export class ClaimLoop {
     const claimed = new Promise<number>((r) => (answered = r));
     const seq = ++this.claims;
     let mayHoldBack = true;
+    let released: number | undefined;
     this.track(
       (async () => {
         let held: HeldBatch;
@@ -168,13 +169,19 @@ export class ClaimLoop {
           return;
         }
         const n = held.claim.messages.length;
+        // An empty claim has committed already: claims the loop starts from now on did
+        // not run while it held its buckets' cursors.
+        if (n === 0) released = this.claims;
         this.backlog = n >= batchSize;
         answered(n);
-        mayHoldBack = n === 0 || this.mayHoldBack(held.claim.messages, batchSize);
+        // An empty claim holds nothing back: waking the loop for it made an idle consumer
+        // in 'lock' mode claim in a loop (some 1,700 claims a second).
+        mayHoldBack = n > 0 && this.mayHoldBack(held.claim.messages, batchSize);
         if (n > 0) await this.executor.processLockedBatch(held);
       })(),
       seq,
       () => mayHoldBack,
+      () => released,
     );
     return claimed;
   }
@@ -206,8 +213,17 @@ export class ClaimLoop {
     }
   }
 
-  /** Count work in flight until it ends; its end frees a slot and wakes the loop. */
-  private track(work: Promise<void>, seq: number, mayHoldBack: boolean | (() => boolean)): void {
+  /**
+   * Count work in flight until it ends; its end frees a slot and wakes the loop.
+   * claimsAtRelease: the claim count when the work let go of its buckets, if before its
+   * end (an empty locked claim commits at once).
+   */
+  private track(
+    work: Promise<void>,
+    seq: number,
+    mayHoldBack: boolean | (() => boolean),
+    claimsAtRelease: () => number | undefined = () => undefined,
+  ): void {
     this.inflightCount++;
     let failed = false;
     void work
@@ -223,7 +239,7 @@ export class ClaimLoop {
         // An ack may have made the key's next message ready, or the bucket free for
         // messages a claim passed over while the batch was in flight.
         const holds = typeof mayHoldBack === 'function' ? mayHoldBack() : mayHoldBack;
-        if (failed || holds || this.claims !== seq) this.rt.wakeup.wake();
+        if (failed || holds || (claimsAtRelease() ?? this.claims) !== seq) this.rt.wakeup.wake();
       });
   }
 }
