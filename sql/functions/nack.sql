@@ -25,6 +25,7 @@ declare
   v_dead_errors text[];
   v_stale bigint[];
   v_tails bigint[];
+  v_waiting_keys bigint[];
   v_xact xid8;
   v_admin boolean;
   v_caller name;
@@ -92,8 +93,14 @@ begin
       into v_held, v_dead, v_dead_errors
       from (select i.msg_id, i.attempts, e.err
               from unnest(msg_ids, lease_tokens, errors) as e(id, tok, err)
-              join bucketq.inbox i on i.group_id = g.group_id and i.msg_id = e.id and i.lease_token = e.tok and i.state + 0 = 1
-             where exists (select 1 from bucketq.bucket_owner o
+              -- A probe per id (LATERAL, OFFSET 0: planned on its own). As a join, a plan
+              -- made on an empty inbox read the group's whole inbox on every call, and a
+              -- worker nacks one message per call.
+              cross join lateral (select i.* from bucketq.inbox i
+                                   where i.group_id = g.group_id and i.msg_id = e.id
+                                   offset 0) i
+             where i.lease_token = e.tok and i.state + 0 = 1
+               and exists (select 1 from bucketq.bucket_owner o
                             where o.group_id = g.group_id and o.bucket = i.bucket
                               and o.owner = i.consumer_id and o.epoch = i.epoch)
                and (v_admin or exists (select 1 from bucketq.consumer c
@@ -171,11 +178,15 @@ begin
   -- A row that now waits behind an earlier one: if that one waits too (a replayed dead
   -- letter that was waiting for this lease to end), nothing in flight is left to
   -- promote it: promote it now, unless some row of the key is still active.
-  perform bucketq._promote(g.group_id,
-                           array(select distinct i.key_id from bucketq.inbox i
-                                  where i.group_id = g.group_id and i.msg_id = any(v_held) and i.state = 3
-                                    and i.key_id is not null),
-                           v_now, true);
+  -- (The rows by their primary key, OFFSET 0: with "key_id is not null" beside it, a
+  -- plan made on an empty inbox read the group's keyed rows through inbox_key instead.)
+  select array_agg(distinct x.key_id) into v_waiting_keys
+    from (select i.key_id, i.state from bucketq.inbox i
+           where i.group_id = g.group_id and i.msg_id = any(v_held) offset 0) x
+   where x.state = 3 and x.key_id is not null;
+  if v_waiting_keys is not null then
+    perform bucketq._promote(g.group_id, v_waiting_keys, v_now, true);
+  end if;
 
   if v_dead is not null then
     perform bucketq._dead_letter(g, v_dead, v_dead_errors);
