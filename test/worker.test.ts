@@ -433,6 +433,54 @@ describe('consume()', () => {
     });
   }
 
+  for (const claimMode of ['lease', 'lock'] as const) {
+    it(`a claim rolled back by a deadlock is tried again at once, not after the poll interval (${claimMode} claims)`, async () => {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 4 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      await bq.send(topic, { k: 'a', s: 1 }, { key: 'a' });
+      // The consumer's first claim fails as Postgres fails a deadlock victim (40P01).
+      let failedAt: number | undefined;
+      class DeadlockOnce extends pg.Client {
+        override query(...args: unknown[]): never {
+          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+          if (failedAt === undefined && text && /bucketq\.claim(_locked)?\s*\(/.test(text)) {
+            failedAt = Date.now();
+            const err = Object.assign(new pg.DatabaseError('deadlock detected', 0, 'error'), { code: '40P01', severity: 'ERROR' });
+            const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
+            // (pool.query passes a callback; a locked claim's round trip opens its transaction first)
+            const opened: Promise<unknown> = /^\s*begin/i.test(text) ? (super.query as (q: string) => Promise<unknown>)('begin') : Promise.resolve();
+            const failed = opened.then(() => Promise.reject(err));
+            if (callback) {
+              failed.catch((e: Error) => callback(e));
+              return undefined as never;
+            }
+            return failed as never;
+          }
+          return (super.query as (...a: unknown[]) => never)(...args);
+        }
+      }
+      const pool = new pg.Pool({ connectionString: db.connectionString, max: 4, Client: DeadlockOnce });
+      const counted = new BucketQ({ pool });
+      let handledAt: number | undefined;
+      const c = await counted.consume(
+        // concurrency 1: in 'lock' mode the failed claim holds the one slot while it waits
+        { group, handler: async () => void (handledAt = Date.now()), claimMode, concurrency: 1, pollIntervalMs: 5000 },
+        quiet,
+      );
+      try {
+        await waitFor('handled', async () => handledAt !== undefined, 10_000);
+      } finally {
+        await c.stop();
+        await pool.end();
+      }
+      expect(failedAt).toBeDefined();
+      // At once: a few ms. Before, the loop slept min(pollIntervalMs, 1 s) after any failed claim.
+      expect(handledAt! - failedAt!).toBeLessThan(600);
+    });
+  }
+
   it('rejects bad options with a message naming the option', async () => {
     await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);
     await expect(
