@@ -28,6 +28,12 @@ afterAll(async () => {
   await db.drop();
 });
 
+/** The SQL of a pg Client.query call (text, or a config object with text). */
+const queryText = (args: unknown[]): string | undefined =>
+  typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+/** A claim or claim_locked call, as the worker sends them. */
+const isClaim = (text: string | undefined): boolean => !!text && /bucketq\.claim(_locked)?\s*\(/.test(text);
+
 /** Writes one effect row through the ack's transaction. */
 const recordEffect =
   (group: string): Handler =>
@@ -408,8 +414,7 @@ describe('consume()', () => {
       let claims = 0;
       class CountingClient extends pg.Client {
         override query(...args: unknown[]): never {
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-          if (text && /bucketq\.claim(_locked)?\s*\(/.test(text)) claims++;
+          if (isClaim(queryText(args))) claims++;
           return (super.query as (...a: unknown[]) => never)(...args);
         }
       }
@@ -444,13 +449,13 @@ describe('consume()', () => {
       let failedAt: number | undefined;
       class DeadlockOnce extends pg.Client {
         override query(...args: unknown[]): never {
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-          if (failedAt === undefined && text && /bucketq\.claim(_locked)?\s*\(/.test(text)) {
+          const text = queryText(args);
+          if (failedAt === undefined && isClaim(text)) {
             failedAt = Date.now();
             const err = Object.assign(new pg.DatabaseError('deadlock detected', 0, 'error'), { code: '40P01', severity: 'ERROR' });
             const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
             // (pool.query passes a callback; a locked claim's round trip opens its transaction first)
-            const opened: Promise<unknown> = /^\s*begin/i.test(text) ? (super.query as (q: string) => Promise<unknown>)('begin') : Promise.resolve();
+            const opened: Promise<unknown> = /^\s*begin/i.test(text!) ? (super.query as (q: string) => Promise<unknown>)('begin') : Promise.resolve();
             const failed = opened.then(() => Promise.reject(err));
             if (callback) {
               failed.catch((e: Error) => callback(e));
