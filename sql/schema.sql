@@ -1029,30 +1029,33 @@ CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets
  LANGUAGE sql
  STABLE
 AS $function$
-  select x.bucket, x.epoch, lp.seq,
-         (case when f.over then 'o' when f.rest then 'r' else 'n' end)::"char"
+  select x.bucket, x.epoch, lp.seq, f.state
     from unnest(p_buckets, p_epochs) as x(bucket, epoch)
     cross join lateral (select p.* from bucketq.progress p
                          where p.group_id = g.group_id and p.bucket = x.bucket
                          order by p.seq desc limit 1) lp
+    -- OFFSET 0: decided once per bucket. Pulled up, each use of a condition was a
+    -- subplan of its own: the window's probe was planned and run twice.
     cross join lateral (
-      select lp.kind <> 1 and not bucketq._log_batch_live(lp, x.epoch, p_now) as over,
-             lp.kind = 1 and exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                                       lp.hi_ceil, lp.early_ids, lp.pos_ord, 1, g.log_from) w) as rest) f
-   where f.over or f.rest
-      or (lp.kind = 1
-          -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
-          -- for its first row and became a sequential scan of the bucket's partitions
-          -- (a claim of a 40,000-message backlog spent 13 ms here).
-          and (exists (select 1 from (select m.xid from bucketq.message m
-                                       where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
-                                         and m.xid >= pg_snapshot_xmax(lp.hi)
-                                       order by m.xid limit 1) n)
-               or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
-                           cross join lateral (select m.xid from bucketq.message m
-                                                where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
-                                                  and m.xid = x.xid
-                                                order by m.xid limit 1) n)))
+      select (case
+                when lp.kind <> 1 then case when not bucketq._log_batch_live(lp, x.epoch, p_now) then 'o' end
+                when exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
+                                                               lp.hi_ceil, lp.early_ids, lp.pos_ord, 1, g.log_from) w) then 'r'
+                -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
+                -- for its first row and became a sequential scan of the bucket's partitions
+                -- (a claim of a 40,000-message backlog spent 13 ms here).
+                when exists (select 1 from (select m.xid from bucketq.message m
+                                             where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
+                                               and m.xid >= pg_snapshot_xmax(lp.hi)
+                                             order by m.xid limit 1) n)
+                     or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
+                                 cross join lateral (select m.xid from bucketq.message m
+                                                      where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
+                                                        and m.xid = x.xid
+                                                      order by m.xid limit 1) n) then 'n'
+              end)::"char" as state
+      offset 0) f
+   where f.state is not null
 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_chunk(g bucketq.consumer_group, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_pos_ord bigint, p_limit integer, p_max_per_key integer, p_now timestamp with time zone)
