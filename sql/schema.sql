@@ -820,6 +820,9 @@ begin
     foreach k in array array[r_monitor, r_admin, r_consumer] loop
       if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
         execute format('grant execute on function bucketq._log_backlog(int, int, int, timestamptz) to %I', k);
+        if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
+          execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
+        end if;
       end if;
     end loop;
   end if;
@@ -991,26 +994,54 @@ AS $function$
        and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
      order by p.seq desc limit 1
   ),
-  pending as (
-    select m.id, m.sent_at,
-           -- handed out in a batch still running (an ended one is handed back by the next claim)
-           c.kind = 2 and m.id = any(c.msg_ids)
-             and case when c.lease_token is not null then c.leased_until > bucketq._now()
-                      else pg_xact_status(c.xact) = 'in progress' end as in_flight,
-           -- behind an inbox message of its key, or an earlier one of its key still in the log
-           m.key_id is not null and (exists (select 1 from bucketq.inbox x
-                                              where x.group_id = p_group_id and x.key_id = m.key_id)
-                                     or row_number() over (partition by m.key_id order by m.key_seq) > 1) as behind
+  pending as materialized (
+    select m.id, m.sent_at, m.key_id, m.key_seq
       from c
       cross join lateral bucketq._log_ahead(p_topic_id, c) m
      where p_start is null or m.sent_at >= p_start
+  ),
+  -- handed out in a batch still running (an ended one is handed back by the next claim)
+  flight as (
+    select u.id from c cross join lateral unnest(c.msg_ids) as u(id)
+     where c.kind = 2
+       and case when c.lease_token is not null then c.leased_until > bucketq._now()
+                else pg_xact_status(c.xact) = 'in progress' end
+  ),
+  -- per key: its first message here, and whether an inbox message of the key holds it
+  keys as (
+    select k.key_id, k.first_seq,
+           exists (select 1 from bucketq.inbox x where x.group_id = p_group_id and x.key_id = k.key_id) as held
+      from (select p.key_id, min(p.key_seq) as first_seq from pending p where p.key_id is not null group by p.key_id) k
+  ),
+  flagged as (
+    select p.sent_at, f.id is not null as in_flight,
+           coalesce(k.held or p.key_seq > k.first_seq, false) as behind
+      from pending p
+      left join flight f on f.id = p.id
+      left join keys k on k.key_id = p.key_id
   )
   select count(*) filter (where not p.in_flight and not p.behind),
          count(*) filter (where p.in_flight),
          count(*) filter (where not p.in_flight and p.behind),
          min(p.sent_at)
-    from pending p
+    from flagged p
 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_backlog_count(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  select count(*)
+    from (select p.* from bucketq.progress p
+           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+           order by p.seq desc limit 1) c
+    cross join lateral bucketq._log_ahead(p_topic_id, c) m
+   where p_start is null or m.sent_at >= p_start
+$function$;
+comment on function bucketq._log_backlog_count(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of one bucket''s log the group has not acked yet past its checkpoint (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_batch_live(c bucketq.progress, p_epoch bigint, p_now timestamp with time zone)
  RETURNS boolean
@@ -4648,9 +4679,8 @@ create view bucketq.groups as
     g.session_timeout,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum(((l.ready + l.in_flight) + l.waiting)), (0)::numeric) AS "coalesce"
-           FROM (generate_series(0, (t.buckets - 1)) o(bucket)
-             CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, o.bucket, g.start_time) l(ready, in_flight, waiting, oldest))))::bigint) AS pending,
+          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum(bucketq._log_backlog_count(g.group_id, g.topic_id, o.bucket, g.start_time)), (0)::numeric) AS "coalesce"
+           FROM generate_series(0, (t.buckets - 1)) o(bucket)))::bigint) AS pending,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
           WHERE ((i.group_id = g.group_id) AND (i.state = 1))) + ( SELECT COALESCE(sum(cardinality(p.msg_ids)), (0)::bigint) AS "coalesce"

@@ -2,7 +2,7 @@
 // group created while a producer's transaction is open.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, pidOf, send, sendBatch, setClock, stateFingerprint, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, pidOf, send, sendBatch, setClock, stateFingerprint, topicAndGroup, useDatabase, waitUntilBlocked } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -55,6 +55,54 @@ describe('fan-out', () => {
       { name: g1, n: 10 },
       { name: g2, n: 10 },
     ].sort((x, y) => x.name.localeCompare(y.name)));
+  });
+});
+
+describe('pending', () => {
+  // bucketq.groups counts the log past each checkpoint without telling ready, in flight
+  // and waiting apart (_log_backlog_count); bucketq.lag tells them apart (_log_backlog).
+  // The two must agree in every state, and lag's parts must be the right ones.
+  it('groups.pending is the sum of what lag shows: ready, in flight, delayed, waiting', async () => {
+    const s = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(s, ctx, { buckets: 4, group: { session_timeout: '1 hour' } });
+    const keys = [...Array.from({ length: 30 }, (_, i) => `k${i % 5}`), null, null, null, null, null];
+    await sendBatch(s, topic, keys.map((k, i) => ({ i, k })), { keys });
+    const lagNow = async () => {
+      const { rows } = await s.query(
+        `select sum(ready)::int as ready, sum(leased)::int as leased, sum(delayed)::int as delayed, sum(waiting)::int as waiting,
+                sum(dead_blocking)::int as dead_blocking
+           from bucketq.lag where group_name = $1`,
+        [group],
+      );
+      const { rows: g } = await s.query('select pending::int from bucketq.groups where group_name = $1', [group]);
+      return { ...rows[0], pending: g[0].pending };
+    };
+    // 5 key heads and 5 unkeyed ready; the other 25 of the keys wait behind their heads
+    expect(await lagNow()).toEqual({ ready: 10, leased: 0, delayed: 0, waiting: 25, dead_blocking: 0, pending: 35 });
+
+    const got = await claim(s, group, consumer, 6, { maxPerKey: 2 });
+    const keyed = got.filter((m) => m.key !== null);
+    const runs = new Set(keyed.map((m) => m.key)).size;
+    // in flight now: the claimed; ready: the heads not claimed, keys whose run was taken
+    // have their next message behind the run (waiting), not ready
+    expect(await lagNow()).toEqual({
+      ready: 10 - runs - (got.length - keyed.length),
+      leased: 6,
+      delayed: 0,
+      waiting: 25 - (keyed.length - runs),
+      dead_blocking: 0,
+      pending: 35,
+    });
+
+    // A nacked head goes to the inbox (delayed); its key's messages wait behind it.
+    const head = keyed.find((m) => m.key_seq === 1)!;
+    const others = got.filter((m) => m.msg_id !== head.msg_id && m.key !== head.key);
+    await nack(s, group, [head], { retryDelay: '1 hour' });
+    await ack(s, group, others);
+    const after = await lagNow();
+    expect(after.pending).toBe(35 - others.length);
+    expect(after.delayed).toBe(1);
+    expect(after.ready + after.leased + after.delayed + after.waiting + after.dead_blocking).toBe(after.pending);
   });
 });
 

@@ -55,6 +55,9 @@ begin
     foreach k in array array[r_monitor, r_admin, r_consumer] loop
       if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
         execute format('grant execute on function bucketq._log_backlog(int, int, int, timestamptz) to %I', k);
+        if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
+          execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
+        end if;
       end if;
     end loop;
   end if;

@@ -1,0 +1,21 @@
+-- How many messages a group has left in one bucket's log past its checkpoint, in the
+-- batch under way included: the sum of _log_backlog's ready, in_flight and waiting,
+-- without telling them apart (no key or batch lookups), for bucketq.groups' pending,
+-- which workers with metrics read on every heartbeat (a 100,000-message backlog: about
+-- 30 ms, against 290 through _log_backlog). Runs as the owner; nothing for a group the
+-- caller may not see (_may_see_group).
+create or replace function bucketq._log_backlog_count(p_group_id int, p_topic_id int, p_bucket int, p_start timestamptz)
+returns bigint
+language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
+as $$
+  select count(*)
+    from (select p.* from bucketq.progress p
+           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+           order by p.seq desc limit 1) c
+    cross join lateral bucketq._log_ahead(p_topic_id, c) m
+   where p_start is null or m.sent_at >= p_start
+$$;
+
+comment on function bucketq._log_backlog_count(int, int, int, timestamptz) is
+'For bucketq.groups: how many messages of one bucket''s log the group has not acked yet past its checkpoint (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
