@@ -3631,6 +3631,7 @@ declare
   v_stale bigint[];
   v_tails bigint[];
   v_waiting_keys bigint[];
+  v_ctids tid[];
   v_xact xid8;
   v_admin boolean;
   v_caller name;
@@ -3743,24 +3744,28 @@ begin
   -- The rest of each nacked row's run (same key and lease, later key_seq) waits again.
   -- (A locked claim's run was never taken out of waiting.)
   if not v_locked then
-    -- The candidates by a probe of each nacked row's key (LATERAL, OFFSET 0: planned on
-    -- its own, it reads by key). As a join, a plan made on an empty inbox read the
-    -- group's whole inbox once per nacked row. Then locked in key order, as before.
+    -- Every row by a probe of its own (LATERAL, OFFSET 0: each planned on its own, by
+    -- primary key or by key): the nacked rows, the rest of their runs, then those locked
+    -- in key order. As joins or "msg_id = ANY(...)", plans made on an empty inbox read
+    -- the group's whole inbox (once per nacked row, or, below Postgres 17, once per call:
+    -- it priced = ANY as one descent per element, above reading a small group's rows).
+    -- "y.state + 0": inbox_timed (group_id, available_at) is no path to a key's rows.
     select array_agg(x.msg_id) into v_tails from (
-      select x.msg_id
-        from bucketq.inbox x
-       where x.group_id = g.group_id and x.state = 1
-         and x.msg_id = any(array(
-               select t.msg_id
-                 from bucketq.inbox n
-                 cross join lateral (select y.msg_id from bucketq.inbox y
-                                      where y.group_id = n.group_id and y.key_id = n.key_id and y.key_seq > n.key_seq
-                                        and y.lease_token = n.lease_token and y.state = 1
-                                     offset 0) t
-                where n.group_id = g.group_id and n.msg_id = any(v_held) and n.key_id is not null))
-         and x.msg_id <> all(v_held)
-       order by x.key_id, x.msg_id
-         for update of x) x;
+      select l.msg_id
+        from (select distinct y.key_id, y.msg_id
+                from unnest(v_held) as h(id)
+                cross join lateral (select n.key_id, n.key_seq, n.lease_token from bucketq.inbox n
+                                     where n.group_id = g.group_id and n.msg_id = h.id
+                                    offset 0) n
+                cross join lateral (select y.key_id, y.msg_id from bucketq.inbox y
+                                     where y.group_id = g.group_id and y.key_id = n.key_id and y.key_seq > n.key_seq
+                                       and y.lease_token = n.lease_token and y.state + 0 = 1
+                                    offset 0) y
+               where y.msg_id <> all(v_held)
+               order by y.key_id, y.msg_id) t
+        cross join lateral (select x.msg_id from bucketq.inbox x
+                             where x.group_id = g.group_id and x.msg_id = t.msg_id and x.state = 1
+                               for update of x) l) x;
     if v_tails is not null then
       perform bucketq._unlease(g.group_id, v_tails);
     end if;
@@ -3769,6 +3774,16 @@ begin
   -- Retry: delayed, and the key stays blocked behind it so order holds. A row with an
   -- earlier row of its key still there waits behind that one (its retry time is kept:
   -- _promote makes it delayed, not ready, when its turn comes).
+  -- The rows by their ctids (a TID scan), each found by its primary key first: a join on
+  -- msg_id, or "msg_id = ANY(v_held)", made plans that read the group's whole inbox
+  -- below Postgres 17 (see above). Safe: these rows are ours, locked since v_held.
+  -- (No group_id condition, and "msg_id + 0": with either, plans read the group, or
+  -- the whole of inbox_pkey for a msg_id, instead.)
+  select array_agg(r.ctid) into v_ctids
+    from unnest(v_held) as h(id)
+    cross join lateral (select r.ctid from bucketq.inbox r
+                         where r.group_id = g.group_id and r.msg_id = h.id offset 0) r
+   where h.id <> all(coalesce(v_dead, '{}'));
   update bucketq.inbox i
      set state = case when i.key_id is not null
                        and exists (select 1 from bucketq.inbox y
@@ -3778,16 +3793,17 @@ begin
          available_at = v_now + coalesce(retry_delay,
                                          least(g.backoff_max, g.backoff_base * power(2, least(i.attempts - 1, 30))))
     from unnest(msg_ids, errors) as e(id, err)
-   where i.group_id = g.group_id and i.msg_id = e.id
-     and i.msg_id = any(v_held) and i.msg_id <> all(coalesce(v_dead, '{}'));
+   where i.ctid = any(v_ctids) and i.msg_id + 0 = e.id;
   -- A row that now waits behind an earlier one: if that one waits too (a replayed dead
   -- letter that was waiting for this lease to end), nothing in flight is left to
   -- promote it: promote it now, unless some row of the key is still active.
-  -- (The rows by their primary key, OFFSET 0: with "key_id is not null" beside it, a
-  -- plan made on an empty inbox read the group's keyed rows through inbox_key instead.)
+  -- (Each row by its primary key, LATERAL, OFFSET 0: with "key_id is not null" beside
+  -- it, or "msg_id = ANY(v_held)" below Postgres 17, a plan made on an empty inbox read
+  -- the group's rows.)
   select array_agg(distinct x.key_id) into v_waiting_keys
-    from (select i.key_id, i.state from bucketq.inbox i
-           where i.group_id = g.group_id and i.msg_id = any(v_held) offset 0) x
+    from unnest(v_held) as h(id)
+    cross join lateral (select i.key_id, i.state from bucketq.inbox i
+                         where i.group_id = g.group_id and i.msg_id = h.id offset 0) x
    where x.state = 3 and x.key_id is not null;
   if v_waiting_keys is not null then
     perform bucketq._promote(g.group_id, v_waiting_keys, v_now, true);
