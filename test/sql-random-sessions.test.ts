@@ -6,7 +6,9 @@
 // clean consumer drains. Every committed message must be acked exactly once, each key
 // in key_seq order, and nothing may be left pending. Two more runs add dead letters
 // (max_attempts 2, skip and block) and an operator calling replay_dead; in all three an
-// operator calls maintain() now and then (it prunes the key counters). This found
+// operator calls maintain() now and then (it prunes the key counters). A fourth run
+// has a killer terminate the producers' and workers' backends now and then (an ack or
+// commit it cuts off is judged by the delivery records). This found
 // three bugs the scripted tests had not (test/sql-locked.test.ts: "two locked batches
 // in a row ..." and "a locked batch that expired a lease batch ...", test/sql-runs:
 // "a replayed dead letter below a lease that is handed back ..." and, with dead
@@ -26,6 +28,14 @@ interface M { msg_id: number; key: string | null; key_seq: number | null; lease_
 interface RunOptions {
   /** Dead letters: max_attempts 2 with this policy, and an operator calling replay_dead now and then and once before the drain. */
   deadLetters?: 'skip' | 'block';
+  /** A killer terminates the producers' and workers' backends now and then (pg_terminate_backend). */
+  kills?: boolean;
+}
+
+/** The error of a session whose backend was terminated (or of its next query). */
+function isKilled(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === '57P01' || /Connection terminated|not queryable|ECONNRESET|EPIPE/.test(e.message ?? '');
 }
 
 /** One random run: see the top of the file. */
@@ -52,7 +62,15 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
     errors.set(k, (errors.get(k) ?? 0) + 1);
   };
   let stop = false;
-  const ops = { lease: 0, locked: 0 };
+  const ops = { lease: 0, locked: 0, kills: 0, cut: 0 };
+  // The sessions a killer may terminate, by name: their backends' pids.
+  const backends = new Map<string, number>();
+  const open = async (name: string) => {
+    const c = await ctx.session();
+    backends.set(name, Number((await c.query('select pg_backend_pid() as pid')).rows[0].pid));
+    return c;
+  };
+  const alive = async (c: Queryable) => c.query('select 1').then(() => true, () => false);
   const events: { t: number; who: string; op: string; ids: number[] }[] = [];
   const record = (who: string, op: string, ms: M[]) => {
     acked.push(...ms);
@@ -71,6 +89,26 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
     console.log(pr.map((r) => JSON.stringify(r)).join('\n'));
   };
 
+  // An ack, or a locked batch's commit, cut off by a terminated backend may have
+  // committed or not: the delivery records say which (the backend has ended, its
+  // transaction too, before its socket closes).
+  const settle = async (who: string, op: string, ms: M[], run: () => Promise<unknown>) => {
+    try {
+      await run();
+    } catch (err) {
+      if (!o.kills || !isKilled(err)) throw err;
+      const { rows } = await admin.query(
+        'select msg_id::int from bucketq.deliveries where group_name = $1 and consumer_id = $2 and msg_id = any($3::bigint[])',
+        [group, who, ms.map((m) => m.msg_id)],
+      );
+      const done = new Set(rows.map((r: { msg_id: number }) => r.msg_id));
+      if (done.size) record(who, `${op}-cut`, ms.filter((m) => done.has(m.msg_id)));
+      ops.cut++;
+      throw err;
+    }
+    record(who, op, ms);
+  };
+
   // One batch in eight has messages held back by not_before (up to 100 ms): a key's
   // later messages wait behind such a one, whichever path (log or inbox) they take.
   const send = async (p: Queryable, keys: (string | null)[]): Promise<number[]> => {
@@ -83,8 +121,8 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
     return rows.map((r: { id: string }) => Number(r.id));
   };
 
-  const producer = async () => {
-    const p = await ctx.session();
+  const producer = async (name: string) => {
+    let p = await open(name);
     while (!stop) {
       const n = 1 + rnd(6);
       const keys = Array.from({ length: n }, () => (rnd(10) === 0 ? null : `k${rnd(6)}`));
@@ -104,14 +142,15 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
       } catch (err) {
         note(err);
         await p.query('rollback').catch(() => {});
+        if (!(await alive(p))) p = await open(name);
       }
       await sleep(rnd(15));
     }
   };
 
   const worker = async (consumer: string) => {
-    const w = await ctx.session();
-    const aux = await ctx.session();
+    let w = await open(consumer);
+    let aux = await open(`${consumer}/aux`);
     let lastBeat = 0;
     while (!stop) {
       try {
@@ -137,23 +176,23 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
           ops.lease++;
           const r = rnd(10);
           if (r < 6) {
-            await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, got.map((m) => m.msg_id), got.map((m) => m.lease_token)]);
-            record(consumer, 'lease-all', [...got]);
+            await settle(consumer, 'lease-all', [...got], () =>
+              w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, got.map((m) => m.msg_id), got.map((m) => m.lease_token)]));
           } else if (r < 8) {
             // ack a prefix in order, nack the next, leave the rest of its key
             const cut = rnd(got.length);
             const first = got.slice(0, cut);
             if (first.length) {
-              await w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, first.map((m) => m.msg_id), first.map((m) => m.lease_token)]);
-              record(consumer, 'lease-prefix', [...first]);
+              await settle(consumer, 'lease-prefix', [...first], () =>
+                w.query('select * from bucketq.ack($1, $2::bigint[], $3::bigint[])', [group, first.map((m) => m.msg_id), first.map((m) => m.lease_token)]));
             }
             const f = got[cut]!;
             await w.query(`select * from bucketq.nack($1, array[$2::bigint], array[$3::bigint], array['x'], retry_delay => '10 milliseconds')`, [group, f.msg_id, f.lease_token]);
           } else if (r < 9) {
             // one at a time in own statements
             for (const m of got) {
-              await w.query('select * from bucketq.ack($1, array[$2::bigint], array[$3::bigint])', [group, m.msg_id, m.lease_token]);
-              record(consumer, 'lease-one', [m]);
+              await settle(consumer, 'lease-one', [m], () =>
+                w.query('select * from bucketq.ack($1, array[$2::bigint], array[$3::bigint])', [group, m.msg_id, m.lease_token]));
             }
           } // else: let the lease expire
         } else {
@@ -171,16 +210,18 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
           ops.locked++;
           const r = rnd(10);
           if (r < 6) {
-            await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, got.map((m) => m.msg_id), consumer]);
-            await w.query('commit');
-            record(consumer, 'locked-all', [...got]);
+            await settle(consumer, 'locked-all', [...got], async () => {
+              await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, got.map((m) => m.msg_id), consumer]);
+              await w.query('commit');
+            });
           } else if (r < 7) {
             const cut = rnd(got.length);
             const first = got.slice(0, cut);
-            if (first.length) await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, first.map((m) => m.msg_id), consumer]);
-            await w.query(`select * from bucketq.nack($1, array[$2::bigint], null, array['x'], retry_delay => '10 milliseconds', consumer_id => $3)`, [group, got[cut]!.msg_id, consumer]);
-            await w.query('commit');
-            record(consumer, 'locked-prefix', [...first]);
+            await settle(consumer, 'locked-prefix', [...first], async () => {
+              if (first.length) await w.query('select * from bucketq.ack($1, $2::bigint[], null, consumer_id => $3)', [group, first.map((m) => m.msg_id), consumer]);
+              await w.query(`select * from bucketq.nack($1, array[$2::bigint], null, array['x'], retry_delay => '10 milliseconds', consumer_id => $3)`, [group, got[cut]!.msg_id, consumer]);
+              await w.query('commit');
+            });
           } else if (r < 9) {
             await w.query('rollback');
           } else {
@@ -190,7 +231,23 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
       } catch (err) {
         note(err);
         await w.query('rollback').catch(() => {});
+        if (!(await alive(w))) w = await open(consumer);
+        if (!(await alive(aux))) aux = await open(`${consumer}/aux`);
+        // Its session expired while a backend was down: join again, as a worker does.
+        if ((err as { code?: string }).code === 'BQ008') await aux.query('select * from bucketq.join($1, $2)', [group, consumer]).catch(note);
       }
+    }
+  };
+
+  // Terminates a producer's or worker's backend now and then: whatever it held open
+  // rolls back, its leases expire, and it connects again.
+  const killer = async () => {
+    const k = await ctx.session();
+    while (!stop) {
+      await sleep(100 + rnd(300));
+      const names = [...backends.keys()];
+      const pid = backends.get(names[rnd(names.length)]!)!;
+      await k.query('select pg_terminate_backend($1)', [pid]).then(() => ops.kills++, note);
     }
   };
 
@@ -210,7 +267,7 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   };
 
   const t0 = Date.now();
-  const runs = [producer(), producer(), ...consumers.map((c) => worker(c)), operator()];
+  const runs = [producer('p1'), producer('p2'), ...consumers.map((c) => worker(c)), operator(), ...(o.kills ? [killer()] : [])];
   while (Date.now() - t0 < SECONDS * 1000) await sleep(100);
   stop = true;
   await Promise.all(runs);
@@ -308,11 +365,15 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   }
   expect(bad.slice(0, 20)).toEqual([]);
   if (o.deadLetters) expect(deadIds.size, 'no message failed twice: the run tested no dead letter').toBeGreaterThan(0);
+  if (o.kills) expect(ops.kills, 'no backend was terminated').toBeGreaterThan(5);
 }
 
 describe('random sessions', () => {
   it('lease and locked claims, partial acks, nacks, rollbacks, expiries and rebalances, then a drain: exactly once, in key order, nothing stranded', () =>
     randomRun(), 180_000);
+
+  it('the same while backends are terminated now and then (producers and workers mid-transaction, mid-ack, mid-commit): exactly once, in key order, nothing stranded', () =>
+    randomRun({ kills: true }), 180_000);
 
   it.each(['skip', 'block'] as const)(
     'the same with max_attempts 2, on_exhausted %s, and replay_dead now and then: every message acked once after a last replay, nothing stranded',
