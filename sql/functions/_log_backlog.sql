@@ -5,7 +5,7 @@
 -- once: the batch's ids and the keys held in the inbox are joined as sets, and a key's
 -- first message here is found by grouping (a search of the batch's ids, an inbox probe
 -- and a window sort per message made the lag of a 100,000-message backlog take 300 ms;
--- now 120). Nothing for a group the caller may not see (_may_see_group).
+-- now 69). Nothing for a group the caller may not see (_may_see_group).
 create or replace function bucketq._log_backlog(p_group_id int, p_topic_id int, p_bucket int, p_start timestamptz)
 returns table (ready bigint, in_flight bigint, waiting bigint, oldest timestamptz)
 language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
