@@ -37,6 +37,7 @@ as $$
 declare
   v_keys text[];
   v_key_ids bigint[];
+  v_bases bigint[];
 begin
   -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
@@ -45,10 +46,15 @@ begin
 
   -- The key_ids come from here: every later statement goes by key_id, an index probe.
   -- (A join of the keys with topic_key by name, planned generically for any number of
-  -- keys, became a hash join over a sequential scan of all the topic's keys.)
+  -- keys, became a hash join over a sequential scan of all the topic's keys.) Sorted as
+  -- p_keys is, so the arrays below line up with it.
   select array_agg(l.key order by l.key), array_agg(l.key_id order by l.key) into v_keys, v_key_ids
     from bucketq.topic_key l
    where l.topic_id = p_topic_id and l.key = any(p_keys);
+  if v_keys is distinct from p_keys then
+    raise exception '_take_key_seqs: keys must be distinct and sorted (got % keys, found % in topic_key)',
+      cardinality(p_keys), cardinality(v_keys) using errcode = 'XX000';
+  end if;
 
   -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
   -- never deletes: lock the newest row we see, so that one deleted since our snapshot
@@ -62,24 +68,18 @@ begin
                              for key share) p;
   end if;
 
-  return query
-  with keyed as (
-    select l.key, l.key_id, u.c
-      from unnest(v_keys, v_key_ids) as l(key, key_id)
-      join unnest(p_keys, p_counts) as u(key, c) on u.key = l.key
-  ),
-  added as (
-    insert into bucketq.key_counter as x (key_id, first_seq, last_seq)
-    select k.key_id, coalesce(p.last_seq, 0) + 1, coalesce(p.last_seq, 0) + k.c
-      from keyed k
-      left join lateral (select y.last_seq from bucketq.key_counter y
-                          where y.key_id = k.key_id
-                          order by y.first_seq desc limit 1) p on true
-    returning x.key_id, x.first_seq - 1 as base
-  )
-  select k.key, a.key_id, a.base
-    from added a join keyed k on k.key_id = a.key_id;
+  -- Each key's last key_seq (its newest counter row), then its new counter row. By
+  -- position in the arrays: joins of the keys by name cost a third of a send of 1,000.
+  select array_agg(coalesce(p.last_seq, 0) order by u.n) into v_bases
+    from unnest(v_key_ids) with ordinality as u(key_id, n)
+    left join lateral (select y.last_seq from bucketq.key_counter y
+                        where y.key_id = u.key_id
+                        order by y.first_seq desc limit 1) p on true;
+  insert into bucketq.key_counter (key_id, first_seq, last_seq)
+  select u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+
+  return query select u.key, u.key_id, u.base from unnest(p_keys, v_key_ids, v_bases) as u(key, key_id, base);
 end $$;
 
 comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
-'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';

@@ -28,7 +28,6 @@ declare
   v_i int;
   v_ords bigint[];     -- per input position: its order inside a log window
   v_fresh bigint[];    -- per input position: a new id, taken in input order
-  v_out bigint[];      -- the ids to return, in input order
   v_xid xid8;
 begin
   t := bucketq._topic(send_batch.topic);
@@ -111,9 +110,9 @@ begin
     if v_keys is null then
       null;
     elsif current_setting('transaction_isolation') = 'read committed' then
-      select array_agg(s.key), array_agg(s.key_id), array_agg(s.base)
+      select array_agg(s.key order by s.n), array_agg(s.key_id order by s.n), array_agg(s.base order by s.n)
         into v_keys, v_key_ids, v_key_base
-        from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) s;
+        from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) with ordinality as s(key, key_id, base, n);
     else
       -- Our snapshot may predate the commit of a key's previous sender: key by key, so
       -- that the error names the key. One subtransaction per send, in these isolation
@@ -141,38 +140,36 @@ begin
   select array_agg(nextval('bucketq.message_ord_seq') order by u.o) into v_ords
     from generate_series(1, n) as u(o);
 
-  with input as (
-    select u.o as ord, u.p as payload, u.k as key, u.h as headers, u.ik, u.nb
-      from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
-           with ordinality as u(p, k, h, ik, nb, o)
-  ),
-  fresh as (
-    select i.*, coalesce(v_ids[i.ord], v_fresh[i.ord]) as id
-      from input i where v_new is null or v_new[i.ord]
-  ),
-  rows as (
-    select f.ord, f.id, f.payload, f.headers, f.ik, f.nb, f.key, ks.key_id,
-           ks.base + row_number() over (partition by f.key order by f.ord) as key_seq,
-           case when f.key is null then (f.id % t.buckets)::int
-                else ((hashtextextended(f.key, 0) & 9223372036854775807) % t.buckets)::int end as bucket
-      from fresh f
-      left join unnest(v_keys, v_key_ids, v_key_base) as ks(key, key_id, base) on ks.key = f.key
-  ),
-  logged as (
+  -- The messages, by input position. v_keys is sorted, so a keyed message's key is
+  -- v_keys[dense_rank() over key order] (no join by key text), and its key_seq follows
+  -- its key's base in input order.
+  if keys is null then
+    insert into bucketq.message (id, topic_id, sent_at, bucket, payload, headers, not_before, idempotency_key, xid, ord)
+    select r.id, t.topic_id, v_now, (r.id % t.buckets)::int, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
+      from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*
+              from unnest(payloads, send_batch.headers, idempotency_keys, send_batch.not_before)
+                   with ordinality as u(p, h, ik, nb, o)
+             where v_new is null or v_new[u.o]) r;
+  else
     insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before,
                                  idempotency_key, xid, ord)
-    select r.id, t.topic_id, v_now, r.bucket, r.key, r.key_id, r.key_seq, r.payload, r.headers, r.nb, r.ik, v_xid,
-           v_ords[r.ord]
-      from rows r
-  )
-  select array_agg(coalesce(v_ids[i.ord], r.id) order by i.ord)
-    into v_out
-    from input i
-    left join rows r on r.ord = i.ord;
+    select r.id, t.topic_id, v_now,
+           case when r.k is null then (r.id % t.buckets)::int
+                else ((hashtextextended(r.k, 0) & 9223372036854775807) % t.buckets)::int end,
+           r.k, v_key_ids[r.key_no], v_key_base[r.key_no] + r.nth, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
+      from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*,
+                   -- (NULL keys sort last: the keyed ones are numbered 1, 2, ... as in v_keys)
+                   dense_rank() over (order by u.k) as key_no,
+                   row_number() over (partition by u.k order by u.o) as nth
+              from unnest(payloads, keys, send_batch.headers, idempotency_keys, send_batch.not_before)
+                   with ordinality as u(p, k, h, ik, nb, o)
+             where v_new is null or v_new[u.o]) r;
+  end if;
 
   -- One notification per statement with a constant payload: a hint to wake workers.
   perform pg_notify('bucketq', t.name);
-  return query select u.id from unnest(v_out) with ordinality as u(id, ord) order by u.ord;
+  -- The ids in input order: a repeated idempotency key's original, else the new one.
+  return query select coalesce(v_ids[u.o], u.id) from unnest(v_fresh) with ordinality as u(id, o) order by u.o;
 end $$;
 
 comment on function bucketq.send_batch(text, jsonb[], text[], jsonb[], text[], timestamptz[]) is
