@@ -8,7 +8,10 @@
 // (max_attempts 2, skip and block) and an operator calling replay_dead; in all three an
 // operator calls maintain() now and then (it prunes the key counters). A fourth run
 // has a killer terminate the producers' and workers' backends now and then (an ack or
-// commit it cuts off is judged by the delivery records). This found
+// commit it cuts off is judged by the delivery records). In a fifth, an operator rewinds
+// the group to random times since the run began (duplicate acks between rewinds trip
+// ack's guard), and once more before the drain, which must then deliver exactly the
+// messages that rewind put back and those still unfinished. This found
 // three bugs the scripted tests had not (test/sql-locked.test.ts: "two locked batches
 // in a row ..." and "a locked batch that expired a lease batch ...", test/sql-runs:
 // "a replayed dead letter below a lease that is handed back ..." and, with dead
@@ -30,6 +33,12 @@ interface RunOptions {
   deadLetters?: 'skip' | 'block';
   /** A killer terminates the producers' and workers' backends now and then (pg_terminate_backend). */
   kills?: boolean;
+  /**
+   * An operator rewinds the group now and then to a random time since the run began,
+   * and once more before the drain: the drain must deliver exactly what that last
+   * rewind put back, once each, in key order.
+   */
+  rewinds?: boolean;
 }
 
 /** The error of a session whose backend was terminated (or of its next query). */
@@ -51,6 +60,8 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   });
   const consumers = ['c1', 'c2', 'c3', 'c4'];
   for (const c of consumers) await admin.query('select * from bucketq.join($1, $2)', [group, c]);
+  // Every message of the run is sent after this (the database's clock, as sent_at is).
+  const runStart: string = (await admin.query('select now()::text as t')).rows[0].t;
 
   const acked: { msg_id: number; key: string | null; key_seq: number | null }[] = [];
   const sent = new Set<number>();
@@ -62,7 +73,7 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
     errors.set(k, (errors.get(k) ?? 0) + 1);
   };
   let stop = false;
-  const ops = { lease: 0, locked: 0, kills: 0, cut: 0 };
+  const ops = { lease: 0, locked: 0, kills: 0, cut: 0, rewinds: 0 };
   // The sessions a killer may terminate, by name: their backends' pids.
   const backends = new Map<string, number>();
   const open = async (name: string) => {
@@ -260,6 +271,10 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
       try {
         if (o.deadLetters && rnd(2) === 0) await op.query('select bucketq.replay_dead($1)', [group]);
         if (rnd(3) === 0) await op.query('select * from bucketq.maintain()');
+        if (o.rewinds && rnd(3) === 0) {
+          await op.query('select bucketq.rewind($1, $2::timestamptz + random() * (now() - $2::timestamptz))', [group, runStart]);
+          ops.rewinds++;
+        }
       } catch (err) {
         note(err);
       }
@@ -281,6 +296,20 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   // Drain with one clean consumer.
   for (const c of consumers) await admin.query('select bucketq.leave($1, $2)', [group, c]);
   await admin.query('select * from bucketq.join($1, $2)', [group, 'drain']);
+  // With rewinds, the last one (to a random time since the run began) decides what the
+  // drain must deliver: every message sent from then on, once, and whatever was still
+  // unacked before it. Acks before it are checked separately (below).
+  let rewoundTo: string | undefined;
+  const before: typeof acked = [];
+  const doneAtRewind = new Set<number>();
+  if (o.rewinds) {
+    rewoundTo = (await admin.query('select ($1::timestamptz + random() * (now() - $1::timestamptz))::text as t', [runStart])).rows[0].t;
+    // What the group has done, as its delivery records say (earlier rewinds removed theirs).
+    const { rows } = await admin.query('select msg_id::int from bucketq.deliveries where group_name = $1', [group]);
+    for (const r of rows as { msg_id: number }[]) doneAtRewind.add(r.msg_id);
+    await admin.query('select bucketq.rewind($1, $2::timestamptz)', [group, rewoundTo]);
+    before.push(...acked.splice(0));
+  }
   let idle = 0;
   const t1 = Date.now();
   while (idle < 30 && Date.now() - t1 < 60_000) {
@@ -321,6 +350,18 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   // The duplicate-delivery guard (BQ006 "acked before") fires only on a bug.
   expect([...errors.keys()].filter((k) => /acked before/.test(k)), 'a message handed out again after its ack').toEqual([]);
   const ackedIds = acked.map((m) => m.msg_id);
+  if (rewoundTo !== undefined) {
+    // A message sent before the last rewind's time was acked before it, or is acked in
+    // the drain: not both. One sent from then on is acked in the drain (the checks below).
+    const { rows } = await admin.query('select id::int from bucketq.message where id = any($1::bigint[]) and sent_at < $2::timestamptz', [[...sent], rewoundTo]);
+    const older = new Set(rows.map((r: { id: number }) => r.id));
+    const drained = new Set(ackedIds);
+    const ackedBefore = new Set(before.map((m) => m.msg_id));
+    expect([...doneAtRewind].filter((id) => !ackedBefore.has(id)), 'a delivery record no ack wrote').toEqual([]);
+    expect([...older].filter((id) => doneAtRewind.has(id) === drained.has(id)), 'older than the last rewind: done then, or delivered in the drain, not both nor neither').toEqual([]);
+    console.log('rewound to', rewoundTo, ':', older.size, 'of', sent.size, 'messages older,', [...older].filter((id) => drained.has(id)).length, 'of them drained');
+    for (const id of older) if (!drained.has(id)) sent.delete(id);
+  }
   const seen = new Set<number>();
   const twice = ackedIds.filter((id) => (seen.has(id) ? true : (seen.add(id), false)));
   if (twice.length) {
@@ -366,6 +407,7 @@ async function randomRun(o: RunOptions = {}): Promise<void> {
   expect(bad.slice(0, 20)).toEqual([]);
   if (o.deadLetters) expect(deadIds.size, 'no message failed twice: the run tested no dead letter').toBeGreaterThan(0);
   if (o.kills) expect(ops.kills, 'no backend was terminated').toBeGreaterThan(5);
+  if (o.rewinds) expect(ops.rewinds, 'no rewind while the sessions ran').toBeGreaterThan(2);
 }
 
 describe('random sessions', () => {
@@ -374,6 +416,9 @@ describe('random sessions', () => {
 
   it('the same while backends are terminated now and then (producers and workers mid-transaction, mid-ack, mid-commit): exactly once, in key order, nothing stranded', () =>
     randomRun({ kills: true }), 180_000);
+
+  it('the same while an operator rewinds the group now and then: no message twice between rewinds, and the drain after a last rewind delivers exactly what it put back, in key order', () =>
+    randomRun({ rewinds: true }), 180_000);
 
   it.each(['skip', 'block'] as const)(
     'the same with max_attempts 2, on_exhausted %s, and replay_dead now and then: every message acked once after a last replay, nothing stranded',
