@@ -4425,8 +4425,9 @@ begin
     if v_keys is null then
       null;
     elsif current_setting('transaction_isolation') = 'read committed' then
-      select array_agg(s.key order by s.n), array_agg(s.key_id order by s.n), array_agg(s.base order by s.n)
-        into v_keys, v_key_ids, v_key_base
+      -- (in v_keys' order, which _take_key_seqs keeps)
+      select array_agg(s.key_id order by s.n), array_agg(s.base order by s.n)
+        into v_key_ids, v_key_base
         from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) with ordinality as s(key, key_id, base, n);
     else
       -- Our snapshot may predate the commit of a key's previous sender: key by key, so
