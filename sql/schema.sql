@@ -4248,9 +4248,12 @@ begin
   perform bucketq._lock_topic_producers('rewind', t);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
-  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
-  -- and wait for locked batches reading the buckets' logs
+  -- Wait for locked batches reading the buckets' logs and for acks settling them, then
+  -- lock the inbox: cursors before inbox rows, the order in which ack, nack and reject
+  -- take them (_log_settle). The other way round, a locked batch holding its cursor and
+  -- then locking inbox rows on ack deadlocked with the rewind (1 random run in 6).
   perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
   -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
   -- and every bucket's checkpoint moves to now: from here the group reads its backlog
   -- from the inbox, in key order, and new messages from the log.
@@ -4508,6 +4511,8 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = v_now
    where o.group_id = g.group_id and o.owner is distinct from '';
+  -- Cursors before inbox rows, as ack, nack and reject take them (see rewind).
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
 
   -- Dead letters blocking their key stay dead letters; everything else is recorded as
@@ -4520,10 +4525,9 @@ begin
   get diagnostics v_count = row_count;
   delete from bucketq.inbox i where i.group_id = g.group_id;
 
-  -- The buckets' logs: wait for locked batches reading them, then a 'done' row per
-  -- bucket at a new snapshot, whose delivery record (consumer NULL) is what was still
-  -- ahead of its checkpoint or handed out in a batch under way.
-  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  -- The buckets' logs (their cursors are ours: no locked batch reads them now): a 'done'
+  -- row per bucket at a new snapshot, whose delivery record (consumer NULL) is what was
+  -- still ahead of its checkpoint or handed out in a batch under way.
   with ahead as (
     select b.bucket,
            array(select m.id from bucketq._log_ahead(g.topic_id, c) m

@@ -2,7 +2,7 @@
 // producer commits later. Producer transactions are held open and committed out of
 // order around claims, with real concurrent sessions.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, pidOf, send, toInbox, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, pidOf, send, toInbox, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -249,4 +249,41 @@ describe('an acked message handed out again is refused at ack (BQ006)', () => {
     expect(await ack(c, group, [again!])).toEqual([{ msg_id: m1, status: 'acked' }]);
     expect(await deliveredTimes(c, group, m1)).toBe(1);
   });
+});
+
+describe('rewind and skip_to_latest against acks under way', () => {
+  // An ack settles its log batch first (locking the bucket's cursor row), then its inbox
+  // rows. An operator action that locked the group's inbox rows before the cursors
+  // deadlocked with it: one of them failed after deadlock_timeout (seen in the random
+  // sessions test, 1 run in 6).
+  for (const op of ['rewind', 'skip_to_latest'] as const) {
+    it(`${op} waits for an ack holding a bucket's cursor, and both go through`, async () => {
+      const c = await ctx.session();
+      const worker = await ctx.session();
+      const operator = await ctx.session();
+      const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+      // m1 is a retry in the inbox; m2 comes from the log: one claim hands out both,
+      // under one lease.
+      const m1 = await send(c, topic, { m: 1 }, { key: 'a' });
+      const [first] = await claim(c, group, 'c1', 10);
+      await nack(c, group, [first!], { retryDelay: '0 seconds' });
+      const m2 = await send(c, topic, { m: 2 }, { key: 'b' });
+      const got = await claim(c, group, 'c1', 10);
+      expect(ids(got).sort()).toEqual([m1, m2].sort());
+      const byId = new Map(got.map((m) => [m.msg_id, m]));
+
+      await worker.query('begin');
+      expect(await ack(worker, group, [byId.get(m2)!])).toEqual([{ msg_id: m2, status: 'acked' }]); // holds the cursor now
+      let done = false;
+      const call = op === 'rewind' ? `select bucketq.rewind($1, now() - interval '1 hour')` : 'select bucketq.skip_to_latest($1)';
+      const operatorRun = operator.query(call, [group]).finally(() => (done = true));
+      await waitUntilBlocked(c, pidOf(operator), () => done);
+      // The inbox row of the same batch: the operator must not hold it while waiting.
+      expect(await ack(worker, group, [byId.get(m1)!])).toEqual([{ msg_id: m1, status: 'acked' }]);
+      await worker.query('commit');
+      await operatorRun;
+      const { rows } = await c.query(`select count(*)::int as n from bucketq.deliveries where group_name = $1`, [group]);
+      expect(rows[0].n).toBe(op === 'rewind' ? 0 : 2);
+    });
+  }
 });

@@ -31,9 +31,12 @@ begin
   perform bucketq._lock_topic_producers('rewind', t);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
-  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
-  -- and wait for locked batches reading the buckets' logs
+  -- Wait for locked batches reading the buckets' logs and for acks settling them, then
+  -- lock the inbox: cursors before inbox rows, the order in which ack, nack and reject
+  -- take them (_log_settle). The other way round, a locked batch holding its cursor and
+  -- then locking inbox rows on ack deadlocked with the rewind (1 random run in 6).
   perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
   -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
   -- and every bucket's checkpoint moves to now: from here the group reads its backlog
   -- from the inbox, in key order, and new messages from the log.

@@ -15,6 +15,8 @@ begin
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = v_now
    where o.group_id = g.group_id and o.owner is distinct from '';
+  -- Cursors before inbox rows, as ack, nack and reject take them (see rewind).
+  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
 
   -- Dead letters blocking their key stay dead letters; everything else is recorded as
@@ -27,10 +29,9 @@ begin
   get diagnostics v_count = row_count;
   delete from bucketq.inbox i where i.group_id = g.group_id;
 
-  -- The buckets' logs: wait for locked batches reading them, then a 'done' row per
-  -- bucket at a new snapshot, whose delivery record (consumer NULL) is what was still
-  -- ahead of its checkpoint or handed out in a batch under way.
-  perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
+  -- The buckets' logs (their cursors are ours: no locked batch reads them now): a 'done'
+  -- row per bucket at a new snapshot, whose delivery record (consumer NULL) is what was
+  -- still ahead of its checkpoint or handed out in a batch under way.
   with ahead as (
     select b.bucket,
            array(select m.id from bucketq._log_ahead(g.topic_id, c) m
