@@ -18,7 +18,6 @@ create table bucketq.bucket_owner (
   bucket integer not null,
   owner text,
   epoch bigint default 0 not null,
-  heartbeat_at timestamp with time zone,
   moved_at timestamp with time zone
 ) with (fillfactor=70);
 alter table bucketq.bucket_owner add constraint bucket_owner_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
@@ -1976,7 +1975,7 @@ begin
    order by o.bucket
      for update;
   update bucketq.bucket_owner o
-     set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
+     set owner = null, epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.bucket = any(p_buckets);
   perform bucketq._void_old_leases(g, p_buckets, false);
   -- Leased batches read from these buckets' logs go back too, at once and without an
@@ -2532,10 +2531,12 @@ begin
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
+  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
   select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
-    from bucketq.bucket_owner o
-   where o.group_id = g.group_id and o.owner = claim.consumer_id
-     and o.heartbeat_at > v_now - g.session_timeout
+    from bucketq.consumer c
+    join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
+   where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
+     and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
@@ -2724,10 +2725,12 @@ begin
   end if;
 
   v_now := bucketq._now();
+  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
   select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
-    from bucketq.bucket_owner o
-   where o.group_id = g.group_id and o.owner = claim_locked.consumer_id
-     and o.heartbeat_at > v_now - g.session_timeout
+    from bucketq.consumer c
+    join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
+   where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
+     and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
@@ -3259,15 +3262,12 @@ begin
       using errcode = 'BQ008', hint = 'Call bucketq.join(group_name, consumer_id) first; after leave (or when an operator removed it) join again.';
   end if;
 
-  -- Renew what is still ours. A bucket taken over while we were late is not. Rows are
-  -- locked in bucket order, as leave and _release lock them: no lock cycle.
-  update bucketq.bucket_owner o set heartbeat_at = v_now
-   where (o.group_id, o.bucket) in (select x.group_id, x.bucket from bucketq.bucket_owner x
-                                     where x.group_id = g.group_id and x.owner = heartbeat.consumer_id
-                                     order by x.bucket
-                                       for update)
-     and o.owner = heartbeat.consumer_id;
-  get diagnostics v_mine = row_count;
+  -- That renews our buckets too: an ownership is live while its owner's consumer row
+  -- is (one row updated per heartbeat, not one per bucket: under a pinned xmin horizon
+  -- each update leaves a dead version that every claim's read of the owners stepped
+  -- over). A bucket taken over while we were late is not ours any more.
+  select count(*) into v_mine from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = heartbeat.consumer_id;
 
   -- Fair share: buckets / live consumers; the remainder goes to the consumers that
   -- hold the most already (then by id), so as few buckets as possible move.
@@ -3277,7 +3277,7 @@ begin
            count(*) over () as n
       from (select c.consumer_id,
                    (select count(*) from bucketq.bucket_owner o
-                     where o.group_id = g.group_id and o.owner = c.consumer_id and o.heartbeat_at > v_live_after) as cnt
+                     where o.group_id = g.group_id and o.owner = c.consumer_id) as cnt
               from bucketq.consumer c
              where c.group_id = g.group_id and c.heartbeat_at > v_live_after) l
   ) r where r.consumer_id = heartbeat.consumer_id;
@@ -3292,19 +3292,24 @@ begin
        for update) x;
     perform bucketq._release(g, v_release);
   elsif v_mine < v_target then
-    -- One UPDATE per bucket taken: free buckets first, then expired ones. SKIP LOCKED:
-    -- two consumers never wait for each other; only one can win a bucket.
+    -- One UPDATE per bucket taken: free buckets first, then those of consumers whose
+    -- heartbeat expired (not a paused group's: owner ''). SKIP LOCKED: two consumers
+    -- never wait for each other; only one can win a bucket.
     with candidate as (
       select o.bucket from bucketq.bucket_owner o
        where o.group_id = g.group_id
-         and (o.owner is null or o.heartbeat_at is null or o.heartbeat_at <= v_live_after)
+         and (o.owner is null
+              or (o.owner <> ''
+                  and not exists (select 1 from bucketq.consumer c
+                                   where c.group_id = o.group_id and c.consumer_id = o.owner
+                                     and c.heartbeat_at > v_live_after)))
        order by (o.owner is not null), o.bucket
        limit v_target - v_mine
        for update skip locked
     ),
     taken as (
       update bucketq.bucket_owner o
-         set owner = heartbeat.consumer_id, epoch = o.epoch + 1, heartbeat_at = v_now, moved_at = v_now
+         set owner = heartbeat.consumer_id, epoch = o.epoch + 1, moved_at = v_now
         from candidate c
        where o.group_id = g.group_id and o.bucket = c.bucket
       returning o.bucket
@@ -3335,7 +3340,7 @@ begin
    where o.group_id = g.group_id and o.owner = heartbeat.consumer_id
    order by o.bucket;
 end $function$;
-comment on function bucketq.heartbeat(text,text) is 'Keep a consumer alive and rebalance: renews its buckets, takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';
+comment on function bucketq.heartbeat(text,text) is 'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';
 
 CREATE OR REPLACE FUNCTION bucketq."join"(group_name text, consumer_id text, meta jsonb DEFAULT NULL::jsonb)
  RETURNS TABLE(bucket integer, epoch bigint)
@@ -3842,7 +3847,7 @@ begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o
-     set owner = '', epoch = o.epoch + 1, heartbeat_at = timestamptz '9999-12-31 00:00:00+00', moved_at = bucketq._now()
+     set owner = '', epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.owner is distinct from '';
   get diagnostics v_count = row_count;
   return v_count;
@@ -4169,7 +4174,7 @@ begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o
-     set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
+     set owner = null, epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.owner = '';
   get diagnostics v_count = row_count;
   select t.name into v_topic from bucketq.topic t where t.topic_id = g.topic_id;
@@ -4558,8 +4563,8 @@ create view bucketq.buckets as
     b.owner,
     b.epoch,
     c.pos_id AS checkpoint,
-    (bucketq._now() - b.heartbeat_at) AS heartbeat_age,
-    ((b.owner IS NOT NULL) AND ((bucketq._now() - b.heartbeat_at) <= g.session_timeout)) AS owned,
+    (bucketq._now() - oc.heartbeat_at) AS heartbeat_age,
+    COALESCE(((b.owner = ''::text) OR ((bucketq._now() - oc.heartbeat_at) <= g.session_timeout)), false) AS owned,
     b.moved_at,
     c.pos_ord AS checkpoint_ord,
     c.lo AS window_lo,
@@ -4568,8 +4573,9 @@ create view bucketq.buckets as
     ( SELECT count(*) AS count
            FROM bucketq.inbox i
           WHERE ((i.group_id = b.group_id) AND (i.bucket = b.bucket))) AS exceptions
-   FROM ((bucketq.bucket_owner b
+   FROM (((bucketq.bucket_owner b
      JOIN bucketq.consumer_group g ON ((g.group_id = b.group_id)))
+     LEFT JOIN bucketq.consumer oc ON (((oc.group_id = b.group_id) AND (oc.consumer_id = b.owner))))
      LEFT JOIN LATERAL ( SELECT p.group_id,
             p.bucket,
             p.seq,
@@ -4593,7 +4599,7 @@ create view bucketq.buckets as
           WHERE ((p.group_id = b.group_id) AND (p.bucket = b.bucket) AND (p.kind = 1))
           ORDER BY p.seq DESC
          LIMIT 1) c ON (true));
-comment on view bucketq.buckets is 'Bucket ownership per group: owner, epoch (bumped on every move), heartbeat age, whether the ownership is live, when it last moved, and the stored checkpoint: the group has finished (or put in the inbox) every message of the bucket''s log window (window_lo, window_hi] read in ord order up to checkpoint_ord, message id checkpoint being the last one passed; checkpoint_at is when it last moved. exceptions: the bucket''s messages in the inbox (retries, waiting, delayed, dead and blocking).';
+comment on view bucketq.buckets is 'Bucket ownership per group: owner, epoch (bumped on every move), heartbeat age (its owner''s; NULL when paused or unowned), whether the ownership is live (its owner''s heartbeat within the session timeout; a paused group''s buckets count as held), when it last moved, and the stored checkpoint: the group has finished (or put in the inbox) every message of the bucket''s log window (window_lo, window_hi] read in ord order up to checkpoint_ord, message id checkpoint being the last one passed; checkpoint_at is when it last moved. exceptions: the bucket''s messages in the inbox (retries, waiting, delayed, dead and blocking).';
 
 create view bucketq.consumers as
  SELECT g.name AS group_name,

@@ -137,6 +137,32 @@ describe('fair share and stickiness', () => {
     const { rows: none } = await sessions.get('b')!.query(`select * from bucketq.claim($1, 'b', 1000, buckets => array[$2::int])`, [group, [...mine('a')][0]]);
     expect(none).toEqual([]);
   });
+
+  it('a heartbeat that moves nothing updates one row (its consumer), not one per bucket it owns; its buckets stay live with it', async () => {
+    const c = await ctx.session();
+    const observer = await ctx.session();
+    const { group } = await topicAndGroup(c, ctx, { buckets: 16, group: { session_timeout: '10 seconds' } });
+    // The session's counts not yet reported (they include the join's): before and after.
+    const writes = async () => Object.fromEntries((await c.query(
+      `select relname, (n_tup_upd + n_tup_del + n_tup_ins)::int as n from pg_stat_xact_user_tables
+        where schemaname = 'bucketq' and relname in ('consumer', 'bucket_owner')`)).rows.map((r) => [r.relname, r.n]));
+    await c.query('begin');
+    const before = await writes();
+    await heartbeat(c, group, 'c1');
+    const after = await writes();
+    await c.query('commit');
+    expect({ bucket_owner: after.bucket_owner - before.bucket_owner, consumer: after.consumer - before.consumer }).toEqual({ bucket_owner: 0, consumer: 1 });
+    const live = async () => (await observer.query(`select count(*) filter (where owned)::int as owned, count(*) filter (where heartbeat_age is not null)::int as aged from bucketq.buckets where group_name = $1`, [group])).rows[0];
+    expect(await live()).toEqual({ owned: 16, aged: 16 });
+    // Past the session timeout without a heartbeat, the consumer's buckets are up for grabs
+    // (another member takes them all), and the late one claims nothing.
+    await setClock(observer, '11 seconds');
+    await setClock(c, '11 seconds');
+    expect(await live()).toEqual({ owned: 0, aged: 16 });
+    await observer.query('select * from bucketq.join($1, $2)', [group, 'c2']);
+    expect((await owners(observer, group)).every((o) => o.owner === 'c2')).toBe(true);
+    await expectBqError(c.query(`select * from bucketq.claim($1, 'c1', 10)`, [group]), 'BQ008', /not a live member/);
+  });
 });
 
 describe('zombie fencing', () => {

@@ -11,7 +11,7 @@ begin
    order by o.bucket
      for update;
   update bucketq.bucket_owner o
-     set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
+     set owner = null, epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.bucket = any(p_buckets);
   perform bucketq._void_old_leases(g, p_buckets, false);
   -- Leased batches read from these buckets' logs go back too, at once and without an

@@ -66,10 +66,12 @@ begin
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
+  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
   select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
-    from bucketq.bucket_owner o
-   where o.group_id = g.group_id and o.owner = claim.consumer_id
-     and o.heartbeat_at > v_now - g.session_timeout
+    from bucketq.consumer c
+    join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
+   where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
+     and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c

@@ -28,15 +28,12 @@ begin
       using errcode = 'BQ008', hint = 'Call bucketq.join(group_name, consumer_id) first; after leave (or when an operator removed it) join again.';
   end if;
 
-  -- Renew what is still ours. A bucket taken over while we were late is not. Rows are
-  -- locked in bucket order, as leave and _release lock them: no lock cycle.
-  update bucketq.bucket_owner o set heartbeat_at = v_now
-   where (o.group_id, o.bucket) in (select x.group_id, x.bucket from bucketq.bucket_owner x
-                                     where x.group_id = g.group_id and x.owner = heartbeat.consumer_id
-                                     order by x.bucket
-                                       for update)
-     and o.owner = heartbeat.consumer_id;
-  get diagnostics v_mine = row_count;
+  -- That renews our buckets too: an ownership is live while its owner's consumer row
+  -- is (one row updated per heartbeat, not one per bucket: under a pinned xmin horizon
+  -- each update leaves a dead version that every claim's read of the owners stepped
+  -- over). A bucket taken over while we were late is not ours any more.
+  select count(*) into v_mine from bucketq.bucket_owner o
+   where o.group_id = g.group_id and o.owner = heartbeat.consumer_id;
 
   -- Fair share: buckets / live consumers; the remainder goes to the consumers that
   -- hold the most already (then by id), so as few buckets as possible move.
@@ -46,7 +43,7 @@ begin
            count(*) over () as n
       from (select c.consumer_id,
                    (select count(*) from bucketq.bucket_owner o
-                     where o.group_id = g.group_id and o.owner = c.consumer_id and o.heartbeat_at > v_live_after) as cnt
+                     where o.group_id = g.group_id and o.owner = c.consumer_id) as cnt
               from bucketq.consumer c
              where c.group_id = g.group_id and c.heartbeat_at > v_live_after) l
   ) r where r.consumer_id = heartbeat.consumer_id;
@@ -61,19 +58,24 @@ begin
        for update) x;
     perform bucketq._release(g, v_release);
   elsif v_mine < v_target then
-    -- One UPDATE per bucket taken: free buckets first, then expired ones. SKIP LOCKED:
-    -- two consumers never wait for each other; only one can win a bucket.
+    -- One UPDATE per bucket taken: free buckets first, then those of consumers whose
+    -- heartbeat expired (not a paused group's: owner ''). SKIP LOCKED: two consumers
+    -- never wait for each other; only one can win a bucket.
     with candidate as (
       select o.bucket from bucketq.bucket_owner o
        where o.group_id = g.group_id
-         and (o.owner is null or o.heartbeat_at is null or o.heartbeat_at <= v_live_after)
+         and (o.owner is null
+              or (o.owner <> ''
+                  and not exists (select 1 from bucketq.consumer c
+                                   where c.group_id = o.group_id and c.consumer_id = o.owner
+                                     and c.heartbeat_at > v_live_after)))
        order by (o.owner is not null), o.bucket
        limit v_target - v_mine
        for update skip locked
     ),
     taken as (
       update bucketq.bucket_owner o
-         set owner = heartbeat.consumer_id, epoch = o.epoch + 1, heartbeat_at = v_now, moved_at = v_now
+         set owner = heartbeat.consumer_id, epoch = o.epoch + 1, moved_at = v_now
         from candidate c
        where o.group_id = g.group_id and o.bucket = c.bucket
       returning o.bucket
@@ -106,4 +108,4 @@ begin
 end $$;
 
 comment on function bucketq.heartbeat(text, text) is
-'Keep a consumer alive and rebalance: renews its buckets, takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';
+'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';

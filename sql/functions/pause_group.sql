@@ -1,6 +1,6 @@
 -- A paused group's buckets belong to nobody who can claim: owner '' (the empty
--- consumer id, which _check_consumer_id refuses to every consumer) with a heartbeat
--- far in the future, so heartbeat never takes them over and claim finds no bucket.
+-- consumer id, which _check_consumer_id refuses to every consumer), which heartbeat
+-- never takes over (it has no consumer row to expire) and claim finds no bucket of.
 create or replace function bucketq.pause_group(group_name text) returns int
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
@@ -12,7 +12,7 @@ begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o
-     set owner = '', epoch = o.epoch + 1, heartbeat_at = timestamptz '9999-12-31 00:00:00+00', moved_at = bucketq._now()
+     set owner = '', epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.owner is distinct from '';
   get diagnostics v_count = row_count;
   return v_count;

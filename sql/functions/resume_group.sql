@@ -10,7 +10,7 @@ begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o
-     set owner = null, epoch = o.epoch + 1, heartbeat_at = null, moved_at = bucketq._now()
+     set owner = null, epoch = o.epoch + 1, moved_at = bucketq._now()
    where o.group_id = g.group_id and o.owner = '';
   get diagnostics v_count = row_count;
   select t.name into v_topic from bucketq.topic t where t.topic_id = g.topic_id;
