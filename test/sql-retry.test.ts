@@ -54,6 +54,26 @@ describe('nack and backoff', () => {
     expect((await claim(s, group, consumer, 10)).map((x) => x.msg_id)).toEqual([k2]);
   });
 
+  it('a message sent to a key after its earlier one was nacked waits behind the retry, though the claim reads it alone from the log', async () => {
+    const s = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(s, ctx, { group: { session_timeout: '1 hour' } });
+    const k1 = await send(s, topic, { n: 1 }, { key: 'k' });
+    const [m] = await claim(s, group, consumer, 10);
+    expect(m?.msg_id).toBe(k1);
+    await nack(s, group, [m!], { error: 'handler failed' });
+    // Sent now: the claim's window holds k2 alone, with nothing in it to say "wait";
+    // only the key's retry in the inbox does.
+    const k2 = await send(s, topic, { n: 2 }, { key: 'k' });
+    expect(await claim(s, group, consumer, 10)).toEqual([]);
+    expect(await lag(s, group)).toMatchObject({ ready: 0, leased: 0, delayed: 1, waiting: 1 });
+    await setClock(s, '2 seconds');
+    const [retry] = await claim(s, group, consumer, 10);
+    expect([retry?.msg_id, retry?.attempt]).toEqual([k1, 2]);
+    expect(await claim(s, group, consumer, 10)).toEqual([]);
+    await ack(s, group, [retry!]);
+    expect((await claim(s, group, consumer, 10)).map((x) => x.msg_id)).toEqual([k2]);
+  });
+
   it('backoff grows as base * 2^(attempt-1), capped at backoff_max; retry_delay overrides it', async () => {
     const s = await ctx.session();
     const { topic, group, consumer } = await topicAndGroup(s, ctx, {

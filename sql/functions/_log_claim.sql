@@ -41,8 +41,12 @@ declare
   v_payloads jsonb[];
   v_headers jsonb[];
   v_sent_ats timestamptz[];
+  v_rows bucketq.message[];
+  v_plain boolean;
   v_fetched int;
   v_passed int;
+  v_last_ord bigint;
+  v_last_id bigint;
   v_skipped_keys bigint[];
   v_handed bigint[];
   v_waits bigint[];
@@ -74,26 +78,45 @@ begin
     v_early := c.early_ids;
     v_pos := c.pos_ord;
     for v_window in 1 .. 2 loop
-      -- A window used up (the usual case after an ack): no chunk. _log_busy may have
-      -- told already; otherwise one probe.
-      if v_window = 1
-         and (v_state = 'n'
-              or (v_state is distinct from 'r'
-                  and not exists (select 1 from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil,
-                                                                    v_early, v_pos, 1, g.log_from)))) then
-        v_fetched := 0;
-      else
-        select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
-               count(*)::int, count(*) filter (where x.decision <> 'x')::int,
-               array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
-               array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
-               array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n),
-               array_agg(x.id) filter (where x.decision = 'h'), array_agg(x.id) filter (where x.decision = 'w'),
-               array_agg(x.id) filter (where x.decision = 'd')
-          into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
-               v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats,
-               v_handed, v_waits, v_delays
-          from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
+      v_fetched := 0; v_passed := 0; v_plain := false;
+      -- A window used up (the usual case after an ack), as _log_busy found: no read.
+      if v_window = 2 or v_state is distinct from 'n' then
+        -- Usually every message of the chunk goes now: the group has no keyed row in
+        -- the inbox (nothing failed, nothing waits), no start time to skip by, no
+        -- not_before ahead, and no run longer than max_per_key. Then a plain read of
+        -- the window is the whole chunk: one statement, one sort. Its decisions
+        -- (_log_chunk: window functions, then a dozen ordered aggregates of them) cost
+        -- more than the read, half a locked claim of 250 messages. Otherwise the chunk
+        -- is read again with its decisions.
+        select array_agg(x.m order by (x.m).ord), array_agg((x.m).id order by (x.m).ord), count(*)::int,
+               count(*) > 0
+               and not coalesce(bool_or((x.m).not_before > p_now or (x.m).sent_at < g.start_time), false)
+               and (v_room <= p_max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id))
+               and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
+          into v_rows, v_handed, v_fetched, v_plain
+          from (select w as m from bucketq._log_window(g.topic_id, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early,
+                                                       v_pos, v_room, g.log_from) w
+                 order by w.ord limit v_room) x;
+        if v_plain then
+          v_passed := v_fetched;
+          v_last_ord := (v_rows[v_fetched]).ord;
+          v_last_id := (v_rows[v_fetched]).id;
+          v_skipped_keys := null; v_waits := null; v_delays := null;
+        elsif v_fetched > 0 then
+          select array_agg(x.id order by x.n), array_agg(x.ord order by x.n), array_agg(x.decision order by x.n),
+                 count(*)::int, count(*) filter (where x.decision <> 'x')::int,
+                 array_agg(distinct x.key_id) filter (where x.decision = 's' and x.key_id is not null),
+                 array_agg(x.key order by x.n), array_agg(x.key_id order by x.n), array_agg(x.key_seq order by x.n),
+                 array_agg(x.payload order by x.n), array_agg(x.headers order by x.n), array_agg(x.sent_at order by x.n),
+                 array_agg(x.id) filter (where x.decision = 'h'), array_agg(x.id) filter (where x.decision = 'w'),
+                 array_agg(x.id) filter (where x.decision = 'd')
+            into v_ids, v_ords, v_dec, v_fetched, v_passed, v_skipped_keys,
+                 v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats,
+                 v_handed, v_waits, v_delays
+            from bucketq._log_chunk(g, v_b, v_lo, v_lo_floor, v_hi, v_hi_ceil, v_early, v_pos, v_room, p_max_per_key, p_now) x;
+          v_last_ord := v_ords[v_passed];
+          v_last_id := v_ids[v_passed];
+        end if;
       end if;
       exit when v_fetched > 0 or v_window = 2;
       -- This window is used up: the next is what committed since.
@@ -119,9 +142,9 @@ begin
             -- The chunk read the rest of the window and passed all of it: the position
             -- is the window's end (every message of it has ord <= hi_ceil), which lets
             -- the next claims skip the window without reading the log (_log_window).
-            case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_ords[v_passed])
-                 else v_ords[v_passed] end,
-            v_ids[v_passed], coalesce(v_handed, '{}'),
+            case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_last_ord)
+                 else v_last_ord end,
+            v_last_id, coalesce(v_handed, '{}'),
             case when v_handed is not null then p_token end,
             case when v_handed is not null then p_until end,
             case when v_handed is not null and p_token is null then pg_current_xact_id() end,
@@ -137,6 +160,13 @@ begin
     if v_handed is not null then
       v_room := v_room - cardinality(v_handed);
       -- The chunk read the rows already: no second visit to the log.
+      if v_plain then
+        return query
+        select u.id, v_b, u.key, u.key_id, u.key_seq, u.payload, u.headers, u.sent_at, v_e
+          from unnest(v_rows) with ordinality as u
+         order by u.ordinality;
+        continue;
+      end if;
       return query
       select u.id, v_b, u.key, u.key_id, u.key_seq, u.payload, u.headers, u.sent_at, v_e
         from unnest(v_ids, v_dec, v_keys, v_key_ids, v_key_seqs, v_payloads, v_headers, v_sent_ats)
