@@ -13,6 +13,8 @@
 -- waits for us and its promotion, a later statement, sees the waiting row we insert. If
 -- someone else holds that row right now, we cannot tell how it ends: the batch ends
 -- before the key's first message here.
+-- _log_claim reads a chunk plainly first and calls this only when some message of it
+-- may not go now (or the group has keyed rows in the inbox).
 create or replace function bucketq._log_chunk(
   g bucketq.consumer_group, p_bucket int, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint,
   p_early bigint[], p_pos_ord bigint, p_limit int, p_max_per_key int, p_now timestamptz)
