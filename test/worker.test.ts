@@ -5,7 +5,8 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
-import type { Consumer } from '../src/worker/consumer.js';
+import { consume, type Consumer } from '../src/worker/consumer.js';
+import { WARM_UP_TAG } from '../src/worker/warm-up.js';
 import type { Handler } from '../src/worker/options.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
 
@@ -171,6 +172,53 @@ describe('consume()', () => {
     }
     expect(claimSetting).toBe('off');
     expect(seen).toEqual(['on', 'on']); // the claim connection's setting must not leak into handlers
+  });
+
+  it('start warms a connection per unit of concurrency, and the claim connection, before the first claim (a claim and an ack that roll back)', async () => {
+    // That the warm-up rolls back (delivers nothing, counts no attempt) is what the
+    // exactly-once tests above check: each starts on a backlog.
+    const topic = unique('t');
+    const group = unique('g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest' });
+    await sendKeyed(topic, 40, 8);
+    // Every connection of the consumer (its claim connection is made from the same settings) keeps its statements.
+    const sessions: string[][] = [];
+    class RecordingClient extends pg.Client {
+      private readonly sent: string[] = [];
+      constructor(config?: pg.ClientConfig) {
+        super(config);
+        sessions.push(this.sent);
+      }
+      override query(...args: unknown[]): never {
+        this.sent.push(queryText(args) ?? '');
+        return (super.query as (...a: unknown[]) => never)(...args);
+      }
+    }
+    const pool = new pg.Pool({ connectionString: db.connectionString, max: 6, Client: RecordingClient });
+    const handled: { msgId: string; attempt: number }[] = [];
+    const c = await consume(
+      { pool },
+      { group, handler: (m) => void handled.push({ msgId: m.msgId, attempt: m.attempt }), transaction: 'batch', claimMode: 'auto', concurrency: 3 },
+      quiet,
+    );
+    try {
+      await waitFor('drain', async () => (await pending(group)) === 0);
+    } finally {
+      await c.stop();
+      await pool.end();
+    }
+    const warmed = sessions.filter((sent) => sent.some((q) => q.startsWith(WARM_UP_TAG)));
+    expect(warmed).toHaveLength(4); // 3 pool connections (concurrency 3) and the claim connection
+    for (const sent of warmed) {
+      // Each warm-up came before any claim the connection made, and ended in a rollback.
+      const first = sent.findIndex(isClaim);
+      expect(sent[first]!.startsWith(`${WARM_UP_TAG} begin; `)).toBe(true);
+      expect(sent[first]!.endsWith(`${WARM_UP_TAG} rollback`)).toBe(true);
+    }
+    expect(handled).toHaveLength(40);
+    expect(new Set(handled.map((h) => h.msgId)).size).toBe(40);
+    expect(handled.filter((h) => h.attempt !== 1)).toEqual([]);
   });
 
   it('two consumers split the buckets, rebalance when one leaves, and lose nothing', async () => {

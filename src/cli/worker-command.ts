@@ -6,8 +6,9 @@ import { z } from 'zod';
 import { validate } from './args.js';
 import { runs, databaseUrl } from './command.js';
 import { resolveDatabase } from './database.js';
-import { consume } from '../worker/consumer.js';
+import { consume, type Consumer } from '../worker/consumer.js';
 import { loadHandler } from './load-handler.js';
+import { createLogger } from '../log.js';
 import { underNpm, watchParent } from './parent-watch.js';
 
 const intFrom = (what: string) =>
@@ -89,44 +90,63 @@ async function workerCommand(flags: WorkerArgs, url: string | undefined): Promis
   const args = validate('worker', workerArgsSchema, flags);
   const handler = await loadHandler(args.handler);
   const db = await resolveDatabase(url, { allowEmbedded: false });
-  const consumer = await consume(
-    { connectionString: db.connectionString },
-    {
-      group: args.group,
-      handler,
-      concurrency: args.concurrency,
-      batchSize: args.batchSize,
-      maxPerKey: args.maxPerKey,
-      transaction: args.transaction,
-      claimMode: args.claimMode,
-      heartbeatIntervalMs: args.heartbeatMs,
-      pollIntervalMs: args.pollMs,
-      leaseTimeoutMs: args.leaseMs,
-      handlerTimeoutMs: args.handlerTimeoutMs,
-      consumerId: args.consumerId,
-      metricsPort: args.metricsPort,
-      metricsHost: args.metricsHost,
-      schedules: args.schedules,
-    },
-  );
+  // Signals are taken from before the start: one that comes while the consumer joins and
+  // warms its connections stops it as soon as it has started (and it leaves the group).
+  const log = createLogger();
+  let consumer: Consumer | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
   let signals = 0;
+  const stop = (c: Consumer, signal: NodeJS.Signals) => {
+    c.log.info({ signal }, 'stopping: finishing in-flight work (send the signal again to exit now)');
+    void c.stop({ timeoutMs: args.stopTimeoutMs });
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
-      consumer.log.warn({ signal }, 'second signal: exiting now');
+      (consumer?.log ?? log).warn({ signal }, 'second signal: exiting now');
       process.exit(130);
     }
-    consumer.log.info({ signal }, 'stopping: finishing in-flight work (send the signal again to exit now)');
-    void consumer.stop({ timeoutMs: args.stopTimeoutMs });
+    if (consumer) stop(consumer, signal);
+    else stopSignal = signal;
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Watched from the start too: the parent it records is the one that started us.
   const parentWatch = underNpm()
     ? watchParent((parent) => {
-        consumer.log.warn({ parent }, 'the npm/npx process that started this worker exited (npm does not pass SIGTERM on): stopping as on SIGTERM');
+        (consumer?.log ?? log).warn({ parent }, 'the npm/npx process that started this worker exited (npm does not pass SIGTERM on): stopping as on SIGTERM');
         onSignal('SIGTERM');
       })
     : undefined;
+  try {
+    consumer = await consume(
+      { connectionString: db.connectionString },
+      {
+        group: args.group,
+        handler,
+        concurrency: args.concurrency,
+        batchSize: args.batchSize,
+        maxPerKey: args.maxPerKey,
+        transaction: args.transaction,
+        claimMode: args.claimMode,
+        heartbeatIntervalMs: args.heartbeatMs,
+        pollIntervalMs: args.pollMs,
+        leaseTimeoutMs: args.leaseMs,
+        handlerTimeoutMs: args.handlerTimeoutMs,
+        consumerId: args.consumerId,
+        metricsPort: args.metricsPort,
+        metricsHost: args.metricsHost,
+        schedules: args.schedules,
+      },
+      log,
+    );
+  } catch (err) {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    parentWatch?.stop();
+    throw err;
+  }
+  if (stopSignal) stop(consumer, stopSignal);
   await consumer.stopped;
   parentWatch?.stop();
   return 0;

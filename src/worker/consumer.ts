@@ -15,13 +15,14 @@ import { createLogger } from '../log.js';
 import { groupSettings, type GroupSettings } from '../queries/lobby.js';
 import { fireDueSchedules } from '../queries/schedules.js';
 import { BatchExecutor } from './batch-executor.js';
-import { ClaimLoop, mayClaimLocked } from './claim-loop.js';
+import { ClaimLoop } from './claim-loop.js';
 import { Membership } from './membership.js';
 import { ConsumerMetrics, MetricsServer } from './metrics.js';
 import { type ConsumeOptions, type ConsumeOptionsInput, parseConsumeOptions } from './options.js';
 import { traceHandler } from '../tracing.js';
 import type { ConsumerStats, Runtime } from './runtime.js';
 import { Wakeup } from './wakeup.js';
+import { warmConnections } from './warm-up.js';
 
 export type { ConsumerStats } from './runtime.js';
 
@@ -86,6 +87,7 @@ export class Consumer {
   private readonly claimPool: pg.Pool;
   private readonly membership: Membership;
   private readonly claimLoop: ClaimLoop;
+  private readonly rt: Runtime;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -99,6 +101,7 @@ export class Consumer {
     this.claimPool = new pg.Pool({
       ...config,
       max: 1,
+      idleTimeoutMillis: 0, // kept: a new backend's first claim costs 40 ms and more (warm-up.ts)
       options: [config.options, '-c synchronous_commit=off'].filter(Boolean).join(' '),
     });
     this.claimPool.on('error', () => {}); // a dropped idle client is replaced on next use
@@ -106,7 +109,7 @@ export class Consumer {
     this.group = opts.group;
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     if (opts.metricsPort) this.metrics = new ConsumerMetrics(opts.group, settings.topic);
-    const rt: Runtime = {
+    const rt: Runtime = (this.rt = {
       group: this.group,
       consumerId: this.consumerId,
       opts,
@@ -119,7 +122,7 @@ export class Consumer {
       wakeup,
       abort: this.abort,
       running: () => this.running,
-    };
+    });
     this.membership = new Membership(rt, () => this.refreshLag());
     this.claimLoop = new ClaimLoop(rt, this.membership, new BatchExecutor(rt));
   }
@@ -181,7 +184,14 @@ export class Consumer {
     const opts = parseConsumeOptions(input);
     const ownsPool = !db.pool;
     const pool =
-      db.pool ?? new pg.Pool({ connectionString: db.connectionString, max: opts.concurrency + 2, keepAlive: true });
+      db.pool ?? new pg.Pool({
+        connectionString: db.connectionString,
+        max: opts.concurrency + 2,
+        keepAlive: true,
+        // Connections are kept once opened: one closed after a quiet spell came back cold,
+        // and the first claim after it cost 40 ms and more (warm-up.ts).
+        idleTimeoutMillis: 0,
+      });
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
     const log = (logger ?? createLogger()).child({ group: opts.group });
     let consumer: Consumer | undefined;
@@ -207,8 +217,9 @@ export class Consumer {
   }
 
   private async begin(): Promise<void> {
-    if (mayClaimLocked(this.opts)) await this.claimPool.query('select 1'); // connected before the first batch records its attempt
     await this.membership.join();
+    // Also connects the claim connection before the first locked batch records its attempt there.
+    await warmConnections(this.rt);
     await this.refreshLag();
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     let nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
