@@ -14,8 +14,8 @@ export interface HeldConnection {
  * connection mid-transaction (restart, idle_in_transaction timeout) must fail the
  * next query, not crash the process with an unhandled 'error' event.
  */
-export async function checkout(rt: Runtime): Promise<HeldConnection> {
-  const client = await rt.pool.connect();
+export async function checkout(rt: Runtime, pool: pg.Pool = rt.pool): Promise<HeldConnection> {
+  const client = await pool.connect();
   let lost: Error | undefined;
   const onError = (err: Error) => {
     lost = err;

@@ -6,6 +6,7 @@
 // back: the backend has run every statement of the path, and nothing happened.
 import type pg from 'pg';
 import { mayClaimLocked } from './claim-loop.js';
+import { checkout, type HeldConnection } from './connection.js';
 import type { Runtime } from './runtime.js';
 
 /** Marks the warm-up's statements in pg_stat_activity. */
@@ -33,26 +34,21 @@ function warmUpSql(rt: Runtime, lit: (v: string) => string, locked: boolean): st
 
 /** Warm one connection of `pool`; only speed is at stake, so a failure (fenced already, a lost connection) is logged and forgotten. */
 async function warmOne(rt: Runtime, pool: pg.Pool, locked: boolean): Promise<void> {
-  let client: pg.PoolClient;
+  let held: HeldConnection;
   try {
-    client = await pool.connect();
+    held = await checkout(rt, pool);
   } catch (err) {
     rt.log.debug({ err }, 'connection warm-up could not connect');
     return;
   }
-  // The server ending the connection meanwhile (a restart) fails the query; without a
-  // listener, the client's 'error' event would end the process.
   let broken: Error | undefined;
-  const onError = (err: Error) => (broken = err);
-  client.on('error', onError);
   try {
-    await client.query(warmUpSql(rt, (v) => client.escapeLiteral(v), locked));
+    await held.client.query(warmUpSql(rt, (v) => held.client.escapeLiteral(v), locked));
   } catch (err) {
     rt.log.debug({ err }, 'connection warm-up failed');
-    await client.query('rollback').catch((e: Error) => (broken ??= e));
+    await held.client.query('rollback').catch((e: Error) => (broken = e));
   }
-  client.off('error', onError);
-  client.release(broken);
+  held.release(broken);
 }
 
 /**
