@@ -1,6 +1,7 @@
 // The public client: validates arguments once, then calls one SQL function per method.
 import pg from 'pg';
 import type { z } from 'zod';
+import { preparedStatementsOffByEnv, withoutPreparedStatements } from './db/prepared.js';
 import { migrate } from './migrate.js';
 import {
   type AckItem,
@@ -57,6 +58,7 @@ export class BucketQ {
   readonly pool: pg.Pool;
   // Only a pool we created is ours to end; a caller's pool outlives us.
   private readonly ownsPool: boolean;
+  private readonly prepares: boolean;
 
   constructor(options: ClientOptions) {
     const o = parseOrThrow(clientOptionsSchema, options, 'BucketQ options');
@@ -69,6 +71,15 @@ export class BucketQ {
       this.pool.on('error', () => {});
       this.ownsPool = true;
     }
+    preparedStatementsOffByEnv(); // a bad BUCKETQ_PREPARED_STATEMENTS fails here, not on the first send
+    if (o.preparedStatements === false) withoutPreparedStatements(this.pool);
+    this.prepares = o.preparedStatements !== false;
+  }
+
+  /** A caller's client runs as the pool would (no prepared statements if turned off). */
+  private own<C extends pg.ClientBase | undefined>(client: C): C {
+    if (client && !this.prepares) withoutPreparedStatements(client);
+    return client;
   }
 
   /** Applies pending schema migrations (safe to call from many processes at once). */
@@ -102,7 +113,7 @@ export class BucketQ {
     return traceSend(
       topicName,
       undefined,
-      (withContext) => producer.send(client ?? this.pool, topicName, { payload, ...message, headers: withContext(message.headers) }),
+      (withContext) => producer.send(this.own(client) ?? this.pool, topicName, { payload, ...message, headers: withContext(message.headers) }),
       (id) => [id],
     );
   }
@@ -115,7 +126,7 @@ export class BucketQ {
     return traceSend(
       topicName,
       parsed.length,
-      (withContext) => producer.sendBatch(client ?? this.pool, topicName, parsed.map((m) => ({ ...m, headers: withContext(m.headers) }))),
+      (withContext) => producer.sendBatch(this.own(client) ?? this.pool, topicName, parsed.map((m) => ({ ...m, headers: withContext(m.headers) }))),
       (ids) => ids,
     );
   }
@@ -159,7 +170,7 @@ export class BucketQ {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const parsed = parseOrThrow(ackItemsSchema, items, 'ack items');
     const { client, ...o } = parseOrThrow(ackOptionsSchema, options, 'ack options');
-    return consume.ack(client ?? this.pool, groupName, parsed, o);
+    return consume.ack(this.own(client) ?? this.pool, groupName, parsed, o);
   }
 
   /** Fails leased messages: retried after a backoff, or dead-lettered when attempts run out. */
@@ -167,7 +178,7 @@ export class BucketQ {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const parsed = parseOrThrow(nackItemsSchema, items, 'nack items');
     const { client, ...o } = parseOrThrow(nackOptionsSchema, options, 'nack options');
-    return consume.nack(client ?? this.pool, groupName, parsed, o);
+    return consume.nack(this.own(client) ?? this.pool, groupName, parsed, o);
   }
 
   /** Puts a group's dead-lettered messages (all, or the given ids) back in line; returns how many. */

@@ -66,6 +66,12 @@ export const clientOptionsSchema = z
     pool: z.custom<pg.Pool>((v) => typeof v === 'object' && v !== null && typeof (v as { connect?: unknown }).connect === 'function' && 'totalCount' in v).optional(),
     /** Pool size when bucketq creates the pool from connectionString. */
     poolMax: positiveInt('poolMax', 1000).optional(),
+    /**
+     * Default true: sends, claims and acks run as named prepared statements (prepared
+     * once per connection). false behind a pooler that does not keep them across
+     * transactions, such as PgBouncer in transaction mode before 1.21.
+     */
+    preparedStatements: z.boolean({ error: 'preparedStatements must be true or false' }).optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -76,7 +82,7 @@ export const clientOptionsSchema = z
       ctx.addIssue({ code: 'custom', path: ['poolMax'], message: 'poolMax only applies with connectionString; size your own pool instead' });
     }
   });
-export type ClientOptions = { connectionString: string; poolMax?: number } | { pool: pg.Pool };
+export type ClientOptions = ({ connectionString: string; poolMax?: number } | { pool: pg.Pool }) & { preparedStatements?: boolean };
 
 // ---- topics and groups ----------------------------------------------------
 

@@ -1,7 +1,9 @@
 // The BucketQ client against the real SQL: argument passing, result mapping, typed errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { z } from 'zod';
 import { BucketQ } from '../src/client.js';
+import { preparedStatementsOffByEnv } from '../src/db/prepared.js';
 import {
   ConfigError,
   ConflictError,
@@ -151,6 +153,70 @@ describe('send and consume', () => {
     expect(r!.retryAt).toBeInstanceOf(Date);
     const [again] = await bq.claim(group, 'c1');
     expect(again).toMatchObject({ msgId: m!.msgId, attempt: 2 });
+  });
+});
+
+describe('prepared statements', () => {
+  const preparedOn = async (client: pg.ClientBase) =>
+    (await client.query<{ statement: string }>(`select statement from pg_prepared_statements where name like 'bucketq\\_%' order by statement`)).rows.map(
+      (r) => r.statement.match(/bucketq\.(\w+)\(/)![1]!,
+    ).sort();
+
+  it('sends and acks are prepared once per connection; preparedStatements: false sends them unnamed', async () => {
+    const { topic, group } = await topicWithGroup();
+    const client = await db.pool.connect();
+    try {
+      for (let i = 0; i < 3; i++) {
+        await bq.send(topic, { i }, { key: 'a', client });
+        await bq.sendBatch(topic, [{ payload: { i }, key: 'b' }], { client });
+      }
+      const [m] = await bq.claim(group, 'c1', { max: 1 });
+      await bq.ack(group, [m!], { client });
+      expect(await preparedOn(client)).toEqual(['ack', 'send', 'send_batch']);
+    } finally {
+      client.release();
+    }
+
+    // A pooler that does not keep prepared statements (PgBouncer in transaction mode
+    // before 1.21) hands the next transaction a server connection that never saw them:
+    // DEALLOCATE ALL is that, on one connection.
+    const one = new pg.Pool({ connectionString: db.connectionString, max: 1 });
+    const prepared = new BucketQ({ pool: one });
+    try {
+      await prepared.send(topic, { n: 1 });
+      await one.query('deallocate all');
+      await expect(prepared.send(topic, { n: 2 })).rejects.toThrow(/prepared statement .* does not exist/);
+    } finally {
+      await one.end();
+    }
+    const forgetful = new pg.Pool({ connectionString: db.connectionString, max: 1 });
+    const unprepared = new BucketQ({ pool: forgetful, preparedStatements: false });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await unprepared.send(topic, { i }, { key: 'c' });
+        await unprepared.sendBatch(topic, [{ payload: { i }, key: 'c' }]);
+        const [x] = await unprepared.claim(group, 'c1', { max: 1 });
+        await unprepared.ack(group, [x!]);
+        await forgetful.query('deallocate all');
+      }
+      const c = await forgetful.connect();
+      try {
+        expect(await preparedOn(c)).toEqual([]);
+      } finally {
+        c.release();
+      }
+    } finally {
+      await forgetful.end();
+    }
+  });
+
+  it('BUCKETQ_PREPARED_STATEMENTS=off turns them off for the process; a value it does not know is a ConfigError naming it', () => {
+    expect(preparedStatementsOffByEnv({})).toBe(false);
+    expect(preparedStatementsOffByEnv({ BUCKETQ_PREPARED_STATEMENTS: 'off' })).toBe(true);
+    expect(preparedStatementsOffByEnv({ BUCKETQ_PREPARED_STATEMENTS: ' False ' })).toBe(true);
+    expect(preparedStatementsOffByEnv({ BUCKETQ_PREPARED_STATEMENTS: 'on' })).toBe(false);
+    expect(() => preparedStatementsOffByEnv({ BUCKETQ_PREPARED_STATEMENTS: 'sometimes' })).toThrow(ConfigError);
+    expect(() => preparedStatementsOffByEnv({ BUCKETQ_PREPARED_STATEMENTS: 'sometimes' })).toThrow(/BUCKETQ_PREPARED_STATEMENTS="sometimes".*'off'/);
   });
 });
 

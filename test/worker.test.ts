@@ -221,6 +221,47 @@ describe('consume()', () => {
     expect(handled.filter((h) => h.attempt !== 1)).toEqual([]);
   });
 
+  it('claims, acks and heartbeats run as named prepared statements, on every connection; preparedStatements: false sends them unnamed', async () => {
+    for (const preparedStatements of [true, false]) {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 4 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      await sendKeyed(topic, 40, 8);
+      const calls: { text: string; name: string | undefined }[] = [];
+      class RecordingClient extends pg.Client {
+        override query(...args: unknown[]): never {
+          const name = typeof args[0] === 'object' ? (args[0] as { name?: string }).name : undefined;
+          calls.push({ text: queryText(args) ?? '', name });
+          return (super.query as (...a: unknown[]) => never)(...args);
+        }
+      }
+      const pool = new pg.Pool({ connectionString: db.connectionString, max: 4, Client: RecordingClient });
+      let handled = 0;
+      // claimMode 'lease': its claims, acks and heartbeats are all prepared calls ('lock'
+      // claims open their transaction in the same round trip, a multi-statement text).
+      const c = await consume({ pool }, { group, handler: () => void handled++, claimMode: 'lease', concurrency: 2, heartbeatIntervalMs: 50, preparedStatements }, quiet);
+      try {
+        await waitFor('drain', async () => (await pending(group)) === 0);
+        await waitFor('a heartbeat', async () => calls.some((q) => q.text.includes('bucketq.heartbeat(')));
+      } finally {
+        await c.stop();
+        await pool.end();
+      }
+      expect(handled).toBe(40);
+      const hot = calls.filter((q) => /bucketq\.(claim|ack|heartbeat)\(/.test(q.text) && !q.text.startsWith(WARM_UP_TAG));
+      expect(new Set(hot.map((q) => q.text.match(/bucketq\.(\w+)\(/)![1]))).toEqual(new Set(['claim', 'ack', 'heartbeat']));
+      if (preparedStatements) {
+        expect(hot.filter((q) => !q.name?.startsWith('bucketq_'))).toEqual([]);
+        // One name per text, the same on every connection.
+        const names = new Map(hot.map((q) => [q.text, q.name]));
+        expect(hot.every((q) => names.get(q.text) === q.name)).toBe(true);
+      } else {
+        expect(hot.filter((q) => q.name !== undefined)).toEqual([]);
+      }
+    }
+  });
+
   it('two consumers split the buckets, rebalance when one leaves, and lose nothing', async () => {
     const topic = unique('t');
     const group = unique('g');

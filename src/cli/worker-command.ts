@@ -63,7 +63,11 @@ function defineWorker(cmd: Command): Command {
   cmd
     .summary('consume a group with a handler module')
     .description('consume a group with a handler module until SIGTERM/SIGINT (graceful: finish in-flight work, release buckets, leave); a second signal exits at once')
-    .addHelpText('after', '\nexample:\n  bucketq worker --group billing --handler ./handler.js --concurrency 20 --metrics-port 9464');
+    .addHelpText(
+      'after',
+      '\nBehind PgBouncer in transaction mode (before 1.21): BUCKETQ_PREPARED_STATEMENTS=off (claims, acks and sends are prepared statements otherwise).' +
+        '\n\nexample:\n  bucketq worker --group billing --handler ./handler.js --concurrency 20 --metrics-port 9464',
+    );
   for (const [flags, description, env] of WORKER_FLAGS) cmd.addOption(new Option(flags, description).env(env));
   cmd.addOption(new Option('--no-schedules', "do not send the topic's scheduled messages (other workers do; see `bucketq schedule`)"));
   return cmd;

@@ -6,6 +6,9 @@ import { query } from '../db/query.js';
 import { mapPgError } from '../errors.js';
 import type { Queryable } from '../db/with-client.js';
 
+/** The worker's calls run as named prepared statements (src/db/prepared.ts). */
+const PREPARE = { prepare: true };
+
 export interface ClaimedMessage<P = unknown> {
   msgId: string;
   bucket: number;
@@ -90,6 +93,7 @@ export async function claim(
     db,
     `select msg_id, bucket, key, key_seq, ${payloadColumn(opts.payloadAsText)}, headers, attempt, lease_token, sent_at, leased_until, epoch from ${call.text}`,
     call.values,
+    PREPARE,
   );
   return rows.map(toMessage) as LeasedMessage[];
 }
@@ -139,7 +143,7 @@ export async function beginAndClaimLocked(
  * xact ends without committing, the messages' attempt counts.
  */
 export async function recordAttempt(db: Queryable, group: string, consumerId: string, xact: string, msgIds: string[]): Promise<void> {
-  await query(db, 'select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumerId, xact, msgIds]);
+  await query(db, 'select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumerId, xact, msgIds], PREPARE);
 }
 
 export interface AckResult {
@@ -162,7 +166,7 @@ export async function ack(
     ['consumer_id', 'text', opts.consumerId],
     ['strict', 'boolean', opts.strict],
   ]);
-  const rows = await query<{ msg_id: string; status: string }>(db, `select msg_id, status from ${call.text}`, call.values);
+  const rows = await query<{ msg_id: string; status: string }>(db, `select msg_id, status from ${call.text}`, call.values, PREPARE);
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status }));
 }
 
@@ -209,6 +213,7 @@ export async function nack(
     db,
     `select msg_id, status, retry_at from ${call.text}`,
     call.values,
+    PREPARE,
   );
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
 }
@@ -229,7 +234,7 @@ export async function reject(
     ['strict', 'boolean', opts.strict],
     ['consumer_id', 'text', opts.consumerId],
   ]);
-  const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(db, `select msg_id, status, retry_at from ${call.text}`, call.values);
+  const rows = await query<{ msg_id: string; status: string; retry_at: Date | null }>(db, `select msg_id, status, retry_at from ${call.text}`, call.values, PREPARE);
   return rows.map((r) => ({ msgId: r.msg_id, status: r.status, retryAt: r.retry_at }));
 }
 

@@ -28,10 +28,12 @@ export async function join(db: Queryable, group: string, consumerId: string, met
 
 export async function heartbeat(db: Queryable, group: string, consumerId: string): Promise<OwnedBucket[]> {
   return toOwned(
-    await query<OwnedRow>(db, 'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)', [
-      group,
-      consumerId,
-    ]),
+    await query<OwnedRow>(
+      db,
+      'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)',
+      [group, consumerId],
+      { prepare: true },
+    ),
   );
 }
 

@@ -12,6 +12,9 @@ export interface OutgoingMessage {
   notBefore?: Date | undefined;
 }
 
+/** Sends run as named prepared statements (src/db/prepared.ts). */
+const PREPARE = { prepare: true };
+
 const SEND_SQL = `select bucketq.send(
   topic => $1::text, payload => $2::jsonb, key => $3::text, headers => $4::jsonb,
   idempotency_key => $5::text, not_before => $6::timestamptz) as id`;
@@ -32,7 +35,7 @@ export async function send(db: Queryable, topic: string, m: OutgoingMessage): Pr
     m.headers === undefined ? null : toJson(m.headers, 'headers'),
     m.idempotencyKey ?? null,
     m.notBefore ?? null,
-  ]);
+  ], PREPARE);
   const id = rows[0]?.id;
   if (id === undefined || id === null) throw new Error('bucketq.send returned no id');
   return id;
@@ -49,7 +52,7 @@ export async function sendBatch(db: Queryable, topic: string, messages: readonly
     column(messages, (m, i) => (m.headers === undefined ? undefined : toJson(m.headers, `messages[${i}].headers`))),
     column(messages, (m) => m.idempotencyKey),
     column(messages, (m) => m.notBefore),
-  ]);
+  ], PREPARE);
   if (rows.length !== messages.length) {
     throw new Error(`bucketq.send_batch returned ${rows.length} ids for ${messages.length} messages`);
   }

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { preparedStatementsOffByEnv, preparesStatements, withoutPreparedStatements } from '../db/prepared.js';
 import { createLogger } from '../log.js';
 import { groupSettings, type GroupSettings } from '../queries/lobby.js';
 import { fireDueSchedules } from '../queries/schedules.js';
@@ -105,6 +106,7 @@ export class Consumer {
       options: [config.options, '-c synchronous_commit=off'].filter(Boolean).join(' '),
     });
     this.claimPool.on('error', () => {}); // a dropped idle client is replaced on next use
+    if (!preparesStatements(pool)) withoutPreparedStatements(this.claimPool);
     this.consumerId = opts.consumerId ?? defaultConsumerId();
     this.group = opts.group;
     this.stopped = new Promise((r) => (this.resolveStopped = r));
@@ -182,6 +184,7 @@ export class Consumer {
     logger?: Logger,
   ): Promise<Consumer> {
     const opts = parseConsumeOptions(input);
+    preparedStatementsOffByEnv(); // a bad BUCKETQ_PREPARED_STATEMENTS fails the start, not the first claim
     const ownsPool = !db.pool;
     const pool =
       db.pool ?? new pg.Pool({
@@ -193,6 +196,7 @@ export class Consumer {
         idleTimeoutMillis: 0,
       });
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
+    if (!opts.preparedStatements) withoutPreparedStatements(pool);
     const log = (logger ?? createLogger()).child({ group: opts.group });
     let consumer: Consumer | undefined;
     try {

@@ -68,6 +68,12 @@ export const consumeOptionsSchema = z
      * latency), locks while they come back full (a backlog: throughput).
      */
     claimMode: z.enum(['auto', 'lock', 'lease'], { error: "claimMode must be 'auto', 'lock' or 'lease'" }).optional(),
+    /**
+     * Default true: claims, acks, nacks and heartbeats run as named prepared statements.
+     * false behind a pooler that does not keep them across transactions (PgBouncer in
+     * transaction mode before 1.21); BUCKETQ_PREPARED_STATEMENTS=off does the same.
+     */
+    preparedStatements: z.boolean({ error: 'preparedStatements must be true or false' }).default(true),
     /** Poll fallback when no notification arrives. */
     pollIntervalMs: positiveInt('pollIntervalMs', 3_600_000).default(1000),
     /** Default: a third of the group's session_timeout. */
