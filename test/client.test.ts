@@ -164,7 +164,8 @@ describe('prepared statements', () => {
 
   it('sends and acks are prepared once per connection; preparedStatements: false sends them unnamed', async () => {
     const { topic, group } = await topicWithGroup();
-    const client = await db.pool.connect();
+    const own = new pg.Pool({ connectionString: db.connectionString, max: 1 }); // a connection no other test has used
+    const client = await own.connect();
     try {
       for (let i = 0; i < 3; i++) {
         await bq.send(topic, { i }, { key: 'a', client });
@@ -175,12 +176,14 @@ describe('prepared statements', () => {
       expect(await preparedOn(client)).toEqual(['ack', 'send', 'send_batch']);
     } finally {
       client.release();
+      await own.end();
     }
 
     // A pooler that does not keep prepared statements (PgBouncer in transaction mode
     // before 1.21) hands the next transaction a server connection that never saw them:
     // DEALLOCATE ALL is that, on one connection.
     const one = new pg.Pool({ connectionString: db.connectionString, max: 1 });
+    one.on('error', () => {}); // (an idle client's connection may end with the test database)
     const prepared = new BucketQ({ pool: one });
     try {
       await prepared.send(topic, { n: 1 });
@@ -190,6 +193,7 @@ describe('prepared statements', () => {
       await one.end();
     }
     const forgetful = new pg.Pool({ connectionString: db.connectionString, max: 1 });
+    forgetful.on('error', () => {});
     const unprepared = new BucketQ({ pool: forgetful, preparedStatements: false });
     try {
       for (let i = 0; i < 3; i++) {

@@ -114,8 +114,9 @@ const lockedColumns = (payloadAsText: boolean | undefined) =>
   `msg_id, bucket, key, key_seq, ${payloadColumn(payloadAsText)}, headers, attempt, null::bigint as lease_token, sent_at, null::timestamptz as leased_until, epoch, xact`;
 
 /**
- * begin, the given settings and claim_locked in one round trip (the simple query
- * protocol, so values are inlined as literals). The caller commits or rolls back.
+ * begin with the given settings, then claim_locked as a named prepared statement (parsed
+ * and planned once per connection; inlined into one simple-protocol text it was parsed
+ * and planned on every batch). The caller commits or rolls back.
  */
 export async function beginAndClaimLocked(
   client: pg.ClientBase,
@@ -124,17 +125,22 @@ export async function beginAndClaimLocked(
   consumerId: string,
   opts: { max: number; maxPerKey: number; payloadAsText?: boolean | undefined },
 ): Promise<LockedClaim> {
-  const lit = (v: string) => client.escapeLiteral(v);
-  let results: pg.QueryResult<ClaimRow & { xact: string }>[];
+  // Both are queued at once: the claim goes out as soon as the begin has answered.
+  const begun = client.query(beginSql);
+  const claimed = query<ClaimRow & { xact: string }>(
+    client,
+    `select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(group_name => $1::text, consumer_id => $2::text, ` +
+      `max_messages => $3::int, max_per_key => $4::int)`,
+    [group, consumerId, Math.trunc(opts.max), Math.trunc(opts.maxPerKey)],
+    PREPARE,
+  );
+  let rows: (ClaimRow & { xact: string })[];
   try {
-    results = (await client.query(
-      `${beginSql}; select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(${lit(group)}, ${lit(consumerId)}, ` +
-        `max_messages => ${Math.trunc(opts.max)}, max_per_key => ${Math.trunc(opts.maxPerKey)})`,
-    )) as unknown as pg.QueryResult<ClaimRow & { xact: string }>[];
+    [, rows] = await Promise.all([begun, claimed]);
   } catch (err) {
+    await Promise.allSettled([begun, claimed]);
     throw mapPgError(err); // typed, as every other call: a worker no longer a member must see FencedError
   }
-  const rows = results.at(-1)!.rows;
   return { messages: rows.map(toMessage), xact: rows[0]?.xact ?? null };
 }
 
