@@ -124,7 +124,8 @@ describe('mapPgError', () => {
 describe('BucketQ options', () => {
   it('rejects bad client options with a ConfigError naming the problem', () => {
     expect(() => new BucketQ({} as never)).toThrow(ConfigError);
-    expect(() => new BucketQ({ connectionString: 'postgres://x', bogus: 1 } as never)).toThrow(/unknown option 'bogus' \(valid: connectionString, pool, poolMax\)/);
+    expect(() => new BucketQ({ connectionString: 'postgres://x', bogus: 1 } as never)).toThrow(/unknown option 'bogus' \(valid: connectionString, pool, poolMax, preparedStatements\)/);
+    expect(() => new BucketQ({ connectionString: 'postgres://x', preparedStatements: 'no' } as never)).toThrow(/preparedStatements must be true or false/);
   });
 
   it('rejects bad group options before touching the database', async () => {

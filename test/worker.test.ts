@@ -585,6 +585,9 @@ describe('consume()', () => {
       bq.consume({ group: 'g', handler: async () => {}, claimMode: 'grab' as 'lock' }, quiet),
     ).rejects.toThrow(/claimMode must be 'auto', 'lock' or 'lease'/);
     await expect(
+      bq.consume({ group: 'g', handler: async () => {}, preparedStatements: 'no' as unknown as boolean }, quiet),
+    ).rejects.toThrow(/preparedStatements must be true or false/);
+    await expect(
       bq.consume({ group: 'g', handler: async () => {}, transaction: 'message', claimMode: 'lock' }, quiet),
     ).rejects.toThrow(/claimMode 'lock' needs transaction 'batch'.*use claimMode 'lease' with transaction 'message'/);
   });
