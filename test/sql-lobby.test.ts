@@ -464,6 +464,27 @@ describe('rebalancing under load', () => {
       }),
     ).then(() => (producing = false));
 
+    // A consumer that left (chaos) while handling a batch is a zombie: its leases went
+    // back at once, the bucket's new owner took the same message and may commit its
+    // effect first. The zombie's insert of that effect then waits for the new owner's
+    // and fails on the primary key, before its ack would have failed with BQ008: the
+    // same end, its transaction rolls back. Only if the row it collided with is that
+    // very message (CI caught it, 2026-12-04: message 4 acked by B at epoch 5 while
+    // C, which had left, still held it from epoch 3). Another message with the same
+    // (key, seq) would be a key_seq handed out twice. With two such messages each may
+    // wait for the other's effect row: a deadlock in the effect inserts, whose victim
+    // rolls back (one in the ack would be bucketq's own and stays a violation).
+    const tookOverFrom = async (err: unknown, msgs: { msg_id: number; key: string | null; key_seq: number | null; epoch: number }[]) => {
+      const m = /\(key, seq\)=\((.+), (\d+)\)/.exec((err as { detail?: string }).detail ?? '');
+      if (!m) return false;
+      const mine = msgs.find((x) => x.key === m[1] && x.key_seq === Number(m[2]));
+      if (mine === undefined) return false;
+      const { rows } = await admin.query(`select msg_id from ${effects} where key = $1 and seq = $2`, [m[1], Number(m[2])]);
+      if (rows.length !== 1 || Number(rows[0].msg_id) !== mine.msg_id) return false;
+      // ... and the one that committed had the bucket at a later epoch than ours.
+      const { rows: acked } = await admin.query(`select epoch from bucketq.deliveries where group_name = $1 and msg_id = $2`, [group, mine.msg_id]);
+      return acked.length === 1 && Number(acked[0].epoch) > mine.epoch;
+    };
     const consuming$ = Promise.all(
       ids.map(async (id) => {
         const c = sessions.get(id)!;
@@ -491,6 +512,7 @@ describe('rebalancing under load', () => {
           }
           idle = 0;
           await c.query('begin');
+          let acking = false;
           try {
             for (const m of msgs) {
               const r = await c.query(
@@ -500,6 +522,7 @@ describe('rebalancing under load', () => {
               );
               if (r.rowCount !== 1) violations.push(`${id}: key ${m.key} seq ${m.key_seq} handed out before seq ${m.key_seq! - 1} took effect`);
             }
+            acking = true;
             await ack(c, group, msgs);
             await c.query('commit');
             effectsDone += msgs.length;
@@ -507,6 +530,8 @@ describe('rebalancing under load', () => {
             await c.query('rollback');
             const code = (err as { code?: string }).code;
             if (code === 'BQ006' || code === 'BQ008') fenced++;
+            else if (code === '23505' && (await tookOverFrom(err, msgs))) fenced++;
+            else if (code === '40P01' && !acking) fenced++; // the same race, each waiting for the other's effect row
             else violations.push(`${id}: ${(err as Error).message}`);
           }
         }
