@@ -33,6 +33,7 @@ export function preparedStatementsOffByEnv(env: NodeJS.ProcessEnv = process.env)
  * client: it goes through a pooler that does not keep them.
  */
 export function withoutPreparedStatements(db: Queryable): void {
+  if (unprepared.has(db)) return; // once per pool: each consume() on it would add a listener
   unprepared.add(db);
   const pool = db as pg.Pool;
   if (typeof pool.on === 'function' && 'totalCount' in pool) pool.on('acquire', (client) => unprepared.add(client));

@@ -4,6 +4,9 @@ import { mapPgError } from '../errors.js';
 import { statement } from './prepared.js';
 import type { Queryable } from './with-client.js';
 
+/** For the hot calls: run as a named prepared statement (src/db/prepared.ts). */
+export const PREPARE = { prepare: true } as const;
+
 /**
  * Runs one statement. `prepare`: the hot calls, whose texts are few and fixed, run as
  * named prepared statements (src/db/prepared.ts) unless db's setup turns them off.

@@ -2,12 +2,9 @@
 // int8 and stay strings end to end so no precision is ever lost.
 import type pg from 'pg';
 import { namedCall } from '../db/named-call.js';
-import { query } from '../db/query.js';
+import { PREPARE, query } from '../db/query.js';
 import { mapPgError } from '../errors.js';
 import type { Queryable } from '../db/with-client.js';
-
-/** The worker's calls run as named prepared statements (src/db/prepared.ts). */
-const PREPARE = { prepare: true };
 
 export interface ClaimedMessage<P = unknown> {
   msgId: string;

@@ -1,5 +1,5 @@
 // The lobby: bucketq.join / heartbeat / leave, and the group settings a worker needs.
-import { query } from '../db/query.js';
+import { PREPARE, query } from '../db/query.js';
 import type { Queryable } from '../db/with-client.js';
 import { UnknownGroupError } from '../errors.js';
 
@@ -32,7 +32,7 @@ export async function heartbeat(db: Queryable, group: string, consumerId: string
       db,
       'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)',
       [group, consumerId],
-      { prepare: true },
+      PREPARE,
     ),
   );
 }

@@ -1,6 +1,6 @@
 // Producing: bucketq.send / bucketq.send_batch. Payloads are serialised here so a JS
 // string payload becomes a JSON string, not text that Postgres would fail to parse.
-import { query } from '../db/query.js';
+import { PREPARE, query } from '../db/query.js';
 import type { Queryable } from '../db/with-client.js';
 import { ConfigError } from '../errors.js';
 
@@ -11,9 +11,6 @@ export interface OutgoingMessage {
   idempotencyKey?: string | undefined;
   notBefore?: Date | undefined;
 }
-
-/** Sends run as named prepared statements (src/db/prepared.ts). */
-const PREPARE = { prepare: true };
 
 const SEND_SQL = `select bucketq.send(
   topic => $1::text, payload => $2::jsonb, key => $3::text, headers => $4::jsonb,
