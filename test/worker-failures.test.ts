@@ -209,6 +209,33 @@ describe('hung handlers', () => {
     },
   );
 
+  it('a handler that first reads ctx.signal after it was given up on finds it aborted with the timeout (the signal is made on first read)', async () => {
+    const { topic, group } = await topicAndGroup({ maxAttempts: 1 });
+    await bq.send(topic, {}, { key: 'late-reader' });
+    const seen: { aborted: boolean; reason: string; same: boolean }[] = [];
+    const c = await bq.consume(
+      {
+        group,
+        batchSize: 1,
+        handlerTimeoutMs: 150,
+        handler: async (_m, ctx) => {
+          await new Promise((r) => setTimeout(r, 600)); // past the timeout, without touching the signal
+          const signal = ctx.signal;
+          seen.push({ aborted: signal.aborted, reason: String((signal.reason as Error)?.message), same: ctx.signal === signal });
+        },
+      },
+      quiet,
+    );
+    running.push(c);
+    try {
+      await waitFor('the handler to look at its signal', () => seen.length === 1, 10_000);
+      await waitFor('dead-lettered', async () => (await deadLetters(group)).length === 1, 10_000);
+    } finally {
+      await c.stop({ timeoutMs: 1000 });
+    }
+    expect(seen).toEqual([{ aborted: true, reason: expect.stringMatching(/timed out after 150 ms \(handlerTimeoutMs\)/), same: true }]);
+  });
+
   it('rejects a bad handlerTimeoutMs with a message naming it and the fix', async () => {
     const { group } = await topicAndGroup();
     await expect(bq.consume({ group, handler: () => {}, handlerTimeoutMs: 0 }, quiet)).rejects.toThrow(/handlerTimeoutMs must be at least 1 ms/);
