@@ -175,6 +175,74 @@ describe('claim_locked', () => {
     await c.query('rollback');
   });
 
+  it('two locked batches, each holding a retry whose key the other reads further in the log: both ack and nack without waiting for each other (no deadlock), and the keys go on in order', async () => {
+    const a = await session();
+    const b = await session();
+    const { topic, group, consumer } = await topicAndGroup(a, ctx, { buckets: 2 });
+    // a key for each bucket
+    const { rows: keyRows } = await a.query<{ k: string; b: number }>(
+      `select distinct on (b) k, b from (select k, ((hashtextextended(k, 0) & 9223372036854775807) % 2)::int as b
+                                           from unnest(array['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) k) x order by b, k`,
+    );
+    const [ka, kb] = [keyRows[0]!, keyRows[1]!];
+    const claimIn = async (c: pg.Client, bucket: number, max: number) =>
+      (
+        await c.query(
+          `select msg_id::int, key, key_seq::int, attempt from bucketq.claim_locked(group_name => $1, consumer_id => $2, max_messages => $3, buckets => $4::int[])`,
+          [group, consumer, max, [bucket]],
+        )
+      ).rows as { msg_id: number; key: string; key_seq: number; attempt: number }[];
+
+    for (const settle of ['ack', 'nack'] as const) {
+      // The first message of each key fails once: both wait in the inbox as retries,
+      // the next ones in the log.
+      const first = await sendBatch(a, topic, [{}, {}], { keys: [ka.k, kb.k] });
+      await a.query('begin');
+      expect((await claimLocked(a, group, consumer, 10)).map((m) => m.msg_id).sort()).toEqual([...first].sort());
+      await nackLocked(a, group, first, consumer, '0 seconds');
+      await a.query('commit');
+      const next = await sendBatch(a, topic, [{}, {}], { keys: [ka.k, kb.k] });
+
+      // b holds kb's retry, a holds ka's; then each reads the other's bucket's log,
+      // where the key's next message must wait behind the retry the other holds.
+      await b.query('begin');
+      expect((await claimIn(b, kb.b, 1)).map((m) => [m.msg_id, m.attempt])).toEqual([[first[1], 2]]);
+      await a.query('begin');
+      expect((await claimIn(a, ka.b, 1)).map((m) => [m.msg_id, m.attempt])).toEqual([[first[0], 2]]);
+      expect(await claimIn(a, kb.b, 10)).toEqual([]);
+      expect(await claimIn(b, ka.b, 10)).toEqual([]);
+
+      // Each settles its retry while the other is still open. A lock that one took
+      // on a row the other holds made the two wait for each other (40P01 for one).
+      const t0 = Date.now();
+      const settled = await Promise.allSettled(
+        settle === 'ack'
+          ? [ackLocked(a, group, [first[0]!], consumer), ackLocked(b, group, [first[1]!], consumer)]
+          : [nackLocked(a, group, [first[0]!], consumer, '0 seconds'), nackLocked(b, group, [first[1]!], consumer, '0 seconds')],
+      );
+      expect(settled.map((s) => (s.status === 'rejected' ? String(s.reason) : s.status)), settle).toEqual(['fulfilled', 'fulfilled']);
+      expect(Date.now() - t0, `${settle} waited`).toBeLessThan(900); // deadlock_timeout is 1 s
+      await a.query('commit');
+      await b.query('commit');
+
+      // Each key goes on in order: its retry again if nacked, then its next message.
+      const rest: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        await a.query('begin');
+        const got = await claimLocked(a, group, consumer, 10);
+        if (got.length) await ackLocked(a, group, got.map((m) => m.msg_id), consumer);
+        await a.query('commit');
+        rest.push(...got.map((m) => m.msg_id));
+      }
+      const expected = settle === 'ack' ? [...next] : [...first, ...next];
+      expect([...rest].sort((x, y) => x - y)).toEqual([...expected].sort((x, y) => x - y));
+      for (const k of [0, 1]) {
+        const ofKey = rest.filter((id) => id === first[k] || id === next[k]);
+        expect(ofKey, `key ${k} in order`).toEqual(settle === 'ack' ? [next[k]] : [first[k], next[k]]);
+      }
+    }
+  });
+
   it('a consumer whose bucket moved while it held the messages cannot ack them (BQ008); the new owner gets them', async () => {
     const a = await session();
     const b = await session();

@@ -28,6 +28,7 @@ declare
   v_over_epochs bigint[];
   v_epochs bigint[];
   v_ids bigint[];
+  v_inbox_buckets int[];
   v_dead int;
   v_got int := 0;
 begin
@@ -91,6 +92,23 @@ begin
     perform bucketq._ready_due(g, v_owned, v_now, max_messages);
   end if;
 
+  -- Ready messages only from buckets no other batch is reading the log of, and none
+  -- may read it while we hold them: their cursor rows FOR KEY SHARE until we end (a log
+  -- read locks its bucket's FOR UPDATE, SKIP LOCKED). A log read that finds a key's
+  -- later message locks the key's inbox row FOR KEY SHARE (_log_chunk), which does not
+  -- conflict with our hold on it; two locked batches, each holding a retry whose key the
+  -- other read further in the log, then each waited in its ack for the other's lock (a
+  -- deadlock: one rolled back, its messages handled again).
+  select array_agg(k.bucket) into v_inbox_buckets from (
+    select k.bucket from bucketq.cursor k
+     where k.group_id = g.group_id
+       and k.bucket = any(array(select distinct r.bucket from (
+             select h.bucket from bucketq.inbox h
+              where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+              order by h.msg_id limit max_messages) r))
+     order by k.bucket
+       for key share skip locked) k;
+
   -- As in claim: ready keys, oldest head first, each with its run. FOR NO KEY UPDATE:
   -- producers' commit-time checks (FOR KEY SHARE) do not wait for the handlers.
   select array_agg(v.msg_id)
@@ -100,7 +118,7 @@ begin
                  and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
             from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
                     from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
-                           where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)
+                           where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_inbox_buckets)
                            order by h.msg_id
                            limit max_messages
                              for no key update skip locked) h
