@@ -2813,31 +2813,34 @@ begin
      order by k.bucket
        for key share skip locked) k;
 
-  -- As in claim: ready keys, oldest head first, each with its run. FOR NO KEY UPDATE:
-  -- producers' commit-time checks (FOR KEY SHARE) do not wait for the handlers.
-  select array_agg(v.msg_id)
-    into v_ids
-    from (select c.msg_id,
-                 first_value(c.msg_id) over w = c.head_id
-                 and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
-            from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
-                    from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
-                           where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_inbox_buckets)
-                           order by h.msg_id
-                           limit max_messages
-                             for no key update skip locked) h
-                    left join lateral (
-                      select x.msg_id, x.key_seq from bucketq.inbox x
-                       where x.group_id = g.group_id and x.key_id = h.key_id
-                         and x.key_seq >= h.key_seq
-                         and x.key_seq < h.key_seq + case when h.attempts = 0 then max_per_key else 1 end
-                         and (x.msg_id = h.msg_id
-                              or (x.state = 3 and (x.available_at is null or x.available_at <= v_now)))
-                       order by x.key_seq
-                         for no key update skip locked) x on true
-                   limit max_messages) c
-          window w as (partition by c.head_id order by c.key_seq)) v
-   where v.keep;
+  -- (None ready, or all in buckets held elsewhere: the usual case, one statement.)
+  if v_inbox_buckets is not null then
+    -- As in claim: ready keys, oldest head first, each with its run. FOR NO KEY UPDATE:
+    -- producers' commit-time checks (FOR KEY SHARE) do not wait for the handlers.
+    select array_agg(v.msg_id)
+      into v_ids
+      from (select c.msg_id,
+                   first_value(c.msg_id) over w = c.head_id
+                   and coalesce(c.key_seq - first_value(c.key_seq) over w, 0) = row_number() over w - 1 as keep
+              from (select coalesce(x.msg_id, h.msg_id) as msg_id, h.msg_id as head_id, x.key_seq
+                      from (select h.msg_id, h.key_id, h.key_seq, h.attempts from bucketq.inbox h
+                             where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_inbox_buckets)
+                             order by h.msg_id
+                             limit max_messages
+                               for no key update skip locked) h
+                      left join lateral (
+                        select x.msg_id, x.key_seq from bucketq.inbox x
+                         where x.group_id = g.group_id and x.key_id = h.key_id
+                           and x.key_seq >= h.key_seq
+                           and x.key_seq < h.key_seq + case when h.attempts = 0 then max_per_key else 1 end
+                           and (x.msg_id = h.msg_id
+                                or (x.state = 3 and (x.available_at is null or x.available_at <= v_now)))
+                         order by x.key_seq
+                           for no key update skip locked) x on true
+                     limit max_messages) c
+            window w as (partition by c.head_id order by c.key_seq)) v
+     where v.keep;
+  end if;
   -- A message we just took that an aborted transaction held when the first settling
   -- ran (locked elsewhere then) counts now: we hold it, no one else can.
   if v_ids is not null
