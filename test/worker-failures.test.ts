@@ -6,7 +6,7 @@ import { BucketQ } from '../src/client.js';
 import { jitteredRetryDelay } from '../src/worker/backoff.js';
 import type { Consumer } from '../src/worker/consumer.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
-import { waitFor } from './support/wait.js';
+import { sleep, waitFor } from './support/wait.js';
 
 let db: FreshDatabase;
 let bq: BucketQ;
@@ -313,4 +313,55 @@ describe('lost membership', () => {
       await c.stop();
     }
   });
+});
+
+describe('a batch whose commit fails', () => {
+  it.each(['lock', 'lease'] as const)(
+    'a conflict at commit (%s claims) rolls the batch back and its messages come again at once, not at the next poll, each acked once',
+    async (claimMode) => {
+      const { topic, group } = await topicAndGroup();
+      // The first commit of a batch that wrote an effect fails with a serialization
+      // failure (a deferred trigger; the sequence is not rolled back with it).
+      const table = `commit_conflict_${claimMode}`;
+      await db.pool.query(`
+        create sequence ${table}_fail;
+        create table ${table} (msg_id bigint, attempt int);
+        create function ${table}_once() returns trigger language plpgsql as $$
+        begin
+          if nextval('${table}_fail') = 1 then
+            raise exception 'injected conflict at commit' using errcode = '40001';
+          end if;
+          return null;
+        end $$;
+        create constraint trigger conflict_at_commit after insert on ${table}
+          deferrable initially deferred for each row execute function ${table}_once();`);
+      const c = await bq.consume(
+        {
+          group,
+          claimMode,
+          batchSize: 10,
+          pollIntervalMs: 60_000, // a wait for the poll would outlast the test's wait
+          handler: async (m, ctx) => {
+            await ctx.client.query(`insert into ${table} values ($1, $2)`, [m.msgId, m.attempt]);
+          },
+        },
+        quiet,
+      );
+      running.push(c);
+      let ids: string[];
+      try {
+        // Sent once the consumer is idle, so no other claim runs while the batch is in
+        // flight (such a claim wakes the loop when the batch ends, whatever its outcome).
+        await sleep(300);
+        ids = await bq.sendBatch(topic, [1, 2, 3].map((n) => ({ payload: { n }, key: 'k' })));
+        await waitFor('the rolled-back messages handled again', async () => (await pending(group)) === 0, 10_000);
+      } finally {
+        await c.stop();
+      }
+      const r = await db.pool.query<{ msg_id: string }>(`select msg_id from ${table} order by msg_id`);
+      expect(r.rows.map((x) => x.msg_id)).toEqual(ids); // each once: the first commit's effects are gone
+      const calls = await db.pool.query<{ n: string }>(`select last_value as n from ${table}_fail`);
+      expect(Number(calls.rows[0]!.n)).toBeGreaterThan(1); // the injected failure did fire
+    },
+  );
 });

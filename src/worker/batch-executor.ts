@@ -100,9 +100,10 @@ export class BatchExecutor {
    * A batch claimed by row lock: its transaction is open and holds the messages. The
    * handlers run in it (a savepoint per message, when a handler queries), then one ack
    * and one nack, then commit. Meanwhile the attempt is recorded from the claim
-   * connection, so that a crash here still counts it.
+   * connection, so that a crash here still counts it. Resolves true when the batch
+   * rolled back: its messages are ready again.
    */
-  async processLockedBatch(held: HeldBatch): Promise<void> {
+  async processLockedBatch(held: HeldBatch): Promise<boolean> {
     const { rt } = this;
     const { messages, xact } = held.claim;
     // Recorded before any handler runs: a message that kills the process at once (the
@@ -121,7 +122,7 @@ export class BatchExecutor {
     } catch (err) {
       ending.broke = { err };
     }
-    await this.settle(ending);
+    return (await this.settle(ending)) !== 'committed';
   }
 
   /** One transaction per message, in the given order; a key stops at its first failure. */

@@ -185,7 +185,10 @@ export class ClaimLoop {
         // An empty claim holds nothing back: waking the loop for it made an idle consumer
         // in 'lock' mode claim in a loop (some 1,700 claims a second).
         mayHoldBack = n > 0 && this.mayHoldBack(held.claim.messages, batchSize);
-        if (n > 0) await this.executor.processLockedBatch(held);
+        // A batch that rolled back (a conflict at its ack or commit, a lost connection)
+        // left its messages ready again, announced by nothing: claim at once rather than
+        // at the next poll.
+        if (n > 0 && (await this.executor.processLockedBatch(held))) mayHoldBack = true;
       })(),
       seq,
       () => mayHoldBack,
