@@ -98,7 +98,10 @@ export function rows(w: WorkloadResult): Row[] {
 function cell(s: Stat | undefined, failures?: number): string {
   if (!s) return '';
   if (s.median === null) return failures ? `FAILED x${failures}` : 'n/a';
-  const spread = s.n > 1 && s.median !== 0 && s.min !== null && s.max !== null ? ` ±${Math.round(((s.max - s.min) / 2 / Math.abs(s.median)) * 100)}%` : '';
+  // A median of 0 has no relative spread; a count that is 0 in most repetitions and not
+  // in one (order violations) must still show it.
+  const worst = s.median === 0 && s.max !== null && s.max !== 0 ? ` (worst ${fmt(s.max)})` : '';
+  const spread = s.n > 1 && s.median !== 0 && s.min !== null && s.max !== null ? ` ±${Math.round(((s.max - s.min) / 2 / Math.abs(s.median)) * 100)}%` : worst;
   return `${fmt(s.median)}${spread}${failures ? ` (${failures} failed)` : ''}`;
 }
 
@@ -317,7 +320,7 @@ export function resultsMarkdown(
   lines.push('- fanout-cost: send_batch (graphile-worker: add_jobs, a job per message per group) with 1, 3 and 10 groups on the topic and nobody consuming, each in a fresh database; msgsPerSec is the 1-group figure, so bq / bare is ingest against a bare multi-row INSERT of rows as wide.');
   lines.push('- churn: rows updated or deleted (pg_stat_user_tables n_tup_upd + n_tup_del, partitions summed) per 1,000 messages from send to ack, sends of 500 while 2 worker processes consume; bucketq\'s per-key counter (topic_key, and key_counter since migration 25) shown apart, not counted; readings taken once the counters stop moving, after the writers\' connections ended.');
   lines.push('- soak / soak-pinned: e2e for the soak\'s minutes, one repetition per suite run; soak-pinned with another session idle in a REPEATABLE READ transaction throughout (it must still hold it at the end, or the run fails). Producers wait while `maxBacklog` messages are in flight (graphile-worker\'s producers otherwise outrun its consumers without bound).');
-  lines.push('- violations = outOfOrder (a message did not follow its predecessor of the key) + overlapping (it started while another message of its key was still in its handler).');
+  lines.push('- violations = outOfOrder (a message did not follow its predecessor of the key) + overlapping (it started while another message of its key was still in its handler). repeated: those of outOfOrder at or below the highest seq the key had reached, i.e. handled again from an earlier point (a batch that rolled back, or an expired lease, looks like this; so does a batch that ran ahead of an uncommitted one of its key, so they stay violations).');
   lines.push('- failover: recoveryMs is the time from SIGKILL until every bucket the killed worker owned has a committed effect from another worker; takeoverMs until the last of those buckets changed owner. graphile-worker has no buckets and leaves the killed worker\'s locked jobs locked for 4 hours: it gets a recovery time only if no job is stranded at the end of the window.');
   lines.push('- latency: measured in one process, from the send\'s promise resolving (the commit acknowledged) to the handler starting; the first second (at the same rate) is a warm-up and not counted, for every system.');
   lines.push('- scaling: `bucketq worker` CLI processes / graphile-worker runner processes; the backlog is committed in one transaction once all workers are up (bucketq: buckets balanced), timed until the backlog is empty.', '');

@@ -215,6 +215,13 @@ export class OrderChecker {
   violations = 0;
   outOfOrder = 0;
   overlapping = 0;
+  /**
+   * Of outOfOrder: a message at or below the highest seq its key had reached, so handled
+   * again from an earlier point. A batch that rolled back (or a lease that expired) is
+   * handled again like this, its effects undone; a second batch of the key running ahead
+   * of an uncommitted first looks the same here, so this stays a violation.
+   */
+  repeated = 0;
   seen = 0;
   /** fail: this attempt throws after its start was checked (a retry must come before the key's next message). */
   async handle(key: string | null, seq: number, fail = false): Promise<void> {
@@ -224,6 +231,7 @@ export class OrderChecker {
     if (seq !== prev + 1) {
       this.violations++;
       this.outOfOrder++;
+      if (seq <= prev) this.repeated++;
     }
     if (seq > prev) this.last.set(key, seq);
     if (this.inflight.has(key)) {

@@ -34,7 +34,7 @@ export function fifoWorkload(
         const checker = new OrderChecker();
         const { value: { ms, handled }, waits } = await drainTimed(sys, db, ctx, ['g1'], n, checker, ctx.sizes.maxDrainMs, fe);
         return {
-          metrics: { msgsPerSec: (handled / ms) * 1000, seconds: ms / 1000, completedShare: handled / n, violations: checker.violations, outOfOrder: checker.outOfOrder, overlapping: checker.overlapping, handled: checker.seen },
+          metrics: { msgsPerSec: (handled / ms) * 1000, seconds: ms / 1000, completedShare: handled / n, violations: checker.violations, outOfOrder: checker.outOfOrder, repeated: checker.repeated, overlapping: checker.overlapping, handled: checker.seen },
           waits,
           extra: { keys: k, perKey: n / k, sendBatch: sendBatch(ctx), failFirstAttemptOfEvery: fe || undefined, graphileConfig: config },
         };
