@@ -822,6 +822,9 @@ begin
         if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
           execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
         end if;
+        if to_regprocedure('bucketq._log_backlog_any(int, int, int, timestamptz)') is not null then
+          execute format('grant execute on function bucketq._log_backlog_any(int, int, int, timestamptz) to %I', k);
+        end if;
       end if;
     end loop;
   end if;
@@ -1025,6 +1028,23 @@ AS $function$
          min(p.sent_at)
     from flagged p
 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  select exists (
+    select 1
+      from (select p.* from bucketq.progress p
+             where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+               and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+             order by p.seq desc limit 1) c
+      cross join lateral bucketq._log_ahead(p_topic_id, c) m
+     where p_start is null or m.sent_at >= p_start)
+$function$;
+comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_backlog_count(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
  RETURNS bigint
@@ -4770,11 +4790,16 @@ create view bucketq.groups as
     ( SELECT count(*) AS count
            FROM bucketq.dead_letter d
           WHERE ((d.group_id = g.group_id) AND (d.replayed_at IS NULL))) AS dead,
-    g.created_at
+    g.created_at,
+    ((NOT (EXISTS ( SELECT 1
+           FROM bucketq.inbox i
+          WHERE (i.group_id = g.group_id)))) AND (NOT (EXISTS ( SELECT 1
+           FROM generate_series(0, (t.buckets - 1)) o(bucket)
+          WHERE bucketq._log_backlog_any(g.group_id, g.topic_id, o.bucket, g.start_time))))) AS caught_up
    FROM (bucketq.consumer_group g
      JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
   WHERE bucketq._may_see_group(g.group_id);
-comment on view bucketq.groups is 'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed. A consumer sees the groups it may consume (grant_group); monitors and admins see all.';
+comment on view bucketq.groups is 'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed; caught_up: pending is 0, answered without counting (cheap to poll). A consumer sees the groups it may consume (grant_group); monitors and admins see all.';
 
 create view bucketq.lag as
  SELECT g.name AS group_name,

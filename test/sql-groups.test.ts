@@ -106,6 +106,61 @@ describe('pending', () => {
   });
 });
 
+describe('caught_up', () => {
+  // groups.caught_up answers "pending = 0" without counting (pollers: a drain's end, a
+  // deploy check). It must agree with pending in every state a message can be in.
+  it('is true exactly when pending is 0: in the log, leased, nacked to the inbox, dead and blocking, acked, in every bucket', async () => {
+    const s = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(s, ctx, {
+      buckets: 4,
+      group: { session_timeout: '1 hour', max_attempts: 1, on_exhausted: 'block' },
+    });
+    const state = async () => {
+      const { rows } = await s.query('select pending::int, caught_up from bucketq.groups where group_name = $1', [group]);
+      expect(rows[0].caught_up).toBe(rows[0].pending === 0);
+      return rows[0] as { pending: number; caught_up: boolean };
+    };
+    expect(await state()).toEqual({ pending: 0, caught_up: true });
+
+    // One message in each bucket, unkeyed, and two of a key.
+    await sendBatch(s, topic, [1, 2, 3, 4].map((i) => ({ i })));
+    await sendBatch(s, topic, [5, 6].map((i) => ({ i })), { keys: ['k', 'k'] });
+    expect(await state()).toEqual({ pending: 6, caught_up: false });
+
+    // All but one acked; the last in flight (a lease, in the log's batch under way).
+    let got = await claim(s, group, consumer, 10);
+    expect(got.length).toBe(5); // the key's second waits behind its first
+    const last = got.find((m) => m.key === 'k')!;
+    await ack(s, group, got.filter((m) => m !== last));
+    expect(await state()).toEqual({ pending: 2, caught_up: false });
+
+    // Its attempts spent, the key's head is dead and blocks its key (an inbox row); the
+    // second waits behind it.
+    await nack(s, group, [last], { error: 'boom' });
+    expect(await state()).toEqual({ pending: 2, caught_up: false });
+    // Replayed, it comes again before the key's second.
+    await s.query('select bucketq.replay_dead($1, $2::bigint[])', [group, [last.msg_id]]);
+    for (const [i, left] of [[5, 2], [6, 1]] as const) {
+      got = await claim(s, group, consumer, 10);
+      expect(got.map((m) => m.payload)).toEqual([{ i }]);
+      expect(await state()).toEqual({ pending: left, caught_up: false });
+      await ack(s, group, got);
+    }
+    expect(await state()).toEqual({ pending: 0, caught_up: true });
+
+    // The last message left in any one of the buckets.
+    for (let bucket = 0; bucket < 4; bucket++) {
+      await sendBatch(s, topic, [0, 1, 2, 3].map((i) => ({ round: bucket, i })));
+      got = await claim(s, group, consumer, 10);
+      expect(got.map((m) => m.bucket).sort()).toEqual([0, 1, 2, 3]);
+      await ack(s, group, got.filter((m) => m.bucket !== bucket));
+      expect(await state()).toEqual({ pending: 1, caught_up: false });
+      await ack(s, group, got.filter((m) => m.bucket === bucket));
+      expect(await state()).toEqual({ pending: 0, caught_up: true });
+    }
+  });
+});
+
 describe('start_at', () => {
   it("'earliest' sees messages sent before the group existed, 'latest' does not, a timestamp sees those at or after it", async () => {
     const s = await ctx.session();

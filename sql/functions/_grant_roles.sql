@@ -58,6 +58,9 @@ begin
         if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
           execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
         end if;
+        if to_regprocedure('bucketq._log_backlog_any(int, int, int, timestamptz)') is not null then
+          execute format('grant execute on function bucketq._log_backlog_any(int, int, int, timestamptz) to %I', k);
+        end if;
       end if;
     end loop;
   end if;

@@ -20,10 +20,15 @@ select g.name as group_name,
                                    order by x.seq desc limit 1) p
              where p.kind = 2)::bigint as leased,
        (select count(*) from bucketq.dead_letter d where d.group_id = g.group_id and d.replayed_at is null) as dead,
-       g.created_at
+       g.created_at,
+       -- pending = 0, found without counting: a poller waiting for the group to catch up
+       -- selects this column alone (the view's other counts are then not computed).
+       not exists (select 1 from bucketq.inbox i where i.group_id = g.group_id)
+         and not exists (select 1 from generate_series(0, t.buckets - 1) as o(bucket)
+                          where bucketq._log_backlog_any(g.group_id, g.topic_id, o.bucket, g.start_time)) as caught_up
   from bucketq.consumer_group g
   join bucketq.topic t on t.topic_id = g.topic_id
  where bucketq._may_see_group(g.group_id);
 
 comment on view bucketq.groups is
-'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed. A consumer sees the groups it may consume (grant_group); monitors and admins see all.';
+'One row per consumer group: its topic and settings, messages pending (not yet acked or dead-lettered), leased now, and dead letters not replayed; caught_up: pending is 0, answered without counting (cheap to poll). A consumer sees the groups it may consume (grant_group); monitors and admins see all.';
