@@ -46,7 +46,7 @@ export async function drainTimed(
         return count >= total || now() - t0 > maxMs;
       }, timeoutMs);
       if (count < total) return { ms: now() - t0, handled: count };
-      await waitFor('backlog empty', async () => (await sys.backlog()) === 0, 30_000, 20);
+      await waitFor('backlog empty', () => sys.caughtUp(), 30_000, 20);
       return { ms: now() - t0, handled: count };
     } finally {
       await workers.stop();

@@ -140,6 +140,13 @@ export class BucketqSystem implements QueueSystem {
     return rows[0]!.n;
   }
 
+  async caughtUp(): Promise<boolean> {
+    // Index probes per bucket, however large the backlog (pending counts it: 4.5 to 17 ms
+    // a call at 10,000 messages).
+    const { rows } = await this.pool.query<{ c: boolean }>('select coalesce(bool_and(caught_up), true) as c from bucketq.groups');
+    return rows[0]!.c;
+  }
+
   connect(): Promise<pg.PoolClient> {
     return this.pool.connect();
   }

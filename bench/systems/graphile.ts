@@ -156,6 +156,11 @@ export class GraphileSystem implements QueueSystem {
     return rows[0]!.n;
   }
 
+  async caughtUp(): Promise<boolean> {
+    const { rows } = await this.pool.query<{ c: boolean }>('select not exists (select 1 from graphile_worker._private_jobs) as c');
+    return rows[0]!.c;
+  }
+
   connect(): Promise<pg.PoolClient> {
     return this.pool.connect();
   }

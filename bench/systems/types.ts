@@ -42,6 +42,11 @@ export interface QueueSystem {
   consume(handlers: Record<string, BenchHandler>): Promise<RunningWorkers>;
   /** Messages (jobs) not yet completed, all groups. */
   backlog(): Promise<number>;
+  /**
+   * backlog() === 0, as cheaply as the system can tell: what a drain's end is polled
+   * with (every 20 to 50 ms while the workers run, so on the measured machine).
+   */
+  caughtUp(): Promise<boolean>;
   /** A client of the system's own pool (caller releases it). */
   connect(): Promise<pg.PoolClient>;
   close(): Promise<void>;
