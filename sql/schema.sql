@@ -1035,14 +1035,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select exists (
-    select 1
-      from (select p.* from bucketq.progress p
-             where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
-               and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
-             order by p.seq desc limit 1) c
-      cross join lateral bucketq._log_ahead(p_topic_id, c) m
-     where p_start is null or m.sent_at >= p_start)
+  select exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
 $function$;
 comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see.';
 
@@ -1052,13 +1045,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_count(p_group_id integer, p_topi
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select count(*)
-    from (select p.* from bucketq.progress p
-           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
-             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
-           order by p.seq desc limit 1) c
-    cross join lateral bucketq._log_ahead(p_topic_id, c) m
-   where p_start is null or m.sent_at >= p_start
+  select count(*) from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start)
 $function$;
 comment on function bucketq._log_backlog_count(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of one bucket''s log the group has not acked yet past its checkpoint (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
 
@@ -1777,6 +1764,21 @@ begin
   snap := pg_current_snapshot();
   ceil := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_unacked(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
+ RETURNS SETOF bucketq.message
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select m.*
+    from (select p.* from bucketq.progress p
+           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+           order by p.seq desc limit 1) c
+    cross join lateral bucketq._log_ahead(p_topic_id, c) m
+   where p_start is null or m.sent_at >= p_start
+$function$;
+comment on function bucketq._log_unacked(integer,integer,integer,timestamp with time zone) is 'For _log_backlog_count and _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint, p_from timestamp with time zone)
  RETURNS SETOF bucketq.message

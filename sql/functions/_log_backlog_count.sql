@@ -8,13 +8,7 @@ create or replace function bucketq._log_backlog_count(p_group_id int, p_topic_id
 returns bigint
 language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
-  select count(*)
-    from (select p.* from bucketq.progress p
-           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
-             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
-           order by p.seq desc limit 1) c
-    cross join lateral bucketq._log_ahead(p_topic_id, c) m
-   where p_start is null or m.sent_at >= p_start
+  select count(*) from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start)
 $$;
 
 comment on function bucketq._log_backlog_count(int, int, int, timestamptz) is
