@@ -1,6 +1,6 @@
 // `npm run bench` (short suite), `npm run bench -- --full`, `--only drain,fifo`, `--reps N`,
 // `--tiny` (seconds; checks the harness works), `--no-save` (a trial: *-trial.json, no RESULTS.md update),
-// `--soak-minutes M` (the soaks' length; default 2, 10 with --full).
+// `--subjects bucketq` (a trial of some systems only; implies --no-save), `--soak-minutes M` (the soaks' length; default 2, 10 with --full).
 // Uses DATABASE_URL when set, else starts the embedded Postgres (fsync and
 // synchronous_commit on) and removes it afterwards.
 import { writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/em
 import { SIZES } from './lib/common.js';
 import { REPO } from './lib/procs.js';
 import { latestSaved, resultsMarkdown, savedRuns, terminalDetails, terminalTable, writeJson } from './report.js';
+import type { Subject } from './lib/common.js';
 import { runSuite, WORKLOADS } from './suite.js';
 
 const { values } = parseArgs({
@@ -19,13 +20,14 @@ const { values } = parseArgs({
     only: { type: 'string' },
     reps: { type: 'string' },
     'soak-minutes': { type: 'string' },
+    subjects: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--only ${WORKLOADS.map((w) => w.id).join(',')}] [--reps N] [--soak-minutes M] [--no-save]\n`);
+  process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--only ${WORKLOADS.map((w) => w.id).join(',')}] [--reps N] [--soak-minutes M] [--subjects bucketq,graphile-worker,bare] [--no-save]\n`);
   process.exit(0);
 }
 
@@ -36,6 +38,16 @@ const sizes = { ...base, soak: { ...base.soak, minutes: soakMinutes } };
 const reps = values.reps ? Number(values.reps) : values.tiny ? 1 : 3;
 if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
 const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+
+const SUBJECTS = ['bucketq', 'graphile-worker', 'bare'] as const;
+const subjects = values.subjects?.split(',').map((s) => s.trim()).filter(Boolean);
+const badSubjects = (subjects ?? []).filter((s) => !(SUBJECTS as readonly string[]).includes(s));
+if (badSubjects.length) {
+  process.stderr.write(`unknown subject(s) ${badSubjects.join(', ')}; known: ${SUBJECTS.join(', ')}\n`);
+  process.exit(2);
+}
+// Ratios need every system in the same run: a run of some systems is a trial, never saved.
+if (subjects?.length) values['no-save'] = true;
 
 const unknown = (only ?? []).filter((id) => !WORKLOADS.some((w) => w.id === id));
 if (unknown.length) {
@@ -70,7 +82,7 @@ if (!adminUrl) {
 try {
   // A run of some workloads only: RESULTS.md keeps the others from the newest earlier saved runs that have them.
   const previous = only?.length ? await savedRuns(path.join(REPO, 'bench/results'), sizes.label) : [];
-  const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, onProgress: progress, onRun: done });
+  const result = await runSuite({ adminUrl, databaseSource: source, sizes, reps, only, subjects: subjects as Subject[] | undefined, onProgress: progress, onRun: done });
   process.stdout.write(`\n${terminalTable(result)}\n\n`);
   const details = terminalDetails(result);
   if (details) process.stdout.write(`${details}\n\n`);

@@ -58,6 +58,8 @@ export interface SuiteOptions {
   sizes?: Sizes;
   reps?: number;
   only?: string[];
+  /** Run only these subjects (a trial: ratios need both systems, so saved runs keep all). */
+  subjects?: Subject[];
   /** Progress line: [step/steps] workload subject rep: detail */
   onProgress?: (line: string) => void;
   /** Called after each run with a summary line. */
@@ -75,7 +77,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const postgres = await serverSettings(o.adminUrl);
   await buildTemplates(o.adminUrl);
   const repsOf = (w: Workload) => Math.min(reps, w.maxReps ?? reps);
-  const totalSteps = selected.reduce((n, w) => n + w.subjects.length * repsOf(w), 0);
+  const runsOf = (w: Workload) => w.subjects.filter((s) => !o.subjects?.length || o.subjects.includes(s)).length;
+  const totalSteps = selected.reduce((n, w) => n + runsOf(w) * repsOf(w), 0);
   let step = 0;
   const results: WorkloadResult[] = [];
   try {
@@ -91,7 +94,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       };
       const wReps = repsOf(w);
       for (let rep = 0; rep < wReps; rep++) {
-        const order = rotate(w.subjects, rep);
+        const order = rotate(w.subjects, rep).filter((s) => !o.subjects?.length || o.subjects.includes(s));
         for (const subject of order) {
           step++;
           const prefix = `[${step}/${totalSteps}] ${w.id} ${subject} rep ${rep + 1}/${wReps}`;
