@@ -134,13 +134,13 @@ alter table bucketq.inbox add constraint inbox_state_check CHECK (((state >= 0) 
 alter table bucketq.inbox add constraint inbox_pkey PRIMARY KEY (group_id, msg_id);
 
 create table bucketq.key_counter (
+  part smallint not null,
   key_id bigint not null,
   first_seq bigint not null,
   last_seq bigint not null
-);
-alter table bucketq.key_counter add constraint key_counter_check CHECK ((last_seq >= first_seq));
-alter table bucketq.key_counter add constraint key_counter_pkey PRIMARY KEY (key_id, first_seq);
-comment on table bucketq.key_counter is 'Append-only per-key counter: one row per key per send, the key_seqs first_seq..last_seq it took (a key''s rows are contiguous). The row with the highest first_seq holds the key''s last key_seq; a sender reads it while holding the key''s topic_key row lock, and appends the next range. The primary key makes a sender whose REPEATABLE READ snapshot missed a newer row fail (40001) rather than reuse a key_seq. maintain() deletes all but the newest row of each key. No foreign key (checked on every send): delete_topic deletes a topic''s rows.';
+) partition by LIST (part);
+alter table bucketq.key_counter add constraint key_counter_check1 CHECK ((last_seq >= first_seq));
+comment on table bucketq.key_counter is 'Per-key counters, partitioned: a key''s last key_seq is the last_seq of its newest row (highest first_seq) in the part its topic appends to (key_counter_0 or key_counter_1, topic.key_rotation % 2), else in the other part, else its key_counter_base row, else 0. Senders append one row per key per send, holding the key''s topic_key row lock; maintain() rotates the parts (fold into the base, TRUNCATE) and never deletes a row one by one. No foreign key (checked on every send): delete_topic deletes a topic''s rows.';
 
 create table bucketq.log_partition (
   topic_id integer not null,
@@ -231,7 +231,8 @@ create table bucketq.topic (
   partition_interval interval not null,
   group_version integer default 0 not null,
   created_at timestamp with time zone default now() not null,
-  log_from timestamp with time zone default '-infinity'::timestamp with time zone not null
+  log_from timestamp with time zone default '-infinity'::timestamp with time zone not null,
+  key_rotation integer default 0 not null
 );
 alter table bucketq.topic add constraint topic_pkey PRIMARY KEY (topic_id);
 alter table bucketq.topic add constraint topic_name_key UNIQUE (name);
@@ -2064,6 +2065,89 @@ AS $function$
 $function$;
 comment on function bucketq._role(text) is 'The role holding a kind of bucketq rights in this database: bucketq_<kind>_<database> when it exists, else the cluster-wide bucketq_<kind>.';
 
+CREATE OR REPLACE FUNCTION bucketq._rotate_key_counters()
+ RETURNS TABLE(topic text, action text, detail text)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  t bucketq.topic;
+  v_min int;
+  v_max int;
+  v_retired int;
+  v_folded bigint := 0;
+  v_rows boolean;
+  v_action text;
+  v_detail text;
+  v_saved text := current_setting('lock_timeout');
+begin
+  select min(x.key_rotation), max(x.key_rotation) into v_min, v_max from bucketq.topic x;
+  if v_max is null then
+    return;
+  end if;
+  begin
+    perform set_config('lock_timeout', '500ms', true);
+    if v_min < v_max then
+      -- Topics move together, so this is a database whose topics disagree (restored in
+      -- part, say): their senders may append to either part, so neither is retired.
+      -- Point them all at the newest rotation's part; the next run can rotate.
+      for t in select * from bucketq.topic x where x.key_rotation < v_max order by x.topic_id loop
+        perform bucketq._lock_topic_producers('maintain', t);
+      end loop;
+      update bucketq.topic x set key_rotation = v_max where x.key_rotation < v_max;
+      v_action := 'aligned_key_counters';
+      v_detail := format('every topic appends to bucketq.key_counter_%s', v_max % 2);
+    else
+      v_retired := (v_max + 1) % 2;
+      if v_retired = 0 then
+        v_rows := exists (select 1 from bucketq.key_counter_0);
+        if v_rows then
+          insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
+          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_0 r group by r.key_id
+          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
+          get diagnostics v_folded = row_count;
+        end if;
+      else
+        v_rows := exists (select 1 from bucketq.key_counter_1);
+        if v_rows then
+          insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
+          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_1 r group by r.key_id
+          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
+          get diagnostics v_folded = row_count;
+        end if;
+      end if;
+      -- Nothing retired and nothing appended since: an idle database keeps its topic rows.
+      if v_rows or (case when v_retired = 0 then exists (select 1 from bucketq.key_counter_1)
+                                            else exists (select 1 from bucketq.key_counter_0) end) then
+        for t in select * from bucketq.topic x order by x.topic_id loop
+          perform bucketq._lock_topic_producers('maintain', t);
+        end loop;
+        if v_rows then
+          if v_retired = 0 then
+            truncate bucketq.key_counter_0;
+          else
+            truncate bucketq.key_counter_1;
+          end if;
+        end if;
+        update bucketq.topic x set key_rotation = v_max + 1;
+        v_action := 'rotated_key_counters';
+        v_detail := case when v_rows then format('%s keys of bucketq.key_counter_%s folded into key_counter_base, the part emptied; sends append to it now', v_folded, v_retired)
+                         else format('sends append to bucketq.key_counter_%s now', v_retired) end;
+      end if;
+    end if;
+    perform set_config('lock_timeout', v_saved, true);
+  exception when lock_not_available then
+    v_action := 'kept_key_counters';
+    v_detail := 'producers or readers of bucketq.key_counter in flight (lock timeout); retried on the next run';
+  end;
+  if v_action is not null then
+    topic := null; action := v_action; detail := v_detail;
+    return next;
+  end if;
+end $function$;
+comment on function bucketq._rotate_key_counters() is 'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base, then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
+
 CREATE OR REPLACE FUNCTION bucketq._settle_attempts(g bucketq.consumer_group)
  RETURNS integer
  LANGUAGE plpgsql
@@ -2137,6 +2221,7 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_bases bigint[];
+  v_part int;
 begin
   -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
@@ -2155,31 +2240,34 @@ begin
       cardinality(p_keys), cardinality(v_keys) using errcode = 'XX000';
   end if;
 
-  -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
-  -- never deletes: lock the newest row we see, so that one deleted since our snapshot
-  -- raises 40001 instead of being read.
-  if current_setting('transaction_isolation') <> 'read committed' then
-    perform 1
-      from unnest(v_key_ids) as u(key_id)
-      cross join lateral (select y.first_seq from bucketq.key_counter y
-                           where y.key_id = u.key_id
-                           order by y.first_seq desc limit 1
-                             for key share) p;
-  end if;
+  -- Read after send_batch took the topic's producer lock: maintain() changes it only
+  -- while holding that lock exclusively.
+  select x.key_rotation % 2 into v_part from bucketq.topic x where x.topic_id = p_topic_id;
 
-  -- Each key's last key_seq (its newest counter row), then its new counter row. By
-  -- position in the arrays: joins of the keys by name cost a third of a send of 1,000.
-  select array_agg(coalesce(p.last_seq, 0) order by u.n) into v_bases
-    from unnest(v_key_ids) with ordinality as u(key_id, n)
-    left join lateral (select y.last_seq from bucketq.key_counter y
-                        where y.key_id = u.key_id
-                        order by y.first_seq desc limit 1) p on true;
-  insert into bucketq.key_counter (key_id, first_seq, last_seq)
-  select u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  -- Each key's last key_seq, then its new counter row. By position in the arrays: joins
+  -- of the keys by name cost a third of a send of 1,000. (CASE and COALESCE evaluate
+  -- only the subqueries they reach.)
+  select array_agg(coalesce(
+           case when v_part = 0
+                then (select y.last_seq from bucketq.key_counter_0 y where y.key_id = u.key_id order by y.first_seq desc limit 1)
+                else (select y.last_seq from bucketq.key_counter_1 y where y.key_id = u.key_id order by y.first_seq desc limit 1) end,
+           case when v_part = 0
+                then (select y.last_seq from bucketq.key_counter_1 y where y.key_id = u.key_id order by y.first_seq desc limit 1)
+                else (select y.last_seq from bucketq.key_counter_0 y where y.key_id = u.key_id order by y.first_seq desc limit 1) end,
+           (select b.last_seq from bucketq.key_counter_base b where b.key_id = u.key_id),
+           0) order by u.n) into v_bases
+    from unnest(v_key_ids) with ordinality as u(key_id, n);
+  if v_part = 0 then
+    insert into bucketq.key_counter_0 (part, key_id, first_seq, last_seq)
+    select 0, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  else
+    insert into bucketq.key_counter_1 (part, key_id, first_seq, last_seq)
+    select 1, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  end if;
 
   return query select u.key, u.key_id, u.base from unnest(p_keys, v_key_ids, v_bases) as u(key, key_id, base);
 end $function$;
-comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
 
 CREATE OR REPLACE FUNCTION bucketq._topic(topic_name text)
  RETURNS bucketq.topic
@@ -3107,8 +3195,15 @@ begin
       using errcode = 'BQ005', hint = 'max_payload_bytes is 16 to 104857600 (100 MiB); default 1048576.';
   end if;
 
-  insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval)
-  values (topic, buckets, retention, max_payload_bytes, partition_interval)
+  -- maintain()'s lock, until we commit, when the topic is new: a rotation of the per-key
+  -- counters must see every topic that can send, and ours starts on the part the
+  -- others append to. (An existing topic's callers do not wait for maintain().)
+  if not exists (select 1 from bucketq.topic x where x.name = topic) then
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  end if;
+  insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval, key_rotation)
+  values (topic, buckets, retention, max_payload_bytes, partition_interval,
+          coalesce((select max(x.key_rotation) from bucketq.topic x), 0))
   on conflict (name) do nothing
   returning * into t;
 
@@ -3228,6 +3323,9 @@ declare
   v_messages bigint;
 begin
   t := bucketq._topic(topic);
+  -- maintain()'s lock first (it takes topic locks after it): a rotation of the per-key
+  -- counters running now would fold our keys back into key_counter_base.
+  perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
   -- Producers hold this lock shared while they send; create_group and rewind take it too.
   perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
   perform 1 from bucketq.topic x where x.topic_id = t.topic_id for update;
@@ -3573,26 +3671,6 @@ begin
      where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
        and x.kind = 1 and x.msg_ids <> '{}';
 
-    -- Per-key counters: all but each key's newest row (its last key_seq), which senders
-    -- read. Rows a sender appends while we run are not in our snapshot; the newest row
-    -- we see of a key is never deleted.
-    -- A REPEATABLE READ sender may hold one of these rows (FOR KEY SHARE) for a while:
-    -- then the rows wait for the next run.
-    begin
-      delete from bucketq.key_counter x
-       using bucketq.topic_key k
-             cross join lateral (select max(y.first_seq) as newest from bucketq.key_counter y where y.key_id = k.key_id) n
-       where k.topic_id = t.topic_id and x.key_id = k.key_id and x.first_seq < n.newest;
-      get diagnostics v_pruned = row_count;
-      if v_pruned > 0 then
-        topic := t.name; action := 'pruned_key_counters'; detail := v_pruned::text;
-        return next;
-      end if;
-    exception when lock_not_available then
-      topic := t.name; action := 'kept_key_counters'; detail := 'busy (lock timeout); retried on the next run';
-      return next;
-    end;
-
     delete from bucketq.idempotency i where i.topic_id = t.topic_id and i.sent_at < v_now - t.retention;
     get diagnostics v_pruned = row_count;
     if v_pruned > 0 then
@@ -3631,9 +3709,14 @@ begin
       from bucketq.topic x
      where x.topic_id = t.topic_id and g.topic_id = t.topic_id and g.log_from < x.log_from;
   end loop;
+
+  -- The per-key counters, for all topics at once: fold the retired part into the base,
+  -- TRUNCATE it and point every topic at it (holding producers back for the last step
+  -- only, at most 500 ms). Never a DELETE per row.
+  return query select * from bucketq._rotate_key_counters();
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $function$;
-comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest), and raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight). Returns one row per action taken.';
+comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), and rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL). Returns one row per action taken.';
 
 CREATE OR REPLACE FUNCTION bucketq.metrics()
  RETURNS TABLE(metric text, topic text, group_name text, bucket integer, state text, value double precision)
@@ -4450,9 +4533,17 @@ begin
   -- waits for us, and we see it once it exists.
   perform pg_advisory_xact_lock_shared(bucketq._lock_ns(), t.topic_id);
   if current_setting('transaction_isolation') <> 'read committed' then
-    -- Our snapshot may predate a group created since; locking the topic row raises a
-    -- serialization failure (40001) if so, and the caller retries the transaction.
-    perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+    -- Our snapshot may predate a group created since, or a rotation of the per-key
+    -- counters (maintain(); we would not see the rows it moved): locking the topic row
+    -- raises a serialization failure (40001) if so, and the caller retries the
+    -- transaction.
+    begin
+      perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+    exception when serialization_failure then
+      raise exception 'could not serialize access to topic %: it changed after this transaction''s snapshot was taken (a consumer group was created, or maintain() moved its log floor or rotated its per-key counters)', t.name
+        using errcode = 'serialization_failure', detail = sqlerrm,
+              hint = 'Retry the transaction. In REPEATABLE READ or SERIALIZABLE, a send whose snapshot predates such a change must start over; READ COMMITTED producers wait instead.';
+    end;
   end if;
   -- Never below the log's floor (topic.log_from), read after that lock: maintain()
   -- moves it while holding the lock exclusively, once the producers in flight are done,
@@ -4495,7 +4586,7 @@ begin
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order
-  -- (see _take_key_seqs: the lock is a row lock, the counter append-only).
+  -- (see _take_key_seqs: the lock is a row lock, the counter append-only and rotated).
   if keys is not null then
     select array_agg(c.key order by c.key), array_agg(c.c order by c.key)
       into v_keys, v_counts

@@ -16,7 +16,8 @@ import { STATS_SCHEMA, tableStats, type TableStats } from '../lib/tablestats.js'
 /**
  * bucketq's per-key counter, counted apart: topic_key (one row per key, locked by each
  * keyed send; updated by each until migration 25) and key_counter (one row appended per
- * key per send; maintain() deletes the superseded ones, off the send path).
+ * key per send; since migration 31 partitioned and rotated by maintain(), which folds a
+ * part into key_counter_base, one row per key, and TRUNCATEs it).
  */
 export const KEY_COUNTER_TABLES: readonly string[] = ['topic_key', 'key_counter'];
 export const isKeyCounter = (table: string) => KEY_COUNTER_TABLES.includes(table);

@@ -14,19 +14,26 @@
 -- across its statements, as the caller is told to keep). replay_dead locks the same rows
 -- FOR UPDATE, also in key order: it still holds producers of its keys back.
 --
--- The counter itself is append-only: bucketq.key_counter gets one row per key per
--- send, (key_id, prev + 1, prev + count), prev being the last_seq of the key's newest
--- row (first_seq desc, the first index entry read). It is read in a later statement
--- than the lock: in READ COMMITTED that statement's snapshot sees the previous sender's
--- row, as it committed before we got the lock. In REPEATABLE READ and SERIALIZABLE the
--- transaction's snapshot may predate that commit; then prev + 1 is the first_seq of a
--- row committed since (rows of a key are contiguous), and the insert fails on the
--- primary key instead of handing out a key_seq twice. maintain() deletes all but each
--- key's newest row, so such a row could be gone: there the newest row we see is gone
--- too, and we lock it FOR KEY SHARE, which raises 40001 ("concurrent delete") in those
--- isolation levels if it was deleted. send_batch turns either error into 40001 with
--- the key's name. (Read committed needs neither: maintain never deletes a key's newest
--- row.)
+-- The counter itself is append-only (migration 31): a send appends one row per key to
+-- the part of bucketq.key_counter its topic appends to (key_counter_0 or _1, by
+-- topic.key_rotation % 2), (key_id, prev + 1, prev + count). prev, the key's last
+-- key_seq, is the newest row (first_seq desc, the first index entry read) of that part,
+-- else of the other part, else the key's key_counter_base row, else 0: rows of the
+-- current part are newer than the other part's, which are newer than the base's, since
+-- maintain() only ever points a topic at the part it has just emptied and folded into
+-- the base, while holding the topic's producers back (send_batch holds that lock shared
+-- and reads key_rotation after it). A key sent to since the last rotation costs one
+-- index probe.
+--
+-- The counters are read in a later statement than the lock: in READ COMMITTED that
+-- statement's snapshot sees the previous sender's row, as it committed before we got
+-- the lock. In REPEATABLE READ and SERIALIZABLE the transaction's snapshot may predate
+-- that commit; then prev + 1 is the first_seq of a row committed since in our part
+-- (rows of a key are contiguous), and the insert fails on the primary key instead of
+-- handing out a key_seq twice. A snapshot that predates a rotation (whose TRUNCATE it
+-- would not see through) never gets here: the rotation updated the topic row, which
+-- send_batch locks first in those isolation levels (40001). send_batch turns either
+-- error into 40001 with the key's or the topic's name.
 --
 -- Returns, per key, its key_id and base: the key_seq before this send's first message.
 create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[])
@@ -38,6 +45,7 @@ declare
   v_keys text[];
   v_key_ids bigint[];
   v_bases bigint[];
+  v_part int;
 begin
   -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
@@ -56,30 +64,33 @@ begin
       cardinality(p_keys), cardinality(v_keys) using errcode = 'XX000';
   end if;
 
-  -- Not in READ COMMITTED, whose new snapshot sees the newest row, which maintain()
-  -- never deletes: lock the newest row we see, so that one deleted since our snapshot
-  -- raises 40001 instead of being read.
-  if current_setting('transaction_isolation') <> 'read committed' then
-    perform 1
-      from unnest(v_key_ids) as u(key_id)
-      cross join lateral (select y.first_seq from bucketq.key_counter y
-                           where y.key_id = u.key_id
-                           order by y.first_seq desc limit 1
-                             for key share) p;
-  end if;
+  -- Read after send_batch took the topic's producer lock: maintain() changes it only
+  -- while holding that lock exclusively.
+  select x.key_rotation % 2 into v_part from bucketq.topic x where x.topic_id = p_topic_id;
 
-  -- Each key's last key_seq (its newest counter row), then its new counter row. By
-  -- position in the arrays: joins of the keys by name cost a third of a send of 1,000.
-  select array_agg(coalesce(p.last_seq, 0) order by u.n) into v_bases
-    from unnest(v_key_ids) with ordinality as u(key_id, n)
-    left join lateral (select y.last_seq from bucketq.key_counter y
-                        where y.key_id = u.key_id
-                        order by y.first_seq desc limit 1) p on true;
-  insert into bucketq.key_counter (key_id, first_seq, last_seq)
-  select u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  -- Each key's last key_seq, then its new counter row. By position in the arrays: joins
+  -- of the keys by name cost a third of a send of 1,000. (CASE and COALESCE evaluate
+  -- only the subqueries they reach.)
+  select array_agg(coalesce(
+           case when v_part = 0
+                then (select y.last_seq from bucketq.key_counter_0 y where y.key_id = u.key_id order by y.first_seq desc limit 1)
+                else (select y.last_seq from bucketq.key_counter_1 y where y.key_id = u.key_id order by y.first_seq desc limit 1) end,
+           case when v_part = 0
+                then (select y.last_seq from bucketq.key_counter_1 y where y.key_id = u.key_id order by y.first_seq desc limit 1)
+                else (select y.last_seq from bucketq.key_counter_0 y where y.key_id = u.key_id order by y.first_seq desc limit 1) end,
+           (select b.last_seq from bucketq.key_counter_base b where b.key_id = u.key_id),
+           0) order by u.n) into v_bases
+    from unnest(v_key_ids) with ordinality as u(key_id, n);
+  if v_part = 0 then
+    insert into bucketq.key_counter_0 (part, key_id, first_seq, last_seq)
+    select 0, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  else
+    insert into bucketq.key_counter_1 (part, key_id, first_seq, last_seq)
+    select 1, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
+  end if;
 
   return query select u.key, u.key_id, u.base from unnest(p_keys, v_key_ids, v_bases) as u(key, key_id, base);
 end $$;
 
 comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
-'For send_batch: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one bucketq.key_counter row per key; returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';

@@ -30,8 +30,15 @@ begin
       using errcode = 'BQ005', hint = 'max_payload_bytes is 16 to 104857600 (100 MiB); default 1048576.';
   end if;
 
-  insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval)
-  values (topic, buckets, retention, max_payload_bytes, partition_interval)
+  -- maintain()'s lock, until we commit, when the topic is new: a rotation of the per-key
+  -- counters must see every topic that can send, and ours starts on the part the
+  -- others append to. (An existing topic's callers do not wait for maintain().)
+  if not exists (select 1 from bucketq.topic x where x.name = topic) then
+    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  end if;
+  insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval, key_rotation)
+  values (topic, buckets, retention, max_payload_bytes, partition_interval,
+          coalesce((select max(x.key_rotation) from bucketq.topic x), 0))
   on conflict (name) do nothing
   returning * into t;
 

@@ -86,26 +86,6 @@ begin
      where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
        and x.kind = 1 and x.msg_ids <> '{}';
 
-    -- Per-key counters: all but each key's newest row (its last key_seq), which senders
-    -- read. Rows a sender appends while we run are not in our snapshot; the newest row
-    -- we see of a key is never deleted.
-    -- A REPEATABLE READ sender may hold one of these rows (FOR KEY SHARE) for a while:
-    -- then the rows wait for the next run.
-    begin
-      delete from bucketq.key_counter x
-       using bucketq.topic_key k
-             cross join lateral (select max(y.first_seq) as newest from bucketq.key_counter y where y.key_id = k.key_id) n
-       where k.topic_id = t.topic_id and x.key_id = k.key_id and x.first_seq < n.newest;
-      get diagnostics v_pruned = row_count;
-      if v_pruned > 0 then
-        topic := t.name; action := 'pruned_key_counters'; detail := v_pruned::text;
-        return next;
-      end if;
-    exception when lock_not_available then
-      topic := t.name; action := 'kept_key_counters'; detail := 'busy (lock timeout); retried on the next run';
-      return next;
-    end;
-
     delete from bucketq.idempotency i where i.topic_id = t.topic_id and i.sent_at < v_now - t.retention;
     get diagnostics v_pruned = row_count;
     if v_pruned > 0 then
@@ -144,8 +124,13 @@ begin
       from bucketq.topic x
      where x.topic_id = t.topic_id and g.topic_id = t.topic_id and g.log_from < x.log_from;
   end loop;
+
+  -- The per-key counters, for all topics at once: fold the retired part into the base,
+  -- TRUNCATE it and point every topic at it (holding producers back for the last step
+  -- only, at most 500 ms). Never a DELETE per row.
+  return query select * from bucketq._rotate_key_counters();
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $$;
 
 comment on function bucketq.maintain(boolean) is
-'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys and superseded per-key counter rows (bucketq.key_counter, all but each key''s newest), and raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight). Returns one row per action taken.';
+'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), and rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL). Returns one row per action taken.';

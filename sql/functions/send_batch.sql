@@ -54,9 +54,17 @@ begin
   -- waits for us, and we see it once it exists.
   perform pg_advisory_xact_lock_shared(bucketq._lock_ns(), t.topic_id);
   if current_setting('transaction_isolation') <> 'read committed' then
-    -- Our snapshot may predate a group created since; locking the topic row raises a
-    -- serialization failure (40001) if so, and the caller retries the transaction.
-    perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+    -- Our snapshot may predate a group created since, or a rotation of the per-key
+    -- counters (maintain(); we would not see the rows it moved): locking the topic row
+    -- raises a serialization failure (40001) if so, and the caller retries the
+    -- transaction.
+    begin
+      perform 1 from bucketq.topic x where x.topic_id = t.topic_id for share;
+    exception when serialization_failure then
+      raise exception 'could not serialize access to topic %: it changed after this transaction''s snapshot was taken (a consumer group was created, or maintain() moved its log floor or rotated its per-key counters)', t.name
+        using errcode = 'serialization_failure', detail = sqlerrm,
+              hint = 'Retry the transaction. In REPEATABLE READ or SERIALIZABLE, a send whose snapshot predates such a change must start over; READ COMMITTED producers wait instead.';
+    end;
   end if;
   -- Never below the log's floor (topic.log_from), read after that lock: maintain()
   -- moves it while holding the lock exclusively, once the producers in flight are done,
@@ -99,7 +107,7 @@ begin
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order
-  -- (see _take_key_seqs: the lock is a row lock, the counter append-only).
+  -- (see _take_key_seqs: the lock is a row lock, the counter append-only and rotated).
   if keys is not null then
     select array_agg(c.key order by c.key), array_agg(c.c order by c.key)
       into v_keys, v_counts

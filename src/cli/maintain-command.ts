@@ -14,7 +14,7 @@ export function registerMaintain(program: Command): void {
         withCliClient(databaseUrl(cmd), async (bq) => {
           const actions = await bq.maintain();
           if (actions.length === 0) console.log('maintenance: nothing to do');
-          else console.log(formatTable(['topic', 'action', 'detail'], actions.map((a) => [a.topic, a.action, a.detail]), { maxWidth: 100 }));
+          else console.log(formatTable(['topic', 'action', 'detail'], actions.map((a) => [a.topic ?? '(all topics)', a.action, a.detail]), { maxWidth: 100 }));
           return 0;
         }),
       ),

@@ -12,12 +12,13 @@ export async function replayDead(db: Queryable, group: string, msgIds: readonly 
 }
 
 export interface MaintenanceAction {
-  topic: string;
+  /** null for an action on every topic at once (the per-key counters' rotation). */
+  topic: string | null;
   action: string;
   detail: string;
 }
 
-/** Creates partitions ahead, drops expired ones, prunes idempotency keys; one row per action taken. */
+/** Creates partitions ahead, drops expired ones, prunes idempotency keys, rotates the per-key counters; one row per action taken. */
 export async function maintain(db: Queryable): Promise<MaintenanceAction[]> {
   return query<MaintenanceAction>(db, 'select topic, action, detail from bucketq.maintain()');
 }

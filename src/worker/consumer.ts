@@ -252,7 +252,7 @@ export class Consumer {
 
   private async maintain(): Promise<void> {
     try {
-      const { rows } = await this.pool.query<{ topic: string; action: string; detail: string }>(
+      const { rows } = await this.pool.query<{ topic: string | null; action: string; detail: string }>(
         'select topic, action, detail from bucketq.maintain(wait => false)',
       );
       for (const r of rows) this.log.info(r, 'maintenance');
