@@ -927,6 +927,33 @@ AS $function$
 $function$;
 comment on function bucketq._inserted_here(xid) is 'True for a visible row whose inserting transaction is still in progress: one inserted by the calling transaction or its subtransactions.';
 
+CREATE OR REPLACE FUNCTION bucketq._lock_maintenance(fn text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_saved text := current_setting('lock_timeout');
+  v_limit interval := nullif(v_saved, '0')::interval;
+  v_deadline timestamptz := clock_timestamp() + nullif(v_saved, '0')::interval;
+begin
+  loop
+    begin
+      perform set_config('lock_timeout', case when v_limit < interval '50 ms' then v_saved else '50ms' end, true);
+      perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+      perform set_config('lock_timeout', v_saved, true);
+      return;
+    exception when lock_not_available then
+      null; -- the setting is back to v_saved with the subtransaction
+    end;
+    if clock_timestamp() >= v_deadline then
+      raise exception '%: bucketq maintenance is busy: maintain(), or a topic being created or deleted, held its lock for longer than lock_timeout (%)', fn, v_saved
+        using errcode = '55P03',
+              hint = 'Retry later, or raise lock_timeout. bucketq.maintain() usually takes well under a second; a longer one waits for a lock of its own (see pg_stat_activity).';
+    end if;
+  end loop;
+end $function$;
+comment on function bucketq._lock_maintenance(text) is 'Takes maintain()''s advisory lock (create_topic, delete_topic, maintain(wait => true), a send that must create a missing partition) in turns of 50 ms, so that no wait for it reaches deadlock_timeout while maintain() waits, in turns, for producers.';
+
 CREATE OR REPLACE FUNCTION bucketq._lock_ns()
  RETURNS integer
  LANGUAGE sql
@@ -3199,7 +3226,7 @@ begin
   -- counters must see every topic that can send, and ours starts on the part the
   -- others append to. (An existing topic's callers do not wait for maintain().)
   if not exists (select 1 from bucketq.topic x where x.name = topic) then
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('create_topic');
   end if;
   insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval, key_rotation)
   values (topic, buckets, retention, max_payload_bytes, partition_interval,
@@ -3325,7 +3352,7 @@ begin
   t := bucketq._topic(topic);
   -- maintain()'s lock first (it takes topic locks after it): a rotation of the per-key
   -- counters running now would fold our keys back into key_counter_base.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  perform bucketq._lock_maintenance('delete_topic');
   -- Producers hold this lock shared while they send; create_group and rewind take it too.
   perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
   perform 1 from bucketq.topic x where x.topic_id = t.topic_id for update;
@@ -3604,7 +3631,7 @@ begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
   if wait then
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('maintain');
   elsif not pg_try_advisory_xact_lock(bucketq._lock_ns(), 0) then
     return;
   end if;
@@ -3691,7 +3718,8 @@ begin
       begin
         -- In turns of 50 ms (sends wait no longer than that), for at most 500 ms. (A
         -- send that waits for a missing partition's creation, lock 0, which we hold,
-        -- while holding its producer lock, then waits for our transaction, not we for it.)
+        -- while holding its producer lock, then waits for our transaction, not we for
+        -- it; it waits in turns too, see _lock_maintenance.)
         set local lock_timeout = '500ms';
         perform bucketq._lock_topic_producers('maintain', t);
         v_floor := bucketq._log_floor_reach(t, v_now);
@@ -4553,7 +4581,7 @@ begin
   if not exists (select 1 from bucketq.log_partition p
                   where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
     -- maintain() has not run for a while: make the partitions now rather than fail.
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('send_batch');
     perform bucketq._ensure_partitions(t);
   end if;
 

@@ -34,7 +34,7 @@ begin
   -- counters must see every topic that can send, and ours starts on the part the
   -- others append to. (An existing topic's callers do not wait for maintain().)
   if not exists (select 1 from bucketq.topic x where x.name = topic) then
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('create_topic');
   end if;
   insert into bucketq.topic (name, buckets, retention, max_payload_bytes, partition_interval, key_rotation)
   values (topic, buckets, retention, max_payload_bytes, partition_interval,

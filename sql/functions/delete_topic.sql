@@ -10,7 +10,7 @@ begin
   t := bucketq._topic(topic);
   -- maintain()'s lock first (it takes topic locks after it): a rotation of the per-key
   -- counters running now would fold our keys back into key_counter_base.
-  perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+  perform bucketq._lock_maintenance('delete_topic');
   -- Producers hold this lock shared while they send; create_group and rewind take it too.
   perform pg_advisory_xact_lock(bucketq._lock_ns(), t.topic_id);
   perform 1 from bucketq.topic x where x.topic_id = t.topic_id for update;

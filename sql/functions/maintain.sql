@@ -19,7 +19,7 @@ begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
   if wait then
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('maintain');
   elsif not pg_try_advisory_xact_lock(bucketq._lock_ns(), 0) then
     return;
   end if;
@@ -106,7 +106,8 @@ begin
       begin
         -- In turns of 50 ms (sends wait no longer than that), for at most 500 ms. (A
         -- send that waits for a missing partition's creation, lock 0, which we hold,
-        -- while holding its producer lock, then waits for our transaction, not we for it.)
+        -- while holding its producer lock, then waits for our transaction, not we for
+        -- it; it waits in turns too, see _lock_maintenance.)
         set local lock_timeout = '500ms';
         perform bucketq._lock_topic_producers('maintain', t);
         v_floor := bucketq._log_floor_reach(t, v_now);

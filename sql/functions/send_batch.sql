@@ -74,7 +74,7 @@ begin
   if not exists (select 1 from bucketq.log_partition p
                   where p.topic_id = t.topic_id and p.lower_bound <= v_now and p.upper_bound > v_now) then
     -- maintain() has not run for a while: make the partitions now rather than fail.
-    perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+    perform bucketq._lock_maintenance('send_batch');
     perform bucketq._ensure_partitions(t);
   end if;
 
