@@ -8,7 +8,7 @@ export function registerMaintain(program: Command): void {
   program
     .command('maintain')
     .summary('partitions ahead, retention, idempotency keys')
-    .description('run bucketq.maintain(): create log partitions ahead, drop partitions past retention that every group has finished, prune expired idempotency keys; safe any time')
+    .description('run bucketq.maintain(): create log partitions ahead, drop partitions past retention that every group has finished, prune expired idempotency keys, raise log floors, rotate the per-key counters; safe any time')
     .action(
       runs(async (_flags: object, cmd: Command) =>
         withCliClient(databaseUrl(cmd), async (bq) => {
