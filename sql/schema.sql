@@ -927,31 +927,46 @@ AS $function$
 $function$;
 comment on function bucketq._inserted_here(xid) is 'True for a visible row whose inserting transaction is still in progress: one inserted by the calling transaction or its subtransactions.';
 
-CREATE OR REPLACE FUNCTION bucketq._lock_maintenance(fn text)
+CREATE OR REPLACE FUNCTION bucketq._lock_in_turns(fn text, p_key integer, p_busy text, p_hint text)
  RETURNS void
  LANGUAGE plpgsql
 AS $function$
 declare
   v_saved text := current_setting('lock_timeout');
-  v_limit interval := nullif(v_saved, '0')::interval;
-  v_deadline timestamptz := clock_timestamp() + nullif(v_saved, '0')::interval;
+  v_limit interval;
+  v_deadline timestamptz;
 begin
+  if pg_try_advisory_xact_lock(bucketq._lock_ns(), p_key) then
+    return;
+  end if;
+  v_limit := nullif(v_saved, '0')::interval;
+  v_deadline := clock_timestamp() + v_limit;
   loop
     begin
       perform set_config('lock_timeout', case when v_limit < interval '50 ms' then v_saved else '50ms' end, true);
-      perform pg_advisory_xact_lock(bucketq._lock_ns(), 0);
+      perform pg_advisory_xact_lock(bucketq._lock_ns(), p_key);
       perform set_config('lock_timeout', v_saved, true);
       return;
     exception when lock_not_available then
       null; -- the setting is back to v_saved with the subtransaction
     end;
     if clock_timestamp() >= v_deadline then
-      raise exception '%: bucketq maintenance is busy: maintain(), or a topic being created or deleted, held its lock for longer than lock_timeout (%)', fn, v_saved
-        using errcode = '55P03',
-              hint = 'Retry later, or raise lock_timeout. bucketq.maintain() usually takes well under a second; a longer one waits for a lock of its own (see pg_stat_activity).';
+      raise exception '%: % for longer than lock_timeout (%)', fn, p_busy, v_saved
+        using errcode = '55P03', hint = p_hint;
     end if;
+    perform pg_sleep(0.05);
   end loop;
 end $function$;
+comment on function bucketq._lock_in_turns(text,integer,text,text) is 'Takes the advisory lock (bucketq namespace, p_key) exclusively in turns of 50 ms (queue at most 50 ms, step out 50 ms); raises 55P03 "<fn>: <p_busy> for longer than lock_timeout" with p_hint once the caller''s lock_timeout has passed. For _lock_topic_producers and _lock_maintenance.';
+
+CREATE OR REPLACE FUNCTION bucketq._lock_maintenance(fn text)
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+  select bucketq._lock_in_turns(fn, 0,
+           'bucketq maintenance is busy: maintain(), or a topic being created or deleted, held its lock',
+           'Retry later, or raise lock_timeout. bucketq.maintain() usually takes well under a second; a longer one waits for a lock of its own (see pg_stat_activity).');
+$function$;
 comment on function bucketq._lock_maintenance(text) is 'Takes maintain()''s advisory lock (create_topic, delete_topic, maintain(wait => true), a send that must create a missing partition) in turns of 50 ms, so that no wait for it reaches deadlock_timeout while maintain() waits, in turns, for producers.';
 
 CREATE OR REPLACE FUNCTION bucketq._lock_ns()
@@ -962,35 +977,12 @@ AS $function$ select 1651664241 $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._lock_topic_producers(fn text, p_topic bucketq.topic)
  RETURNS void
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-declare
-  v_saved text := current_setting('lock_timeout');
-  v_limit interval;
-  v_deadline timestamptz;
-begin
-  if pg_try_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id) then
-    return;
-  end if;
-  v_limit := nullif(v_saved, '0')::interval;
-  v_deadline := clock_timestamp() + v_limit;
-  loop
-    begin
-      perform set_config('lock_timeout', case when v_limit < interval '50 ms' then v_saved else '50ms' end, true);
-      perform pg_advisory_xact_lock(bucketq._lock_ns(), p_topic.topic_id);
-      perform set_config('lock_timeout', v_saved, true);
-      return;
-    exception when lock_not_available then
-      null; -- the setting is back to v_saved with the subtransaction
-    end;
-    if clock_timestamp() >= v_deadline then
-      raise exception '%: topic % is busy: producer transactions held it for longer than lock_timeout (%)', fn, p_topic.name, v_saved
-        using errcode = '55P03',
-              hint = 'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.';
-    end if;
-    perform pg_sleep(0.05);
-  end loop;
-end $function$;
+  select bucketq._lock_in_turns(fn, p_topic.topic_id,
+           format('topic %s is busy: producer transactions held it', p_topic.name),
+           'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.');
+$function$;
 comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.progress)
@@ -2105,6 +2097,7 @@ declare
   v_retired int;
   v_folded bigint := 0;
   v_rows boolean;
+  v_current_rows boolean;
   v_action text;
   v_detail text;
   v_saved text := current_setting('lock_timeout');
@@ -2127,35 +2120,24 @@ begin
       v_detail := format('every topic appends to bucketq.key_counter_%s', v_max % 2);
     else
       v_retired := (v_max + 1) % 2;
-      if v_retired = 0 then
-        v_rows := exists (select 1 from bucketq.key_counter_0);
-        if v_rows then
+      -- By name: once a minute, so dynamic SQL costs nothing that matters.
+      execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || v_retired) into v_rows;
+      if v_rows then
+        execute format($f$
           insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
-          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_0 r group by r.key_id
-          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
-          get diagnostics v_folded = row_count;
-        end if;
-      else
-        v_rows := exists (select 1 from bucketq.key_counter_1);
-        if v_rows then
-          insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
-          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_1 r group by r.key_id
-          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
-          get diagnostics v_folded = row_count;
-        end if;
+          select 2, r.key_id, 1, max(r.last_seq) from bucketq.%I r group by r.key_id
+          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq$f$,
+          'key_counter_' || v_retired);
+        get diagnostics v_folded = row_count;
       end if;
+      execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || (1 - v_retired)) into v_current_rows;
       -- Nothing retired and nothing appended since: an idle database keeps its topic rows.
-      if v_rows or (case when v_retired = 0 then exists (select 1 from bucketq.key_counter_1)
-                                            else exists (select 1 from bucketq.key_counter_0) end) then
+      if v_rows or v_current_rows then
         for t in select * from bucketq.topic x order by x.topic_id loop
           perform bucketq._lock_topic_producers('maintain', t);
         end loop;
         if v_rows then
-          if v_retired = 0 then
-            truncate bucketq.key_counter_0;
-          else
-            truncate bucketq.key_counter_1;
-          end if;
+          execute format('truncate bucketq.%I', 'key_counter_' || v_retired);
         end if;
         update bucketq.topic x set key_rotation = v_max + 1;
         v_action := 'rotated_key_counters';

@@ -35,6 +35,7 @@ declare
   v_retired int;
   v_folded bigint := 0;
   v_rows boolean;
+  v_current_rows boolean;
   v_action text;
   v_detail text;
   v_saved text := current_setting('lock_timeout');
@@ -57,35 +58,24 @@ begin
       v_detail := format('every topic appends to bucketq.key_counter_%s', v_max % 2);
     else
       v_retired := (v_max + 1) % 2;
-      if v_retired = 0 then
-        v_rows := exists (select 1 from bucketq.key_counter_0);
-        if v_rows then
+      -- By name: once a minute, so dynamic SQL costs nothing that matters.
+      execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || v_retired) into v_rows;
+      if v_rows then
+        execute format($f$
           insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
-          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_0 r group by r.key_id
-          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
-          get diagnostics v_folded = row_count;
-        end if;
-      else
-        v_rows := exists (select 1 from bucketq.key_counter_1);
-        if v_rows then
-          insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
-          select 2, r.key_id, 1, max(r.last_seq) from bucketq.key_counter_1 r group by r.key_id
-          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq;
-          get diagnostics v_folded = row_count;
-        end if;
+          select 2, r.key_id, 1, max(r.last_seq) from bucketq.%I r group by r.key_id
+          on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq$f$,
+          'key_counter_' || v_retired);
+        get diagnostics v_folded = row_count;
       end if;
+      execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || (1 - v_retired)) into v_current_rows;
       -- Nothing retired and nothing appended since: an idle database keeps its topic rows.
-      if v_rows or (case when v_retired = 0 then exists (select 1 from bucketq.key_counter_1)
-                                            else exists (select 1 from bucketq.key_counter_0) end) then
+      if v_rows or v_current_rows then
         for t in select * from bucketq.topic x order by x.topic_id loop
           perform bucketq._lock_topic_producers('maintain', t);
         end loop;
         if v_rows then
-          if v_retired = 0 then
-            truncate bucketq.key_counter_0;
-          else
-            truncate bucketq.key_counter_1;
-          end if;
+          execute format('truncate bucketq.%I', 'key_counter_' || v_retired);
         end if;
         update bucketq.topic x set key_rotation = v_max + 1;
         v_action := 'rotated_key_counters';
