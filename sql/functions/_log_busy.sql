@@ -20,8 +20,21 @@ language sql stable as $$
     cross join lateral (
       select (case
                 when lp.kind <> 1 then case when not bucketq._log_batch_live(lp, x.epoch, p_now) then 'o' end
-                when exists (select 1 from bucketq._log_window(g.topic_id, lp.bucket, lp.lo, lp.lo_floor, lp.hi,
-                                                               lp.hi_ceil, lp.early_ids, lp.pos_ord, 1, g.log_from) w) then 'r'
+                -- The rest of the window: _log_window's two parts, written out as two
+                -- probes (its plan, a sorted union with a subquery per part, took a tenth of
+                -- an empty claim to set up). ORDER BY ord LIMIT 1 keeps the window's probe
+                -- an ordered index scan that stops at the first row: a bitmap scan (the
+                -- generic plan's choice without it) reads a backlog's whole window.
+                when greatest(lp.pos_ord, lp.lo_floor) < lp.hi_ceil
+                     and exists (select 1 from bucketq.message m
+                                  where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
+                                    and m.ord > greatest(lp.pos_ord, lp.lo_floor) and m.ord <= lp.hi_ceil
+                                    and pg_visible_in_snapshot(m.xid, lp.hi) and not pg_visible_in_snapshot(m.xid, lp.lo)
+                                  order by m.ord limit 1)
+                  or cardinality(lp.early_ids) > 0
+                     and exists (select 1 from bucketq.message m
+                                  where m.topic_id = g.topic_id and m.id = any(lp.early_ids) and m.ord > lp.pos_ord
+                                    and m.sent_at >= g.log_from) then 'r'
                 -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
                 -- for its first row and became a sequential scan of the bucket's partitions
                 -- (a claim of a 40,000-message backlog spent 13 ms here).
