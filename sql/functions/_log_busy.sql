@@ -21,12 +21,13 @@ language sql stable as $$
       select (case
                 when lp.kind <> 1 then case when not bucketq._log_batch_live(lp, x.epoch, p_now) then 'o' end
                 -- The rest of the window: _log_window's two parts, written out as two
-                -- probes (its plan, a sorted union with a subquery per part, took a tenth of
-                -- an empty claim to set up). The window's probe reads (bucket, ord) in order
-                -- from the position and stops at its first row: ORDER BY ord LIMIT 1 in a
-                -- subquery (written in the EXISTS itself, Postgres drops them, and a plan
-                -- made on a log that looked empty took (bucket, xid) with the bucket as its
-                -- only bound, reading the bucket's whole history, 9,322 rows a claim).
+                -- probes (its plan, a union of the two under a sort and a limit, took a
+                -- tenth of an empty claim to set up), each ordered as _log_window has it.
+                -- The window's probe reads (bucket, ord) from the position and stops at its
+                -- first row. ORDER BY ord LIMIT 1 sit in a subquery: written in the EXISTS
+                -- itself, Postgres drops them, and a plan made on a log that looked empty
+                -- took (bucket, xid) with the bucket as its only bound, reading the
+                -- bucket's whole history (9,322 rows a claim).
                 when greatest(lp.pos_ord, lp.lo_floor) < lp.hi_ceil
                      and exists (select 1 from (select m.ord from bucketq.message m
                                                  where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
@@ -35,9 +36,10 @@ language sql stable as $$
                                                    and not pg_visible_in_snapshot(m.xid, lp.lo)
                                                  order by m.ord limit 1) w)
                   or cardinality(lp.early_ids) > 0
-                     and exists (select 1 from bucketq.message m
-                                  where m.topic_id = g.topic_id and m.id = any(lp.early_ids) and m.ord > lp.pos_ord
-                                    and m.sent_at >= g.log_from) then 'r'
+                     and exists (select 1 from (select m.ord from bucketq.message m
+                                                 where m.topic_id = g.topic_id and m.id = any(lp.early_ids)
+                                                   and m.ord > lp.pos_ord and m.sent_at >= g.log_from
+                                                 order by m.ord limit 1) e) then 'r'
                 -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
                 -- for its first row and became a sequential scan of the bucket's partitions
                 -- (a claim of a 40,000-message backlog spent 13 ms here).
