@@ -684,7 +684,7 @@ declare
   lo timestamptz := date_bin(p_topic.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00');
   made int := 0;
 begin
-  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval));
+  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval, bucketq._now()));
   for i in 0 .. ahead loop
     if bucketq._create_partitions(p_topic.topic_id, lo + p_topic.partition_interval * i,
                                   lo + p_topic.partition_interval * (i + 1)) then
@@ -1940,13 +1940,16 @@ AS $function$
   end
 $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval)
+CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval, p_now timestamp with time zone)
  RETURNS integer
  LANGUAGE sql
- IMMUTABLE
+ STABLE
 AS $function$
-  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int
+  select least(3, floor(
+           extract(epoch from p_now + interval '1 hour' - date_bin(p_interval, p_now, timestamptz '2000-01-01 00:00:00+00'))
+           / extract(epoch from p_interval)))::int
 $function$;
+comment on function bucketq._partitions_ahead(interval,timestamp with time zone) is 'How many log partitions of this interval to keep made ahead of the one holding p_now: those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';
 
 CREATE OR REPLACE FUNCTION bucketq._promote(p_group_id integer, p_key_ids bigint[], p_now timestamp with time zone, p_check_active boolean DEFAULT false)
  RETURNS void
@@ -3682,7 +3685,7 @@ begin
   v_now := bucketq._now();
   for t in select * from bucketq.topic order by topic_id loop
     if bucketq._ensure_partitions(t) > 0 then
-      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval) + 1))::text;
+      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval, v_now) + 1))::text;
       return next;
     end if;
 
