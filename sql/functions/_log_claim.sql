@@ -51,6 +51,7 @@ declare
   v_handed bigint[];
   v_waits bigint[];
   v_delays bigint[];
+  v_progress bucketq.progress[] := '{}';
 begin
   if v_count = 0 then
     return;
@@ -153,21 +154,23 @@ begin
       perform bucketq._log_materialize(g, v_delays, '{}', false, null, null, null, null, p_now);
     end if;
 
-    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
-                                  msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
-    values (g.group_id, v_b, case when v_handed is null then 1 else 2 end, v_lo, v_lo_floor, v_hi, v_hi_floor, v_hi_ceil, v_early,
-            -- The chunk read the rest of the window and passed all of it: the position
-            -- is the window's end (every message of it has ord <= hi_ceil), which lets
-            -- the next claims skip the window without reading the log (_log_window).
-            case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_last_ord)
-                 else v_last_ord end,
-            v_last_id, coalesce(v_handed, '{}'),
-            case when v_handed is not null then p_token end,
-            case when v_handed is not null then p_until end,
-            case when v_handed is not null and p_token is null then pg_current_xact_id() end,
-            case when v_handed is not null then p_consumer end,
-            case when v_handed is not null then v_e end,
-            p_now);
+    -- Its progress row, written with the others at the end: one INSERT for the claim
+    -- rather than one per bucket (15 µs a row against 34). In the table's column order
+    -- (seq NULL: the INSERT below leaves it to the identity).
+    v_progress := v_progress || row(
+      g.group_id, v_b, null, case when v_handed is null then 1 else 2 end, v_lo, v_lo_floor, v_hi, v_hi_floor, v_hi_ceil, v_early,
+      -- The chunk read the rest of the window and passed all of it: the position
+      -- is the window's end (every message of it has ord <= hi_ceil), which lets
+      -- the next claims skip the window without reading the log (_log_window).
+      case when v_fetched < v_room and v_passed = v_fetched then greatest(v_hi_ceil, v_last_ord)
+           else v_last_ord end,
+      v_last_id, coalesce(v_handed, '{}'),
+      case when v_handed is not null then p_token end,
+      case when v_handed is not null then p_until end,
+      case when v_handed is not null and p_token is null then pg_current_xact_id() end,
+      case when v_handed is not null then p_consumer end,
+      case when v_handed is not null then v_e end,
+      p_now)::bucketq.progress;
 
     if v_skipped_keys is not null then
       -- A message of these keys sent after the group's start may wait for the one skipped.
@@ -192,4 +195,13 @@ begin
        order by u.n;
     end if;
   end loop;
+
+  -- (Our cursor locks keep every other claimer off these buckets until we commit.)
+  if cardinality(v_progress) > 0 then
+    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
+                                  msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
+    select p.group_id, p.bucket, p.kind, p.lo, p.lo_floor, p.hi, p.hi_floor, p.hi_ceil, p.early_ids, p.pos_ord, p.pos_id,
+           p.msg_ids, p.lease_token, p.leased_until, p.xact, p.consumer_id, p.epoch, p.created_at
+      from unnest(v_progress) as p;
+  end if;
 end $$;
