@@ -36,6 +36,7 @@ declare
   v_tokens bigint[];
   v_token bigint;       -- the one lease token every message of the call passed, if so
   v_whole boolean;      -- the call names every id of the batch
+  v_done bucketq.progress[] := '{}';
 begin
   -- The batches: by token (progress_lease; every message of a batch passes the same
   -- token, so each distinct one once) or by this transaction (progress_xact). Two
@@ -167,11 +168,11 @@ begin
         perform 1 from bucketq.inbox i where i.group_id = g.group_id and i.msg_id = any(v_rest) for update;
       end if;
     end if;
-    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
-                                  msg_ids, xact, consumer_id, epoch, created_at)
-    values (g.group_id, h.bucket, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
-            v_acked_here,
-            pg_current_xact_id(), h.consumer_id, h.epoch, p_now);
+    -- Its done row, written with the others at the end (_progress_append). In the
+    -- table's column order, seq NULL.
+    v_done := v_done || row(
+      g.group_id, h.bucket, null, 1, h.lo, h.lo_floor, h.hi, h.hi_floor, h.hi_ceil, h.early_ids, h.pos_ord, h.pos_id,
+      v_acked_here, null, null, pg_current_xact_id(), h.consumer_id, h.epoch, p_now)::bucketq.progress;
     -- (Only if the group has any keyed row in the inbox: usually it has none, and then
     -- one probe saves reading the acked messages back from the log.)
     if p_acked is not null
@@ -196,10 +197,17 @@ begin
                                where x.group_id = g.group_id and x.key_id = k.key_id
                                order by x.key_seq limit 1
                                  for no key update) l;
+        -- (_promote must see the done rows first: it leaves alone a key whose earlier
+        -- message a bucket's latest row hands out.)
+        perform bucketq._progress_append(v_done);
+        v_done := '{}';
         perform bucketq._promote(g.group_id, v_keys, p_now);
       end if;
     end if;
     v_found := v_found || v_mine;
   end loop;
+  if cardinality(v_done) > 0 then
+    perform bucketq._progress_append(v_done);
+  end if;
   return v_found;
 end $$;
