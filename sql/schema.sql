@@ -684,7 +684,7 @@ declare
   lo timestamptz := date_bin(p_topic.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00');
   made int := 0;
 begin
-  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval, bucketq._now()));
+  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval));
   for i in 0 .. ahead loop
     if bucketq._create_partitions(p_topic.topic_id, lo + p_topic.partition_interval * i,
                                   lo + p_topic.partition_interval * (i + 1)) then
@@ -1958,16 +1958,13 @@ AS $function$
   end
 $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval, p_now timestamp with time zone)
+CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval)
  RETURNS integer
  LANGUAGE sql
- STABLE
+ IMMUTABLE
 AS $function$
-  select least(3, floor(
-           extract(epoch from p_now + interval '1 hour' - date_bin(p_interval, p_now, timestamptz '2000-01-01 00:00:00+00'))
-           / extract(epoch from p_interval)))::int
+  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int
 $function$;
-comment on function bucketq._partitions_ahead(interval,timestamp with time zone) is 'How many log partitions of this interval to keep made ahead of the one holding p_now: those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';
 
 CREATE OR REPLACE FUNCTION bucketq._progress_append(p_rows bucketq.progress[])
  RETURNS void
@@ -3716,7 +3713,7 @@ begin
   v_now := bucketq._now();
   for t in select * from bucketq.topic order by topic_id loop
     if bucketq._ensure_partitions(t) > 0 then
-      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval, v_now) + 1))::text;
+      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval) + 1))::text;
       return next;
     end if;
 

@@ -26,7 +26,7 @@ begin
   v_now := bucketq._now();
   for t in select * from bucketq.topic order by topic_id loop
     if bucketq._ensure_partitions(t) > 0 then
-      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval, v_now) + 1))::text;
+      topic := t.name; action := 'created_partitions'; detail := 'partitions up to ' || (date_bin(t.partition_interval, v_now, timestamptz '2000-01-01 00:00:00+00') + t.partition_interval * (bucketq._partitions_ahead(t.partition_interval) + 1))::text;
       return next;
     end if;
 
