@@ -173,7 +173,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 31;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "fc7c58c959dd700977893607f58bc505517fd9d53eb5acf2e863cff28942fa27",
+  hash: "0bb331f453458b5c31db02b9e0520c1b59babd27fcaf342baf5526801260565c",
   files: [
     {
       path: "functions/_acked_before.sql",
@@ -377,7 +377,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_partitions_ahead.sql",
-      sql: "-- How many log partitions maintain() keeps made ahead of the current one: enough for an\n-- hour of slack, at least one, at most three.\n-- (3d4f1ce made it (interval, timestamptz), for none ahead before a daily topic's last\n-- hour; reverted: with one partition in range a drain ran 10% slower.)\ndrop function if exists bucketq._partitions_ahead(interval, timestamptz);\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\nlanguage sql immutable as $$\n  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int\n$$;\n",
+      sql: "-- How many log partitions maintain() keeps made ahead of the current one: enough for an\n-- hour of slack, at least one, at most three.\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\nlanguage sql immutable as $$\n  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int\n$$;\n",
     },
     {
       path: "functions/_progress_append.sql",
