@@ -195,11 +195,15 @@ describe('firing: exactly one send per slot', () => {
     const a = await ctx.session();
     await setClock(a, '2 minutes');
     const slot = (await a.query<{ next_at: Date }>('select next_at from bucketq.schedule where name = $1', [name])).rows[0]!.next_at;
+    // One transaction, as a worker fires: its clock (now()) stands still, so a minute
+    // turning between reading it and firing cannot make the next slot a past one.
+    await a.query('begin');
     const next = nextSlot('* * * * *', 'UTC', await dbNow(a));
     const fire = (c: pg.Client) =>
       c.query('select * from bucketq._fire_schedules($1, array[$2], array[$3::timestamptz], array[$4::timestamptz])', [group, name, slot, next]);
     expect((await fire(a)).rows).toEqual([expect.objectContaining({ schedule_name: name, error: null })]);
     expect((await fire(a)).rows).toEqual([]); // that slot is gone
+    await a.query('commit');
     expect(await messagesOf(topic)).toHaveLength(1);
     // Even a send for the same slot by hand finds the slot's idempotency key.
     const [first] = await messagesOf(topic);
