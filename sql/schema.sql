@@ -198,7 +198,6 @@ create table bucketq.progress (
   created_at timestamp with time zone not null
 ) with (autovacuum_vacuum_insert_scale_factor=0.05);
 alter table bucketq.progress add constraint progress_kind_check CHECK ((kind = ANY (ARRAY[1, 2, 3])));
-alter table bucketq.progress add constraint progress_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
 alter table bucketq.progress add constraint progress_pkey PRIMARY KEY (group_id, bucket, seq);
 comment on table bucketq.progress is 'Append-only log of each (group, bucket)''s progress through the message log; the row with the highest seq is the current state. kind 1 (done): every message of the window (lo, hi] (visible in snapshot hi, not in lo) up to ord pos_ord (message pos_id) is finished or in the inbox; lo_floor, hi_floor: message_ord_seq before each snapshot was taken, hi_ceil after (a message visible in hi has ord <= hi_ceil); early_ids: the window''s messages with ord <= lo_floor (from transactions in progress at lo, found once when the window opened, by _log_open); msg_ids are the messages acked by this row (the delivery record: consumer_id, epoch, created_at). kind 2 (hand): msg_ids were handed out up to that position, under lease_token until leased_until (claim) or in transaction xact (claim_locked). kind 3 (attempt): record_attempt''s note that transaction xact is handling msg_ids, so that a crash counts. maintain() prunes rows older than the topic''s retention, keeping the latest per bucket.';
 
@@ -3407,6 +3406,9 @@ begin
       cross join lateral bucketq._log_ahead(g.topic_id, c) m
      where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
+  -- No foreign key cascades to progress (migration 32): claims and acks write it while
+  -- holding the cursor rows locked above, so theirs have all committed by now.
+  delete from bucketq.progress p where p.group_id = g.group_id;
   delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
   return v_pending;
 end $function$;
@@ -4234,6 +4236,13 @@ begin
   having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
   -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
+  -- progress has no foreign key (migration 32), and we hold no cursor row: the group's
+  -- row, locked as the key's check did, keeps a note from outliving a delete_group.
+  perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for key share;
+  if not found then
+    raise exception 'unknown consumer group: % (deleted while record_attempt ran)', bucketq._quote_input(g.name)
+      using errcode = 'BQ003', hint = 'The group was deleted (delete_group): stop its workers.';
+  end if;
   -- If xact ends without settling them, the next claim of the bucket puts them in the
   -- inbox with their attempt counted (_log_expire).
   with noted as (

@@ -352,3 +352,38 @@ describe('a group created while a producer transaction is open', () => {
     expect(await drainIds(admin, group, 'c')).toEqual([id]);
   });
 });
+
+describe('delete_group', () => {
+  it("removes the group's progress, cursors, lobby and delivery records and nothing of another group's", async () => {
+    const s = await ctx.session();
+    const { topic, group: g1 } = await topicAndGroup(s, ctx, { consumer: 'a' });
+    const g2 = ctx.unique('g');
+    await createGroup(s, g2, topic, 'earliest');
+    await s.query('select * from bucketq.join($1, $2)', [g2, 'b']);
+    await sendBatch(s, topic, Array.from({ length: 20 }, (_, i) => ({ i })), { keys: Array.from({ length: 20 }, (_, i) => `k${i % 4}`) });
+    for (const [g, c] of [[g1, 'a'], [g2, 'b']] as const) {
+      const got = await claim(s, g, c, 5);
+      await ack(s, g, got.slice(0, 2));
+    }
+    const { rows: ids } = await s.query('select name, group_id from bucketq.consumer_group where name in ($1, $2)', [g1, g2]);
+    const id = Object.fromEntries(ids.map((r) => [r.name, r.group_id as number]));
+    const counts = async (groupId: number) =>
+      (
+        await s.query(
+          `select (select count(*) from bucketq.progress where group_id = $1)::int as progress,
+                  (select count(*) from bucketq.cursor where group_id = $1)::int as cursors,
+                  (select count(*) from bucketq.bucket_owner where group_id = $1)::int as owners,
+                  (select count(*) from bucketq.consumer where group_id = $1)::int as consumers,
+                  (select count(*) from bucketq.delivery where group_id = $1)::int as deliveries`,
+          [groupId],
+        )
+      ).rows[0];
+    const before = await counts(id[g2]!);
+    expect(before.progress).toBeGreaterThan(0);
+    expect((await counts(id[g1]!)).progress).toBeGreaterThan(0);
+
+    await s.query('select bucketq.delete_group($1, force => true)', [g1]);
+    expect(await counts(id[g1]!)).toEqual({ progress: 0, cursors: 0, owners: 0, consumers: 0, deliveries: 0 });
+    expect(await counts(id[g2]!)).toEqual(before);
+  });
+});

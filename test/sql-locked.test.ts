@@ -3,7 +3,7 @@
 // sessions; crashes are real terminated backends.
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, send, sendBatch, setClock, topicAndGroup, useDatabase, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase, waitUntilBlocked, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 const opened: pg.Client[] = [];
@@ -584,5 +584,38 @@ describe('attempts of locked claims that end without committing', () => {
     await expectBqError(c.query('select * from bucketq.claim_locked($1, $2)', [group, 'stranger']), 'BQ008', /not a live member/);
     await expectBqError(c.query('select bucketq.record_attempt($1, $2, null, array[1]::bigint[])', [group, consumer]), 'BQ005', /must not be NULL/);
     await expectBqError(c.query('select * from bucketq.ack($1, array[null]::bigint[], null, $2)', [group, consumer]), 'BQ005', /without NULL/);
+  });
+});
+
+describe('record_attempt racing delete_group', () => {
+  it('waits for the deletion, then fails with BQ003 and leaves no progress row behind', async () => {
+    const observer = await session();
+    const worker = await session();
+    const deleter = await session();
+    const recorder = await session();
+    const { topic, group, consumer } = await topicAndGroup(observer, ctx, { buckets: 1 });
+    const { rows: ids } = await observer.query('select group_id from bucketq.consumer_group where name = $1', [group]);
+    const groupId = ids[0]!.group_id as number;
+    const [m] = await sendBatch(observer, topic, [{ n: 1 }], { keys: ['k'] });
+    await worker.query('begin');
+    const got = await claimLocked(worker, group, consumer);
+    expect(got.map((x) => x.msg_id)).toEqual([m]);
+
+    // delete_group holds the group's row and waits for the batch's cursor row.
+    const deleting = deleter.query('select bucketq.delete_group($1, force => true)', [group]);
+    await waitUntilBlocked(observer, pidOf(deleter));
+    let recorded = false;
+    const recording = pgError(
+      recorder.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, consumer, got[0]!.xact, [m]]),
+    ).finally(() => (recorded = true));
+    // Behind the group's row lock (without it, the note was written at once).
+    await waitUntilBlocked(observer, pidOf(recorder), () => recorded);
+    await worker.query('rollback');
+    await deleting;
+    const err = await recording;
+    expect(err.code).toBe('BQ003');
+    expect(err.message).toMatch(/deleted while record_attempt ran/);
+    const { rows } = await observer.query('select count(*)::int as n from bucketq.progress where group_id = $1', [groupId]);
+    expect(rows).toEqual([{ n: 0 }]);
   });
 });

@@ -30,6 +30,9 @@ begin
       cross join lateral bucketq._log_ahead(g.topic_id, c) m
      where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
+  -- No foreign key cascades to progress (migration 32): claims and acks write it while
+  -- holding the cursor rows locked above, so theirs have all committed by now.
+  delete from bucketq.progress p where p.group_id = g.group_id;
   delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
   return v_pending;
 end $$;
