@@ -14,6 +14,10 @@ set plan_cache_mode = force_generic_plan
 -- and no sequential scans: plans made on an empty inbox must still probe it once it
 -- fills (docs/design/log-cursor.md, sixth pass; test/sql-plans.test.ts).
 set enable_seqscan = off
+-- and no bitmap scans: every read here is an index probe or an ordered range, and a plan
+-- made before a new partition had statistics read a bucket's whole log past a window's
+-- xmax by bitmap and sorted it (_log_busy, 3.7 ms a claim with one partition in range).
+set enable_bitmapscan = off
 as $$
 #variable_conflict use_column
 declare
