@@ -1960,10 +1960,14 @@ $function$;
 CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval)
  RETURNS integer
  LANGUAGE sql
- IMMUTABLE
+ STABLE
 AS $function$
-  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int
+  select least(3, floor(
+           extract(epoch from bucketq._now() + interval '1 hour'
+                              - date_bin(p_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00'))
+           / extract(epoch from p_interval)))::int
 $function$;
+comment on function bucketq._partitions_ahead(interval) is 'How many log partitions of this interval to keep made ahead of the one holding bucketq._now(): those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';
 
 CREATE OR REPLACE FUNCTION bucketq._progress_append(p_rows bucketq.progress[])
  RETURNS void
@@ -2717,6 +2721,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -2928,6 +2933,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare

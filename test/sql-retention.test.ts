@@ -247,6 +247,47 @@ describe('maintain() and retention', () => {
     expect((await partitions(c, topic)).some((p) => p.lower_bound <= rows[0].sent_at && p.upper_bound > rows[0].sent_at)).toBe(true);
   });
 
+  it("makes a daily topic's next partition only in the day's last hour (claims set up no empty partition before then)", async () => {
+    const c = await ctx.session();
+    const topic = ctx.unique('t');
+    // The session's clock at a given UTC time of today.
+    const at = async (time: string) => {
+      const { rows } = await c.query<{ o: string }>(
+        `select ((date_trunc('day', now() at time zone 'UTC') + $1::interval) at time zone 'UTC' - now())::text as o`,
+        [time],
+      );
+      await setClock(c, rows[0]!.o);
+    };
+    const day = async () => {
+      const { rows } = await c.query<{ d: Date }>(`select date_trunc('day', bucketq._now() at time zone 'UTC') at time zone 'UTC' as d`);
+      return rows[0]!.d.getTime();
+    };
+    const hours = (ps: { lower_bound: Date; upper_bound: Date }[], d: number) =>
+      ps.map((p) => [(p.lower_bound.getTime() - d) / 3_600_000, (p.upper_bound.getTime() - d) / 3_600_000]);
+
+    await at('12 hours');
+    await c.query(`select bucketq.create_topic($1, partition_interval => '1 day', retention => '1 day')`, [topic]);
+    const d = await day();
+    expect(hours(await partitions(c, topic), d)).toEqual([[0, 24]]);
+    await at('22 hours 59 minutes');
+    expect((await c.query('select * from bucketq.maintain()')).rows.filter((r) => r.topic === topic)).toEqual([]);
+    expect(hours(await partitions(c, topic), d)).toEqual([[0, 24]]);
+
+    await at('23 hours');
+    const made = (await c.query('select * from bucketq.maintain()')).rows.filter((r) => r.topic === topic);
+    expect(made.map((r) => r.action)).toEqual(['created_partitions']);
+    expect(hours(await partitions(c, topic), d)).toEqual([[0, 24], [24, 48]]);
+
+    // An hourly topic keeps one ahead at any time of the hour; a topic of 15 minutes, three.
+    const hourly = ctx.unique('t');
+    const quarter = ctx.unique('t');
+    await at('10 hours');
+    await c.query(`select bucketq.create_topic($1, partition_interval => '1 hour', retention => '1 hour')`, [hourly]);
+    await c.query(`select bucketq.create_topic($1, partition_interval => '15 minutes', retention => '1 hour')`, [quarter]);
+    expect(hours(await partitions(c, hourly), d)).toEqual([[10, 11], [11, 12]]);
+    expect(hours(await partitions(c, quarter), d)).toEqual([[10, 10.25], [10.25, 10.5], [10.5, 10.75], [10.75, 11]]);
+  });
+
   it('maintain(wait => false) returns at once while another maintain() runs', async () => {
     const a = await ctx.session();
     const b = await ctx.session();

@@ -178,7 +178,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 32;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "86037dc0857a45c9a49ca1fca2f6923ce7a308b317a4e525fa62eae15e611d5a",
+  hash: "374fa1527b3c9736143f1097adb09a62cc80a5a23d0de6478682779b477da897",
   files: [
     {
       path: "functions/_acked_before.sql",
@@ -250,7 +250,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_ensure_partitions.sql",
-      sql: "-- Partitions from the one holding now() to `ahead` intervals past it. By default as few\n-- as keep an hour of slack (workers call maintain() every minute; a send that finds no\n-- partition makes one itself): one for intervals of an hour or more, up to three for\n-- short ones. Every empty partition costs each statement over the log an index scan to\n-- set up (a generic plan cannot prune by bucket or position): three ahead instead of\n-- one made a trickle send, claim and ack 1.4x slower (docs/design/log-cursor.md).\ncreate or replace function bucketq._ensure_partitions(p_topic bucketq.topic, ahead int default null)\nreturns int\nlanguage plpgsql as $$\ndeclare\n  lo timestamptz := date_bin(p_topic.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00');\n  made int := 0;\nbegin\n  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval));\n  for i in 0 .. ahead loop\n    if bucketq._create_partitions(p_topic.topic_id, lo + p_topic.partition_interval * i,\n                                  lo + p_topic.partition_interval * (i + 1)) then\n      made := made + 1;\n    end if;\n  end loop;\n  return made;\nend $$;\n",
+      sql: "-- Partitions from the one holding now() to `ahead` intervals past it. By default as few\n-- as keep an hour of slack (workers call maintain() every minute; a send that finds no\n-- partition makes one itself): those that start within the next hour, up to three\n-- (_partitions_ahead). Every empty partition costs each statement over the log an index\n-- scan to set up (a generic plan cannot prune by bucket or position): three ahead\n-- instead of one made a trickle send, claim and ack 1.4x slower, and one ahead instead\n-- of none a claim of one message 10 to 15% slower (docs/design/log-cursor.md).\ncreate or replace function bucketq._ensure_partitions(p_topic bucketq.topic, ahead int default null)\nreturns int\nlanguage plpgsql as $$\ndeclare\n  lo timestamptz := date_bin(p_topic.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00');\n  made int := 0;\nbegin\n  ahead := coalesce(ahead, bucketq._partitions_ahead(p_topic.partition_interval));\n  for i in 0 .. ahead loop\n    if bucketq._create_partitions(p_topic.topic_id, lo + p_topic.partition_interval * i,\n                                  lo + p_topic.partition_interval * (i + 1)) then\n      made := made + 1;\n    end if;\n  end loop;\n  return made;\nend $$;\n",
     },
     {
       path: "functions/_fire_schedules.sql",
@@ -382,7 +382,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_partitions_ahead.sql",
-      sql: "-- How many log partitions maintain() keeps made ahead of the current one: enough for an\n-- hour of slack, at least one, at most three.\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\nlanguage sql immutable as $$\n  select least(3, greatest(1, ceil(extract(epoch from interval '1 hour') / extract(epoch from p_interval))))::int\n$$;\n",
+      sql: "-- How many log partitions maintain() keeps made ahead of the one holding the database\n-- clock: those that start within the next hour (an hour of slack), at most three. With\n-- daily partitions that is none until the day's last hour: every partition in range\n-- costs each claim's statements over the log an index scan to set up, and an empty one\n-- ahead made a claim of one message 10 to 15% slower (docs/design/log-cursor.md,\n-- twenty-second and twenty-third passes). Workers call maintain() every minute, and a\n-- send that finds no partition for its time makes one itself.\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\n-- (stable: it reads the clock)\nlanguage sql stable as $$\n  select least(3, floor(\n           extract(epoch from bucketq._now() + interval '1 hour'\n                              - date_bin(p_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00'))\n           / extract(epoch from p_interval)))::int\n$$;\n\ncomment on function bucketq._partitions_ahead(interval) is\n'How many log partitions of this interval to keep made ahead of the one holding bucketq._now(): those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';\n",
     },
     {
       path: "functions/_progress_append.sql",
