@@ -4241,7 +4241,6 @@ begin
                          where i.group_id = g.group_id and i.msg_id = u.id limit 1) i
   having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
-  -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
   -- progress has no foreign key (migration 32), and we hold no cursor row: the group's
   -- row, locked as the key's check did, keeps a note from outliving a delete_group.
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for key share;
@@ -4249,6 +4248,7 @@ begin
     raise exception 'unknown consumer group: % (deleted while record_attempt ran)', bucketq._quote_input(g.name)
       using errcode = 'BQ003', hint = 'The group was deleted (delete_group): stop its workers.';
   end if;
+  -- Messages it took from a bucket's log: a note per bucket (a progress 'attempt' row).
   -- If xact ends without settling them, the next claim of the bucket puts them in the
   -- inbox with their attempt counted (_log_expire).
   with noted as (
