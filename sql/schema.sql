@@ -1963,9 +1963,9 @@ CREATE OR REPLACE FUNCTION bucketq._partitions_ahead(p_interval interval)
  STABLE
 AS $function$
   select least(3, floor(
-           extract(epoch from bucketq._now() + interval '1 hour'
-                              - date_bin(p_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00'))
+           extract(epoch from c.now + interval '1 hour' - date_bin(p_interval, c.now, timestamptz '2000-01-01 00:00:00+00'))
            / extract(epoch from p_interval)))::int
+    from (select bucketq._now() as now) c
 $function$;
 comment on function bucketq._partitions_ahead(interval) is 'How many log partitions of this interval to keep made ahead of the one holding bucketq._now(): those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';
 

@@ -26,13 +26,19 @@ async function drainIds(c: pg.Client, group: string, consumer: string): Promise<
   }
 }
 
+/** A topic with two groups from its start: g1 with consumer 'a' joined, g2 with 'b'. */
+async function twoGroups(s: pg.Client): Promise<{ topic: string; g1: string; g2: string }> {
+  const { topic, group: g1 } = await topicAndGroup(s, ctx, { consumer: 'a' });
+  const g2 = ctx.unique('g');
+  await createGroup(s, g2, topic, 'earliest');
+  await s.query('select * from bucketq.join($1, $2)', [g2, 'b']);
+  return { topic, g1, g2 };
+}
+
 describe('fan-out', () => {
   it('two groups on one topic progress independently', async () => {
     const s = await ctx.session();
-    const { topic, group: g1 } = await topicAndGroup(s, ctx, { consumer: 'a' });
-    const g2 = ctx.unique('g');
-    await createGroup(s, g2, topic, 'earliest');
-    await s.query('select * from bucketq.join($1, $2)', [g2, 'b']);
+    const { topic, g1, g2 } = await twoGroups(s);
     const ids = await sendBatch(s, topic, Array.from({ length: 10 }, (_, i) => ({ i })), { keys: Array.from({ length: 10 }, (_, i) => `k${i % 3}`) });
 
     expect(await pending(s, g1)).toBe(10);
@@ -356,10 +362,7 @@ describe('a group created while a producer transaction is open', () => {
 describe('delete_group', () => {
   it("removes the group's progress, cursors, lobby and delivery records and nothing of another group's", async () => {
     const s = await ctx.session();
-    const { topic, group: g1 } = await topicAndGroup(s, ctx, { consumer: 'a' });
-    const g2 = ctx.unique('g');
-    await createGroup(s, g2, topic, 'earliest');
-    await s.query('select * from bucketq.join($1, $2)', [g2, 'b']);
+    const { topic, g1, g2 } = await twoGroups(s);
     await sendBatch(s, topic, Array.from({ length: 20 }, (_, i) => ({ i })), { keys: Array.from({ length: 20 }, (_, i) => `k${i % 4}`) });
     for (const [g, c] of [[g1, 'a'], [g2, 'b']] as const) {
       const got = await claim(s, g, c, 5);

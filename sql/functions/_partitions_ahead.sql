@@ -10,9 +10,9 @@ returns int
 -- (stable: it reads the clock)
 language sql stable as $$
   select least(3, floor(
-           extract(epoch from bucketq._now() + interval '1 hour'
-                              - date_bin(p_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00'))
+           extract(epoch from c.now + interval '1 hour' - date_bin(p_interval, c.now, timestamptz '2000-01-01 00:00:00+00'))
            / extract(epoch from p_interval)))::int
+    from (select bucketq._now() as now) c
 $$;
 
 comment on function bucketq._partitions_ahead(interval) is

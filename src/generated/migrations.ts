@@ -178,7 +178,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 32;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "f2bde922ef335df09b8e3782fd63e0524538efcb9fb11b7206d084084cc97cd8",
+  hash: "d181c6e7f1d8044f65cc71e5990cb6d0b8260e079b4b99f86f1d66d14844fcd9",
   files: [
     {
       path: "functions/_acked_before.sql",
@@ -382,7 +382,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_partitions_ahead.sql",
-      sql: "-- How many log partitions maintain() keeps made ahead of the one holding the database\n-- clock: those that start within the next hour (an hour of slack), at most three. With\n-- daily partitions that is none until the day's last hour: every partition in range\n-- costs each claim's statements over the log an index scan to set up, and an empty one\n-- ahead made a claim of one message 10 to 15% slower (docs/design/log-cursor.md,\n-- twenty-second and twenty-third passes). Workers call maintain() every minute, and a\n-- send that finds no partition for its time makes one itself.\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\n-- (stable: it reads the clock)\nlanguage sql stable as $$\n  select least(3, floor(\n           extract(epoch from bucketq._now() + interval '1 hour'\n                              - date_bin(p_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00'))\n           / extract(epoch from p_interval)))::int\n$$;\n\ncomment on function bucketq._partitions_ahead(interval) is\n'How many log partitions of this interval to keep made ahead of the one holding bucketq._now(): those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';\n",
+      sql: "-- How many log partitions maintain() keeps made ahead of the one holding the database\n-- clock: those that start within the next hour (an hour of slack), at most three. With\n-- daily partitions that is none until the day's last hour: every partition in range\n-- costs each claim's statements over the log an index scan to set up, and an empty one\n-- ahead made a claim of one message 10 to 15% slower (docs/design/log-cursor.md,\n-- twenty-second and twenty-third passes). Workers call maintain() every minute, and a\n-- send that finds no partition for its time makes one itself.\ncreate or replace function bucketq._partitions_ahead(p_interval interval)\nreturns int\n-- (stable: it reads the clock)\nlanguage sql stable as $$\n  select least(3, floor(\n           extract(epoch from c.now + interval '1 hour' - date_bin(p_interval, c.now, timestamptz '2000-01-01 00:00:00+00'))\n           / extract(epoch from p_interval)))::int\n    from (select bucketq._now() as now) c\n$$;\n\ncomment on function bucketq._partitions_ahead(interval) is\n'How many log partitions of this interval to keep made ahead of the one holding bucketq._now(): those starting within the next hour, at most 3 (none for daily partitions before 23:00 UTC).';\n",
     },
     {
       path: "functions/_progress_append.sql",
