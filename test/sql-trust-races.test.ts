@@ -253,6 +253,29 @@ describe('consumers bound to the role that joined (issue 13, item 1)', () => {
     await admin.query(`select * from bucketq.heartbeat($1, 'worker-A')`, [group]);
     expect((await admin.query(`select bucketq.leave($1, 'worker-A') as n`, [group])).rows[0].n).toBe(2);
   });
+
+  it('a batch still in the log (acked as a whole, no inbox row): another login holding its lease tokens gets stale and acks nothing; an admin acks it', async () => {
+    const { topic, group } = await topicAndGroup(owner, ctx, { buckets: 1, consumer: null });
+    const a = await login('worker_c', 'bucketq_consumer');
+    const b = await login('intruder_c', 'bucketq_consumer');
+    const admin = await login('ops_c', 'bucketq_admin');
+    await a.query(`select * from bucketq.join($1, 'worker-C')`, [group]);
+    for (let i = 0; i < 3; i++) await send(owner, topic, { i }, { key: `k${i}` });
+    const leased = await claim(a, group, 'worker-C', 10);
+    expect(leased).toHaveLength(3);
+    // No inbox row: the ack goes by the batch's progress row (_log_settle), not the inbox.
+    expect(Object.values(await states(owner, group, leased.map((m) => m.msg_id)))).toEqual([null, null, null]);
+    const ackByTokens = async (c: pg.Client) =>
+      (await c.query(`select status from bucketq.ack($1, $2::bigint[], $3::bigint[], strict => false)`, [
+        group, leased.map((m) => m.msg_id), leased.map((m) => m.lease_token),
+      ])).rows.map((r) => r.status);
+    const deliveries = async () =>
+      Number((await owner.query(`select count(*) from bucketq.deliveries d where d.group_name = $1`, [group])).rows[0].count);
+    expect(await ackByTokens(b)).toEqual(['stale', 'stale', 'stale']);
+    expect(await deliveries()).toBe(0);
+    expect(await ackByTokens(admin)).toEqual(['acked', 'acked', 'acked']);
+    expect(await deliveries()).toBe(3);
+  });
 });
 
 describe('overlapping replay_dead calls (issue 13, item 12)', () => {
