@@ -1110,11 +1110,10 @@ AS $function$
                                                    and pg_visible_in_snapshot(m.xid, lp.hi)
                                                    and not pg_visible_in_snapshot(m.xid, lp.lo)
                                                  order by m.ord limit 1) w)
+                  -- (The two rare probes are functions: as subplans they were set up on
+                  -- every claim, a tenth of an empty one, run or not.)
                   or cardinality(lp.early_ids) > 0
-                     and exists (select 1 from (select m.ord from bucketq.message m
-                                                 where m.topic_id = g.topic_id and m.id = any(lp.early_ids)
-                                                   and m.ord > lp.pos_ord and m.sent_at >= g.log_from
-                                                 order by m.ord limit 1) e) then 'r'
+                     and bucketq._log_early_ahead(g.topic_id, lp.early_ids, lp.pos_ord, g.log_from) then 'r'
                 -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
                 -- for its first row and became a sequential scan of the bucket's partitions
                 -- (a claim of a 40,000-message backlog spent 13 ms here).
@@ -1122,11 +1121,8 @@ AS $function$
                                              where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
                                                and m.xid >= pg_snapshot_xmax(lp.hi)
                                              order by m.xid limit 1) n)
-                     or exists (select 1 from pg_snapshot_xip(lp.hi) as x(xid)
-                                 cross join lateral (select m.xid from bucketq.message m
-                                                      where m.topic_id = g.topic_id and m.bucket = lp.bucket and m.sent_at >= g.log_from
-                                                        and m.xid = x.xid
-                                                      order by m.xid limit 1) n) then 'n'
+                     or pg_snapshot_xmin(lp.hi) < pg_snapshot_xmax(lp.hi)
+                        and bucketq._log_xip_committed(g.topic_id, lp.bucket, lp.hi, g.log_from) then 'n'
               end)::"char" as state
       offset 0) f
    where f.state is not null
@@ -1384,6 +1380,18 @@ begin
     perform bucketq._progress_append(v_progress);
   end if;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_early_ahead(p_topic_id integer, p_early_ids bigint[], p_pos_ord bigint, p_log_from timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select exists (select 1 from (select m.ord from bucketq.message m
+                                 where m.topic_id = p_topic_id and m.id = any(p_early_ids)
+                                   and m.ord > p_pos_ord and m.sent_at >= p_log_from
+                                 order by m.ord limit 1) e)
+$function$;
+comment on function bucketq._log_early_ahead(integer,bigint[],bigint,timestamp with time zone) is 'Internal (claims): whether one of a window''s early messages lies past the position p_pos_ord.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_expire(g bucketq.consumer_group, c bucketq.progress, p_now timestamp with time zone)
  RETURNS bucketq.progress
@@ -1722,13 +1730,18 @@ begin
     -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
     -- is the caller's own transaction's already.
     if not v_locked then
-      if v_admin is null then
-        v_admin := bucketq._caller_is_admin();
+      -- (The consumer's row first: the caller joined it, as a rule. Asking whether the
+      -- caller is an admin cost every ack a role lookup.)
+      if v_caller is null then
         v_caller := bucketq._caller();
       end if;
-      continue when not v_admin
-                and not exists (select 1 from bucketq.consumer c
-                                 where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller);
+      if not exists (select 1 from bucketq.consumer c
+                      where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller) then
+        if v_admin is null then
+          v_admin := bucketq._caller_is_admin();
+        end if;
+        continue when not v_admin;
+      end if;
     end if;
     -- Still the bucket's latest (an attempt note of the same batch aside)? Otherwise it
     -- expired and was passed on, or was settled already: stale for the caller.
@@ -1893,6 +1906,19 @@ AS $function$
       and m.topic_id = p_topic_id and m.id = any(p_early) and m.ord > p_after and m.sent_at >= p_from
     order by m.ord limit p_limit)
 $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_xip_committed(p_topic_id integer, p_bucket integer, p_hi pg_snapshot, p_log_from timestamp with time zone)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select exists (select 1 from pg_snapshot_xip(p_hi) as x(xid)
+                  cross join lateral (select m.xid from bucketq.message m
+                                       where m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_log_from
+                                         and m.xid = x.xid
+                                       order by m.xid limit 1) n)
+$function$;
+comment on function bucketq._log_xip_committed(integer,integer,pg_snapshot,timestamp with time zone) is 'Internal (claims): whether a transaction in progress at snapshot p_hi has since committed a message to the bucket.';
 
 CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
  RETURNS boolean
@@ -2548,9 +2574,6 @@ begin
   if ack.consumer_id is not null then
     perform bucketq._check_consumer('ack', g, ack.consumer_id);
   end if;
-  -- Leases: only those of consumers the caller joined (admins: any).
-  v_admin := bucketq._caller_is_admin();
-  v_caller := bucketq._caller();
   v_now := bucketq._now();
 
   -- Messages handed out from the log (the normal flow): the batch's checkpoint moves.
@@ -2559,7 +2582,10 @@ begin
     return query select u.id, 'acked'::text from unnest(v_all) u(id);
     return;
   end if;
-  -- The rest are inbox rows: retries, runs handed back, waiting messages.
+  -- The rest are inbox rows: retries, runs handed back, waiting messages. Their leases:
+  -- only those of consumers the caller joined (admins: any).
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if cardinality(v_log) > 0 then
     select array_agg(u.id order by u.o), array_agg(u.tok order by u.o) into msg_ids, lease_tokens
       from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, o)

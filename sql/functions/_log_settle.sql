@@ -83,13 +83,18 @@ begin
     -- others get 'stale', which tells them nothing (issue 13, item 1). A locked batch
     -- is the caller's own transaction's already.
     if not v_locked then
-      if v_admin is null then
-        v_admin := bucketq._caller_is_admin();
+      -- (The consumer's row first: the caller joined it, as a rule. Asking whether the
+      -- caller is an admin cost every ack a role lookup.)
+      if v_caller is null then
         v_caller := bucketq._caller();
       end if;
-      continue when not v_admin
-                and not exists (select 1 from bucketq.consumer c
-                                 where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller);
+      if not exists (select 1 from bucketq.consumer c
+                      where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller) then
+        if v_admin is null then
+          v_admin := bucketq._caller_is_admin();
+        end if;
+        continue when not v_admin;
+      end if;
     end if;
     -- Still the bucket's latest (an attempt note of the same batch aside)? Otherwise it
     -- expired and was passed on, or was settled already: stale for the caller.

@@ -43,9 +43,6 @@ begin
   if ack.consumer_id is not null then
     perform bucketq._check_consumer('ack', g, ack.consumer_id);
   end if;
-  -- Leases: only those of consumers the caller joined (admins: any).
-  v_admin := bucketq._caller_is_admin();
-  v_caller := bucketq._caller();
   v_now := bucketq._now();
 
   -- Messages handed out from the log (the normal flow): the batch's checkpoint moves.
@@ -54,7 +51,10 @@ begin
     return query select u.id, 'acked'::text from unnest(v_all) u(id);
     return;
   end if;
-  -- The rest are inbox rows: retries, runs handed back, waiting messages.
+  -- The rest are inbox rows: retries, runs handed back, waiting messages. Their leases:
+  -- only those of consumers the caller joined (admins: any).
+  v_admin := bucketq._caller_is_admin();
+  v_caller := bucketq._caller();
   if cardinality(v_log) > 0 then
     select array_agg(u.id order by u.o), array_agg(u.tok order by u.o) into msg_ids, lease_tokens
       from unnest(msg_ids, lease_tokens) with ordinality as u(id, tok, o)
