@@ -36,7 +36,7 @@ language sql stable as $$
                                                    and not pg_visible_in_snapshot(m.xid, lp.lo)
                                                  order by m.ord limit 1) w)
                   -- (The two rare probes are functions: as subplans they were set up on
-                  -- every claim, a tenth of an empty one, run or not.)
+                  -- every claim, run or not, some 20 µs of an empty claim's 330.)
                   or cardinality(lp.early_ids) > 0
                      and bucketq._log_early_ahead(g.topic_id, lp.early_ids, lp.pos_ord, g.log_from) then 'r'
                 -- ORDER BY xid LIMIT 1: read the (bucket, xid) index. A bare EXISTS is planned
