@@ -29,7 +29,6 @@ declare
   v_keys bigint[];
   v_rest bigint[];
   v_admin boolean;
-  v_caller name;
   v_hands bucketq.progress[];
   v_acked_here bigint[];
   v_twice bigint[];
@@ -85,11 +84,8 @@ begin
     if not v_locked then
       -- (The consumer's row first: the caller joined it, as a rule. Asking whether the
       -- caller is an admin cost every ack a role lookup.)
-      if v_caller is null then
-        v_caller := bucketq._caller();
-      end if;
       if not exists (select 1 from bucketq.consumer c
-                      where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = v_caller) then
+                      where c.group_id = g.group_id and c.consumer_id = h.consumer_id and c.joined_by = bucketq._caller()) then
         if v_admin is null then
           v_admin := bucketq._caller_is_admin();
         end if;
