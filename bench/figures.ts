@@ -21,20 +21,24 @@ function median(w: WorkloadResult | undefined, s: Subject, metric: string): numb
 export function crossFigures(workloads: WorkloadResult[]): CrossFigure[] {
   const by = (id: string) => workloads.find((w) => w.id === id);
   const out: CrossFigure[] = [];
-  /** Each system's median completedPerSec in workload `a` over that in `b`, target >= 0.9x. */
-  const ratio = (a: string, b: string, figure: string) => {
+  /** Each system's median `metric` in workload `a` over that in `b` (target >= 0.9x unless told otherwise). */
+  const ratio = (a: string, b: string, figure: string, metric = 'completedPerSec', target: CrossFigure['target'] | null = { text: '>= 0.9x', min: 0.9 }) => {
     const wa = by(a);
     const wb = by(b);
     if (!wa || !wb) return;
     const values: CrossFigure['values'] = {};
     for (const s of ['bucketq', 'graphile-worker'] as const) {
-      const x = median(wa, s, 'completedPerSec');
-      const y = median(wb, s, 'completedPerSec');
+      if (!wa.subjects[s] || !wb.subjects[s]) continue;
+      const x = median(wa, s, metric);
+      const y = median(wb, s, metric);
       values[s] = x !== null && y !== null && y !== 0 ? x / y : null;
     }
-    out.push({ figure, values, target: { text: '>= 0.9x', min: 0.9 } });
+    out.push({ figure, values, ...(target ? { target } : {}) });
   };
   ratio('soak-pinned', 'soak', 'soak-pinned / soak: completedPerSec, pinned against unpinned');
   ratio('e2e-aged', 'e2e', 'e2e-aged / e2e: completedPerSec, a week-old topic against a new one');
+  // What bucketq's per-key counter costs (no target: DESIGN.md's are on the keyed runs).
+  ratio('ingest', 'ingest-unkeyed', 'ingest / ingest-unkeyed: msgsPerSec, keyed sends against unkeyed ones', 'msgsPerSec', null);
+  ratio('e2e', 'e2e-unkeyed', 'e2e / e2e-unkeyed: completedPerSec, keyed against unkeyed (graphile-worker: plain jobs both times)', 'completedPerSec', null);
   return out;
 }

@@ -7,12 +7,12 @@ import { BUCKETQ_DEFAULTS } from './systems/bucketq.js';
 import { GRAPHILE_DEFAULTS, GRAPHILE_FIFO_CONFIGS, GRAPHILE_VERSION } from './systems/graphile.js';
 import { BARE_OPTIONS } from './baseline.js';
 import { drain } from './workloads/drain.js';
-import { e2e, e2eAged } from './workloads/e2e.js';
+import { e2e, e2eAged, e2eUnkeyed } from './workloads/e2e.js';
 import { failover } from './workloads/failover.js';
 import { fanout } from './workloads/fanout.js';
 import { fifo, fifoRetry } from './workloads/fifo.js';
 import { hotkey } from './workloads/hotkey.js';
-import { ingest } from './workloads/ingest.js';
+import { ingest, ingestUnkeyed } from './workloads/ingest.js';
 import { latency } from './workloads/latency.js';
 import { scaling } from './workloads/scaling.js';
 import { soak, soakPinned } from './workloads/soak.js';
@@ -20,7 +20,7 @@ import { fanoutCost } from './workloads/fanout-cost.js';
 import { churn } from './workloads/churn.js';
 import { crossFigures, type CrossFigure } from './figures.js';
 
-export const WORKLOADS: Workload[] = [ingest, drain, e2e, e2eAged, latency, fifo, fifoRetry, hotkey, fanout, scaling, failover, fanoutCost, churn, soak, soakPinned];
+export const WORKLOADS: Workload[] = [ingest, ingestUnkeyed, drain, e2e, e2eAged, e2eUnkeyed, latency, fifo, fifoRetry, hotkey, fanout, scaling, failover, fanoutCost, churn, soak, soakPinned];
 
 export interface SubjectRuns {
   runs: RunResult[];

@@ -1,5 +1,6 @@
 // Producers at full speed for the e2e and soak workloads: keyed batches (bucketq keyed,
-// graphile-worker plain jobs, as everywhere), optionally held back while the backlog
+// graphile-worker plain jobs, as everywhere; `unkeyed`: no keys for bucketq either),
+// optionally held back while the backlog
 // (sent and not yet completed) is at `maxBacklog`.
 import { keyedMessages, sleep, throughputKey, type RunContext, type Subject } from './common.js';
 import type { QueueSystem } from '../systems/types.js';
@@ -15,7 +16,7 @@ export function startProducers(
   sys: QueueSystem,
   subject: Subject,
   ctx: RunContext,
-  o: { producers: number; batch: number; maxBacklog?: number; completed?: () => number },
+  o: { producers: number; batch: number; maxBacklog?: number; completed?: () => number; unkeyed?: boolean },
 ): Producers {
   let running = true;
   let sent = 0;
@@ -28,7 +29,7 @@ export function startProducers(
         heldMs += 5;
         continue;
       }
-      const batch = keyedMessages(o.batch, ctx.sizes.keys, offset).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
+      const batch = keyedMessages(o.batch, ctx.sizes.keys, offset).map((m) => ({ ...m, key: o.unkeyed ? null : throughputKey(subject, m.key) }));
       offset += o.batch;
       await sys.sendBatch(batch);
       sent += batch.length;

@@ -5,7 +5,7 @@ import { startProducers } from '../lib/load.js';
 import type { BucketqBenchOptions } from '../systems/bucketq.js';
 
 /** The e2e run itself; `bq` adjusts bucketq's setup (e2e-aged ages its topic). */
-function runE2e(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptions> = {}): Promise<RunResult> {
+function runE2e(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptions> = {}, unkeyed = false): Promise<RunResult> {
   const { seconds, warmupSeconds, producerBatch, producers } = ctx.sizes.e2e;
   return withSystem(
     subject,
@@ -15,7 +15,7 @@ function runE2e(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptio
       let completed = 0;
       const workers = await sys.consume({ g1: () => void completed++ });
       const { value, waits } = await sampled(ctx, db, async () => {
-        const prod = startProducers(sys, subject, ctx, { producers, batch: producerBatch });
+        const prod = startProducers(sys, subject, ctx, { producers, batch: producerBatch, unkeyed });
         const tStart = now();
         const progress = setInterval(() => ctx.progress(`${Math.round((now() - tStart) / 1000)}/${warmupSeconds + seconds} s, sent ${prod.sent}, done ${completed}`), 200);
         await sleep(warmupSeconds * 1000);
@@ -32,7 +32,7 @@ function runE2e(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptio
         return { completedPerSec: ((c1 - c0) / ms) * 1000, sentPerSec: ((s1 - s0) / ms) * 1000, backlogEnd };
       });
       await workers.stop();
-      return { metrics: value, waits, extra: { producers, producerBatch, seconds, warmupSeconds, ...bq } };
+      return { metrics: value, waits, extra: { producers, producerBatch, seconds, warmupSeconds, keyed: !unkeyed && subject === 'bucketq', ...bq } };
     },
     bq,
   );
@@ -64,4 +64,19 @@ export const e2eAged: Workload = {
   higherIsBetter: true,
   subjects: ['bucketq', 'graphile-worker'],
   run: (subject, ctx) => runE2e(subject, ctx, subject === 'bucketq' ? AGED : {}),
+};
+
+/**
+ * e2e without keys for bucketq too: what the per-key counter costs end to end, with
+ * graphile-worker run again as in e2e (plain jobs) for the ratio in the same run. The
+ * target (2x) is on the keyed e2e; this row shows how much of the gap is the keys.
+ */
+export const e2eUnkeyed: Workload = {
+  id: 'e2e-unkeyed',
+  title: 'End-to-end without keys (bucketq unkeyed, graphile-worker plain jobs as in e2e)',
+  primary: 'completedPerSec',
+  unit: 'msg/s',
+  higherIsBetter: true,
+  subjects: ['bucketq', 'graphile-worker'],
+  run: (subject, ctx) => runE2e(subject, ctx, {}, true),
 };
