@@ -1094,7 +1094,7 @@ AS $function$
     -- subplan of its own: the window's probe was planned and run twice.
     cross join lateral (
       select (case
-                when lp.kind <> 1 then case when not bucketq._log_batch_live(lp, x.epoch, p_now) then 'o' end
+                when lp.kind <> 1 then case when bucketq._log_batch_live(lp, x.epoch, p_now) then 'l' else 'o' end
                 -- The rest of the window: _log_window's two parts, written out as two
                 -- probes (its plan, a union of the two under a sort and a limit, took a
                 -- tenth of an empty claim to set up), each ordered as _log_window has it.
@@ -1661,6 +1661,84 @@ begin
     p_topic.buckets, p_topic.topic_id, p_lower, p_upper) into v_pending;
   return v_pending;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_quiet(g bucketq.consumer_group, p_consumer text, p_owned integer[], p_epochs bigint[], p_moved timestamp with time zone[], p_now timestamp with time zone, OUT scan integer[], OUT scan_epochs bigint[], OUT snap pg_snapshot)
+ RETURNS record
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_note text := current_setting('bucketq.quiet_' || g.group_id, true);
+  v_parts text[];
+  v_at timestamptz;
+  v_old pg_snapshot;
+  v_seen int[];
+begin
+  snap := pg_current_snapshot();
+  scan := p_owned;
+  scan_epochs := p_epochs;
+  -- group;snapshot;{seen};microseconds since 1970;consumer (the consumer last: it may
+  -- hold any character)
+  if v_note is null or v_note !~ '^[0-9]+;[0-9]+:[0-9]+:[0-9,]*;\{[0-9,]*\};[0-9]+;' then
+    return;
+  end if;
+  v_parts := string_to_array(v_note, ';');
+  v_at := timestamptz 'epoch' + (v_parts[4] || ' microseconds')::interval;
+  if v_parts[1]::int <> g.group_id
+     or substr(v_note, length(array_to_string(v_parts[1:4], ';')) + 2) is distinct from p_consumer
+     or v_at > p_now
+     or v_at < p_now - least(coalesce(nullif(current_setting('bucketq.quiet_ttl_ms', true), '')::int, 1000), 3600000)
+                       * interval '1 millisecond' then
+    return;
+  end if;
+  v_old := v_parts[2]::pg_snapshot;
+  v_seen := v_parts[3]::int[];
+  -- The checks below go bucket by bucket through these arrays: kept short, so that a
+  -- claim of 1,024 buckets never compares a million pairs. A note that saw more than 64
+  -- buckets busy (a busy topic) is not worth it.
+  if cardinality(v_seen) > 64 then
+    return;
+  end if;
+
+  -- The note's idle buckets still owned and unmoved (owned then, at the same epoch);
+  -- of those, the ones sent to since. No scan of the log when there are none, as when
+  -- the note saw every bucket busy.
+  with idle as (
+    select coalesce(array_agg(o.b), '{}') as buckets
+      from unnest(p_owned, p_moved) as o(b, m)
+     where o.m < v_at and not (o.b = any(v_seen))
+  ), news as (
+    select coalesce(array_agg(distinct x.bucket), '{}') as buckets, count(*) as n
+      from ((select m.bucket from bucketq.message m
+              where m.topic_id = g.topic_id and m.sent_at >= g.log_from
+                and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid >= pg_snapshot_xmax(v_old)
+              limit 500)
+            union all
+            (select m.bucket from bucketq.message m
+              where pg_snapshot_xmin(v_old) < pg_snapshot_xmax(v_old)
+                and m.topic_id = g.topic_id and m.sent_at >= g.log_from
+                and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid = any(array(select pg_snapshot_xip(v_old)))
+              limit 500)) x
+  )
+  select coalesce(array_agg(o.b), '{}'), coalesce(array_agg(o.e), '{}')
+    into scan, scan_epochs
+    from news
+   cross join lateral (
+     select o.b, o.e from unnest(p_owned, p_epochs, p_moved) as o(b, e, m)
+      where news.n >= 500 or cardinality(news.buckets) > 64
+         or o.m is null or o.m >= v_at or o.b = any(v_seen) or o.b = any(news.buckets)) o;
+end $function$;
+comment on function bucketq._log_quiet(bucketq.consumer_group,text,integer[],bigint[],timestamp with time zone[],timestamp with time zone) is 'Internal (claims): of the buckets a consumer owns (p_owned at p_epochs, moved at p_moved), those to look at (scan, scan_epochs): all but those its session''s previous claim found idle, unmoved since, and nothing has been committed to since; and the snapshot to note for the next claim (_log_quiet_save). Without a usable note (bucketq.quiet_<group_id>, at most a second old) every bucket is scanned.';
+
+CREATE OR REPLACE FUNCTION bucketq._log_quiet_save(g bucketq.consumer_group, p_consumer text, p_snap pg_snapshot, p_seen integer[], p_now timestamp with time zone)
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+  select set_config('bucketq.quiet_' || g.group_id,
+                    format('%s;%s;%s;%s;%s', g.group_id, p_snap, coalesce(p_seen, '{}'),
+                           (extract(epoch from p_now) * 1000000)::bigint, p_consumer),
+                    false);
+$function$;
+comment on function bucketq._log_quiet_save(bucketq.consumer_group,text,pg_snapshot,integer[],timestamp with time zone) is 'Internal (claims): notes in the session (bucketq.quiet_<group_id>) that every bucket the consumer owns was idle at p_snap but p_seen (what _log_busy returned). Read by _log_quiet at the next claim.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_settle(fn text, g bucketq.consumer_group, p_ids bigint[], p_tokens bigint[], p_acked bigint[], p_consumer text, p_now timestamp with time zone)
  RETURNS bigint[]
@@ -2761,6 +2839,12 @@ declare
   v_room int;
   v_owned int[];
   v_busy int[];
+  v_scan int[];
+  v_scan_epochs bigint[];
+  v_moved timestamptz[];
+  v_noted boolean;
+  v_seen int[];
+  v_snap pg_snapshot;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -2797,7 +2881,7 @@ begin
 
   -- Only buckets this consumer owns, under their current epochs.
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
-  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+  select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
     from bucketq.consumer c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
@@ -2817,10 +2901,29 @@ begin
 
   -- Which buckets' logs have anything to do (one statement). Batches from them that
   -- ended without settling come back first (to the inbox, handed out below).
-  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
-         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
-    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
-    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  -- Of 32 buckets or more, only those not found idle by this session's last claim, and
+  -- those sent to since (_log_quiet); what this one finds idle is noted for the next
+  -- (_log_quiet_save). Below 32, looking at each costs no more than reading the note. A
+  -- claim of some buckets only neither reads nor writes it.
+  v_noted := buckets is null and cardinality(v_owned) >= 32;
+  if v_noted then
+    select q.scan, q.scan_epochs, q.snap into v_scan, v_scan_epochs, v_snap
+      from bucketq._log_quiet(g, claim.consumer_id, v_owned, v_epochs, v_moved, v_now) q;
+  else
+    v_scan := v_owned;
+    v_scan_epochs := v_epochs;
+  end if;
+  if cardinality(v_scan) > 0 then
+    select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
+           array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
+           array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
+           array_agg(b.bucket)
+      into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+  end if;
+  if v_noted then
+    perform bucketq._log_quiet_save(g, claim.consumer_id, v_snap, v_seen, v_now);
+  end if;
   if v_over is not null then
     perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
   end if;
@@ -2964,6 +3067,12 @@ declare
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
+  v_scan int[];
+  v_scan_epochs bigint[];
+  v_moved timestamptz[];
+  v_noted boolean;
+  v_seen int[];
+  v_snap pg_snapshot;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -2996,7 +3105,7 @@ begin
 
   v_now := bucketq._now();
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
-  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+  select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
     from bucketq.consumer c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
@@ -3021,10 +3130,29 @@ begin
   end if;
   -- Which buckets' logs have anything to do (one statement). Batches from them that
   -- ended without settling come back first (to the inbox, handed out below).
-  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
-         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
-    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
-    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  -- Of 32 buckets or more, only those not found idle by this session's last claim, and
+  -- those sent to since (_log_quiet); what this one finds idle is noted for the next
+  -- (_log_quiet_save). Below 32, looking at each costs no more than reading the note. A
+  -- claim of some buckets only neither reads nor writes it.
+  v_noted := buckets is null and cardinality(v_owned) >= 32;
+  if v_noted then
+    select q.scan, q.scan_epochs, q.snap into v_scan, v_scan_epochs, v_snap
+      from bucketq._log_quiet(g, claim_locked.consumer_id, v_owned, v_epochs, v_moved, v_now) q;
+  else
+    v_scan := v_owned;
+    v_scan_epochs := v_epochs;
+  end if;
+  if cardinality(v_scan) > 0 then
+    select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
+           array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
+           array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
+           array_agg(b.bucket)
+      into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+  end if;
+  if v_noted then
+    perform bucketq._log_quiet_save(g, claim_locked.consumer_id, v_snap, v_seen, v_now);
+  end if;
   if v_over is not null then
     perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
   end if;

@@ -3,7 +3,10 @@
 --   'o' its latest batch is over without having settled (expired lease, a bucket that
 --       moved, a locked batch that ended): _log_expire_due puts it in the inbox first;
 --   'r' the rest of the current window (position below its end);
---   'n' the window is used up, but something committed since its snapshot.
+--   'n' the window is used up, but something committed since its snapshot;
+--   'l' its latest batch is still running (a live lease, a locked batch in progress):
+--       nothing to claim now, but not idle either (_log_quiet remembers only buckets
+--       this returns nothing for).
 -- seq: the progress row it was decided on. If that is still the bucket's latest row
 -- when the claim has its cursor row locked, 'r' and 'n' still hold (a window's messages
 -- are fixed once its snapshot is taken), so _log_claim needs no probe of its own.
@@ -19,7 +22,7 @@ language sql stable as $$
     -- subplan of its own: the window's probe was planned and run twice.
     cross join lateral (
       select (case
-                when lp.kind <> 1 then case when not bucketq._log_batch_live(lp, x.epoch, p_now) then 'o' end
+                when lp.kind <> 1 then case when bucketq._log_batch_live(lp, x.epoch, p_now) then 'l' else 'o' end
                 -- The rest of the window: _log_window's two parts, written out as two
                 -- probes (its plan, a union of the two under a sort and a limit, took a
                 -- tenth of an empty claim to set up), each ordered as _log_window has it.

@@ -25,6 +25,12 @@ declare
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
+  v_scan int[];
+  v_scan_epochs bigint[];
+  v_moved timestamptz[];
+  v_noted boolean;
+  v_seen int[];
+  v_snap pg_snapshot;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -57,7 +63,7 @@ begin
 
   v_now := bucketq._now();
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
-  select array_agg(o.bucket), array_agg(o.epoch) into v_owned, v_epochs
+  select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
     from bucketq.consumer c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
@@ -82,10 +88,29 @@ begin
   end if;
   -- Which buckets' logs have anything to do (one statement). Batches from them that
   -- ended without settling come back first (to the inbox, handed out below).
-  select array_agg(b.bucket), array_agg(b.epoch), array_agg(b.seq), array_agg(b.state),
-         array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o')
-    into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs
-    from bucketq._log_busy(g, v_owned, v_epochs, v_now) b;
+  -- Of 32 buckets or more, only those not found idle by this session's last claim, and
+  -- those sent to since (_log_quiet); what this one finds idle is noted for the next
+  -- (_log_quiet_save). Below 32, looking at each costs no more than reading the note. A
+  -- claim of some buckets only neither reads nor writes it.
+  v_noted := buckets is null and cardinality(v_owned) >= 32;
+  if v_noted then
+    select q.scan, q.scan_epochs, q.snap into v_scan, v_scan_epochs, v_snap
+      from bucketq._log_quiet(g, claim_locked.consumer_id, v_owned, v_epochs, v_moved, v_now) q;
+  else
+    v_scan := v_owned;
+    v_scan_epochs := v_epochs;
+  end if;
+  if cardinality(v_scan) > 0 then
+    select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
+           array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
+           array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
+           array_agg(b.bucket)
+      into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+  end if;
+  if v_noted then
+    perform bucketq._log_quiet_save(g, claim_locked.consumer_id, v_snap, v_seen, v_now);
+  end if;
   if v_over is not null then
     perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
   end if;
