@@ -2899,8 +2899,8 @@ begin
     return;  -- a member that owns no bucket (yet): nothing to claim
   end if;
 
-  -- Which buckets' logs have anything to do (one statement). Batches from them that
-  -- ended without settling come back first (to the inbox, handed out below).
+  -- Which buckets' logs have anything to do (_log_busy, one statement). Batches from
+  -- them that ended without settling come back first (to the inbox, handed out below).
   -- Of 32 buckets or more, only those not found idle by this session's last claim, and
   -- those sent to since (_log_quiet); what this one finds idle is noted for the next
   -- (_log_quiet_save). Below 32, looking at each costs no more than reading the note. A
@@ -3128,8 +3128,8 @@ begin
   if exists (select 1 from bucketq.attempt_log a where a.group_id = g.group_id) then
     perform bucketq._settle_attempts(g);
   end if;
-  -- Which buckets' logs have anything to do (one statement). Batches from them that
-  -- ended without settling come back first (to the inbox, handed out below).
+  -- Which buckets' logs have anything to do (_log_busy, one statement). Batches from
+  -- them that ended without settling come back first (to the inbox, handed out below).
   -- Of 32 buckets or more, only those not found idle by this session's last claim, and
   -- those sent to since (_log_quiet); what this one finds idle is noted for the next
   -- (_log_quiet_save). Below 32, looking at each costs no more than reading the note. A

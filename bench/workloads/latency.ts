@@ -1,6 +1,6 @@
 // Workload 4: a steady rate of single sends, one transaction each; latency from the
 // send's commit (its promise resolving) to the handler starting, in the same process.
-import { now, percentile, round, sleep, throughputKey, waitFor, withSystem, type Workload } from '../lib/common.js';
+import { now, percentile, round, sleep, throughputKey, waitFor, withSystem, type RunContext, type RunResult, type Subject, type Workload } from '../lib/common.js';
 import { PAD } from '../systems/types.js';
 import type { BucketqBenchOptions } from '../systems/bucketq.js';
 
@@ -31,7 +31,7 @@ export const latencyWide: Workload = {
   run: (subject, ctx) => runLatency(subject, ctx, { buckets: WIDE_BUCKETS }),
 };
 
-async function runLatency(subject: Parameters<Workload['run']>[0], ctx: Parameters<Workload['run']>[1], bq: Partial<BucketqBenchOptions> = {}) {
+function runLatency(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptions> = {}): Promise<RunResult> {
   const { seconds, rate } = ctx.sizes.latency;
   // The first second is a warm-up at the same rate, for both systems: connections'
   // first statements (plan caches, PL/pgSQL compilation) are not steady-state latency.

@@ -35,8 +35,9 @@
 -- fail if a note hides a bucket it should not); nor a note that saw more than 64
 -- buckets busy, nor one whose buckets were sent 500 messages or more since, or more than
 -- 64 of them (a busy topic: its buckets are rarely idle, and those checks go bucket by
--- bucket through these lists). The note is the session's own: a session that forges one only keeps
--- its own claims from its own buckets, which it could do by not claiming.
+-- bucket through these lists). The note is the session's own: a session that forges
+-- one only keeps its own claims from its own buckets, which it could do by not
+-- claiming.
 create or replace function bucketq._log_quiet(
   g bucketq.consumer_group, p_consumer text, p_owned int[], p_epochs bigint[], p_moved timestamptz[], p_now timestamptz,
   out scan int[], out scan_epochs bigint[], out snap pg_snapshot)
