@@ -196,7 +196,7 @@ create table bucketq.progress (
   consumer_id text,
   epoch bigint,
   created_at timestamp with time zone not null
-) with (autovacuum_vacuum_insert_scale_factor=0.05);
+) with (autovacuum_vacuum_insert_threshold=-1);
 alter table bucketq.progress add constraint progress_kind_check CHECK ((kind = ANY (ARRAY[1, 2, 3])));
 alter table bucketq.progress add constraint progress_pkey PRIMARY KEY (group_id, bucket, seq);
 comment on table bucketq.progress is 'Append-only log of each (group, bucket)''s progress through the message log; the row with the highest seq is the current state. kind 1 (done): every message of the window (lo, hi] (visible in snapshot hi, not in lo) up to ord pos_ord (message pos_id) is finished or in the inbox; lo_floor, hi_floor: message_ord_seq before each snapshot was taken, hi_ceil after (a message visible in hi has ord <= hi_ceil); early_ids: the window''s messages with ord <= lo_floor (from transactions in progress at lo, found once when the window opened, by _log_open); msg_ids are the messages acked by this row (the delivery record: consumer_id, epoch, created_at). kind 2 (hand): msg_ids were handed out up to that position, under lease_token until leased_until (claim) or in transaction xact (claim_locked). kind 3 (attempt): record_attempt''s note that transaction xact is handling msg_ids, so that a crash counts. maintain() prunes rows older than the topic''s retention, keeping the latest per bucket.';
@@ -563,7 +563,10 @@ begin
   if exists (select 1 from bucketq.log_partition where topic_id = p_topic_id and lower_bound = p_lower) then
     return false;
   end if;
-  execute format('create table bucketq.%I (like bucketq.message including defaults including constraints)', m);
+  -- No insert-triggered vacuums: the log is append-only, and under a pinned xmin horizon
+  -- each would reread the whole partition (migration 33).
+  execute format('create table bucketq.%I (like bucketq.message including defaults including constraints) '
+                 'with (autovacuum_vacuum_insert_threshold = -1, toast.autovacuum_vacuum_insert_threshold = -1)', m);
   execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
                  m, m || '_bounds', p_topic_id, p_lower, p_upper);
   execute format('create unique index %I on bucketq.%I (id)', m || '_id_key', m);

@@ -247,6 +247,31 @@ describe('maintain() and retention', () => {
     expect((await partitions(c, topic)).some((p) => p.lower_bound <= rows[0].sent_at && p.upper_bound > rows[0].sent_at)).toBe(true);
   });
 
+  it('log partitions (made with the topic, ahead by maintain(), by a send) and progress get no insert-triggered vacuum', async () => {
+    // Append-only: under a pinned xmin horizon each such vacuum would reread the whole
+    // table without marking a page all-visible (migration 33).
+    const c = await ctx.session();
+    const topic = await hourlyTopic(c, []);
+    await maintain(c, '3 hours');
+    await setClock(c, '30 hours');
+    await send(c, topic, { late: true });
+    const { rows } = await c.query<{ message_rel: string; options: string[] | null; toast_options: string[] | null }>(
+      `select p.message_rel, r.reloptions as options, t.reloptions as toast_options
+         from bucketq.log_partition p join bucketq.topic x using (topic_id)
+         join pg_class r on r.oid = ('bucketq.' || quote_ident(p.message_rel))::regclass
+         left join pg_class t on t.oid = r.reltoastrelid
+        where x.name = $1`,
+      [topic],
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(4); // at creation, 1 ahead; 3 hours on; the send's own
+    for (const r of rows) {
+      expect(r.options, r.message_rel).toContain('autovacuum_vacuum_insert_threshold=-1');
+      expect(r.toast_options, r.message_rel).toContain('autovacuum_vacuum_insert_threshold=-1');
+    }
+    const { rows: progress } = await c.query(`select reloptions from pg_class where oid = 'bucketq.progress'::regclass`);
+    expect(progress[0].reloptions).toContain('autovacuum_vacuum_insert_threshold=-1');
+  });
+
   it("makes a daily topic's next partition only in the day's last hour (claims set up no empty partition before then)", async () => {
     const c = await ctx.session();
     const topic = ctx.unique('t');

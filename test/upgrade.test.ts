@@ -327,6 +327,13 @@ describe(`upgrade from release ${release.release} (migrations 1..${release.lates
     });
     await assertSchemaCurrent(db.pool);
     expect(await readSchemaVersion(db.pool)).toBe(latestVersion);
+    // The log's partitions made before the upgrade are no longer vacuumed for inserts (33)
+    const { rows: vacuumOptions } = await setup.query<{ rel: string; options: string[] | null }>(
+      `select p.message_rel as rel, r.reloptions as options from bucketq.log_partition p
+         join pg_class r on r.oid = ('bucketq.' || quote_ident(p.message_rel))::regclass`,
+    );
+    expect(vacuumOptions.length).toBeGreaterThan(0);
+    for (const r of vacuumOptions) expect(r.options, r.rel).toContain('autovacuum_vacuum_insert_threshold=-1');
     const sentBefore = sent.length;
 
     // --- 5. the new release sends too: every old key goes on behind its old messages, a

@@ -9,7 +9,10 @@ begin
   if exists (select 1 from bucketq.log_partition where topic_id = p_topic_id and lower_bound = p_lower) then
     return false;
   end if;
-  execute format('create table bucketq.%I (like bucketq.message including defaults including constraints)', m);
+  -- No insert-triggered vacuums: the log is append-only, and under a pinned xmin horizon
+  -- each would reread the whole partition (migration 33).
+  execute format('create table bucketq.%I (like bucketq.message including defaults including constraints) '
+                 'with (autovacuum_vacuum_insert_threshold = -1, toast.autovacuum_vacuum_insert_threshold = -1)', m);
   execute format('alter table bucketq.%I add constraint %I check (topic_id = %s and sent_at >= %L and sent_at < %L)',
                  m, m || '_bounds', p_topic_id, p_lower, p_upper);
   execute format('create unique index %I on bucketq.%I (id)', m || '_id_key', m);
