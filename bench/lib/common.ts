@@ -54,7 +54,8 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
     fifo: { keys: 200, perKey: 20, failEvery: 7 },
     hotkey: { messages: 5_000 },
     fanout: { messages: 10_000, groups: 3 },
-    scaling: { messages: 10_000, workers: [1, 2, 4] },
+    // 40,000: a drain of 10,000 took bucketq's 4 processes 0.4 s, too short to tell them apart.
+    scaling: { messages: 40_000, workers: [1, 2, 4] },
     failover: { sessionTimeoutMs: 2000, rate: 300, warmupMs: 2000, windowMs: 10_000 },
     soak: { minutes: 2, intervalSec: 60, warmupSeconds: 5, producers: 2, producerBatch: 100, maxBacklog: 20_000 },
     fanoutCost: { messages: 30_000, batch: 1000, groups: [1, 3, 10] },
