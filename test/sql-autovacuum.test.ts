@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { migrate } from '../src/migrate.js';
 import { sendBatch } from './helpers/sql.js';
-import { waitFor } from './support/wait.js';
+import { sleep, waitFor } from './support/wait.js';
 
 let server: EmbeddedPostgresHandle;
 let pool: pg.Pool;
@@ -59,7 +59,7 @@ describe('autovacuum on the log', () => {
     }, 60_000);
     // Autovacuum handles a table's vacuum and analyze in one visit: having analyzed the
     // partition, it decided on its vacuum then. Two more rounds for good measure.
-    await new Promise((r) => setTimeout(r, 2500));
+    await sleep(2500);
     expect(await stats(partition)).toMatchObject({ autovacuums: 0 });
     expect((await stats('public.control')).autovacuums).toBeGreaterThan(0);
   }, 120_000);
