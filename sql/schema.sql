@@ -997,10 +997,12 @@ AS $function$
   select m.* from bucketq.message m
    where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
   union all
-  select m.* from bucketq.message m
-   where m.topic_id = p_topic_id and m.bucket = c.bucket
-     and m.xid = any(array(select pg_snapshot_xip(c.hi)))
-     and not pg_visible_in_snapshot(m.xid, c.hi)
+  select m.* from pg_snapshot_xip(c.hi) as t(xid)
+   cross join lateral (
+     select m.* from bucketq.message m
+      where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid = t.xid
+        and not pg_visible_in_snapshot(m.xid, c.hi)
+     offset 0) m
   union all
   select m.* from bucketq.message m
    where c.kind = 2 and m.topic_id = p_topic_id and m.id = any(c.msg_ids)
@@ -1634,11 +1636,14 @@ AS $function$
        and m.ord + 0 <= p_lo_floor
        and pg_visible_in_snapshot(m.xid, p_hi)
     union all
-    select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
-       and m.xid = any(array(select pg_snapshot_xip(p_lo)))
-       and m.ord + 0 <= p_lo_floor
-       and pg_visible_in_snapshot(m.xid, p_hi)
+    select m.id from pg_snapshot_xip(p_lo) as t(xid)
+     cross join lateral (
+       select m.id from bucketq.message m
+        where m.topic_id = p_topic_id and m.bucket = p_bucket and m.xid = t.xid and m.sent_at >= p_from
+          and m.ord + 0 <= p_lo_floor
+          and pg_visible_in_snapshot(m.xid, p_hi)
+       offset 0) m
+     where p_lo_floor > 0
   ) x
 $function$;
 
@@ -1716,10 +1721,14 @@ begin
                 and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid >= pg_snapshot_xmax(v_old)
               limit 500)
             union all
-            (select m.bucket from bucketq.message m
+            -- (the list id by id, see _log_open)
+            (select m.bucket from pg_snapshot_xip(v_old) as t(xid)
+              cross join lateral (
+                select m.bucket from bucketq.message m
+                 where m.topic_id = g.topic_id and m.sent_at >= g.log_from
+                   and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid = t.xid
+                offset 0) m
               where pg_snapshot_xmin(v_old) < pg_snapshot_xmax(v_old)
-                and m.topic_id = g.topic_id and m.sent_at >= g.log_from
-                and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid = any(array(select pg_snapshot_xip(v_old)))
               limit 500)) x
   )
   select coalesce(array_agg(o.b), '{}'), coalesce(array_agg(o.e), '{}')

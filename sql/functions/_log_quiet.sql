@@ -89,10 +89,14 @@ begin
                 and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid >= pg_snapshot_xmax(v_old)
               limit 500)
             union all
-            (select m.bucket from bucketq.message m
+            -- (the list id by id, see _log_open)
+            (select m.bucket from pg_snapshot_xip(v_old) as t(xid)
+              cross join lateral (
+                select m.bucket from bucketq.message m
+                 where m.topic_id = g.topic_id and m.sent_at >= g.log_from
+                   and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid = t.xid
+                offset 0) m
               where pg_snapshot_xmin(v_old) < pg_snapshot_xmax(v_old)
-                and m.topic_id = g.topic_id and m.sent_at >= g.log_from
-                and m.bucket = any((select i.buckets from idle i)::int[]) and m.xid = any(array(select pg_snapshot_xip(v_old)))
               limit 500)) x
   )
   select coalesce(array_agg(o.b), '{}'), coalesce(array_agg(o.e), '{}')
