@@ -994,14 +994,16 @@ CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.prog
 AS $function$
   select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null, '-infinity') w
   union all
-  select m.* from bucketq.message m
-   where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
+  (select m.* from bucketq.message m
+    where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
+    order by m.xid)
   union all
   select m.* from pg_snapshot_xip(c.hi) as t(xid)
    cross join lateral (
      select m.* from bucketq.message m
       where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid = t.xid
         and not pg_visible_in_snapshot(m.xid, c.hi)
+      order by m.xid
      offset 0) m
   union all
   select m.* from bucketq.message m
@@ -1630,11 +1632,12 @@ CREATE OR REPLACE FUNCTION bucketq._log_open(p_topic_id integer, p_bucket intege
  STABLE
 AS $function$
   select coalesce(array_agg(x.id), '{}') from (
-    select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
-       and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
-       and m.ord + 0 <= p_lo_floor
-       and pg_visible_in_snapshot(m.xid, p_hi)
+    (select m.id from bucketq.message m
+      where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
+        and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
+        and m.ord + 0 <= p_lo_floor
+        and pg_visible_in_snapshot(m.xid, p_hi)
+      order by m.xid)
     union all
     select m.id from pg_snapshot_xip(p_lo) as t(xid)
      cross join lateral (
@@ -1642,6 +1645,7 @@ AS $function$
         where m.topic_id = p_topic_id and m.bucket = p_bucket and m.xid = t.xid and m.sent_at >= p_from
           and m.ord + 0 <= p_lo_floor
           and pg_visible_in_snapshot(m.xid, p_hi)
+        order by m.xid
        offset 0) m
      where p_lo_floor > 0
   ) x

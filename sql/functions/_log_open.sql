@@ -5,7 +5,11 @@
 -- snapshot leaves out transactions newer than the newest that had ended). Two index
 -- probes on (bucket, xid), once per window: the ids from p_lo's xmax to p_hi's, and
 -- p_lo's list (as one condition joined by OR, neither bounds the index scan, which
--- then reads the bucket's whole log). Usually they find nothing. The list is probed id
+-- then reads the bucket's whole log). Usually they find nothing. ORDER BY xid: only
+-- (bucket, xid) gives that order without a sort, so the plan takes it even when the
+-- statistics make the bucket look unique (a partition analyzed early: every row of its
+-- sample in a bucket of its own) and price (bucket, ord), bounded by the bucket alone,
+-- the same; it then read the bucket's whole log on every claim. The list is probed id
 -- by id (a lateral subquery that OFFSET 0 keeps from being flattened, so a nested loop
 -- over index probes): as xid = ANY(the list), the generic plan took the (bucket, ord)
 -- index, bounded by the bucket alone, whenever the statistics priced 50 probes above
@@ -20,11 +24,12 @@ create or replace function bucketq._log_open(
 returns bigint[]
 language sql stable as $$
   select coalesce(array_agg(x.id), '{}') from (
-    select m.id from bucketq.message m
-     where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
-       and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
-       and m.ord + 0 <= p_lo_floor
-       and pg_visible_in_snapshot(m.xid, p_hi)
+    (select m.id from bucketq.message m
+      where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
+        and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
+        and m.ord + 0 <= p_lo_floor
+        and pg_visible_in_snapshot(m.xid, p_hi)
+      order by m.xid)
     union all
     select m.id from pg_snapshot_xip(p_lo) as t(xid)
      cross join lateral (
@@ -32,6 +37,7 @@ language sql stable as $$
         where m.topic_id = p_topic_id and m.bucket = p_bucket and m.xid = t.xid and m.sent_at >= p_from
           and m.ord + 0 <= p_lo_floor
           and pg_visible_in_snapshot(m.xid, p_hi)
+        order by m.xid
        offset 0) m
      where p_lo_floor > 0
   ) x
