@@ -920,6 +920,19 @@ begin
   return g;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._id_list(ids bigint[])
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+  select case when ids is null then 'NULL'
+              when cardinality(ids) <= 10 then ids::text
+              else format('{%s,…} (%s in all)',
+                          (select string_agg(u.id::text, ',' order by u.n) from unnest(ids) with ordinality as u(id, n) where u.n <= 10),
+                          cardinality(ids)) end
+$function$;
+comment on function bucketq._id_list(bigint[]) is 'For error messages: the ids as an array literal when 10 or fewer, else the first 10 and the count.';
+
 CREATE OR REPLACE FUNCTION bucketq._inserted_here(p_xmin xid)
  RETURNS boolean
  LANGUAGE sql
@@ -2181,7 +2194,7 @@ begin
                         and o.owner = i.consumer_id and o.epoch = i.epoch);
   if v_fenced is not null then
     raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer or a newer epoch)',
-      fn, v_consumer, v_fenced, g.name
+      fn, v_consumer, bucketq._id_list(v_fenced), g.name
       using errcode = 'BQ008',
             detail = 'Nothing was acked or nacked.',
             hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
@@ -2203,7 +2216,7 @@ begin
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = p_consumer);
   if v_fenced is not null then
     raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer)',
-      fn, p_consumer, v_fenced, g.name
+      fn, p_consumer, bucketq._id_list(v_fenced), g.name
       using errcode = 'BQ008',
             detail = 'Nothing was acked or nacked.',
             hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
@@ -2788,7 +2801,7 @@ begin
     if strict then
       raise exception 'ack: % of % messages are not % in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids),
-        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, bucketq._id_list(v_stale)
         using errcode = 'BQ006',
               detail = case when v_locked
                             then 'With lease_tokens => NULL, ack takes messages this transaction claimed with claim_locked. These were acked, dead-lettered or leased by claim meanwhile, or never existed. Nothing was acked.'
@@ -3521,7 +3534,7 @@ begin
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id)
      where not exists (select 1 from bucketq.dead_letter d where d.group_id = g.group_id and d.msg_id = u.id);
     if v_missing is not null then
-      raise exception 'delete_dead: messages % are not dead letters of group %', v_missing, g.name
+      raise exception 'delete_dead: messages % are not dead letters of group %', bucketq._id_list(v_missing), g.name
         using errcode = 'BQ005', hint = 'List them from bucketq.dead_letters.';
     end if;
   end if;
@@ -4168,7 +4181,7 @@ begin
     if strict then
       raise exception 'nack: % of % messages are not % in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids),
-        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, bucketq._id_list(v_stale)
         using errcode = 'BQ006',
               detail = 'Their lease expired and they were claimed again, or they were already acked or dead-lettered. Nothing was nacked.',
               hint = 'Roll back; the messages will be delivered again. Pass strict => false for a status per message.';
@@ -4549,7 +4562,7 @@ begin
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
-      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', bucketq._quote_input(v_missing::text), g.name
+      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', bucketq._id_list(v_missing), g.name
         using errcode = 'BQ005', hint = 'List them with: select msg_id from bucketq.dead_letters where group_name = ...; nothing was replayed.';
     end if;
   end if;

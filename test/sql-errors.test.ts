@@ -123,6 +123,9 @@ const cases: Record<string, Case[]> = {
     ['NULL msg_ids', `select * from bucketq.ack($1, null, array[1]::bigint[])`, [G], 'BQ005'],
     ['NULL element', `select * from bucketq.ack($1, array[null]::bigint[], array[1]::bigint[])`, [G], 'BQ005', /NULL/],
     ['wrong lease token', `select * from bucketq.ack($1, array[$2]::bigint[], array[-1]::bigint[])`, [G, 'LEASED'], 'BQ006'],
+    // An error lists 10 ids at most, then how many (it echoed all 3,000: 20 KB).
+    ['3,000 unknown leases', `select * from bucketq.ack($1, array(select generate_series(1000000, 1002999))::bigint[], array_fill(-1::bigint, array[3000]))`, [G], 'BQ006',
+      /^ack: 3000 of 3000 messages are not leased with these tokens in group err\.group \(msg_ids \{1000000,1000001,1000002,1000003,1000004,1000005,1000006,1000007,1000008,1000009,…\} \(3000 in all\)\)$/],
   ],
   nack: [
     ['unknown group', `select * from bucketq.nack('no.such.group', array[1]::bigint[], array[1]::bigint[])`, [], 'BQ003'],
@@ -130,10 +133,18 @@ const cases: Record<string, Case[]> = {
     ['errors of another length', `select * from bucketq.nack($1, array[$2]::bigint[], array[$3]::bigint[], array['a', 'b'])`, [G, 'LEASED', 'TOKEN'], 'BQ005', /errors/],
     ['negative retry_delay', `select * from bucketq.nack($1, array[$2]::bigint[], array[$3]::bigint[], retry_delay => '-1 second')`, [G, 'LEASED', 'TOKEN'], 'BQ005', /retry_delay/],
     ['wrong lease token', `select * from bucketq.nack($1, array[$2]::bigint[], array[-1]::bigint[])`, [G, 'LEASED'], 'BQ006'],
+    ['3,000 unknown leases', `select * from bucketq.nack($1, array(select generate_series(1000000, 1002999))::bigint[], array_fill(-1::bigint, array[3000]))`, [G], 'BQ006',
+      /^nack: 3000 of 3000 messages .* \(msg_ids \{1000000,1000001,1000002,1000003,1000004,1000005,1000006,1000007,1000008,1000009,…\} \(3000 in all\)\)$/],
   ],
   replay_dead: [
     ['unknown group', `select bucketq.replay_dead('no.such.group')`, [], 'BQ003'],
     ['ids that are not dead letters', `select bucketq.replay_dead($1, array[$2, 987654321]::bigint[])`, [BLOCK, 'LEASED'], 'BQ005', /not dead letters/],
+    ['3,000 ids that are not dead letters', `select bucketq.replay_dead($1, array(select generate_series(1000000, 1002999))::bigint[])`, [BLOCK], 'BQ005',
+      /^replay_dead: messages \{1000000,1000001,1000002,1000003,1000004,1000005,1000006,1000007,1000008,1000009,…\} \(3000 in all\) are not dead letters of group err\.block \(or were replayed already\)$/],
+  ],
+  delete_dead: [
+    ['3,000 ids that are not dead letters', `select bucketq.delete_dead($1, array(select generate_series(1000000, 1002999))::bigint[])`, [BLOCK], 'BQ005',
+      /^delete_dead: messages \{1000000,1000001,1000002,1000003,1000004,1000005,1000006,1000007,1000008,1000009,…\} \(3000 in all\) are not dead letters of group err\.block$/],
   ],
   rewind: [
     ['unknown group', `select bucketq.rewind('no.such.group', now())`, [], 'BQ003'],

@@ -16,7 +16,7 @@ begin
                         and o.owner = i.consumer_id and o.epoch = i.epoch);
   if v_fenced is not null then
     raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer or a newer epoch)',
-      fn, v_consumer, v_fenced, g.name
+      fn, v_consumer, bucketq._id_list(v_fenced), g.name
       using errcode = 'BQ008',
             detail = 'Nothing was acked or nacked.',
             hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';

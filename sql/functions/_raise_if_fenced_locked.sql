@@ -14,7 +14,7 @@ begin
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = p_consumer);
   if v_fenced is not null then
     raise exception '%: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer)',
-      fn, p_consumer, v_fenced, g.name
+      fn, p_consumer, bucketq._id_list(v_fenced), g.name
       using errcode = 'BQ008',
             detail = 'Nothing was acked or nacked.',
             hint = 'Roll back: the effects of this transaction must not commit; the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';

@@ -167,7 +167,7 @@ begin
     if strict then
       raise exception 'ack: % of % messages are not % in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids),
-        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, bucketq._id_list(v_stale)
         using errcode = 'BQ006',
               detail = case when v_locked
                             then 'With lease_tokens => NULL, ack takes messages this transaction claimed with claim_locked. These were acked, dead-lettered or leased by claim meanwhile, or never existed. Nothing was acked.'

@@ -13,7 +13,7 @@ begin
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id)
      where not exists (select 1 from bucketq.dead_letter d where d.group_id = g.group_id and d.msg_id = u.id);
     if v_missing is not null then
-      raise exception 'delete_dead: messages % are not dead letters of group %', v_missing, g.name
+      raise exception 'delete_dead: messages % are not dead letters of group %', bucketq._id_list(v_missing), g.name
         using errcode = 'BQ005', hint = 'List them from bucketq.dead_letters.';
     end if;
   end if;

@@ -125,7 +125,7 @@ begin
     if strict then
       raise exception 'nack: % of % messages are not % in group % (msg_ids %)',
         cardinality(v_stale), cardinality(msg_ids),
-        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, v_stale
+        case when v_locked then 'waiting or ready, unleased' else 'leased with these tokens' end, g.name, bucketq._id_list(v_stale)
         using errcode = 'BQ006',
               detail = 'Their lease expired and they were claimed again, or they were already acked or dead-lettered. Nothing was nacked.',
               hint = 'Roll back; the messages will be delivered again. Pass strict => false for a status per message.';

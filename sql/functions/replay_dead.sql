@@ -22,7 +22,7 @@ begin
   if msg_ids is not null then
     select array_agg(u.id) into v_missing from unnest(msg_ids) u(id) where u.id <> all(coalesce(v_ids, '{}'));
     if v_missing is not null then
-      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', bucketq._quote_input(v_missing::text), g.name
+      raise exception 'replay_dead: messages % are not dead letters of group % (or were replayed already)', bucketq._id_list(v_missing), g.name
         using errcode = 'BQ005', hint = 'List them with: select msg_id from bucketq.dead_letters where group_name = ...; nothing was replayed.';
     end if;
   end if;
