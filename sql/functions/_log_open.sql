@@ -5,16 +5,15 @@
 -- snapshot leaves out transactions newer than the newest that had ended). Two index
 -- probes on (bucket, xid), once per window: the ids from p_lo's xmax to p_hi's, and
 -- p_lo's list (as one condition joined by OR, neither bounds the index scan, which
--- then reads the bucket's whole log). Usually they find nothing. ORDER BY xid: only
--- (bucket, xid) gives that order without a sort, so the plan takes it even when the
--- statistics make the bucket look unique (a partition analyzed early: every row of its
--- sample in a bucket of its own) and price (bucket, ord), bounded by the bucket alone,
--- the same; it then read the bucket's whole log on every claim. The list is probed id
--- by id (a lateral subquery that OFFSET 0 keeps from being flattened, so a nested loop
--- over index probes): as xid = ANY(the list), the generic plan took the (bucket, ord)
--- index, bounded by the bucket alone, whenever the statistics priced 50 probes above
--- a bucket's log, and read that whole log on every claim, list empty or not (0.38 ms
--- of a 0.6 ms trickle claim at 1,000 messages a bucket). "ord + 0": no index
+-- then reads the bucket's whole log). Usually they find nothing. Both read (bucket,
+-- xid) whatever the statistics say: the list id by id (a lateral subquery that OFFSET 0
+-- keeps from being flattened: a nested loop of index probes), and both in xid order,
+-- which (bucket, ord) gives only with a sort. Written as xid = ANY(the list), the
+-- generic plan priced 50 probes above a scan of the bucket; with a bucket that looked
+-- unique (a partition analyzed early) it priced both indexes alike; either time it took
+-- (bucket, ord) bounded by the bucket alone and read the bucket's whole log on every
+-- claim, 0.38 ms of a 0.6 ms trickle claim at 1,000 messages a bucket
+-- (test/sql-plans.test.ts). "ord + 0": no index
 -- matches it, so the plan cannot take message_window (bucket, ord), which reads the
 -- bucket's log from its start; a generic plan made on a young log did. p_from: the
 -- group's log_from (see _log_window).
