@@ -102,13 +102,13 @@ describe('bad input (issue 13, items 22 to 25 and 6)', () => {
     expect(rows[0]).toEqual({ messages: 0, groups: 1 });
   });
 
-  it('24: errors quote at most 100 characters of an input, plus its size', async () => {
+  it('24: errors quote at most 100 characters of an input, plus its size (of a list of ids, 10 and the count)', async () => {
     const t = ctx.unique('t');
     await owner.query(`select bucketq.create_topic($1, 4)`, [t]);
     const g = ctx.unique('g');
     await owner.query(`select bucketq.create_group($1, $2, 'earliest')`, [g, t]);
     const huge = 'x'.repeat(1_000_000);
-    const cases: [string, string, unknown[]][] = [
+    const cases: [string, string, unknown[], RegExp?][] = [
       ['create_topic name', `select bucketq.create_topic($1)`, [huge]],
       ['create_group name', `select bucketq.create_group($1, $2)`, [huge, t]],
       ['create_group start_at', `select bucketq.create_group($1, $2, $3)`, [ctx.unique('g'), t, huge]],
@@ -117,13 +117,16 @@ describe('bad input (issue 13, items 22 to 25 and 6)', () => {
       ['join an unknown group', `select * from bucketq.join($1, 'c')`, [huge]],
       ['join with a long consumer id', `select * from bucketq.join($1, $2)`, [g, huge]],
       ['grant_group to an unknown role', `select bucketq.grant_group($1, $2)`, [g, huge]],
-      ['replay_dead of 100,000 ids', `select bucketq.replay_dead($1, array(select generate_series(1, 100000))::bigint[])`, [g]],
+      ['replay_dead of 100,000 ids', `select bucketq.replay_dead($1, array(select generate_series(1, 100000))::bigint[])`, [g],
+        /messages \{1,2,3,4,5,6,7,8,9,10,…\} \(100000 in all\) are not/],
+      ['delete_dead of 100,000 ids', `select bucketq.delete_dead($1, array(select generate_series(1, 100000))::bigint[])`, [g],
+        /messages \{1,2,3,4,5,6,7,8,9,10,…\} \(100000 in all\) are not/],
     ];
-    for (const [label, sql, args] of cases) {
+    for (const [label, sql, args, quoted = /…\(\d+ bytes\)/] of cases) {
       const err = await pgError(owner.query(sql, args));
       expect({ label, code: err.code?.startsWith('BQ') }).toEqual({ label, code: true });
       expect({ label, length: err.message.length < 400 }, err.message.slice(0, 300)).toEqual({ label, length: true });
-      expect(err.message, label).toMatch(/…\(\d+ bytes\)/);
+      expect(err.message, label).toMatch(quoted);
     }
     // Short inputs are quoted whole, as before.
     await expectBqError(owner.query(`select bucketq.send('no.such.topic', '{}')`), 'BQ002', /unknown topic: 'no\.such\.topic'$/);
