@@ -8,7 +8,7 @@
 // autovacuum's would), after which the plans are made again.
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { flushStats, send, useDatabase } from './helpers/sql.js';
+import { ack, claim, flushStats, send, useDatabase } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -35,6 +35,13 @@ async function reads(observer: pg.Client, sessions: pg.Client[]): Promise<{ prog
 }
 
 type Reads = Awaited<ReturnType<typeof reads>>;
+
+/** One lease claim by consumer c1 (up to max, runs of up to maxPerKey a key) and its ack; how many it took. */
+async function claimAndAck(worker: pg.Client, group: string, max: number, maxPerKey = 1): Promise<number> {
+  const got = await claim(worker, group, 'c1', max, { maxPerKey });
+  if (got.length) await ack(worker, group, got);
+  return got.length;
+}
 
 /** Rows read per run between two readings, and by which index (for failure messages). */
 function perRun(before: Reads, after: Reads, runs: number): Reads {
@@ -126,26 +133,18 @@ describe('a window read in small claims, on a log with history', () => {
     await admin.query(`select bucketq.create_topic(topic => $1, buckets => 1)`, [topic]);
     await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
     await admin.query(`select * from bucketq.join($1, 'c1')`, [group]);
-    const claim = async (max: number) => {
-      const { rows } = await worker.query<{ msg_id: string; lease_token: string }>(
-        `select msg_id, lease_token from bucketq.claim($1, 'c1', max_messages => $2)`, [group, max]);
-      if (rows.length) {
-        await worker.query(`select count(*) from bucketq.ack($1, $2::bigint[], $3::bigint[])`,
-          [group, rows.map((r) => r.msg_id), rows.map((r) => r.lease_token)]);
-      }
-      return rows.length;
-    };
+    const claimAcked = (max: number) => claimAndAck(worker, group, max);
     // The worker's plans are made while the log's statistics say it is empty (as on the
     // benchmark's week-old topic, analyzed before the run: its current partition was).
     await admin.query('analyze bucketq.message, bucketq.progress');
-    expect(await claim(10)).toBe(0);
+    expect(await claimAcked(10)).toBe(0);
     // History: 10,000 messages handled, then a window of 400.
     await admin.query(`select count(*) from bucketq.send_batch($1, array(select jsonb_build_object('old', x) from generate_series(1, 10000) x))`, [topic]);
-    expect(await claim(10000)).toBe(10000);
+    expect(await claimAcked(10000)).toBe(10000);
     await admin.query(`select count(*) from bucketq.send_batch($1, array(select jsonb_build_object('m', x) from generate_series(1, 400) x))`, [topic]);
-    expect(await claim(10)).toBe(10); // the window opens
+    expect(await claimAcked(10)).toBe(10); // the window opens
     const before = await reads(admin, [worker]);
-    for (let i = 0; i < 20; i++) expect(await claim(10)).toBe(10);
+    for (let i = 0; i < 20; i++) expect(await claimAcked(10)).toBe(10);
     const after = await reads(admin, [worker]);
     const perClaim = perRun(before, after, 20);
     // About 11 (the 10 it takes, and the probe's first row); the history is 10,000.
@@ -171,15 +170,7 @@ describe('a trickle of single sends on a log with history', () => {
     await admin.query(`select bucketq.create_topic(topic => $1, buckets => 16)`, [topic]);
     await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
     await admin.query(`select * from bucketq.join($1, 'c1')`, [group]);
-    const round = async () => {
-      const { rows } = await worker.query<{ msg_id: string; lease_token: string }>(
-        `select msg_id, lease_token from bucketq.claim($1, 'c1', max_messages => 10000, max_per_key => 10000)`, [group]);
-      if (rows.length) {
-        await worker.query(`select count(*) from bucketq.ack($1, $2::bigint[], $3::bigint[])`,
-          [group, rows.map((r) => r.msg_id), rows.map((r) => r.lease_token)]);
-      }
-      return rows.length;
-    };
+    const round = () => claimAndAck(worker, group, 10000, 10000);
     // History: 3,200 messages handled, 200 a bucket.
     await admin.query(
       `select count(*) from bucketq.send_batch($1, array(select jsonb_build_object('old', x) from generate_series(1, 3200) x),
