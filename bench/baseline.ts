@@ -9,7 +9,14 @@ import { freshDatabase } from './lib/db.js';
 const INSERT_SQL = `insert into bare_log (topic_id, bucket, key, key_seq, payload)
   select 1, (hashtextextended(k, 0) & 15)::int, k, s, p from unnest($1::text[], $2::bigint[], $3::jsonb[]) as u(k, s, p)`;
 
+// As an unkeyed send_batch writes its messages: an id and an order from sequences, the
+// bucket from the id, the sending transaction's id, one send time for the batch.
+const LOG_INSERT_SQL = `insert into bare_message (id, topic_id, sent_at, bucket, payload, xid, ord)
+  select i, 1, now(), (i % 16)::int, p, pg_current_xact_id(), nextval('bare_message_ord_seq')
+    from (select nextval('bare_message_id_seq') as i, u.p from unnest($1::jsonb[]) with ordinality as u(p, o) order by u.o) x`;
+
 export const BARE_OPTIONS = {
+  logInsert: 'insert into bare_message (...) select ... from unnest($payloads): a table shaped as a log partition (bucketq.message\'s columns, its three indexes), ids and orders from sequences, the transaction id, unkeyed; one statement per batch, autocommit, one connection',
   insert: 'insert into bare_log (...) select ... from unnest($keys, $seqs, $payloads): one statement per batch, autocommit, one connection; table with an identity primary key',
   drain: 'delete from bare_queue where id in (select id from bare_queue order by id limit 250 for update skip locked) returning payload; 4 connections',
 };
@@ -32,6 +39,33 @@ export async function bareInsert(ctx: RunContext, messages: number, batch: numbe
       return now() - t0;
     });
     return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.insert, batch } } };
+  } finally {
+    await client.end();
+    await db.drop();
+  }
+}
+
+/** A multi-row INSERT into a table shaped as a partition of bucketq.message (ingest-floor). */
+export async function bareLogInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
+  const db = await freshDatabase(ctx.adminUrl, 'bare');
+  const client = new pg.Client({ connectionString: db.url });
+  client.on('error', () => {}); // the drop at the end terminates a connection still closing
+  await client.connect();
+  try {
+    const msgs = keyedMessages(messages, ctx.sizes.keys);
+    const { value: ms, waits } = await sampled(ctx, db, async () => {
+      const t0 = now();
+      let sent = 0;
+      for (const c of chunks(msgs, batch)) {
+        await client.query(LOG_INSERT_SQL, [c.map((m) => JSON.stringify(m.payload))]);
+        sent += c.length;
+        ctx.progress(`${sent}/${messages}`);
+      }
+      return now() - t0;
+    });
+    const { rows } = await client.query<{ n: string }>('select count(*) as n from bare_message');
+    if (Number(rows[0]!.n) !== messages) throw new Error(`bare log insert wrote ${rows[0]!.n} of ${messages} rows`);
+    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.logInsert, batch } } };
   } finally {
     await client.end();
     await db.drop();

@@ -43,6 +43,29 @@ create table bare_log (
   payload jsonb not null,
   headers jsonb
 );
+-- Shaped as a partition of bucketq.message (sql/functions/_create_partitions.sql): its
+-- columns, its three indexes and no insert-triggered vacuum (test/bench-floor.test.ts
+-- checks it against a real partition). For ingest-floor: what the log's shape costs.
+create table bare_message (
+  id bigint not null,
+  topic_id int not null,
+  sent_at timestamptz not null,
+  bucket int not null,
+  key text,
+  key_id bigint,
+  key_seq bigint,
+  payload jsonb not null,
+  headers jsonb,
+  not_before timestamptz,
+  idempotency_key text,
+  xid xid8,
+  ord bigint
+) with (autovacuum_vacuum_insert_threshold = -1, toast.autovacuum_vacuum_insert_threshold = -1);
+create unique index bare_message_id_key on bare_message (id);
+create index bare_message_window on bare_message (bucket, ord);
+create index bare_message_xid on bare_message (bucket, xid);
+create sequence bare_message_id_seq;
+create sequence bare_message_ord_seq;
 create table bare_queue (
   id bigint generated always as identity primary key,
   key text,
