@@ -17,6 +17,7 @@ declare
   n int := coalesce(cardinality(payloads), 0);
   v_now timestamptz;
   v_reserved bigint[];
+  v_distinct bigint;   -- distinct idempotency keys in this batch
   v_ids bigint[];      -- per input position: the id already known (idempotency hit or reservation)
   v_new boolean[];     -- per input position: this payload becomes a new message
   v_keys text[];
@@ -88,22 +89,35 @@ begin
   -- sender of the same key makes us wait for its commit; the next statement then sees
   -- its row.
   if idempotency_keys is not null and cardinality(array_remove(idempotency_keys, null)) > 0 then
-    with reserved as (
+    with d as (
+      select u.ik, min(u.o) as first_o from unnest(idempotency_keys) with ordinality u(ik, o)
+       where u.ik is not null group by u.ik
+    ),
+    reserved as (
       insert into bucketq.idempotency as x (topic_id, idempotency_key, msg_id, sent_at)
-      select t.topic_id, d.ik, v_fresh[d.first_o], v_now
-        from (select u.ik, min(u.o) as first_o from unnest(idempotency_keys) with ordinality u(ik, o)
-               where u.ik is not null group by u.ik order by u.ik) d
+      select t.topic_id, d.ik, v_fresh[d.first_o], v_now from d order by d.ik
       on conflict (topic_id, idempotency_key) do nothing
       returning x.msg_id
     )
-    select array_agg(r.msg_id) into v_reserved from reserved r;
+    select (select array_agg(r.msg_id) from reserved r), (select count(*) from d) into v_reserved, v_distinct;
 
-    select array_agg(e.msg_id order by u.o),
-           array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
-      into v_ids, v_new
-      from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
-              from unnest(idempotency_keys) with ordinality uu(ik, o)) u
-      left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+    if coalesce(cardinality(v_reserved), 0) = v_distinct then
+      -- Every key is new (the usual case): its id is the one just reserved, that of its
+      -- first position; nothing to look up.
+      select array_agg(case when u.ik is not null then v_fresh[u.first_o] end order by u.o),
+             array_agg(u.ik is null or u.o = u.first_o order by u.o)
+        into v_ids, v_new
+        from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
+                from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
+    else
+      -- Some were sent before: their ids from their rows.
+      select array_agg(e.msg_id order by u.o),
+             array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
+        into v_ids, v_new
+        from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
+                from unnest(idempotency_keys) with ordinality uu(ik, o)) u
+        left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+    end if;
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order
