@@ -257,7 +257,7 @@ comment on table bucketq.topic_key is 'One row per (topic, key), written once wh
 CREATE INDEX bucket_owner_owner ON bucketq.bucket_owner USING btree (group_id, owner);
 CREATE INDEX consumer_group_topic ON bucketq.consumer_group USING btree (topic_id);
 CREATE INDEX delivery_acked_at ON ONLY bucketq.delivery USING brin (acked_at);
-CREATE INDEX idempotency_sent_at ON bucketq.idempotency USING btree (topic_id, sent_at);
+CREATE INDEX idempotency_prune ON bucketq.idempotency USING btree (sent_at, topic_id);
 CREATE INDEX inbox_key ON bucketq.inbox USING btree (group_id, key_id, key_seq) WHERE (key_id IS NOT NULL);
 CREATE INDEX inbox_ready ON bucketq.inbox USING btree (group_id, msg_id) INCLUDE (bucket) WHERE (state = 0);
 CREATE INDEX inbox_timed ON bucketq.inbox USING btree (group_id, available_at) WHERE (state = ANY (ARRAY[1, 2]));
@@ -932,6 +932,20 @@ AS $function$
                           cardinality(ids)) end
 $function$;
 comment on function bucketq._id_list(bigint[]) is 'For error messages: the ids as an array literal when 10 or fewer, else the first 10 and the count.';
+
+CREATE OR REPLACE FUNCTION bucketq._idempotency_ids(p_topic_id integer, p_keys text[])
+ RETURNS bigint[]
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET enable_seqscan TO 'off'
+AS $function$
+  select array_agg(e.msg_id order by u.o)
+    from unnest(p_keys) with ordinality as u(k, o)
+    left join lateral (select e.msg_id from bucketq.idempotency e
+                        where e.topic_id = p_topic_id and e.idempotency_key = u.k offset 0) e on true
+$function$;
+comment on function bucketq._idempotency_ids(integer,text[]) is 'For send_batch: the message id recorded for each of these idempotency keys of the topic (NULL for a NULL or unknown key), in the order of p_keys; one primary-key probe per key.';
 
 CREATE OR REPLACE FUNCTION bucketq._inserted_here(p_xmin xid)
  RETURNS boolean
@@ -4899,13 +4913,12 @@ begin
         from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
                 from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
     else
-      -- Some were sent before: their ids from their rows.
-      select array_agg(e.msg_id order by u.o),
-             array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
-        into v_ids, v_new
+      -- Some were sent before: their ids from their rows (_idempotency_ids, a probe each).
+      v_ids := bucketq._idempotency_ids(t.topic_id, idempotency_keys);
+      select array_agg(u.ik is null or (u.o = u.first_o and v_ids[u.o] = any(coalesce(v_reserved, '{}'))) order by u.o)
+        into v_new
         from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
-                from unnest(idempotency_keys) with ordinality uu(ik, o)) u
-        left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+                from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
     end if;
   end if;
 

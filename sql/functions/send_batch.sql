@@ -110,13 +110,12 @@ begin
         from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
                 from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
     else
-      -- Some were sent before: their ids from their rows.
-      select array_agg(e.msg_id order by u.o),
-             array_agg(u.ik is null or (u.o = u.first_o and e.msg_id = any(coalesce(v_reserved, '{}'))) order by u.o)
-        into v_ids, v_new
+      -- Some were sent before: their ids from their rows (_idempotency_ids, a probe each).
+      v_ids := bucketq._idempotency_ids(t.topic_id, idempotency_keys);
+      select array_agg(u.ik is null or (u.o = u.first_o and v_ids[u.o] = any(coalesce(v_reserved, '{}'))) order by u.o)
+        into v_new
         from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
-                from unnest(idempotency_keys) with ordinality uu(ik, o)) u
-        left join bucketq.idempotency e on e.topic_id = t.topic_id and e.idempotency_key = u.ik;
+                from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
     end if;
   end if;
 
