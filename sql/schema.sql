@@ -4821,6 +4821,7 @@ declare
   v_now timestamptz;
   v_reserved bigint[];
   v_distinct bigint;   -- distinct idempotency keys in this batch
+  v_all_new boolean;   -- this send reserved every one of them
   v_ids bigint[];      -- per input position: the id already known (idempotency hit or reservation)
   v_new boolean[];     -- per input position: this payload becomes a new message
   v_keys text[];
@@ -4904,22 +4905,17 @@ begin
     )
     select (select array_agg(r.msg_id) from reserved r), (select count(*) from d) into v_reserved, v_distinct;
 
-    if coalesce(cardinality(v_reserved), 0) = v_distinct then
-      -- Every key is new (the usual case): its id is the one just reserved, that of its
-      -- first position; nothing to look up.
-      select array_agg(case when u.ik is not null then v_fresh[u.first_o] end order by u.o),
-             array_agg(u.ik is null or u.o = u.first_o order by u.o)
-        into v_ids, v_new
-        from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
-                from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
-    else
-      -- Some were sent before: their ids from their rows (_idempotency_ids, a probe each).
+    -- Every key new (the usual case): its id is the one just reserved, that of its first
+    -- position, and nothing is read. Else the ids from their rows (a probe each).
+    v_all_new := coalesce(cardinality(v_reserved), 0) = v_distinct;
+    if not v_all_new then
       v_ids := bucketq._idempotency_ids(t.topic_id, idempotency_keys);
-      select array_agg(u.ik is null or (u.o = u.first_o and v_ids[u.o] = any(coalesce(v_reserved, '{}'))) order by u.o)
-        into v_new
-        from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
-                from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
     end if;
+    select array_agg(case when u.ik is null then null when v_all_new then v_fresh[u.first_o] else v_ids[u.o] end order by u.o),
+           array_agg(u.ik is null or (u.o = u.first_o and (v_all_new or v_ids[u.o] = any(coalesce(v_reserved, '{}')))) order by u.o)
+      into v_ids, v_new
+      from (select uu.ik, uu.o, min(uu.o) over (partition by uu.ik) as first_o
+              from unnest(idempotency_keys) with ordinality uu(ik, o)) u;
   end if;
 
   -- Per-key counters, locked until we commit: the gapless key_seq in commit order
