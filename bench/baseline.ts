@@ -21,7 +21,15 @@ export const BARE_OPTIONS = {
   drain: 'delete from bare_queue where id in (select id from bare_queue order by id limit 250 for update skip locked) returning payload; 4 connections',
 };
 
-export async function bareInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
+/**
+ * Timed multi-row INSERTs on one connection in a fresh bare database: one statement per
+ * batch, with the parameters `params` makes of the batch's messages. `table` must then
+ * hold every message (a check that the statement wrote what it was given).
+ */
+async function timedInserts(
+  ctx: RunContext, messages: number, batch: number, table: string, sql: string,
+  params: (c: ReturnType<typeof keyedMessages>) => unknown[], baseline: string,
+): Promise<RunResult> {
   const db = await freshDatabase(ctx.adminUrl, 'bare');
   const client = new pg.Client({ connectionString: db.url });
   client.on('error', () => {}); // the drop at the end terminates a connection still closing
@@ -32,44 +40,30 @@ export async function bareInsert(ctx: RunContext, messages: number, batch: numbe
       const t0 = now();
       let sent = 0;
       for (const c of chunks(msgs, batch)) {
-        await client.query(INSERT_SQL, [c.map((m) => m.key), c.map((m) => m.payload.s), c.map((m) => JSON.stringify(m.payload))]);
+        await client.query(sql, params(c));
         sent += c.length;
         ctx.progress(`${sent}/${messages}`);
       }
       return now() - t0;
     });
-    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.insert, batch } } };
+    const { rows } = await client.query<{ n: string }>(`select count(*) as n from ${table}`);
+    if (Number(rows[0]!.n) !== messages) throw new Error(`bare insert into ${table} wrote ${rows[0]!.n} of ${messages} rows`);
+    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline, batch } } };
   } finally {
     await client.end();
     await db.drop();
   }
 }
 
+export function bareInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
+  return timedInserts(ctx, messages, batch, 'bare_log', INSERT_SQL,
+    (c) => [c.map((m) => m.key), c.map((m) => m.payload.s), c.map((m) => JSON.stringify(m.payload))], BARE_OPTIONS.insert);
+}
+
 /** A multi-row INSERT into a table shaped as a partition of bucketq.message (ingest-floor). */
-export async function bareLogInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
-  const db = await freshDatabase(ctx.adminUrl, 'bare');
-  const client = new pg.Client({ connectionString: db.url });
-  client.on('error', () => {}); // the drop at the end terminates a connection still closing
-  await client.connect();
-  try {
-    const msgs = keyedMessages(messages, ctx.sizes.keys);
-    const { value: ms, waits } = await sampled(ctx, db, async () => {
-      const t0 = now();
-      let sent = 0;
-      for (const c of chunks(msgs, batch)) {
-        await client.query(LOG_INSERT_SQL, [c.map((m) => JSON.stringify(m.payload))]);
-        sent += c.length;
-        ctx.progress(`${sent}/${messages}`);
-      }
-      return now() - t0;
-    });
-    const { rows } = await client.query<{ n: string }>('select count(*) as n from bare_message');
-    if (Number(rows[0]!.n) !== messages) throw new Error(`bare log insert wrote ${rows[0]!.n} of ${messages} rows`);
-    return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { options: { baseline: BARE_OPTIONS.logInsert, batch } } };
-  } finally {
-    await client.end();
-    await db.drop();
-  }
+export function bareLogInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
+  return timedInserts(ctx, messages, batch, 'bare_message', LOG_INSERT_SQL,
+    (c) => [c.map((m) => JSON.stringify(m.payload))], BARE_OPTIONS.logInsert);
 }
 
 export async function bareDrain(ctx: RunContext, messages: number, connections = 4, batch = 250): Promise<RunResult> {
