@@ -106,6 +106,8 @@ describe('worker metrics', () => {
     expect(a.metricsPort).toBe(port);
 
     const A = '{group="m.billing",topic="m.orders"}';
+    // The lag is read on a timer of its own, first right after joining.
+    await waitFor('the first lag reading', async () => (await get(port, '/metrics')).body.includes(`bucketq_lag_messages${A} `));
     const before = (await get(port, '/metrics')).body;
     expect(sample(before, `bucketq_lag_messages${A}`)).toBe(20);
     expect(sample(before, 'bucketq_owned_buckets{group="m.billing"}')).toBe(BUCKETS);
@@ -151,6 +153,77 @@ describe('worker metrics', () => {
     const e = await get(port, '/nope');
     expect(e.status).toBe(404);
     await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('a lag count that takes long holds neither the heartbeat nor the messages', async () => {
+    // Counting a backlog of ten million messages took 27 s. The count ran after each
+    // heartbeat and the next heartbeat waited for it: the session expired and the worker
+    // stopped claiming. Here the count waits on a lock instead, for 5 session timeouts.
+    await bq.createTopic('s.t', { buckets: 2 });
+    await bq.createGroup('s.g', 's.t', { startAt: 'earliest', sessionTimeout: '200 milliseconds' });
+    const port = await freePort();
+    const handled: string[] = [];
+    let open!: () => void;
+    let gate: Promise<void> = Promise.resolve();
+    const consumer = await bq.consume(
+      {
+        group: 's.g',
+        consumerId: 'slow-lag',
+        metricsPort: port,
+        heartbeatIntervalMs: 50,
+        pollIntervalMs: 50,
+        handler: async (m) => {
+          await gate;
+          handled.push(m.msgId);
+        },
+      },
+      quiet,
+    );
+    consumers.push(consumer);
+    const S = '{group="s.g",topic="s.t"}';
+    const lag = async () => {
+      const body = (await get(port, '/metrics')).body;
+      return body.includes(`bucketq_lag_messages${S} `) ? sample(body, `bucketq_lag_messages${S}`) : undefined;
+    };
+    await waitFor('the first lag reading', async () => (await lag()) === 0);
+
+    // bucketq.groups reads the dead letters (its dead column): the count waits for this lock.
+    const locker = new pg.Client({ connectionString: db.connectionString });
+    await locker.connect();
+    await locker.query('begin');
+    await locker.query('lock table bucketq.dead_letter in access exclusive mode');
+    try {
+      await waitFor('the lag count to wait on the lock', async () => {
+        const { rows } = await db.pool.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%bucketq.groups%'`);
+        return rows[0]!.n === 1;
+      });
+      const ids = await bq.sendBatch('s.t', Array.from({ length: 6 }, (_, i) => ({ payload: { i }, key: `k${i % 3}` })));
+      await waitFor('the messages sent while the count waits', async () => ids.every((id) => handled.includes(id)), 10_000);
+      await sleep(1_000); // five session timeouts
+      const { rows } = await db.pool.query<{ alive: boolean; age_ms: number }>(
+        `select c.heartbeat_at > now() - g.session_timeout as alive, extract(epoch from now() - c.heartbeat_at) * 1000 as age_ms
+           from bucketq.consumer c join bucketq.consumer_group g using (group_id)
+          where g.name = 's.g' and c.consumer_id = 'slow-lag'`);
+      expect(rows[0]).toMatchObject({ alive: true });
+      expect(Number(rows[0]!.age_ms)).toBeLessThan(200);
+      // Never fenced, never rebalanced: the session held throughout.
+      expect(consumer.stats).toMatchObject({ fenced: 0, rebalances: 1 });
+      // One count waits; no second one piled up behind it.
+      const waiting = await db.pool.query<{ n: number }>(
+        `select count(*)::int as n from pg_stat_activity where query like '%from bucketq.groups%' and state = 'active' and pid <> pg_backend_pid()`);
+      expect(waiting.rows[0]!.n).toBe(1);
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+    // The counts go on once the lock is gone, the next ten times as long after the slow
+    // one as it took (about 12 s here): 4 messages held in their handlers are pending.
+    gate = new Promise<void>((r) => (open = r));
+    await bq.sendBatch('s.t', Array.from({ length: 4 }, (_, i) => ({ payload: { i }, key: `j${i}` })));
+    await waitFor('the lag gauge at 4', async () => (await lag()) === 4, 30_000);
+    open();
+    await waitFor('the lag gauge at 0', async () => (await lag()) === 0, 10_000);
   });
 
   it('/health is 503 before the consumer joins, 200 with its buckets after, 503 while stopping, gone after stop', async () => {

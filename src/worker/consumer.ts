@@ -18,6 +18,7 @@ import { fireDueSchedules } from '../queries/schedules.js';
 import { BatchExecutor } from './batch-executor.js';
 import { ClaimLoop } from './claim-loop.js';
 import { Membership } from './membership.js';
+import { Periodic } from './periodic.js';
 import { ConsumerMetrics, MetricsServer } from './metrics.js';
 import { type ConsumeOptions, type ConsumeOptionsInput, parseConsumeOptions } from './options.js';
 import { traceHandler } from '../tracing.js';
@@ -51,6 +52,9 @@ function listenProblem(err: unknown): string {
   if (code === 'EACCES') return 'permission denied (ports below 1024 need privileges); pick a port from 1024 up (--metrics-port)';
   return (err as Error).message;
 }
+
+/** The lag count for metrics runs at most once per this many times its own duration. */
+const LAG_SPACING = 10;
 
 /** After stop's timeout aborts the handlers, how long their batches get to end. */
 const STOP_GRACE_MS = 1000;
@@ -89,6 +93,9 @@ export class Consumer {
   private readonly membership: Membership;
   private readonly claimLoop: ClaimLoop;
   private readonly rt: Runtime;
+  private lagJob: Periodic | undefined;
+  private schedulesJob: Periodic | undefined;
+  private maintenanceJob: Periodic | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -125,7 +132,7 @@ export class Consumer {
       abort: this.abort,
       running: () => this.running,
     });
-    this.membership = new Membership(rt, () => this.refreshLag());
+    this.membership = new Membership(rt);
     this.claimLoop = new ClaimLoop(rt, this.membership, new BatchExecutor(rt));
   }
 
@@ -162,7 +169,10 @@ export class Consumer {
     this.log.info({ host: this.metricsServer.host, port: this.metricsServer.port }, 'serving /metrics and /health');
   }
 
-  /** bucketq_lag_messages from bucketq.groups (metrics only). */
+  /**
+   * bucketq_lag_messages from bucketq.groups (metrics only). The count reads the group's
+   * backlog, about 2 µs a message: its own timer, spaced to ten times its duration.
+   */
   private async refreshLag(): Promise<void> {
     if (!this.metrics) return;
     try {
@@ -224,17 +234,14 @@ export class Consumer {
     await this.membership.join();
     // Also connects the claim connection before the first locked batch records its attempt there.
     await warmConnections(this.rt);
-    await this.refreshLag();
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
-    let nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
-    if (this.opts.schedules) await this.fireSchedules();
-    this.membership.startHeartbeat(interval, async () => {
-      if (this.opts.schedules) await this.fireSchedules();
-      if (this.opts.maintenanceIntervalMs > 0 && Date.now() >= nextMaintenance) {
-        nextMaintenance = Date.now() + this.opts.maintenanceIntervalMs;
-        await this.maintain();
-      }
-    });
+    this.membership.startHeartbeat(interval);
+    // Each on a timer of its own, so that none holds the heartbeat or another back.
+    if (this.metrics) void (this.lagJob = new Periodic(interval, () => this.refreshLag(), LAG_SPACING)).start(true);
+    if (this.opts.maintenanceIntervalMs > 0) {
+      void (this.maintenanceJob = new Periodic(this.opts.maintenanceIntervalMs, () => this.maintain())).start(false);
+    }
+    if (this.opts.schedules) await (this.schedulesJob = new Periodic(interval, () => this.fireSchedules())).start(true);
     this.claimLoop.start();
   }
 
@@ -273,6 +280,10 @@ export class Consumer {
   private async shutdown(timeoutMs: number): Promise<void> {
     this.running = false;
     const heartbeatStopped = this.membership.stopHeartbeat();
+    // A lag count under way is not waited for (the pool's end is bounded below); a
+    // schedule firing or a maintenance pass is, as the heartbeat is.
+    void this.lagJob?.stop();
+    const jobsStopped = Promise.all([this.schedulesJob?.stop(), this.maintenanceJob?.stop()]);
     this.wakeup.wake();
     const loopEnded = this.claimLoop.finish();
     const deadline = Date.now() + timeoutMs;
@@ -295,6 +306,7 @@ export class Consumer {
     }
     await loopEnded;
     await heartbeatStopped; // a heartbeat after the leave would find us gone
+    await jobsStopped;
     await this.membership.leave();
     await this.wakeup.close();
     await this.metricsServer?.close();

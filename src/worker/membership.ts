@@ -15,11 +15,9 @@ export class Membership {
   /** Joined once; /health reports ready from then until the consumer stops. */
   joined = false;
 
-  constructor(
-    private readonly rt: Runtime,
-    /** Runs after every heartbeat, whether or not it succeeded (metrics: the group's lag). */
-    private readonly afterBeat: () => Promise<void>,
-  ) {}
+  // Nothing else rides on the heartbeat's timer: whatever waits on it delays the next
+  // beat, and a session that misses its timeout loses its buckets (periodic.ts).
+  constructor(private readonly rt: Runtime) {}
 
   /** Buckets owned now, with their epochs. */
   get buckets(): ReadonlyMap<number, string> {
@@ -33,15 +31,11 @@ export class Membership {
     rt.log.info({ consumerId: rt.consumerId, buckets: [...this.owned.keys()] }, 'joined group');
   }
 
-  /**
-   * Heartbeat every intervalMs until stopHeartbeat(); `alsoOnTick` runs after each
-   * heartbeat (the maintenance schedule rides on this timer).
-   */
-  startHeartbeat(intervalMs: number, alsoOnTick: () => Promise<void>): void {
+  /** Heartbeat every intervalMs until stopHeartbeat(). */
+  startHeartbeat(intervalMs: number): void {
     const tick = async () => {
       if (!this.rt.running()) return;
       await this.beat();
-      await alsoOnTick();
       if (this.rt.running()) schedule();
     };
     const schedule = () => {
@@ -76,7 +70,6 @@ export class Membership {
         rt.log.warn({ err }, 'heartbeat failed; retrying on the next tick');
       }
     }
-    await this.afterBeat();
   }
 
   /** Release the buckets and leave the group (call after stopHeartbeat). */

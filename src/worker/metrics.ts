@@ -47,7 +47,7 @@ export class ConsumerMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.lag = new Gauge({ name: 'bucketq_lag_messages', help: 'Messages pending for the group (not yet acked or dead-lettered), from bucketq.groups, refreshed on heartbeat', labelNames: gt, registers });
+    this.lag = new Gauge({ name: 'bucketq_lag_messages', help: 'Messages pending for the group (not yet acked or dead-lettered), from bucketq.groups, read every heartbeat interval, or ten times as long as the count took if longer (a large backlog)', labelNames: gt, registers });
     this.ownedBuckets = new Gauge({ name: 'bucketq_owned_buckets', help: 'Buckets this consumer owns now', labelNames: ['group'], registers });
     this.rebalances = new Counter({ name: 'bucketq_rebalances_total', help: 'Changes of this consumer\'s bucket ownership (the initial join counts as one)', labelNames: ['group'], registers });
     this.fenced = new Counter({ name: 'bucketq_fenced_total', help: 'Acks refused because the lease or bucket was lost (effects rolled back)', labelNames: ['group'], registers });
