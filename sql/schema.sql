@@ -817,20 +817,18 @@ begin
     execute format('grant usage on schema bucketq to %I', r_admin);
     execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
-  -- The views count what is left in the log through this (it runs as the owner).
-  if to_regprocedure('bucketq._log_backlog(int, int, int, timestamptz)') is not null then
-    foreach k in array array[r_monitor, r_admin, r_consumer] loop
-      if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
-        execute format('grant execute on function bucketq._log_backlog(int, int, int, timestamptz) to %I', k);
-        if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
-          execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
-        end if;
-        if to_regprocedure('bucketq._log_backlog_any(int, int, int, timestamptz)') is not null then
-          execute format('grant execute on function bucketq._log_backlog_any(int, int, int, timestamptz) to %I', k);
-        end if;
-      end if;
-    end loop;
-  end if;
+  -- The views count what is left in the log through these (they run as the owner).
+  foreach k in array array[r_monitor, r_admin, r_consumer] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
+      for f in
+        select p.oid::regprocedure as sig from pg_catalog.pg_proc p
+         where p.pronamespace = 'bucketq'::regnamespace
+           and p.proname in ('_log_backlog_buckets', '_log_backlog_total', '_log_backlog_any')
+      loop
+        execute format('grant execute on function %s to %I', f.sig, k);
+      end loop;
+    end if;
+  end loop;
 
   -- Functions by name, so every overload of a name is covered.
   for f in
@@ -1037,51 +1035,6 @@ AS $function$
    where c.kind = 2 and m.topic_id = p_topic_id and m.id = any(c.msg_ids)
 $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_backlog(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
- RETURNS TABLE(ready bigint, in_flight bigint, waiting bigint, oldest timestamp with time zone)
- LANGUAGE sql
- STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
-AS $function$
-  with c as (
-    select p.* from bucketq.progress p
-     where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
-       and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
-     order by p.seq desc limit 1
-  ),
-  pending as materialized (
-    select m.id, m.sent_at, m.key_id, m.key_seq
-      from c
-      cross join lateral bucketq._log_ahead(p_topic_id, c) m
-     where p_start is null or m.sent_at >= p_start
-  ),
-  -- handed out in a batch still running (an ended one is handed back by the next claim)
-  flight as (
-    select u.id from c cross join lateral unnest(c.msg_ids) as u(id)
-     where c.kind = 2
-       and case when c.lease_token is not null then c.leased_until > bucketq._now()
-                else pg_xact_status(c.xact) = 'in progress' end
-  ),
-  -- per key: its first message here, and whether an inbox message of the key holds it
-  keys as (
-    select k.key_id, k.first_seq,
-           exists (select 1 from bucketq.inbox x where x.group_id = p_group_id and x.key_id = k.key_id) as held
-      from (select p.key_id, min(p.key_seq) as first_seq from pending p where p.key_id is not null group by p.key_id) k
-  ),
-  flagged as (
-    select p.sent_at, f.id is not null as in_flight,
-           coalesce(k.held or p.key_seq > k.first_seq, false) as behind
-      from pending p
-      left join flight f on f.id = p.id
-      left join keys k on k.key_id = p.key_id
-  )
-  select count(*) filter (where not p.in_flight and not p.behind),
-         count(*) filter (where p.in_flight),
-         count(*) filter (where not p.in_flight and p.behind),
-         min(p.sent_at)
-    from flagged p
-$function$;
-
 CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
  RETURNS boolean
  LANGUAGE sql
@@ -1092,15 +1045,67 @@ AS $function$
 $function$;
 comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see.';
 
-CREATE OR REPLACE FUNCTION bucketq._log_backlog_count(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
- RETURNS bigint
- LANGUAGE sql
+CREATE OR REPLACE FUNCTION bucketq._log_backlog_buckets(p_group_id integer, p_topic_id integer, p_buckets integer, p_start timestamp with time zone)
+ RETURNS TABLE(bucket integer, ready bigint, in_flight bigint, waiting bigint, oldest timestamp with time zone)
+ LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select count(*) from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start)
-$function$;
-comment on function bucketq._log_backlog_count(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of one bucket''s log the group has not acked yet past its checkpoint (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
+#variable_conflict use_column
+declare
+  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+begin
+  if v_pos is null then
+    return query select b.bucket, 0::bigint, 0::bigint, 0::bigint, null::timestamptz
+                   from generate_series(0, p_buckets - 1) as b(bucket);
+    return;
+  end if;
+  return query execute format(
+    $q$with per_key as (
+         select u.bucket, u.key_id, count(*) as n, count(*) filter (where u.in_flight) as n_flight,
+                coalesce(u.key_id is not null
+                         and min(u.key_seq) filter (where not u.in_flight) = min(u.key_seq)
+                         and not exists (select 1 from bucketq.inbox x where x.group_id = $2 and x.key_id = u.key_id),
+                         false) as head_ready,
+                min(u.sent_at) as oldest
+           from (%s) u
+          group by u.bucket, u.key_id
+       ),
+       per_bucket as (
+         select k.bucket,
+                sum(case when k.key_id is null then k.n - k.n_flight when k.head_ready then 1 else 0 end)::bigint as ready,
+                sum(k.n_flight)::bigint as in_flight,
+                sum(case when k.key_id is null then 0 else k.n - k.n_flight - k.head_ready::int end)::bigint as waiting,
+                min(k.oldest) as oldest
+           from per_key k
+          group by k.bucket
+       )
+       select b.bucket, coalesce(p.ready, 0), coalesce(p.in_flight, 0), coalesce(p.waiting, 0), p.oldest
+         from generate_series(0, $3 - 1) as b(bucket)
+         left join per_bucket p on p.bucket = b.bucket$q$,
+    bucketq._log_unacked_query(p_topic_id, v_pos, p_buckets, p_start))
+    using v_pos, p_group_id, p_buckets;
+end $function$;
+comment on function bucketq._log_backlog_buckets(integer,integer,integer,timestamp with time zone) is 'For bucketq.lag: per bucket (0 to p_buckets - 1), the messages of its log past the group''s checkpoint that are ready, in flight (handed out in a batch still running) and waiting (behind an earlier message of their key), and the send time of the oldest. Zeros for a group the caller may not see.';
+
+CREATE OR REPLACE FUNCTION bucketq._log_backlog_total(p_group_id integer, p_topic_id integer, p_buckets integer, p_start timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+declare
+  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+  v_count bigint;
+begin
+  if v_pos is null then
+    return 0;
+  end if;
+  execute format('select count(*) from (%s) u', bucketq._log_unacked_query(p_topic_id, v_pos, p_buckets, p_start))
+    into v_count using v_pos;
+  return v_count;
+end $function$;
+comment on function bucketq._log_backlog_total(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of the group''s buckets'' logs (buckets 0 to p_buckets - 1) it has not acked yet past their checkpoints (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_batch_live(c bucketq.progress, p_epoch bigint, p_now timestamp with time zone)
  RETURNS boolean
@@ -1701,6 +1706,20 @@ begin
   return v_pending;
 end $function$;
 
+CREATE OR REPLACE FUNCTION bucketq._log_positions(p_group_id integer, p_buckets integer)
+ RETURNS bucketq.progress[]
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select array_agg(lp.p order by b.bucket)
+    from generate_series(0, p_buckets - 1) as b(bucket)
+    cross join lateral (select p from bucketq.progress p
+                         where p.group_id = p_group_id and p.bucket = b.bucket and p.kind in (1, 2)
+                         order by p.seq desc limit 1) lp(p)
+   where bucketq._may_see_group(p_group_id)
+$function$;
+comment on function bucketq._log_positions(integer,integer) is 'Internal: a group''s latest position in each bucket''s log (buckets 0 to p_buckets - 1, those that have one), in bucket order; NULL for a group the caller may not see.';
+
 CREATE OR REPLACE FUNCTION bucketq._log_quiet(g bucketq.consumer_group, p_consumer text, p_owned integer[], p_epochs bigint[], p_moved timestamp with time zone[], p_now timestamp with time zone, OUT scan integer[], OUT scan_epochs bigint[], OUT snap pg_snapshot)
  RETURNS record
  LANGUAGE plpgsql
@@ -2004,7 +2023,57 @@ AS $function$
     cross join lateral bucketq._log_ahead(p_topic_id, c) m
    where p_start is null or m.sent_at >= p_start
 $function$;
-comment on function bucketq._log_unacked(integer,integer,integer,timestamp with time zone) is 'For _log_backlog_count and _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';
+comment on function bucketq._log_unacked(integer,integer,integer,timestamp with time zone) is 'For _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';
+
+CREATE OR REPLACE FUNCTION bucketq._log_unacked_query(p_topic_id integer, p_pos bucketq.progress[], p_buckets integer, p_start timestamp with time zone)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  v_buckets int[];
+  v_xmaxes xid8[];
+  v_xmax_min xid8;
+begin
+  -- xmax of each bucket's window snapshot, by bucket number (NULL: no position).
+  select array_agg(c.bucket), min(pg_snapshot_xmax(c.hi)),
+         array(select (select pg_snapshot_xmax(x.hi) from unnest(p_pos) x where x.bucket = b.bucket)
+                 from generate_series(0, p_buckets - 1) as b(bucket) order by b.bucket)
+    into v_buckets, v_xmax_min, v_xmaxes
+    from unnest(p_pos) c;
+  return format(
+    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, false as in_flight
+         from unnest($1::bucketq.progress[]) c
+        cross join lateral bucketq._log_window(%1$s, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord,
+                                               null, '-infinity') w
+        where w.sent_at >= %2$L::timestamptz
+       union all
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+         from unnest($1::bucketq.progress[]) c
+        cross join lateral pg_snapshot_xip(c.hi) as t(xid)
+        cross join lateral (
+          select m.* from bucketq.message m
+           where m.topic_id = %1$s and m.bucket = c.bucket and m.xid = t.xid
+             and not pg_visible_in_snapshot(m.xid, c.hi)
+           order by m.xid
+          offset 0) m
+        where m.sent_at >= %2$L::timestamptz
+       union all
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq,
+              case when c.lease_token is not null then c.leased_until > bucketq._now()
+                   else pg_xact_status(c.xact) = 'in progress' end
+         from unnest($1::bucketq.progress[]) c
+         join bucketq.message m on m.topic_id = %1$s and m.id = any(c.msg_ids)
+        where c.kind = 2 and m.sent_at >= %2$L::timestamptz
+       union all
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+         from bucketq.message m
+        where m.topic_id = %1$s and m.bucket = any(%3$L::int[])
+          and m.xid >= %4$L::xid8 and m.xid >= (%5$L::xid8[])[m.bucket + 1]
+          and m.sent_at >= %2$L::timestamptz$q$,
+    p_topic_id, coalesce(p_start, '-infinity'), v_buckets, v_xmax_min, v_xmaxes);
+end $function$;
+comment on function bucketq._log_unacked_query(integer,bucketq.progress[],integer,timestamp with time zone) is 'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, in_flight). For the views'' backlog counts.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint, p_from timestamp with time zone)
  RETURNS SETOF bucketq.message
@@ -5200,8 +5269,7 @@ create view bucketq.groups as
     g.session_timeout,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
-          WHERE (i.group_id = g.group_id)) + (( SELECT COALESCE(sum(bucketq._log_backlog_count(g.group_id, g.topic_id, o.bucket, g.start_time)), (0)::numeric) AS "coalesce"
-           FROM generate_series(0, (t.buckets - 1)) o(bucket)))::bigint) AS pending,
+          WHERE (i.group_id = g.group_id)) + bucketq._log_backlog_total(g.group_id, g.topic_id, t.buckets, g.start_time)) AS pending,
     (( SELECT count(*) AS count
            FROM bucketq.inbox i
           WHERE ((i.group_id = g.group_id) AND (i.state = 1))) + ( SELECT COALESCE(sum(cardinality(p.msg_ids)), (0)::bigint) AS "coalesce"
@@ -5230,7 +5298,7 @@ comment on view bucketq.groups is 'One row per consumer group: its topic and set
 create view bucketq.lag as
  SELECT g.name AS group_name,
     t.name AS topic,
-    b.bucket,
+    l.bucket,
     (count(i.msg_id) FILTER (WHERE (i.state = 0)) + max(l.ready)) AS ready,
     (count(i.msg_id) FILTER (WHERE (i.state = 1)) + max(l.in_flight)) AS leased,
     count(i.msg_id) FILTER (WHERE (i.state = 2)) AS delayed,
@@ -5238,12 +5306,11 @@ create view bucketq.lag as
     count(i.msg_id) FILTER (WHERE (i.state = 4)) AS dead_blocking,
     count(i.msg_id) FILTER (WHERE ((i.state = 1) AND (i.available_at <= bucketq._now()))) AS expired_leases,
     (bucketq._now() - LEAST(min(i.sent_at), max(l.oldest))) AS oldest_age
-   FROM ((((bucketq.consumer_group g
+   FROM (((bucketq.consumer_group g
      JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
-     CROSS JOIN LATERAL generate_series(0, (t.buckets - 1)) b(bucket))
-     CROSS JOIN LATERAL bucketq._log_backlog(g.group_id, g.topic_id, b.bucket, g.start_time) l(ready, in_flight, waiting, oldest))
-     LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.bucket = b.bucket))))
-  GROUP BY g.name, t.name, b.bucket;
+     CROSS JOIN LATERAL bucketq._log_backlog_buckets(g.group_id, g.topic_id, t.buckets, g.start_time) l(bucket, ready, in_flight, waiting, oldest))
+     LEFT JOIN bucketq.inbox i ON (((i.group_id = g.group_id) AND (i.bucket = l.bucket))))
+  GROUP BY g.name, t.name, l.bucket;
 comment on view bucketq.lag is 'Per group and bucket: messages ready to claim (in the log past the bucket''s checkpoint, or in the inbox), leased (in flight), delayed (retry backoff or not_before), waiting behind an earlier message of their key, dead and blocking their key (on_exhausted = block), leases already expired, and the age of the oldest unfinished message.';
 
 create view bucketq.message_states as

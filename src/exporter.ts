@@ -49,7 +49,6 @@ export function exporterRegistry(pool: pg.Pool): { registry: Registry; scrape():
   const gauges = new Map<string, Gauge>(
     Object.entries(EXPORTED_METRICS).map(([name, m]) => [name, new Gauge({ name, help: m.help, labelNames: [...m.labels], registers: [registry] })]),
   );
-  let queue: Promise<unknown> = Promise.resolve();
   const scrapeOnce = async () => {
     const started = performance.now();
     for (const g of gauges.values()) g.reset();
@@ -72,11 +71,14 @@ export function exporterRegistry(pool: pg.Pool): { registry: Registry; scrape():
     duration.set((performance.now() - started) / 1000);
     return registry.metrics();
   };
-  // One scrape at a time: a second one waits rather than resetting the gauges under the first.
+  // One scrape at a time, and scrapes that come while one runs share its result: a
+  // second must not reset the gauges under the first, and on a backlog of millions (a
+  // count of seconds) each scrape Prometheus gave up on would otherwise still queue a
+  // call of its own.
+  let running: Promise<string> | undefined;
   const scrape = () => {
-    const next = queue.then(scrapeOnce, scrapeOnce);
-    queue = next.catch(() => {});
-    return next;
+    running ??= scrapeOnce().finally(() => (running = undefined));
+    return running;
   };
   return { registry, scrape };
 }

@@ -105,6 +105,43 @@ describe('bucketq exporter', () => {
     }
   });
 
+  it('serves scrapes that come while one runs from that one (a slow count is not queued once per scrape)', async () => {
+    // On a backlog of millions, bucketq.metrics() counts for seconds; Prometheus gives up
+    // on a scrape and sends the next, and each used to queue a call of its own. Here the
+    // call waits on a lock (bucketq.groups reads the dead letters) while three scrapes come.
+    const pool = new pg.Pool({ connectionString: ctx.db.connectionString, max: 4 });
+    const locker = new pg.Client({ connectionString: ctx.db.connectionString });
+    await locker.connect();
+    try {
+      const { scrape } = exporterRegistry(pool);
+      await locker.query('begin');
+      await locker.query('lock table bucketq.dead_letter in access exclusive mode');
+      const scrapes = [scrape()];
+      await waitFor('the first scrape to wait on the lock', async () => {
+        const { rows } = await ctx.db.pool.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%bucketq.metrics()%'`);
+        return rows[0]!.n === 1;
+      });
+      scrapes.push(scrape(), scrape());
+      await new Promise((r) => setTimeout(r, 300));
+      await locker.query('rollback');
+      const texts = await Promise.all(scrapes);
+      // One call served all three: the same text, down to the scrape's duration (the
+      // lock's 300 ms and more) and the process's CPU time.
+      expect(new Set(texts).size).toBe(1);
+      const m = samples(texts[0]!);
+      expect(m.get('bucketq_up')).toBe(1);
+      expect(m.get('bucketq_scrape_duration_seconds')).toBeGreaterThan(0.3);
+      expect(m.get('bucketq_group_dead_letters{group="x.g",topic="x.t"}')).toBe(1);
+      // The next scrape calls again.
+      const next = samples(await scrape());
+      expect(next.get('bucketq_scrape_duration_seconds')).toBeLessThan(0.3);
+    } finally {
+      await locker.end();
+      await pool.end();
+    }
+  });
+
   it('refuses bad flags with exit code 2', async () => {
     const r = await spawnCliProcess(['exporter', '--port', 'http', '--database-url', ctx.db.connectionString]).exited;
     expect(r.code).toBe(2);

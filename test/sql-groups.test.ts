@@ -66,7 +66,7 @@ describe('fan-out', () => {
 
 describe('pending', () => {
   // bucketq.groups counts the log past each checkpoint without telling ready, in flight
-  // and waiting apart (_log_backlog_count); bucketq.lag tells them apart (_log_backlog).
+  // and waiting apart (_log_backlog_total); bucketq.lag tells them apart (_log_backlog_buckets).
   // The two must agree in every state, and lag's parts must be the right ones.
   it('groups.pending is the sum of what lag shows: ready, in flight, delayed, waiting', async () => {
     const s = await ctx.session();

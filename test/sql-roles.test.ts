@@ -34,7 +34,7 @@ let sequences: string[];
 
 const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'create_schedule', 'create_topic', 'delete_dead', 'delete_group', 'delete_topic', 'drop_schedule', 'grant_group', 'grant_topic', 'heartbeat', 'join', 'leave', 'maintain', 'metrics', 'nack', 'pause_group', 'record_attempt', 'reject', 'replay_dead', 'resume_group', 'revoke_group', 'revoke_topic', 'rewind', 'send', 'send_batch', 'skip_to_latest'];
 // Internal functions the views call (checked against the view's reader).
-const VIEW_HELPERS = ['_log_backlog', '_log_backlog_any', '_log_backlog_count', '_may_read_payloads', '_may_see_group', '_now'];
+const VIEW_HELPERS = ['_log_backlog_any', '_log_backlog_buckets', '_log_backlog_total', '_may_read_payloads', '_may_see_group', '_now'];
 const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'schedules', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 // Workers fire the schedules of their group's topic (only what an admin scheduled).
 const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
@@ -42,7 +42,7 @@ const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
 /** What each user may do: functions by name, views by name. Everything else is denied. */
 const allowed: Record<Who, { functions: string[]; views: string[] | 'all' }> = {
   producer: { functions: ['send', 'send_batch'], views: [] },
-  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'reject', '_log_backlog', '_log_backlog_any', '_log_backlog_count', '_may_see_group', ...SCHEDULE_FIRING], views: ['groups'] },
+  consumer: { functions: ['ack', 'claim', 'claim_locked', 'heartbeat', 'join', 'leave', 'maintain', 'nack', 'record_attempt', 'reject', '_log_backlog_any', '_log_backlog_buckets', '_log_backlog_total', '_may_see_group', ...SCHEDULE_FIRING], views: ['groups'] },
   monitor: { functions: [...VIEW_HELPERS, 'metrics'], views: 'all' },
   admin: { functions: [...PUBLIC_FUNCTIONS, ...VIEW_HELPERS, ...SCHEDULE_FIRING], views: 'all' },
   nobody: { functions: [], views: [] },
@@ -132,9 +132,9 @@ describe('the migration', () => {
     const { rows } = await owner.query(`
       select p.proname as name, p.prosecdef as definer, p.proconfig as config
         from pg_proc p
-       where p.pronamespace = 'bucketq'::regnamespace and (p.proname !~ '^_' or p.proname in ('_log_backlog', '_log_backlog_any', '_log_backlog_count'))
+       where p.pronamespace = 'bucketq'::regnamespace and (p.proname !~ '^_' or p.proname in ('_log_backlog_any', '_log_backlog_buckets', '_log_backlog_total'))
        order by 1`);
-    expect(rows.map((r) => r.name)).toEqual(expect.arrayContaining([...PUBLIC_FUNCTIONS, '_log_backlog', '_log_backlog_any', '_log_backlog_count']));
+    expect(rows.map((r) => r.name)).toEqual(expect.arrayContaining([...PUBLIC_FUNCTIONS, '_log_backlog_any', '_log_backlog_buckets', '_log_backlog_total']));
     expect(rows.filter((r) => !r.definer || !(r.config ?? []).includes('search_path=pg_catalog, bucketq, pg_temp'))).toEqual([]);
   });
 

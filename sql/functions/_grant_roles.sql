@@ -50,20 +50,18 @@ begin
     execute format('grant usage on schema bucketq to %I', r_admin);
     execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
-  -- The views count what is left in the log through this (it runs as the owner).
-  if to_regprocedure('bucketq._log_backlog(int, int, int, timestamptz)') is not null then
-    foreach k in array array[r_monitor, r_admin, r_consumer] loop
-      if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
-        execute format('grant execute on function bucketq._log_backlog(int, int, int, timestamptz) to %I', k);
-        if to_regprocedure('bucketq._log_backlog_count(int, int, int, timestamptz)') is not null then
-          execute format('grant execute on function bucketq._log_backlog_count(int, int, int, timestamptz) to %I', k);
-        end if;
-        if to_regprocedure('bucketq._log_backlog_any(int, int, int, timestamptz)') is not null then
-          execute format('grant execute on function bucketq._log_backlog_any(int, int, int, timestamptz) to %I', k);
-        end if;
-      end if;
-    end loop;
-  end if;
+  -- The views count what is left in the log through these (they run as the owner).
+  foreach k in array array[r_monitor, r_admin, r_consumer] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = k) then
+      for f in
+        select p.oid::regprocedure as sig from pg_catalog.pg_proc p
+         where p.pronamespace = 'bucketq'::regnamespace
+           and p.proname in ('_log_backlog_buckets', '_log_backlog_total', '_log_backlog_any')
+      loop
+        execute format('grant execute on function %s to %I', f.sig, k);
+      end loop;
+    end if;
+  end loop;
 
   -- Functions by name, so every overload of a name is covered.
   for f in

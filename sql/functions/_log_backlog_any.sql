@@ -1,5 +1,5 @@
 -- Whether a group has anything left in one bucket's log past its checkpoint (the batch
--- under way included): _log_backlog_count > 0 (both read _log_unacked), answered at
+-- under way included): its count > 0 (_log_backlog_total), answered at
 -- the first message found instead of counting them all. bucketq.groups' caught_up: a
 -- poller that waits for a group to catch up (a drain's end, a deploy's check) paid for
 -- the count on every call, 4.5 to 17 ms at a 10,000-message backlog, where this costs

@@ -1,8 +1,8 @@
 -- What a group has not acked in one bucket's log: everything past its latest position
 -- (the batch under way included), messages sent before the group's start aside, and
--- nothing for a group the caller may not see (_may_see_group). Shared by the views'
--- helpers that count it (_log_backlog_count) and that ask whether there is any
--- (_log_backlog_any); plain SQL, so it is inlined into their (owner's) queries.
+-- nothing for a group the caller may not see (_may_see_group). For _log_backlog_any,
+-- which asks whether there is any (the counts read all buckets at once:
+-- _log_unacked_rows); plain SQL, so it is inlined into its (owner's) query.
 create or replace function bucketq._log_unacked(p_group_id int, p_topic_id int, p_bucket int, p_start timestamptz)
 returns setof bucketq.message
 language sql stable as $$
@@ -16,4 +16,4 @@ language sql stable as $$
 $$;
 
 comment on function bucketq._log_unacked(int, int, int, timestamptz) is
-'For _log_backlog_count and _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';
+'For _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';

@@ -11,8 +11,7 @@ select g.name as group_name,
        (select count(*) from bucketq.inbox i where i.group_id = g.group_id)
          -- (the buckets by number, not by bucket_owner: reading the lobby's table would
          -- wait for whoever locks it, and a worker reads this view before it joins)
-         + (select coalesce(sum(bucketq._log_backlog_count(g.group_id, g.topic_id, o.bucket, g.start_time)), 0)
-              from generate_series(0, t.buckets - 1) as o(bucket))::bigint as pending,
+         + bucketq._log_backlog_total(g.group_id, g.topic_id, t.buckets, g.start_time) as pending,
        (select count(*) from bucketq.inbox i where i.group_id = g.group_id and i.state = 1)
          + (select coalesce(sum(cardinality(p.msg_ids)), 0) from generate_series(0, t.buckets - 1) as o(bucket)
               cross join lateral (select x.kind, x.msg_ids from bucketq.progress x

@@ -1,7 +1,7 @@
 create or replace view bucketq.lag as
 select g.name as group_name,
        t.name as topic,
-       b.bucket,
+       l.bucket,
        count(i.msg_id) filter (where i.state = 0) + max(l.ready) as ready,
        count(i.msg_id) filter (where i.state = 1) + max(l.in_flight) as leased,
        count(i.msg_id) filter (where i.state = 2) as delayed,
@@ -11,10 +11,10 @@ select g.name as group_name,
        bucketq._now() - least(min(i.sent_at), max(l.oldest)) as oldest_age
   from bucketq.consumer_group g
   join bucketq.topic t on t.topic_id = g.topic_id
-  cross join lateral generate_series(0, t.buckets - 1) as b(bucket)
-  cross join lateral bucketq._log_backlog(g.group_id, g.topic_id, b.bucket, g.start_time) l
-  left join bucketq.inbox i on i.group_id = g.group_id and i.bucket = b.bucket
- group by g.name, t.name, b.bucket;
+  -- one row per bucket, from one read of the group's backlog in the log
+  cross join lateral bucketq._log_backlog_buckets(g.group_id, g.topic_id, t.buckets, g.start_time) l
+  left join bucketq.inbox i on i.group_id = g.group_id and i.bucket = l.bucket
+ group by g.name, t.name, l.bucket;
 
 comment on view bucketq.lag is
 'Per group and bucket: messages ready to claim (in the log past the bucket''s checkpoint, or in the inbox), leased (in flight), delayed (retry backoff or not_before), waiting behind an earlier message of their key, dead and blocking their key (on_exhausted = block), leases already expired, and the age of the oldest unfinished message.';
