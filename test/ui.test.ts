@@ -180,6 +180,36 @@ describe('bucketq ui', () => {
       .toBe(before + 1);
   }, 60_000);
 
+  it('a page that takes long to read is refreshed less often, and says so', async () => {
+    // The overview counts every group's backlog: seconds at ten million messages. Read
+    // every second regardless, an open tab kept a core busy. Here the read waits on a lock
+    // (bucketq.groups reads the dead letters) for 3 s: the read under way then takes 2 s
+    // or more (it began at most a second after the lock was taken).
+    await page.goto(ui.url);
+    const refreshedAt = () => page.evaluate(() => document.body.getAttribute('data-refreshed'));
+    const first = await refreshedAt();
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, first, { timeout: 30_000 });
+    const locker = new pg.Client({ connectionString: db.connectionString });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table bucketq.dead_letter in access exclusive mode');
+      await new Promise((r) => setTimeout(r, 3000));
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+    await page.waitForFunction(() => /the page took \d+\.\d s to read: refreshing every \d+ s/.test(document.getElementById('live-status')?.textContent ?? ''),
+      undefined, { timeout: 30_000 });
+    const slow = await refreshedAt();
+    // The next read comes three times 2 s or more later (6 s), not a second later.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await refreshedAt()).toBe(slow);
+    // Then it reads every second again.
+    await page.waitForFunction((before) => document.body.getAttribute('data-refreshed') !== before, slow, { timeout: 30_000 });
+    await page.waitForFunction(() => /^live · [^(]*$/.test(document.getElementById('live-status')?.textContent ?? ''), undefined, { timeout: 30_000 });
+  }, 60_000);
+
   it('group page: the bucket map shows every bucket with owner, epoch, checkpoint and lag after the rebalance', async () => {
     await page.goto(`${ui.url}groups/billing`);
     const buckets = (

@@ -123,6 +123,31 @@ export interface StatusSnapshot {
 
 const secs = (col: string) => `extract(epoch from ${col})::float8`;
 
+/** Each group's lag summed over its buckets (the oldest: the oldest of any bucket). */
+function sumByGroup(lag: BucketLag[]): GroupLag[] {
+  const byGroup = new Map<string, GroupLag>();
+  for (const b of lag) {
+    const g = byGroup.get(b.group);
+    if (!g) {
+      byGroup.set(b.group, {
+        group: b.group, topic: b.topic, ready: b.ready, leased: b.leased, delayed: b.delayed, waiting: b.waiting,
+        deadBlocking: b.deadBlocking, expiredLeases: b.expiredLeases, oldestAgeSeconds: b.oldestAgeSeconds,
+      });
+      continue;
+    }
+    g.ready += b.ready;
+    g.leased += b.leased;
+    g.delayed += b.delayed;
+    g.waiting += b.waiting;
+    g.deadBlocking += b.deadBlocking;
+    g.expiredLeases += b.expiredLeases;
+    if (b.oldestAgeSeconds !== null && (g.oldestAgeSeconds === null || b.oldestAgeSeconds > g.oldestAgeSeconds)) {
+      g.oldestAgeSeconds = b.oldestAgeSeconds;
+    }
+  }
+  return [...byGroup.values()]; // in the lag's order: by group name, as the database sorts
+}
+
 /** Reads everything in one snapshot; with `group`, only that group and its topic. */
 export async function readStatus(db: pg.Pool | pg.ClientBase, group?: string): Promise<StatusSnapshot> {
   return withClient(db, async (c) => {
@@ -151,10 +176,12 @@ async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnaps
       order by name`,
     g,
   );
-  const groups = await q<GroupStatus>(
+  // pending is summed from the lag below rather than read from groups.pending: each
+  // counts the backlog in the log (seconds at ten million messages), and once is enough.
+  const groupRows = await q<Omit<GroupStatus, 'pending'>>(
     `select group_name as "group", topic, start_at::text as "startAt", max_attempts as "maxAttempts", on_exhausted as "onExhausted",
             lease_timeout::text as "leaseTimeout", session_timeout::text as "sessionTimeout",
-            pending::int, leased::int, dead::int
+            leased::int, dead::int
        from bucketq.groups where $1::text is null or group_name = $1 order by group_name`,
     g,
   );
@@ -177,13 +204,11 @@ async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnaps
        from bucketq.lag where $1::text is null or group_name = $1 order by group_name, bucket`,
     g,
   );
-  const lagByGroup = await q<GroupLag>(
-    `select group_name as "group", topic, sum(ready)::int as ready, sum(leased)::int as leased, sum(delayed)::int as delayed,
-            sum(waiting)::int as waiting, sum(dead_blocking)::int as "deadBlocking", sum(expired_leases)::int as "expiredLeases",
-            ${secs('max(oldest_age)')} as "oldestAgeSeconds"
-       from bucketq.lag where $1::text is null or group_name = $1 group by group_name, topic order by group_name`,
-    g,
-  );
+  const lagByGroup = sumByGroup(lag);
+  const groups: GroupStatus[] = groupRows.map((r) => {
+    const l = lagByGroup.find((x) => x.group === r.group);
+    return { ...r, pending: l ? l.ready + l.leased + l.delayed + l.waiting + l.deadBlocking : 0 };
+  });
   const throughput = await q<ThroughputMinute>(
     `select group_name as "group", topic, minute, acked::int, acked_per_second::float8 as "ackedPerSecond"
        from bucketq.throughput where $1::text is null or group_name = $1 order by group_name, minute`,

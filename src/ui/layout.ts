@@ -89,7 +89,9 @@ button.danger { background: #c0392b; color: #fff; border: 1px solid #a93226; pad
 `;
 
 // Live refresh: every second, fetch this page's content (?partial=1) and swap it in,
-// unless paused, hidden, or the user is typing or has touched a form on the page.
+// unless paused, hidden, or the user is typing or has touched a form on the page. A page
+// that takes long to read (its lag counts a backlog of millions: seconds) is read again
+// only after three times as long, so that an open tab keeps a quarter of a core at most.
 // Also keeps the bucket map's "colour by" choice across refreshes.
 export const JS = `
 (function () {
@@ -111,7 +113,7 @@ export const JS = `
   });
   applyMode();
   if (!main || main.getAttribute('data-live') !== '1') return;
-  var paused = false, busy = false, dirty = false;
+  var paused = false, busy = false, dirty = false, nextAt = 0, slowNote = '';
   var button = document.getElementById('pause');
   if (button) button.addEventListener('click', function () {
     paused = !paused; button.textContent = paused ? 'resume' : 'pause';
@@ -124,12 +126,14 @@ export const JS = `
     return a.tagName === 'TEXTAREA' || a.tagName === 'SELECT';
   }
   function tick() {
-    if (paused || busy || dirty || document.hidden || typing()) return;
+    if (paused || busy || dirty || document.hidden || typing() || Date.now() < nextAt) return;
     busy = true;
+    var started = Date.now();
     var url = new URL(location.href);
     url.searchParams.set('partial', '1');
     fetch(url, { headers: { accept: 'text/html' } }).then(function (r) {
       return r.text().then(function (text) {
+        pace(started);
         if (!r.ok) throw new Error('HTTP ' + r.status);
         if (!dirty && !typing()) {
           // Keep what the reader opened (payload and headers) open across the swap.
@@ -140,14 +144,21 @@ export const JS = `
           open.forEach(function (i) { if (all[i]) all[i].open = true; });
           applyMode();
         }
-        status.textContent = 'live · ' + new Date().toLocaleTimeString();
+        status.textContent = 'live · ' + new Date().toLocaleTimeString() + slowNote;
         status.className = 'muted';
         body.setAttribute('data-refreshed', String(Date.now()));
       });
     }).catch(function (e) {
+      pace(started);
       status.textContent = 'refresh failed (' + e.message + '), retrying';
       status.className = 'bad';
     }).finally(function () { busy = false; });
+  }
+  // After a read that took over a second: the next after three times as long.
+  function pace(started) {
+    var took = Date.now() - started;
+    nextAt = took > 1000 ? Date.now() + 3 * took : 0;
+    slowNote = took > 1000 ? ' (the page took ' + (took / 1000).toFixed(1) + ' s to read: refreshing every ' + Math.round((4 * took) / 1000) + ' s)' : '';
   }
   setInterval(tick, 1000);
 })();

@@ -69,7 +69,12 @@ export async function readOverview(db: Queryable): Promise<Overview> {
   return snapshot(db, overviewIn);
 }
 
-async function overviewIn(q: Q): Promise<Overview> {
+/**
+ * The overview's figures, of every group or of one. pending is the lag summed over the
+ * buckets rather than groups.pending: each counts the backlog in the log (seconds at
+ * ten million messages), and the page refreshes every second.
+ */
+async function overviewIn(q: Q, onlyGroup: string | null = null): Promise<Overview> {
   {
     const takenAt = (await q<{ now: Date }>('select bucketq._now() as now'))[0]!.now;
     const topics = await q<TopicRow>(
@@ -77,7 +82,9 @@ async function overviewIn(q: Q): Promise<Overview> {
          from bucketq.topics order by name`,
     );
     const groups = await q<Omit<GroupRow, 'throughput' | 'perSecond'>>(
-      `select g.group_name as "group", g.topic, g.pending::int, g.dead::int, g.max_attempts as "maxAttempts",
+      `select g.group_name as "group", g.topic,
+              coalesce(l.ready + l.leased + l.delayed + l.waiting + l.dead_blocking, 0)::int as pending,
+              g.dead::int, g.max_attempts as "maxAttempts",
               g.on_exhausted as "onExhausted", g.session_timeout::text as "sessionTimeout",
               coalesce(l.ready, 0)::int as ready, coalesce(l.leased, 0)::int as leased, coalesce(l.delayed, 0)::int as delayed,
               coalesce(l.waiting, 0)::int as waiting, coalesce(l.dead_blocking, 0)::int as "deadBlocking",
@@ -89,7 +96,9 @@ async function overviewIn(q: Q): Promise<Overview> {
                       from bucketq.lag group by group_name) l on l.group_name = g.group_name
          left join (select group_name, count(*) as n, count(*) filter (where alive) as alive
                       from bucketq.consumers group by group_name) c on c.group_name = g.group_name
+        where $1::text is null or g.group_name = $1
         order by g.group_name`,
+      [onlyGroup],
     );
     const slots = await q<{ group: string; ago: number; acked: number }>(
       `select group_name as "group", floor(${secs('date_trunc(\'second\', $1::timestamptz) - slot')} / ${THROUGHPUT_SLOT_SECONDS})::int as ago,
@@ -159,7 +168,7 @@ export interface GroupDetail {
 export async function readGroup(db: Queryable, group: string): Promise<GroupDetail | undefined> {
   return snapshot(db, async (q) => {
     // The overview's figures for the group, in the same snapshot, so the header matches the overview page.
-    const { takenAt, groups } = await overviewIn(q);
+    const { takenAt, groups } = await overviewIn(q, group);
     const row = groups.find((g) => g.group === group);
     if (!row) return undefined;
     const buckets = await q<BucketCell>(
