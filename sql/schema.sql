@@ -1706,7 +1706,7 @@ begin
   return v_pending;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_positions(p_group_id integer, p_buckets integer)
+CREATE OR REPLACE FUNCTION bucketq._log_positions(p_group_id integer, p_buckets integer, p_check boolean DEFAULT true)
  RETURNS bucketq.progress[]
  LANGUAGE sql
  STABLE
@@ -1716,9 +1716,9 @@ AS $function$
     cross join lateral (select p from bucketq.progress p
                          where p.group_id = p_group_id and p.bucket = b.bucket and p.kind in (1, 2)
                          order by p.seq desc limit 1) lp(p)
-   where bucketq._may_see_group(p_group_id)
+   where not p_check or bucketq._may_see_group(p_group_id)
 $function$;
-comment on function bucketq._log_positions(integer,integer) is 'Internal: a group''s latest position in each bucket''s log (buckets 0 to p_buckets - 1, those that have one), in bucket order; NULL for a group the caller may not see.';
+comment on function bucketq._log_positions(integer,integer,boolean) is 'Internal: a group''s latest position in each bucket''s log (buckets 0 to p_buckets - 1, those that have one), in bucket order; with p_check, NULL for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_quiet(g bucketq.consumer_group, p_consumer text, p_owned integer[], p_epochs bigint[], p_moved timestamp with time zone[], p_now timestamp with time zone, OUT scan integer[], OUT scan_epochs bigint[], OUT snap pg_snapshot)
  RETURNS record
@@ -2042,13 +2042,13 @@ begin
     into v_buckets, v_xmax_min, v_xmaxes
     from unnest(p_pos) c;
   return format(
-    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, false as in_flight
+    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, w.not_before, false as in_flight
          from unnest($1::bucketq.progress[]) c
         cross join lateral bucketq._log_window(%1$s, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord,
                                                null, '-infinity') w
         where w.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from unnest($1::bucketq.progress[]) c
         cross join lateral pg_snapshot_xip(c.hi) as t(xid)
         cross join lateral (
@@ -2059,21 +2059,21 @@ begin
           offset 0) m
         where m.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq,
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before,
               case when c.lease_token is not null then c.leased_until > bucketq._now()
                    else pg_xact_status(c.xact) = 'in progress' end
          from unnest($1::bucketq.progress[]) c
          join bucketq.message m on m.topic_id = %1$s and m.id = any(c.msg_ids)
         where c.kind = 2 and m.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from bucketq.message m
         where m.topic_id = %1$s and m.bucket = any(%3$L::int[])
           and m.xid >= %4$L::xid8 and m.xid >= (%5$L::xid8[])[m.bucket + 1]
           and m.sent_at >= %2$L::timestamptz$q$,
     p_topic_id, coalesce(p_start, '-infinity'), v_buckets, v_xmax_min, v_xmaxes);
 end $function$;
-comment on function bucketq._log_unacked_query(integer,bucketq.progress[],integer,timestamp with time zone) is 'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, in_flight). For the views'' backlog counts.';
+comment on function bucketq._log_unacked_query(integer,bucketq.progress[],integer,timestamp with time zone) is 'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, not_before, in_flight). For the views'' backlog counts, skip_to_latest, rewind and delete_group.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_window(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_hi_ceil bigint, p_early bigint[], p_after bigint, p_limit bigint, p_from timestamp with time zone)
  RETURNS SETOF bucketq.message
@@ -3661,8 +3661,11 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  t bucketq.topic;
   v_live text[];
   v_pending bigint;
+  v_log_pending bigint;
+  v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
@@ -3678,14 +3681,14 @@ begin
   get diagnostics v_pending = row_count;
   -- and what was still ahead in the buckets' logs (locked batches reading them finish first)
   perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
-  v_pending := v_pending + (
-    select count(*) from bucketq.topic t
-      cross join generate_series(0, t.buckets - 1) as b(bucket)
-      cross join lateral (select p.* from bucketq.progress p
-                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                           order by p.seq desc limit 1) c
-      cross join lateral bucketq._log_ahead(g.topic_id, c) m
-     where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
+  -- (in one pass over the log for all buckets: _log_unacked_query)
+  select * into t from bucketq.topic where topic_id = g.topic_id;
+  v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
+  if v_pos is not null then
+    execute format('select count(*) from (%s) u', bucketq._log_unacked_query(g.topic_id, v_pos, t.buckets, g.start_time))
+      into v_log_pending using v_pos;
+    v_pending := v_pending + v_log_pending;
+  end if;
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
   -- No foreign key cascades to progress (migration 32): claims and acks write it while
   -- holding the cursor rows locked above, so theirs have all committed by now.
@@ -4781,6 +4784,7 @@ declare
   v_count int;
   v_keys bigint[];
   v_leased bigint[];
+  v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
   select * into t from bucketq.topic where topic_id = g.topic_id;
@@ -4811,17 +4815,19 @@ begin
   -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
   -- and every bucket's checkpoint moves to now: from here the group reads its backlog
   -- from the inbox, in key order, and new messages from the log.
-  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
-  select g.group_id, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
-         m.key_id, m.key_seq, m.sent_at, m.not_before
-    from generate_series(0, t.buckets - 1) as b(bucket)
-    cross join lateral (select p.* from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                         order by p.seq desc limit 1) c
-    cross join lateral bucketq._log_ahead(t.topic_id, c) m
-   where (g.start_time is null or m.sent_at >= g.start_time)
-     and m.sent_at < to_time
-  on conflict (group_id, msg_id) do nothing;
+  -- (In one pass over the log for all buckets: _log_unacked_query.)
+  v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
+  if v_pos is not null then
+    execute format(
+      $q$insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+         select $2, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
+                m.key_id, m.key_seq, m.sent_at, m.not_before
+           from (%s) m
+          where m.sent_at < $3
+         on conflict (group_id, msg_id) do nothing$q$,
+      bucketq._log_unacked_query(t.topic_id, v_pos, t.buckets, g.start_time))
+      using v_pos, g.group_id, to_time;
+  end if;
   insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
   select g.group_id, b, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, bucketq._now()
     from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
@@ -5072,10 +5078,14 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  t bucketq.topic;
   v_now timestamptz := bucketq._now();
   v_count bigint;
+  v_pos bucketq.progress[];
+  v_skipped bigint;
 begin
   g := bucketq._group(group_name);
+  select * into t from bucketq.topic where topic_id = g.topic_id;
   -- As rewind: hold producers back, void every lease of the group (epochs bump, so an
   -- ack under an old lease fails) and wait for acks and locked claims under way.
   perform pg_advisory_xact_lock(bucketq._lock_ns(), g.topic_id);
@@ -5098,27 +5108,32 @@ begin
 
   -- The buckets' logs (their cursors are ours: no locked batch reads them now): a 'done'
   -- row per bucket at a new snapshot, whose delivery record (consumer NULL) is what was
-  -- still ahead of its checkpoint or handed out in a batch under way.
-  with ahead as (
-    select b.bucket,
-           array(select m.id from bucketq._log_ahead(g.topic_id, c) m
-                  where (g.start_time is null or m.sent_at >= g.start_time)
-                    and not exists (select 1 from bucketq.delivery d
-                                     where d.group_id = g.group_id and d.topic_id = g.topic_id and d.msg_id = m.id)) as ids
-      from bucketq.topic t
-      cross join generate_series(0, t.buckets - 1) as b(bucket)
-      cross join lateral (select p.* from bucketq.progress p
-                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                           order by p.seq desc limit 1) c
-     where t.topic_id = g.topic_id
-  ),
-  done as (
-    insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids, created_at)
-    select g.group_id, a.bucket, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, a.ids, v_now
-      from ahead a cross join bucketq._log_snapshot() s
-    returning cardinality(msg_ids) as n
-  )
-  select v_count + coalesce(sum(n), 0) into v_count from done;
+  -- still ahead of its checkpoint or handed out in a batch under way. Read in one pass
+  -- over the log for all buckets (_log_unacked_query): bucket by bucket, a backlog of a
+  -- million messages was read 16 times over, with the topic's producers held back.
+  v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
+  if v_pos is not null then
+    execute format(
+      $q$with ahead as (
+           select u.bucket, array_agg(u.id) as ids
+             from (%s) u
+            where not exists (select 1 from bucketq.delivery d
+                               where d.group_id = $2 and d.topic_id = $3 and d.msg_id = u.id)
+            group by u.bucket
+         ),
+         done as (
+           insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, msg_ids, created_at)
+           select $2, c.bucket, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, coalesce(a.ids, '{}'), $4
+             from unnest($1::bucketq.progress[]) c
+             left join ahead a on a.bucket = c.bucket
+            cross join bucketq._log_snapshot() s
+           returning cardinality(msg_ids) as n
+         )
+         select coalesce(sum(n), 0) from done$q$,
+      bucketq._log_unacked_query(g.topic_id, v_pos, t.buckets, g.start_time))
+      into v_skipped using v_pos, g.group_id, g.topic_id, v_now;
+    v_count := v_count + v_skipped;
+  end if;
   return v_count;
 end $function$;
 comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards are delivered as usual. Producers of the topic wait while it runs. Returns how many messages were skipped.';

@@ -468,7 +468,8 @@ describe('the views\' counts of a large backlog', () => {
   // counted the backlog bucket by bucket, and so read the log's pages once per bucket:
   // 27 s for groups and 33 s for lag on a 10.7-million-message backlog over 16 buckets,
   // while workers with metrics read pending every heartbeat interval. They now read them
-  // once for all buckets (_log_unacked_query).
+  // once for all buckets (_log_unacked_query), as do skip_to_latest, rewind and
+  // delete_group.
   it('read each page of the log about once for all buckets, not once per bucket', async () => {
     const admin = await ctx.session();
     const reader = await ctx.session();
@@ -511,5 +512,14 @@ describe('the views\' counts of a large backlog', () => {
     // Bucket by bucket, each count visited every page 16 times over (about 16 x pages).
     expect(groupsRead, `pending read ${groupsRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
     expect(lagRead, `lag read ${lagRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
+
+    // skip_to_latest reads the backlog the same way (with the topic's producers held back).
+    before = await heapPages();
+    const { rows: skipped } = await reader.query<{ n: string }>(`select bucketq.skip_to_latest($1) as n`, [group]);
+    expect(skipped[0]!.n).toBe('20000');
+    const skipRead = (await heapPages()) - before;
+    expect(skipRead, `skip_to_latest read ${skipRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
+    const { rows: after } = await reader.query<{ pending: string }>(`select pending from bucketq.groups where group_name = $1`, [group]);
+    expect(after[0]!.pending).toBe('0');
   });
 });

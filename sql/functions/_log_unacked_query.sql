@@ -2,8 +2,9 @@
 -- the positions p_pos (from _log_positions, passed to the query as $1): _log_ahead's four
 -- parts for all buckets at once, the batch under way included, messages sent before the
 -- group's start (p_start) aside. Its rows are (bucket, id, sent_at, key_id, key_seq,
--- in_flight), in_flight for a message handed out in a batch still running. The views'
--- counts (_log_backlog_total, _log_backlog_buckets) run it inside their own aggregates.
+-- not_before, in_flight), in_flight for a message handed out in a batch still running.
+-- The views' counts (_log_backlog_total, _log_backlog_buckets) run it inside their own
+-- aggregates; skip_to_latest, rewind and delete_group read the backlog through it.
 --
 -- The bulk, what committed after each window's snapshot, is one scan of the log for
 -- every bucket. Read bucket by bucket (_log_ahead) it was a pass over the heap per
@@ -29,13 +30,13 @@ begin
     into v_buckets, v_xmax_min, v_xmaxes
     from unnest(p_pos) c;
   return format(
-    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, false as in_flight
+    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, w.not_before, false as in_flight
          from unnest($1::bucketq.progress[]) c
         cross join lateral bucketq._log_window(%1$s, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord,
                                                null, '-infinity') w
         where w.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from unnest($1::bucketq.progress[]) c
         cross join lateral pg_snapshot_xip(c.hi) as t(xid)
         cross join lateral (
@@ -46,14 +47,14 @@ begin
           offset 0) m
         where m.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq,
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before,
               case when c.lease_token is not null then c.leased_until > bucketq._now()
                    else pg_xact_status(c.xact) = 'in progress' end
          from unnest($1::bucketq.progress[]) c
          join bucketq.message m on m.topic_id = %1$s and m.id = any(c.msg_ids)
         where c.kind = 2 and m.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, false
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from bucketq.message m
         where m.topic_id = %1$s and m.bucket = any(%3$L::int[])
           and m.xid >= %4$L::xid8 and m.xid >= (%5$L::xid8[])[m.bucket + 1]
@@ -62,4 +63,4 @@ begin
 end $$;
 
 comment on function bucketq._log_unacked_query(int, bucketq.progress[], int, timestamptz) is
-'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, in_flight). For the views'' backlog counts.';
+'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, not_before, in_flight). For the views'' backlog counts, skip_to_latest, rewind and delete_group.';

@@ -4,8 +4,11 @@ as $$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
+  t bucketq.topic;
   v_live text[];
   v_pending bigint;
+  v_log_pending bigint;
+  v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
@@ -21,14 +24,14 @@ begin
   get diagnostics v_pending = row_count;
   -- and what was still ahead in the buckets' logs (locked batches reading them finish first)
   perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
-  v_pending := v_pending + (
-    select count(*) from bucketq.topic t
-      cross join generate_series(0, t.buckets - 1) as b(bucket)
-      cross join lateral (select p.* from bucketq.progress p
-                           where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                           order by p.seq desc limit 1) c
-      cross join lateral bucketq._log_ahead(g.topic_id, c) m
-     where t.topic_id = g.topic_id and (g.start_time is null or m.sent_at >= g.start_time));
+  -- (in one pass over the log for all buckets: _log_unacked_query)
+  select * into t from bucketq.topic where topic_id = g.topic_id;
+  v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
+  if v_pos is not null then
+    execute format('select count(*) from (%s) u', bucketq._log_unacked_query(g.topic_id, v_pos, t.buckets, g.start_time))
+      into v_log_pending using v_pos;
+    v_pending := v_pending + v_log_pending;
+  end if;
   delete from bucketq.delivery d where d.group_id = g.group_id and d.topic_id = g.topic_id;
   -- No foreign key cascades to progress (migration 32): claims and acks write it while
   -- holding the cursor rows locked above, so theirs have all committed by now.

@@ -10,6 +10,7 @@ declare
   v_count int;
   v_keys bigint[];
   v_leased bigint[];
+  v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
   select * into t from bucketq.topic where topic_id = g.topic_id;
@@ -40,17 +41,19 @@ begin
   -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
   -- and every bucket's checkpoint moves to now: from here the group reads its backlog
   -- from the inbox, in key order, and new messages from the log.
-  insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
-  select g.group_id, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
-         m.key_id, m.key_seq, m.sent_at, m.not_before
-    from generate_series(0, t.buckets - 1) as b(bucket)
-    cross join lateral (select p.* from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = b.bucket and p.kind in (1, 2)
-                         order by p.seq desc limit 1) c
-    cross join lateral bucketq._log_ahead(t.topic_id, c) m
-   where (g.start_time is null or m.sent_at >= g.start_time)
-     and m.sent_at < to_time
-  on conflict (group_id, msg_id) do nothing;
+  -- (In one pass over the log for all buckets: _log_unacked_query.)
+  v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
+  if v_pos is not null then
+    execute format(
+      $q$insert into bucketq.inbox (group_id, msg_id, bucket, state, key_id, key_seq, sent_at, available_at)
+         select $2, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
+                m.key_id, m.key_seq, m.sent_at, m.not_before
+           from (%s) m
+          where m.sent_at < $3
+         on conflict (group_id, msg_id) do nothing$q$,
+      bucketq._log_unacked_query(t.topic_id, v_pos, t.buckets, g.start_time))
+      using v_pos, g.group_id, to_time;
+  end if;
   insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
   select g.group_id, b, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, bucketq._now()
     from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
