@@ -1041,9 +1041,11 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
+  -- (p_topic_id must be the group's own: a direct caller is not told about another topic)
+  select exists (select 1 from bucketq.consumer_group x where x.group_id = p_group_id and x.topic_id = p_topic_id)
+         and exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
 $function$;
-comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see.';
+comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see, or when p_topic_id is not the group''s topic.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_backlog_buckets(p_group_id integer, p_topic_id integer, p_buckets integer, p_start timestamp with time zone)
  RETURNS TABLE(bucket integer, ready bigint, in_flight bigint, waiting bigint, oldest timestamp with time zone)
@@ -1053,8 +1055,15 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_buckets(p_group_id integer, p_to
 AS $function$
 #variable_conflict use_column
 declare
-  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+  v_pos bucketq.progress[];
 begin
+  -- The views pass the group's own topic and bucket count; a direct caller that names
+  -- another topic is not told how many of its messages lie past this group's positions.
+  if not exists (select 1 from bucketq.consumer_group x join bucketq.topic t on t.topic_id = x.topic_id
+                  where x.group_id = p_group_id and x.topic_id = p_topic_id and t.buckets = p_buckets) then
+    return;
+  end if;
+  v_pos := bucketq._log_positions(p_group_id, p_buckets);
   if v_pos is null then
     return query select b.bucket, 0::bigint, 0::bigint, 0::bigint, null::timestamptz
                    from generate_series(0, p_buckets - 1) as b(bucket);
@@ -1086,7 +1095,7 @@ begin
     bucketq._log_unacked_query(p_topic_id, v_pos, p_buckets, p_start))
     using v_pos, p_group_id, p_buckets;
 end $function$;
-comment on function bucketq._log_backlog_buckets(integer,integer,integer,timestamp with time zone) is 'For bucketq.lag: per bucket (0 to p_buckets - 1), the messages of its log past the group''s checkpoint that are ready, in flight (handed out in a batch still running) and waiting (behind an earlier message of their key), and the send time of the oldest. Zeros for a group the caller may not see.';
+comment on function bucketq._log_backlog_buckets(integer,integer,integer,timestamp with time zone) is 'For bucketq.lag: per bucket (0 to p_buckets - 1), the messages of its log past the group''s checkpoint that are ready, in flight (handed out in a batch still running) and waiting (behind an earlier message of their key), and the send time of the oldest. Zeros for a group the caller may not see; no rows when p_topic_id and p_buckets are not the group''s topic and its bucket count.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_backlog_total(p_group_id integer, p_topic_id integer, p_buckets integer, p_start timestamp with time zone)
  RETURNS bigint
@@ -1095,9 +1104,16 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_total(p_group_id integer, p_topi
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
 declare
-  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+  v_pos bucketq.progress[];
   v_count bigint;
 begin
+  -- The views pass the group's own topic and bucket count; a direct caller that names
+  -- another topic is not told how many of its messages lie past this group's positions.
+  if not exists (select 1 from bucketq.consumer_group x join bucketq.topic t on t.topic_id = x.topic_id
+                  where x.group_id = p_group_id and x.topic_id = p_topic_id and t.buckets = p_buckets) then
+    return 0;
+  end if;
+  v_pos := bucketq._log_positions(p_group_id, p_buckets);
   if v_pos is null then
     return 0;
   end if;
@@ -1105,7 +1121,7 @@ begin
     into v_count using v_pos;
   return v_count;
 end $function$;
-comment on function bucketq._log_backlog_total(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of the group''s buckets'' logs (buckets 0 to p_buckets - 1) it has not acked yet past their checkpoints (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
+comment on function bucketq._log_backlog_total(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: how many messages of the group''s buckets'' logs (buckets 0 to p_buckets - 1) it has not acked yet past their checkpoints (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see, or when p_topic_id and p_buckets are not the group''s topic and its bucket count.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_batch_live(c bucketq.progress, p_epoch bigint, p_now timestamp with time zone)
  RETURNS boolean

@@ -375,6 +375,36 @@ describe('each role can do its job', () => {
     expect(Number(rows[0].pending)).toBe(0);
   });
 
+  it('consumer: the backlog counts the views call answer for its group\'s own topic only', async () => {
+    // _log_backlog_total and _log_backlog_buckets run as the owner and take the group's
+    // topic and bucket count from the view. Called directly with another topic, they
+    // counted that topic's messages past this group's positions.
+    const other = 'roles.other';
+    await owner.query(`select bucketq.create_topic($1, 4)`, [other]);
+    await owner.query(`select count(*) from bucketq.send_batch($1, array(select jsonb_build_object('n', x) from generate_series(1, 5) x))`, [other]);
+    const { rows } = await owner.query<{ group_id: number; topic_id: number; other_id: number }>(
+      `select g.group_id, g.topic_id, (select topic_id from bucketq.topic where name = $2) as other_id
+         from bucketq.consumer_group g where g.name = $1`, [G, other]);
+    const { group_id: gid, topic_id: tid, other_id: oid } = rows[0]!;
+    const total = (topic: number, buckets: number) => as.consumer.query<{ n: string }>(
+      'select bucketq._log_backlog_total($1, $2, $3, null) as n', [gid, topic, buckets]).then((r) => Number(r.rows[0]!.n));
+    const perBucket = (topic: number, buckets: number) => as.consumer.query<{ n: string }>(
+      'select coalesce(sum(ready + in_flight + waiting), 0) as n, count(*) as rows from bucketq._log_backlog_buckets($1, $2, $3, null)',
+      [gid, topic, buckets]).then((r) => r.rows[0]!);
+    expect(await total(oid, 4)).toBe(0);
+    expect(await perBucket(oid, 4)).toEqual({ n: '0', rows: '0' });
+    expect(await total(tid, 1000)).toBe(0);
+    const { rows: any } = await as.consumer.query<{ any: boolean }>(
+      'select bool_or(bucketq._log_backlog_any($1, $2, b, null)) as any from generate_series(0, 3) b', [gid, oid]);
+    expect(any[0]!.any).toBe(false);
+    // Its own topic, as the view asks: the same as the view says (the inbox aside).
+    const { rows: view } = await as.consumer.query<{ pending: string; inbox: string }>(
+      `select pending from bucketq.groups where group_name = $1`, [G]);
+    const { rows: inbox } = await owner.query<{ n: string }>(
+      'select count(*) as n from bucketq.inbox where group_id = $1', [gid]);
+    expect(await total(tid, 4)).toBe(Number(view[0]!.pending) - Number(inbox[0]!.n));
+  });
+
   it('monitor: reads every view, which show what the tables hold', async () => {
     const m = as.monitor;
     expect(views).toEqual(expect.arrayContaining(VIEWS));

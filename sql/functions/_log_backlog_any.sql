@@ -8,8 +8,10 @@ create or replace function bucketq._log_backlog_any(p_group_id int, p_topic_id i
 returns boolean
 language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
-  select exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
+  -- (p_topic_id must be the group's own: a direct caller is not told about another topic)
+  select exists (select 1 from bucketq.consumer_group x where x.group_id = p_group_id and x.topic_id = p_topic_id)
+         and exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
 $$;
 
 comment on function bucketq._log_backlog_any(int, int, int, timestamptz) is
-'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see.';
+'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see, or when p_topic_id is not the group''s topic.';

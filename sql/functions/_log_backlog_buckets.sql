@@ -13,8 +13,15 @@ language plpgsql stable security definer set search_path = pg_catalog, bucketq, 
 as $$
 #variable_conflict use_column
 declare
-  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+  v_pos bucketq.progress[];
 begin
+  -- The views pass the group's own topic and bucket count; a direct caller that names
+  -- another topic is not told how many of its messages lie past this group's positions.
+  if not exists (select 1 from bucketq.consumer_group x join bucketq.topic t on t.topic_id = x.topic_id
+                  where x.group_id = p_group_id and x.topic_id = p_topic_id and t.buckets = p_buckets) then
+    return;
+  end if;
+  v_pos := bucketq._log_positions(p_group_id, p_buckets);
   if v_pos is null then
     return query select b.bucket, 0::bigint, 0::bigint, 0::bigint, null::timestamptz
                    from generate_series(0, p_buckets - 1) as b(bucket);
@@ -48,4 +55,4 @@ begin
 end $$;
 
 comment on function bucketq._log_backlog_buckets(int, int, int, timestamptz) is
-'For bucketq.lag: per bucket (0 to p_buckets - 1), the messages of its log past the group''s checkpoint that are ready, in flight (handed out in a batch still running) and waiting (behind an earlier message of their key), and the send time of the oldest. Zeros for a group the caller may not see.';
+'For bucketq.lag: per bucket (0 to p_buckets - 1), the messages of its log past the group''s checkpoint that are ready, in flight (handed out in a batch still running) and waiting (behind an earlier message of their key), and the send time of the oldest. Zeros for a group the caller may not see; no rows when p_topic_id and p_buckets are not the group''s topic and its bucket count.';

@@ -8,9 +8,16 @@ returns bigint
 language plpgsql stable security definer set search_path = pg_catalog, bucketq, pg_temp
 as $$
 declare
-  v_pos bucketq.progress[] := bucketq._log_positions(p_group_id, p_buckets);
+  v_pos bucketq.progress[];
   v_count bigint;
 begin
+  -- The views pass the group's own topic and bucket count; a direct caller that names
+  -- another topic is not told how many of its messages lie past this group's positions.
+  if not exists (select 1 from bucketq.consumer_group x join bucketq.topic t on t.topic_id = x.topic_id
+                  where x.group_id = p_group_id and x.topic_id = p_topic_id and t.buckets = p_buckets) then
+    return 0;
+  end if;
+  v_pos := bucketq._log_positions(p_group_id, p_buckets);
   if v_pos is null then
     return 0;
   end if;
@@ -20,4 +27,4 @@ begin
 end $$;
 
 comment on function bucketq._log_backlog_total(int, int, int, timestamptz) is
-'For bucketq.groups: how many messages of the group''s buckets'' logs (buckets 0 to p_buckets - 1) it has not acked yet past their checkpoints (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see.';
+'For bucketq.groups: how many messages of the group''s buckets'' logs (buckets 0 to p_buckets - 1) it has not acked yet past their checkpoints (ready, in flight and waiting together), without reading the inbox. Zero for a group the caller may not see, or when p_topic_id and p_buckets are not the group''s topic and its bucket count.';
