@@ -219,6 +219,15 @@ describe('bucketq ui', () => {
       )
     ).rows;
     expect(buckets).toHaveLength(BUCKETS);
+    // The header's figures are the buckets' summed (the page counts the backlog once): the
+    // views' own.
+    const { rows: view } = await db.pool.query<{ pending: number; leased: number; dead: number }>(
+      `select g.pending::int, (select sum(l.leased)::int from bucketq.lag l where l.group_name = g.group_name) as leased, g.dead::int
+         from bucketq.groups g where g.group_name = 'billing'`);
+    expect(view[0]!.pending).toBeGreaterThan(0);
+    for (const field of ['pending', 'leased', 'dead'] as const) {
+      expect(Number(await cellText(page, `.card[data-group="billing"] [data-field="${field}"]`)), field).toBe(view[0]![field]);
+    }
     const cells = await page.locator('#bucket-map .cell').evaluateAll((els) =>
       els.map((e) => ({
         bucket: Number(e.getAttribute('data-bucket')),

@@ -72,9 +72,10 @@ export async function readOverview(db: Queryable): Promise<Overview> {
 /**
  * The overview's figures, of every group or of one. pending is the lag summed over the
  * buckets rather than groups.pending: each counts the backlog in the log (seconds at
- * ten million messages), and the page refreshes every second.
+ * ten million messages), and the page refreshes every second. withLag false: the lag
+ * figures are left at zero (not counted), for a caller that has them already.
  */
-async function overviewIn(q: Q, onlyGroup: string | null = null): Promise<Overview> {
+async function overviewIn(q: Q, onlyGroup: string | null = null, withLag = true): Promise<Overview> {
   {
     const takenAt = (await q<{ now: Date }>('select bucketq._now() as now'))[0]!.now;
     const topics = await q<TopicRow>(
@@ -93,12 +94,12 @@ async function overviewIn(q: Q, onlyGroup: string | null = null): Promise<Overvi
          from bucketq.groups g
          left join (select group_name, sum(ready) as ready, sum(leased) as leased, sum(delayed) as delayed, sum(waiting) as waiting,
                            sum(dead_blocking) as dead_blocking, sum(expired_leases) as expired_leases, max(oldest_age) as oldest_age
-                      from bucketq.lag group by group_name) l on l.group_name = g.group_name
+                      from bucketq.lag where $2 group by group_name) l on l.group_name = g.group_name
          left join (select group_name, count(*) as n, count(*) filter (where alive) as alive
                       from bucketq.consumers group by group_name) c on c.group_name = g.group_name
         where $1::text is null or g.group_name = $1
         order by g.group_name`,
-      [onlyGroup],
+      [onlyGroup, withLag],
     );
     const slots = await q<{ group: string; ago: number; acked: number }>(
       `select group_name as "group", floor(${secs('date_trunc(\'second\', $1::timestamptz) - slot')} / ${THROUGHPUT_SLOT_SECONDS})::int as ago,
@@ -144,6 +145,8 @@ export interface BucketCell {
   deadBlocking: number;
   /** Unfinished messages of the bucket: ready + leased + delayed + waiting + dead (blocking). */
   lag: number;
+  /** Leases past their timeout, not yet handed out again. */
+  expiredLeases: number;
   oldestAgeSeconds: number | null;
 }
 
@@ -167,23 +170,38 @@ export interface GroupDetail {
 /** One group's bucket map, consumers and lag per bucket; undefined when there is no such group. */
 export async function readGroup(db: Queryable, group: string): Promise<GroupDetail | undefined> {
   return snapshot(db, async (q) => {
-    // The overview's figures for the group, in the same snapshot, so the header matches the overview page.
-    const { takenAt, groups } = await overviewIn(q, group);
-    const row = groups.find((g) => g.group === group);
-    if (!row) return undefined;
     const buckets = await q<BucketCell>(
       `select b.bucket, b.owner, b.epoch::text, b.checkpoint::text, ${secs('b.heartbeat_age')} as "heartbeatAgeSeconds",
               coalesce(b.owned, false) as owned, ${secs('bucketq._now() - b.moved_at')} as "movedAgoSeconds",
               coalesce(l.ready, 0)::int as ready, coalesce(l.leased, 0)::int as leased, coalesce(l.delayed, 0)::int as delayed,
               coalesce(l.waiting, 0)::int as waiting, coalesce(l.dead_blocking, 0)::int as "deadBlocking",
               coalesce(l.ready + l.leased + l.delayed + l.waiting + l.dead_blocking, 0)::int as lag,
-              ${secs('l.oldest_age')} as "oldestAgeSeconds"
+              coalesce(l.expired_leases, 0)::int as "expiredLeases", ${secs('l.oldest_age')} as "oldestAgeSeconds"
          from bucketq.buckets b
          left join bucketq.lag l on l.group_name = b.group_name and l.bucket = b.bucket
         where b.group_name = $1
         order by b.bucket`,
       [group],
     );
+    // The overview's other figures for the group, in the same snapshot; its lag is the
+    // buckets' summed (counting the backlog once, not twice), so the header matches the
+    // overview page.
+    const { takenAt, groups } = await overviewIn(q, group, false);
+    const found = groups.find((g) => g.group === group);
+    if (!found) return undefined;
+    const sum = (f: (b: BucketCell) => number) => buckets.reduce((n, b) => n + f(b), 0);
+    const ages = buckets.map((b) => b.oldestAgeSeconds).filter((a): a is number => a !== null);
+    const row: GroupRow = {
+      ...found,
+      pending: sum((b) => b.lag),
+      ready: sum((b) => b.ready),
+      leased: sum((b) => b.leased),
+      delayed: sum((b) => b.delayed),
+      waiting: sum((b) => b.waiting),
+      deadBlocking: sum((b) => b.deadBlocking),
+      expiredLeases: sum((b) => b.expiredLeases),
+      oldestAgeSeconds: ages.length ? Math.max(...ages) : null,
+    };
     const consumers = await q<ConsumerRow>(
       `select consumer_id as "consumerId", alive, ${secs('heartbeat_age')} as "heartbeatAgeSeconds", owned_buckets::int as "ownedBuckets",
               leased::int, joined_at as "joinedAt", meta
