@@ -1017,11 +1017,19 @@ CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.prog
  LANGUAGE sql
  STABLE
 AS $function$
-  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null, '-infinity') w
+  select a.* from bucketq._log_ahead_bounded(p_topic_id, c) a
   union all
   (select m.* from bucketq.message m
     where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
     order by m.xid)
+$function$;
+
+CREATE OR REPLACE FUNCTION bucketq._log_ahead_bounded(p_topic_id integer, c bucketq.progress)
+ RETURNS SETOF bucketq.message
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select w.* from bucketq._log_window(p_topic_id, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord, null, '-infinity') w
   union all
   select m.* from pg_snapshot_xip(c.hi) as t(xid)
    cross join lateral (
@@ -1034,6 +1042,7 @@ AS $function$
   select m.* from bucketq.message m
    where c.kind = 2 and m.topic_id = p_topic_id and m.id = any(c.msg_ids)
 $function$;
+comment on function bucketq._log_ahead_bounded(integer,bucketq.progress) is 'Internal: of one bucket''s log past position c, the parts a window or a batch bounds: the rest of the window, the messages of transactions in progress at its snapshot, and the batch under way. _log_ahead adds what committed after the snapshot.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
  RETURNS boolean
@@ -2058,29 +2067,13 @@ begin
     into v_buckets, v_xmax_min, v_xmaxes
     from unnest(p_pos) c;
   return format(
-    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, w.not_before, false as in_flight
+    $q$select a.bucket, a.id, a.sent_at, a.key_id, a.key_seq, a.not_before,
+              c.kind = 2 and a.id = any(c.msg_ids)
+              and case when c.lease_token is not null then c.leased_until > bucketq._now()
+                       else pg_xact_status(c.xact) = 'in progress' end as in_flight
          from unnest($1::bucketq.progress[]) c
-        cross join lateral bucketq._log_window(%1$s, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord,
-                                               null, '-infinity') w
-        where w.sent_at >= %2$L::timestamptz
-       union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
-         from unnest($1::bucketq.progress[]) c
-        cross join lateral pg_snapshot_xip(c.hi) as t(xid)
-        cross join lateral (
-          select m.* from bucketq.message m
-           where m.topic_id = %1$s and m.bucket = c.bucket and m.xid = t.xid
-             and not pg_visible_in_snapshot(m.xid, c.hi)
-           order by m.xid
-          offset 0) m
-        where m.sent_at >= %2$L::timestamptz
-       union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before,
-              case when c.lease_token is not null then c.leased_until > bucketq._now()
-                   else pg_xact_status(c.xact) = 'in progress' end
-         from unnest($1::bucketq.progress[]) c
-         join bucketq.message m on m.topic_id = %1$s and m.id = any(c.msg_ids)
-        where c.kind = 2 and m.sent_at >= %2$L::timestamptz
+        cross join lateral bucketq._log_ahead_bounded(%1$s, c) a
+        where a.sent_at >= %2$L::timestamptz
        union all
        select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from bucketq.message m

@@ -1,6 +1,6 @@
 -- The text of a query for everything a group has not acked in its buckets' logs, past
--- the positions p_pos (from _log_positions, passed to the query as $1): _log_ahead's four
--- parts for all buckets at once, the batch under way included, messages sent before the
+-- the positions p_pos (from _log_positions, passed to the query as $1): _log_ahead for
+-- all buckets at once, the batch under way included, messages sent before the
 -- group's start (p_start) aside. Its rows are (bucket, id, sent_at, key_id, key_seq,
 -- not_before, in_flight), in_flight for a message handed out in a batch still running.
 -- The views' counts (_log_backlog_total, _log_backlog_buckets) run it inside their own
@@ -13,8 +13,9 @@
 -- bounds are literals in the text so that the plan fits the backlog (an index range for
 -- a few messages, a sequential scan for millions); as parameters, the plan was made for
 -- a third of the log, a sequential scan even with nothing pending. The rest of each
--- window, the transactions in progress at its snapshot and the batch under way are
--- bounded by a window and a batch each, and read bucket by bucket.
+-- window, the transactions in progress at its snapshot and the batch under way
+-- (_log_ahead_bounded) are read bucket by bucket. (Only the batch's ids can be in
+-- flight: the window's rest is past the batch's position.)
 create or replace function bucketq._log_unacked_query(p_topic_id int, p_pos bucketq.progress[], p_buckets int, p_start timestamptz)
 returns text
 language plpgsql stable as $$
@@ -30,29 +31,13 @@ begin
     into v_buckets, v_xmax_min, v_xmaxes
     from unnest(p_pos) c;
   return format(
-    $q$select w.bucket, w.id, w.sent_at, w.key_id, w.key_seq, w.not_before, false as in_flight
+    $q$select a.bucket, a.id, a.sent_at, a.key_id, a.key_seq, a.not_before,
+              c.kind = 2 and a.id = any(c.msg_ids)
+              and case when c.lease_token is not null then c.leased_until > bucketq._now()
+                       else pg_xact_status(c.xact) = 'in progress' end as in_flight
          from unnest($1::bucketq.progress[]) c
-        cross join lateral bucketq._log_window(%1$s, c.bucket, c.lo, c.lo_floor, c.hi, c.hi_ceil, c.early_ids, c.pos_ord,
-                                               null, '-infinity') w
-        where w.sent_at >= %2$L::timestamptz
-       union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
-         from unnest($1::bucketq.progress[]) c
-        cross join lateral pg_snapshot_xip(c.hi) as t(xid)
-        cross join lateral (
-          select m.* from bucketq.message m
-           where m.topic_id = %1$s and m.bucket = c.bucket and m.xid = t.xid
-             and not pg_visible_in_snapshot(m.xid, c.hi)
-           order by m.xid
-          offset 0) m
-        where m.sent_at >= %2$L::timestamptz
-       union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before,
-              case when c.lease_token is not null then c.leased_until > bucketq._now()
-                   else pg_xact_status(c.xact) = 'in progress' end
-         from unnest($1::bucketq.progress[]) c
-         join bucketq.message m on m.topic_id = %1$s and m.id = any(c.msg_ids)
-        where c.kind = 2 and m.sent_at >= %2$L::timestamptz
+        cross join lateral bucketq._log_ahead_bounded(%1$s, c) a
+        where a.sent_at >= %2$L::timestamptz
        union all
        select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
          from bucketq.message m
