@@ -1052,7 +1052,18 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_
 AS $function$
   -- (p_topic_id must be the group's own: a direct caller is not told about another topic)
   select exists (select 1 from bucketq.consumer_group x where x.group_id = p_group_id and x.topic_id = p_topic_id)
-         and exists (select 1 from bucketq._log_unacked(p_group_id, p_topic_id, p_bucket, p_start))
+     and exists (
+       select 1
+         from (select p.* from bucketq.progress p
+                where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
+                  and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
+                order by p.seq desc limit 1) c
+        where exists (select 1 from bucketq._log_ahead_bounded(p_topic_id, c) m
+                       where p_start is null or m.sent_at >= p_start)
+           or (select m.xid from bucketq.message m
+                where m.topic_id = p_topic_id and m.bucket = c.bucket and m.xid >= pg_snapshot_xmax(c.hi)
+                  and (p_start is null or m.sent_at >= p_start)
+                order by m.xid limit 1) is not null)
 $function$;
 comment on function bucketq._log_backlog_any(integer,integer,integer,timestamp with time zone) is 'For bucketq.groups: whether one bucket''s log has any message past the group''s checkpoint that it has not acked yet (ready, in flight or waiting), stopping at the first. False for a group the caller may not see, or when p_topic_id is not the group''s topic.';
 
@@ -2034,21 +2045,6 @@ begin
   snap := pg_current_snapshot();
   ceil := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
 end $function$;
-
-CREATE OR REPLACE FUNCTION bucketq._log_unacked(p_group_id integer, p_topic_id integer, p_bucket integer, p_start timestamp with time zone)
- RETURNS SETOF bucketq.message
- LANGUAGE sql
- STABLE
-AS $function$
-  select m.*
-    from (select p.* from bucketq.progress p
-           where p.group_id = p_group_id and p.bucket = p_bucket and p.kind in (1, 2)
-             and bucketq._may_see_group(p_group_id)   -- callable directly: only groups the caller may see
-           order by p.seq desc limit 1) c
-    cross join lateral bucketq._log_ahead(p_topic_id, c) m
-   where p_start is null or m.sent_at >= p_start
-$function$;
-comment on function bucketq._log_unacked(integer,integer,integer,timestamp with time zone) is 'For _log_backlog_any: the messages of one bucket''s log past the group''s latest position (the batch under way included) and not before its start time; none for a group the caller may not see.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_unacked_query(p_topic_id integer, p_pos bucketq.progress[], p_buckets integer, p_start timestamp with time zone)
  RETURNS text

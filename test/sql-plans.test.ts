@@ -513,6 +513,17 @@ describe('the views\' counts of a large backlog', () => {
     expect(groupsRead, `pending read ${groupsRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
     expect(lagRead, `lag read ${lagRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
 
+    // caught_up stops at the first message it finds; asked as one union, it sorted the
+    // bucket's whole rest of the log by xid first (about the log's every page).
+    const caughtUp = async (): Promise<{ caughtUp: boolean; read: number }> => {
+      const start = await heapPages();
+      const { rows } = await reader.query<{ caught_up: boolean }>(`select caught_up from bucketq.groups where group_name = $1`, [group]);
+      return { caughtUp: rows[0]!.caught_up, read: (await heapPages()) - start };
+    };
+    const behind = await caughtUp();
+    expect(behind.caughtUp).toBe(false);
+    expect(behind.read, `caught_up read ${behind.read} heap pages of ${pages} with a backlog`).toBeLessThan(20);
+
     // skip_to_latest reads the backlog the same way (with the topic's producers held back).
     before = await heapPages();
     const { rows: skipped } = await reader.query<{ n: string }>(`select bucketq.skip_to_latest($1) as n`, [group]);
@@ -521,5 +532,14 @@ describe('the views\' counts of a large backlog', () => {
     expect(skipRead, `skip_to_latest read ${skipRead} heap pages of ${pages}`).toBeLessThan(3 * pages);
     const { rows: after } = await reader.query<{ pending: string }>(`select pending from bucketq.groups where group_name = $1`, [group]);
     expect(after[0]!.pending).toBe('0');
+
+    // Caught up: each bucket's probe finds nothing, and reads no more than its index's edge.
+    const current = await caughtUp();
+    expect(current.caughtUp).toBe(true);
+    expect(current.read, `caught_up read ${current.read} heap pages of ${pages} with nothing pending`).toBeLessThan(20);
+    await admin.query(`select bucketq.send($1, '{"n": "last"}'::jsonb, key => 'k-last')`, [topic]);
+    const one = await caughtUp();
+    expect(one.caughtUp).toBe(false);
+    expect(one.read, `caught_up read ${one.read} heap pages of ${pages} with one message pending`).toBeLessThan(20);
   });
 });
