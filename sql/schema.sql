@@ -5424,7 +5424,8 @@ create view bucketq.message_states as
             WHEN (d.msg_id IS NULL) THEN dl.last_error
             ELSE NULL::text
         END AS last_error,
-    dl.replayed_at
+    dl.replayed_at,
+    m.topic_id
    FROM (((((((((bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)))
      JOIN bucketq.consumer_group g ON ((g.topic_id = m.topic_id)))
@@ -5474,7 +5475,7 @@ create view bucketq.message_states as
            FROM bucketq.attempt_log a
           WHERE ((i.state = 0) AND (i.lease_token IS NULL) AND (a.group_id = g.group_id) AND (m.id = ANY (a.msg_ids)) AND (pg_xact_status(a.xact) = 'in progress'::text))
          LIMIT 1) lk ON (true));
-comment on view bucketq.message_states is 'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic and key.';
+comment on view bucketq.message_states is 'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic_id and key: where topic_id = (select topic_id from bucketq.topics where name = ''orders'') and key = ''k1'' reads that topic''s log alone, where a filter on topic reads every topic''s.';
 
 create view bucketq.messages as
  SELECT t.name AS topic,
@@ -5492,10 +5493,11 @@ create view bucketq.messages as
         CASE
             WHEN bucketq._may_read_payloads(m.topic_id) THEN m.headers
             ELSE NULL::jsonb
-        END AS headers
+        END AS headers,
+    m.topic_id
    FROM (bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)));
-comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed) or by topic and key (reads the topic''s log).';
+comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed). To read one topic, filter by topic_id, e.g. where topic_id = (select topic_id from bucketq.topics where name = ''orders'') and key = ''k1'': only that topic''s log is read. A filter on topic alone reads every topic''s log.';
 
 create view bucketq.schedules as
  SELECT s.name,
@@ -5601,9 +5603,10 @@ create view bucketq.topics as
     log_from,
     ( SELECT count(*) AS count
            FROM bucketq.log_partition p
-          WHERE ((p.topic_id = t.topic_id) AND (p.lower_bound >= t.log_from))) AS partitions_read
+          WHERE ((p.topic_id = t.topic_id) AND (p.lower_bound >= t.log_from))) AS partitions_read,
+    topic_id
    FROM bucketq.topic t;
-comment on view bucketq.topics is 'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it.';
+comment on view bucketq.topics is 'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it; topic_id, the id the log is partitioned by (bucketq.messages and bucketq.deliveries have it: filter them by it to read one topic''s log).';
 
 create view bucketq.vacuum_horizon as
  SELECT 'session'::text AS kind,

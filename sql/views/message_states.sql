@@ -58,7 +58,9 @@ select t.name as topic,
          when i.msg_id is not null then coalesce(i.last_error, case when i.state = 4 then dl.last_error end)
          when d.msg_id is null then dl.last_error
        end as last_error,
-       dl.replayed_at
+       dl.replayed_at,
+       -- (a filter on it reads one topic's log partitions; one on topic reads every topic's)
+       m.topic_id
   from bucketq.message m
   join bucketq.topic t on t.topic_id = m.topic_id
   join bucketq.consumer_group g on g.topic_id = m.topic_id
@@ -103,4 +105,4 @@ select t.name as topic,
      limit 1
   ) lk on true;
 comment on view bucketq.message_states is
-'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic and key.';
+'Where each message stands in each group of its topic: state (ready; leased: in flight under a lease until `until`; locked: in flight in a claim_locked transaction since `since`; delayed: retry backoff or not_before until `until`; waiting: behind the unfinished message `waiting_behind` of its key; dead: dead-lettered, holding its key under on_exhausted = block while still in line, skipped otherwise; done: acked by consumer_id at `since`; not subscribed: sent before the group''s start), with the consumer, epoch, attempts, last error and replay time. Filter by msg_id, or by topic_id and key: where topic_id = (select topic_id from bucketq.topics where name = ''orders'') and key = ''k1'' reads that topic''s log alone, where a filter on topic reads every topic''s.';

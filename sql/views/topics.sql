@@ -11,8 +11,9 @@ select t.name,
           from bucketq.log_partition p where p.topic_id = t.topic_id) as log_bytes,
        t.created_at,
        t.log_from,
-       (select count(*) from bucketq.log_partition p where p.topic_id = t.topic_id and p.lower_bound >= t.log_from) as partitions_read
+       (select count(*) from bucketq.log_partition p where p.topic_id = t.topic_id and p.lower_bound >= t.log_from) as partitions_read,
+       t.topic_id
   from bucketq.topic t;
 
 comment on view bucketq.topics is
-'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it.';
+'One row per topic: bucket count, retention, payload limit, partition interval, number of groups and log partitions, oldest partition and log size on disk; log_from, the log''s floor (claims read no partition below it: maintain() raises it past the partitions every group has passed), and partitions_read, the partitions at or above it; topic_id, the id the log is partitioned by (bucketq.messages and bucketq.deliveries have it: filter them by it to read one topic''s log).';

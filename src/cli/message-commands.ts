@@ -11,6 +11,7 @@ import { databaseUrl, plural, runs } from './command.js';
 import { formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
 import { unknownTopic } from './topic-command.js';
+import { topicIdOf } from '../db/topic-filter.js';
 
 interface MessageRow {
   msgId: string;
@@ -106,16 +107,16 @@ export function registerMessageCommands(program: Command): void {
             printed++;
           };
           try {
-            const [top] = await query<{ id: string | null }>(bq.pool, 'select max(msg_id)::text as id from bucketq.messages where topic = $1', [topic]);
+            const [top] = await query<{ id: string | null }>(bq.pool, `select max(msg_id)::text as id from bucketq.messages where topic_id = ${topicIdOf('$1')}`, [topic]);
             let high = BigInt(top!.id ?? '0');
             // What is already there counts as seen (--last prints some of it once).
             const window = () => String(high - BigInt(TAIL_WINDOW));
-            const before = await query<{ id: string }>(bq.pool, 'select msg_id::text as id from bucketq.messages where topic = $1 and msg_id > $2', [topic, window()]);
+            const before = await query<{ id: string }>(bq.pool, `select msg_id::text as id from bucketq.messages where topic_id = ${topicIdOf('$1')} and msg_id > $2`, [topic, window()]);
             const seen = new Set<bigint>(before.map((r) => BigInt(r.id)));
             if (o.last) {
               const recent = await query<MessageRow>(
                 bq.pool,
-                `select * from (select ${MESSAGE_COLUMNS} from bucketq.messages where topic = $1 and ($2::text is null or key = $2) order by msg_id desc limit $3) r order by r."msgId"::bigint`,
+                `select * from (select ${MESSAGE_COLUMNS} from bucketq.messages where topic_id = ${topicIdOf('$1')} and ($2::text is null or key = $2) order by msg_id desc limit $3) r order by r."msgId"::bigint`,
                 [topic, flags.key ?? null, o.last],
               );
               for (const m of recent) if (o.limit === undefined || printed < o.limit) print(m);
@@ -125,7 +126,7 @@ export function registerMessageCommands(program: Command): void {
             while (!stop.signal.aborted && (o.limit === undefined || printed < o.limit)) {
               const rows = await query<MessageRow>(
                 bq.pool,
-                `select ${MESSAGE_COLUMNS} from bucketq.messages where topic = $1 and msg_id > $2 and ($3::text is null or key = $3) order by msg_id limit 5000`,
+                `select ${MESSAGE_COLUMNS} from bucketq.messages where topic_id = ${topicIdOf('$1')} and msg_id > $2 and ($3::text is null or key = $3) order by msg_id limit 5000`,
                 [topic, window(), flags.key ?? null],
               );
               for (const m of rows) {

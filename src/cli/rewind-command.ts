@@ -9,6 +9,7 @@ import { UsageError } from './cli-error.js';
 import { databaseUrl, plural, runs } from './command.js';
 import { formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
+import { topicIdOf } from '../db/topic-filter.js';
 
 const schema = z.object({
   group: requiredFlag('--group', 'the group to rewind'),
@@ -60,8 +61,8 @@ examples:
             ? await query<{ bucket: number; messages: number }>(
                 bq.pool,
                 `select m.bucket, count(*)::int as messages
-                   from bucketq.messages m join bucketq.groups g on g.topic = m.topic
-                  where g.group_name = $1 and m.sent_at >= $2
+                   from bucketq.messages m
+                  where m.topic_id = ${topicIdOf('(select g.topic from bucketq.groups g where g.group_name = $1)')} and m.sent_at >= $2
                   group by m.bucket order by m.bucket`,
                 [o.group, o.to],
               )

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { withClient, type Queryable } from '../db/with-client.js';
 import type { DeadLetterRow, LagCounts, VacuumHolder } from '../queries/status.js';
+import { topicIdOf } from '../db/topic-filter.js';
 
 type Q = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
 
@@ -261,7 +262,7 @@ export async function lookupMessages(
       'id' in by
         ? await q<MessageRow>(`select ${MESSAGE_COLUMNS} from bucketq.messages where msg_id = $1::bigint`, [by.id])
         : await q<MessageRow>(
-            `select ${MESSAGE_COLUMNS} from bucketq.messages where topic = $1 and key = $2 order by key_seq desc limit $3`,
+            `select ${MESSAGE_COLUMNS} from bucketq.messages where topic_id = ${topicIdOf('$1')} and key = $2 order by key_seq desc limit $3`,
             [by.topic, by.key, by.limit],
           );
     const states = messages.length
@@ -359,7 +360,7 @@ export async function previewRewind(db: Queryable, group: string, to: Date): Pro
       [group],
     ))[0];
     if (!g) return undefined;
-    const n = (await q<{ n: number }>('select count(*)::int as n from bucketq.messages where topic = $1 and sent_at >= $2', [g.topic, to]))[0]!.n;
+    const n = (await q<{ n: number }>(`select count(*)::int as n from bucketq.messages where topic_id = ${topicIdOf('$1')} and sent_at >= $2`, [g.topic, to]))[0]!.n;
     return { group, topic: g.topic, to, messages: n, oldestRetained: g.oldest };
   });
 }
