@@ -5437,6 +5437,7 @@ create view bucketq.message_states as
             p.created_at
            FROM bucketq.progress p
           WHERE ((i.msg_id IS NULL) AND (d.msg_id IS NULL) AND (p.group_id = g.group_id) AND (p.kind = 1) AND (p.msg_ids @> ARRAY[m.id]))
+          ORDER BY p.seq DESC
          LIMIT 1) pd ON (true))
      LEFT JOIN LATERAL ( SELECT x.kind,
             x.msg_ids,
@@ -5464,8 +5465,11 @@ create view bucketq.message_states as
                   WHERE ((x.group_id = g.group_id) AND (x.msg_id = p.id)))) OR ((NOT (EXISTS ( SELECT 1
                    FROM bucketq.delivery y
                   WHERE ((y.group_id = g.group_id) AND (y.topic_id = p.topic_id) AND (y.msg_id = p.id))))) AND (NOT (EXISTS ( SELECT 1
-                   FROM bucketq.progress y
-                  WHERE ((y.group_id = g.group_id) AND (y.kind = 1) AND (y.msg_ids @> ARRAY[p.id]))))) AND (NOT (EXISTS ( SELECT 1
+                   FROM ( SELECT y_1.seq
+                           FROM bucketq.progress y_1
+                          WHERE ((y_1.group_id = g.group_id) AND (y_1.kind = 1) AND (y_1.msg_ids @> ARRAY[p.id]))
+                          ORDER BY y_1.seq
+                         LIMIT 1) y))) AND (NOT (EXISTS ( SELECT 1
                    FROM bucketq.dead_letter y
                   WHERE ((y.group_id = g.group_id) AND (y.msg_id = p.id))))))))
           ORDER BY p.ord DESC

@@ -68,12 +68,17 @@ select t.name as topic,
   left join bucketq.delivery d on i.msg_id is null and d.group_id = g.group_id and d.topic_id = m.topic_id
                               and d.sent_at = m.sent_at and d.msg_id = m.id
   left join bucketq.dead_letter dl on dl.group_id = g.group_id and dl.msg_id = m.id
-  -- The log path: acked with its batch (the 'done' row that records it), or handed out
-  -- in the batch under way (its bucket's latest row, a 'hand').
+  -- The log path: acked with its batch (the 'done' row that records it, the latest if a
+  -- rewind delivered it again), or handed out in the batch under way (its bucket's latest
+  -- row, a 'hand'). ORDER BY seq: the rows are found by the GIN index on msg_ids, then
+  -- sorted. With LIMIT 1 alone the planner, which cannot tell how many rows hold an id,
+  -- read the group's done rows in turn hoping for an early match: every one of them for a
+  -- message not acked (0.16 s of 0.31 at 75,000 done rows).
   left join lateral (
     select p.consumer_id, p.epoch, p.created_at from bucketq.progress p
      where i.msg_id is null and d.msg_id is null and p.group_id = g.group_id and p.kind = 1
        and p.msg_ids @> array[m.id]
+     order by p.seq desc
      limit 1
   ) pd on true
   left join lateral (
@@ -94,7 +99,10 @@ select t.name as topic,
        and p.key_id = m.key_id and p.key_seq = m.key_seq - 1
        and (exists (select 1 from bucketq.inbox x where x.group_id = g.group_id and x.msg_id = p.id)
             or (not exists (select 1 from bucketq.delivery y where y.group_id = g.group_id and y.topic_id = p.topic_id and y.msg_id = p.id)
-                and not exists (select 1 from bucketq.progress y where y.group_id = g.group_id and y.kind = 1 and y.msg_ids @> array[p.id])
+                -- (ordered, as pd above: by the GIN index, not a read of every done row)
+                and not exists (select 1 from (select y.seq from bucketq.progress y
+                                                where y.group_id = g.group_id and y.kind = 1 and y.msg_ids @> array[p.id]
+                                                order by y.seq limit 1) y)
                 and not exists (select 1 from bucketq.dead_letter y where y.group_id = g.group_id and y.msg_id = p.id)))
      order by p.ord desc limit 1
   ) pw on true
