@@ -4117,6 +4117,7 @@ CREATE OR REPLACE FUNCTION bucketq.metrics()
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
   with lag as (
     select l.group_name, l.topic, l.bucket, l.ready, l.leased, l.delayed, l.waiting, l.dead_blocking, l.expired_leases,

@@ -11,6 +11,7 @@ import { databaseUrl, plural, runs } from './command.js';
 import { formatTable } from './table.js';
 import { printable, printableJson } from './terminal-text.js';
 import { unknownTopic } from './topic-command.js';
+import { readSnapshot } from '../db/read-snapshot.js';
 import { topicIdOf } from '../db/topic-filter.js';
 
 interface MessageRow {
@@ -43,15 +44,19 @@ export function registerMessageCommands(program: Command): void {
       runs(async (id: string, flags: { json?: boolean }, cmd: Command) => {
         if (!/^\d+$/.test(id)) throw new UsageError(`message: the id must be a whole number, got '${printable(id)}'`);
         return withCliClient(databaseUrl(cmd), async (bq) => {
-          const [m] = await query<MessageRow>(bq.pool, `select ${MESSAGE_COLUMNS} from bucketq.messages where msg_id = $1`, [id]);
+          const { m, states } = await readSnapshot(bq.pool, async (c) => {
+            const [m] = await query<MessageRow>(c, `select ${MESSAGE_COLUMNS} from bucketq.messages where msg_id = $1`, [id]);
+            if (!m) return { m, states: [] };
+            const states = await query<{ group: string; state: string; consumerId: string | null; epoch: string | null; since: Date | null; until: Date | null; waitingBehind: string | null; attempts: number | null; lastError: string | null; replayedAt: Date | null }>(
+              c,
+              `select group_name as "group", state, consumer_id as "consumerId", epoch::text, since, until, waiting_behind::text as "waitingBehind",
+                      attempts, last_error as "lastError", replayed_at as "replayedAt"
+                 from bucketq.message_states where msg_id = $1 order by group_name`,
+              [id],
+            );
+            return { m, states };
+          });
           if (!m) throw new CliError(`message: no message ${id} (never sent, or dropped with its partition after retention); recent ids: bucketq tail TOPIC --last 10`);
-          const states = await query<{ group: string; state: string; consumerId: string | null; epoch: string | null; since: Date | null; until: Date | null; waitingBehind: string | null; attempts: number | null; lastError: string | null; replayedAt: Date | null }>(
-            bq.pool,
-            `select group_name as "group", state, consumer_id as "consumerId", epoch::text, since, until, waiting_behind::text as "waitingBehind",
-                    attempts, last_error as "lastError", replayed_at as "replayedAt"
-               from bucketq.message_states where msg_id = $1 order by group_name`,
-            [id],
-          );
           if (flags.json) {
             console.log(printableJson(JSON.stringify({ ...m, groups: states }, null, 2)));
             return 0;

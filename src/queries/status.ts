@@ -3,7 +3,7 @@
 // read-only REPEATABLE READ transaction. Counts are numbers; ids and epochs stay
 // strings (int8); ages are seconds.
 import type pg from 'pg';
-import { withClient } from '../db/with-client.js';
+import { readSnapshot } from '../db/read-snapshot.js';
 
 export interface TopicStatus {
   topic: string;
@@ -150,17 +150,7 @@ function sumByGroup(lag: BucketLag[]): GroupLag[] {
 
 /** Reads everything in one snapshot; with `group`, only that group and its topic. */
 export async function readStatus(db: pg.Pool | pg.ClientBase, group?: string): Promise<StatusSnapshot> {
-  return withClient(db, async (c) => {
-    await c.query('begin isolation level repeatable read read only');
-    try {
-      const snapshot = await read(c, group ?? null);
-      await c.query('commit');
-      return snapshot;
-    } catch (err) {
-      await c.query('rollback').catch(() => {});
-      throw err;
-    }
-  });
+  return readSnapshot(db, (c) => read(c, group ?? null));
 }
 
 async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnapshot> {

@@ -7,25 +7,16 @@
 import type pg from 'pg';
 import { withClient, type Queryable } from '../db/with-client.js';
 import type { DeadLetterRow, LagCounts, VacuumHolder } from '../queries/status.js';
+import { readSnapshot } from '../db/read-snapshot.js';
 import { topicIdOf } from '../db/topic-filter.js';
 
 type Q = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
 
 const secs = (col: string) => `extract(epoch from ${col})::float8`;
 
-/** Runs fn in one read-only snapshot, so every number of a page comes from the same instant. */
+/** Runs fn in one read-only snapshot, so every number of a page comes from the same instant (readSnapshot). */
 async function snapshot<T>(db: Queryable, fn: (q: Q) => Promise<T>): Promise<T> {
-  return withClient(db, async (c) => {
-    await c.query('begin isolation level repeatable read read only');
-    try {
-      const result = await fn(async (text, values = []) => (await c.query(text, values)).rows);
-      await c.query('commit');
-      return result;
-    } catch (err) {
-      await c.query('rollback').catch(() => {});
-      throw err;
-    }
-  });
+  return readSnapshot(db, (c) => fn(async (text, values = []) => (await c.query(text, values)).rows));
 }
 
 // ---------------------------------------------------------------- overview
