@@ -2,7 +2,8 @@
 -- the positions p_pos (from _log_positions, passed to the query as $1): _log_ahead for
 -- all buckets at once, the batch under way included, messages sent before the
 -- group's start (p_start) aside. Its rows are (bucket, id, sent_at, key_id, key_seq,
--- not_before, in_flight), in_flight for a message handed out in a batch still running.
+-- not_before, in_flight, xid), in_flight for a message handed out in a batch still
+-- running.
 -- The views' counts (_log_backlog_total, _log_backlog_buckets) run it inside their own
 -- aggregates; skip_to_latest, rewind and delete_group read the backlog through it.
 --
@@ -34,12 +35,13 @@ begin
     $q$select a.bucket, a.id, a.sent_at, a.key_id, a.key_seq, a.not_before,
               c.kind = 2 and a.id = any(c.msg_ids)
               and case when c.lease_token is not null then c.leased_until > bucketq._now()
-                       else pg_xact_status(c.xact) = 'in progress' end as in_flight
+                       else pg_xact_status(c.xact) = 'in progress' end as in_flight,
+              a.xid
          from unnest($1::bucketq.progress[]) c
         cross join lateral bucketq._log_ahead_bounded(%1$s, c) a
         where a.sent_at >= %2$L::timestamptz
        union all
-       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false
+       select m.bucket, m.id, m.sent_at, m.key_id, m.key_seq, m.not_before, false, m.xid
          from bucketq.message m
         where m.topic_id = %1$s and m.bucket = any(%3$L::int[])
           and m.xid >= %4$L::xid8 and m.xid >= (%5$L::xid8[])[m.bucket + 1]
@@ -48,4 +50,4 @@ begin
 end $$;
 
 comment on function bucketq._log_unacked_query(int, bucketq.progress[], int, timestamptz) is
-'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, not_before, in_flight). For the views'' backlog counts, skip_to_latest, rewind and delete_group.';
+'Internal: the SQL text of a query (with p_pos as $1) for every message of a group''s buckets'' logs past its positions p_pos, the batches under way included, messages sent before p_start aside: rows (bucket, id, sent_at, key_id, key_seq, not_before, in_flight, xid). For the views'' backlog counts, skip_to_latest, rewind and delete_group.';
