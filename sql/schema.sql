@@ -5284,7 +5284,7 @@ UNION ALL
      JOIN bucketq.consumer_group g ON ((g.group_id = p.group_id)))
      JOIN bucketq.topic t ON ((t.topic_id = g.topic_id)))
   WHERE (p.kind = 1);
-comment on view bucketq.deliveries is 'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention.';
+comment on view bucketq.deliveries is 'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention. Filter by group_name (and acked_at): a batch''s messages are an array in its checkpoint row, so a filter on msg_id alone reads every group''s batch records; for one message, bucketq.message_states where msg_id = M finds its batch by index.';
 
 create view bucketq.groups as
  SELECT g.name AS group_name,

@@ -30,4 +30,4 @@ select g.name,
  where p.kind = 1;
 
 comment on view bucketq.deliveries is
-'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention.';
+'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention. Filter by group_name (and acked_at): a batch''s messages are an array in its checkpoint row, so a filter on msg_id alone reads every group''s batch records; for one message, bucketq.message_states where msg_id = M finds its batch by index.';

@@ -198,7 +198,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 36;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "e27b917403b2e3e1b16a7472867be55dc401a853073a8939e1e82bc97fb89386",
+  hash: "5064a7edad770aa7dfe5a88ce20ab983c43464a2b927a03ff4efcf5ec52b64f9",
   files: [
     {
       path: "functions/_acked_before.sql",
@@ -642,7 +642,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "views/deliveries.sql",
-      sql: "create or replace view bucketq.deliveries as\nselect g.name as group_name,\n       t.name as topic,\n       d.group_id,\n       d.topic_id,\n       d.msg_id,\n       d.attempt,\n       d.consumer_id,\n       d.epoch,\n       d.acked_at,\n       'message'::text as record\n  from bucketq.delivery d\n  join bucketq.consumer_group g on g.group_id = d.group_id\n  join bucketq.topic t on t.topic_id = d.topic_id\nunion all\nselect g.name,\n       t.name,\n       p.group_id,\n       g.topic_id,\n       u.msg_id,\n       1,\n       p.consumer_id,\n       p.epoch,\n       p.created_at,\n       'batch'\n  from bucketq.progress p\n  cross join lateral unnest(p.msg_ids) as u(msg_id)\n  join bucketq.consumer_group g on g.group_id = p.group_id\n  join bucketq.topic t on t.topic_id = g.topic_id\n where p.kind = 1;\n\ncomment on view bucketq.deliveries is\n'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention.';\n",
+      sql: "create or replace view bucketq.deliveries as\nselect g.name as group_name,\n       t.name as topic,\n       d.group_id,\n       d.topic_id,\n       d.msg_id,\n       d.attempt,\n       d.consumer_id,\n       d.epoch,\n       d.acked_at,\n       'message'::text as record\n  from bucketq.delivery d\n  join bucketq.consumer_group g on g.group_id = d.group_id\n  join bucketq.topic t on t.topic_id = d.topic_id\nunion all\nselect g.name,\n       t.name,\n       p.group_id,\n       g.topic_id,\n       u.msg_id,\n       1,\n       p.consumer_id,\n       p.epoch,\n       p.created_at,\n       'batch'\n  from bucketq.progress p\n  cross join lateral unnest(p.msg_ids) as u(msg_id)\n  join bucketq.consumer_group g on g.group_id = p.group_id\n  join bucketq.topic t on t.topic_id = g.topic_id\n where p.kind = 1;\n\ncomment on view bucketq.deliveries is\n'Did group G process message M, when, by whom, at which epoch and attempt: one row per acked message. record = ''batch'': acked in the normal flow, on its first attempt, recorded with its batch (a bucketq.progress checkpoint row); ''message'': acked from the inbox (a retry, a replay, a message that waited), recorded alone. Kept as long as the topic''s retention. Filter by group_name (and acked_at): a batch''s messages are an array in its checkpoint row, so a filter on msg_id alone reads every group''s batch records; for one message, bucketq.message_states where msg_id = M finds its batch by index.';\n",
     },
     {
       path: "views/groups.sql",
