@@ -4792,6 +4792,7 @@ declare
   v_keys bigint[];
   v_leased bigint[];
   v_pos bucketq.progress[];
+  s record;
 begin
   g := bucketq._group(group_name);
   select * into t from bucketq.topic where topic_id = g.topic_id;
@@ -4808,9 +4809,8 @@ begin
       using errcode = 'BQ005', hint = format('Messages older than the retention (%s) are gone; rewind to %s or later.', t.retention, v_oldest);
   end if;
 
-  -- Hold producers back (as create_group does), void every lease of the group (epochs
-  -- bump, so an ack under an old lease fails), and wait for acks already under way.
-  perform bucketq._lock_topic_producers('rewind', t);
+  -- Void every lease of the group (epochs bump, so an ack under an old lease fails), and
+  -- wait for acks already under way. Producers go on sending (see s below).
   perform 1 from bucketq.bucket_owner o where o.group_id = g.group_id order by o.bucket for update;  -- the lobby's lock order
   update bucketq.bucket_owner o set epoch = o.epoch + 1, moved_at = bucketq._now() where o.group_id = g.group_id;
   -- Wait for locked batches reading the buckets' logs and for acks settling them, then
@@ -4820,9 +4820,17 @@ begin
   perform 1 from bucketq.cursor k where k.group_id = g.group_id order by k.bucket for update;
   perform 1 from bucketq.inbox i where i.group_id = g.group_id order by i.key_id, i.msg_id for update;
   -- What is still ahead in the buckets' logs (or in a batch under way) goes to the inbox,
-  -- and every bucket's checkpoint moves to now: from here the group reads its backlog
-  -- from the inbox, in key order, and new messages from the log.
+  -- and every bucket's checkpoint moves to a snapshot s of now: from here the group reads
+  -- its backlog from the inbox, in key order, and new messages from the log.
   -- (In one pass over the log for all buckets: _log_unacked_query.)
+  --
+  -- s is taken before the log is read, by later statements whose snapshots see everything
+  -- s sees (read committed; under repeatable read they are all the transaction's), and
+  -- only messages visible in s go to the inbox, here and below. One that commits after s
+  -- stays in the log, past the new checkpoint, and is delivered from there (behind its
+  -- key's messages in the inbox), as anything sent after the rewind. Producers used to be
+  -- held back for the whole rewind instead, to keep its reads and s in step.
+  s := bucketq._log_snapshot();
   v_pos := bucketq._log_positions(g.group_id, t.buckets, false);
   if v_pos is not null then
     execute format(
@@ -4830,14 +4838,14 @@ begin
          select $2, m.id, m.bucket, case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
                 m.key_id, m.key_seq, m.sent_at, m.not_before
            from (%s) m
-          where m.sent_at < $3
+          where m.sent_at < $3 and pg_visible_in_snapshot(m.xid, $4)
          on conflict (group_id, msg_id) do nothing$q$,
       bucketq._log_unacked_query(t.topic_id, v_pos, t.buckets, g.start_time))
-      using v_pos, g.group_id, to_time;
+      using v_pos, g.group_id, to_time, s.snap;
   end if;
   insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, pos_ord, pos_id, created_at)
   select g.group_id, b, 1, s.snap, s.floor, s.snap, s.floor, s.ceil, 0, 0, bucketq._now()
-    from generate_series(0, t.buckets - 1) b cross join bucketq._log_snapshot() s;
+    from generate_series(0, t.buckets - 1) b;
   -- The batches' delivery records lose the messages delivered again.
   update bucketq.progress p
      set msg_ids = array(select u.id from unnest(p.msg_ids) u(id)
@@ -4855,7 +4863,7 @@ begin
          case when m.key_id is not null then 3 when m.not_before > bucketq._now() then 2 else 0 end,
          m.key_id, m.key_seq, m.sent_at, m.not_before
     from bucketq.message m
-   where m.topic_id = t.topic_id and m.sent_at >= to_time;
+   where m.topic_id = t.topic_id and m.sent_at >= to_time and pg_visible_in_snapshot(m.xid, s.snap);
   get diagnostics v_count = row_count;
 
   -- Leases of older messages still in flight are void too: hand them out again.
@@ -4871,7 +4879,7 @@ begin
   perform pg_notify('bucketq', t.name);
   return v_count;
 end $function$;
-comment on function bucketq.rewind(text,timestamp with time zone) is 'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic wait while it runs. Returns how many messages will be delivered again. Other groups are not affected.';
+comment on function bucketq.rewind(text,timestamp with time zone) is 'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic do not wait for it: what commits while it runs is delivered after the replayed messages of its key. Returns how many messages will be delivered again. Other groups are not affected.';
 
 CREATE OR REPLACE FUNCTION bucketq.send(topic text, payload jsonb, key text DEFAULT NULL::text, headers jsonb DEFAULT NULL::jsonb, idempotency_key text DEFAULT NULL::text, not_before timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
