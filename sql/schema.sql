@@ -1010,7 +1010,7 @@ AS $function$
            format('topic %s is busy: producer transactions held it', p_topic.name),
            'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.');
 $function$;
-comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
+comment on function bucketq._lock_topic_producers(text,bucketq.topic) is 'Takes the topic''s producer lock exclusively (create_group, maintain) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_ahead(p_topic_id integer, c bucketq.progress)
  RETURNS SETOF bucketq.message

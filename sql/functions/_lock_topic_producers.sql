@@ -12,4 +12,4 @@ language sql as $$
 $$;
 
 comment on function bucketq._lock_topic_producers(text, bucketq.topic) is
-'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';
+'Takes the topic''s producer lock exclusively (create_group, maintain) in turns of 50 ms, so sends are never held up for longer than that by the wait.';

@@ -198,7 +198,7 @@ export const migrations: readonly EmbeddedMigration[] = [
 export const latestVersion: number = 36;
 
 export const definitions: EmbeddedDefinitions = {
-  hash: "ec5302d89bd9a9e260ee912adaf0ad68ee65df7e42d19f383e863ea904df7850",
+  hash: "6fff29ebc804da192a442d037404c2eca2b245205f014a8e461483fbbda64b43",
   files: [
     {
       path: "functions/_acked_before.sql",
@@ -310,7 +310,7 @@ export const definitions: EmbeddedDefinitions = {
     },
     {
       path: "functions/_lock_topic_producers.sql",
-      sql: "-- Hold a topic's producers back: the advisory lock (bucketq namespace, topic_id) in\n-- exclusive mode, which every send holds shared until its transaction ends. Taken in\n-- turns, not by queuing for it (_lock_in_turns): a request queued behind a long\n-- producer transaction would hold up every later send on the topic (they queue behind\n-- it) for as long as that transaction runs (issue 13, item 20). In flight short sends\n-- finish, later ones wait 50 ms at most.\ncreate or replace function bucketq._lock_topic_producers(fn text, p_topic bucketq.topic) returns void\nlanguage sql as $$\n  select bucketq._lock_in_turns(fn, p_topic.topic_id,\n           format('topic %s is busy: producer transactions held it', p_topic.name),\n           'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.');\n$$;\n\ncomment on function bucketq._lock_topic_producers(text, bucketq.topic) is\n'Takes the topic''s producer lock exclusively (create_group, rewind) in turns of 50 ms, so sends are never held up for longer than that by the wait.';\n",
+      sql: "-- Hold a topic's producers back: the advisory lock (bucketq namespace, topic_id) in\n-- exclusive mode, which every send holds shared until its transaction ends. Taken in\n-- turns, not by queuing for it (_lock_in_turns): a request queued behind a long\n-- producer transaction would hold up every later send on the topic (they queue behind\n-- it) for as long as that transaction runs (issue 13, item 20). In flight short sends\n-- finish, later ones wait 50 ms at most.\ncreate or replace function bucketq._lock_topic_producers(fn text, p_topic bucketq.topic) returns void\nlanguage sql as $$\n  select bucketq._lock_in_turns(fn, p_topic.topic_id,\n           format('topic %s is busy: producer transactions held it', p_topic.name),\n           'A producer transaction that sent to this topic is still open. Retry later, or raise lock_timeout.');\n$$;\n\ncomment on function bucketq._lock_topic_producers(text, bucketq.topic) is\n'Takes the topic''s producer lock exclusively (create_group, maintain) in turns of 50 ms, so sends are never held up for longer than that by the wait.';\n",
     },
     {
       path: "functions/_log_ahead.sql",
