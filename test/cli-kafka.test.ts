@@ -2,6 +2,7 @@
 // Postgres: topic and group list/describe/delete, group pause/resume (with a running
 // consumer), rewind's dry run, --execute and --to-latest, send from a file and stdin,
 // tail, peek, message, dlq list/delete; exit codes, help, suggestions; PG* variables.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
 import { claim, ack, nack, useDatabase } from './helpers/sql.js';
 import { inProcessCli, spawnCli } from './support/cli.js';
+import { ROOT } from './support/private-copy.js';
 import { sleep, waitFor } from './support/wait.js';
 
 const ctx = useDatabase();
@@ -114,7 +116,12 @@ describe('group list, describe, delete', () => {
       expect.objectContaining({ group: 'g.b', state: 'idle', consumers: 0, pending: 3 }),
     ]);
     expect(await ok('group', 'list')).toMatch(/^\s*g\.a\s+g\.t\s+active\s+1\s+3\s+0\s+0\s+\S+\s*$/m);
-    const d = JSON.parse(await ok('group', 'describe', 'g.a', '--json')) as { consumerList: { consumerId: string; ownedBuckets: number }[]; buckets: { bucket: number; owner: string; ready: number; waiting: number }[] };
+    const d = JSON.parse(await ok('group', 'describe', 'g.a', '--json')) as { pending: number; oldestAgeSeconds: number | null; consumerList: { consumerId: string; ownedBuckets: number }[]; buckets: { bucket: number; owner: string; ready: number; waiting: number }[] };
+    // (summed from the buckets' lag, as groups.pending counts it)
+    const { rows: view } = await ctx.db.pool.query<{ pending: string }>(`select pending from bucketq.groups where group_name = 'g.a'`);
+    expect(d.pending).toBe(Number(view[0]!.pending));
+    expect(d.pending).toBe(3);
+    expect(d.oldestAgeSeconds).toBeGreaterThanOrEqual(0);
     expect(d.consumerList).toEqual([expect.objectContaining({ consumerId: 'ga-1', ownedBuckets: 2 })]);
     expect(d.buckets.map((b) => b.owner)).toEqual(['ga-1', 'ga-1']);
     expect(d.buckets.reduce((a, b) => a + b.ready, 0)).toBe(2);
@@ -230,6 +237,26 @@ describe('send from a file and stdin', () => {
 });
 
 describe('tail, peek and message', () => {
+  it('stops quietly when its reader closes the pipe early (| head)', async () => {
+    await ok('topic', 'create', 't.pipe', '--buckets', '2');
+    await ctx.db.pool.query(`select count(*) from bucketq.send_batch('t.pipe', array(select jsonb_build_object('n', x, 'pad', repeat('x', 200)) from generate_series(1, 3000) x))`);
+    // 3,000 lines of about 300 bytes: more than a pipe holds, so writes go on after head exits.
+    const r = await new Promise<{ code: number | null; err: string; out: string }>((resolve) => {
+      const child = spawn('bash', ['-c', 'set -o pipefail; "$NODE" --import tsx src/cli.ts tail t.pipe --last 3000 --limit 3000 --database-url "$URL" | head -1'], {
+        cwd: ROOT,
+        env: { ...process.env, NODE: process.execPath, URL: ctx.db.connectionString },
+      });
+      let err = '';
+      let out = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (code) => resolve({ code, err, out }));
+    });
+    expect(r.out.trim().split('\n')).toHaveLength(1);
+    expect(r.err, 'no EPIPE stack trace').toBe('');
+    expect(r.code).toBe(0);
+  }, 60_000);
+
   it('tail prints the recent messages and then new ones as they arrive', async () => {
     await ok('topic', 'create', 't.t', '--buckets', '2');
     await ok('send', 't.t', '{"old": 1}');

@@ -1,6 +1,8 @@
 // `bucketq group create|list|describe|delete|pause|resume`
 import type { Command } from 'commander';
+import type pg from 'pg';
 import { z } from 'zod';
+import { readSnapshot } from '../db/read-snapshot.js';
 import { TIME_HELP, assertGroupExists, checkIntervals, intFlag, parseTime, requiredFlag, validate, withCliClient } from './args.js';
 import { databaseUrl, plural, runs } from './command.js';
 import { formatAge, formatTable } from './table.js';
@@ -43,18 +45,43 @@ export interface GroupRow {
   leaseTimeout: string;
 }
 
-// A paused group's buckets have owner '' (see bucketq.pause_group).
+// A paused group's buckets have owner '' (see bucketq.pause_group). pending and the
+// oldest age come from bucketq.lag, read once (readGroups): groups.pending and lag each
+// count the backlog in the log, seconds at ten million messages.
 const GROUPS_SQL = `
   select g.group_name as "group", g.topic,
          case when exists (select 1 from bucketq.buckets b where b.group_name = g.group_name and b.owner = '') then 'paused'
               when exists (select 1 from bucketq.consumers c where c.group_name = g.group_name and c.alive) then 'active'
               else 'idle' end as state,
          (select count(*)::int from bucketq.consumers c where c.group_name = g.group_name and c.alive) as consumers,
-         g.pending::int, g.leased::int, g.dead::int,
-         (select extract(epoch from max(l.oldest_age))::float8 from bucketq.lag l where l.group_name = g.group_name) as "oldestAgeSeconds",
+         g.leased::int, g.dead::int,
          g.start_at as "startAt", g.max_attempts as "maxAttempts", g.on_exhausted as "onExhausted",
          g.session_timeout::text as "sessionTimeout", g.lease_timeout::text as "leaseTimeout"
     from bucketq.groups g`;
+
+type GroupLag = { group: string; pending: number; oldestAgeSeconds: number | null };
+
+/**
+ * The groups (all, one topic's or one), with pending and the oldest age summed from one
+ * read of bucketq.lag, or from the caller's (`lag`: group describe reads it per bucket).
+ */
+async function readGroups(c: pg.ClientBase, filter: { topic?: string; group?: string }, lag?: GroupLag[]): Promise<GroupRow[]> {
+  const { rows } = await c.query<Omit<GroupRow, 'pending' | 'oldestAgeSeconds'>>(
+    `${GROUPS_SQL} where ($1::text is null or g.topic = $1) and ($2::text is null or g.group_name = $2) order by g.group_name`,
+    [filter.topic ?? null, filter.group ?? null],
+  );
+  if (rows.length === 0) return [];
+  lag ??= (
+    await c.query<GroupLag>(
+      `select group_name as "group", sum(ready + leased + delayed + waiting + dead_blocking)::int as pending,
+              extract(epoch from max(oldest_age))::float8 as "oldestAgeSeconds"
+         from bucketq.lag where group_name = any($1::text[]) group by group_name`,
+      [rows.map((r) => r.group)],
+    )
+  ).rows;
+  const byGroup = new Map(lag.map((l) => [l.group, l]));
+  return rows.map((r) => ({ ...r, pending: byGroup.get(r.group)?.pending ?? 0, oldestAgeSeconds: byGroup.get(r.group)?.oldestAgeSeconds ?? null }));
+}
 
 export function registerGroup(program: Command): void {
   const group = program.command('group').description('create, list, describe, delete, pause and resume consumer groups');
@@ -112,7 +139,7 @@ export function registerGroup(program: Command): void {
     .action(
       runs(async (flags: { topic?: string; json?: boolean }, cmd: Command) =>
         withCliClient(databaseUrl(cmd), async (bq) => {
-          const { rows } = await bq.pool.query<GroupRow>(`${GROUPS_SQL} where $1::text is null or g.topic = $1 order by g.group_name`, [flags.topic ?? null]);
+          const rows = await readSnapshot(bq.pool, (c) => readGroups(c, { topic: flags.topic }));
           if (flags.json) console.log(printableJson(JSON.stringify(rows, null, 2)));
           else if (rows.length === 0) console.log(`no consumer groups${flags.topic ? ` on topic ${printable(flags.topic)}` : ''}: create one with \`bucketq group create NAME --topic T\``);
           else
@@ -136,19 +163,28 @@ export function registerGroup(program: Command): void {
       runs(async (name: string, flags: { json?: boolean }, cmd: Command) =>
         withCliClient(databaseUrl(cmd), async (bq) => {
           await assertGroupExists(bq, 'group describe', name);
-          const g = (await bq.pool.query<GroupRow>(`${GROUPS_SQL} where g.group_name = $1`, [name])).rows[0]!;
-          const consumers = await bq.pool.query<{ consumerId: string; alive: boolean; heartbeatAgeSeconds: number; ownedBuckets: number; leased: number }>(
-            `select consumer_id as "consumerId", alive, extract(epoch from heartbeat_age)::float8 as "heartbeatAgeSeconds", owned_buckets::int as "ownedBuckets", leased::int
-               from bucketq.consumers where group_name = $1 order by consumer_id`,
-            [name],
-          );
-          const buckets = await bq.pool.query<{ bucket: number; owner: string | null; epoch: string; checkpoint: string | null; ready: number; leased: number; delayed: number; waiting: number; oldestAgeSeconds: number | null }>(
-            `select b.bucket, b.owner, b.epoch::text, b.checkpoint::text, l.ready::int, l.leased::int, l.delayed::int, l.waiting::int,
-                    extract(epoch from l.oldest_age)::float8 as "oldestAgeSeconds"
-               from bucketq.buckets b join bucketq.lag l on l.group_name = b.group_name and l.bucket = b.bucket
-              where b.group_name = $1 order by b.bucket`,
-            [name],
-          );
+          const { g, consumers, buckets } = await readSnapshot(bq.pool, async (c) => {
+            const buckets = await c.query<{ bucket: number; owner: string | null; epoch: string; checkpoint: string | null; ready: number; leased: number; delayed: number; waiting: number; deadBlocking: number; oldestAgeSeconds: number | null }>(
+              `select b.bucket, b.owner, b.epoch::text, b.checkpoint::text, l.ready::int, l.leased::int, l.delayed::int, l.waiting::int,
+                      l.dead_blocking::int as "deadBlocking", extract(epoch from l.oldest_age)::float8 as "oldestAgeSeconds"
+                 from bucketq.buckets b join bucketq.lag l on l.group_name = b.group_name and l.bucket = b.bucket
+                where b.group_name = $1 order by b.bucket`,
+              [name],
+            );
+            // The group's pending and oldest age from its buckets' lag: one count of its backlog.
+            const ages = buckets.rows.map((b) => b.oldestAgeSeconds).filter((a): a is number => a !== null);
+            const lag: GroupLag = {
+              group: name,
+              pending: buckets.rows.reduce((n, b) => n + b.ready + b.leased + b.delayed + b.waiting + b.deadBlocking, 0),
+              oldestAgeSeconds: ages.length ? Math.max(...ages) : null,
+            };
+            const consumers = await c.query<{ consumerId: string; alive: boolean; heartbeatAgeSeconds: number; ownedBuckets: number; leased: number }>(
+              `select consumer_id as "consumerId", alive, extract(epoch from heartbeat_age)::float8 as "heartbeatAgeSeconds", owned_buckets::int as "ownedBuckets", leased::int
+                 from bucketq.consumers where group_name = $1 order by consumer_id`,
+              [name],
+            );
+            return { buckets, consumers, g: (await readGroups(c, { group: name }, [lag]))[0]! };
+          });
           if (flags.json) {
             console.log(printableJson(JSON.stringify({ ...g, consumerList: consumers.rows, buckets: buckets.rows }, null, 2)));
             return 0;
