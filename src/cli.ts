@@ -145,8 +145,23 @@ function describeError(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
+/**
+ * A reader that stops early (`bucketq group list | head -3`) closes the pipe: the next
+ * write fails with EPIPE, which Node throws as an unhandled 'error' event with a stack
+ * trace. As other command-line tools do, stop quietly instead.
+ */
+function exitQuietlyOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
+}
+
 /** Runs the CLI and sets the process exit code; errors are printed, not thrown. */
 export async function run(argv: string[]): Promise<void> {
+  exitQuietlyOnClosedPipe();
   try {
     process.exitCode = await main(argv);
   } catch (err) {
