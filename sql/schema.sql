@@ -1049,6 +1049,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_any(p_group_id integer, p_topic_
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
   -- (p_topic_id must be the group's own: a direct caller is not told about another topic)
   select exists (select 1 from bucketq.consumer_group x where x.group_id = p_group_id and x.topic_id = p_topic_id)
@@ -1072,6 +1073,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_buckets(p_group_id integer, p_to
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -1122,6 +1124,7 @@ CREATE OR REPLACE FUNCTION bucketq._log_backlog_total(p_group_id integer, p_topi
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 declare
   v_pos bucketq.progress[];
@@ -2751,6 +2754,7 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
 AS $function$
@@ -2955,6 +2959,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
  SET enable_bitmapscan TO 'off'
@@ -3192,6 +3197,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
  SET enable_bitmapscan TO 'off'
@@ -3398,6 +3404,7 @@ CREATE OR REPLACE FUNCTION bucketq.create_group(group_name text, topic text, sta
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -3517,6 +3524,7 @@ CREATE OR REPLACE FUNCTION bucketq.create_schedule(schedule_name text, topic tex
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -3564,6 +3572,7 @@ CREATE OR REPLACE FUNCTION bucketq.create_topic(topic text, buckets integer DEFA
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -3628,6 +3637,7 @@ CREATE OR REPLACE FUNCTION bucketq.delete_dead(group_name text, msg_ids bigint[]
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3668,6 +3678,7 @@ CREATE OR REPLACE FUNCTION bucketq.delete_group(group_name text, force boolean D
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3714,6 +3725,7 @@ CREATE OR REPLACE FUNCTION bucketq.delete_topic(topic text, force boolean DEFAUL
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3749,6 +3761,7 @@ CREATE OR REPLACE FUNCTION bucketq.drop_schedule(schedule_name text)
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
   with gone as (delete from bucketq.schedule s where s.name = drop_schedule.schedule_name returning 1)
   select exists (select 1 from gone)
@@ -3760,6 +3773,7 @@ CREATE OR REPLACE FUNCTION bucketq.grant_group(group_name text, role_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -3784,6 +3798,7 @@ CREATE OR REPLACE FUNCTION bucketq.grant_topic(topic text, role_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -3805,6 +3820,7 @@ CREATE OR REPLACE FUNCTION bucketq.heartbeat(group_name text, consumer_id text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3917,6 +3933,7 @@ CREATE OR REPLACE FUNCTION bucketq."join"(group_name text, consumer_id text, met
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3954,6 +3971,7 @@ CREATE OR REPLACE FUNCTION bucketq.leave(group_name text, consumer_id text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -3985,6 +4003,7 @@ CREATE OR REPLACE FUNCTION bucketq.maintain(wait boolean DEFAULT true)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4179,6 +4198,7 @@ CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
 AS $function$
@@ -4395,6 +4415,7 @@ CREATE OR REPLACE FUNCTION bucketq.pause_group(group_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4416,6 +4437,7 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
  SET enable_seqscan TO 'off'
 AS $function$
@@ -4572,6 +4594,7 @@ CREATE OR REPLACE FUNCTION bucketq.reject(group_name text, msg_ids bigint[], lea
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4651,6 +4674,7 @@ CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[]
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4728,6 +4752,7 @@ CREATE OR REPLACE FUNCTION bucketq.resume_group(group_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4752,6 +4777,7 @@ CREATE OR REPLACE FUNCTION bucketq.revoke_group(group_name text, role_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -4771,6 +4797,7 @@ CREATE OR REPLACE FUNCTION bucketq.revoke_topic(topic text, role_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_variable
 declare
@@ -4787,6 +4814,7 @@ CREATE OR REPLACE FUNCTION bucketq.rewind(group_name text, to_time timestamp wit
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare
@@ -4891,6 +4919,7 @@ CREATE OR REPLACE FUNCTION bucketq.send(topic text, payload jsonb, key text DEFA
  LANGUAGE sql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
   select id from bucketq.send_batch(
     topic            => send.topic,
@@ -4907,6 +4936,7 @@ CREATE OR REPLACE FUNCTION bucketq.send_batch(topic text, payloads jsonb[], keys
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
  SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 #variable_conflict use_column
@@ -5094,6 +5124,7 @@ CREATE OR REPLACE FUNCTION bucketq.skip_to_latest(group_name text)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 declare

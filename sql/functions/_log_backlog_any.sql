@@ -13,6 +13,7 @@
 create or replace function bucketq._log_backlog_any(p_group_id int, p_topic_id int, p_bucket int, p_start timestamptz)
 returns boolean
 language sql stable security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
   -- (p_topic_id must be the group's own: a direct caller is not told about another topic)
   select exists (select 1 from bucketq.consumer_group x where x.group_id = p_group_id and x.topic_id = p_topic_id)

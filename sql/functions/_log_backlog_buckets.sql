@@ -10,6 +10,7 @@
 create or replace function bucketq._log_backlog_buckets(p_group_id int, p_topic_id int, p_buckets int, p_start timestamptz)
 returns table (bucket int, ready bigint, in_flight bigint, waiting bigint, oldest timestamptz)
 language plpgsql stable security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

@@ -6,6 +6,7 @@
 create or replace function bucketq._log_backlog_total(p_group_id int, p_topic_id int, p_buckets int, p_start timestamptz)
 returns bigint
 language plpgsql stable security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 declare
   v_pos bucketq.progress[];

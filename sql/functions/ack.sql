@@ -6,6 +6,7 @@ create or replace function bucketq.ack(
   strict boolean default true
 ) returns table (msg_id bigint, status text)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 -- Generic plans, made once per session: a custom plan of a query over the log's
 -- partitions took 4 ms to plan (more with every partition), on every call.
 set plan_cache_mode = force_generic_plan

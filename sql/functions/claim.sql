@@ -8,6 +8,7 @@ create or replace function bucketq.claim(
 ) returns table (msg_id bigint, bucket int, key text, key_seq bigint, payload jsonb, headers jsonb,
                  attempt int, lease_token bigint, sent_at timestamptz, leased_until timestamptz, epoch bigint)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 -- Generic plans, made once per session: a custom plan of a query over the log's
 -- partitions took 4 ms to plan (more with every partition), on every call.
 set plan_cache_mode = force_generic_plan

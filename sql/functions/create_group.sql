@@ -10,6 +10,7 @@ create or replace function bucketq.create_group(
   session_timeout interval default '10 seconds'
 ) returns boolean
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_variable
 declare

@@ -10,6 +10,7 @@ create or replace function bucketq.create_schedule(
   next_at timestamptz default null
 ) returns boolean
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_variable
 declare

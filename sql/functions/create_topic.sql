@@ -6,6 +6,7 @@ create or replace function bucketq.create_topic(
   partition_interval interval default '1 day'
 ) returns boolean
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_variable
 declare

@@ -1,6 +1,7 @@
 create or replace function bucketq.join(group_name text, consumer_id text, meta jsonb default null)
 returns table (bucket int, epoch bigint)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

@@ -1,5 +1,6 @@
 create or replace function bucketq.leave(group_name text, consumer_id text) returns int
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

@@ -1,6 +1,7 @@
 create or replace function bucketq.maintain(wait boolean default true)
 returns table (topic text, action text, detail text)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

@@ -8,6 +8,7 @@ create or replace function bucketq.nack(
   consumer_id text default null
 ) returns table (msg_id bigint, status text, retry_at timestamptz)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 -- Generic plans, made once per session: a custom plan of a query over the log's
 -- partitions took 4 ms to plan (more with every partition), on every call.
 set plan_cache_mode = force_generic_plan

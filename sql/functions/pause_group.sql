@@ -3,6 +3,7 @@
 -- never takes over (it has no consumer row to expire) and claim finds no bucket of.
 create or replace function bucketq.pause_group(group_name text) returns int
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

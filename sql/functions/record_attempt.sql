@@ -1,6 +1,7 @@
 create or replace function bucketq.record_attempt(group_name text, consumer_id text, xact xid8, msg_ids bigint[])
 returns void
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 -- Generic plans, made once per session: a custom plan of a query over the log's
 -- partitions took 4 ms to plan (more with every partition), on every call.
 set plan_cache_mode = force_generic_plan

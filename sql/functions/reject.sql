@@ -16,6 +16,7 @@ create or replace function bucketq.reject(
   consumer_id text default null
 ) returns table (msg_id bigint, status text, retry_at timestamptz)
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

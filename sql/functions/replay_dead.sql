@@ -1,5 +1,6 @@
 create or replace function bucketq.replay_dead(group_name text, msg_ids bigint[] default null) returns int
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

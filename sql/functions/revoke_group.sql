@@ -1,5 +1,6 @@
 create or replace function bucketq.revoke_group(group_name text, role_name text) returns boolean
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_variable
 declare

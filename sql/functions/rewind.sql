@@ -1,6 +1,7 @@
 -- rewind voids every lease of the group: with runs, a tail waits behind its head.
 create or replace function bucketq.rewind(group_name text, to_time timestamptz) returns int
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare

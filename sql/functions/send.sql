@@ -7,6 +7,7 @@ create or replace function bucketq.send(
   not_before timestamptz default null
 ) returns bigint
 language sql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
   select id from bucketq.send_batch(
     topic            => send.topic,

@@ -1,6 +1,7 @@
 -- The opposite of rewind: everything the group has not finished yet counts as done.
 create or replace function bucketq.skip_to_latest(group_name text) returns bigint
 language plpgsql security definer set search_path = pg_catalog, bucketq, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
