@@ -2543,6 +2543,7 @@ CREATE OR REPLACE FUNCTION bucketq._take_key_seqs(p_topic_id integer, p_keys tex
  RETURNS TABLE(key text, key_id bigint, base bigint)
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET enable_seqscan TO 'off'
 AS $function$
 #variable_conflict use_column
 declare

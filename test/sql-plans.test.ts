@@ -170,7 +170,8 @@ describe('a trickle of single sends on a log with history', () => {
     const topic = ctx.unique('t');
     const group = ctx.unique('g');
     await admin.query(`select bucketq.create_topic(topic => $1, buckets => 16)`, [topic]);
-    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
+    // (A session of an hour: the consumer never heartbeats, and the test runs past 10 s on a loaded machine.)
+    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest', session_timeout => '1 hour')`, [group, topic]);
     await admin.query(`select * from bucketq.join($1, 'c1')`, [group]);
     const round = () => claimAndAck(worker, group, 10000, 10000);
     // History: 3,200 messages handled, 200 a bucket, in claims of 20 (20 progress rows a
@@ -236,7 +237,8 @@ describe('batches of keyed sends and claims on a topic with history', () => {
     const topic = ctx.unique('t');
     const group = ctx.unique('g');
     await admin.query(`select bucketq.create_topic(topic => $1, buckets => 16)`, [topic]);
-    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
+    // (A session of an hour: the consumer never heartbeats, and the test runs past 10 s on a loaded machine.)
+    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest', session_timeout => '1 hour')`, [group, topic]);
     await admin.query(`select * from bucketq.join($1, 'c1')`, [group]);
     let sent = 0;
     // Two sends of 100 keyed messages over 1,000 keys (each key's counter gains a row
