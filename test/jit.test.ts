@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { readSnapshot } from '../src/db/read-snapshot.js';
 import { readStatus } from '../src/queries/status.js';
 import { lookupMessages, readOverview } from '../src/ui/queries.js';
-import { ack, claim, nack, send, useDatabase } from './helpers/sql.js';
+import { ack, claim, nack, send, topicAndGroup, useDatabase } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -30,16 +30,17 @@ async function watchedSession(): Promise<{ c: pg.Client; plans: string[] }> {
   return { c, plans };
 }
 
+/** Whether this Postgres can compile plans (the embedded one cannot; CI's second run, on Debian's Postgres 15, can). */
+async function jitAvailable(): Promise<boolean> {
+  const { rows } = await ctx.db.pool.query<{ jit: boolean }>('select pg_jit_available() as jit');
+  return rows[0]!.jit;
+}
+
 describe('JIT compilation', () => {
   it('is off for the console\'s and status\'s reads and for metrics(), and only there', async (test) => {
-    const { rows } = await ctx.db.pool.query<{ jit: boolean }>('select pg_jit_available() as jit');
-    // (The embedded Postgres has no JIT; CI's second run, on Debian's Postgres 15, has.)
-    if (!rows[0]!.jit) test.skip();
+    if (!(await jitAvailable())) test.skip();
     const admin = await ctx.session();
-    const topic = ctx.unique('t');
-    const group = ctx.unique('g');
-    await admin.query(`select bucketq.create_topic(topic => $1, buckets => 4)`, [topic]);
-    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
+    const { topic } = await topicAndGroup(admin, ctx, { buckets: 4, consumer: null });
     const id = await send(admin, topic, { n: 1 }, { key: 'k' });
 
     const { c, plans } = await watchedSession();
@@ -87,13 +88,9 @@ describe('JIT compilation', () => {
         order by 1`);
     expect(missing).toEqual([]);
 
-    const { rows } = await ctx.db.pool.query<{ jit: boolean }>('select pg_jit_available() as jit');
-    if (!rows[0]!.jit) test.skip();
+    if (!(await jitAvailable())) test.skip();
     const admin = await ctx.session();
-    const topic = ctx.unique('t');
-    const group = ctx.unique('g');
-    await admin.query(`select bucketq.create_topic(topic => $1, buckets => 4)`, [topic]);
-    await admin.query(`select bucketq.create_group(group_name => $1, topic => $2, start_at => 'earliest')`, [group, topic]);
+    const { topic, group } = await topicAndGroup(admin, ctx, { buckets: 4, consumer: null });
     const { c, plans } = await watchedSession();
     // (The calls' own statements are the caller's plans: compiled here only for
     // jit_above_cost = 0, and told apart by the word "caller" in them.)
