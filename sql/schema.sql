@@ -314,23 +314,25 @@ comment on function bucketq._caller() is 'The role bucketq''s access checks judg
 
 CREATE OR REPLACE FUNCTION bucketq._caller_is(role_name name)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = _caller_is.role_name)
+begin
+  return case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = _caller_is.role_name)
               then pg_catalog.pg_has_role(bucketq._caller(), _caller_is.role_name, 'member')
-              else false end
-$function$;
+              else false end;
+end $function$;
 comment on function bucketq._caller_is(name) is 'True when the caller (bucketq._caller()) is a member of the role; false when the role does not exist.';
 
 CREATE OR REPLACE FUNCTION bucketq._caller_is_admin()
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select pg_catalog.pg_has_role(bucketq._caller(), (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
-      or bucketq._caller_is(bucketq._role('admin'))
-$function$;
+begin
+  return pg_catalog.pg_has_role(bucketq._caller(), (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
+      or bucketq._caller_is(bucketq._role('admin'));
+end $function$;
 comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_consumer(fn text, g bucketq.consumer_group, p_consumer text)
@@ -811,11 +813,11 @@ begin
   end if;
   if v_monitor then
     execute format('grant usage on schema bucketq to %I', r_monitor);
-    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_monitor);
+    execute format('grant execute on function bucketq._now(), bucketq._schema_owner(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_monitor);
   end if;
   if v_admin then
     execute format('grant usage on schema bucketq to %I', r_admin);
-    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
+    execute format('grant execute on function bucketq._now(), bucketq._schema_owner(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
   -- The views count what is left in the log through these (they run as the owner).
   foreach k in array array[r_monitor, r_admin, r_consumer] loop
@@ -1148,15 +1150,16 @@ comment on function bucketq._log_backlog_total(integer,integer,integer,timestamp
 
 CREATE OR REPLACE FUNCTION bucketq._log_batch_live(c bucketq.progress, p_epoch bigint, p_now timestamp with time zone)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select case
+begin
+  return case
     when c.kind = 1 then false
     when c.kind = 2 and c.lease_token is not null then c.leased_until > p_now and c.epoch = p_epoch
     else c.xact = pg_current_xact_id() or pg_xact_status(c.xact) = 'in progress'
-  end
-$function$;
+  end;
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone)
  RETURNS TABLE(bucket integer, epoch bigint, seq bigint, state "char")
@@ -1461,14 +1464,15 @@ end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_early_ahead(p_topic_id integer, p_early_ids bigint[], p_pos_ord bigint, p_log_from timestamp with time zone)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select exists (select 1 from (select m.ord from bucketq.message m
+begin
+  return exists (select 1 from (select m.ord from bucketq.message m
                                  where m.topic_id = p_topic_id and m.id = any(p_early_ids)
                                    and m.ord > p_pos_ord and m.sent_at >= p_log_from
-                                 order by m.ord limit 1) e)
-$function$;
+                                 order by m.ord limit 1) e);
+end $function$;
 comment on function bucketq._log_early_ahead(integer,bigint[],bigint,timestamp with time zone) is 'Internal (claims): whether one of a window''s early messages lies past the position p_pos_ord.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_expire(g bucketq.consumer_group, c bucketq.progress, p_now timestamp with time zone)
@@ -1653,10 +1657,11 @@ end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_holds_earlier(p_group_id integer, p_bucket integer, p_key_id bigint, p_key_seq bigint)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select exists (
+begin
+  return exists (
     select 1
       from (select p.kind, p.msg_ids from bucketq.progress p
              where p.group_id = p_group_id and p.bucket = p_bucket and p.kind <> 3
@@ -1665,8 +1670,8 @@ AS $function$
      where lp.kind = 2
        and exists (select 1 from bucketq.message m
                     where m.topic_id = g.topic_id and m.id = any(lp.msg_ids)
-                      and m.key_id = p_key_id and m.key_seq < p_key_seq))
-$function$;
+                      and m.key_id = p_key_id and m.key_seq < p_key_seq));
+end $function$;
 comment on function bucketq._log_holds_earlier(integer,integer,bigint,bigint) is 'Internal: true when the batch the bucket has out from the log (its latest progress row, a hand row) holds a message of this key before key_seq. _promote and _promote_acked leave a waiting row alone then: its turn comes with that batch''s ack, nack or expiry.';
 
 CREATE OR REPLACE FUNCTION bucketq._log_materialize(g bucketq.consumer_group, p_ids bigint[], p_counted bigint[], p_leased boolean, p_token bigint, p_until timestamp with time zone, p_consumer text, p_epoch bigint, p_now timestamp with time zone, p_wait boolean DEFAULT false)
@@ -1699,10 +1704,11 @@ end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_open(p_topic_id integer, p_bucket integer, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_from timestamp with time zone)
  RETURNS bigint[]
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select coalesce(array_agg(x.id), '{}') from (
+begin
+  return (select coalesce(array_agg(x.id), '{}') from (
     (select m.id from bucketq.message m
       where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
         and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
@@ -1719,8 +1725,8 @@ AS $function$
         order by m.xid
        offset 0) m
      where p_lo_floor > 0
-  ) x
-$function$;
+  ) x);
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_pending(p_topic bucketq.topic, p_lower timestamp with time zone, p_upper timestamp with time zone)
  RETURNS boolean
@@ -2104,15 +2110,16 @@ $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._log_xip_committed(p_topic_id integer, p_bucket integer, p_hi pg_snapshot, p_log_from timestamp with time zone)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
 AS $function$
-  select exists (select 1 from pg_snapshot_xip(p_hi) as x(xid)
+begin
+  return exists (select 1 from pg_snapshot_xip(p_hi) as x(xid)
                   cross join lateral (select m.xid from bucketq.message m
                                        where m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_log_from
                                          and m.xid = x.xid
-                                       order by m.xid limit 1) n)
-$function$;
+                                       order by m.xid limit 1) n);
+end $function$;
 comment on function bucketq._log_xip_committed(integer,integer,pg_snapshot,timestamp with time zone) is 'Internal (claims): whether a transaction in progress at snapshot p_hi has since committed a message to the bucket.';
 
 CREATE OR REPLACE FUNCTION bucketq._may_act_as(p_group_id integer, p_consumer text)
@@ -2128,14 +2135,15 @@ comment on function bucketq._may_act_as(integer,text) is 'True when the caller i
 
 CREATE OR REPLACE FUNCTION bucketq._may_consume(p_group_id integer)
  RETURNS boolean
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
 AS $function$
-  select not exists (select 1 from bucketq.group_access a where a.group_id = p_group_id)
+begin
+  return not exists (select 1 from bucketq.group_access a where a.group_id = p_group_id)
       or exists (select 1 from bucketq.group_access a where a.group_id = p_group_id and bucketq._caller_is(a.role_name))
-      or bucketq._caller_is_admin()
-$function$;
+      or bucketq._caller_is_admin();
+end $function$;
 comment on function bucketq._may_consume(integer) is 'True when the caller may consume the group: it has no access rows (grant_group), or the caller is a member of one of its roles, the schema owner or bucketq_admin.';
 
 CREATE OR REPLACE FUNCTION bucketq._may_read_payloads(p_topic_id integer, p_group_id integer DEFAULT NULL::integer)
@@ -2172,7 +2180,7 @@ CREATE OR REPLACE FUNCTION bucketq._now()
 AS $function$
   select now() + case
     when coalesce(current_setting('bucketq.clock_offset', true), '') = '' then interval '0'
-    when pg_catalog.pg_has_role(session_user, (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'), 'member')
+    when pg_catalog.pg_has_role(session_user, bucketq._schema_owner(), 'member')
       then current_setting('bucketq.clock_offset', true)::interval
     else interval '0'
   end
@@ -2205,8 +2213,9 @@ comment on function bucketq._progress_append(bucketq.progress[]) is 'Internal: w
 
 CREATE OR REPLACE FUNCTION bucketq._promote(p_group_id integer, p_key_ids bigint[], p_now timestamp with time zone, p_check_active boolean DEFAULT false)
  RETURNS void
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+begin
   -- The heads are found first, key by key (an init plan), then updated by their ids. As
   -- a join of the inbox with the heads, a plan made while the inbox looked empty took
   -- the inbox's waiting rows as the outer side and looked for every key's head again
@@ -2228,8 +2237,8 @@ AS $function$
           and not bucketq._log_holds_earlier(p_group_id, h.bucket, k.key_id, h.key_seq)
           and (not p_check_active
                or not exists (select 1 from bucketq.inbox y
-                               where y.group_id = p_group_id and y.key_id = k.key_id and y.state <> 3))))
-$function$;
+                               where y.group_id = p_group_id and y.key_id = k.key_id and y.state <> 3))));
+end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._promote_acked(p_group_id integer, p_key_ids bigint[], p_max_seqs bigint[], p_now timestamp with time zone)
  RETURNS bigint[]
@@ -2394,13 +2403,14 @@ end $function$;
 
 CREATE OR REPLACE FUNCTION bucketq._role(kind text)
  RETURNS name
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE PARALLEL SAFE
 AS $function$
-  select case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = bucketq._database_role(kind))
+begin
+  return case when exists (select 1 from pg_catalog.pg_roles r where r.rolname = bucketq._database_role(kind))
               then bucketq._database_role(kind)
-              else ('bucketq_' || kind)::name end
-$function$;
+              else ('bucketq_' || kind)::name end;
+end $function$;
 comment on function bucketq._role(text) is 'The role holding a kind of bucketq rights in this database: bucketq_<kind>_<database> when it exists, else the cluster-wide bucketq_<kind>.';
 
 CREATE OR REPLACE FUNCTION bucketq._rotate_key_counters()
@@ -2475,6 +2485,15 @@ begin
   end if;
 end $function$;
 comment on function bucketq._rotate_key_counters() is 'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base, then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
+
+CREATE OR REPLACE FUNCTION bucketq._schema_owner()
+ RETURNS oid
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'bucketq'
+$function$;
+comment on function bucketq._schema_owner() is 'Internal: the oid of the role that owns schema bucketq.';
 
 CREATE OR REPLACE FUNCTION bucketq._settle_attempts(g bucketq.consumer_group)
  RETURNS integer
@@ -4917,19 +4936,23 @@ comment on function bucketq.rewind(text,timestamp with time zone) is 'Replay a g
 
 CREATE OR REPLACE FUNCTION bucketq.send(topic text, payload jsonb, key text DEFAULT NULL::text, headers jsonb DEFAULT NULL::jsonb, idempotency_key text DEFAULT NULL::text, not_before timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET jit TO 'off'
 AS $function$
-  select id from bucketq.send_batch(
+declare
+  v_id bigint;
+begin
+  select s.id into v_id from bucketq.send_batch(
     topic            => send.topic,
     payloads         => array[send.payload],
     keys             => array[send.key],
     headers          => array[send.headers],
     idempotency_keys => array[send.idempotency_key],
-    not_before       => array[send.not_before]) as id
-$function$;
+    not_before       => array[send.not_before]) as s(id);
+  return v_id;
+end $function$;
 comment on function bucketq.send(text,jsonb,text,jsonb,text,timestamp with time zone) is 'Send one message; returns its id. key: per-key FIFO and bucket routing (NULL: unkeyed, ready at once). headers: JSON object. idempotency_key: a repeat within the topic''s retention returns the original id and inserts nothing. not_before: not delivered before this time. Call it inside your own transaction for a transactional outbox.';
 
 CREATE OR REPLACE FUNCTION bucketq.send_batch(topic text, payloads jsonb[], keys text[] DEFAULT NULL::text[], headers jsonb[] DEFAULT NULL::jsonb[], idempotency_keys text[] DEFAULT NULL::text[], not_before timestamp with time zone[] DEFAULT NULL::timestamp with time zone[])

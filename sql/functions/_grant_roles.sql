@@ -44,11 +44,11 @@ begin
   end if;
   if v_monitor then
     execute format('grant usage on schema bucketq to %I', r_monitor);
-    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_monitor);
+    execute format('grant execute on function bucketq._now(), bucketq._schema_owner(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_monitor);
   end if;
   if v_admin then
     execute format('grant usage on schema bucketq to %I', r_admin);
-    execute format('grant execute on function bucketq._now(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
+    execute format('grant execute on function bucketq._now(), bucketq._schema_owner(), bucketq._may_see_group(int), bucketq._may_read_payloads(int, int) to %I', r_admin);
   end if;
   -- The views count what is left in the log through these (they run as the owner).
   foreach k in array array[r_monitor, r_admin, r_consumer] loop

@@ -18,11 +18,15 @@
 -- bucket's log from its start; a generic plan made on a young log did. p_from: the
 -- group's log_from (see _log_window).
 drop function if exists bucketq._log_open(int, int, pg_snapshot, bigint, pg_snapshot);
+-- PL/pgSQL for its plan cache: Postgres 14 to 17 plan a SQL function's body at every
+-- call, and without its arguments' values, so over every partition of every topic's log:
+-- 1.5 ms of a 1.7 ms claim on a cluster of a few hundred partitions (Postgres 15).
 create or replace function bucketq._log_open(
   p_topic_id int, p_bucket int, p_lo pg_snapshot, p_lo_floor bigint, p_hi pg_snapshot, p_from timestamptz)
 returns bigint[]
-language sql stable as $$
-  select coalesce(array_agg(x.id), '{}') from (
+language plpgsql stable as $$
+begin
+  return (select coalesce(array_agg(x.id), '{}') from (
     (select m.id from bucketq.message m
       where p_lo_floor > 0 and m.topic_id = p_topic_id and m.bucket = p_bucket and m.sent_at >= p_from
         and m.xid >= pg_snapshot_xmax(p_lo) and m.xid < pg_snapshot_xmax(p_hi)
@@ -39,5 +43,5 @@ language sql stable as $$
         order by m.xid
        offset 0) m
      where p_lo_floor > 0
-  ) x
-$$;
+  ) x);
+end $$;

@@ -4,9 +4,11 @@
 -- row is promoted if it is waiting, unless the bucket's batch out from the log holds
 -- an earlier message of its key (_log_holds_earlier). p_check_active (replay, rewind): a waiting row may
 -- sit below an active one; then nothing is promoted until that one is done.
+-- PL/pgSQL for its plan cache (see _log_open).
 create or replace function bucketq._promote(p_group_id int, p_key_ids bigint[], p_now timestamptz, p_check_active boolean default false)
 returns void
-language sql as $$
+language plpgsql as $$
+begin
   -- The heads are found first, key by key (an init plan), then updated by their ids. As
   -- a join of the inbox with the heads, a plan made while the inbox looked empty took
   -- the inbox's waiting rows as the outer side and looked for every key's head again
@@ -28,5 +30,5 @@ language sql as $$
           and not bucketq._log_holds_earlier(p_group_id, h.bucket, k.key_id, h.key_seq)
           and (not p_check_active
                or not exists (select 1 from bucketq.inbox y
-                               where y.group_id = p_group_id and y.key_id = k.key_id and y.state <> 3))))
-$$;
+                               where y.group_id = p_group_id and y.key_id = k.key_id and y.state <> 3))));
+end $$;
