@@ -1161,16 +1161,26 @@ begin
   end;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone)
+CREATE OR REPLACE FUNCTION bucketq._log_busy(g bucketq.consumer_group, p_buckets integer[], p_epochs bigint[], p_now timestamp with time zone, p_recent bigint)
  RETURNS TABLE(bucket integer, epoch bigint, seq bigint, state "char")
  LANGUAGE sql
  STABLE
 AS $function$
   select x.bucket, x.epoch, lp.seq, f.state
     from unnest(p_buckets, p_epochs) as x(bucket, epoch)
-    cross join lateral (select p.* from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = x.bucket
-                         order by p.seq desc limit 1) lp
+    -- (COALESCE runs the second probe only when the first finds nothing; OFFSET 0 keeps
+    -- the row computed once, not once a field.)
+    cross join lateral (
+      select (s.r).* from (
+        select coalesce(
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = x.bucket and p.seq >= p_recent
+                   order by p.seq desc limit 1),
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = x.bucket
+                   order by p.seq desc limit 1)) as r
+        offset 0) s
+       where (s.r).seq is not null) lp
     -- OFFSET 0: decided once per bucket. Pulled up, each use of a condition was a
     -- subplan of its own: the window's probe was planned and run twice.
     cross join lateral (
@@ -1322,7 +1332,14 @@ begin
     v_e := p_epochs[v_i];
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_b for update skip locked;
     continue when not found;
-    select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    -- The latest row, from the one _log_busy found on (the latest of all when there is
+    -- one: a bounded read of a few index entries, see _log_busy), else among all.
+    select * into c from bucketq.progress p
+     where p.group_id = g.group_id and p.bucket = v_b and p.seq >= p_seqs[v_i]
+     order by p.seq desc limit 1;
+    if c.group_id is null then
+      select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    end if;
     continue when c.group_id is null;
     -- What _log_busy found still holds if the row is the one it looked at.
     v_state := case when c.seq = p_seqs[v_i] then p_states[v_i] end;
@@ -3006,6 +3023,7 @@ declare
   v_noted boolean;
   v_seen int[];
   v_snap pg_snapshot;
+  v_recent bigint;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -3075,12 +3093,15 @@ begin
     v_scan_epochs := v_epochs;
   end if;
   if cardinality(v_scan) > 0 then
+    -- (A variable, not the call: a volatile call among its arguments keeps Postgres from
+    -- inlining _log_busy.)
+    v_recent := coalesce(pg_sequence_last_value('bucketq.progress_seq_seq'), 0) - 64 * cardinality(v_scan);
     select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
            array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
            array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
            array_agg(b.bucket)
       into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
-      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now, v_recent) b;
   end if;
   if v_noted then
     perform bucketq._log_quiet_save(g, claim.consumer_id, v_snap, v_seen, v_now);
@@ -3235,6 +3256,7 @@ declare
   v_noted boolean;
   v_seen int[];
   v_snap pg_snapshot;
+  v_recent bigint;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -3305,12 +3327,15 @@ begin
     v_scan_epochs := v_epochs;
   end if;
   if cardinality(v_scan) > 0 then
+    -- (A variable, not the call: a volatile call among its arguments keeps Postgres from
+    -- inlining _log_busy.)
+    v_recent := coalesce(pg_sequence_last_value('bucketq.progress_seq_seq'), 0) - 64 * cardinality(v_scan);
     select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
            array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
            array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
            array_agg(b.bucket)
       into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
-      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now, v_recent) b;
   end if;
   if v_noted then
     perform bucketq._log_quiet_save(g, claim_locked.consumer_id, v_snap, v_seen, v_now);

@@ -402,3 +402,38 @@ describe('rewind while producers send', () => {
     expect(delivered.indexOf(late)).toBeLessThan(delivered.indexOf(after));
   });
 });
+
+describe("a bucket's latest progress row", () => {
+  // _log_busy and _log_claim look for it among the rows from a recent seq on first (a few
+  // index entries instead of a leaf page of the bucket's delivery records), then among
+  // all: both ways must find the same row.
+  it('is found whether or not the bucket had a batch among the recent rows', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    for (let i = 0; i < 8; i++) await send(c, topic, { i }, { key: `k${i}` });
+    expect((await pass(c, group)).length).toBe(8);
+
+    const busy = async (recent: string) =>
+      (await c.query<{ bucket: number; seq: string; state: string }>(
+        `select b.bucket, b.seq, b.state from bucketq.consumer_group g,
+                bucketq._log_busy(g, array[0, 1, 2, 3], array[1, 1, 1, 1]::bigint[], now(), $2::bigint) b
+          where g.name = $1 order by b.bucket`, [group, recent])).rows;
+    for (let i = 8; i < 12; i++) await send(c, topic, { i }, { key: `k${i}` });
+    const all = await busy('0');
+    expect(all.length).toBeGreaterThan(0); // buckets sent to since their last batch
+    const { rows: latest } = await c.query<{ seq: string }>(
+      `select max(p.seq)::text as seq from bucketq.progress p join bucketq.consumer_group g using (group_id) where g.name = $1`, [group]);
+    // Bounded at the newest row (only that bucket's bounded read finds it), and past every row.
+    expect(await busy(latest[0]!.seq)).toEqual(all);
+    expect(await busy('1000000000000')).toEqual(all);
+
+    // Every row of the group far below the bound the claims compute: they find them all
+    // the second way, and deliver what was sent.
+    await c.query(`select setval('bucketq.progress_seq_seq', nextval('bucketq.progress_seq_seq') + 1000000)`);
+    expect((await pass(c, group)).length).toBe(4);
+    for (let i = 12; i < 16; i++) await send(c, topic, { i }, { key: `k${i}` });
+    await c.query(`select setval('bucketq.progress_seq_seq', nextval('bucketq.progress_seq_seq') + 1000000)`);
+    const { rows: locked } = await c.query(`select msg_id from bucketq.claim_locked($1, 'c1', 100, null, 100)`, [group]);
+    expect(locked.length).toBe(4);
+  });
+});

@@ -10,14 +10,34 @@
 -- seq: the progress row it was decided on. If that is still the bucket's latest row
 -- when the claim has its cursor row locked, 'r' and 'n' still hold (a window's messages
 -- are fixed once its snapshot is taken), so _log_claim needs no probe of its own.
-create or replace function bucketq._log_busy(g bucketq.consumer_group, p_buckets int[], p_epochs bigint[], p_now timestamptz)
+--
+-- The latest progress row: first among those from p_recent on, else among all. A bucket's
+-- rows are its delivery records too (kept for the retention), and an index scan reads a
+-- leaf page's matching entries at once: the latest of a bucket of 730 rows cost 6 µs
+-- more than that of a new one, 0.1 ms a claim of 16 buckets. Bounded by p_recent (the
+-- caller passes the progress sequence's last value less 64 a bucket), a bucket that had
+-- a batch lately reads a few entries; the answer is the same (a row from p_recent on is
+-- the latest of all, if there is one), and an older bucket costs one more probe.
+drop function if exists bucketq._log_busy(bucketq.consumer_group, int[], bigint[], timestamptz);
+create or replace function bucketq._log_busy(g bucketq.consumer_group, p_buckets int[], p_epochs bigint[], p_now timestamptz,
+                                             p_recent bigint)
 returns table (bucket int, epoch bigint, seq bigint, state "char")
 language sql stable as $$
   select x.bucket, x.epoch, lp.seq, f.state
     from unnest(p_buckets, p_epochs) as x(bucket, epoch)
-    cross join lateral (select p.* from bucketq.progress p
-                         where p.group_id = g.group_id and p.bucket = x.bucket
-                         order by p.seq desc limit 1) lp
+    -- (COALESCE runs the second probe only when the first finds nothing; OFFSET 0 keeps
+    -- the row computed once, not once a field.)
+    cross join lateral (
+      select (s.r).* from (
+        select coalesce(
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = x.bucket and p.seq >= p_recent
+                   order by p.seq desc limit 1),
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = x.bucket
+                   order by p.seq desc limit 1)) as r
+        offset 0) s
+       where (s.r).seq is not null) lp
     -- OFFSET 0: decided once per bucket. Pulled up, each use of a condition was a
     -- subplan of its own: the window's probe was planned and run twice.
     cross join lateral (

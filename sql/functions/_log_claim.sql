@@ -64,7 +64,14 @@ begin
     v_e := p_epochs[v_i];
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_b for update skip locked;
     continue when not found;
-    select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    -- The latest row, from the one _log_busy found on (the latest of all when there is
+    -- one: a bounded read of a few index entries, see _log_busy), else among all.
+    select * into c from bucketq.progress p
+     where p.group_id = g.group_id and p.bucket = v_b and p.seq >= p_seqs[v_i]
+     order by p.seq desc limit 1;
+    if c.group_id is null then
+      select * into c from bucketq.progress p where p.group_id = g.group_id and p.bucket = v_b order by p.seq desc limit 1;
+    end if;
     continue when c.group_id is null;
     -- What _log_busy found still holds if the row is the one it looked at.
     v_state := case when c.seq = p_seqs[v_i] then p_states[v_i] end;

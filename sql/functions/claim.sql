@@ -42,6 +42,7 @@ declare
   v_noted boolean;
   v_seen int[];
   v_snap pg_snapshot;
+  v_recent bigint;
   v_busy_epochs bigint[];
   v_busy_seqs bigint[];
   v_busy_states "char"[];
@@ -111,12 +112,15 @@ begin
     v_scan_epochs := v_epochs;
   end if;
   if cardinality(v_scan) > 0 then
+    -- (A variable, not the call: a volatile call among its arguments keeps Postgres from
+    -- inlining _log_busy.)
+    v_recent := coalesce(pg_sequence_last_value('bucketq.progress_seq_seq'), 0) - 64 * cardinality(v_scan);
     select array_agg(b.bucket) filter (where b.state <> 'l'), array_agg(b.epoch) filter (where b.state <> 'l'),
            array_agg(b.seq) filter (where b.state <> 'l'), array_agg(b.state) filter (where b.state <> 'l'),
            array_agg(b.bucket) filter (where b.state = 'o'), array_agg(b.epoch) filter (where b.state = 'o'),
            array_agg(b.bucket)
       into v_busy, v_busy_epochs, v_busy_seqs, v_busy_states, v_over, v_over_epochs, v_seen
-      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now) b;
+      from bucketq._log_busy(g, v_scan, v_scan_epochs, v_now, v_recent) b;
   end if;
   if v_noted then
     perform bucketq._log_quiet_save(g, claim.consumer_id, v_snap, v_seen, v_now);
