@@ -5161,8 +5161,16 @@ begin
              where v_new is null or v_new[u.o]) r;
   end if;
 
-  -- One notification per statement with a constant payload: a hint to wake workers.
-  perform pg_notify('bucketq', t.name);
+  -- One notification per statement, a hint to wake workers: the topic, and the bucket
+  -- when the messages all went to one (a single send, a batch of one key), so that
+  -- only that bucket's owner claims, and only there (src/worker/wakeup.ts). Postgres
+  -- sends identical notifications once a transaction: a transaction of many sends
+  -- queues at most one a bucket and one for the topic, never one a message.
+  perform pg_notify('bucketq', case
+    when n = 1 and (keys is null or keys[1] is null) then t.name || ':' || (coalesce(v_ids[1], v_fresh[1]) % t.buckets)
+    when cardinality(v_keys) = 1 and (n = 1 or array_position(keys, null) is null)
+      then t.name || ':' || ((hashtextextended(v_keys[1], 0) & 9223372036854775807) % t.buckets)
+    else t.name end);
   -- The ids in input order: a repeated idempotency key's original, else the new one.
   return query select coalesce(v_ids[u.o], u.id) from unnest(v_fresh) with ordinality as u(id, o) order by u.o;
 end $function$;

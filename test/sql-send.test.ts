@@ -243,3 +243,55 @@ describe('what a send reads', () => {
     expect(lag.map((r) => r.pending)).toEqual([21_100, 21_100]);
   });
 });
+
+describe('wake-up notifications', () => {
+  it('one NOTIFY per statement: the topic, with the bucket when every message went to one; once per bucket a transaction', async () => {
+    const setup = await ctx.session();
+    const listener = await ctx.session();
+    const { topic } = await topicAndGroup(setup, ctx, { buckets: 8 });
+    const heard: string[] = [];
+    listener.on('notification', (n) => {
+      if (n.channel === 'bucketq' && n.payload?.startsWith(topic)) heard.push(n.payload);
+    });
+    await listener.query('listen bucketq');
+    const bucketsOf = async (ids: number[]) =>
+      (await setup.query<{ b: number[] }>('select array_agg(distinct bucket order by bucket) as b from bucketq.message where id = any($1)', [ids]))
+        .rows[0]!.b;
+    const bucketOf = async (id: number) => (await bucketsOf([id]))[0];
+    // Notifications come with the commit; a round trip on the listener's session
+    // afterwards has read every one sent before it.
+    const drain = async () => {
+      await listener.query('select 1');
+      return heard.splice(0);
+    };
+
+    const unkeyed = await send(setup, topic, { a: 1 });
+    expect(await drain()).toEqual([`${topic}:${await bucketOf(unkeyed)}`]);
+    const keyed = await send(setup, topic, { a: 2 }, { key: 'k1' });
+    expect(await drain()).toEqual([`${topic}:${await bucketOf(keyed)}`]);
+    // a batch of one key: that key's bucket
+    const [first] = await sendBatch(setup, topic, [{ a: 3 }, { a: 4 }], { keys: ['k2', 'k2'] });
+    expect(await drain()).toEqual([`${topic}:${await bucketOf(first!)}`]);
+
+    // Several buckets, or an unkeyed message beside keyed ones: the topic alone.
+    const keys = Array.from({ length: 40 }, (_, i) => `spread-${i}`);
+    const spread = await sendBatch(setup, topic, keys.map((k) => ({ k })), { keys });
+    expect((await bucketsOf(spread)).length).toBeGreaterThan(1);
+    expect(await drain()).toEqual([topic]);
+    await sendBatch(setup, topic, [{ a: 5 }, { a: 6 }], { keys: ['k2', null] });
+    expect(await drain()).toEqual([topic]);
+    await sendBatch(setup, topic, [{ a: 7 }, { a: 8 }]);
+    expect(await drain()).toEqual([topic]);
+
+    // A transaction of many sends: one notification per bucket and one for the topic,
+    // not one per send.
+    await setup.query('begin');
+    const ids: number[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await send(setup, topic, { i }, { key: `k${i % 3}` }));
+    for (let i = 0; i < 3; i++) await sendBatch(setup, topic, [{ i }, { i }], { keys: ['k0', 'k1'] });
+    expect(await drain()).toEqual([]); // nothing before the commit
+    await setup.query('commit');
+    const buckets = await bucketsOf(ids);
+    expect((await drain()).sort()).toEqual([...buckets.map((b) => `${topic}:${b}`), ...(buckets.length > 1 ? [topic] : [])].sort());
+  });
+});

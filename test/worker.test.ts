@@ -527,6 +527,68 @@ describe('consume()', () => {
     });
   }
 
+  for (const { transaction, claimMode } of modes) {
+    it(`a single send wakes only its bucket's owner, and its claims look in that bucket alone (${transaction} transactions, ${claimMode} claims)`, async () => {
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 4 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      // Each consumer's connections note its claims and the buckets they name (null: all).
+      const claims: { consumer: string; buckets: number[] | null }[] = [];
+      const counting = (consumer: string) =>
+        class extends pg.Client {
+          override query(...args: unknown[]): never {
+            const text = queryText(args);
+            if (isClaim(text)) {
+              const values = (Array.isArray(args[1]) ? args[1] : (args[0] as { values?: unknown[] }).values) ?? [];
+              const at = /buckets => \$(\d+)/.exec(text!)?.[1];
+              claims.push({ consumer, buckets: at === undefined ? null : ((values[Number(at) - 1] as number[] | null) ?? null) });
+            }
+            return (super.query as (...a: unknown[]) => never)(...args);
+          }
+        };
+      const pools = ['a', 'b'].map((name) => new pg.Pool({ connectionString: db.connectionString, max: 4, Client: counting(name) }));
+      const handled: number[] = [];
+      // No poll within the test: only wake-ups bring claims.
+      const opts = { group, transaction, claimMode, pollIntervalMs: 60_000, handler: async () => void handled.push(Date.now()) };
+      const a = await new BucketQ({ pool: pools[0]! }).consume(opts, quiet);
+      const b = await new BucketQ({ pool: pools[1]! }).consume(opts, quiet);
+      try {
+        await waitFor('fair share', async () => a.ownedBuckets().size === 2 && b.ownedBuckets().size === 2);
+        // A key in one of a's buckets.
+        const { rows } = await db.pool.query<{ key: string; bucket: number }>(
+          `select 'w' || i as key, ((hashtextextended('w' || i, 0) & 9223372036854775807) % 4)::int as bucket
+             from generate_series(1, 100) i`,
+        );
+        const target = rows.find((r) => a.ownedBuckets().has(r.bucket))!;
+        await sleep(300); // the claims that follow joining are done
+        const from = claims.length;
+        const started = Date.now();
+        for (let i = 0; i < 5; i++) {
+          await bq.send(topic, { i }, { key: target.key });
+          await waitFor(`message ${i + 1} handled`, async () => handled.length === i + 1, 10_000);
+        }
+        expect(Date.now() - started).toBeLessThan(10_000); // woken, not polled (60 s)
+        const during = claims.slice(from);
+        expect(during.filter((c) => c.consumer === 'b')).toEqual([]);
+        expect(during.length).toBeGreaterThanOrEqual(5);
+        expect(during.filter((c) => c.consumer === 'a' && JSON.stringify(c.buckets) === `[${target.bucket}]`)).toHaveLength(during.length);
+        // A send to several buckets wakes both, to claim everywhere.
+        const keys = rows.map((r) => r.key);
+        const before = claims.length;
+        await bq.sendBatch(topic, keys.map((key) => ({ payload: { key }, key })));
+        await waitFor('the batch handled', async () => handled.length === 5 + keys.length, 10_000);
+        const spread = claims.slice(before);
+        expect(spread.some((c) => c.consumer === 'a' && c.buckets === null)).toBe(true);
+        expect(spread.some((c) => c.consumer === 'b' && c.buckets === null)).toBe(true);
+      } finally {
+        await a.stop();
+        await b.stop();
+        await Promise.all(pools.map((p) => p.end()));
+      }
+    });
+  }
+
   for (const claimMode of ['lease', 'lock'] as const) {
     it(`a claim rolled back by a deadlock is tried again at once, not after the poll interval (${claimMode} claims)`, async () => {
       const topic = unique('t');

@@ -120,15 +120,15 @@ export async function beginAndClaimLocked(
   beginSql: string,
   group: string,
   consumerId: string,
-  opts: { max: number; maxPerKey: number; payloadAsText?: boolean | undefined },
+  opts: { max: number; maxPerKey: number; buckets?: number[] | undefined; payloadAsText?: boolean | undefined },
 ): Promise<LockedClaim> {
   // Both are queued at once: the claim goes out as soon as the begin has answered.
   const begun = client.query(beginSql);
   const claimed = query<ClaimRow & { xact: string }>(
     client,
     `select ${lockedColumns(opts.payloadAsText)} from bucketq.claim_locked(group_name => $1::text, consumer_id => $2::text, ` +
-      `max_messages => $3::int, max_per_key => $4::int)`,
-    [group, consumerId, Math.trunc(opts.max), Math.trunc(opts.maxPerKey)],
+      `max_messages => $3::int, max_per_key => $4::int, buckets => $5::int[])`,
+    [group, consumerId, Math.trunc(opts.max), Math.trunc(opts.maxPerKey), opts.buckets ?? null],
     PREPARE,
   );
   let rows: (ClaimRow & { xact: string })[];

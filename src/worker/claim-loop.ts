@@ -18,6 +18,8 @@ import type { Runtime } from './runtime.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+const bucketsOf = (messages: readonly ClaimedMessage[]): number[] => [...new Set(messages.map((m) => m.bucket))];
+
 /** Batches may hold their messages by row lock in their own transaction (claim_locked). */
 export function mayClaimLocked(opts: ConsumeOptions): boolean {
   return opts.transaction === 'batch' && (opts.claimMode ?? 'auto') !== 'lease';
@@ -70,11 +72,19 @@ export class ClaimLoop {
         await rt.wakeup.wait(opts.pollIntervalMs);
         continue;
       }
+      // Woken only by sends to some buckets: claim in those we own (none: nothing to do).
+      // After a full claim, everywhere.
+      const scope = rt.wakeup.takeScope();
+      const buckets = this.backlog ? undefined : scope?.filter((b) => this.membership.buckets.has(b));
+      if (buckets !== undefined && buckets.length === 0) {
+        await rt.wakeup.wait(opts.pollIntervalMs);
+        continue;
+      }
       if (this.claimsLocked) {
         // Each batch claims in its own transaction, so claims can overlap: while the
         // last claim came back full (a backlog), the next starts at once; otherwise we
         // wait for its answer, and for a wake-up if it found nothing.
-        const claimed = this.startLockedBatch(batchSize);
+        const claimed = this.startLockedBatch(batchSize, buckets);
         if (!this.backlog) {
           const n = await claimed;
           if (n < batchSize) await rt.wakeup.wait(opts.pollIntervalMs);
@@ -88,6 +98,7 @@ export class ClaimLoop {
       try {
         messages = await claim(rt.claimPool, rt.group, rt.consumerId, {
           max,
+          buckets,
           leaseTimeout: opts.leaseTimeoutMs === undefined ? undefined : `${opts.leaseTimeoutMs} milliseconds`,
           maxPerKey: opts.maxPerKey ?? batchSize,
           payloadAsText: opts.parsePayload !== undefined,
@@ -104,10 +115,10 @@ export class ClaimLoop {
       }
       const mayHoldBack = this.mayHoldBack(messages, max);
       if (opts.transaction === 'batch') {
-        this.track(this.executor.processBatch(messages), seq, mayHoldBack);
+        this.track(this.executor.processBatch(messages), seq, mayHoldBack, bucketsOf(messages));
       } else {
         // A key's run is handled in order, one transaction per message; runs in parallel.
-        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run), seq, mayHoldBack);
+        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run), seq, mayHoldBack, bucketsOf(run));
       }
       // A claim that came back partly full took everything it could reach: the next
       // claim waits for a wake-up (a NOTIFY, a batch's end, a retry falling due) instead of
@@ -159,7 +170,7 @@ export class ClaimLoop {
    * One batch claimed by row lock and processed, as tracked work. Resolves once the
    * claim answered: with how many messages it took (0 on error or nothing ready).
    */
-  private startLockedBatch(batchSize: number): Promise<number> {
+  private startLockedBatch(batchSize: number, buckets: number[] | undefined): Promise<number> {
     let answered!: (n: number) => void;
     const claimed = new Promise<number>((r) => (answered = r));
     const seq = ++this.claims;
@@ -169,7 +180,7 @@ export class ClaimLoop {
       (async () => {
         let held: HeldBatch;
         try {
-          held = await this.beginLockedClaim(batchSize);
+          held = await this.beginLockedClaim(batchSize, buckets);
         } catch (err) {
           this.backlog = false;
           answered(0);
@@ -192,6 +203,8 @@ export class ClaimLoop {
       })(),
       seq,
       () => mayHoldBack,
+      // (its transaction held the cursor rows of every bucket it looked at)
+      buckets,
       () => released,
     );
     return claimed;
@@ -202,13 +215,14 @@ export class ClaimLoop {
    * claim the transaction commits at once (claim_locked may have settled crashed
    * attempts or made retries ready: that must stay done).
    */
-  private async beginLockedClaim(batchSize: number): Promise<HeldBatch> {
+  private async beginLockedClaim(batchSize: number, buckets: number[] | undefined): Promise<HeldBatch> {
     const { rt } = this;
     const { client, release } = await checkout(rt);
     try {
       const claimed = await beginAndClaimLocked(client, beginSql(rt), rt.group, rt.consumerId, {
         max: batchSize,
         maxPerKey: rt.opts.maxPerKey ?? batchSize,
+        buckets,
         payloadAsText: rt.opts.parsePayload !== undefined,
       });
       if (claimed.messages.length === 0) {
@@ -226,13 +240,15 @@ export class ClaimLoop {
 
   /**
    * Count work in flight until it ends; its end frees a slot and wakes the loop.
-   * claimsAtRelease: the claim count when the work let go of its buckets, if before its
-   * end (an empty locked claim commits at once).
+   * buckets: those it kept other claims out of (undefined: all). claimsAtRelease: the
+   * claim count when the work let go of its buckets, if before its end (an empty locked
+   * claim commits at once).
    */
   private track(
     work: Promise<void>,
     seq: number,
     mayHoldBack: boolean | (() => boolean),
+    buckets: number[] | undefined,
     claimsAtRelease: () => number | undefined = () => undefined,
   ): void {
     this.inflightCount++;
@@ -247,10 +263,13 @@ export class ClaimLoop {
         const r = this.slotFreed;
         this.slotFreed = undefined;
         r?.();
-        // An ack may have made the key's next message ready, or the bucket free for
-        // messages a claim passed over while the batch was in flight.
+        // An ack may have made the key's next message ready (anywhere: claim in every
+        // bucket), or its buckets free for messages a claim passed over while the batch
+        // was in flight (claim in those).
         const holds = typeof mayHoldBack === 'function' ? mayHoldBack() : mayHoldBack;
-        if (failed || holds || (claimsAtRelease() ?? this.claims) !== seq) this.rt.wakeup.wake();
+        const passedOver = (claimsAtRelease() ?? this.claims) !== seq;
+        if (failed || holds || (passedOver && buckets === undefined)) this.rt.wakeup.wake();
+        else if (passedOver) this.rt.wakeup.wakeBuckets(buckets!);
       });
   }
 }

@@ -1,6 +1,12 @@
 // Wake-ups for the claim loop: NOTIFY on a dedicated LISTEN connection (pg-listen
 // reconnects it), a poll timer as the fallback, and an explicit wake after every
 // reconnect so nothing sent while we were deaf waits for the next poll.
+//
+// A send whose messages all went to one bucket names it in the payload ("topic:3",
+// see send_batch): the next claim then looks at that bucket alone, and a consumer that
+// does not own it does not claim at all. Any other wake-up (a send to several buckets,
+// a batch's end, a rebalance, a retry falling due, the poll timer) claims in every
+// bucket the consumer owns.
 import * as pgListenModule from 'pg-listen';
 import type { Options, Subscriber } from 'pg-listen';
 import type pg from 'pg';
@@ -13,9 +19,27 @@ const createSubscriber: CreateSubscriber = typeof loaded.default === 'function' 
 
 export const NOTIFY_CHANNEL = 'bucketq';
 
+/**
+ * A notification's payload: the topic, and the bucket when the statement's messages all
+ * went to one ("orders:3"; topic names have no colon). undefined for another topic.
+ */
+export function parseWakePayload(payload: unknown, topic: string): { bucket: number | undefined } | undefined {
+  if (typeof payload !== 'string') return undefined;
+  if (payload === topic) return { bucket: undefined };
+  const colon = payload.lastIndexOf(':');
+  if (colon < 0 || payload.slice(0, colon) !== topic) return undefined;
+  const bucket = Number(payload.slice(colon + 1));
+  return Number.isInteger(bucket) && bucket >= 0 ? { bucket } : { bucket: undefined };
+}
+
 export class Wakeup {
   private waiter: (() => void) | undefined;
   private pending = false;
+  /**
+   * What the wake-ups since the last claim asked for: some buckets, or all of them
+   * (null). Starts at all: the first claim looks everywhere.
+   */
+  private scope: Set<number> | null = null;
   private subscriber: Subscriber | undefined;
   private readonly timers = new Map<number, NodeJS.Timeout>();
 
@@ -33,7 +57,10 @@ export class Wakeup {
       },
     );
     subscriber.notifications.on(NOTIFY_CHANNEL, (payload: unknown) => {
-      if (payload === topic) this.wake();
+      const wake = parseWakePayload(payload, topic);
+      if (wake === undefined) return;
+      if (wake.bucket === undefined) this.wake();
+      else this.wakeBucket(wake.bucket);
     });
     subscriber.events.on('reconnect', (attempt: number) => this.log.warn({ attempt }, 'LISTEN connection lost, reconnecting'));
     subscriber.events.on('connected', () => this.wake());
@@ -43,7 +70,36 @@ export class Wakeup {
     this.subscriber = subscriber;
   }
 
+  /** Wake up and claim in every owned bucket. */
   wake(): void {
+    this.scope = null;
+    this.signal();
+  }
+
+  /** Wake up for messages sent to this bucket. */
+  wakeBucket(bucket: number): void {
+    this.wakeBuckets([bucket]);
+  }
+
+  /** Wake up to claim in these buckets (none: no wake-up). */
+  wakeBuckets(buckets: readonly number[]): void {
+    if (buckets.length === 0) return;
+    for (const b of buckets) this.scope?.add(b);
+    this.signal();
+  }
+
+  /**
+   * The buckets the next claim should look at, from the wake-ups since the last call:
+   * those named, or undefined for all (any other wake-up, or none: a claim the loop
+   * makes of its own accord, after a full one, looks everywhere).
+   */
+  takeScope(): number[] | undefined {
+    const s = this.scope;
+    this.scope = new Set();
+    return s === null || s.size === 0 ? undefined : [...s].sort((a, b) => a - b);
+  }
+
+  private signal(): void {
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
@@ -74,6 +130,7 @@ export class Wakeup {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiter = undefined;
+        this.scope = null; // the poll: everywhere
         resolve();
       }, ms);
       this.waiter = () => {
