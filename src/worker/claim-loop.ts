@@ -20,6 +20,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const bucketsOf = (messages: readonly ClaimedMessage[]): number[] => [...new Set(messages.map((m) => m.bucket))];
 
+/** Work in flight: the buckets it keeps claims out of (undefined: all), and whether a claim has passed over them. */
+interface Holding {
+  readonly buckets: number[] | undefined;
+  passedOver: boolean;
+}
+
 /** Batches may hold their messages by row lock in their own transaction (claim_locked). */
 export function mayClaimLocked(opts: ConsumeOptions): boolean {
   return opts.transaction === 'batch' && (opts.claimMode ?? 'auto') !== 'lease';
@@ -31,11 +37,12 @@ export class ClaimLoop {
   /** The last claim came back full, so more is probably ready. */
   private backlog = false;
   /**
-   * Claims started so far. A batch that ends wakes the loop only if a claim ran while it
-   * was in flight (that claim passed over the batch's bucket, which may have received
-   * messages meanwhile: their NOTIFY came and went) or if it may have held others back.
+   * Work in flight, with the buckets it keeps other claims out of. A batch that ends
+   * wakes the loop for its buckets only if a claim that looked in them ran while it was
+   * in flight (that claim passed over them, and they may have received messages
+   * meanwhile: their NOTIFY came and went), or for all if it may have held others back.
    */
-  private claims = 0;
+  private readonly holding = new Set<Holding>();
   private loop: Promise<void> = Promise.resolve();
 
   constructor(
@@ -94,7 +101,7 @@ export class ClaimLoop {
       let messages: ClaimedMessage[];
       const free = opts.concurrency - this.inflightCount;
       const max = opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free);
-      const seq = ++this.claims;
+      this.noteClaim(buckets);
       try {
         messages = await claim(rt.claimPool, rt.group, rt.consumerId, {
           max,
@@ -115,10 +122,10 @@ export class ClaimLoop {
       }
       const mayHoldBack = this.mayHoldBack(messages, max);
       if (opts.transaction === 'batch') {
-        this.track(this.executor.processBatch(messages), seq, mayHoldBack, bucketsOf(messages));
+        this.track(this.executor.processBatch(messages), mayHoldBack, bucketsOf(messages));
       } else {
         // A key's run is handled in order, one transaction per message; runs in parallel.
-        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run), seq, mayHoldBack, bucketsOf(run));
+        for (const run of runsOf(messages)) this.track(this.executor.processInOrder(run), mayHoldBack, bucketsOf(run));
       }
       // A claim that came back partly full took everything it could reach: the next
       // claim waits for a wake-up (a NOTIFY, a batch's end, a retry falling due) instead of
@@ -173,9 +180,9 @@ export class ClaimLoop {
   private startLockedBatch(batchSize: number, buckets: number[] | undefined): Promise<number> {
     let answered!: (n: number) => void;
     const claimed = new Promise<number>((r) => (answered = r));
-    const seq = ++this.claims;
+    this.noteClaim(buckets);
     let mayHoldBack = true;
-    let released: number | undefined;
+    let release: (() => void) | undefined;
     this.track(
       (async () => {
         let held: HeldBatch;
@@ -188,9 +195,9 @@ export class ClaimLoop {
           return;
         }
         const n = held.claim.messages.length;
-        // An empty claim has committed already: claims the loop starts from now on did
-        // not run while it held its buckets' cursors.
-        if (n === 0) released = this.claims;
+        // An empty claim has committed already: claims the loop starts from now on do
+        // not run while it holds its buckets' cursors.
+        if (n === 0) release?.();
         this.backlog = n >= batchSize;
         answered(n);
         // An empty claim holds nothing back: waking the loop for it made an idle consumer
@@ -201,11 +208,10 @@ export class ClaimLoop {
         // at the next poll.
         if (n > 0 && (await this.executor.processLockedBatch(held))) mayHoldBack = true;
       })(),
-      seq,
       () => mayHoldBack,
-      // (its transaction held the cursor rows of every bucket it looked at)
+      // (its transaction holds the cursor rows of every bucket it looked at)
       buckets,
-      () => released,
+      (r) => (release = r),
     );
     return claimed;
   }
@@ -238,20 +244,29 @@ export class ClaimLoop {
     }
   }
 
+  /** A claim starts: it passes over the buckets of work in flight that it looks in. */
+  private noteClaim(scope: number[] | undefined): void {
+    for (const h of this.holding) {
+      if (h.buckets === undefined || scope === undefined || scope.some((b) => h.buckets!.includes(b))) h.passedOver = true;
+    }
+  }
+
   /**
    * Count work in flight until it ends; its end frees a slot and wakes the loop.
-   * buckets: those it kept other claims out of (undefined: all). claimsAtRelease: the
-   * claim count when the work let go of its buckets, if before its end (an empty locked
-   * claim commits at once).
+   * buckets: those it keeps other claims out of (undefined: all). onRelease gets a
+   * function to call if it lets go of them before its end (an empty locked claim
+   * commits at once).
    */
   private track(
     work: Promise<void>,
-    seq: number,
     mayHoldBack: boolean | (() => boolean),
     buckets: number[] | undefined,
-    claimsAtRelease: () => number | undefined = () => undefined,
+    onRelease?: (release: () => void) => void,
   ): void {
     this.inflightCount++;
+    const holding: Holding = { buckets, passedOver: false };
+    this.holding.add(holding);
+    onRelease?.(() => this.holding.delete(holding));
     let failed = false;
     void work
       .catch((err) => {
@@ -260,6 +275,7 @@ export class ClaimLoop {
       })
       .finally(() => {
         this.inflightCount--;
+        this.holding.delete(holding);
         const r = this.slotFreed;
         this.slotFreed = undefined;
         r?.();
@@ -267,9 +283,8 @@ export class ClaimLoop {
         // bucket), or its buckets free for messages a claim passed over while the batch
         // was in flight (claim in those).
         const holds = typeof mayHoldBack === 'function' ? mayHoldBack() : mayHoldBack;
-        const passedOver = (claimsAtRelease() ?? this.claims) !== seq;
-        if (failed || holds || (passedOver && buckets === undefined)) this.rt.wakeup.wake();
-        else if (passedOver) this.rt.wakeup.wakeBuckets(buckets!);
+        if (failed || holds || (holding.passedOver && buckets === undefined)) this.rt.wakeup.wake();
+        else if (holding.passedOver) this.rt.wakeup.wakeBuckets(buckets!);
       });
   }
 }
