@@ -3031,6 +3031,8 @@ declare
   v_over_epochs bigint[];
   v_epochs bigint[];
   v_got int := 0;
+  v_due boolean;
+  v_inbox_ready boolean;
 begin
   g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim', g, consumer_id);
@@ -3042,13 +3044,6 @@ begin
     raise exception 'claim: invalid max_per_key % for group %', coalesce(max_per_key::text, 'NULL'), g.name
       using errcode = 'BQ005',
             hint = 'max_per_key is 1 (only the head of each key) to 10000 (a run of up to that many consecutive messages of a key, to be handled and acked in key_seq order).';
-  end if;
-  if buckets is not null then  -- the topic is only needed to check the given buckets
-    select * into t from bucketq.topic where topic_id = g.topic_id;
-    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
-    end if;
   end if;
   if lease_timeout is not null and (lease_timeout <= interval '0' or lease_timeout > interval '1 day') then
     raise exception 'claim: invalid lease_timeout % for group %', lease_timeout, g.name
@@ -3066,6 +3061,15 @@ begin
    where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
+  -- Buckets named that this consumer does not own may be out of range: then say so.
+  -- (Owned ones are in range: no need to read the topic for a claim of some of them.)
+  if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
+    select * into t from bucketq.topic where topic_id = g.topic_id;
+    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
+      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
+        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+    end if;
+  end if;
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
                     where c.group_id = g.group_id and c.consumer_id = claim.consumer_id
@@ -3110,11 +3114,16 @@ begin
     perform bucketq._log_expire_due(g, v_over, v_over_epochs, v_now);
   end if;
 
-  -- Is anything due in these buckets (expired leases, retries, not_before reached)?
-  -- Usually not: one index probe, and the three statements below are skipped.
-  if exists (select 1 from bucketq.inbox i
-              where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
-                and i.bucket = any(v_owned)) then
+  -- Is anything due in these buckets (expired leases, retries, not_before reached), or
+  -- ready in the inbox? Usually neither: two index probes in one statement, and the
+  -- statements below are skipped.
+  select exists (select 1 from bucketq.inbox i
+                  where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+                    and i.bucket = any(v_owned)),
+         exists (select 1 from bucketq.inbox h
+                  where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned))
+    into v_due, v_inbox_ready;
+  if v_due then
     -- The tails of expired runs wait behind their heads again (their attempt does not
     -- count); the heads are handled below like any expired lease.
     select array_agg(i.msg_id) into v_tails from (
@@ -3157,11 +3166,15 @@ begin
   -- Rows are locked as they are read (SKIP LOCKED: concurrent claimers take other
   -- keys) and the LIMIT stops the reading once the batch is full; a message locked
   -- elsewhere or not yet due ends its run there.
-  -- (None ready in the inbox: the usual case, one index probe instead of the statement
+  -- (None ready in the inbox: the usual case, the probe above instead of the statement
   -- below, whose plan alone took a tenth of an empty claim to set up.)
   v_room := max_messages - coalesce(cardinality(v_timed), 0);
-  if v_room > 0 and exists (select 1 from bucketq.inbox h
-                             where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned)) then
+  if v_due then
+    -- (a dead letter above may have made the next message of its key ready)
+    v_inbox_ready := exists (select 1 from bucketq.inbox h
+                              where h.group_id = g.group_id and h.state = 0 and h.bucket = any(v_owned));
+  end if;
+  if v_room > 0 and v_inbox_ready then
     select array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id = v.head_id),
            array_agg(v.msg_id order by v.head_id, v.key_seq) filter (where v.msg_id <> v.head_id)
       into v_ready, v_run
