@@ -302,6 +302,16 @@ begin
 end $function$;
 comment on function bucketq._acked_before(bucketq.consumer_group,bigint[],boolean) is 'For ack: the ids of p_ids that group g has acked before, in a batch''s done row (progress kind 1) or, with p_records, a delivery record; NULL if none. A duplicate-delivery guard: ack raises BQ006 for them.';
 
+CREATE OR REPLACE FUNCTION bucketq._bucket_of(p_key text, p_id bigint, p_buckets integer)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+  select case when p_key is null then (p_id % p_buckets)::int
+              else ((hashtextextended(p_key, 0) & 9223372036854775807) % p_buckets)::int end
+$function$;
+comment on function bucketq._bucket_of(text,bigint,integer) is 'Internal: the bucket of a message of this key (NULL: unkeyed, by its id) in a topic of p_buckets buckets.';
+
 CREATE OR REPLACE FUNCTION bucketq._caller()
  RETURNS name
  LANGUAGE sql
@@ -334,6 +344,22 @@ begin
       or bucketq._caller_is(bucketq._role('admin'));
 end $function$;
 comment on function bucketq._caller_is_admin() is 'True when the caller is (a member of) the schema owner or of bucketq_admin.';
+
+CREATE OR REPLACE FUNCTION bucketq._check_buckets(fn text, g bucketq.consumer_group, p_buckets integer[])
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+declare
+  t bucketq.topic;
+begin
+  select * into t from bucketq.topic where topic_id = g.topic_id;
+  if exists (select 1 from unnest(p_buckets) b where b is null or b < 0 or b >= t.buckets) then
+    raise exception '%: buckets % out of range for topic % (0 to %)', fn, p_buckets, t.name, t.buckets - 1
+      using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
+  end if;
+end $function$;
+comment on function bucketq._check_buckets(text,bucketq.consumer_group,integer[]) is 'Internal: raises BQ005 when a bucket number given to claim or claim_locked is NULL or outside 0 to the topic''s buckets - 1.';
 
 CREATE OR REPLACE FUNCTION bucketq._check_consumer(fn text, g bucketq.consumer_group, p_consumer text)
  RETURNS void
@@ -3004,7 +3030,6 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
-  t bucketq.topic;
   v_now timestamptz;
   v_until timestamptz;
   v_token bigint;
@@ -3062,13 +3087,8 @@ begin
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
   -- Buckets named that this consumer does not own may be out of range: then say so.
-  -- (Owned ones are in range: no need to read the topic for a claim of some of them.)
   if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
-    select * into t from bucketq.topic where topic_id = g.topic_id;
-    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
-    end if;
+    perform bucketq._check_buckets('claim', g, buckets);
   end if;
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
@@ -3259,7 +3279,6 @@ AS $function$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
-  t bucketq.topic;
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
@@ -3292,13 +3311,6 @@ begin
       using errcode = 'BQ005',
             hint = 'max_per_key is 1 (only the head of each key) to 10000 (a run of up to that many consecutive messages of a key, to be handled and acked in key_seq order).';
   end if;
-  if buckets is not null then
-    select * into t from bucketq.topic where topic_id = g.topic_id;
-    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-      raise exception 'claim_locked: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
-    end if;
-  end if;
 
   v_now := bucketq._now();
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
@@ -3308,6 +3320,10 @@ begin
    where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
+  -- Buckets named that this consumer does not own may be out of range: then say so.
+  if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
+    perform bucketq._check_buckets('claim_locked', g, buckets);
+  end if;
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
                     where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
@@ -5153,7 +5169,7 @@ begin
   -- its key's base in input order.
   if keys is null then
     insert into bucketq.message (id, topic_id, sent_at, bucket, payload, headers, not_before, idempotency_key, xid, ord)
-    select r.id, t.topic_id, v_now, (r.id % t.buckets)::int, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
+    select r.id, t.topic_id, v_now, bucketq._bucket_of(null, r.id, t.buckets), r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
       from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*
               from unnest(payloads, send_batch.headers, idempotency_keys, send_batch.not_before)
                    with ordinality as u(p, h, ik, nb, o)
@@ -5161,9 +5177,7 @@ begin
   else
     insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before,
                                  idempotency_key, xid, ord)
-    select r.id, t.topic_id, v_now,
-           case when r.k is null then (r.id % t.buckets)::int
-                else ((hashtextextended(r.k, 0) & 9223372036854775807) % t.buckets)::int end,
+    select r.id, t.topic_id, v_now, bucketq._bucket_of(r.k, r.id, t.buckets),
            r.k, v_key_ids[r.key_no], v_key_base[r.key_no] + r.nth, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
       from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*,
                    -- (NULL keys sort last: the keyed ones are numbered 1, 2, ... as in v_keys)
@@ -5180,9 +5194,10 @@ begin
   -- sends identical notifications once a transaction: a transaction of many sends
   -- queues at most one a bucket and one for the topic, never one a message.
   perform pg_notify('bucketq', case
-    when n = 1 and (keys is null or keys[1] is null) then t.name || ':' || (coalesce(v_ids[1], v_fresh[1]) % t.buckets)
+    when n = 1 and (keys is null or keys[1] is null)
+      then t.name || ':' || bucketq._bucket_of(null, coalesce(v_ids[1], v_fresh[1]), t.buckets)
     when cardinality(v_keys) = 1 and (n = 1 or array_position(keys, null) is null)
-      then t.name || ':' || ((hashtextextended(v_keys[1], 0) & 9223372036854775807) % t.buckets)
+      then t.name || ':' || bucketq._bucket_of(v_keys[1], null, t.buckets)
     else t.name end);
   -- The ids in input order: a repeated idempotency key's original, else the new one.
   return query select coalesce(v_ids[u.o], u.id) from unnest(v_fresh) with ordinality as u(id, o) order by u.o;

@@ -23,7 +23,6 @@ as $$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
-  t bucketq.topic;
   v_now timestamptz;
   v_until timestamptz;
   v_token bigint;
@@ -81,13 +80,8 @@ begin
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
   -- Buckets named that this consumer does not own may be out of range: then say so.
-  -- (Owned ones are in range: no need to read the topic for a claim of some of them.)
   if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
-    select * into t from bucketq.topic where topic_id = g.topic_id;
-    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-      raise exception 'claim: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
-    end if;
+    perform bucketq._check_buckets('claim', g, buckets);
   end if;
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c

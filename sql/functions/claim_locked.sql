@@ -22,7 +22,6 @@ as $$
 #variable_conflict use_column
 declare
   g bucketq.consumer_group;
-  t bucketq.topic;
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
@@ -55,13 +54,6 @@ begin
       using errcode = 'BQ005',
             hint = 'max_per_key is 1 (only the head of each key) to 10000 (a run of up to that many consecutive messages of a key, to be handled and acked in key_seq order).';
   end if;
-  if buckets is not null then
-    select * into t from bucketq.topic where topic_id = g.topic_id;
-    if exists (select 1 from unnest(buckets) b where b is null or b < 0 or b >= t.buckets) then
-      raise exception 'claim_locked: buckets % out of range for topic % (0 to %)', buckets, t.name, t.buckets - 1
-        using errcode = 'BQ005', hint = 'Pass bucket numbers between 0 and buckets - 1, or NULL for all buckets.';
-    end if;
-  end if;
 
   v_now := bucketq._now();
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
@@ -71,6 +63,10 @@ begin
    where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
+  -- Buckets named that this consumer does not own may be out of range: then say so.
+  if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
+    perform bucketq._check_buckets('claim_locked', g, buckets);
+  end if;
   if v_owned is null then
     if not exists (select 1 from bucketq.consumer c
                     where c.group_id = g.group_id and c.consumer_id = claim_locked.consumer_id

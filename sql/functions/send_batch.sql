@@ -164,7 +164,7 @@ begin
   -- its key's base in input order.
   if keys is null then
     insert into bucketq.message (id, topic_id, sent_at, bucket, payload, headers, not_before, idempotency_key, xid, ord)
-    select r.id, t.topic_id, v_now, (r.id % t.buckets)::int, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
+    select r.id, t.topic_id, v_now, bucketq._bucket_of(null, r.id, t.buckets), r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
       from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*
               from unnest(payloads, send_batch.headers, idempotency_keys, send_batch.not_before)
                    with ordinality as u(p, h, ik, nb, o)
@@ -172,9 +172,7 @@ begin
   else
     insert into bucketq.message (id, topic_id, sent_at, bucket, key, key_id, key_seq, payload, headers, not_before,
                                  idempotency_key, xid, ord)
-    select r.id, t.topic_id, v_now,
-           case when r.k is null then (r.id % t.buckets)::int
-                else ((hashtextextended(r.k, 0) & 9223372036854775807) % t.buckets)::int end,
+    select r.id, t.topic_id, v_now, bucketq._bucket_of(r.k, r.id, t.buckets),
            r.k, v_key_ids[r.key_no], v_key_base[r.key_no] + r.nth, r.p, r.h, r.nb, r.ik, v_xid, v_ords[r.o]
       from (select coalesce(v_ids[u.o], v_fresh[u.o]) as id, u.*,
                    -- (NULL keys sort last: the keyed ones are numbered 1, 2, ... as in v_keys)
@@ -191,9 +189,10 @@ begin
   -- sends identical notifications once a transaction: a transaction of many sends
   -- queues at most one a bucket and one for the topic, never one a message.
   perform pg_notify('bucketq', case
-    when n = 1 and (keys is null or keys[1] is null) then t.name || ':' || (coalesce(v_ids[1], v_fresh[1]) % t.buckets)
+    when n = 1 and (keys is null or keys[1] is null)
+      then t.name || ':' || bucketq._bucket_of(null, coalesce(v_ids[1], v_fresh[1]), t.buckets)
     when cardinality(v_keys) = 1 and (n = 1 or array_position(keys, null) is null)
-      then t.name || ':' || ((hashtextextended(v_keys[1], 0) & 9223372036854775807) % t.buckets)
+      then t.name || ':' || bucketq._bucket_of(v_keys[1], null, t.buckets)
     else t.name end);
   -- The ids in input order: a repeated idempotency key's original, else the new one.
   return query select coalesce(v_ids[u.o], u.id) from unnest(v_fresh) with ordinality as u(id, o) order by u.o;

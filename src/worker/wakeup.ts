@@ -60,7 +60,7 @@ export class Wakeup {
       const wake = parseWakePayload(payload, topic);
       if (wake === undefined) return;
       if (wake.bucket === undefined) this.wake();
-      else this.wakeBucket(wake.bucket);
+      else this.wakeBuckets([wake.bucket]);
     });
     subscriber.events.on('reconnect', (attempt: number) => this.log.warn({ attempt }, 'LISTEN connection lost, reconnecting'));
     subscriber.events.on('connected', () => this.wake());
@@ -74,11 +74,6 @@ export class Wakeup {
   wake(): void {
     this.scope = null;
     this.signal();
-  }
-
-  /** Wake up for messages sent to this bucket. */
-  wakeBucket(bucket: number): void {
-    this.wakeBuckets([bucket]);
   }
 
   /** Wake up to claim in these buckets (none: no wake-up). */
