@@ -124,13 +124,18 @@ begin
     end if;
     -- A batch acked whole cannot be acked out of order: skip the check (its self-join
     -- over the log's partitions costs more to plan than to run, on every call).
+    -- The batch's keyed messages are read once, and an acked one is out of order when its
+    -- key has a message not acked with a lower key_seq. (As a self-join, a generic plan
+    -- over one topic's few partitions joined them by nested loop: an ack of 5,000 of a
+    -- batch of 10,000 ran for minutes.)
     if p_acked is not null and cardinality(v_rest) > 0 then
-      select array_agg(m.id order by m.id) into v_bad
-        from bucketq.message m
-       where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.id = any(p_acked) and m.key_id is not null
-         and exists (select 1 from bucketq.message e
-                      where e.topic_id = g.topic_id and e.id = any(h.msg_ids) and e.key_id = m.key_id
-                        and e.key_seq < m.key_seq and e.id <> all(p_acked));
+      select array_agg(x.id order by x.id) into v_bad
+        from (select m.id, m.key_seq, a.id is not null as acked,
+                     min(m.key_seq) filter (where a.id is null) over (partition by m.key_id) as first_rest
+                from bucketq.message m
+                left join (select distinct y.id from unnest(p_acked) y(id)) a on a.id = m.id
+               where m.topic_id = g.topic_id and m.id = any(h.msg_ids) and m.key_id is not null) x
+       where x.acked and x.key_seq > x.first_rest;
       if v_bad is not null then
         raise exception '%: out of order in group %: messages % are acked ahead of earlier messages of their keys in the same batch (%), still leased',
           fn, g.name, v_bad,
