@@ -63,6 +63,7 @@ function renderPsql(migrations, definitions) {
     'set local check_function_bodies = off;',
     ...definitions.files.map((f) => `\\ir ${f.path}`),
     'select bucketq._grant_roles();',
+    'select bucketq._topic_copies_refresh();',
     `insert into bucketq.definitions (singleton, hash) values (true, '${definitions.hash}')`,
     '  on conflict (singleton) do update set hash = excluded.hash, applied_at = now();',
     'commit;',

@@ -105,7 +105,9 @@ begin
                  and (v_room <= p_max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id))
                  and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
             into v_rows, v_handed, v_fetched, v_plain
-            from (select m as m from bucketq.message m
+            -- (row(m.*)::bucketq.message: a topic's copy reads its own table, whose row type
+            -- is another; the array is of bucketq.message.)
+            from (select row(m.*)::bucketq.message as m from bucketq.message m
                    where greatest(v_pos, v_lo_floor) < v_hi_ceil
                      and m.topic_id = g.topic_id and m.bucket = v_b and m.sent_at >= g.log_from
                      and m.ord > greatest(v_pos, v_lo_floor) and m.ord <= v_hi_ceil

@@ -62,6 +62,11 @@ begin
   execute format('create table bucketq.%I partition of bucketq.delivery for values in (%s) partition by range (sent_at)',
                  'delivery_t' || t.topic_id, t.topic_id);
   perform bucketq._ensure_partitions(t);
+  -- The topic's own copy of the claim and ack paths, and the public functions' branch to
+  -- it (under maintain()'s lock, taken above: create_topic, delete_topic and upgrades
+  -- write the public functions' dispatch one at a time).
+  perform bucketq._topic_copies(t.topic_id);
+  perform bucketq._topic_dispatch();
   return true;
 end $$;
 
