@@ -40,6 +40,7 @@ export function crossFigures(workloads: WorkloadResult[]): CrossFigure[] {
   // What bucketq's per-key counter costs (no target: DESIGN.md's are on the keyed runs).
   ratio('ingest', 'ingest-unkeyed', 'ingest / ingest-unkeyed: msgsPerSec, keyed sends against unkeyed ones', 'msgsPerSec', null);
   ratio('latency-256', 'latency', 'latency-256 / latency: p50Ms, a topic of 256 buckets against one of 16 (lower is better)', 'p50Ms', null);
+  ratio('latency-topics', 'latency', 'latency-topics / latency: p50Ms, beside 30 other topics a week old against alone (lower is better)', 'p50Ms', null);
   ratio('e2e', 'e2e-unkeyed', 'e2e / e2e-unkeyed: completedPerSec, keyed against unkeyed (graphile-worker: plain jobs both times)', 'completedPerSec', null);
   return out;
 }

@@ -23,6 +23,12 @@ export interface BucketqBenchOptions {
    */
   agedDays?: number;
   agedMessagesPerDay?: number;
+  /**
+   * Other topics in the database, each with `otherTopicDays` (default 7) past daily
+   * partitions, empty: a cluster of many topics a week old. The measured topic is as usual.
+   */
+  otherTopics?: number;
+  otherTopicDays?: number;
 }
 
 export const BUCKETQ_DEFAULTS: BucketqBenchOptions = {
@@ -59,6 +65,7 @@ export class BucketqSystem implements QueueSystem {
     await this.client.createTopic(TOPIC, { buckets: this.o.buckets });
     const aged = (this.o.agedDays ?? 0) > 0;
     if (aged) await this.age(this.o.agedDays!, this.o.agedMessagesPerDay ?? 20_000);
+    if (this.o.otherTopics) await this.otherTopics(this.o.otherTopics, this.o.otherTopicDays ?? 7);
     for (const g of s.groups) {
       await this.client.createGroup(g, TOPIC, {
         startAt: aged ? 'latest' : 'earliest',
@@ -68,6 +75,20 @@ export class BucketqSystem implements QueueSystem {
     }
     // As it has run every minute for that week: the log's floor above the days passed.
     if (aged) await this.pool.query('select * from bucketq.maintain()');
+  }
+
+  /** Topics beside the measured one, each with `days` past daily partitions (empty). */
+  private async otherTopics(n: number, days: number): Promise<void> {
+    for (let i = 1; i <= n; i++) await this.client.createTopic(`${TOPIC}.other.${i}`, { buckets: this.o.buckets });
+    await this.pool.query(
+      `select bucketq._create_partitions(t.topic_id, d.lo, d.lo + t.partition_interval)
+         from bucketq.topic t
+        cross join lateral (select date_bin(t.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00')
+                                   - t.partition_interval * i as lo
+                              from generate_series(1, $2::int) i) d
+        where t.name like $1`,
+      [`${TOPIC}.other.%`, days],
+    );
   }
 
   /** Past partitions with their messages, written directly (as days of sends would leave them). */

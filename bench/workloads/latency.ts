@@ -31,6 +31,24 @@ export const latencyWide: Workload = {
   run: (subject, ctx) => runLatency(subject, ctx, { buckets: WIDE_BUCKETS }),
 };
 
+/**
+ * The same on a cluster of many topics a week old: 30 other topics, each with a week of
+ * daily partitions (empty), beside the measured one. A claim's generic plans over the
+ * whole log would lock and prune every topic's partitions (some 280) at each call; each
+ * topic's own copy of the claim path reads only its own. bucketq only; figure:
+ * latency-topics / latency (p50).
+ */
+export const OTHER_TOPICS = 30;
+export const latencyTopics: Workload = {
+  id: 'latency-topics',
+  title: `Latency at a steady rate beside ${OTHER_TOPICS} other topics a week old (7 daily partitions each)`,
+  primary: 'p50Ms',
+  unit: 'ms',
+  higherIsBetter: false,
+  subjects: ['bucketq'],
+  run: (subject, ctx) => runLatency(subject, ctx, { otherTopics: OTHER_TOPICS, otherTopicDays: 7 }),
+};
+
 function runLatency(subject: Subject, ctx: RunContext, bq: Partial<BucketqBenchOptions> = {}): Promise<RunResult> {
   const { seconds, rate } = ctx.sizes.latency;
   // The first second is a warm-up at the same rate, for both systems: connections'
