@@ -273,13 +273,12 @@ create sequence bucketq.lease_token_seq as bigint;
 create sequence bucketq.message_id_seq as bigint;
 create sequence bucketq.message_ord_seq as bigint;
 
-CREATE OR REPLACE FUNCTION bucketq._ack(group_name text, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
+CREATE OR REPLACE FUNCTION bucketq._ack(g bucketq.consumer_group, msg_ids bigint[], lease_tokens bigint[], consumer_id text DEFAULT NULL::text, strict boolean DEFAULT true)
  RETURNS TABLE(msg_id bigint, status text)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_locked boolean;
   v_acked bigint[];
@@ -295,7 +294,6 @@ declare
   v_all bigint[] := msg_ids;   -- as given, for the statuses
   v_log bigint[];
 begin
-  g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, _ack.consumer_id);
@@ -471,7 +469,7 @@ begin
     from unnest(v_all) with ordinality u(id, n)
    order by u.n;
 end $function$;
-comment on function bucketq._ack(text,bigint[],bigint[],text,boolean) is 'Internal: the body of bucketq.ack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+comment on function bucketq._ack(bucketq.consumer_group,bigint[],bigint[],text,boolean) is 'Internal: the body of bucketq.ack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
 CREATE OR REPLACE FUNCTION bucketq._acked_before(g bucketq.consumer_group, p_ids bigint[], p_records boolean)
  RETURNS bigint[]
@@ -760,13 +758,12 @@ begin
 end $function$;
 comment on function bucketq._check_send_input(bucketq.topic,jsonb[],text[],jsonb[],text[],timestamp with time zone[]) is 'send_batch''s checks before it writes: producer rights on the topic (grant_topic), payloads not null and within max_payload_bytes together with their headers, headers JSON objects, keys and idempotency keys 1 to 1024 characters and at most 2048 bytes, not_before finite. Elements are numbered 1..n whatever the arrays'' lower bounds.';
 
-CREATE OR REPLACE FUNCTION bucketq._claim(group_name text, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], lease_timeout interval DEFAULT NULL::interval, max_per_key integer DEFAULT 1)
+CREATE OR REPLACE FUNCTION bucketq._claim(g bucketq.consumer_group, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], lease_timeout interval DEFAULT NULL::interval, max_per_key integer DEFAULT 1)
  RETURNS TABLE(msg_id bigint, bucket integer, key text, key_seq bigint, payload jsonb, headers jsonb, attempt integer, lease_token bigint, sent_at timestamp with time zone, leased_until timestamp with time zone, epoch bigint)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_until timestamptz;
   v_token bigint;
@@ -796,7 +793,6 @@ declare
   v_due boolean;
   v_inbox_ready boolean;
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
@@ -1001,15 +997,14 @@ begin
      order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
   end if;
 end $function$;
-comment on function bucketq._claim(text,text,integer,integer[],interval,integer) is 'Internal: the body of bucketq.claim (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+comment on function bucketq._claim(bucketq.consumer_group,text,integer,integer[],interval,integer) is 'Internal: the body of bucketq.claim (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
-CREATE OR REPLACE FUNCTION bucketq._claim_locked(group_name text, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], max_per_key integer DEFAULT 1)
+CREATE OR REPLACE FUNCTION bucketq._claim_locked(g bucketq.consumer_group, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], max_per_key integer DEFAULT 1)
  RETURNS TABLE(msg_id bigint, bucket integer, key text, key_seq bigint, payload jsonb, headers jsonb, attempt integer, sent_at timestamp with time zone, epoch bigint, xact xid8)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
@@ -1031,7 +1026,6 @@ declare
   v_dead int;
   v_got int := 0;
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
@@ -1202,7 +1196,7 @@ begin
      order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
   end if;
 end $function$;
-comment on function bucketq._claim_locked(text,text,integer,integer[],integer) is 'Internal: the body of bucketq.claim_locked (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+comment on function bucketq._claim_locked(bucketq.consumer_group,text,integer,integer[],integer) is 'Internal: the body of bucketq.claim_locked (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
 CREATE OR REPLACE FUNCTION bucketq._create_database_roles()
  RETURNS SETOF name
@@ -2867,13 +2861,12 @@ AS $function$
 $function$;
 comment on function bucketq._may_see_group(integer) is 'True when the caller may see the group in bucketq.groups: it may consume it, or it is a member of bucketq_monitor.';
 
-CREATE OR REPLACE FUNCTION bucketq._nack(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], retry_delay interval DEFAULT NULL::interval, strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
+CREATE OR REPLACE FUNCTION bucketq._nack(g bucketq.consumer_group, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], retry_delay interval DEFAULT NULL::interval, strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
  RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_locked boolean;
   v_held bigint[];
@@ -2887,7 +2880,6 @@ declare
   v_admin boolean;
   v_caller name;
 begin
-  g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, _nack.consumer_id);
@@ -3077,7 +3069,7 @@ begin
              and u.id = any(v_held))
     from unnest(msg_ids) u(id);
 end $function$;
-comment on function bucketq._nack(text,bigint[],bigint[],text[],interval,boolean,text) is 'Internal: the body of bucketq.nack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+comment on function bucketq._nack(bucketq.consumer_group,bigint[],bigint[],text[],interval,boolean,text) is 'Internal: the body of bucketq.nack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
 CREATE OR REPLACE FUNCTION bucketq._now()
  RETURNS timestamp with time zone
@@ -3266,13 +3258,12 @@ begin
   end if;
 end $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._record_attempt(group_name text, consumer_id text, xact xid8, msg_ids bigint[])
+CREATE OR REPLACE FUNCTION bucketq._record_attempt(g bucketq.consumer_group, consumer_id text, xact xid8, msg_ids bigint[])
  RETURNS void
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_own boolean;
   v_foreign bigint[];
   v_log_held bigint[];
@@ -3280,7 +3271,6 @@ declare
   v_note_buckets int[];
   v_note_seqs bigint[];
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
@@ -3416,7 +3406,7 @@ begin
      where p.group_id = g.group_id and p.bucket = n.bucket and p.seq = n.seq;
   end if;
 end $function$;
-comment on function bucketq._record_attempt(text,text,xid8,bigint[]) is 'Internal: the body of bucketq.record_attempt (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+comment on function bucketq._record_attempt(bucketq.consumer_group,text,xid8,bigint[]) is 'Internal: the body of bucketq.record_attempt (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
 CREATE OR REPLACE FUNCTION bucketq._release(g bucketq.consumer_group, p_buckets integer[])
  RETURNS void
@@ -3728,7 +3718,7 @@ begin
     raise exception '_topic_copies: functions % are missing from schema bucketq', v_missing
       using errcode = 'XX000', hint = 'Run bucketq migrate: the schema is not complete.';
   end if;
-  execute format('drop schema if exists %I cascade', v_schema);
+  perform bucketq._topic_copies_drop(p_topic_id);
   -- Owned as schema bucketq is; nobody else gets any right on it: the copies run only
   -- inside the public functions (security definer), as the owner.
   execute format('create schema %I authorization %I', v_schema,
@@ -3755,6 +3745,19 @@ begin
 end $function$;
 comment on function bucketq._topic_copies(integer) is 'Internal: (re)makes schema bucketq_t<topic_id>, the topic''s own copy of the functions in bucketq._topic_copy_list() whose reads of bucketq.message name the topic''s table bucketq.message_t<topic_id>. Called by create_topic and by bucketq._topic_copies_refresh (after every upgrade of the definitions); the public entry points reach the copies through bucketq._topic_dispatch.';
 
+CREATE OR REPLACE FUNCTION bucketq._topic_copies_drop(p_topic_id integer)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+ SET client_min_messages TO 'warning'
+AS $function$
+begin
+  if exists (select 1 from pg_catalog.pg_namespace n where n.nspname = 'bucketq_t' || p_topic_id) then
+    execute format('drop schema %I cascade', 'bucketq_t' || p_topic_id);
+  end if;
+end $function$;
+comment on function bucketq._topic_copies_drop(integer) is 'Internal: drops schema bucketq_t<topic_id>, the topic''s copies of the claim and ack paths (see bucketq._topic_copies), if it exists. The public functions'' branches to it are bucketq._topic_dispatch''s to remove.';
+
 CREATE OR REPLACE FUNCTION bucketq._topic_copies_refresh()
  RETURNS integer
  LANGUAGE plpgsql
@@ -3767,10 +3770,10 @@ declare
 begin
   -- create_topic and delete_topic make and drop copies under this lock too.
   perform bucketq._lock_maintenance('_topic_copies_refresh');
-  for n in select s.nspname from pg_catalog.pg_namespace s
+  for n in select substring(s.nspname from '^bucketq_t([0-9]+)$')::int as topic_id from pg_catalog.pg_namespace s
             where s.nspname ~ '^bucketq_t[0-9]+$'
               and not exists (select 1 from bucketq.topic x where 'bucketq_t' || x.topic_id = s.nspname) loop
-    execute format('drop schema %I cascade', n.nspname);
+    perform bucketq._topic_copies_drop(n.topic_id);
   end loop;
   for v_id in select x.topic_id from bucketq.topic x order by x.topic_id loop
     perform bucketq._topic_copies(v_id);
@@ -3815,7 +3818,7 @@ begin
     if v_call is null or strpos(d, v_begin) = 0 or strpos(d, v_end) = 0 then
       raise exception '_topic_dispatch: bucketq.% has no topic branches to write', f.name using errcode = 'XX000';
     end if;
-    select coalesce(string_agg(format(E'  if v_topic = %s then %s%I.%s(%s); return; end if;\n',
+    select coalesce(string_agg(format(E'  if g.topic_id = %s then %s%I.%s(%s); return; end if;\n',
                                       x.topic_id, v_call[2], 'bucketq_t' || x.topic_id, v_call[3], v_call[4]),
                                '' order by x.topic_id), '')
       into v_branches
@@ -3959,8 +3962,7 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -3969,7 +3971,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._ack(group_name, msg_ids, lease_tokens, consumer_id, strict);
+  return query select * from bucketq._ack(g, msg_ids, lease_tokens, consumer_id, strict);
 end $function$;
 comment on function bucketq.ack(text,bigint[],bigint[],text,boolean) is 'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
 
@@ -3984,8 +3986,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -3994,7 +3995,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._claim(group_name, consumer_id, max_messages, buckets, lease_timeout, max_per_key);
+  return query select * from bucketq._claim(g, consumer_id, max_messages, buckets, lease_timeout, max_per_key);
 end $function$;
 comment on function bucketq.claim(text,text,integer,integer[],interval,integer) is 'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). A key''s next message is not handed out before the one before it is acked or dead-lettered. max_per_key (default 1): with more, a key on its first attempt may come as a run of up to that many consecutive messages under one lease; they are returned together in key_seq order, and the consumer must handle them in that order and ack them in order (an ack that skips an earlier message of the run is refused), and nack the first that fails: the rest of the run then waits again. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';
 
@@ -4009,8 +4010,7 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -4019,7 +4019,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._claim_locked(group_name, consumer_id, max_messages, buckets, max_per_key);
+  return query select * from bucketq._claim_locked(g, consumer_id, max_messages, buckets, max_per_key);
 end $function$;
 comment on function bucketq.claim_locked(text,text,integer,integer[],integer) is 'Claim by row lock, in the caller''s transaction (BEGIN first: in autocommit the locks end with the statement). Like claim, it hands out up to max_messages ready messages of the buckets this consumer owns, oldest key first, a key on its first attempt with its run of up to max_per_key messages, in key_seq order, and never a key''s next message before the one before it is acked or dead-lettered. It writes no lease: the rows stay locked (FOR NO KEY UPDATE; other claimers skip them) until the transaction ends. Handle the messages and ack them in the same transaction with lease_tokens => NULL and consumer_id; nack failures there too. If the transaction ends without committing, the messages are ready again at once. Returns lease-free rows: attempt (1 = first try), the bucket''s epoch and xact, the transaction id to pass to record_attempt from another session so that a crash counts as an attempt.';
 
@@ -4382,7 +4382,7 @@ begin
   delete from bucketq.key_counter c using bucketq.topic_key k where k.topic_id = t.topic_id and c.key_id = k.key_id;
   delete from bucketq.topic x where x.topic_id = t.topic_id;  -- keys, idempotency keys, partition list: on delete cascade
   -- Its copies of the claim and ack paths, and their branch in the public functions.
-  execute format('drop schema if exists %I cascade', 'bucketq_t' || t.topic_id);
+  perform bucketq._topic_copies_drop(t.topic_id);
   perform bucketq._topic_dispatch();
   return v_messages;
 end $function$;
@@ -4835,8 +4835,7 @@ CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -4845,7 +4844,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._nack(group_name, msg_ids, lease_tokens, errors, retry_delay, strict, consumer_id);
+  return query select * from bucketq._nack(g, msg_ids, lease_tokens, errors, retry_delay, strict, consumer_id);
 end $function$;
 comment on function bucketq.nack(text,bigint[],bigint[],text[],interval,boolean,text) is 'Report claimed messages as failed, with an error text each. A message with attempts left is retried after retry_delay (NULL: the group''s backoff, base * 2^(attempt-1) capped at backoff_max) and its key stays blocked meanwhile, so order holds. The rest of its run (see claim''s max_per_key) waits behind it again without counting an attempt. A message whose attempts are spent is dead-lettered: with on_exhausted = skip its key moves on, with block the key waits for replay_dead. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked (nack them before commit, in that transaction). Status per message: retry, dead or stale (strict, the default, raises BQ006 instead of reporting stale).';
 
@@ -4881,8 +4880,7 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -4891,7 +4889,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  perform bucketq._record_attempt(group_name, consumer_id, xact, msg_ids);
+  perform bucketq._record_attempt(g, consumer_id, xact, msg_ids);
 end $function$;
 comment on function bucketq.record_attempt(text,text,xid8,bigint[]) is 'Call from a session other than the claiming one (autocommit) of the same login, right after claim_locked handed out messages, while its transaction is open: records that transaction xact is attempting msg_ids. If that transaction then ends without committing (the worker crashed, its connection dropped or timed out, it rolled back), the next claim_locked of the group counts an attempt for each of those messages that is still the next of its key, and dead-letters those whose attempts are spent. Without it, a message that kills its worker is retried forever. Refused (BQ005, nothing recorded): an xact that is not running in a session of the caller''s login in this database (or the caller''s own), and msg_ids that transaction does not hold for this consumer.';
 

@@ -47,7 +47,7 @@ async function copiesOf(c: pg.Client, id: number): Promise<string[]> {
 /** The topic ids bucketq.claim branches to. */
 async function branchesOf(c: pg.Client, fn: string): Promise<number[]> {
   const { rows } = await c.query(`select pg_get_functiondef($1::regproc) as d`, [`bucketq.${fn}`]);
-  return [...(rows[0].d as string).matchAll(/if v_topic = (\d+) then .* bucketq_t(\d+)\._/g)].map((m) => {
+  return [...(rows[0].d as string).matchAll(/if g\.topic_id = (\d+) then .* bucketq_t(\d+)\._/g)].map((m) => {
     expect(m[1]).toBe(m[2]);
     return Number(m[1]);
   });
@@ -103,7 +103,7 @@ describe('each topic has its own copy of the claim and ack paths', () => {
     // holds topic B's partitions too: what the copies spare.
     await c.query('begin');
     await c.query(`set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; set local enable_bitmapscan = off`);
-    const { rows: generic } = await c.query('select msg_id from bucketq._claim_locked($1, $2, 10)', [a.group, a.consumer]);
+    const { rows: generic } = await c.query('select msg_id from bucketq._claim_locked(bucketq._group($1), $2, 10)', [a.group, a.consumer]);
     expect(generic).toHaveLength(2);
     expect(await lockedLogTopics(c)).toEqual(expect.arrayContaining([idA, idB]));
     await c.query('rollback');
@@ -187,9 +187,9 @@ describe('no role but the owner reaches the copies', () => {
     expect((await ack(asConsumer, group, got)).map((r) => r.status)).toEqual(['acked']);
 
     for (const call of [
-      `select * from bucketq_t${id}._claim('${group}', 'c1')`,
+      `select * from bucketq_t${id}._claim(null::bucketq.consumer_group, 'c1')`,
       `select * from bucketq_t${id}._log_busy(null, null, null, null, null)`,
-      `select * from bucketq._claim('${group}', 'c1')`,
+      `select * from bucketq._claim(null::bucketq.consumer_group, 'c1')`,
     ]) {
       const err = await pgError(asConsumer.query(call));
       expect({ call, code: err.code }).toEqual({ call, code: '42501' });

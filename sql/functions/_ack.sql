@@ -1,8 +1,9 @@
--- The body of bucketq.ack, which calls it (the generic path) or the topic's own copy of it
+-- The body of bucketq.ack, after its group was found (g; bucketq._group checked the
+-- caller's access), which calls it (the generic path) or the topic's own copy of it
 -- (bucketq_t<topic_id>._ack, see _topic_copies.sql). It runs inside bucketq.ack: that
 -- function's owner, search_path and planner settings apply.
 create or replace function bucketq._ack(
-  group_name text,
+  g bucketq.consumer_group,
   msg_ids bigint[],
   lease_tokens bigint[],
   consumer_id text default null,
@@ -12,7 +13,6 @@ language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_locked boolean;
   v_acked bigint[];
@@ -28,7 +28,6 @@ declare
   v_all bigint[] := msg_ids;   -- as given, for the statuses
   v_log bigint[];
 begin
-  g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, _ack.consumer_id);
@@ -205,5 +204,5 @@ begin
    order by u.n;
 end $$;
 
-comment on function bucketq._ack(text, bigint[], bigint[], text, boolean) is
+comment on function bucketq._ack(bucketq.consumer_group, bigint[], bigint[], text, boolean) is
 'Internal: the body of bucketq.ack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';

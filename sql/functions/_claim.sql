@@ -1,8 +1,9 @@
--- The body of bucketq.claim, which calls it (the generic path) or the topic's own copy of it
+-- The body of bucketq.claim, after its group was found (g; bucketq._group checked the
+-- caller's access), which calls it (the generic path) or the topic's own copy of it
 -- (bucketq_t<topic_id>._claim, see _topic_copies.sql). It runs inside bucketq.claim: that
 -- function's owner, search_path and planner settings apply.
 create or replace function bucketq._claim(
-  group_name text,
+  g bucketq.consumer_group,
   consumer_id text,
   max_messages int default 100,
   buckets int[] default null,
@@ -14,7 +15,6 @@ language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_until timestamptz;
   v_token bigint;
@@ -44,7 +44,6 @@ declare
   v_due boolean;
   v_inbox_ready boolean;
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
@@ -250,5 +249,5 @@ begin
   end if;
 end $$;
 
-comment on function bucketq._claim(text, text, int, int[], interval, int) is
+comment on function bucketq._claim(bucketq.consumer_group, text, int, int[], interval, int) is
 'Internal: the body of bucketq.claim (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';

@@ -1,8 +1,9 @@
--- The body of bucketq.claim_locked, which calls it (the generic path) or the topic's own copy of it
+-- The body of bucketq.claim_locked, after its group was found (g; bucketq._group checked the
+-- caller's access), which calls it (the generic path) or the topic's own copy of it
 -- (bucketq_t<topic_id>._claim_locked, see _topic_copies.sql). It runs inside bucketq.claim_locked: that
 -- function's owner, search_path and planner settings apply.
 create or replace function bucketq._claim_locked(
-  group_name text,
+  g bucketq.consumer_group,
   consumer_id text,
   max_messages int default 100,
   buckets int[] default null,
@@ -13,7 +14,6 @@ language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_owned int[];
   v_busy int[];
@@ -35,7 +35,6 @@ declare
   v_dead int;
   v_got int := 0;
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('claim_locked', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
@@ -207,5 +206,5 @@ begin
   end if;
 end $$;
 
-comment on function bucketq._claim_locked(text, text, int, int[], int) is
+comment on function bucketq._claim_locked(bucketq.consumer_group, text, int, int[], int) is
 'Internal: the body of bucketq.claim_locked (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';

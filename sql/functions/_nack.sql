@@ -1,8 +1,9 @@
--- The body of bucketq.nack, which calls it (the generic path) or the topic's own copy of it
+-- The body of bucketq.nack, after its group was found (g; bucketq._group checked the
+-- caller's access), which calls it (the generic path) or the topic's own copy of it
 -- (bucketq_t<topic_id>._nack, see _topic_copies.sql). It runs inside bucketq.nack: that
 -- function's owner, search_path and planner settings apply.
 create or replace function bucketq._nack(
-  group_name text,
+  g bucketq.consumer_group,
   msg_ids bigint[],
   lease_tokens bigint[],
   errors text[] default null,
@@ -14,7 +15,6 @@ language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_now timestamptz;
   v_locked boolean;
   v_held bigint[];
@@ -28,7 +28,6 @@ declare
   v_admin boolean;
   v_caller name;
 begin
-  g := bucketq._group(group_name);
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, _nack.consumer_id);
@@ -219,5 +218,5 @@ begin
     from unnest(msg_ids) u(id);
 end $$;
 
-comment on function bucketq._nack(text, bigint[], bigint[], text[], interval, boolean, text) is
+comment on function bucketq._nack(bucketq.consumer_group, bigint[], bigint[], text[], interval, boolean, text) is
 'Internal: the body of bucketq.nack (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';

@@ -1,13 +1,13 @@
--- The body of bucketq.record_attempt, which calls it (the generic path) or the topic's own copy of it
+-- The body of bucketq.record_attempt, after its group was found (g; bucketq._group checked the
+-- caller's access), which calls it (the generic path) or the topic's own copy of it
 -- (bucketq_t<topic_id>._record_attempt, see _topic_copies.sql). It runs inside bucketq.record_attempt: that
 -- function's owner, search_path and planner settings apply.
-create or replace function bucketq._record_attempt(group_name text, consumer_id text, xact xid8, msg_ids bigint[])
+create or replace function bucketq._record_attempt(g bucketq.consumer_group, consumer_id text, xact xid8, msg_ids bigint[])
 returns void
 language plpgsql
 as $$
 #variable_conflict use_column
 declare
-  g bucketq.consumer_group;
   v_own boolean;
   v_foreign bigint[];
   v_log_held bigint[];
@@ -15,7 +15,6 @@ declare
   v_note_buckets int[];
   v_note_seqs bigint[];
 begin
-  g := bucketq._group(group_name);
   perform bucketq._check_consumer('record_attempt', g, consumer_id);
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
@@ -152,5 +151,5 @@ begin
   end if;
 end $$;
 
-comment on function bucketq._record_attempt(text, text, xid8, bigint[]) is
+comment on function bucketq._record_attempt(bucketq.consumer_group, text, xid8, bigint[]) is
 'Internal: the body of bucketq.record_attempt (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';

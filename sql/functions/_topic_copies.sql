@@ -39,7 +39,7 @@ begin
     raise exception '_topic_copies: functions % are missing from schema bucketq', v_missing
       using errcode = 'XX000', hint = 'Run bucketq migrate: the schema is not complete.';
   end if;
-  execute format('drop schema if exists %I cascade', v_schema);
+  perform bucketq._topic_copies_drop(p_topic_id);
   -- Owned as schema bucketq is; nobody else gets any right on it: the copies run only
   -- inside the public functions (security definer), as the owner.
   execute format('create schema %I authorization %I', v_schema,

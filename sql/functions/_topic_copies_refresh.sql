@@ -11,10 +11,10 @@ declare
 begin
   -- create_topic and delete_topic make and drop copies under this lock too.
   perform bucketq._lock_maintenance('_topic_copies_refresh');
-  for n in select s.nspname from pg_catalog.pg_namespace s
+  for n in select substring(s.nspname from '^bucketq_t([0-9]+)$')::int as topic_id from pg_catalog.pg_namespace s
             where s.nspname ~ '^bucketq_t[0-9]+$'
               and not exists (select 1 from bucketq.topic x where 'bucketq_t' || x.topic_id = s.nspname) loop
-    execute format('drop schema %I cascade', n.nspname);
+    perform bucketq._topic_copies_drop(n.topic_id);
   end loop;
   for v_id in select x.topic_id from bucketq.topic x order by x.topic_id loop
     perform bucketq._topic_copies(v_id);

@@ -24,7 +24,7 @@ begin
     if v_call is null or strpos(d, v_begin) = 0 or strpos(d, v_end) = 0 then
       raise exception '_topic_dispatch: bucketq.% has no topic branches to write', f.name using errcode = 'XX000';
     end if;
-    select coalesce(string_agg(format(E'  if v_topic = %s then %s%I.%s(%s); return; end if;\n',
+    select coalesce(string_agg(format(E'  if g.topic_id = %s then %s%I.%s(%s); return; end if;\n',
                                       x.topic_id, v_call[2], 'bucketq_t' || x.topic_id, v_call[3], v_call[4]),
                                '' order by x.topic_id), '')
       into v_branches

@@ -15,8 +15,7 @@ set plan_cache_mode = force_generic_plan
 set enable_seqscan = off
 as $$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -25,7 +24,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._ack(group_name, msg_ids, lease_tokens, consumer_id, strict);
+  return query select * from bucketq._ack(g, msg_ids, lease_tokens, consumer_id, strict);
 end $$;
 
 comment on function bucketq.ack(text, bigint[], bigint[], text, boolean) is

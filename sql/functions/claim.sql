@@ -21,8 +21,7 @@ set enable_seqscan = off
 set enable_bitmapscan = off
 as $$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -31,7 +30,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._claim(group_name, consumer_id, max_messages, buckets, lease_timeout, max_per_key);
+  return query select * from bucketq._claim(g, consumer_id, max_messages, buckets, lease_timeout, max_per_key);
 end $$;
 
 comment on function bucketq.claim(text, text, int, int[], interval, int) is

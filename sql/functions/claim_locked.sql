@@ -20,8 +20,7 @@ set enable_seqscan = off
 set enable_bitmapscan = off
 as $$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -30,7 +29,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._claim_locked(group_name, consumer_id, max_messages, buckets, max_per_key);
+  return query select * from bucketq._claim_locked(g, consumer_id, max_messages, buckets, max_per_key);
 end $$;
 
 comment on function bucketq.claim_locked(text, text, int, int[], int) is

@@ -28,7 +28,7 @@ begin
   delete from bucketq.key_counter c using bucketq.topic_key k where k.topic_id = t.topic_id and c.key_id = k.key_id;
   delete from bucketq.topic x where x.topic_id = t.topic_id;  -- keys, idempotency keys, partition list: on delete cascade
   -- Its copies of the claim and ack paths, and their branch in the public functions.
-  execute format('drop schema if exists %I cascade', 'bucketq_t' || t.topic_id);
+  perform bucketq._topic_copies_drop(t.topic_id);
   perform bucketq._topic_dispatch();
   return v_messages;
 end $$;

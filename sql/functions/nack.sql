@@ -17,8 +17,7 @@ set plan_cache_mode = force_generic_plan
 set enable_seqscan = off
 as $$
 declare
-  -- (NULL for no such group: the generic path below raises the error.)
-  v_topic int := (select g.topic_id from bucketq.consumer_group g where g.name = group_name);
+  g bucketq.consumer_group := bucketq._group(group_name);
 begin
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
@@ -27,7 +26,7 @@ begin
   -- per topic between these two lines.
   -- topic branches begin
   -- topic branches end
-  return query select * from bucketq._nack(group_name, msg_ids, lease_tokens, errors, retry_delay, strict, consumer_id);
+  return query select * from bucketq._nack(g, msg_ids, lease_tokens, errors, retry_delay, strict, consumer_id);
 end $$;
 
 comment on function bucketq.nack(text, bigint[], bigint[], text[], interval, boolean, text) is
