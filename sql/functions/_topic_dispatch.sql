@@ -3,7 +3,7 @@
 -- has its schema of copies, made from the generic call at their end. A branch of static
 -- calls costs a few microseconds (an EXECUTE of the call, 35 to 70: it parses and plans
 -- the call every time). Each branch is one comparison, so a cluster of very many topics
--- pays for them (some 0.3 µs a topic, before the call).
+-- pays for them: 1,000 branches passed cost 44 to 52 µs a call (0.05 µs each).
 create or replace function bucketq._topic_dispatch() returns void
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
 as $$
