@@ -56,7 +56,7 @@ export async function migrate(
         await applyOne(client, m);
       }
       const applied = await applyDefinitions(client, definitions);
-      if (!applied) await repairTopicCopies(client);
+      await refreshTopicCopies(client, applied);
       await client.query('commit');
       return { from, to: Math.max(from, to), definitions: applied ? 'applied' : 'current' };
     } catch (err) {
@@ -120,11 +120,6 @@ async function applyDefinitions(client: pg.ClientBase, definitions: EmbeddedDefi
   await client.query('set local check_function_bodies = on');
   // New functions and views get their roles' grants (and PUBLIC loses its default EXECUTE).
   await client.query('select bucketq._grant_roles()');
-  // Each topic's own copy of the claim and ack paths is made from the definitions just
-  // applied, and the public functions (written back without them) branch to them again.
-  // (Releases before these copies have no such function.)
-  const { rows: copies } = await client.query<{ present: boolean }>(`select to_regproc('bucketq._topic_copies_refresh') is not null as present`);
-  if (copies[0]?.present) await client.query('select bucketq._topic_copies_refresh()');
   await client.query(
     `insert into bucketq.definitions (singleton, hash) values (true, $1)
      on conflict (singleton) do update set hash = excluded.hash, applied_at = now()`,
@@ -134,18 +129,20 @@ async function applyDefinitions(client: pg.ClientBase, definitions: EmbeddedDefi
 }
 
 /**
- * A topic without its schema of copies (bucketq_t<topic_id>), as in a database restored
- * from a dump of schema bucketq alone, would fail its claims: make them again. (When the
- * definitions are applied, _topic_copies_refresh runs anyway.) Older schemas have no
- * such copies: nothing to repair before the definitions that make them are applied.
+ * Each topic's own copy of the claim and ack paths (schema bucketq_t<topic_id>): made
+ * again from the definitions just applied (the public functions were written back
+ * without their branches to them), or when a topic has none, as in a database restored
+ * from a dump of schema bucketq alone (its claims would fail). Releases before these
+ * copies have no _topic_copies_refresh: nothing to do.
  */
-async function repairTopicCopies(client: pg.ClientBase): Promise<void> {
-  const { rows } = await client.query<{ missing: boolean }>(
+async function refreshTopicCopies(client: pg.ClientBase, definitionsApplied: boolean): Promise<void> {
+  const { rows } = await client.query<{ due: boolean }>(
     `select to_regproc('bucketq._topic_copies_refresh') is not null
-            and exists (select 1 from bucketq.topic x
-                         where not exists (select 1 from pg_catalog.pg_namespace n where n.nspname = 'bucketq_t' || x.topic_id)) as missing`,
+            and ($1 or exists (select 1 from bucketq.topic x
+                                where not exists (select 1 from pg_catalog.pg_namespace n where n.nspname = 'bucketq_t' || x.topic_id))) as due`,
+    [definitionsApplied],
   );
-  if (rows[0]?.missing) await client.query('select bucketq._topic_copies_refresh()');
+  if (rows[0]?.due) await client.query('select bucketq._topic_copies_refresh()');
 }
 
 /** " at line N" for a Postgres error position (1-based character offset), else "". */

@@ -79,29 +79,27 @@ export class BucketqSystem implements QueueSystem {
 
   /** Topics beside the measured one, each with `days` past daily partitions (empty). */
   private async otherTopics(n: number, days: number): Promise<void> {
-    for (let i = 1; i <= n; i++) await this.client.createTopic(`${TOPIC}.other.${i}`, { buckets: this.o.buckets });
+    const names = Array.from({ length: n }, (_, i) => `${TOPIC}.other.${i + 1}`);
+    for (const name of names) await this.client.createTopic(name, { buckets: this.o.buckets });
+    await this.pastPartitions(names, days);
+  }
+
+  /** `days` past partitions (one partition_interval each) for each of these topics. */
+  private async pastPartitions(topics: string[], days: number): Promise<void> {
     await this.pool.query(
       `select bucketq._create_partitions(t.topic_id, d.lo, d.lo + t.partition_interval)
          from bucketq.topic t
         cross join lateral (select date_bin(t.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00')
                                    - t.partition_interval * i as lo
                               from generate_series(1, $2::int) i) d
-        where t.name like $1`,
-      [`${TOPIC}.other.%`, days],
+        where t.name = any($1::text[])`,
+      [topics, days],
     );
   }
 
   /** Past partitions with their messages, written directly (as days of sends would leave them). */
   private async age(days: number, perDay: number): Promise<void> {
-    await this.pool.query(
-      `select bucketq._create_partitions(t.topic_id, d.lo, d.lo + t.partition_interval)
-         from bucketq.topic t
-        cross join lateral (select date_bin(t.partition_interval, bucketq._now(), timestamptz '2000-01-01 00:00:00+00')
-                                   - t.partition_interval * i as lo
-                              from generate_series(1, $2::int) i) d
-        where t.name = $1`,
-      [TOPIC, days],
-    );
+    await this.pastPartitions([TOPIC], days);
     for (let day = days; day >= 1; day--) {
       await this.pool.query(
         `insert into bucketq.message (id, topic_id, sent_at, bucket, key, payload, xid, ord)

@@ -17,7 +17,7 @@ declare
 begin
   for f in select p.oid, p.proname::text as name from pg_catalog.pg_proc p
             where p.pronamespace = 'bucketq'::regnamespace
-              and p.proname in ('claim', 'claim_locked', 'ack', 'nack', 'record_attempt')
+              and '_' || p.proname = any(bucketq._topic_copy_list())  -- claim (_claim), ack (_ack), ...
             order by p.proname loop
     d := pg_catalog.pg_get_functiondef(f.oid);
     v_call := regexp_match(d, E'\\n  ((return query select \\* from |perform )bucketq\\.(_[a-z_]+)\\(([^;]*)\\);)\\nend ');
