@@ -77,6 +77,10 @@ const cases: Record<string, Case[]> = {
     ['key over 1024 characters', `select bucketq.send($1, '{}', key => $2)`, [T, long(1025)], 'BQ005'],
     ['empty idempotency key', `select bucketq.send($1, '{}', idempotency_key => '')`, [T], 'BQ005', /idempotency/],
     ['headers not an object', `select bucketq.send($1, '{}', headers => '[1]')`, [T], 'BQ005', /headers/],
+    ['headers and payload together over the limit', `select bucketq.send($1, '{"a":1}', headers => $2::jsonb)`, [SMALL, JSON.stringify({ h: long(60) })], 'BQ004', /headers 1 of 1 are \d+ bytes/],
+    ['key over 2048 bytes', `select bucketq.send($1, '{}', key => $2)`, [T, '\u{1F600}'.repeat(600)], 'BQ005', /key 1 of 1 .* \(2400 bytes/],
+    ['idempotency key over 1024 characters', `select bucketq.send($1, '{}', idempotency_key => $2)`, [T, long(1025)], 'BQ005', /idempotency key 1 of 1/],
+    ['not_before infinity', `select bucketq.send($1, '{}', not_before => 'infinity')`, [T], 'BQ005', /not_before 1 of 1 is not a finite time/],
   ],
   send_batch: [
     ['unknown topic', `select bucketq.send_batch('no.such.topic', array['{}']::jsonb[])`, [], 'BQ002'],
@@ -87,6 +91,14 @@ const cases: Record<string, Case[]> = {
     ['a NULL element', `select bucketq.send_batch($1, array['{}', null]::jsonb[])`, [T], 'BQ005', /payload 2 of 2/],
     ['one payload over the limit', `select bucketq.send_batch($1, array['{}', $2]::jsonb[])`, [SMALL, JSON.stringify({ x: long(100) })], 'BQ004', /payload 2 of 2/],
     ['an empty key', `select bucketq.send_batch($1, array['{}', '{}']::jsonb[], keys => array['a', ''])`, [T], 'BQ005', /key 2 of 2/],
+    ['an idempotency key over 2048 bytes', `select bucketq.send_batch($1, array['{}', '{}']::jsonb[], idempotency_keys => array['a', $2])`, [T, '\u{1F600}'.repeat(600)], 'BQ005', /idempotency key 2 of 2 .* \(2400 bytes/],
+    ['not_before infinity', `select bucketq.send_batch($1, array['{}', '{}']::jsonb[], not_before => array[now(), 'infinity'])`, [T], 'BQ005', /not_before 2 of 2/],
+    ['headers and payload together over the limit', `select bucketq.send_batch($1, array['{}', '{"a":1}']::jsonb[], headers => array[null, $2::jsonb])`, [SMALL, JSON.stringify({ h: long(60) })], 'BQ004', /headers 2 of 2 are/],
+    // A batch of one takes send's path: its elements by position, whatever the arrays' lower bounds.
+    ['a batch of one whose payload (array from 0) is JSON null', `select bucketq.send_batch($1, '[0:0]={null}'::jsonb[])`, [T], 'BQ005', /payload 1 of 1 is null/],
+    ['a batch of one whose key (array from 2) is empty', `select bucketq.send_batch($1, array['{}']::jsonb[], keys => '[2:2]={""}'::text[])`, [T], 'BQ005', /key 1 of 1 is empty/],
+    ['a batch of one whose headers (array from 5) are not an object', `select bucketq.send_batch($1, array['{}']::jsonb[], headers => '[5:5]={"[1]"}'::jsonb[])`, [T], 'BQ005', /headers 1 of 1 is not a JSON object/],
+    ['a batch of one whose not_before (array from 0) is infinity', `select bucketq.send_batch($1, array['{}']::jsonb[], not_before => '[0:0]={infinity}'::timestamptz[])`, [T], 'BQ005', /not_before 1 of 1/],
   ],
   join: [
     ['unknown group', `select * from bucketq.join('no.such.group', 'c')`, [], 'BQ003', /unknown consumer group/],

@@ -151,6 +151,39 @@ describe('message contents', () => {
     expect(rows.every((r) => r.bucket >= 0 && r.bucket < 16)).toBe(true);
   });
 
+  it('a batch of one takes its elements by position whatever the arrays start at, as a batch of two does', async () => {
+    const c = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(c, ctx);
+    // Arrays based at 0, 3, 7, 2 and 5: the one element of each is the message's.
+    const { rows: one } = await c.query(
+      `select id::int from bucketq.send_batch($1, '[0:0]={"{\\"a\\": 1}"}'::jsonb[], keys => '[3:3]={k1}'::text[],
+         headers => '[7:7]={"{\\"h\\": 1}"}'::jsonb[], idempotency_keys => '[2:2]={ik1}'::text[],
+         not_before => '[5:5]={"2000-01-01 00:00:00+00"}'::timestamptz[]) as s(id)`,
+      [topic],
+    );
+    const { rows: two } = await c.query(
+      `select id::int from bucketq.send_batch($1, '[0:1]={"{\\"a\\": 2}","{\\"a\\": 3}"}'::jsonb[], keys => '[3:4]={k1,k2}'::text[]) as s(id)`,
+      [topic],
+    );
+    expect(one).toHaveLength(1);
+    expect(two).toHaveLength(2);
+    const { rows } = await c.query(
+      `select id::int, key, key_seq::int, payload, headers, idempotency_key, not_before
+         from bucketq.message where id = any($1::bigint[]) order by id`,
+      [[one[0].id, two[0].id, two[1].id]],
+    );
+    expect(rows).toEqual([
+      { id: one[0].id, key: 'k1', key_seq: 1, payload: { a: 1 }, headers: { h: 1 }, idempotency_key: 'ik1', not_before: new Date('2000-01-01T00:00:00Z') },
+      { id: two[0].id, key: 'k1', key_seq: 2, payload: { a: 2 }, headers: null, idempotency_key: null, not_before: null },
+      { id: two[1].id, key: 'k2', key_seq: 1, payload: { a: 3 }, headers: null, idempotency_key: null, not_before: null },
+    ]);
+    // The idempotency key of the batch of one was recorded: sending it again returns the same id.
+    expect(await send(c, topic, { a: 9 }, { idempotencyKey: 'ik1' })).toBe(one[0].id);
+    // k1's head is the batch of one's message (key_seq 1); k2's is the second of the batch of two.
+    const got = await claim(c, group, consumer, 10);
+    expect(got.map((m) => m.msg_id).sort((x, y) => x - y)).toEqual([one[0].id, two[1].id]);
+  });
+
   it('headers that are not a JSON object raise BQ005 and insert nothing', async () => {
     const c = await ctx.session();
     const { topic } = await topicAndGroup(c, ctx);
