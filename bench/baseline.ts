@@ -9,6 +9,10 @@ import { freshDatabase } from './lib/db.js';
 const INSERT_SQL = `insert into bare_log (topic_id, bucket, key, key_seq, payload)
   select 1, (hashtextextended(k, 0) & 15)::int, k, s, p from unnest($1::text[], $2::bigint[], $3::jsonb[]) as u(k, s, p)`;
 
+// One message per statement, as a producer that sends inside its own transaction writes.
+const SINGLE_INSERT_SQL = `insert into bare_log (topic_id, bucket, key, key_seq, payload)
+  values (1, (hashtextextended($1, 0) & 15)::int, $1, $2, $3)`;
+
 // As an unkeyed send_batch writes its messages: an id and an order from sequences, the
 // bucket from the id, the sending transaction's id, one send time for the batch.
 const LOG_INSERT_SQL = `insert into bare_message (id, topic_id, sent_at, bucket, payload, xid, ord)
@@ -18,6 +22,7 @@ const LOG_INSERT_SQL = `insert into bare_message (id, topic_id, sent_at, bucket,
 export const BARE_OPTIONS = {
   logInsert: 'insert into bare_message (...) select ... from unnest($payloads): a table shaped as a log partition (bucketq.message\'s columns, its three indexes), ids and orders from sequences, the transaction id, unkeyed; one statement per batch, autocommit, one connection',
   insert: 'insert into bare_log (...) select ... from unnest($keys, $seqs, $payloads): one statement per batch, autocommit, one connection; table with an identity primary key',
+  singleInsert: 'insert into bare_log (...) values ($key, $seq, $payload): one statement per message, autocommit, one connection; table with an identity primary key',
   drain: 'delete from bare_queue where id in (select id from bare_queue order by id limit 250 for update skip locked) returning payload; 4 connections',
 };
 
@@ -58,6 +63,12 @@ async function timedInserts(
 export function bareInsert(ctx: RunContext, messages: number, batch: number): Promise<RunResult> {
   return timedInserts(ctx, messages, batch, 'bare_log', INSERT_SQL,
     (c) => [c.map((m) => m.key), c.map((m) => m.payload.s), c.map((m) => JSON.stringify(m.payload))], BARE_OPTIONS.insert);
+}
+
+/** One single-row INSERT per message (ingest-single). */
+export function bareSingleInsert(ctx: RunContext, messages: number): Promise<RunResult> {
+  return timedInserts(ctx, messages, 1, 'bare_log', SINGLE_INSERT_SQL,
+    (c) => [c[0]!.key, c[0]!.payload.s, JSON.stringify(c[0]!.payload)], BARE_OPTIONS.singleInsert);
 }
 
 /** A multi-row INSERT into a table shaped as a partition of bucketq.message (ingest-floor). */

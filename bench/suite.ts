@@ -12,7 +12,7 @@ import { failover } from './workloads/failover.js';
 import { fanout } from './workloads/fanout.js';
 import { fifo, fifoRetry } from './workloads/fifo.js';
 import { hotkey } from './workloads/hotkey.js';
-import { ingest, ingestFloor, ingestUnkeyed } from './workloads/ingest.js';
+import { ingest, ingestFloor, ingestSingle, ingestUnkeyed } from './workloads/ingest.js';
 import { latency, latencyTopics, latencyWide } from './workloads/latency.js';
 import { scaling } from './workloads/scaling.js';
 import { soak, soakPinned } from './workloads/soak.js';
@@ -20,7 +20,7 @@ import { fanoutCost } from './workloads/fanout-cost.js';
 import { churn } from './workloads/churn.js';
 import { crossFigures, type CrossFigure } from './figures.js';
 
-export const WORKLOADS: Workload[] = [ingest, ingestUnkeyed, ingestFloor, drain, e2e, e2eAged, e2eUnkeyed, latency, latencyWide, latencyTopics, fifo, fifoRetry, hotkey, fanout, scaling, failover, fanoutCost, churn, soak, soakPinned];
+export const WORKLOADS: Workload[] = [ingest, ingestUnkeyed, ingestFloor, ingestSingle, drain, e2e, e2eAged, e2eUnkeyed, latency, latencyWide, latencyTopics, fifo, fifoRetry, hotkey, fanout, scaling, failover, fanoutCost, churn, soak, soakPinned];
 
 export interface SubjectRuns {
   runs: RunResult[];

@@ -10,6 +10,8 @@ export type Subject = 'bucketq' | 'graphile-worker' | 'bare';
 export interface Sizes {
   label: 'tiny' | 'short' | 'full';
   ingest: { messages: number; batch: number };
+  /** ingest-single: messages sent one statement each. */
+  ingestSingle: { messages: number };
   drain: { messages: number; sendBatch: number };
   e2e: { seconds: number; warmupSeconds: number; producerBatch: number; producers: number };
   latency: { seconds: number; rate: number };
@@ -31,6 +33,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
   tiny: {
     label: 'tiny',
     ingest: { messages: 400, batch: 100 },
+    ingestSingle: { messages: 100 },
     drain: { messages: 400, sendBatch: 200 },
     e2e: { seconds: 1, warmupSeconds: 0.3, producerBatch: 50, producers: 1 },
     latency: { seconds: 1, rate: 200 },
@@ -48,6 +51,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
   short: {
     label: 'short',
     ingest: { messages: 50_000, batch: 1000 },
+    ingestSingle: { messages: 5_000 },
     drain: { messages: 20_000, sendBatch: 2000 },
     e2e: { seconds: 8, warmupSeconds: 2, producerBatch: 100, producers: 2 },
     latency: { seconds: 8, rate: 500 },
@@ -66,6 +70,7 @@ export const SIZES: Record<Sizes['label'], Sizes> = {
   full: {
     label: 'full',
     ingest: { messages: 200_000, batch: 1000 },
+    ingestSingle: { messages: 20_000 },
     drain: { messages: 100_000, sendBatch: 2000 },
     e2e: { seconds: 30, warmupSeconds: 5, producerBatch: 100, producers: 2 },
     latency: { seconds: 30, rate: 500 },

@@ -1,6 +1,6 @@
 // Workload 1: ingest. send_batch vs graphile-worker add_jobs vs a bare multi-row INSERT.
-import { bareInsert, bareLogInsert } from '../baseline.js';
-import { keyedMessages, sampled, throughputKey, withSystem, type Workload } from '../lib/common.js';
+import { bareInsert, bareLogInsert, bareSingleInsert } from '../baseline.js';
+import { keyedMessages, now, sampled, throughputKey, withSystem, type Workload } from '../lib/common.js';
 import { preload } from '../lib/drain.js';
 
 function runIngest(keyed: boolean, bare = bareInsert): Workload['run'] {
@@ -53,4 +53,34 @@ export const ingestFloor: Workload = {
   higherIsBetter: true,
   subjects: ['bucketq', 'bare'],
   run: runIngest(false, bareLogInsert),
+};
+
+/**
+ * One message per statement, as a producer sends inside its own transaction (the
+ * transactional outbox): BucketQ.send (bucketq.send) keyed as in ingest, graphile-worker's
+ * addJob, and a one-row INSERT. What a statement costs around its message.
+ */
+export const ingestSingle: Workload = {
+  id: 'ingest-single',
+  title: 'Ingest, one message per statement (single sends, one connection)',
+  primary: 'msgsPerSec',
+  unit: 'msg/s',
+  higherIsBetter: true,
+  subjects: ['bucketq', 'graphile-worker', 'bare'],
+  run: async (subject, ctx) => {
+    const { messages } = ctx.sizes.ingestSingle;
+    if (subject === 'bare') return bareSingleInsert(ctx, messages);
+    return withSystem(subject, ctx, { groups: ['g1'] }, async (sys, db) => {
+      const msgs = keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
+      const { value: ms, waits } = await sampled(ctx, db, async () => {
+        const t0 = now();
+        for (const [i, m] of msgs.entries()) {
+          await sys.sendOne(m);
+          if (i % 500 === 0) ctx.progress(`${i}/${messages}`);
+        }
+        return now() - t0;
+      });
+      return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits, extra: { groups: 1, keyed: subject === 'bucketq' } };
+    });
+  },
 };
