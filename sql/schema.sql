@@ -3597,7 +3597,7 @@ declare
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
   v_counts bigint[];   -- per key: how many new messages of it this batch has
-  v_all_keys text[];
+  v_taken record;       -- _take_key_seqs: key_ids, bases
   v_key text;
   v_i int;
   v_ords bigint[];     -- per input position: its order inside a log window
@@ -3713,22 +3713,21 @@ begin
     if v_keys is null then
       null;
     elsif current_setting('transaction_isolation') = 'read committed' then
-      -- (in v_keys' order, which _take_key_seqs keeps)
-      select array_agg(s.key_id order by s.n), array_agg(s.base order by s.n)
-        into v_key_ids, v_key_base
-        from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) with ordinality as s(key, key_id, base, n);
+      -- (in v_keys' order)
+      v_taken := bucketq._take_key_seqs(t.topic_id, v_keys, v_counts);
+      v_key_ids := v_taken.key_ids;
+      v_key_base := v_taken.bases;
     else
       -- Our snapshot may predate the commit of a key's previous sender: key by key, so
       -- that the error names the key. One subtransaction per send, in these isolation
       -- levels only.
-      v_all_keys := v_keys;
-      v_keys := '{}'; v_key_ids := '{}'; v_key_base := '{}';
+      v_key_ids := '{}'; v_key_base := '{}';
       begin
-        for v_i in 1 .. cardinality(v_all_keys) loop
-          v_key := v_all_keys[v_i];
-          select v_keys || s.key, v_key_ids || s.key_id, v_key_base || s.base
-            into v_keys, v_key_ids, v_key_base
-            from bucketq._take_key_seqs(t.topic_id, array[v_key], array[v_counts[v_i]]) s;
+        for v_i in 1 .. cardinality(v_keys) loop
+          v_key := v_keys[v_i];
+          v_taken := bucketq._take_key_seqs(t.topic_id, array[v_key], array[v_counts[v_i]]);
+          v_key_ids := v_key_ids || v_taken.key_ids;
+          v_key_base := v_key_base || v_taken.bases;
         end loop;
       exception when unique_violation or serialization_failure then
         raise exception 'could not serialize access to key % of topic %: another transaction sent to it after this transaction''s snapshot was taken', bucketq._quote_input(v_key), t.name
@@ -3865,8 +3864,8 @@ AS $function$
                     when 3 then 'waiting' when 4 then 'dead' end
 $function$;
 
-CREATE OR REPLACE FUNCTION bucketq._take_key_seqs(p_topic_id integer, p_keys text[], p_counts bigint[])
- RETURNS TABLE(key text, key_id bigint, base bigint)
+CREATE OR REPLACE FUNCTION bucketq._take_key_seqs(p_topic_id integer, p_keys text[], p_counts bigint[], OUT key_ids bigint[], OUT bases bigint[])
+ RETURNS record
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
  SET enable_seqscan TO 'off'
@@ -3877,7 +3876,38 @@ declare
   v_key_ids bigint[];
   v_bases bigint[];
   v_part int;
+  v_key_id bigint;
 begin
+  if cardinality(p_keys) = 1 then
+    select l.key_id into v_key_id from bucketq.topic_key l
+     where l.topic_id = p_topic_id and l.key = p_keys[1] for update;
+    if v_key_id is null then
+      insert into bucketq.topic_key as k (topic_id, key) values (p_topic_id, p_keys[1])
+      on conflict (topic_id, key) do update set key = excluded.key where false;
+      select l.key_id into v_key_id from bucketq.topic_key l where l.topic_id = p_topic_id and l.key = p_keys[1];
+    end if;
+    select x.key_rotation % 2 into v_part from bucketq.topic x where x.topic_id = p_topic_id;
+    v_bases := array[coalesce(
+      case when v_part = 0
+           then (select y.last_seq from bucketq.key_counter_0 y where y.key_id = v_key_id order by y.first_seq desc limit 1)
+           else (select y.last_seq from bucketq.key_counter_1 y where y.key_id = v_key_id order by y.first_seq desc limit 1) end,
+      case when v_part = 0
+           then (select y.last_seq from bucketq.key_counter_1 y where y.key_id = v_key_id order by y.first_seq desc limit 1)
+           else (select y.last_seq from bucketq.key_counter_0 y where y.key_id = v_key_id order by y.first_seq desc limit 1) end,
+      (select b.last_seq from bucketq.key_counter_base b where b.key_id = v_key_id),
+      0)];
+    if v_part = 0 then
+      insert into bucketq.key_counter_0 (part, key_id, first_seq, last_seq)
+      values (0, v_key_id, v_bases[1] + 1, v_bases[1] + p_counts[1]);
+    else
+      insert into bucketq.key_counter_1 (part, key_id, first_seq, last_seq)
+      values (1, v_key_id, v_bases[1] + 1, v_bases[1] + p_counts[1]);
+    end if;
+    key_ids := array[v_key_id];
+    bases := v_bases;
+    return;
+  end if;
+
   -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
   select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
@@ -3933,9 +3963,10 @@ begin
     select 1, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
   end if;
 
-  return query select u.key, u.key_id, u.base from unnest(p_keys, v_key_ids, v_bases) as u(key, key_id, base);
+  key_ids := v_key_ids;
+  bases := v_bases;
 end $function$;
-comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+comment on function bucketq._take_key_seqs(integer,text[],bigint[]) is 'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, as arrays in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
 
 CREATE OR REPLACE FUNCTION bucketq._topic(topic_name text)
  RETURNS bucketq.topic

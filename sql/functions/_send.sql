@@ -26,7 +26,7 @@ declare
   v_key_ids bigint[];
   v_key_base bigint[]; -- per key: its last key_seq before this batch
   v_counts bigint[];   -- per key: how many new messages of it this batch has
-  v_all_keys text[];
+  v_taken record;       -- _take_key_seqs: key_ids, bases
   v_key text;
   v_i int;
   v_ords bigint[];     -- per input position: its order inside a log window
@@ -142,22 +142,21 @@ begin
     if v_keys is null then
       null;
     elsif current_setting('transaction_isolation') = 'read committed' then
-      -- (in v_keys' order, which _take_key_seqs keeps)
-      select array_agg(s.key_id order by s.n), array_agg(s.base order by s.n)
-        into v_key_ids, v_key_base
-        from bucketq._take_key_seqs(t.topic_id, v_keys, v_counts) with ordinality as s(key, key_id, base, n);
+      -- (in v_keys' order)
+      v_taken := bucketq._take_key_seqs(t.topic_id, v_keys, v_counts);
+      v_key_ids := v_taken.key_ids;
+      v_key_base := v_taken.bases;
     else
       -- Our snapshot may predate the commit of a key's previous sender: key by key, so
       -- that the error names the key. One subtransaction per send, in these isolation
       -- levels only.
-      v_all_keys := v_keys;
-      v_keys := '{}'; v_key_ids := '{}'; v_key_base := '{}';
+      v_key_ids := '{}'; v_key_base := '{}';
       begin
-        for v_i in 1 .. cardinality(v_all_keys) loop
-          v_key := v_all_keys[v_i];
-          select v_keys || s.key, v_key_ids || s.key_id, v_key_base || s.base
-            into v_keys, v_key_ids, v_key_base
-            from bucketq._take_key_seqs(t.topic_id, array[v_key], array[v_counts[v_i]]) s;
+        for v_i in 1 .. cardinality(v_keys) loop
+          v_key := v_keys[v_i];
+          v_taken := bucketq._take_key_seqs(t.topic_id, array[v_key], array[v_counts[v_i]]);
+          v_key_ids := v_key_ids || v_taken.key_ids;
+          v_key_base := v_key_base || v_taken.bases;
         end loop;
       exception when unique_violation or serialization_failure then
         raise exception 'could not serialize access to key % of topic %: another transaction sent to it after this transaction''s snapshot was taken', bucketq._quote_input(v_key), t.name

@@ -35,9 +35,15 @@
 -- send_batch locks first in those isolation levels (40001). send_batch turns either
 -- error into 40001 with the key's or the topic's name.
 --
--- Returns, per key, its key_id and base: the key_seq before this send's first message.
-create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[])
-returns table (key text, key_id bigint, base bigint)
+-- Returns, per key in the order of p_keys, its key_id and base: the key_seq before this
+-- send's first message. As arrays, so that send_batch takes them in a plain expression.
+--
+-- One key (every single send of a keyed message): its row is locked by a lookup (FOR
+-- UPDATE, the lock ON CONFLICT DO UPDATE takes), which also gives its key_id; only a key
+-- not found goes through the insert. The steps are those below, each on one row.
+drop function if exists bucketq._take_key_seqs(int, text[], bigint[]);
+create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[],
+                                                  out key_ids bigint[], out bases bigint[])
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
 -- Every read here is an index probe. Statistics that make a topic look like one key
 -- (test/sql-plans.test.ts, topic_key.key) could price a sequential scan of topic_key
@@ -50,7 +56,38 @@ declare
   v_key_ids bigint[];
   v_bases bigint[];
   v_part int;
+  v_key_id bigint;
 begin
+  if cardinality(p_keys) = 1 then
+    select l.key_id into v_key_id from bucketq.topic_key l
+     where l.topic_id = p_topic_id and l.key = p_keys[1] for update;
+    if v_key_id is null then
+      insert into bucketq.topic_key as k (topic_id, key) values (p_topic_id, p_keys[1])
+      on conflict (topic_id, key) do update set key = excluded.key where false;
+      select l.key_id into v_key_id from bucketq.topic_key l where l.topic_id = p_topic_id and l.key = p_keys[1];
+    end if;
+    select x.key_rotation % 2 into v_part from bucketq.topic x where x.topic_id = p_topic_id;
+    v_bases := array[coalesce(
+      case when v_part = 0
+           then (select y.last_seq from bucketq.key_counter_0 y where y.key_id = v_key_id order by y.first_seq desc limit 1)
+           else (select y.last_seq from bucketq.key_counter_1 y where y.key_id = v_key_id order by y.first_seq desc limit 1) end,
+      case when v_part = 0
+           then (select y.last_seq from bucketq.key_counter_1 y where y.key_id = v_key_id order by y.first_seq desc limit 1)
+           else (select y.last_seq from bucketq.key_counter_0 y where y.key_id = v_key_id order by y.first_seq desc limit 1) end,
+      (select b.last_seq from bucketq.key_counter_base b where b.key_id = v_key_id),
+      0)];
+    if v_part = 0 then
+      insert into bucketq.key_counter_0 (part, key_id, first_seq, last_seq)
+      values (0, v_key_id, v_bases[1] + 1, v_bases[1] + p_counts[1]);
+    else
+      insert into bucketq.key_counter_1 (part, key_id, first_seq, last_seq)
+      values (1, v_key_id, v_bases[1] + 1, v_bases[1] + p_counts[1]);
+    end if;
+    key_ids := array[v_key_id];
+    bases := v_bases;
+    return;
+  end if;
+
   -- Rows are inserted (or locked) in the order of the SELECT: key order.
   insert into bucketq.topic_key as k (topic_id, key)
   select p_topic_id, u.k from unnest(p_keys) as u(k) order by u.k
@@ -106,8 +143,9 @@ begin
     select 1, u.key_id, u.base + 1, u.base + u.c from unnest(v_key_ids, v_bases, p_counts) as u(key_id, base, c);
   end if;
 
-  return query select u.key, u.key_id, u.base from unnest(p_keys, v_key_ids, v_bases) as u(key, key_id, base);
+  key_ids := v_key_ids;
+  bases := v_bases;
 end $$;
 
 comment on function bucketq._take_key_seqs(int, text[], bigint[]) is
-'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
+'For send_batch, holding the topic''s producer lock: creates missing keys and locks existing ones (topic_key rows, in key order, in one pass) until commit and appends one row per key to the topic''s part of bucketq.key_counter (key_rotation % 2); returns each key''s key_id and the key_seq before this send, as arrays in the order of p_keys. keys sorted and distinct, counts one per key. Writes no row version that VACUUM must remove.';
