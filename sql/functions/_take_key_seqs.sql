@@ -36,12 +36,12 @@
 -- error into 40001 with the key's or the topic's name.
 --
 -- Returns, per key in the order of p_keys, its key_id and base: the key_seq before this
--- send's first message. As arrays, so that send_batch takes them in a plain expression.
+-- send's first message. As arrays, so that _send (send_batch's body) takes them in a plain
+-- expression (migration 37 dropped the version that returned rows).
 --
 -- One key (every single send of a keyed message): its row is locked by a lookup (FOR
 -- UPDATE, the lock ON CONFLICT DO UPDATE takes), which also gives its key_id; only a key
 -- not found goes through the insert. The steps are those below, each on one row.
-drop function if exists bucketq._take_key_seqs(int, text[], bigint[]);
 create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[],
                                                   out key_ids bigint[], out bases bigint[])
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
