@@ -305,6 +305,20 @@ describe('wake-up notifications', () => {
     // a batch of one key: that key's bucket
     const [first] = await sendBatch(setup, topic, [{ a: 3 }, { a: 4 }], { keys: ['k2', 'k2'] });
     expect(await drain()).toEqual([`${topic}:${await bucketOf(first!)}`]);
+    // a batch of one whose keys array starts at 3: its key's bucket, not the one its id
+    // would give an unkeyed message (at least one of these keys' buckets differs from it)
+    let told = 0;
+    for (let i = 0; i < 8; i++) {
+      const { rows } = await setup.query<{ id: number; by_id: number }>(
+        `select s.id::int, bucketq._bucket_of(null, s.id, 8) as by_id
+           from bucketq.send_batch($1, array['{}']::jsonb[], keys => $2::text[]) as s(id)`,
+        [topic, `[3:3]={based-${i}}`],
+      );
+      const bucket = await bucketOf(rows[0]!.id);
+      expect(await drain()).toEqual([`${topic}:${bucket}`]);
+      if (bucket !== rows[0]!.by_id) told++;
+    }
+    expect(told).toBeGreaterThan(0);
 
     // Several buckets, or an unkeyed message beside keyed ones: the topic alone.
     const keys = Array.from({ length: 40 }, (_, i) => `spread-${i}`);

@@ -217,7 +217,7 @@ begin
   -- sends identical notifications once a transaction: a transaction of many sends
   -- queues at most one a bucket and one for the topic, never one a message.
   perform pg_notify('bucketq', case
-    when n = 1 and (keys is null or keys[1] is null)
+    when n = 1 and v_k is null
       then t.name || ':' || bucketq._bucket_of(null, coalesce(v_ids[1], v_fresh[1]), t.buckets)
     when cardinality(v_keys) = 1 and (n = 1 or array_position(keys, null) is null)
       then t.name || ':' || bucketq._bucket_of(v_keys[1], null, t.buckets)
