@@ -41,7 +41,10 @@
 --
 -- One key (every single send of a keyed message): its row is locked by a lookup (FOR
 -- UPDATE, the lock ON CONFLICT DO UPDATE takes), which also gives its key_id; only a key
--- not found goes through the insert. The steps are those below, each on one row.
+-- not found goes through the insert. The steps are those below, each on one row: the
+-- probe and the counter row restate the batch's for one key (change both together).
+-- Falling through to the batch's statements instead cost a keyed single send about 6%
+-- (0.324 to 0.350 ms against 0.294 to 0.336, pgbench).
 create or replace function bucketq._take_key_seqs(p_topic_id int, p_keys text[], p_counts bigint[],
                                                   out key_ids bigint[], out bases bigint[])
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
