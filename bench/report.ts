@@ -264,18 +264,26 @@ export async function savedRuns(dir: string, label: string, max = 10): Promise<{
   return Promise.all(files.map(async (f) => ({ result: JSON.parse(await readFile(path.join(dir, f), 'utf8')) as SuiteResult, jsonFile: path.join(dir, f) })));
 }
 
-/** The newest saved run of a suite size in dir (file names start with the run's time). */
-export async function latestSaved(dir: string, label: string): Promise<{ result: SuiteResult; jsonFile: string } | undefined> {
-  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith(`-${label}.json`)).sort();
-  const last = files.at(-1);
-  if (!last) return undefined;
-  const jsonFile = path.join(dir, last);
-  return { result: JSON.parse(await readFile(jsonFile, 'utf8')) as SuiteResult, jsonFile };
+const SOAK_INTRO = 'Soak per interval, first repetition. n_dead_tup, n_live_tup and sizes at the end of the interval; upd+del and autovacuums during it (pg_stat_user_tables, partitions summed into their table; counters lag up to a second or so).';
+
+/** Sections for the workloads `shown` lacks, each from the newest of `runs` (newest first) that has it. */
+function earlierSections(shown: string[], runs: { result: SuiteResult; jsonFile: string }[], which: string): string[] {
+  const covered = new Set(shown);
+  const lines: string[] = [];
+  for (const p of runs) {
+    const rest = p.result.workloads.filter((w) => !covered.has(w.id));
+    if (!rest.length) continue;
+    for (const w of rest) covered.add(w.id);
+    const heading = `Earlier ${p.result.sizes.label}-size run, for workloads ${which} did not have (${rest.map((w) => w.id).join(', ')})`;
+    lines.push('', ...otherRunSection({ result: { ...p.result, workloads: rest, figures: undefined }, jsonFile: p.jsonFile }, heading));
+  }
+  return lines;
 }
 
 /** A shorter section for the newest run of the other suite size, kept beside the latest. */
 function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: string }, heading = `Latest ${result.sizes.label}-size run`): string[] {
   const only = result.workloads.map((w) => w.id).join(', ');
+  const soak = soakSection(result, true);
   return [
     `## ${heading}`,
     '',
@@ -283,6 +291,8 @@ function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: 
     '',
     markdownTable(result),
     '',
+    // (The soaks' minutes are what those runs are for.)
+    ...(soak ? [SOAK_INTRO, '', soak] : []),
     '```json',
     JSON.stringify(result.sizes),
     '```',
@@ -293,7 +303,12 @@ function otherRunSection({ result, jsonFile }: { result: SuiteResult; jsonFile: 
 export function resultsMarkdown(
   result: SuiteResult,
   jsonFile: string,
-  other?: { result: SuiteResult; jsonFile: string },
+  /**
+   * Saved runs of the other suite size, newest first: the newest is shown whole, earlier
+   * ones for the workloads it did not have (a run of some workloads only, such as the
+   * soaks, must not hide that size's last whole suite).
+   */
+  others: { result: SuiteResult; jsonFile: string }[] = [],
   /** When this run had only some workloads: earlier saved runs of the same size, newest first, for the others. */
   previous: { result: SuiteResult; jsonFile: string }[] = [],
 ): string {
@@ -327,7 +342,7 @@ export function resultsMarkdown(
   const churn = churnSection(result, true);
   if (churn) lines.push('## Churn per table', '', churn);
   const soak = soakSection(result, true);
-  if (soak) lines.push('## Soak per interval', '', 'First repetition. n_dead_tup, n_live_tup and sizes at the end of the interval; upd+del and autovacuums during it (pg_stat_user_tables, partitions summed into their table; counters lag up to a second or so).', '', soak);
+  if (soak) lines.push('## Soak per interval', '', SOAK_INTRO, '', soak);
   lines.push('## Sizes', '', '```json', JSON.stringify(result.sizes, null, 2), '```', '');
   lines.push('## Where the time goes (first repetition of each run)', '');
   lines.push('Wait events: average number of active backends of that database per 100 ms sample (`CPU` = active with no wait event). Functions: top PL/pgSQL/SQL functions by total time (`track_functions = all`).', '');
@@ -341,15 +356,12 @@ export function resultsMarkdown(
     }
   }
   // Each workload this run did not have, from the newest earlier saved run that has it.
-  const covered = new Set(result.workloads.map((w) => w.id));
-  for (const p of previous) {
-    const rest = p.result.workloads.filter((w) => !covered.has(w.id));
-    if (!rest.length) continue;
-    for (const w of rest) covered.add(w.id);
-    const heading = `Earlier ${p.result.sizes.label}-size run, for workloads this run did not have (${rest.map((w) => w.id).join(', ')})`;
-    lines.push('', ...otherRunSection({ result: { ...p.result, workloads: rest, figures: undefined }, jsonFile: p.jsonFile }, heading));
+  lines.push(...earlierSections(result.workloads.map((w) => w.id), previous, 'this run'));
+  const [other, ...earlierOthers] = others;
+  if (other) {
+    lines.push('', ...otherRunSection(other));
+    lines.push(...earlierSections(other.result.workloads.map((w) => w.id), earlierOthers, 'that run'));
   }
-  if (other) lines.push('', ...otherRunSection(other));
   const errors = result.workloads.flatMap((w) => Object.entries(w.subjects).flatMap(([s, sr]) => (sr?.errors ?? []).map((e) => `${w.id} / ${s}: ${e.split('\n')[0]}`)));
   if (errors.length) lines.push('', '## Failed runs', '', ...errors.map((e) => `- ${e}`));
   lines.push('');

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/db/embedded.js';
 import { SIZES } from './lib/common.js';
 import { REPO } from './lib/procs.js';
-import { latestSaved, resultsMarkdown, savedRuns, terminalDetails, terminalTable, writeJson } from './report.js';
+import { resultsMarkdown, savedRuns, terminalDetails, terminalTable, writeJson } from './report.js';
 import type { Subject } from './lib/common.js';
 import { runSuite, WORKLOADS } from './suite.js';
 
@@ -92,9 +92,9 @@ try {
   const json = await writeJson(result, path.join(REPO, 'bench/results'), sizes.label === 'tiny' ? '.json.tmp' : values['no-save'] ? '-trial.json' : '.json');
   process.stdout.write(`results: ${path.relative(REPO, json)}\n`);
   if (!values['no-save'] && sizes.label !== 'tiny') {
-    // The newest run of the other size stays in RESULTS.md beside this one.
-    const other = await latestSaved(path.join(REPO, 'bench/results'), sizes.label === 'full' ? 'short' : 'full');
-    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, other, previous));
+    // The newest runs of the other size stay in RESULTS.md beside this one.
+    const others = await savedRuns(path.join(REPO, 'bench/results'), sizes.label === 'full' ? 'short' : 'full');
+    await writeFile(path.join(REPO, 'bench/RESULTS.md'), resultsMarkdown(result, json, others, previous));
     process.stdout.write('table: bench/RESULTS.md\n');
   }
   const failed = result.workloads.some((w) => Object.values(w.subjects).some((s) => s && s.errors.length));

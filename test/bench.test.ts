@@ -4,7 +4,7 @@
 import { inject, describe, expect, it } from 'vitest';
 import { SIZES } from '../bench/lib/common.js';
 import { runSuite, WORKLOADS, type SuiteResult } from '../bench/suite.js';
-import { churnSection, soakSection, terminalDetails } from '../bench/report.js';
+import { churnSection, resultsMarkdown, soakSection, terminalDetails } from '../bench/report.js';
 
 describe('bench harness (tiny)', () => {
   let result: SuiteResult;
@@ -92,5 +92,19 @@ describe('bench harness (tiny)', () => {
     expect(jobs.del).toBe(SIZES.tiny.churn.messages);
     expect(churnSection(result, false)).toContain('churn / bucketq');
     expect(terminalDetails(result)).toContain('pinned against unpinned');
+  });
+
+  it('RESULTS.md keeps the other size\'s last whole suite beside a newer run of some workloads of it', () => {
+    // As after the short soaks alone (09:50) following a whole short suite (09:11), then a full run.
+    const some = (ids: string[], label: 'short' | 'full', at: string): SuiteResult =>
+      ({ ...result, startedAt: at, sizes: { ...result.sizes, label }, workloads: result.workloads.filter((w) => ids.includes(w.id)) });
+    const md = resultsMarkdown(some(['ingest', 'drain'], 'full', '3'), 'results/3-full.json', [
+      { result: some(['soak', 'soak-pinned'], 'short', '2'), jsonFile: 'results/2-short.json' },
+      { result: some(['ingest', 'soak', 'latency'], 'short', '1'), jsonFile: 'results/1-short.json' },
+    ]);
+    expect(md).toContain('## Latest short-size run\n\n2, ');
+    expect(md).toContain('## Earlier short-size run, for workloads that run did not have (ingest, latency)\n\n1, ');
+    // The soaks' minutes stay too.
+    expect(md).toContain('### soak-pinned / bucketq: per');
   });
 });
