@@ -825,6 +825,11 @@ declare
   v_got int := 0;
   v_due boolean;
   v_inbox_ready boolean;
+  v_floor bigint;
+  v_fast boolean;
+  v_open boolean;
+  v_rows bucketq.message[];
+  v_n int;
 begin
   perform bucketq._check_consumer('claim', g, consumer_id);
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
@@ -882,6 +887,100 @@ begin
     v_scan := v_owned;
     v_scan_epochs := v_epochs;
   end if;
+  v_token := nextval('bucketq.lease_token_seq');
+
+  -- One bucket (a wake-up names the bucket sent to) in the usual state: its latest
+  -- progress row is an acked batch whose window is used up, nothing in the inbox is due
+  -- or ready there (and no key waits anywhere), and what committed since goes as it is. Then
+  -- three statements do the claim: the cursor's lock, one statement that finds that state
+  -- and reads, hands out and records the next window (what _log_busy, the inbox probes
+  -- and _log_claim do in some fifteen), and the rows back. Their set-up and the PL/pgSQL
+  -- around them were most of a wake-up's claim. In any other state the statement finds no
+  -- window (v_open null) and writes nothing, and the claim goes on below as before, the
+  -- cursor's lock already ours.
+  v_fast := cardinality(v_owned) = 1;
+  if v_fast then
+    -- (Locked by another claim of ours: the log is passed over below as well, but the
+    -- inbox may still have something due there.)
+    perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_owned[1] for update skip locked;
+    v_fast := found;
+  end if;
+  if v_fast then
+    -- (After the lock: the statement's snapshot sees a batch that committed before we had
+    -- it. The ord sequence before that snapshot, as _log_snapshot's floor; after it, inside.)
+    v_floor := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
+    v_recent := coalesce(pg_sequence_last_value('bucketq.progress_seq_seq'), 0) - 64;
+    with lp as (
+      -- The latest row, bounded first (see _log_busy).
+      select (s.r).* from (
+        select coalesce(
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = v_owned[1] and p.seq >= v_recent
+                   order by p.seq desc limit 1),
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = v_owned[1]
+                   order by p.seq desc limit 1)) as r
+        offset 0) s),
+    w as (
+      select lp.hi as lo, lp.hi_floor as lo_floor, sn.snap as hi, sn.ceil as hi_ceil
+        from lp cross join (select pg_current_snapshot() as snap,
+                                   coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0) as ceil offset 0) sn
+       where lp.kind = 1 and cardinality(lp.early_ids) = 0
+         -- nothing of its window past its position ('r' in _log_busy)
+         and not (greatest(lp.pos_ord, lp.lo_floor) < lp.hi_ceil
+                  and exists (select 1 from (select m.ord from bucketq.message m
+                                              where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from
+                                                and m.ord > greatest(lp.pos_ord, lp.lo_floor) and m.ord <= lp.hi_ceil
+                                                and pg_visible_in_snapshot(m.xid, lp.hi)
+                                                and not pg_visible_in_snapshot(m.xid, lp.lo)
+                                              order by m.ord limit 1) x))
+         -- nothing in the inbox to hand out here now (as the probes below), and no key
+         -- held there (as _log_claim's plain chunk)
+         and not exists (select 1 from bucketq.inbox i
+                          where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
+                            and i.bucket = v_owned[1])
+         and not exists (select 1 from bucketq.inbox h
+                          where h.group_id = g.group_id and h.state = 0 and h.bucket = v_owned[1])
+         and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
+         -- no message of the window before committed late (_log_open)
+         and cardinality(bucketq._log_open(g.topic_id, v_owned[1], lp.hi, lp.hi_floor, sn.snap, g.log_from)) = 0),
+    r as (
+      -- The next window, read and decided as _log_claim's plain chunk.
+      select array_agg(x.m order by (x.m).ord) as rows, array_agg((x.m).id order by (x.m).ord) as ids, count(*)::int as n,
+             count(*) > 0
+             and not coalesce(bool_or((x.m).not_before > v_now or (x.m).sent_at < g.start_time), false)
+             and (max_messages <= max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id)) as plain
+        from (select row(m.*)::bucketq.message as m from w cross join lateral (
+                select m.* from bucketq.message m
+                 where w.lo_floor < w.hi_ceil
+                   and m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from
+                   and m.ord > w.lo_floor and m.ord <= w.hi_ceil
+                   and pg_visible_in_snapshot(m.xid, w.hi) and not pg_visible_in_snapshot(m.xid, w.lo)
+                 order by m.ord limit max_messages) m) x),
+    ins as (
+      -- Its 'hand' row, as _log_claim writes it.
+      insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
+                                    msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
+      select g.group_id, v_owned[1], 2, w.lo, w.lo_floor, w.hi, v_floor, w.hi_ceil, '{}',
+             case when r.n < max_messages then greatest(w.hi_ceil, (r.rows[r.n]).ord) else (r.rows[r.n]).ord end,
+             (r.rows[r.n]).id, r.ids, v_token, v_until, null, _claim.consumer_id, v_epochs[1], v_now
+        from w cross join r
+       where r.plain
+      returning 1)
+    select (select true from w), case when r.plain then r.rows end, r.n
+      into v_open, v_rows, v_n
+      from r;
+    if v_open and v_rows is not null then
+      return query
+      select u.id, v_owned[1], u.key, u.key_seq, u.payload, u.headers, 1, v_token, u.sent_at, v_until, v_epochs[1]
+        from unnest(v_rows) as u
+       order by min(u.id) over (partition by coalesce(u.key_id, -u.id)), u.key_seq nulls first, u.id;
+      return;
+    elsif v_open and v_n = 0 then
+      return;  -- nothing new here (a sender that has not committed yet)
+    end if;
+  end if;
+
   if cardinality(v_scan) > 0 then
     -- (A variable, not the call: a volatile call among its arguments keeps Postgres from
     -- inlining _log_busy.)
@@ -988,7 +1087,6 @@ begin
      where v.keep;
   end if;
 
-  v_token := nextval('bucketq.lease_token_seq');
   if v_timed is not null or v_ready is not null then
     v_ids := coalesce(v_timed, '{}') || coalesce(v_ready, '{}') || coalesce(v_run, '{}');
     return query

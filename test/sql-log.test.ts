@@ -100,9 +100,19 @@ describe('log windows and late committers', () => {
     expect(await pass(c, group)).toEqual([x]);
   });
 
-  it('many producers committing out of order while a consumer drains: every committed message once, each key in order, rollbacks never', async () => {
+  // A wake-up's claim names one bucket: a consumer of one bucket (as in the tests above)
+  // or of one named bucket takes claim's one-statement path while its bucket's latest
+  // batch is acked, its window used up and nothing waits in the inbox; a claim of all
+  // four takes the path of _log_busy and _log_claim. Both must deliver alike.
+  it.each([
+    ['claims of all buckets', false],
+    ['claims of one named bucket at a time, as wake-ups make', true],
+  ])('many producers committing out of order while a consumer drains (%s): every committed message once, each key in order, rollbacks never', async (_, named) => {
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    let turn = 0;
+    const claimNext = (max: number) =>
+      claim(c, group, 'c1', max, { maxPerKey: max, buckets: named ? [turn++ % 4] : undefined });
     const producers = await Promise.all(Array.from({ length: 6 }, () => ctx.session()));
     const committed: number[] = [];
     let producing = true;
@@ -124,16 +134,22 @@ describe('log windows and late committers', () => {
       }
     };
     const delivered: Claimed[] = [];
+    let empty = 0;
     const consume = async () => {
       for (;;) {
-        const got = await claim(c, group, 'c1', 20, { maxPerKey: 20 });
+        const got = await claimNext(20);
         if (got.length > 0) {
+          empty = 0;
           await ack(c, group, got);
           delivered.push(...got);
         } else if (!producing) {
-          // one more pass after the producers ended: nothing may be left
-          const last = await claim(c, group, 'c1', 100, { maxPerKey: 100 });
-          if (last.length === 0) return;
+          // more passes after the producers ended (each bucket, when named): nothing may be left
+          const last = await claimNext(100);
+          if (last.length === 0) {
+            if (++empty >= 4) return;
+            continue;
+          }
+          empty = 0;
           await ack(c, group, last);
           delivered.push(...last);
         } else {
@@ -435,5 +451,67 @@ describe("a bucket's latest progress row", () => {
     await c.query(`select setval('bucketq.progress_seq_seq', nextval('bucketq.progress_seq_seq') + 1000000)`);
     const { rows: locked } = await c.query(`select msg_id from bucketq.claim_locked($1, 'c1', 100, null, 100)`, [group]);
     expect(locked.length).toBe(4);
+  });
+});
+
+describe("a wake-up's claim of one bucket", () => {
+  // claim's one-statement path (sql/functions/_claim.sql) for a consumer of one bucket,
+  // or a claim naming one: taken while the bucket's latest batch is acked, its window used
+  // up and nothing of the group waits in the inbox; otherwise the claim goes the long way
+  // (_log_busy, then _log_claim). Told apart by the calls of _log_claim.
+  it('takes the one-statement path in the usual state and the long way with a retry in the inbox, delivering alike', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    await c.query(`set track_functions = 'all'`);
+    // (The view holds the calls not yet flushed to the statistics, from earlier
+    // transactions too, and none is flushed inside a transaction block: hence the difference.)
+    const logClaims = async () => (await c.query<{ n: number }>(
+      `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
+    const claimCounted = async (buckets?: number[]) => {
+      await c.query('begin');
+      try {
+        const before = await logClaims();
+        const got = await claim(c, group, 'c1', 10, { buckets });
+        return { got, longWay: (await logClaims()) > before };
+      } finally {
+        await c.query('commit');
+      }
+    };
+    let n = 0;
+    /** A message sent to bucket 2 (those that land elsewhere are claimed and acked there). */
+    const sendTo2 = async () => {
+      for (;;) {
+        const id = await send(c, topic, { n: ++n }, { key: `k${n}` });
+        const { rows } = await c.query<{ bucket: number }>('select bucket from bucketq.message where id = $1', [id]);
+        if (rows[0]!.bucket === 2) return id;
+        await ack(c, group, await claim(c, group, 'c1', 10, { buckets: [rows[0]!.bucket] }));
+      }
+    };
+
+    const m1 = await sendTo2();
+    const first = await claimCounted([2]);
+    expect(ids(first.got)).toEqual([m1]);
+    await ack(c, group, first.got);
+
+    const m2 = await sendTo2();
+    const usual = await claimCounted([2]);
+    expect(usual).toMatchObject({ longWay: false });
+    expect(ids(usual.got)).toEqual([m2]);
+    // A retry of m2, due at once, in the inbox: the long way, which hands out both.
+    await nack(c, group, usual.got, { retryDelay: '0 seconds' });
+    const m3 = await sendTo2();
+    const retry = await claimCounted([2]);
+    expect(retry).toMatchObject({ longWay: true });
+    expect(ids(retry.got).sort((a, b) => a - b)).toEqual([m2, m3]);
+    expect(retry.got.find((m) => m.msg_id === m2)!.attempt).toBe(2);
+    await ack(c, group, retry.got);
+    // Settled again: the short path, and a claim of every bucket the long way.
+    const m4 = await sendTo2();
+    const again = await claimCounted([2]);
+    expect(again).toMatchObject({ longWay: false });
+    expect(ids(again.got)).toEqual([m4]);
+    await ack(c, group, again.got);
+    await sendTo2();
+    expect(await claimCounted()).toMatchObject({ longWay: true });
   });
 });

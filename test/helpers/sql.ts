@@ -85,11 +85,15 @@ export interface Claimed {
   sent_at: Date;
 }
 
-export async function claim(c: Queryable, group: string, consumer: string, max = 100, opts: { leaseTimeout?: string; maxPerKey?: number } = {}): Promise<Claimed[]> {
+export async function claim(
+  c: Queryable, group: string, consumer: string, max = 100,
+  opts: { leaseTimeout?: string; maxPerKey?: number; buckets?: number[] } = {},
+): Promise<Claimed[]> {
   const { rows } = await c.query(
     `select msg_id, bucket, key, key_seq, payload, headers, attempt, lease_token::text, epoch, leased_until, sent_at
-       from bucketq.claim(group_name => $1, consumer_id => $2, max_messages => $3, lease_timeout => $4::interval, max_per_key => $5)`,
-    [group, consumer, max, opts.leaseTimeout ?? null, opts.maxPerKey ?? 1],
+       from bucketq.claim(group_name => $1, consumer_id => $2, max_messages => $3, lease_timeout => $4::interval, max_per_key => $5,
+                          buckets => $6::int[])`,
+    [group, consumer, max, opts.leaseTimeout ?? null, opts.maxPerKey ?? 1, opts.buckets ?? null],
   );
   return rows.map((r) => ({
     ...r,
