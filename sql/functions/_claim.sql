@@ -107,15 +107,15 @@ begin
   end if;
   v_token := nextval('bucketq.lease_token_seq');
 
-  -- One bucket (a wake-up names the bucket sent to) in the usual state: _log_busy finds
-  -- its window used up and something committed since ('n'), nothing in the inbox is due
-  -- or ready there (and no key waits anywhere), and what committed since goes as it is.
-  -- Then three statements do the claim: the cursor's lock, one statement that finds that
-  -- state and reads, hands out and records the next window (what the inbox probes and
-  -- _log_claim do below in some fifteen), and the rows back. Their set-up and the PL/pgSQL
-  -- around them were most of a wake-up's claim. A bucket with nothing to do returns at
-  -- once. In any other state the statement finds no window (v_open null) and writes
-  -- nothing, and the claim goes on below as before, the cursor's lock already ours.
+  -- One bucket (a wake-up names the bucket sent to) in the usual state: its latest
+  -- progress row is an acked batch whose window is used up, nothing in the inbox is due
+  -- or ready there (and no key waits anywhere), and what committed since goes as it is. Then
+  -- three statements do the claim: the cursor's lock, one statement that finds that state
+  -- and reads, hands out and records the next window (what _log_busy, the inbox probes
+  -- and _log_claim do in some fifteen), and the rows back. Their set-up and the PL/pgSQL
+  -- around them were most of a wake-up's claim. In any other state the statement finds no
+  -- window (v_open null) and writes nothing, and the claim goes on below as before, the
+  -- cursor's lock already ours.
   v_fast := cardinality(v_owned) = 1;
   if v_fast then
     -- (Locked by another claim of ours: the log is passed over below as well, but the
@@ -128,27 +128,40 @@ begin
     -- it. The ord sequence before that snapshot, as _log_snapshot's floor; after it, inside.)
     v_floor := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
     v_recent := coalesce(pg_sequence_last_value('bucketq.progress_seq_seq'), 0) - 64;
-    with busy as (
-      select x.seq, x.state from bucketq._log_busy(g, array[v_owned[1]], array[v_epochs[1]], v_now, v_recent) x),
-    free as (
-      -- nothing in the inbox to hand out here now (as the probes below), and no key held
-      -- there (as _log_claim's plain chunk)
-      select not exists (select 1 from bucketq.inbox i
+    with lp as (
+      -- The latest row, bounded first (see _log_busy).
+      select (s.r).* from (
+        select coalesce(
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = v_owned[1] and p.seq >= v_recent
+                   order by p.seq desc limit 1),
+                 (select p from bucketq.progress p
+                   where p.group_id = g.group_id and p.bucket = v_owned[1]
+                   order by p.seq desc limit 1)) as r
+        offset 0) s),
+    w as (
+      select lp.hi as lo, lp.hi_floor as lo_floor, sn.snap as hi, sn.ceil as hi_ceil
+        from lp cross join (select pg_current_snapshot() as snap,
+                                   coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0) as ceil offset 0) sn
+       where lp.kind = 1 and cardinality(lp.early_ids) = 0
+         -- nothing of its window past its position ('r' in _log_busy)
+         and not (greatest(lp.pos_ord, lp.lo_floor) < lp.hi_ceil
+                  and exists (select 1 from (select m.ord from bucketq.message m
+                                              where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from
+                                                and m.ord > greatest(lp.pos_ord, lp.lo_floor) and m.ord <= lp.hi_ceil
+                                                and pg_visible_in_snapshot(m.xid, lp.hi)
+                                                and not pg_visible_in_snapshot(m.xid, lp.lo)
+                                              order by m.ord limit 1) x))
+         -- nothing in the inbox to hand out here now (as the probes below), and no key
+         -- held there (as _log_claim's plain chunk)
+         and not exists (select 1 from bucketq.inbox i
                           where i.group_id = g.group_id and i.state in (1, 2) and i.available_at <= v_now
                             and i.bucket = v_owned[1])
-             and not exists (select 1 from bucketq.inbox h
-                              where h.group_id = g.group_id and h.state = 0 and h.bucket = v_owned[1])
-             and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null) as ok),
-    w as (
-      -- The next window: from the 'done' row _log_busy decided on, when no message of the
-      -- window before committed late (_log_open).
-      select p.hi as lo, p.hi_floor as lo_floor, sn.snap as hi, sn.ceil as hi_ceil
-        from busy
-        join bucketq.progress p on p.group_id = g.group_id and p.bucket = v_owned[1] and p.seq = busy.seq
-        cross join (select pg_current_snapshot() as snap,
-                           coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0) as ceil offset 0) sn
-       where busy.state = 'n' and (select free.ok from free)
-         and cardinality(bucketq._log_open(g.topic_id, v_owned[1], p.hi, p.hi_floor, sn.snap, g.log_from)) = 0),
+         and not exists (select 1 from bucketq.inbox h
+                          where h.group_id = g.group_id and h.state = 0 and h.bucket = v_owned[1])
+         and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
+         -- no message of the window before committed late (_log_open)
+         and cardinality(bucketq._log_open(g.topic_id, v_owned[1], lp.hi, lp.hi_floor, sn.snap, g.log_from)) = 0),
     r as (
       -- The next window, read and decided as _log_claim's plain chunk.
       select array_agg(x.m order by (x.m).ord) as rows, array_agg((x.m).id order by (x.m).ord) as ids, count(*)::int as n,
@@ -172,8 +185,7 @@ begin
         from w cross join r
        where r.plain
       returning 1)
-    select (select true from w) or (select free.ok from free) and not exists (select 1 from busy),
-           case when r.plain then r.rows end, r.n
+    select (select true from w), case when r.plain then r.rows end, r.n
       into v_open, v_rows, v_n
       from r;
     if v_open and v_rows is not null then
@@ -183,7 +195,7 @@ begin
        order by min(u.id) over (partition by coalesce(u.key_id, -u.id)), u.key_seq nulls first, u.id;
       return;
     elsif v_open and v_n = 0 then
-      return;  -- nothing to do here (idle, or a sender that has not committed yet)
+      return;  -- nothing new here (a sender that has not committed yet)
     end if;
   end if;
 
