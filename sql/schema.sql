@@ -302,7 +302,7 @@ begin
   else
     perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   end if;
-  if _ack.consumer_id is not null then
+  if _ack.consumer_id is not null and not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _ack.consumer_id)) then
     perform bucketq._check_consumer('ack', g, _ack.consumer_id);
   end if;
   v_now := bucketq._now();
@@ -830,8 +830,28 @@ declare
   v_open boolean;
   v_rows bucketq.message[];
   v_n int;
+  v_locked boolean := false;
 begin
-  perform bucketq._check_consumer('claim', g, consumer_id);
+  -- A claim of one bucket (a wake-up's) by a live consumer that this role joined and
+  -- that owns the bucket, in one statement that also takes the bucket's cursor (as the
+  -- one-bucket path below does): what _check_consumer, the owned buckets' lookup and the
+  -- cursor's lock find in three statements and two functions. Anything else (another
+  -- role acting as the consumer, an expired session, a bucket not its own, a cursor
+  -- locked by another claim) finds no row and goes the long way, which says what is
+  -- wrong.
+  v_now := bucketq._now();
+  if cardinality(buckets) = 1 then
+    select array[o.bucket], array[o.epoch], array[o.moved_at] into v_owned, v_epochs, v_moved
+      from bucketq._consumer_joined_by_caller(g.group_id, _claim.consumer_id) c
+      join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id and o.bucket = buckets[1]
+      join bucketq.cursor k on k.group_id = c.group_id and k.bucket = o.bucket
+     where c.heartbeat_at > v_now - g.session_timeout
+       for update of k skip locked;
+    v_locked := found;
+  end if;
+  if not v_locked then
+    perform bucketq._check_consumer('claim', g, consumer_id);
+  end if;
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -846,17 +866,18 @@ begin
       using errcode = 'BQ005', hint = 'lease_timeout is more than 0 and at most 1 day, or NULL for the group''s default.';
   end if;
 
-  v_now := bucketq._now();
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
+  if not v_locked then
   select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
     from bucketq.consumer c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
+  end if;
   -- Buckets named that this consumer does not own may be out of range: then say so.
   if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
     perform bucketq._check_buckets('claim', g, buckets);
@@ -899,7 +920,7 @@ begin
   -- window (v_open null) and writes nothing, and the claim goes on below as before, the
   -- cursor's lock already ours.
   v_fast := cardinality(v_owned) = 1;
-  if v_fast then
+  if v_fast and not v_locked then
     -- (Locked by another claim of ours: the log is passed over below as well, but the
     -- inbox may still have something due there.)
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_owned[1] for update skip locked;
@@ -1157,7 +1178,9 @@ declare
   v_dead int;
   v_got int := 0;
 begin
-  perform bucketq._check_consumer('claim_locked', g, consumer_id);
+  if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _claim_locked.consumer_id)) then
+    perform bucketq._check_consumer('claim_locked', g, consumer_id);
+  end if;
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -1328,6 +1351,17 @@ begin
   end if;
 end $function$;
 comment on function bucketq._claim_locked(bucketq.consumer_group,text,integer,integer[],integer) is 'Internal: the body of bucketq.claim_locked (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
+
+CREATE OR REPLACE FUNCTION bucketq._consumer_joined_by_caller(p_group_id integer, p_consumer text)
+ RETURNS SETOF bucketq.consumer
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select c.* from bucketq.consumer c
+   where c.group_id = p_group_id and c.consumer_id = p_consumer
+     and c.joined_by = bucketq._caller()
+$function$;
+comment on function bucketq._consumer_joined_by_caller(integer,text) is 'The consumer''s row when the caller joined it (bucketq.join), else none: the hot paths'' check before bucketq._check_consumer.';
 
 CREATE OR REPLACE FUNCTION bucketq._create_database_roles()
  RETURNS SETOF name
@@ -1714,6 +1748,17 @@ begin
   end if;
   return g;
 end $function$;
+
+CREATE OR REPLACE FUNCTION bucketq._group_unrestricted(group_name text)
+ RETURNS SETOF bucketq.consumer_group
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select c.* from bucketq.consumer_group c
+   where c.name = group_name
+     and not exists (select 1 from bucketq.group_access a where a.group_id = c.group_id)
+$function$;
+comment on function bucketq._group_unrestricted(text) is 'The group of this name when no grant_group restricts it (no row otherwise): the hot paths'' lookup before bucketq._group.';
 
 CREATE OR REPLACE FUNCTION bucketq._id_list(ids bigint[])
  RETURNS text
@@ -3402,7 +3447,9 @@ declare
   v_note_buckets int[];
   v_note_seqs bigint[];
 begin
-  perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _record_attempt.consumer_id)) then
+    perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  end if;
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
@@ -4350,8 +4397,12 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group := bucketq._group(group_name);
+  g bucketq.consumer_group;
 begin
+  select * into g from bucketq._group_unrestricted(group_name);
+  if not found then
+    g := bucketq._group(group_name);
+  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -4374,8 +4425,12 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group := bucketq._group(group_name);
+  g bucketq.consumer_group;
 begin
+  select * into g from bucketq._group_unrestricted(group_name);
+  if not found then
+    g := bucketq._group(group_name);
+  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -4398,8 +4453,12 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group := bucketq._group(group_name);
+  g bucketq.consumer_group;
 begin
+  select * into g from bucketq._group_unrestricted(group_name);
+  if not found then
+    g := bucketq._group(group_name);
+  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -5268,8 +5327,12 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group := bucketq._group(group_name);
+  g bucketq.consumer_group;
 begin
+  select * into g from bucketq._group_unrestricted(group_name);
+  if not found then
+    g := bucketq._group(group_name);
+  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's

@@ -308,6 +308,8 @@ describe('each role can do its job', () => {
         `select * from bucketq.join($1, 'outsider')`,
         `select * from bucketq.heartbeat($1, 'outsider')`,
         `select * from bucketq.claim($1, 'outsider')`,
+        `select * from bucketq.claim($1, 'outsider', buckets => array[0])`,
+        `select * from bucketq.claim_locked($1, 'outsider', buckets => array[0])`,
         `select * from bucketq.ack($1, '{1}', '{1}')`,
         `select * from bucketq.nack($1, '{1}', '{1}')`,
         `select bucketq.leave($1, 'outsider')`,
@@ -319,6 +321,8 @@ describe('each role can do its job', () => {
       // A member of the granted role consumes it; the admin always may.
       expect((await insider.query(`select * from bucketq.join($1, 'insider')`, [group])).rows).toHaveLength(4);
       expect(await claim(insider, group, 'insider')).not.toHaveLength(0);
+      // and claims in one named bucket, as wake-ups do (the group's lookup goes through _group)
+      await insider.query(`select * from bucketq.claim($1, 'insider', buckets => array[0])`, [group]);
       await as.admin.query(`select * from bucketq.join($1, 'admin-w')`, [group]);
       // Other groups stay open to the outsider.
       await as.consumer.query(`select * from bucketq.join($1, 'outsider-1')`, [G]);

@@ -206,7 +206,10 @@ describe('consumers bound to the role that joined (issue 13, item 1)', () => {
     const asA: [string, string, unknown[]][] = [
       ['heartbeat', `select * from bucketq.heartbeat($1, 'worker-A')`, [group]],
       ['claim', `select * from bucketq.claim($1, 'worker-A')`, [group]],
+      // one named bucket (a wake-up's claim: its own lookup of consumer, owner and cursor)
+      ['claim', `select * from bucketq.claim($1, 'worker-A', buckets => array[0])`, [group]],
       ['claim_locked', `select * from bucketq.claim_locked($1, 'worker-A')`, [group]],
+      ['claim_locked', `select * from bucketq.claim_locked($1, 'worker-A', buckets => array[0])`, [group]],
       ['ack', `select * from bucketq.ack($1, $2::bigint[], null, 'worker-A', strict => false)`, [group, ids]],
       ['nack', `select * from bucketq.nack($1, $2::bigint[], null, consumer_id => 'worker-A', strict => false)`, [group, ids]],
       ['record_attempt', `select bucketq.record_attempt($1, 'worker-A', pg_current_xact_id(), $2::bigint[])`, [group, ids]],
@@ -251,8 +254,11 @@ describe('consumers bound to the role that joined (issue 13, item 1)', () => {
     expect((await ack(a, group, rest)).map((r) => r.status)).toEqual(['acked', 'acked']);
     expect((await owner.query(`select count(*)::int as n from bucketq.buckets where group_name = $1 and owner = 'worker-A'`, [group])).rows[0].n).toBe(4);
 
-    // An admin acts on behalf: heartbeats worker-A (which hands worker-B its share, 2
-    // of 4 buckets) and removes it.
+    // An admin acts on behalf: claims in one of worker-A's buckets, heartbeats worker-A
+    // (which hands worker-B its share, 2 of 4 buckets) and removes it.
+    const { rows: byAdmin } = await admin.query(`select bucket from bucketq.claim($1, 'worker-A', buckets => array[0])`, [group]);
+    expect(byAdmin.length).toBeGreaterThan(0);
+    expect(new Set(byAdmin.map((r) => r.bucket))).toEqual(new Set([0]));
     await admin.query(`select * from bucketq.heartbeat($1, 'worker-A')`, [group]);
     expect((await admin.query(`select bucketq.leave($1, 'worker-A') as n`, [group])).rows[0].n).toBe(2);
   });

@@ -36,7 +36,7 @@ begin
   else
     perform bucketq._check_lease_args('ack', msg_ids, lease_tokens);
   end if;
-  if _ack.consumer_id is not null then
+  if _ack.consumer_id is not null and not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _ack.consumer_id)) then
     perform bucketq._check_consumer('ack', g, _ack.consumer_id);
   end if;
   v_now := bucketq._now();

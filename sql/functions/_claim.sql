@@ -48,8 +48,28 @@ declare
   v_open boolean;
   v_rows bucketq.message[];
   v_n int;
+  v_locked boolean := false;
 begin
-  perform bucketq._check_consumer('claim', g, consumer_id);
+  -- A claim of one bucket (a wake-up's) by a live consumer that this role joined and
+  -- that owns the bucket, in one statement that also takes the bucket's cursor (as the
+  -- one-bucket path below does): what _check_consumer, the owned buckets' lookup and the
+  -- cursor's lock find in three statements and two functions. Anything else (another
+  -- role acting as the consumer, an expired session, a bucket not its own, a cursor
+  -- locked by another claim) finds no row and goes the long way, which says what is
+  -- wrong.
+  v_now := bucketq._now();
+  if cardinality(buckets) = 1 then
+    select array[o.bucket], array[o.epoch], array[o.moved_at] into v_owned, v_epochs, v_moved
+      from bucketq._consumer_joined_by_caller(g.group_id, _claim.consumer_id) c
+      join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id and o.bucket = buckets[1]
+      join bucketq.cursor k on k.group_id = c.group_id and k.bucket = o.bucket
+     where c.heartbeat_at > v_now - g.session_timeout
+       for update of k skip locked;
+    v_locked := found;
+  end if;
+  if not v_locked then
+    perform bucketq._check_consumer('claim', g, consumer_id);
+  end if;
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';
@@ -64,17 +84,18 @@ begin
       using errcode = 'BQ005', hint = 'lease_timeout is more than 0 and at most 1 day, or NULL for the group''s default.';
   end if;
 
-  v_now := bucketq._now();
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
+  if not v_locked then
   select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
     from bucketq.consumer c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
      and (buckets is null or o.bucket = any(buckets));
+  end if;
   -- Buckets named that this consumer does not own may be out of range: then say so.
   if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
     perform bucketq._check_buckets('claim', g, buckets);
@@ -117,7 +138,7 @@ begin
   -- window (v_open null) and writes nothing, and the claim goes on below as before, the
   -- cursor's lock already ours.
   v_fast := cardinality(v_owned) = 1;
-  if v_fast then
+  if v_fast and not v_locked then
     -- (Locked by another claim of ours: the log is passed over below as well, but the
     -- inbox may still have something due there.)
     perform 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = v_owned[1] for update skip locked;

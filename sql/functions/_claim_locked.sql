@@ -35,7 +35,9 @@ declare
   v_dead int;
   v_got int := 0;
 begin
-  perform bucketq._check_consumer('claim_locked', g, consumer_id);
+  if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _claim_locked.consumer_id)) then
+    perform bucketq._check_consumer('claim_locked', g, consumer_id);
+  end if;
   if max_messages is null or max_messages < 1 or max_messages > 10000 then
     raise exception 'claim_locked: invalid max_messages % for group %', coalesce(max_messages::text, 'NULL'), g.name
       using errcode = 'BQ005', hint = 'max_messages is 1 to 10000.';

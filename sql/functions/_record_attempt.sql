@@ -15,7 +15,9 @@ declare
   v_note_buckets int[];
   v_note_seqs bigint[];
 begin
-  perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _record_attempt.consumer_id)) then
+    perform bucketq._check_consumer('record_attempt', g, consumer_id);
+  end if;
   if xact is null or msg_ids is null or array_position(msg_ids, null) is not null or cardinality(msg_ids) = 0 then
     raise exception 'record_attempt: xact and msg_ids must not be NULL or empty (group %)', g.name
       using errcode = 'BQ005',
