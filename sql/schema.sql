@@ -963,8 +963,21 @@ begin
          and not exists (select 1 from bucketq.inbox h
                           where h.group_id = g.group_id and h.state = 0 and h.bucket = v_owned[1])
          and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
-         -- no message of the window before committed late (_log_open)
-         and cardinality(bucketq._log_open(g.topic_id, v_owned[1], lp.hi, lp.hi_floor, sn.snap, g.log_from)) = 0),
+         -- no message of the window before committed late: _log_open's two probes, as
+         -- subqueries of this statement (a PL/pgSQL call of its own cost more than they)
+         and not (lp.hi_floor > 0
+                  and (exists (select 1 from bucketq.message m
+                                where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from
+                                  and m.xid >= pg_snapshot_xmax(lp.hi) and m.xid < pg_snapshot_xmax(sn.snap)
+                                  and m.ord + 0 <= lp.hi_floor
+                                  and pg_visible_in_snapshot(m.xid, sn.snap))
+                       or exists (select 1 from pg_snapshot_xip(lp.hi) as t(xid)
+                                   cross join lateral (
+                                     select 1 from bucketq.message m
+                                      where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.xid = t.xid
+                                        and m.sent_at >= g.log_from and m.ord + 0 <= lp.hi_floor
+                                        and pg_visible_in_snapshot(m.xid, sn.snap)
+                                     offset 0) m)))),
     r as (
       -- The next window, read and decided as _log_claim's plain chunk.
       select array_agg(x.m order by (x.m).ord) as rows, array_agg((x.m).id order by (x.m).ord) as ids, count(*)::int as n,
