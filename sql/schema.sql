@@ -946,8 +946,13 @@ begin
       select lp.hi as lo, lp.hi_floor as lo_floor, sn.snap as hi, sn.ceil as hi_ceil
         from lp cross join (select pg_current_snapshot() as snap,
                                    coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0) as ceil offset 0) sn
-       where lp.kind = 1 and cardinality(lp.early_ids) = 0
-         -- nothing of its window past its position ('r' in _log_busy)
+       where lp.kind = 1
+         -- nothing of its window past its position ('r' in _log_busy): its early messages
+         -- (senders in progress at its snapshot that committed later with an order below
+         -- its floor; one wake-up claim in twenty-five found some, and went the long way)
+         and not (cardinality(lp.early_ids) > 0
+                  and bucketq._log_early_ahead(g.topic_id, lp.early_ids, lp.pos_ord, g.log_from))
+         -- and the rest of it
          and not (greatest(lp.pos_ord, lp.lo_floor) < lp.hi_ceil
                   and exists (select 1 from (select m.ord from bucketq.message m
                                               where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from

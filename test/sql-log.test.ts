@@ -514,4 +514,57 @@ describe("a wake-up's claim of one bucket", () => {
     await sendTo2();
     expect(await claimCounted()).toMatchObject({ longWay: true });
   });
+
+  it("a window of early messages (a sender in progress at the last window's snapshot), claimed one message at a time: none is passed over, and the window used up goes the short way again", async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    await c.query(`set track_functions = 'all'`);
+    const logClaims = async () => (await c.query<{ n: number }>(
+      `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
+    const claimOne = async () => {
+      await c.query('begin');
+      try {
+        const before = await logClaims();
+        const got = await claim(c, group, 'c1', 1, { buckets: [0] });
+        return { got, longWay: (await logClaims()) > before };
+      } finally {
+        await c.query('commit');
+      }
+    };
+    const earlyIds = async () => (await c.query<{ e: string[] }>(
+      `select p.early_ids::text[] as e from bucketq.progress p join bucketq.consumer_group g using (group_id)
+        where g.name = $1 order by p.seq desc limit 1`, [group])).rows[0]!.e.map(Number);
+
+    const m0 = await send(c, topic, { n: 0 });
+    // A sender draws the orders of two messages and stays open while m0's window is taken.
+    const producer = await ctx.session();
+    await producer.query('begin');
+    const m1 = await send(producer, topic, { n: 1 });
+    const m2 = await send(producer, topic, { n: 2 });
+    const first = await claimOne();
+    expect(ids(first.got)).toEqual([m0]);
+    await ack(c, group, first.got);
+    await producer.query('commit');
+
+    // The next window holds m1 and m2 alone, both early (orders below its floor).
+    const got: number[] = [];
+    for (let i = 0; i < 4 && got.length < 2; i++) {
+      const next = await claimOne();
+      got.push(...ids(next.got));
+      await ack(c, group, next.got);
+      if (got.length === 1) {
+        // Acked up to m1: the latest row lists the window's early messages, m2 past its position.
+        expect(await earlyIds()).toEqual([m1, m2]);
+      }
+    }
+    expect(got).toEqual([m1, m2]);
+    // The window used up (its early messages passed): the short way, though the latest
+    // row still lists them.
+    expect(await earlyIds()).toEqual([m1, m2]);
+    const m3 = await send(c, topic, { n: 3 });
+    const after = await claimOne();
+    expect(after).toMatchObject({ longWay: false });
+    expect(ids(after.got)).toEqual([m3]);
+    await ack(c, group, after.got);
+  });
 });
