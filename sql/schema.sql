@@ -871,12 +871,12 @@ begin
   -- Only buckets this consumer owns, under their current epochs.
   -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
   if not v_locked then
-  select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
-    from bucketq.consumer c
-    join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
-   where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
-     and c.heartbeat_at > v_now - g.session_timeout
-     and (buckets is null or o.bucket = any(buckets));
+    select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
+      from bucketq.consumer c
+      join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
+     where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
+       and c.heartbeat_at > v_now - g.session_timeout
+       and (buckets is null or o.bucket = any(buckets));
   end if;
   -- Buckets named that this consumer does not own may be out of range: then say so.
   if buckets is not null and coalesce(cardinality(v_owned), 0) < cardinality(buckets) then
