@@ -4415,12 +4415,8 @@ CREATE OR REPLACE FUNCTION bucketq.ack(group_name text, msg_ids bigint[], lease_
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group;
+  g bucketq.consumer_group := coalesce((select x from bucketq._group_unrestricted(group_name) x), bucketq._group(group_name));
 begin
-  select * into g from bucketq._group_unrestricted(group_name);
-  if not found then
-    g := bucketq._group(group_name);
-  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -4443,12 +4439,8 @@ CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group;
+  g bucketq.consumer_group := coalesce((select x from bucketq._group_unrestricted(group_name) x), bucketq._group(group_name));
 begin
-  select * into g from bucketq._group_unrestricted(group_name);
-  if not found then
-    g := bucketq._group(group_name);
-  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -4471,12 +4463,8 @@ CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id tex
  SET enable_bitmapscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group;
+  g bucketq.consumer_group := coalesce((select x from bucketq._group_unrestricted(group_name) x), bucketq._group(group_name));
 begin
-  select * into g from bucketq._group_unrestricted(group_name);
-  if not found then
-    g := bucketq._group(group_name);
-  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
@@ -5345,12 +5333,8 @@ CREATE OR REPLACE FUNCTION bucketq.record_attempt(group_name text, consumer_id t
  SET enable_seqscan TO 'off'
 AS $function$
 declare
-  g bucketq.consumer_group;
+  g bucketq.consumer_group := coalesce((select x from bucketq._group_unrestricted(group_name) x), bucketq._group(group_name));
 begin
-  select * into g from bucketq._group_unrestricted(group_name);
-  if not found then
-    g := bucketq._group(group_name);
-  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's

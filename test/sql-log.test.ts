@@ -459,24 +459,27 @@ describe("a wake-up's claim of one bucket", () => {
   // or a claim naming one: taken while the bucket's latest batch is acked, its window used
   // up and nothing of the group waits in the inbox; otherwise the claim goes the long way
   // (_log_busy, then _log_claim). Told apart by the calls of _log_claim.
-  it('takes the one-statement path in the usual state and the long way with a retry in the inbox, delivering alike', async () => {
-    const c = await ctx.session();
-    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
-    await c.query(`set track_functions = 'all'`);
+
+  /** A claim in a transaction of its own, and whether it went the long way (called _log_claim). Needs track_functions = 'all'. */
+  async function claimCounted(c: Queryable, group: string, max: number, buckets?: number[]) {
     // (The view holds the calls not yet flushed to the statistics, from earlier
     // transactions too, and none is flushed inside a transaction block: hence the difference.)
     const logClaims = async () => (await c.query<{ n: number }>(
       `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
-    const claimCounted = async (buckets?: number[]) => {
-      await c.query('begin');
-      try {
-        const before = await logClaims();
-        const got = await claim(c, group, 'c1', 10, { buckets });
-        return { got, longWay: (await logClaims()) > before };
-      } finally {
-        await c.query('commit');
-      }
-    };
+    await c.query('begin');
+    try {
+      const before = await logClaims();
+      const got = await claim(c, group, 'c1', max, { buckets });
+      return { got, longWay: (await logClaims()) > before };
+    } finally {
+      await c.query('commit');
+    }
+  }
+
+  it('takes the one-statement path in the usual state and the long way with a retry in the inbox, delivering alike', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    await c.query(`set track_functions = 'all'`);
     let n = 0;
     /** A message sent to bucket 2 (those that land elsewhere are claimed and acked there). */
     const sendTo2 = async () => {
@@ -489,48 +492,37 @@ describe("a wake-up's claim of one bucket", () => {
     };
 
     const m1 = await sendTo2();
-    const first = await claimCounted([2]);
+    const first = await claimCounted(c, group, 10, [2]);
     expect(ids(first.got)).toEqual([m1]);
     await ack(c, group, first.got);
 
     const m2 = await sendTo2();
-    const usual = await claimCounted([2]);
+    const usual = await claimCounted(c, group, 10, [2]);
     expect(usual).toMatchObject({ longWay: false });
     expect(ids(usual.got)).toEqual([m2]);
     // A retry of m2, due at once, in the inbox: the long way, which hands out both.
     await nack(c, group, usual.got, { retryDelay: '0 seconds' });
     const m3 = await sendTo2();
-    const retry = await claimCounted([2]);
+    const retry = await claimCounted(c, group, 10, [2]);
     expect(retry).toMatchObject({ longWay: true });
     expect(ids(retry.got).sort((a, b) => a - b)).toEqual([m2, m3]);
     expect(retry.got.find((m) => m.msg_id === m2)!.attempt).toBe(2);
     await ack(c, group, retry.got);
     // Settled again: the short path, and a claim of every bucket the long way.
     const m4 = await sendTo2();
-    const again = await claimCounted([2]);
+    const again = await claimCounted(c, group, 10, [2]);
     expect(again).toMatchObject({ longWay: false });
     expect(ids(again.got)).toEqual([m4]);
     await ack(c, group, again.got);
     await sendTo2();
-    expect(await claimCounted()).toMatchObject({ longWay: true });
+    expect(await claimCounted(c, group, 10)).toMatchObject({ longWay: true });
   });
 
   it("a window of early messages (a sender in progress at the last window's snapshot), claimed one message at a time: none is passed over, and the window used up goes the short way again", async () => {
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
     await c.query(`set track_functions = 'all'`);
-    const logClaims = async () => (await c.query<{ n: number }>(
-      `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
-    const claimOne = async () => {
-      await c.query('begin');
-      try {
-        const before = await logClaims();
-        const got = await claim(c, group, 'c1', 1, { buckets: [0] });
-        return { got, longWay: (await logClaims()) > before };
-      } finally {
-        await c.query('commit');
-      }
-    };
+    const claimOne = () => claimCounted(c, group, 1, [0]);
     const earlyIds = async () => (await c.query<{ e: string[] }>(
       `select p.early_ids::text[] as e from bucketq.progress p join bucketq.consumer_group g using (group_id)
         where g.name = $1 order by p.seq desc limit 1`, [group])).rows[0]!.e.map(Number);

@@ -2,7 +2,7 @@
 -- statement inlined into theirs: a group that grant_group does not restrict, which any
 -- caller that reaches the function may consume. No row (an unknown group, or one with
 -- access rows) sends the caller to _group, which checks the caller's access and says
--- what is wrong. (_group and _may_consume, two PL/pgSQL calls, were a tenth of a
+-- what is wrong: coalesce((select x from _group_unrestricted(name) x), _group(name)). (_group and _may_consume, two PL/pgSQL calls, were a tenth of a
 -- wake-up's claim.)
 create or replace function bucketq._group_unrestricted(group_name text) returns setof bucketq.consumer_group
 language sql stable as $$

@@ -10,12 +10,8 @@ set plan_cache_mode = force_generic_plan
 set enable_seqscan = off
 as $$
 declare
-  g bucketq.consumer_group;
+  g bucketq.consumer_group := coalesce((select x from bucketq._group_unrestricted(group_name) x), bucketq._group(group_name));
 begin
-  select * into g from bucketq._group_unrestricted(group_name);
-  if not found then
-    g := bucketq._group(group_name);
-  end if;
   -- Each topic has its own copy of this function's body (schema bucketq_t<topic_id>,
   -- made by _topic_copies): its statements read the topic's own log table, so that a
   -- call locks and prunes that topic's partitions only, not every topic's
