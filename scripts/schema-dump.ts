@@ -22,10 +22,14 @@ export async function dumpSchema(db: Db): Promise<string> {
      where c.relnamespace = 'bucketq'::regnamespace and c.relkind in ('r', 'p') and not c.relispartition
      order by c.relname`);
   for (const t of tables.rows) {
-    const cols = await db.query<{ name: string; type: string; notnull: boolean; def: string | null; identity: string }>(`
+    const cols = await db.query<{ name: string; type: string; notnull: boolean; def: string | null; identity: string; storage: string | null }>(`
       select a.attname as name, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as notnull,
-             pg_get_expr(d.adbin, d.adrelid) as def, a.attidentity as identity
-        from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+             pg_get_expr(d.adbin, d.adrelid) as def, a.attidentity as identity,
+             -- (only where it is not the type's own)
+             case when a.attstorage <> ty.typstorage
+                  then case a.attstorage when 'p' then 'plain' when 'e' then 'external' when 'm' then 'main' else 'extended' end end as storage
+        from pg_attribute a join pg_type ty on ty.oid = a.atttypid
+        left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
        where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
        order by a.attnum`, [t.oid]);
     const lines = cols.rows.map((c) => {
@@ -45,6 +49,8 @@ export async function dumpSchema(db: Db): Promise<string> {
       [t.oid],
     );
     for (const c of cons.rows) out.push(`alter table bucketq.${t.name} add constraint ${c.name} ${c.def};`);
+    // (as its own statement, as pg_dump writes it: CREATE TABLE takes STORAGE from Postgres 16 on)
+    for (const c of cols.rows.filter((x) => x.storage)) out.push(`alter table bucketq.${t.name} alter column ${c.name} set storage ${c.storage};`);
     if (t.comment) out.push(`comment on table bucketq.${t.name} is ${literal(t.comment)};`);
     out.push('');
   }

@@ -196,9 +196,11 @@ create table bucketq.progress (
   consumer_id text,
   epoch bigint,
   created_at timestamp with time zone not null
-) with (autovacuum_vacuum_insert_threshold=-1);
+) with (autovacuum_vacuum_insert_threshold=-1, toast_tuple_target=8160);
 alter table bucketq.progress add constraint progress_kind_check CHECK ((kind = ANY (ARRAY[1, 2, 3])));
 alter table bucketq.progress add constraint progress_pkey PRIMARY KEY (group_id, bucket, seq);
+alter table bucketq.progress alter column early_ids set storage external;
+alter table bucketq.progress alter column msg_ids set storage external;
 comment on table bucketq.progress is 'Append-only log of each (group, bucket)''s progress through the message log; the row with the highest seq is the current state. kind 1 (done): every message of the window (lo, hi] (visible in snapshot hi, not in lo) up to ord pos_ord (message pos_id) is finished or in the inbox; lo_floor, hi_floor: message_ord_seq before each snapshot was taken, hi_ceil after (a message visible in hi has ord <= hi_ceil); early_ids: the window''s messages with ord <= lo_floor (from transactions in progress at lo, found once when the window opened, by _log_open); msg_ids are the messages acked by this row (the delivery record: consumer_id, epoch, created_at). kind 2 (hand): msg_ids were handed out up to that position, under lease_token until leased_until (claim) or in transaction xact (claim_locked). kind 3 (attempt): record_attempt''s note that transaction xact is handling msg_ids, so that a crash counts. maintain() prunes rows older than the topic''s retention, keeping the latest per bucket.';
 
 create table bucketq.schedule (
