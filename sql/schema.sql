@@ -3466,6 +3466,7 @@ declare
   v_log_buckets int[];
   v_note_buckets int[];
   v_note_seqs bigint[];
+  v_inbox boolean;      -- the group has inbox rows: usually none, and then no probe by id
 begin
   if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _record_attempt.consumer_id)) then
     perform bucketq._check_consumer('record_attempt', g, consumer_id);
@@ -3519,7 +3520,10 @@ begin
   -- The bucket checks once per bucket (b), not per message. Each inbox probe is an
   -- index probe by msg_id (the lateral LIMIT): planned as an anti join on a generic
   -- plan, it read the group's whole inbox once per message (13 ms for a claim of 250
-  -- with 1,000 messages waiting).
+  -- with 1,000 messages waiting). With no inbox row in the group (one probe first), none
+  -- is made: a message xact took from the inbox has its row there, locked by xact, since
+  -- before xact's claim returned.
+  v_inbox := exists (select 1 from bucketq.inbox i where i.group_id = g.group_id);
   with m as materialized (
     select m.id, m.bucket, m.xid, m.ord from bucketq.message m
      where m.topic_id = g.topic_id and m.id = any(msg_ids) and m.sent_at >= g.log_from
@@ -3539,7 +3543,7 @@ begin
     from m
     join b on b.bucket = m.bucket
     left join lateral (select true as waits from bucketq.inbox i
-                        where i.group_id = g.group_id and i.msg_id = m.id limit 1) ib on true
+                        where v_inbox and i.group_id = g.group_id and i.msg_id = m.id limit 1) ib on true
    where m.xid is not null
      and ib.waits is null
      and not pg_visible_in_snapshot(m.xid, b.lo)
@@ -3567,7 +3571,7 @@ begin
   select g.group_id, xact, _record_attempt.consumer_id, array_agg(i.msg_id order by i.msg_id), bucketq._now()
     from (select distinct u.id from unnest(msg_ids) as u(id)) u
     cross join lateral (select i.msg_id from bucketq.inbox i
-                         where i.group_id = g.group_id and i.msg_id = u.id limit 1) i
+                         where v_inbox and i.group_id = g.group_id and i.msg_id = u.id limit 1) i
   having count(*) > 0
   on conflict (group_id, xact) do update set msg_ids = bucketq.attempt_log.msg_ids || excluded.msg_ids;
   -- progress has no foreign key (migration 32), and we hold no cursor row: the group's
