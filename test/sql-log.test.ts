@@ -452,10 +452,12 @@ describe("a bucket's latest progress row", () => {
     const { rows: locked } = await c.query(`select msg_id from bucketq.claim_locked($1, 'c1', 100, null, 100)`, [group]);
     expect(locked.length).toBe(4);
   });
+});
 
-  // A batch's rows list its ids (250: 2 KB, past the size at which Postgres compresses
-  // a row's fields). Compressing them cost more than the rest of the INSERT (migration 38).
-  it("keeps a 250-message batch's ids uncompressed and in the row: its hand, attempt and done rows", async () => {
+describe("a batch's progress rows", () => {
+  // They list its ids (250: 2 KB, past the size at which Postgres compresses a row's
+  // fields). Compressing them cost more than the rest of the INSERT (migration 38).
+  it("keep a 250-message batch's ids uncompressed and in the row: its hand, attempt and done rows", async () => {
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
     const rowsOf = async () =>
