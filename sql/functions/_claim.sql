@@ -187,7 +187,8 @@ begin
                           where h.group_id = g.group_id and h.state = 0 and h.bucket = v_owned[1])
          and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null)
          -- no message of the window before committed late: _log_open's two probes, as
-         -- subqueries of this statement (a PL/pgSQL call of its own cost more than they)
+         -- subqueries of this statement (a PL/pgSQL call of its own cost more than they;
+         -- a change to one copy is a change to both)
          and not (lp.hi_floor > 0
                   and (exists (select 1 from bucketq.message m
                                 where m.topic_id = g.topic_id and m.bucket = v_owned[1] and m.sent_at >= g.log_from

@@ -16,7 +16,8 @@
 -- (test/sql-plans.test.ts). "ord + 0": no index
 -- matches it, so the plan cannot take message_window (bucket, ord), which reads the
 -- bucket's log from its start; a generic plan made on a young log did. p_from: the
--- group's log_from (see _log_window).
+-- group's log_from (see _log_window). _claim's one-bucket statement asks the same two
+-- probes as subqueries of its own: change them together.
 drop function if exists bucketq._log_open(int, int, pg_snapshot, bigint, pg_snapshot);
 -- PL/pgSQL for its plan cache: Postgres 14 to 17 plan a SQL function's body at every
 -- call, and without its arguments' values, so over every partition of every topic's log:
