@@ -1,0 +1,138 @@
+// A lease claim of several buckets (sql/functions/_claim.sql): buckets whose window is
+// used up and that had something committed since go through one statement that locks
+// each bucket's cursor as it reaches it, reads the next window and writes its hand row;
+// any it finds in another state go the long way (_log_claim). Real concurrent sessions.
+import { describe, expect, it } from 'vitest';
+import { ack, claim, send, topicAndGroup, useDatabase, waitUntilBlocked, pidOf, type Claimed, type Queryable } from './helpers/sql.js';
+
+const ctx = useDatabase();
+
+const ids = (got: Claimed[]) => got.map((m) => m.msg_id).sort((a, b) => a - b);
+
+/** A message of a fresh key sent to the bucket asked for (keys that land elsewhere are skipped, never sent). */
+async function sendTo(c: Queryable, topic: string, buckets: number, bucket: number, tag: string): Promise<number> {
+  const { rows } = await c.query<{ key: string }>(
+    `select k as key from (select $1 || '-' || i as k from generate_series(1, 10000) i) x
+      where bucketq._bucket_of(k, 0, $2) = $3 limit 1`,
+    [tag, buckets, bucket],
+  );
+  return send(c, topic, { tag }, { key: rows[0]!.key });
+}
+
+/** Whether the claim (in its own transaction) went the long way: calls of _log_claim. Needs track_functions = 'all'. */
+async function claimCounted(c: Queryable, group: string, max: number) {
+  const logClaims = async () => (await c.query<{ n: number }>(
+    `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
+  await c.query('begin');
+  try {
+    const before = await logClaims();
+    const got = await claim(c, group, 'c1', max, { maxPerKey: 1 });
+    return { got, longWay: (await logClaims()) > before };
+  } finally {
+    await c.query('commit');
+  }
+}
+
+describe('a claim of several buckets', () => {
+  it('hands out every bucket\'s new window in one statement, and a window that must wait goes the long way, delivering alike', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    await c.query(`set track_functions = 'all'`);
+    // Each bucket had a batch, acked: the usual state.
+    for (let b = 0; b < 4; b++) await sendTo(c, topic, 4, b, `old${b}`);
+    await ack(c, group, await claim(c, group, 'c1', 100));
+
+    const fresh = [];
+    for (let b = 0; b < 4; b++) fresh.push(await sendTo(c, topic, 4, b, `new${b}`));
+    const usual = await claimCounted(c, group, 100);
+    expect(usual.longWay).toBe(false);
+    expect(ids(usual.got)).toEqual(fresh.sort((a, b) => a - b));
+    await ack(c, group, usual.got);
+
+    // Two messages of one key in bucket 1: with max_per_key 1 the second waits behind the
+    // first (the long way, through the inbox); the other buckets' windows go as they are.
+    const { rows } = await c.query<{ key: string }>(
+      `select k as key from (select 'twice-' || i as k from generate_series(1, 10000) i) x where bucketq._bucket_of(k, 0, 4) = 1 limit 1`);
+    const k1 = await send(c, topic, { n: 1 }, { key: rows[0]!.key });
+    const k2 = await send(c, topic, { n: 2 }, { key: rows[0]!.key });
+    const others = [await sendTo(c, topic, 4, 0, 'o0'), await sendTo(c, topic, 4, 2, 'o2')];
+    const mixed = await claimCounted(c, group, 100);
+    expect(mixed.longWay).toBe(true);
+    expect(ids(mixed.got)).toEqual([k1, ...others].sort((a, b) => a - b));
+    await ack(c, group, mixed.got);
+    const rest = await claim(c, group, 'c1', 100);
+    expect(ids(rest)).toEqual([k2]);
+    await ack(c, group, rest);
+    expect(await claim(c, group, 'c1', 100)).toEqual([]);
+  });
+
+  it('a claim cut inside a bucket\'s window leaves the rest of it for the next claims: nothing passed over, nothing twice, each key in order', async () => {
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    for (let b = 0; b < 4; b++) await sendTo(c, topic, 4, b, `old${b}`);
+    await ack(c, group, await claim(c, group, 'c1', 100));
+    const sent: number[] = [];
+    for (let i = 0; i < 5; i++) for (let b = 0; b < 4; b++) sent.push(await sendTo(c, topic, 4, b, `m${i}.${b}`));
+    const seen: number[] = [];
+    for (let round = 0; round < 20 && seen.length < sent.length; round++) {
+      const got = await claim(c, group, 'c1', 3);
+      expect(got.length).toBeLessThanOrEqual(3);
+      seen.push(...got.map((m) => m.msg_id));
+      await ack(c, group, got);
+    }
+    expect(seen.sort((a, b) => a - b)).toEqual([...sent].sort((a, b) => a - b));
+  });
+
+  it('a bucket whose batch another claim wrote and committed after this claim\'s snapshot, before it reached the bucket, is not handed out again', async () => {
+    // The claim's statement has its snapshot before it locks a bucket's cursor row. It
+    // is held between two buckets here (a stand-in for _progress_newer that waits on an
+    // advisory lock after the first bucket), while another session of the same consumer
+    // claims the second bucket and commits. Without the look after the lock, with a
+    // snapshot of its own, the first claim would hand that bucket's window out again.
+    const admin = await ctx.session();
+    const held = await ctx.session();
+    const other = await ctx.session();
+    const { topic, group } = await topicAndGroup(admin, ctx, { buckets: 2 });
+    for (let b = 0; b < 2; b++) await sendTo(admin, topic, 2, b, `old${b}`);
+    await ack(admin, group, await claim(admin, group, 'c1', 100));
+    const fresh = [await sendTo(admin, topic, 2, 0, 'new0'), await sendTo(admin, topic, 2, 1, 'new1')];
+
+    const { rows: [orig] } = await admin.query<{ def: string }>(
+      `select pg_get_functiondef('bucketq._progress_newer(int, int, bigint)'::regprocedure) as def`);
+    await admin.query(`
+      create or replace function bucketq._progress_newer(p_group_id int, p_bucket int, p_seq bigint) returns boolean
+      language plpgsql volatile as $$
+      begin
+        if current_setting('bqtest.held', true) is distinct from 'yes' then
+          perform set_config('bqtest.held', 'yes', false);
+          perform set_config('application_name', 'held at ' || p_bucket, false);
+          perform pg_advisory_xact_lock_shared(777001);
+        end if;
+        return exists (select 1 from bucketq.progress p
+                        where p.group_id = p_group_id and p.bucket = p_bucket and p.seq > p_seq);
+      end $$`);
+    try {
+      await admin.query('select pg_advisory_lock(777001)');
+      const heldClaim = claim(held, group, 'c1', 100);
+      await waitUntilBlocked(admin, pidOf(held));
+      const { rows: [at] } = await admin.query<{ name: string }>(
+        'select application_name as name from pg_stat_activity where pid = $1', [pidOf(held)]);
+      const first = Number(at!.name.replace('held at ', ''));
+      const second = 1 - first;
+      // The other session takes the second bucket's window and commits.
+      const taken = await claim(other, group, 'c1', 100, { buckets: [second] });
+      expect(ids(taken)).toEqual([fresh[second]]);
+      await admin.query('select pg_advisory_unlock(777001)');
+      const got = await heldClaim;
+      expect(ids(got)).toEqual([fresh[first]]);
+      await ack(admin, group, [...got, ...taken]);
+      expect(await claim(admin, group, 'c1', 100)).toEqual([]);
+      const { rows: [d] } = await admin.query<{ n: number }>(
+        `select count(*)::int as n from bucketq.deliveries where group_name = $1`, [group]);
+      expect(d!.n).toBe(4);
+    } finally {
+      await admin.query('select pg_advisory_unlock_all()');
+      await admin.query(orig!.def);
+    }
+  });
+});
