@@ -1,7 +1,8 @@
-// A lease claim of several buckets (sql/functions/_claim.sql): buckets whose window is
-// used up and that had something committed since go through one statement that locks
-// each bucket's cursor as it reaches it, reads the next window and writes its hand row;
-// any it finds in another state go the long way (_log_claim). Real concurrent sessions.
+// A claim of several buckets (sql/functions/_log_claim_next.sql, for claim and
+// claim_locked): buckets whose window is used up and that had something committed since
+// go through one statement that locks each bucket's cursor as it reaches it, reads the
+// next window and writes its hand row; any it finds in another state go the long way
+// (_log_claim). Real concurrent sessions.
 import { describe, expect, it } from 'vitest';
 import { ack, claim, send, topicAndGroup, useDatabase, waitUntilBlocked, pidOf, type Claimed, type Queryable } from './helpers/sql.js';
 
@@ -133,6 +134,37 @@ describe('a claim of several buckets', () => {
     } finally {
       await admin.query('select pg_advisory_unlock_all()');
       await admin.query(orig!.def);
+    }
+  });
+
+  it('a locked claim holds only the buckets it read: another session of the consumer takes the rest meanwhile', async () => {
+    // The statement stops locking where it stops reading (its LIMIT): a locked batch
+    // keeps its buckets' cursor rows until it ends, so locking every bucket it might
+    // read would leave the consumer's other batches nothing.
+    const c = await ctx.session();
+    const a = await ctx.session();
+    const b = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
+    await ack(c, group, await claim(c, group, 'c1', 100));
+    const sent: number[] = [];
+    for (let i = 0; i < 3; i++) for (let k = 0; k < 4; k++) sent.push(await sendTo(c, topic, 4, k, `m${i}.${k}`));
+    const locked = async (s: Queryable, max: number) => (await s.query<{ msg_id: string; bucket: number }>(
+      `select msg_id, bucket from bucketq.claim_locked(group_name => $1, consumer_id => 'c1', max_messages => $2, max_per_key => 1)`,
+      [group, max])).rows.map((r) => ({ id: Number(r.msg_id), bucket: r.bucket }));
+    await a.query('begin');
+    await b.query('begin');
+    try {
+      const first = await locked(a, 3);
+      expect(first).toHaveLength(3);
+      expect(new Set(first.map((m) => m.bucket)).size).toBe(1);
+      const second = await locked(b, 100);
+      expect(second).toHaveLength(9);
+      expect(second.some((m) => m.bucket === first[0]!.bucket)).toBe(false);
+      expect([...first, ...second].map((m) => m.id).sort((x, y) => x - y)).toEqual([...sent].sort((x, y) => x - y));
+    } finally {
+      await a.query('rollback');
+      await b.query('rollback');
     }
   });
 });

@@ -49,16 +49,10 @@ declare
   v_rows bucketq.message[];
   v_n int;
   v_locked boolean := false;
-  v_set int[];
-  v_set_epochs bigint[];
-  v_set_seqs bigint[];
   v_rest int[];
   v_rest_epochs bigint[];
   v_rest_seqs bigint[];
   v_rest_states "char"[];
-  v_share int;
-  v_start int;
-  v_prefix boolean;
 begin
   -- A claim of one bucket (a wake-up's) by a live consumer that this role joined and
   -- that owns the bucket, in one statement that also takes the bucket's cursor (as the
@@ -388,165 +382,28 @@ begin
   -- Then the normal flow: the buckets' logs past their checkpoints, under one lease per
   -- bucket (a progress row, not a row per message).
   if v_got < max_messages and v_busy is not null then
-    -- Buckets whose window is used up and that had something committed since ('n', the
-    -- usual state of a bucket after an ack) go together: one statement locks, opens,
-    -- reads, decides and records the next window of each, as the one-bucket statement
-    -- above does for one. _log_claim took some five statements a bucket, and their
-    -- set-up was most of the cost: a claim end to end visits about six buckets
-    -- (docs/design/log-cursor.md, thirty-eighth pass). The others, and any the
-    -- statement finds in another state, go to _log_claim.
-    select array_agg(x.bucket order by x.i) filter (where x.state = 'n'),
-           array_agg(x.epoch order by x.i) filter (where x.state = 'n'),
-           array_agg(x.seq order by x.i) filter (where x.state = 'n'),
-           array_agg(x.bucket order by x.i) filter (where x.state <> 'n'),
-           array_agg(x.epoch order by x.i) filter (where x.state <> 'n'),
-           array_agg(x.seq order by x.i) filter (where x.state <> 'n'),
-           array_agg(x.state order by x.i) filter (where x.state <> 'n')
-      into v_set, v_set_epochs, v_set_seqs, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states
-      from unnest(v_busy, v_busy_epochs, v_busy_seqs, v_busy_states) with ordinality as x(bucket, epoch, seq, state, i);
-    if v_set is not null then
-      -- Their share of the room when other buckets are busy too, so that neither kind
-      -- starves the other under a backlog.
-      v_share := max_messages - v_got;
-      if v_rest is not null then
-        v_share := greatest(1, v_share * cardinality(v_set) / (cardinality(v_set) + cardinality(v_rest)));
-      end if;
-      -- From a random one on, as _log_claim visits them, so that small claims share out
-      -- the buckets.
-      v_n := cardinality(v_set);
-      v_start := floor(random() * v_n)::int;
-      select array_agg(x.bucket order by (x.i - 1 + v_n - v_start) % v_n),
-             array_agg(x.epoch order by (x.i - 1 + v_n - v_start) % v_n),
-             array_agg(x.seq order by (x.i - 1 + v_n - v_start) % v_n)
-        into v_set, v_set_epochs, v_set_seqs
-        from unnest(v_set, v_set_epochs, v_set_seqs) with ordinality as x(bucket, epoch, seq, i);
-      -- The ord sequence before the statement's snapshot, as _log_snapshot's floor.
-      v_floor := coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0);
-      with sn as materialized (
-        select pg_current_snapshot() as snap, coalesce(pg_sequence_last_value('bucketq.message_ord_seq'), 0) as ceil),
-      m as materialized (
-        -- Bucket after bucket: its cursor row locked as it is reached (SKIP LOCKED:
-        -- another claim of ours has it), then its next window read in ord order; the
-        -- LIMIT stops the reading, and the locking, at the share. The window opens as
-        -- _log_open opens it (its early messages: senders in progress at the last
-        -- window's snapshot that committed since; end to end, most windows have some).
-        -- A bucket no longer in the state _log_busy found (another claim wrote a batch
-        -- there since, even one that committed after this statement's snapshot:
-        -- _progress_newer looks with a snapshot of its own, after the lock) comes as one
-        -- row, ok false, for _log_claim. at: the order read in (the cut falls in the
-        -- bucket of the last row read); rn: what is read of a window is its beginning
-        -- (checked below).
-        select b.bucket, b.epoch, b.o, b.seq, coalesce(d.ok, false) as ok, d.lo, d.lo_floor, d.early, x.m, x.rn,
-               row_number() over () as at
-          from unnest(v_set, v_set_epochs, v_set_seqs) with ordinality as b(bucket, epoch, seq, o)
-          cross join lateral (select 1 from bucketq.cursor k where k.group_id = g.group_id and k.bucket = b.bucket
-                                 for update skip locked) k
-          cross join sn
-          left join lateral (
-            -- (kind = 1 here, not in the WHERE: there the partial index of the done rows
-            -- looked as good as the primary key to a plan that took group_id for unique.)
-            select p.kind = 1 and not bucketq._progress_newer(g.group_id, b.bucket, b.seq) as ok,
-                   p.hi as lo, p.hi_floor as lo_floor,
-                   -- The window's early messages: _log_open's two probes (a change to one
-                   -- copy is a change to all). ORDER BY xid: on (bucket, xid) whatever the
-                   -- statistics say, as in _log_busy.
-                   case when p.hi_floor > 0 then array(
-                     (select m.id from bucketq.message m
-                       where m.topic_id = g.topic_id and m.bucket = b.bucket and m.sent_at >= g.log_from
-                         and m.xid >= pg_snapshot_xmax(p.hi) and m.xid < pg_snapshot_xmax(sn.snap)
-                         and m.ord + 0 <= p.hi_floor
-                         and pg_visible_in_snapshot(m.xid, sn.snap)
-                       order by m.xid)
-                     union all
-                     select m.id from pg_snapshot_xip(p.hi) as t(xid)
-                      cross join lateral (
-                        select m.id from bucketq.message m
-                         where m.topic_id = g.topic_id and m.bucket = b.bucket and m.xid = t.xid
-                           and m.sent_at >= g.log_from and m.ord + 0 <= p.hi_floor
-                           and pg_visible_in_snapshot(m.xid, sn.snap)
-                         order by m.xid
-                        offset 0) m) else '{}' end as early
-              from bucketq.progress p
-             where p.group_id = g.group_id and p.bucket = b.bucket and p.seq = b.seq
-            offset 0) d on true
-          cross join lateral (
-            -- The window, as _log_window reads it: the ords taken since the last window's
-            -- floor, and its early messages by id.
-            (select row(w.*)::bucketq.message as m, row_number() over (order by w.ord) as rn
-               from ((select m.* from bucketq.message m
-                       where d.ok and d.lo_floor < sn.ceil
-                         and m.topic_id = g.topic_id and m.bucket = b.bucket and m.sent_at >= g.log_from
-                         and m.ord > d.lo_floor and m.ord <= sn.ceil
-                         and pg_visible_in_snapshot(m.xid, sn.snap) and not pg_visible_in_snapshot(m.xid, d.lo)
-                       order by m.ord limit v_share)
-                     union all
-                     (select m.* from bucketq.message m
-                       where d.ok and cardinality(d.early) > 0
-                         and m.topic_id = g.topic_id and m.id = any(d.early) and m.sent_at >= g.log_from
-                       order by m.ord limit v_share)) w
-              order by w.ord limit v_share)
-            union all
-            select null::bucketq.message, 0 where d.ok is not true) x
-         limit v_share),
-      r as (
-        -- Each window decided as _log_claim's plain chunk. Read to its end unless the cut
-        -- may have fallen in it: the share is full and its row was the last read.
-        select x.bucket, x.epoch, x.o, x.seq, x.ok, x.lo_floor, x.early, (array_agg(x.lo))[1] as lo,
-               array_agg(x.m order by x.rn) as rows, array_agg((x.m).id order by x.rn) as ids, count(*)::int as n,
-               max(x.rn) = count(*) as prefix,
-               x.ok
-               and not coalesce(bool_or((x.m).not_before > v_now or (x.m).sent_at < g.start_time), false)
-               and (v_share <= max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id))
-               and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null) as plain,
-               not bool_or(x.at = v_share) as whole
-          from m x
-         group by x.bucket, x.epoch, x.o, x.seq, x.ok, x.lo_floor, x.early),
-      ins as (
-        -- Their 'hand' rows, as _log_claim writes them.
-        insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
-                                      msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
-        select g.group_id, r.bucket, 2, r.lo, r.lo_floor, sn.snap, v_floor, sn.ceil, r.early,
-               case when r.whole then greatest(sn.ceil, (r.rows[r.n]).ord) else (r.rows[r.n]).ord end,
-               (r.rows[r.n]).id, r.ids, v_token, v_until, null, _claim.consumer_id, r.epoch, v_now
-          from r cross join sn
-         where r.plain and r.prefix
-        returning 1)
-      select (select array_agg(x.m order by r.o, x.rn) from r join m x on x.bucket = r.bucket where r.plain),
-             (select bool_and(r.prefix) from r where r.ok),
-             -- To _log_claim: buckets not in the state found after all, or whose window
-             -- must not go as it is.
-             (select array_agg(r.bucket order by r.o) from r where not r.plain),
-             (select array_agg(r.epoch order by r.o) from r where not r.plain),
-             (select array_agg(r.seq order by r.o) from r where not r.plain)
-        into v_rows, v_prefix, v_set, v_set_epochs, v_set_seqs;
-      if not v_prefix then
-        raise exception 'claim: internal error: a window of group % was cut other than at its end (buckets %)', g.name, v_set
-          using errcode = 'XX000', detail = 'Nothing was claimed.',
-                hint = 'Report it: the plan of the several-bucket claim did not read each bucket in order.';
-      end if;
-      if v_rows is not null then
-        return query
-        select u.id, u.bucket, u.key, u.key_seq, u.payload, u.headers, 1, v_token, u.sent_at, v_until,
-               v_busy_epochs[array_position(v_busy, u.bucket)]
-          from unnest(v_rows) as u
-         order by min(u.id) over (partition by coalesce(u.key_id, -u.id)), u.key_seq nulls first, u.id;
-        v_got := v_got + cardinality(v_rows);
-      end if;
-      if v_set is not null then
-        v_rest := coalesce(v_rest, '{}') || v_set;
-        v_rest_epochs := coalesce(v_rest_epochs, '{}') || v_set_epochs;
-        v_rest_seqs := coalesce(v_rest_seqs, '{}') || v_set_seqs;
-        v_rest_states := coalesce(v_rest_states, '{}') || array_fill(null::"char", array[cardinality(v_set)]);
-      end if;
-    end if;
+    -- Buckets in the usual state go through one statement (_log_claim_next); the others,
+    -- and any it finds otherwise, through _log_claim.
+    select n.rows, n.rest, n.rest_epochs, n.rest_seqs, n.rest_states
+      into v_rows, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states
+      from bucketq._log_claim_next(g, _claim.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                                   max_messages - v_got, max_per_key, v_now, v_token, v_until) n;
   end if;
-  if v_got < max_messages and v_rest is not null then
+  -- Both kinds' messages in one result, oldest key first, each key's run in key_seq
+  -- order (as one _log_claim call returned them).
+  if v_rows is not null or (v_got < max_messages and v_rest is not null) then
     return query
-    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, v_token, l.sent_at, v_until, l.epoch
-      from bucketq._log_claim(g, _claim.consumer_id, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states,
-                              max_messages - v_got, max_per_key,
-                              v_now, v_token, v_until) l
-     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+    select u.msg_id, u.bucket, u.key, u.key_seq, u.payload, u.headers, 1, v_token, u.sent_at, v_until, u.epoch
+      from (select x.id as msg_id, x.bucket, x.key, x.key_id, x.key_seq, x.payload, x.headers, x.sent_at,
+                   v_busy_epochs[array_position(v_busy, x.bucket)] as epoch
+              from unnest(v_rows) as x
+            union all
+            select l.msg_id, l.bucket, l.key, l.key_id, l.key_seq, l.payload, l.headers, l.sent_at, l.epoch
+              from bucketq._log_claim(g, _claim.consumer_id, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states,
+                                      max_messages - v_got - coalesce(cardinality(v_rows), 0), max_per_key,
+                                      v_now, v_token, v_until) l
+             where v_rest is not null and v_got + coalesce(cardinality(v_rows), 0) < max_messages) u
+     order by min(u.msg_id) over (partition by coalesce(u.key_id, -u.msg_id)), u.key_seq nulls first, u.msg_id;
   end if;
 end $$;
 

@@ -34,6 +34,11 @@ declare
   v_inbox_buckets int[];
   v_dead int;
   v_got int := 0;
+  v_rows bucketq.message[];
+  v_rest int[];
+  v_rest_epochs bigint[];
+  v_rest_seqs bigint[];
+  v_rest_states "char"[];
 begin
   if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _claim_locked.consumer_id)) then
     perform bucketq._check_consumer('claim_locked', g, consumer_id);
@@ -197,14 +202,30 @@ begin
   end if;
 
   -- Then the normal flow: the buckets' logs past their checkpoints. Each bucket read
-  -- stays locked (its cursor row) until this transaction ends.
+  -- stays locked (its cursor row) until this transaction ends. Buckets in the usual
+  -- state go through one statement (_log_claim_next); the others, and any it finds
+  -- otherwise, through _log_claim.
   if v_got < max_messages and v_busy is not null then
+    select n.rows, n.rest, n.rest_epochs, n.rest_seqs, n.rest_states
+      into v_rows, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states
+      from bucketq._log_claim_next(g, _claim_locked.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
+                                   max_messages - v_got, max_per_key, v_now, null, null) n;
+  end if;
+  -- Both kinds' messages in one result, oldest key first, each key's run in key_seq
+  -- order (as one _log_claim call returned them).
+  if v_rows is not null or (v_got < max_messages and v_rest is not null) then
     return query
-    select l.msg_id, l.bucket, l.key, l.key_seq, l.payload, l.headers, 1, l.sent_at, l.epoch, pg_current_xact_id()
-      from bucketq._log_claim(g, _claim_locked.consumer_id, v_busy, v_busy_epochs, v_busy_seqs, v_busy_states,
-                              max_messages - v_got, max_per_key,
-                              v_now, null, null) l
-     order by min(l.msg_id) over (partition by coalesce(l.key_id, -l.msg_id)), l.key_seq nulls first, l.msg_id;
+    select u.msg_id, u.bucket, u.key, u.key_seq, u.payload, u.headers, 1, u.sent_at, u.epoch, pg_current_xact_id()
+      from (select x.id as msg_id, x.bucket, x.key, x.key_id, x.key_seq, x.payload, x.headers, x.sent_at,
+                   v_busy_epochs[array_position(v_busy, x.bucket)] as epoch
+              from unnest(v_rows) as x
+            union all
+            select l.msg_id, l.bucket, l.key, l.key_id, l.key_seq, l.payload, l.headers, l.sent_at, l.epoch
+              from bucketq._log_claim(g, _claim_locked.consumer_id, v_rest, v_rest_epochs, v_rest_seqs, v_rest_states,
+                                      max_messages - v_got - coalesce(cardinality(v_rows), 0), max_per_key,
+                                      v_now, null, null) l
+             where v_rest is not null and v_got + coalesce(cardinality(v_rows), 0) < max_messages) u
+     order by min(u.msg_id) over (partition by coalesce(u.key_id, -u.msg_id)), u.key_seq nulls first, u.msg_id;
   end if;
 end $$;
 
