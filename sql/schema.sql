@@ -2409,12 +2409,16 @@ begin
   if v_set is null then
     return;
   end if;
-  -- Their share of the room when other buckets are busy too, so that neither kind
-  -- starves the other under a backlog.
-  v_share := p_room;
-  if rest is not null then
-    v_share := greatest(1, p_room * cardinality(v_set) / (cardinality(v_set) + cardinality(rest)));
+  -- When other buckets are busy too (windows read in part: a backlog), this claim
+  -- leaves them all to _log_claim in the proportion of those others, so that neither
+  -- kind waits for the other to run dry. (A share of the room each spread every full
+  -- batch of a drain over every bucket with a new window, and each bucket a batch
+  -- spans costs its ack, record_attempt and settling a few statements more.)
+  if rest is not null and random() * (cardinality(v_set) + cardinality(rest)) >= cardinality(v_set) then
+    rest := p_buckets; rest_epochs := p_epochs; rest_seqs := p_seqs; rest_states := p_states;
+    return;
   end if;
+  v_share := p_room;
   -- From a random one on, as _log_claim visits them, so that small claims share out the
   -- buckets.
   v_n := cardinality(v_set);
@@ -2496,7 +2500,7 @@ begin
     -- Each window decided as _log_claim's plain chunk. Read to its end unless the cut
     -- may have fallen in it: the share is full and its row was the last read.
     select x.bucket, x.epoch, x.o, x.seq, x.ok, x.lo_floor, x.early, (array_agg(x.lo))[1] as lo,
-           array_agg(x.m order by x.rn) as rows, array_agg((x.m).id order by x.rn) as ids, count(*)::int as n,
+           array_agg((x.m).id order by x.rn) as ids, max((x.m).ord) as last_ord, count(*)::int as n,
            max(x.rn) = count(*) as prefix,
            x.ok
            and not coalesce(bool_or((x.m).not_before > p_now or (x.m).sent_at < g.start_time), false)
@@ -2510,8 +2514,8 @@ begin
     insert into bucketq.progress (group_id, bucket, kind, lo, lo_floor, hi, hi_floor, hi_ceil, early_ids, pos_ord, pos_id,
                                   msg_ids, lease_token, leased_until, xact, consumer_id, epoch, created_at)
     select g.group_id, r.bucket, 2, r.lo, r.lo_floor, sn.snap, v_floor, sn.ceil, r.early,
-           case when r.whole then greatest(sn.ceil, (r.rows[r.n]).ord) else (r.rows[r.n]).ord end,
-           (r.rows[r.n]).id, r.ids, p_token, p_until, case when p_token is null then pg_current_xact_id() end, p_consumer, r.epoch, p_now
+           case when r.whole then greatest(sn.ceil, r.last_ord) else r.last_ord end,
+           r.ids[r.n], r.ids, p_token, p_until, case when p_token is null then pg_current_xact_id() end, p_consumer, r.epoch, p_now
       from r cross join sn
      where r.plain and r.prefix
     returning 1)

@@ -167,4 +167,27 @@ describe('a claim of several buckets', () => {
       await b.query('rollback');
     }
   });
+
+  it('a bucket whose window was read in part is not starved by buckets that always have a new window', async () => {
+    // Under a backlog the claim leaves every bucket to _log_claim in the proportion of
+    // the buckets read in part; were the one statement always first, three buckets with
+    // a new message before every claim of three would fill every claim.
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
+    await ack(c, group, await claim(c, group, 'c1', 100));
+    const behind: number[] = [];
+    for (let i = 0; i < 6; i++) behind.push(await sendTo(c, topic, 4, 0, `behind${i}`));
+    const first = await claim(c, group, 'c1', 2, { buckets: [0] }); // bucket 0's window, read in part
+    expect(ids(first)).toEqual(behind.slice(0, 2));
+    await ack(c, group, first);
+    const seen = new Set<number>();
+    for (let round = 0; round < 80 && seen.size < 4; round++) {
+      for (let k = 1; k < 4; k++) await sendTo(c, topic, 4, k, `r${round}.${k}`);
+      const got = await claim(c, group, 'c1', 3);
+      for (const m of got) if (m.bucket === 0) seen.add(m.msg_id);
+      await ack(c, group, got);
+    }
+    expect([...seen].sort((a, b) => a - b)).toEqual(behind.slice(2));
+  });
 });
