@@ -838,6 +838,17 @@ declare
   v_rest_seqs bigint[];
   v_rest_states "char"[];
 begin
+  -- READ COMMITTED only: a claim locks a bucket's cursor row, then counts on its next
+  -- statement seeing any batch committed before that lock. A REPEATABLE READ or
+  -- SERIALIZABLE snapshot may be older: it handed out again what another claim had just
+  -- taken (docs/design/log-cursor.md, thirty-eighth pass).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception '%: runs only in READ COMMITTED transactions, and this one is %', 'claim',
+      upper(current_setting('transaction_isolation'))
+      using errcode = 'BQ005',
+            detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
+            hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
+  end if;
   -- A claim of one bucket (a wake-up's) by a live consumer that this role joined and
   -- that owns the bucket, in one statement that also takes the bucket's cursor (as the
   -- one-bucket path below does): what _check_consumer, the owned buckets' lookup and the
@@ -1224,6 +1235,17 @@ declare
   v_rest_seqs bigint[];
   v_rest_states "char"[];
 begin
+  -- READ COMMITTED only: a claim locks a bucket's cursor row, then counts on its next
+  -- statement seeing any batch committed before that lock. A REPEATABLE READ or
+  -- SERIALIZABLE snapshot may be older: it handed out again what another claim had just
+  -- taken (docs/design/log-cursor.md, thirty-eighth pass).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception '%: runs only in READ COMMITTED transactions, and this one is %', 'claim_locked',
+      upper(current_setting('transaction_isolation'))
+      using errcode = 'BQ005',
+            detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
+            hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
+  end if;
   if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _claim_locked.consumer_id)) then
     perform bucketq._check_consumer('claim_locked', g, consumer_id);
   end if;
@@ -4666,7 +4688,7 @@ begin
   -- topic branches end
   return query select * from bucketq._claim(g, consumer_id, max_messages, buckets, lease_timeout, max_per_key);
 end $function$;
-comment on function bucketq.claim(text,text,integer,integer[],interval,integer) is 'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). A key''s next message is not handed out before the one before it is acked or dead-lettered. max_per_key (default 1): with more, a key on its first attempt may come as a run of up to that many consecutive messages under one lease; they are returned together in key_seq order, and the consumer must handle them in that order and ack them in order (an ack that skips an earlier message of the run is refused), and nack the first that fails: the rest of the run then waits again. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need.';
+comment on function bucketq.claim(text,text,integer,integer[],interval,integer) is 'Lease up to max_messages ready messages in the buckets this consumer owns (it must have joined; see bucketq.join), under their current epochs (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same message). A key''s next message is not handed out before the one before it is acked or dead-lettered. max_per_key (default 1): with more, a key on its first attempt may come as a run of up to that many consecutive messages under one lease; they are returned together in key_seq order, and the consumer must handle them in that order and ack them in order (an ack that skips an earlier message of the run is refused), and nack the first that fails: the rest of the run then waits again. buckets: restrict to these of its buckets (NULL: all it owns). lease_timeout: NULL for the group''s default; an unacked lease expires and the message is delivered again. Returns the message, its attempt number (1 = first try) and the lease_token that ack and nack need. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could hand out messages another claim has taken).';
 
 CREATE OR REPLACE FUNCTION bucketq.claim_locked(group_name text, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], max_per_key integer DEFAULT 1)
  RETURNS TABLE(msg_id bigint, bucket integer, key text, key_seq bigint, payload jsonb, headers jsonb, attempt integer, sent_at timestamp with time zone, epoch bigint, xact xid8)
@@ -4690,7 +4712,7 @@ begin
   -- topic branches end
   return query select * from bucketq._claim_locked(g, consumer_id, max_messages, buckets, max_per_key);
 end $function$;
-comment on function bucketq.claim_locked(text,text,integer,integer[],integer) is 'Claim by row lock, in the caller''s transaction (BEGIN first: in autocommit the locks end with the statement). Like claim, it hands out up to max_messages ready messages of the buckets this consumer owns, oldest key first, a key on its first attempt with its run of up to max_per_key messages, in key_seq order, and never a key''s next message before the one before it is acked or dead-lettered. It writes no lease: the rows stay locked (FOR NO KEY UPDATE; other claimers skip them) until the transaction ends. Handle the messages and ack them in the same transaction with lease_tokens => NULL and consumer_id; nack failures there too. If the transaction ends without committing, the messages are ready again at once. Returns lease-free rows: attempt (1 = first try), the bucket''s epoch and xact, the transaction id to pass to record_attempt from another session so that a crash counts as an attempt.';
+comment on function bucketq.claim_locked(text,text,integer,integer[],integer) is 'Claim by row lock, in the caller''s transaction (BEGIN first: in autocommit the locks end with the statement). Like claim, it hands out up to max_messages ready messages of the buckets this consumer owns, oldest key first, a key on its first attempt with its run of up to max_per_key messages, in key_seq order, and never a key''s next message before the one before it is acked or dead-lettered. It writes no lease: the rows stay locked (FOR NO KEY UPDATE; other claimers skip them) until the transaction ends. Handle the messages and ack them in the same transaction with lease_tokens => NULL and consumer_id; nack failures there too. If the transaction ends without committing, the messages are ready again at once. Returns lease-free rows: attempt (1 = first try), the bucket''s epoch and xact, the transaction id to pass to record_attempt from another session so that a crash counts as an attempt. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could hand out messages another claim has taken).';
 
 CREATE OR REPLACE FUNCTION bucketq.create_group(group_name text, topic text, start_at text DEFAULT 'latest'::text, max_attempts integer DEFAULT 4, on_exhausted text DEFAULT 'skip'::text, backoff_base interval DEFAULT '00:00:01'::interval, backoff_max interval DEFAULT '00:05:00'::interval, lease_timeout interval DEFAULT '00:00:30'::interval, session_timeout interval DEFAULT '00:00:10'::interval)
  RETURNS boolean

@@ -191,3 +191,36 @@ describe('a claim of several buckets', () => {
     expect([...seen].sort((a, b) => a - b)).toEqual(behind.slice(2));
   });
 });
+
+describe('claims outside READ COMMITTED', () => {
+  it('refuse: a REPEATABLE READ snapshot older than another claim\'s commit handed the same message out again', async () => {
+    const c = await ctx.session();
+    const a = await ctx.session();
+    const rr = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 1 });
+    await send(c, topic, { n: 1 }, { key: 'a' });
+    await ack(c, group, await claim(c, group, 'c1', 10));
+    const m2 = await send(c, topic, { n: 2 }, { key: 'b' });
+    for (const level of ['repeatable read', 'serializable']) {
+      await rr.query(`begin isolation level ${level}`);
+      await rr.query('select 1'); // its snapshot, taken now
+      try {
+        if (level === 'repeatable read') expect(ids(await claim(a, group, 'c1', 10))).toEqual([m2]);
+        const err = await rr.query(`select * from bucketq.claim($1, 'c1', 10)`, [group]).then(() => null, (e: { code?: string; message: string; hint?: string }) => e);
+        expect(err?.code).toBe('BQ005');
+        expect(err?.message).toMatch(/claim: runs only in READ COMMITTED transactions, and this one is (REPEATABLE READ|SERIALIZABLE)/);
+        expect(err?.hint).toMatch(/BEGIN ISOLATION LEVEL READ COMMITTED/);
+      } finally {
+        await rr.query('rollback');
+      }
+      await rr.query(`begin isolation level ${level}`);
+      try {
+        const err = await rr.query(`select * from bucketq.claim_locked($1, 'c1', 10)`, [group]).then(() => null, (e: { code?: string; message: string }) => e);
+        expect(err?.code).toBe('BQ005');
+        expect(err?.message).toMatch(/claim_locked: runs only in READ COMMITTED transactions/);
+      } finally {
+        await rr.query('rollback');
+      }
+    }
+  });
+});

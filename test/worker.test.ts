@@ -174,6 +174,40 @@ describe('consume()', () => {
     expect(seen).toEqual(['on', 'on']); // the claim connection's setting must not leak into handlers
   });
 
+  it('on connections whose default isolation is REPEATABLE READ, claims, handlers and acks still run in READ COMMITTED (claims refuse any other), each message once, in key order', async () => {
+    const topic = unique('t');
+    await bq.createTopic(topic, { buckets: 4 });
+    for (const claimMode of ['lease', 'lock'] as const) {
+      const group = unique('g');
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      const levels = new Set<string>();
+      const effect = recordEffect(group);
+      const pool = new pg.Pool({ connectionString: db.connectionString, options: '-c default_transaction_isolation=repeatable\\ read' });
+      const c = await consume(
+        { pool },
+        {
+          group,
+          transaction: 'batch',
+          claimMode,
+          handler: async (m, ctx) => {
+            levels.add((await ctx.client.query<{ l: string }>("select current_setting('transaction_isolation') as l")).rows[0]!.l);
+            await effect(m, ctx);
+          },
+        },
+        quiet,
+      );
+      try {
+        if (claimMode === 'lease') await sendKeyed(topic, 200, 20);
+        await waitFor(`drain (${claimMode})`, async () => (await pending(group)) === 0);
+      } finally {
+        await c.stop();
+        await pool.end();
+      }
+      expect(levels).toEqual(new Set(['read committed']));
+      await assertExactlyOnceInOrder(group, 200);
+    }
+  });
+
   it('start warms a connection per unit of concurrency, and the claim connection, before the first claim (a claim and an ack that roll back)', async () => {
     // That the warm-up rolls back (delivers nothing, counts no attempt) is what the
     // exactly-once tests above check: each starts on a backlog.
@@ -213,7 +247,7 @@ describe('consume()', () => {
     for (const sent of warmed) {
       // Each warm-up came before any claim the connection made, and ended in a rollback.
       const first = sent.findIndex(isClaim);
-      expect(sent[first]!.startsWith(`${WARM_UP_TAG} begin; `)).toBe(true);
+      expect(sent[first]!.startsWith(`${WARM_UP_TAG} begin isolation level read committed; `)).toBe(true);
       expect(sent[first]!.endsWith(`${WARM_UP_TAG} rollback`)).toBe(true);
     }
     expect(handled).toHaveLength(40);

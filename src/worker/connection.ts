@@ -32,8 +32,9 @@ export async function checkout(rt: Runtime, pool: pg.Pool = rt.pool): Promise<He
 }
 
 /** begin and the idle limit: a worker frozen inside a transaction must not hold row
- * locks forever (past its lease the message is delivered again anyway). */
+ * locks forever (past its lease the message is delivered again anyway). READ COMMITTED
+ * whatever the database's default: claims run only there (see _claim.sql). */
 export function beginSql(rt: Runtime): string {
   const limit = Math.max(1000, rt.settings.sessionTimeoutMs, rt.opts.leaseTimeoutMs ?? rt.settings.leaseTimeoutMs);
-  return `begin; set local idle_in_transaction_session_timeout = ${Math.round(limit)}`;
+  return `begin isolation level read committed; set local idle_in_transaction_session_timeout = ${Math.round(limit)}`;
 }

@@ -110,7 +110,8 @@ export class Consumer {
       ...config,
       max: 1,
       idleTimeoutMillis: 0, // kept: a new backend's first claim costs 40 ms and more (warm-up.ts)
-      options: [config.options, '-c synchronous_commit=off'].filter(Boolean).join(' '),
+      // (and READ COMMITTED whatever the database's default: claims run only there)
+      options: [config.options, '-c synchronous_commit=off', '-c default_transaction_isolation=read\\ committed'].filter(Boolean).join(' '),
     });
     this.claimPool.on('error', () => {}); // a dropped idle client is replaced on next use
     if (!preparesStatements(pool)) withoutPreparedStatements(this.claimPool);

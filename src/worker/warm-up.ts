@@ -25,7 +25,7 @@ function warmUpSql(rt: Runtime, lit: (v: string) => string, locked: boolean): st
   // With nothing to claim, the ack of an id that does not exist still runs most of
   // ack (strict => false: it reports the id instead of raising).
   return (
-    `${WARM_UP_TAG} begin; ` +
+    `${WARM_UP_TAG} begin isolation level read committed; ` +
     `select count(*) from (select array_agg(msg_id) as ids${locked ? '' : ', array_agg(lease_token) as tokens'} from ${claim}) m ` +
     `cross join lateral bucketq.ack(${g}, coalesce(m.ids, '{0}'), ${tokens}, ${c}, strict => false); ` +
     `${WARM_UP_TAG} rollback`
