@@ -2413,7 +2413,7 @@ declare
   v_set int[];
   v_set_epochs bigint[];
   v_set_seqs bigint[];
-  v_share int;
+  v_room int;
   v_n int;
   v_start int;
   v_floor bigint;
@@ -2440,7 +2440,7 @@ begin
     rest := p_buckets; rest_epochs := p_epochs; rest_seqs := p_seqs; rest_states := p_states;
     return;
   end if;
-  v_share := p_room;
+  v_room := p_room;
   -- From a random one on, as _log_claim visits them, so that small claims share out the
   -- buckets.
   v_n := cardinality(v_set);
@@ -2457,7 +2457,7 @@ begin
   m as materialized (
     -- Bucket after bucket: its cursor row locked as it is reached (SKIP LOCKED:
     -- another claim of ours has it), then its next window read in ord order; the
-    -- LIMIT stops the reading, and the locking, at the share. The window opens as
+    -- LIMIT stops the reading, and the locking, at the room. The window opens as
     -- _log_open opens it (its early messages: senders in progress at the last
     -- window's snapshot that committed since; end to end, most windows have some).
     -- A bucket no longer in the state _log_busy found (another claim wrote a batch
@@ -2508,27 +2508,27 @@ begin
                      and m.topic_id = g.topic_id and m.bucket = b.bucket and m.sent_at >= g.log_from
                      and m.ord > d.lo_floor and m.ord <= sn.ceil
                      and pg_visible_in_snapshot(m.xid, sn.snap) and not pg_visible_in_snapshot(m.xid, d.lo)
-                   order by m.ord limit v_share)
+                   order by m.ord limit v_room)
                  union all
                  (select m.* from bucketq.message m
                    where d.ok and cardinality(d.early) > 0
                      and m.topic_id = g.topic_id and m.id = any(d.early) and m.sent_at >= g.log_from
-                   order by m.ord limit v_share)) w
-          order by w.ord limit v_share)
+                   order by m.ord limit v_room)) w
+          order by w.ord limit v_room)
         union all
         select null::bucketq.message, 0 where d.ok is not true) x
-     limit v_share),
+     limit v_room),
   r as (
     -- Each window decided as _log_claim's plain chunk. Read to its end unless the cut
-    -- may have fallen in it: the share is full and its row was the last read.
+    -- may have fallen in it: the room is full and its row was the last read.
     select x.bucket, x.epoch, x.o, x.seq, x.ok, x.lo_floor, x.early, (array_agg(x.lo))[1] as lo,
            array_agg((x.m).id order by x.rn) as ids, max((x.m).ord) as last_ord, count(*)::int as n,
            max(x.rn) = count(*) as prefix,
            x.ok
            and not coalesce(bool_or((x.m).not_before > p_now or (x.m).sent_at < g.start_time), false)
-           and (v_share <= p_max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id))
+           and (v_room <= p_max_per_key or count(distinct (x.m).key_id) = count((x.m).key_id))
            and not exists (select 1 from bucketq.inbox y where y.group_id = g.group_id and y.key_id is not null) as plain,
-           not bool_or(x.at = v_share) as whole
+           not bool_or(x.at = v_room) as whole
       from m x
      group by x.bucket, x.epoch, x.o, x.seq, x.ok, x.lo_floor, x.early),
   ins as (
