@@ -190,6 +190,26 @@ describe('a claim of several buckets', () => {
     }
     expect([...seen].sort((a, b) => a - b)).toEqual(behind.slice(2));
   });
+
+  it('buckets the reading did not reach, because windows that do not go as they are filled the room, are still claimed the long way', async () => {
+    // Four buckets of two keys with four messages each: with max_per_key 2, no window
+    // goes as it is (a key more than twice), and whichever bucket is read first fills a
+    // room of six. The long way takes runs of two from it (four) and then from the
+    // others: six in all, as before the one statement.
+    const c = await ctx.session();
+    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
+    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
+    await ack(c, group, await claim(c, group, 'c1', 100));
+    for (let k = 0; k < 4; k++) {
+      const { rows } = await c.query<{ key: string }>(
+        `select x as key from (select 'two' || $1::int || '-' || i as x from generate_series(1, 10000) i) y
+          where bucketq._bucket_of(x, 0, 4) = $1::int limit 2`, [k]);
+      for (let i = 0; i < 4; i++) for (const r of rows) await send(c, topic, { k, i }, { key: r.key });
+    }
+    const got = await claim(c, group, 'c1', 6, { maxPerKey: 2 });
+    expect(got).toHaveLength(6);
+    await ack(c, group, got);
+  });
 });
 
 describe('claims outside READ COMMITTED', () => {

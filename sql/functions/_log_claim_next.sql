@@ -152,15 +152,22 @@ begin
            r.ids[r.n], r.ids, p_token, p_until, case when p_token is null then pg_current_xact_id() end, p_consumer, r.epoch, p_now
       from r cross join sn
      where r.plain and r.prefix
-    returning 1)
+    returning 1),
+  fb as (
+    -- To _log_claim: buckets not in the state found after all, or whose window must not
+    -- go as it is, and those the reading did not reach (the room was full; rows of
+    -- windows that do not go took some of it), which _log_claim may still fill.
+    select r.bucket, r.epoch, r.seq, r.o from r where not r.plain
+    union all
+    select b.bucket, b.epoch, b.seq, b.o
+      from unnest(v_set, v_set_epochs, v_set_seqs) with ordinality as b(bucket, epoch, seq, o)
+     where b.o > (select y.o from m y where y.at = v_room))
   select (select array_agg(x.m order by r.o, x.rn) from r join m x on x.bucket = r.bucket where r.plain),
          (select bool_and(r.prefix) from r where r.ok),
-         -- To _log_claim: buckets not in the state found after all, or whose window
-         -- must not go as it is.
-         (select array_agg(r.bucket order by r.o) from r where not r.plain),
-         (select array_agg(r.epoch order by r.o) from r where not r.plain),
-         (select array_agg(r.seq order by r.o) from r where not r.plain)
-into rows, v_prefix, v_set, v_set_epochs, v_set_seqs;
+         (select array_agg(fb.bucket order by fb.o) from fb),
+         (select array_agg(fb.epoch order by fb.o) from fb),
+         (select array_agg(fb.seq order by fb.o) from fb)
+    into rows, v_prefix, v_set, v_set_epochs, v_set_seqs;
   if not v_prefix then
     raise exception 'claim: internal error: a window of group % was cut other than at its end (buckets %)', g.name, v_set
       using errcode = 'XX000', detail = 'Nothing was claimed.',
