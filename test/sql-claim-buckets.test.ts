@@ -4,7 +4,7 @@
 // next window and writes its hand row; any it finds in another state go the long way
 // (_log_claim). Real concurrent sessions.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, send, topicAndGroup, useDatabase, waitUntilBlocked, pidOf, type Claimed, type Queryable } from './helpers/sql.js';
+import { ack, claim, claimCounted, send, topicAndGroup, useDatabase, waitUntilBlocked, pidOf, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -20,18 +20,10 @@ async function sendTo(c: Queryable, topic: string, buckets: number, bucket: numb
   return send(c, topic, { tag }, { key: rows[0]!.key });
 }
 
-/** Whether the claim (in its own transaction) went the long way: calls of _log_claim. Needs track_functions = 'all'. */
-async function claimCounted(c: Queryable, group: string, max: number) {
-  const logClaims = async () => (await c.query<{ n: number }>(
-    `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
-  await c.query('begin');
-  try {
-    const before = await logClaims();
-    const got = await claim(c, group, 'c1', max, { maxPerKey: 1 });
-    return { got, longWay: (await logClaims()) > before };
-  } finally {
-    await c.query('commit');
-  }
+/** Each of the topic's buckets had a batch, acked: the usual state. */
+async function settled(c: Queryable, topic: string, group: string, buckets: number): Promise<void> {
+  for (let k = 0; k < buckets; k++) await sendTo(c, topic, buckets, k, `old${k}`);
+  await ack(c, group, await claim(c, group, 'c1', 100));
 }
 
 describe('a claim of several buckets', () => {
@@ -39,9 +31,7 @@ describe('a claim of several buckets', () => {
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
     await c.query(`set track_functions = 'all'`);
-    // Each bucket had a batch, acked: the usual state.
-    for (let b = 0; b < 4; b++) await sendTo(c, topic, 4, b, `old${b}`);
-    await ack(c, group, await claim(c, group, 'c1', 100));
+    await settled(c, topic, group, 4);
 
     const fresh = [];
     for (let b = 0; b < 4; b++) fresh.push(await sendTo(c, topic, 4, b, `new${b}`));
@@ -70,8 +60,7 @@ describe('a claim of several buckets', () => {
   it('a claim cut inside a bucket\'s window leaves the rest of it for the next claims: nothing passed over, nothing twice, each key in order', async () => {
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
-    for (let b = 0; b < 4; b++) await sendTo(c, topic, 4, b, `old${b}`);
-    await ack(c, group, await claim(c, group, 'c1', 100));
+    await settled(c, topic, group, 4);
     const sent: number[] = [];
     for (let i = 0; i < 5; i++) for (let b = 0; b < 4; b++) sent.push(await sendTo(c, topic, 4, b, `m${i}.${b}`));
     const seen: number[] = [];
@@ -94,8 +83,7 @@ describe('a claim of several buckets', () => {
     const held = await ctx.session();
     const other = await ctx.session();
     const { topic, group } = await topicAndGroup(admin, ctx, { buckets: 2 });
-    for (let b = 0; b < 2; b++) await sendTo(admin, topic, 2, b, `old${b}`);
-    await ack(admin, group, await claim(admin, group, 'c1', 100));
+    await settled(admin, topic, group, 2);
     const fresh = [await sendTo(admin, topic, 2, 0, 'new0'), await sendTo(admin, topic, 2, 1, 'new1')];
 
     const { rows: [orig] } = await admin.query<{ def: string }>(
@@ -145,8 +133,7 @@ describe('a claim of several buckets', () => {
     const a = await ctx.session();
     const b = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
-    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
-    await ack(c, group, await claim(c, group, 'c1', 100));
+    await settled(c, topic, group, 4);
     const sent: number[] = [];
     for (let i = 0; i < 3; i++) for (let k = 0; k < 4; k++) sent.push(await sendTo(c, topic, 4, k, `m${i}.${k}`));
     const locked = async (s: Queryable, max: number) => (await s.query<{ msg_id: string; bucket: number }>(
@@ -174,8 +161,7 @@ describe('a claim of several buckets', () => {
     // a new message before every claim of three would fill every claim.
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
-    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
-    await ack(c, group, await claim(c, group, 'c1', 100));
+    await settled(c, topic, group, 4);
     const behind: number[] = [];
     for (let i = 0; i < 6; i++) behind.push(await sendTo(c, topic, 4, 0, `behind${i}`));
     const first = await claim(c, group, 'c1', 2, { buckets: [0] }); // bucket 0's window, read in part
@@ -198,8 +184,7 @@ describe('a claim of several buckets', () => {
     // others: six in all, as before the one statement.
     const c = await ctx.session();
     const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4 });
-    for (let k = 0; k < 4; k++) await sendTo(c, topic, 4, k, `old${k}`);
-    await ack(c, group, await claim(c, group, 'c1', 100));
+    await settled(c, topic, group, 4);
     for (let k = 0; k < 4; k++) {
       const { rows } = await c.query<{ key: string }>(
         `select x as key from (select 'two' || $1::int || '-' || i as x from generate_series(1, 10000) i) y

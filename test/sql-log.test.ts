@@ -2,7 +2,7 @@
 // producer commits later. Producer transactions are held open and committed out of
 // order around claims, with real concurrent sessions.
 import { describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, nack, pidOf, send, sendBatch, toInbox, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
+import { ack, claim, claimCounted, expectBqError, nack, pidOf, send, sendBatch, toInbox, topicAndGroup, useDatabase, waitUntilBlocked, type Claimed, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 
@@ -492,22 +492,6 @@ describe("a wake-up's claim of one bucket", () => {
   // or a claim naming one: taken while the bucket's latest batch is acked, its window used
   // up and nothing of the group waits in the inbox; otherwise the claim goes the long way
   // (_log_busy, then _log_claim). Told apart by the calls of _log_claim.
-
-  /** A claim in a transaction of its own, and whether it went the long way (called _log_claim). Needs track_functions = 'all'. */
-  async function claimCounted(c: Queryable, group: string, max: number, buckets?: number[]) {
-    // (The view holds the calls not yet flushed to the statistics, from earlier
-    // transactions too, and none is flushed inside a transaction block: hence the difference.)
-    const logClaims = async () => (await c.query<{ n: number }>(
-      `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
-    await c.query('begin');
-    try {
-      const before = await logClaims();
-      const got = await claim(c, group, 'c1', max, { buckets });
-      return { got, longWay: (await logClaims()) > before };
-    } finally {
-      await c.query('commit');
-    }
-  }
 
   it('takes the one-statement path in the usual state and the long way with a retry in the inbox, delivering alike', async () => {
     const c = await ctx.session();

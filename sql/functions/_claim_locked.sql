@@ -40,16 +40,9 @@ declare
   v_rest_seqs bigint[];
   v_rest_states "char"[];
 begin
-  -- READ COMMITTED only: a claim locks a bucket's cursor row, then counts on its next
-  -- statement seeing any batch committed before that lock. A REPEATABLE READ or
-  -- SERIALIZABLE snapshot may be older: it handed out again what another claim had just
-  -- taken (docs/design/log-cursor.md, thirty-eighth pass).
+  -- READ COMMITTED only (see _raise_not_read_committed).
   if current_setting('transaction_isolation') <> 'read committed' then
-    raise exception '%: runs only in READ COMMITTED transactions, and this one is %', 'claim_locked',
-      upper(current_setting('transaction_isolation'))
-      using errcode = 'BQ005',
-            detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
-            hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
+    perform bucketq._raise_not_read_committed('claim_locked', g);
   end if;
   if not exists (select from bucketq._consumer_joined_by_caller(g.group_id, _claim_locked.consumer_id)) then
     perform bucketq._check_consumer('claim_locked', g, consumer_id);

@@ -103,6 +103,26 @@ export async function claim(
   }));
 }
 
+/**
+ * A claim by consumer c1 in a transaction of its own, and whether it went the long way
+ * (called _log_claim: test/sql-log.test.ts, test/sql-claim-buckets.test.ts). Needs
+ * track_functions = 'all' in the session.
+ */
+export async function claimCounted(c: Queryable, group: string, max: number, buckets?: number[]): Promise<{ got: Claimed[]; longWay: boolean }> {
+  // (The view holds the calls not yet flushed to the statistics, from earlier
+  // transactions too, and none is flushed inside a transaction block: hence the difference.)
+  const logClaims = async () => (await c.query<{ n: number }>(
+    `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions where funcname = '_log_claim'`)).rows[0]!.n;
+  await c.query('begin');
+  try {
+    const before = await logClaims();
+    const got = await claim(c, group, 'c1', max, { buckets });
+    return { got, longWay: (await logClaims()) > before };
+  } finally {
+    await c.query('commit');
+  }
+}
+
 export async function ack(c: Queryable, group: string, msgs: Pick<Claimed, 'msg_id' | 'lease_token'>[], strict = true): Promise<{ msg_id: number; status: string }[]> {
   const { rows } = await c.query(
     `select msg_id, status from bucketq.ack(group_name => $1, msg_ids => $2::bigint[], lease_tokens => $3::bigint[], strict => $4)`,
