@@ -296,6 +296,10 @@ declare
   v_all bigint[] := msg_ids;   -- as given, for the statuses
   v_log bigint[];
 begin
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('ack', g);
+  end if;
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, _ack.consumer_id);
@@ -3291,6 +3295,10 @@ declare
   v_admin boolean;
   v_caller name;
 begin
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('nack', g);
+  end if;
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, _nack.consumer_id);
@@ -3653,13 +3661,20 @@ CREATE OR REPLACE FUNCTION bucketq._raise_not_read_committed(fn text, g bucketq.
  LANGUAGE plpgsql
 AS $function$
 begin
+  if fn in ('claim', 'claim_locked') then
+    raise exception '%: runs only in READ COMMITTED transactions, and this one is %', fn,
+      upper(current_setting('transaction_isolation'))
+      using errcode = 'BQ005',
+            detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
+            hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
+  end if;
   raise exception '%: runs only in READ COMMITTED transactions, and this one is %', fn,
     upper(current_setting('transaction_isolation'))
     using errcode = 'BQ005',
-          detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
-          hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
+          detail = format('Group %s: a snapshot older than the %s could settle a lease that expired or moved since, and record as delivered again messages another consumer has settled. Nothing was changed.', g.name, fn),
+          hint = format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn);
 end $function$;
-comment on function bucketq._raise_not_read_committed(text,bucketq.consumer_group) is 'Internal (claims): raises BQ005 for a claim outside READ COMMITTED.';
+comment on function bucketq._raise_not_read_committed(text,bucketq.consumer_group) is 'Internal (claims and settles): raises BQ005 for claim, claim_locked, ack, nack or reject outside READ COMMITTED.';
 
 CREATE OR REPLACE FUNCTION bucketq._ready_due(g bucketq.consumer_group, p_buckets integer[], p_now timestamp with time zone, p_limit integer)
  RETURNS void
@@ -4670,7 +4685,7 @@ begin
   -- topic branches end
   return query select * from bucketq._ack(g, msg_ids, lease_tokens, consumer_id, strict);
 end $function$;
-comment on function bucketq.ack(text,bigint[],bigint[],text,boolean) is 'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale.';
+comment on function bucketq.ack(text,bigint[],bigint[],text,boolean) is 'Acknowledge claimed messages (arrays: one msg_id and lease_token each). In the caller''s transaction it checks each lease is still held and that its claimer still owns the bucket at the lease''s epoch (else BQ008: fenced, nothing acked), writes the delivery record and makes the key''s next message ready, so effects written in the same transaction commit if and only if the ack does. A key''s messages are acked in key_seq order (see claim''s max_per_key): acking one while an earlier one of its key is still there raises BQ005 and acks nothing. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked; the consumer must still own their buckets. strict (default): if any message is not held, raise BQ006 and ack nothing. strict => false: ack what is held; status per message is acked, already_acked or stale. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could settle a lease that expired or moved since, and record its messages as delivered twice).';
 
 CREATE OR REPLACE FUNCTION bucketq.claim(group_name text, consumer_id text, max_messages integer DEFAULT 100, buckets integer[] DEFAULT NULL::integer[], lease_timeout interval DEFAULT NULL::interval, max_per_key integer DEFAULT 1)
  RETURNS TABLE(msg_id bigint, bucket integer, key text, key_seq bigint, payload jsonb, headers jsonb, attempt integer, lease_token bigint, sent_at timestamp with time zone, leased_until timestamp with time zone, epoch bigint)
@@ -5543,7 +5558,7 @@ begin
   -- topic branches end
   return query select * from bucketq._nack(g, msg_ids, lease_tokens, errors, retry_delay, strict, consumer_id);
 end $function$;
-comment on function bucketq.nack(text,bigint[],bigint[],text[],interval,boolean,text) is 'Report claimed messages as failed, with an error text each. A message with attempts left is retried after retry_delay (NULL: the group''s backoff, base * 2^(attempt-1) capped at backoff_max) and its key stays blocked meanwhile, so order holds. The rest of its run (see claim''s max_per_key) waits behind it again without counting an attempt. A message whose attempts are spent is dead-lettered: with on_exhausted = skip its key moves on, with block the key waits for replay_dead. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked (nack them before commit, in that transaction). Status per message: retry, dead or stale (strict, the default, raises BQ006 instead of reporting stale).';
+comment on function bucketq.nack(text,bigint[],bigint[],text[],interval,boolean,text) is 'Report claimed messages as failed, with an error text each. A message with attempts left is retried after retry_delay (NULL: the group''s backoff, base * 2^(attempt-1) capped at backoff_max) and its key stays blocked meanwhile, so order holds. The rest of its run (see claim''s max_per_key) waits behind it again without counting an attempt. A message whose attempts are spent is dead-lettered: with on_exhausted = skip its key moves on, with block the key waits for replay_dead. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked (nack them before commit, in that transaction). Status per message: retry, dead or stale (strict, the default, raises BQ006 instead of reporting stale). Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could settle a lease that expired or moved since, and record its messages as delivered twice).';
 
 CREATE OR REPLACE FUNCTION bucketq.pause_group(group_name text)
  RETURNS integer
@@ -5609,6 +5624,10 @@ declare
   v_retry timestamptz[] := '{}';
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('reject', g);
+  end if;
   if v_locked then
     perform bucketq._check_locked_args('reject', g, msg_ids, reject.consumer_id);
   else
@@ -5668,7 +5687,7 @@ begin
      where d.group_id = g.group_id and d.msg_id = a.id;
   end if;
 end $function$;
-comment on function bucketq.reject(text,bigint[],bigint[],text[],boolean,text) is 'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked.';
+comment on function bucketq.reject(text,bigint[],bigint[],text[],boolean,text) is 'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could settle a lease that expired or moved since, and record its messages as delivered twice).';
 
 CREATE OR REPLACE FUNCTION bucketq.replay_dead(group_name text, msg_ids bigint[] DEFAULT NULL::bigint[])
  RETURNS integer

@@ -28,6 +28,10 @@ declare
   v_all bigint[] := msg_ids;   -- as given, for the statuses
   v_log bigint[];
 begin
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('ack', g);
+  end if;
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('ack', g, msg_ids, _ack.consumer_id);

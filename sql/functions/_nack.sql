@@ -28,6 +28,10 @@ declare
   v_admin boolean;
   v_caller name;
 begin
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('nack', g);
+  end if;
   v_locked := lease_tokens is null;
   if v_locked then
     perform bucketq._check_locked_args('nack', g, msg_ids, _nack.consumer_id);

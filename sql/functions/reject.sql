@@ -30,6 +30,10 @@ declare
   v_retry timestamptz[] := '{}';
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('reject', g);
+  end if;
   if v_locked then
     perform bucketq._check_locked_args('reject', g, msg_ids, reject.consumer_id);
   else
@@ -91,4 +95,4 @@ begin
 end $$;
 
 comment on function bucketq.reject(text, bigint[], bigint[], text[], boolean, text) is
-'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked.';
+'Fail claimed messages for good: dead-letter them at once with an error text each, whatever attempts the group''s max_attempts would leave (a payload the consumer cannot read will not get better). Same arguments, checks and statuses as nack (it calls nack after spending the messages'' remaining attempts); the dead letters record the attempts really made. lease_tokens => NULL with consumer_id: messages this transaction holds by claim_locked. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could settle a lease that expired or moved since, and record its messages as delivered twice).';
