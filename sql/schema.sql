@@ -3660,19 +3660,18 @@ CREATE OR REPLACE FUNCTION bucketq._raise_not_read_committed(fn text, g bucketq.
  RETURNS void
  LANGUAGE plpgsql
 AS $function$
+declare
+  v_claim boolean := fn in ('claim', 'claim_locked');
 begin
-  if fn in ('claim', 'claim_locked') then
-    raise exception '%: runs only in READ COMMITTED transactions, and this one is %', fn,
-      upper(current_setting('transaction_isolation'))
-      using errcode = 'BQ005',
-            detail = format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name),
-            hint = 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.';
-  end if;
   raise exception '%: runs only in READ COMMITTED transactions, and this one is %', fn,
     upper(current_setting('transaction_isolation'))
     using errcode = 'BQ005',
-          detail = format('Group %s: a snapshot older than the %s could settle a lease that expired or moved since, and record as delivered again messages another consumer has settled. Nothing was changed.', g.name, fn),
-          hint = format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn);
+          detail = case when v_claim
+            then format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name)
+            else format('Group %s: a snapshot older than the %s could settle a lease that expired or moved since, and record as delivered again messages another consumer has settled. Nothing was changed.', g.name, fn) end,
+          hint = case when v_claim
+            then 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.'
+            else format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn) end;
 end $function$;
 comment on function bucketq._raise_not_read_committed(text,bucketq.consumer_group) is 'Internal (claims and settles): raises BQ005 for claim, claim_locked, ack, nack or reject outside READ COMMITTED.';
 
