@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { InvalidArgumentError } from '../errors.js';
 import { namedCall } from '../db/named-call.js';
 import { query } from '../db/query.js';
-import { isPool, withClient, type Queryable } from '../db/with-client.js';
+import { withClient, type Queryable } from '../db/with-client.js';
 
 const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
 const CRON_HINT =
@@ -131,25 +131,6 @@ export interface FiredSchedule {
  * from now: no burst of catch-up messages.
  */
 export async function fireDueSchedules(db: Queryable, group: string): Promise<FiredSchedule[]> {
-  if (isPool(db)) {
-    // Held across several statements: the server ending the connection meanwhile (a
-    // restart) must fail the next query, not crash the process with an unhandled
-    // 'error' event on the checked-out client.
-    const client = await db.connect();
-    let lost: Error | undefined;
-    const onError = (err: Error) => void (lost = err);
-    client.on('error', onError);
-    try {
-      const fired = await fireDueSchedules(client, group);
-      client.off('error', onError);
-      client.release(lost);
-      return fired;
-    } catch (err) {
-      client.off('error', onError);
-      client.release(lost ?? (err instanceof Error ? err : true));
-      throw err;
-    }
-  }
   return withClient(db, async (client: pg.ClientBase) => {
     await query(client, 'begin');
     try {

@@ -1,0 +1,23 @@
+import type pg from 'pg';
+import { withClient, isPool, type Queryable } from './with-client.js';
+
+/**
+ * Runs fn in one READ COMMITTED transaction on a connection of the pool, whatever the
+ * database's default_transaction_isolation: rewind and skip_to_latest refuse any other
+ * level (BQ005), since an older snapshot misses the acks they wait for. A caller's own
+ * client runs fn as it is, in the caller's transaction and at its level.
+ */
+export async function inReadCommitted<T>(db: Queryable, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  if (!isPool(db)) return fn(db);
+  return withClient(db, async (c) => {
+    await c.query('begin isolation level read committed');
+    try {
+      const result = await fn(c);
+      await c.query('commit');
+      return result;
+    } catch (err) {
+      await c.query('rollback').catch(() => {});
+      throw err;
+    }
+  });
+}
