@@ -3661,19 +3661,26 @@ CREATE OR REPLACE FUNCTION bucketq._raise_not_read_committed(fn text, g bucketq.
  LANGUAGE plpgsql
 AS $function$
 declare
-  v_claim boolean := fn in ('claim', 'claim_locked');
+  v_kind text := case when fn in ('claim', 'claim_locked') then 'claim'
+                      when fn in ('ack', 'nack', 'reject') then 'settle'
+                      when fn = 'replay_dead' then 'replay'
+                      when fn = 'delete_group' then 'delete' else 'reset' end;
 begin
   raise exception '%: runs only in READ COMMITTED transactions, and this one is %', fn,
     upper(current_setting('transaction_isolation'))
     using errcode = 'BQ005',
-          detail = case when v_claim
-            then format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name)
+          detail = case v_kind
+            when 'claim' then format('Group %s: a snapshot older than the claim could hand out messages another claim has taken. Nothing was claimed.', g.name)
+            when 'reset' then format('Group %s: a snapshot older than the %s could miss batches acked while it waited for them, and deliver or record their messages again. Nothing was changed.', g.name, fn)
+            when 'delete' then format('Group %s: a snapshot older than the delete could miss progress its batches wrote while it waited for them, and leave those rows behind. Nothing was changed.', g.name)
+            when 'replay' then format('Group %s: a snapshot older than the replay could miss the acks it waited for, and leave the replayed messages waiting behind messages already acked. Nothing was replayed.', g.name)
             else format('Group %s: a snapshot older than the %s could settle a lease that expired or moved since, and record as delivered again messages another consumer has settled. Nothing was changed.', g.name, fn) end,
-          hint = case when v_claim
-            then 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.'
-            else format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn) end;
+          hint = case v_kind
+            when 'claim' then 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.'
+            when 'settle' then format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn)
+            else format('Call %s in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker, the CLI, the console and the client''s methods do so.', fn) end;
 end $function$;
-comment on function bucketq._raise_not_read_committed(text,bucketq.consumer_group) is 'Internal (claims and settles): raises BQ005 for claim, claim_locked, ack, nack or reject outside READ COMMITTED.';
+comment on function bucketq._raise_not_read_committed(text,bucketq.consumer_group) is 'Internal: raises BQ005 for fn (claim, claim_locked, ack, nack, reject, rewind, skip_to_latest, join, heartbeat, leave, replay_dead or delete_group) called outside READ COMMITTED, its detail and hint worded for that kind of call.';
 
 CREATE OR REPLACE FUNCTION bucketq._ready_due(g bucketq.consumer_group, p_buckets integer[], p_now timestamp with time zone, p_limit integer)
  RETURNS void
@@ -5030,6 +5037,10 @@ declare
   v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('delete_group', g);
+  end if;
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
   select array_agg(c.consumer_id order by c.consumer_id) into v_live
     from bucketq.consumer c
@@ -5058,7 +5069,7 @@ begin
   delete from bucketq.consumer_group x where x.group_id = g.group_id;  -- owners, lobby, dead letters, access: on delete cascade
   return v_pending;
 end $function$;
-comment on function bucketq.delete_group(text,boolean) is 'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it.';
+comment on function bucketq.delete_group(text,boolean) is 'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss progress written while it waited for the group''s batches, and leave it behind).';
 
 CREATE OR REPLACE FUNCTION bucketq.delete_topic(topic text, force boolean DEFAULT false)
  RETURNS bigint
@@ -5179,6 +5190,10 @@ declare
   v_take int[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('heartbeat', g);
+  end if;
   perform bucketq._check_consumer('heartbeat', g, consumer_id);
   select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
   v_now := bucketq._now();
@@ -5269,7 +5284,7 @@ begin
    where o.group_id = g.group_id and o.owner = heartbeat.consumer_id
    order by o.bucket;
 end $function$;
-comment on function bucketq.heartbeat(text,text) is 'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';
+comment on function bucketq.heartbeat(text,text) is 'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited to release their buckets, and hand their messages out again).';
 
 CREATE OR REPLACE FUNCTION bucketq."join"(group_name text, consumer_id text, meta jsonb DEFAULT NULL::jsonb)
  RETURNS TABLE(bucket integer, epoch bigint)
@@ -5287,6 +5302,10 @@ declare
   v_by name;
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('join', g);
+  end if;
   perform bucketq._check_consumer_id('join', v_consumer);
   v_now := bucketq._now();
   -- A consumer id another role joined is not taken over (admins excepted); one that
@@ -5307,7 +5326,7 @@ begin
       where o.group_id = g.group_id and o.owner = v_consumer));
   return query select * from bucketq.heartbeat(group_name, v_consumer);
 end $function$;
-comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501).';
+comment on function bucketq."join"(text,text,jsonb) is 'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501). Runs only in READ COMMITTED transactions (BQ005 in any other: rejoining with an id releases what the id held, and an older snapshot could miss batches acked while it waited to, and hand their messages out again).';
 
 CREATE OR REPLACE FUNCTION bucketq.leave(group_name text, consumer_id text)
  RETURNS integer
@@ -5322,6 +5341,10 @@ declare
   v_buckets int[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('leave', g);
+  end if;
   perform bucketq._check_consumer('leave', g, consumer_id);
   -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
   -- flight finishes first, or finds the consumer gone (BQ008).
@@ -5339,7 +5362,7 @@ begin
   perform bucketq._release(g, v_buckets);
   return coalesce(cardinality(v_buckets), 0);
 end $function$;
-comment on function bucketq.leave(text,text) is 'Leave a group: release every bucket the consumer owns (epochs bumped, its unacked leases handed back at once) and remove it from the lobby. Returns how many buckets were released. Finish or nack in-flight messages first: their acks fail after leave.';
+comment on function bucketq.leave(text,text) is 'Leave a group: release every bucket the consumer owns (epochs bumped, its unacked leases handed back at once) and remove it from the lobby. Returns how many buckets were released. Finish or nack in-flight messages first: their acks fail after leave. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited to release their buckets, and hand their messages out again).';
 
 CREATE OR REPLACE FUNCTION bucketq.maintain(wait boolean DEFAULT true)
  RETURNS TABLE(topic text, action text, detail text)
@@ -5703,6 +5726,10 @@ declare
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('replay_dead', g);
+  end if;
   -- Lock the dead letters first (in id order): a replay running beside us is waited
   -- for, and what it replayed (replayed_at set) is then left alone, not put back a
   -- second time after it was acked (issue 13, item 12).
@@ -5764,7 +5791,7 @@ begin
   perform pg_notify('bucketq', (select name from bucketq.topic where topic_id = g.topic_id));
   return cardinality(v_ids);
 end $function$;
-comment on function bucketq.replay_dead(text,bigint[]) is 'Put dead letters of a group back (all of them, or the given msg_ids) with their attempts reset. Keyed messages rejoin their key in key_seq order: they are delivered before any later message of the key that is not yet in flight. Returns how many were replayed; unknown ids raise BQ005 and replay nothing.';
+comment on function bucketq.replay_dead(text,bigint[]) is 'Put dead letters of a group back (all of them, or the given msg_ids) with their attempts reset. Keyed messages rejoin their key in key_seq order: they are delivered before any later message of the key that is not yet in flight. Returns how many were replayed; unknown ids raise BQ005 and replay nothing. Runs only in READ COMMITTED transactions (BQ005 in any other: it waits for the acks of its keys, then must see them).';
 
 CREATE OR REPLACE FUNCTION bucketq.resume_group(group_name text)
  RETURNS integer
@@ -5847,6 +5874,10 @@ declare
   s record;
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('rewind', g);
+  end if;
   select * into t from bucketq.topic where topic_id = g.topic_id;
   if to_time is null or not isfinite(to_time) then
     raise exception 'rewind: to_time must be a finite time, not % (group %)', coalesce(to_time::text, 'NULL'), g.name
@@ -5877,7 +5908,8 @@ begin
   -- (In one pass over the log for all buckets: _log_unacked_query.)
   --
   -- s is taken before the log is read, by later statements whose snapshots see everything
-  -- s sees (read committed; under repeatable read they are all the transaction's), and
+  -- s sees (READ COMMITTED, the only level rewind runs in: each statement's snapshot is
+  -- taken after the locks above, and sees the acks they waited for), and
   -- only messages visible in s go to the inbox, here and below. One that commits after s
   -- stays in the log, past the new checkpoint, and is delivered from there (behind its
   -- key's messages in the inbox), as anything sent after the rewind. Producers used to be
@@ -5931,7 +5963,7 @@ begin
   perform pg_notify('bucketq', t.name);
   return v_count;
 end $function$;
-comment on function bucketq.rewind(text,timestamp with time zone) is 'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic do not wait for it: what commits while it runs is delivered after the replayed messages of its key. Returns how many messages will be delivered again. Other groups are not affected.';
+comment on function bucketq.rewind(text,timestamp with time zone) is 'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic do not wait for it: what commits while it runs is delivered after the replayed messages of its key. Returns how many messages will be delivered again. Other groups are not affected. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited for them, and deliver their messages again).';
 
 CREATE OR REPLACE FUNCTION bucketq.send(topic text, payload jsonb, key text DEFAULT NULL::text, headers jsonb DEFAULT NULL::jsonb, idempotency_key text DEFAULT NULL::text, not_before timestamp with time zone DEFAULT NULL::timestamp with time zone)
  RETURNS bigint
@@ -5980,6 +6012,10 @@ declare
   s record;
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('skip_to_latest', g);
+  end if;
   select * into t from bucketq.topic where topic_id = g.topic_id;
   -- Void every lease of the group (epochs bump, so an ack under an old lease fails) and
   -- wait for acks and locked claims under way. Producers go on sending (see below).
@@ -6006,7 +6042,7 @@ begin
   -- visible in s. Read in one pass over the log for all buckets (_log_unacked_query).
   --
   -- s is taken first, and the log read by a later statement, whose own snapshot sees
-  -- everything s does (read committed; in repeatable read both are the transaction's).
+  -- everything s does (READ COMMITTED, the only level it runs in).
   -- A message committed in between is left out by the visibility test and, not being
   -- visible in s, delivered after the new position, as any message sent after the skip.
   -- So producers need not wait: they used to, for the whole skip (38 s for 10.7 million
@@ -6037,7 +6073,7 @@ begin
   end if;
   return v_count;
 end $function$;
-comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards, or committed while it runs, are delivered as usual; producers do not wait for it. Returns how many messages were skipped.';
+comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards, or committed while it runs, are delivered as usual; producers do not wait for it. Returns how many messages were skipped. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited for them, and record their messages as skipped beside their delivery).';
 
 create view bucketq.buckets as
  SELECT g.name AS group_name,

@@ -2,8 +2,10 @@
 // this process through run() against a database in a known state, plus one spawned
 // `status --watch` stopped with SIGINT.
 import { spawn } from 'node:child_process';
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { jsonErrorPosition } from '../src/cli/json-arg.js';
+import { rewind as consoleRewind } from '../src/ui/queries.js';
 import type { StatusSnapshot } from '../src/queries/status.js';
 import { ack, claim, nack, useDatabase } from './helpers/sql.js';
 import { inProcessCli } from './support/cli.js';
@@ -157,6 +159,45 @@ describe('bucketq CLI operations', () => {
     const replayed = await drain();
     expect(replayed).toHaveLength(12);
     for (const key of ['x', 'y', 'z']) expect(replayed.filter((m) => m.key === key).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("rewind --execute and --to-latest --execute, and the console's rewind, run in READ COMMITTED on connections whose default is REPEATABLE READ (the functions refuse any other level)", async () => {
+    const rrUrl = () => {
+      const u = new URL(ctx.db.connectionString);
+      u.searchParams.set('options', '-c default_transaction_isolation=repeatable\\ read');
+      return u.toString();
+    };
+    const rr = inProcessCli(rrUrl);
+    const level = await ctx.db.pool.query<{ l: string }>('select current_setting($1) as l', ['transaction_isolation']);
+    expect(level.rows[0]!.l).toBe('read committed'); // the test's own pool: the default untouched
+    await ok('topic', 'create', 'ops.rr', '--buckets', '2');
+    await ok('group', 'create', 'ops.rr.g', '--topic', 'ops.rr', '--start-at', 'earliest');
+    const probe = new pg.Client({ connectionString: rrUrl() });
+    await probe.connect();
+    try {
+      expect((await probe.query<{ l: string }>("select current_setting('transaction_isolation') as l")).rows[0]!.l).toBe('repeatable read');
+      const err = await probe.query('select bucketq.skip_to_latest($1)', ['ops.rr.g']).then(() => undefined, (e: { code?: string }) => e);
+      expect(err?.code).toBe('BQ005'); // called directly at that level, it refuses
+    } finally {
+      await probe.end();
+    }
+    const { rows } = await ctx.db.pool.query<{ t: Date }>("select now() - interval '1 second' as t");
+    for (const key of ['x', 'y', 'z']) await ok('send', 'ops.rr', JSON.stringify({ key }), '--key', key);
+    await ctx.db.pool.query('select * from bucketq.join($1, $2)', ['ops.rr.g', 'r1']);
+    const got = await claim(ctx.db.pool, 'ops.rr.g', 'r1');
+    expect(got).toHaveLength(3);
+    await ack(ctx.db.pool, 'ops.rr.g', got);
+    expect(await rr.ok('rewind', '--group', 'ops.rr.g', '--to', rows[0]!.t.toISOString(), '--execute')).toMatch(/3 messages will be delivered again/);
+    expect(await rr.ok('rewind', '--group', 'ops.rr.g', '--to-latest', '--execute')).toMatch(/3 messages recorded as done without handling/);
+    expect(await claim(ctx.db.pool, 'ops.rr.g', 'r1')).toEqual([]);
+    // The console's rewind, on a pool of such connections.
+    const pool = new pg.Pool({ connectionString: rrUrl(), max: 1 });
+    try {
+      expect(await consoleRewind(pool, 'ops.rr.g', rows[0]!.t)).toBe(3);
+    } finally {
+      await pool.end();
+    }
+    expect(await claim(ctx.db.pool, 'ops.rr.g', 'r1')).toHaveLength(3);
   });
 
   it('rewind rejects a bad --to and an unknown group, naming them', async () => {

@@ -12,6 +12,10 @@ declare
   v_pos bucketq.progress[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('delete_group', g);
+  end if;
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
   select array_agg(c.consumer_id order by c.consumer_id) into v_live
     from bucketq.consumer c
@@ -42,4 +46,4 @@ begin
 end $$;
 
 comment on function bucketq.delete_group(text, boolean) is
-'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it.';
+'Delete a consumer group with its progress, delivery records, dead letters and lobby; the topic and its messages stay. Refuses (BQ005) while the group has live consumers unless force => true. Returns how many messages were still pending for it. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss progress written while it waited for the group''s batches, and leave it behind).';

@@ -17,6 +17,10 @@ declare
   v_take int[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('heartbeat', g);
+  end if;
   perform bucketq._check_consumer('heartbeat', g, consumer_id);
   select t.buckets into v_buckets from bucketq.topic t where t.topic_id = g.topic_id;
   v_now := bucketq._now();
@@ -109,4 +113,4 @@ begin
 end $$;
 
 comment on function bucketq.heartbeat(text, text) is
-'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout.';
+'Keep a consumer alive and rebalance: renews its session (and so its buckets: an ownership is live while its owner''s heartbeat is), takes free or expired buckets up to its fair share (buckets / live consumers; each take is one UPDATE that bumps the epoch) and releases its surplus when others joined. Only buckets that must move, move. Returns the buckets it owns now with their epochs. Raises BQ008 if the consumer has not joined. Call it well within the group''s session_timeout. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited to release their buckets, and hand their messages out again).';

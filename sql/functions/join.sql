@@ -12,6 +12,10 @@ declare
   v_by name;
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('join', g);
+  end if;
   perform bucketq._check_consumer_id('join', v_consumer);
   v_now := bucketq._now();
   -- A consumer id another role joined is not taken over (admins excepted); one that
@@ -34,4 +38,4 @@ begin
 end $$;
 
 comment on function bucketq.join(text, text, jsonb) is
-'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501).';
+'Register a consumer in a group''s lobby (meta: free-form JSON such as host and pid) and take its fair share of buckets. Returns the buckets it owns with their epochs. Use a fresh consumer_id per process start; joining again with the same id starts a new session. The consumer is bound to the joining role (its SET ROLE role, else its login): only that role (and admins) may heartbeat, claim, ack, nack, record attempts or leave as it, or join with its id again (else 42501). Runs only in READ COMMITTED transactions (BQ005 in any other: rejoining with an id releases what the id held, and an older snapshot could miss batches acked while it waited to, and hand their messages out again).';

@@ -8,6 +8,10 @@ declare
   v_buckets int[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('leave', g);
+  end if;
   perform bucketq._check_consumer('leave', g, consumer_id);
   -- The consumer row first, as heartbeat and join take it: a heartbeat of this id in
   -- flight finishes first, or finds the consumer gone (BQ008).
@@ -27,4 +31,4 @@ begin
 end $$;
 
 comment on function bucketq.leave(text, text) is
-'Leave a group: release every bucket the consumer owns (epochs bumped, its unacked leases handed back at once) and remove it from the lobby. Returns how many buckets were released. Finish or nack in-flight messages first: their acks fail after leave.';
+'Leave a group: release every bucket the consumer owns (epochs bumped, its unacked leases handed back at once) and remove it from the lobby. Returns how many buckets were released. Finish or nack in-flight messages first: their acks fail after leave. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited to release their buckets, and hand their messages out again).';

@@ -10,6 +10,10 @@ declare
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('replay_dead', g);
+  end if;
   -- Lock the dead letters first (in id order): a replay running beside us is waited
   -- for, and what it replayed (replayed_at set) is then left alone, not put back a
   -- second time after it was acked (issue 13, item 12).
@@ -73,4 +77,4 @@ begin
 end $$;
 
 comment on function bucketq.replay_dead(text, bigint[]) is
-'Put dead letters of a group back (all of them, or the given msg_ids) with their attempts reset. Keyed messages rejoin their key in key_seq order: they are delivered before any later message of the key that is not yet in flight. Returns how many were replayed; unknown ids raise BQ005 and replay nothing.';
+'Put dead letters of a group back (all of them, or the given msg_ids) with their attempts reset. Keyed messages rejoin their key in key_seq order: they are delivered before any later message of the key that is not yet in flight. Returns how many were replayed; unknown ids raise BQ005 and replay nothing. Runs only in READ COMMITTED transactions (BQ005 in any other: it waits for the acks of its keys, then must see them).';

@@ -15,6 +15,10 @@ declare
   s record;
 begin
   g := bucketq._group(group_name);
+  -- READ COMMITTED only (see _raise_not_read_committed).
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform bucketq._raise_not_read_committed('rewind', g);
+  end if;
   select * into t from bucketq.topic where topic_id = g.topic_id;
   if to_time is null or not isfinite(to_time) then
     raise exception 'rewind: to_time must be a finite time, not % (group %)', coalesce(to_time::text, 'NULL'), g.name
@@ -45,7 +49,8 @@ begin
   -- (In one pass over the log for all buckets: _log_unacked_query.)
   --
   -- s is taken before the log is read, by later statements whose snapshots see everything
-  -- s sees (read committed; under repeatable read they are all the transaction's), and
+  -- s sees (READ COMMITTED, the only level rewind runs in: each statement's snapshot is
+  -- taken after the locks above, and sees the acks they waited for), and
   -- only messages visible in s go to the inbox, here and below. One that commits after s
   -- stays in the log, past the new checkpoint, and is delivered from there (behind its
   -- key's messages in the inbox), as anything sent after the rewind. Producers used to be
@@ -101,4 +106,4 @@ begin
 end $$;
 
 comment on function bucketq.rewind(text, timestamptz) is
-'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic do not wait for it: what commits while it runs is delivered after the replayed messages of its key. Returns how many messages will be delivered again. Other groups are not affected.';
+'Replay a group from a point in time within retention: every message sent at or after to_time is delivered to the group again, in per-key order, as if it had never been processed (its delivery records from then on are removed, dead letters from then on marked replayed). In-flight leases of the group become void (epochs bump). Producers of the topic do not wait for it: what commits while it runs is delivered after the replayed messages of its key. Returns how many messages will be delivered again. Other groups are not affected. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited for them, and deliver their messages again).';

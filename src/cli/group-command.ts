@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
 import { z } from 'zod';
+import { inReadCommitted } from '../db/read-committed.js';
 import { readSnapshot } from '../db/read-snapshot.js';
 import { TIME_HELP, assertGroupExists, checkIntervals, intFlag, parseTime, requiredFlag, validate, withCliClient } from './args.js';
 import { databaseUrl, plural, runs } from './command.js';
@@ -227,7 +228,10 @@ export function registerGroup(program: Command): void {
       runs(async (name: string, flags: { force?: boolean }, cmd: Command) =>
         withCliClient(databaseUrl(cmd), async (bq) => {
           await assertGroupExists(bq, 'group delete', name);
-          const { rows } = await bq.pool.query<{ n: string }>('select bucketq.delete_group(group_name => $1::text, force => $2::boolean)::text as n', [name, flags.force ?? false]);
+          // (READ COMMITTED whatever the database's default: delete_group refuses any other level)
+          const { rows } = await inReadCommitted(bq.pool, (c) =>
+            c.query<{ n: string }>('select bucketq.delete_group(group_name => $1::text, force => $2::boolean)::text as n', [name, flags.force ?? false]),
+          );
           console.log(`deleted group ${printable(name)} (${plural(rows[0]!.n, 'message')} were still pending for it)`);
           return 0;
         }),

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { query } from '../db/query.js';
+import { rewind, skipToLatest } from '../queries/admin.js';
 import { TIME_HELP, assertGroupExists, parseTime, requiredFlag, validate, withCliClient } from './args.js';
 import { UsageError } from './cli-error.js';
 import { databaseUrl, plural, runs } from './command.js';
@@ -85,9 +86,7 @@ examples:
             }
             return 0;
           }
-          const n = o.to
-            ? (await query<{ n: number }>(bq.pool, 'select bucketq.rewind(group_name => $1::text, to_time => $2::timestamptz) as n', [o.group, o.to]))[0]!.n
-            : Number((await query<{ n: string }>(bq.pool, 'select bucketq.skip_to_latest(group_name => $1::text)::text as n', [o.group]))[0]!.n);
+          const n = o.to ? await rewind(bq.pool, o.group, o.to) : await skipToLatest(bq.pool, o.group);
           if (o.json) console.log(printableJson(JSON.stringify({ group: o.group, to: o.to ?? 'latest', execute: true, total: n, buckets: plan }, null, 2)));
           else if (o.to) console.log(`rewound group ${printable(o.group)} to ${o.to.toISOString()}: ${plural(n, 'message')} will be delivered again`);
           else console.log(`skipped group ${printable(o.group)} to the latest message: ${plural(n, 'message')} recorded as done without handling`);

@@ -1,14 +1,34 @@
-// Operator functions: bucketq.replay_dead and bucketq.maintain.
+// Operator functions: bucketq.replay_dead, rewind, skip_to_latest and maintain.
 import { query } from '../db/query.js';
+import { inReadCommitted } from '../db/read-committed.js';
 import type { Queryable } from '../db/with-client.js';
 
 /** Puts dead-lettered messages of a group back in line (all of them when msgIds is omitted); returns how many. */
 export async function replayDead(db: Queryable, group: string, msgIds: readonly string[] | undefined): Promise<number> {
-  const rows = await query<{ replayed: number }>(db, 'select bucketq.replay_dead(group_name => $1::text, msg_ids => $2::bigint[]) as replayed', [
-    group,
-    msgIds ?? null,
-  ]);
-  return rows[0]?.replayed ?? 0;
+  // READ COMMITTED, whatever the database's default: replay_dead refuses any other level.
+  return inReadCommitted(db, async (c) => {
+    const rows = await query<{ replayed: number }>(c, 'select bucketq.replay_dead(group_name => $1::text, msg_ids => $2::bigint[]) as replayed', [
+      group,
+      msgIds ?? null,
+    ]);
+    return rows[0]?.replayed ?? 0;
+  });
+}
+
+/** bucketq.rewind (READ COMMITTED, whatever the database's default); returns how many messages will be delivered again. */
+export async function rewind(db: Queryable, group: string, to: Date): Promise<number> {
+  return inReadCommitted(db, async (c) => {
+    const rows = await query<{ n: number }>(c, 'select bucketq.rewind(group_name => $1::text, to_time => $2::timestamptz) as n', [group, to]);
+    return rows[0]!.n;
+  });
+}
+
+/** bucketq.skip_to_latest (READ COMMITTED, whatever the database's default); returns how many messages were skipped. */
+export async function skipToLatest(db: Queryable, group: string): Promise<number> {
+  return inReadCommitted(db, async (c) => {
+    const rows = await query<{ n: string }>(c, 'select bucketq.skip_to_latest(group_name => $1::text)::text as n', [group]);
+    return Number(rows[0]!.n);
+  });
 }
 
 export interface MaintenanceAction {

@@ -1,5 +1,6 @@
 // The lobby: bucketq.join / heartbeat / leave, and the group settings a worker needs.
 import { PREPARE, query } from '../db/query.js';
+import { inReadCommitted } from '../db/read-committed.js';
 import type { Queryable } from '../db/with-client.js';
 import { UnknownGroupError } from '../errors.js';
 
@@ -16,34 +17,44 @@ interface OwnedRow {
 
 const toOwned = (rows: OwnedRow[]): OwnedBucket[] => rows.map((r) => ({ bucket: r.bucket, epoch: r.epoch }));
 
+// join, heartbeat and leave run only in READ COMMITTED (BQ005 in any other level): on a
+// pool they get a transaction of their own at that level, whatever the database's
+// default; a caller's client runs them in its own transaction.
+
 export async function join(db: Queryable, group: string, consumerId: string, meta?: unknown): Promise<OwnedBucket[]> {
-  return toOwned(
-    await query<OwnedRow>(
-      db,
-      'select bucket, epoch from bucketq.join(group_name => $1::text, consumer_id => $2::text, meta => $3::jsonb)',
-      [group, consumerId, meta === undefined ? null : JSON.stringify(meta)],
+  return inReadCommitted(db, async (c) =>
+    toOwned(
+      await query<OwnedRow>(
+        c,
+        'select bucket, epoch from bucketq.join(group_name => $1::text, consumer_id => $2::text, meta => $3::jsonb)',
+        [group, consumerId, meta === undefined ? null : JSON.stringify(meta)],
+      ),
     ),
   );
 }
 
 export async function heartbeat(db: Queryable, group: string, consumerId: string): Promise<OwnedBucket[]> {
-  return toOwned(
-    await query<OwnedRow>(
-      db,
-      'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)',
-      [group, consumerId],
-      PREPARE,
+  return inReadCommitted(db, async (c) =>
+    toOwned(
+      await query<OwnedRow>(
+        c,
+        'select bucket, epoch from bucketq.heartbeat(group_name => $1::text, consumer_id => $2::text)',
+        [group, consumerId],
+        PREPARE,
+      ),
     ),
   );
 }
 
 export async function leave(db: Queryable, group: string, consumerId: string): Promise<number> {
-  const rows = await query<{ released: number }>(
-    db,
-    'select bucketq.leave(group_name => $1::text, consumer_id => $2::text) as released',
-    [group, consumerId],
-  );
-  return rows[0]?.released ?? 0;
+  return inReadCommitted(db, async (c) => {
+    const rows = await query<{ released: number }>(
+      c,
+      'select bucketq.leave(group_name => $1::text, consumer_id => $2::text) as released',
+      [group, consumerId],
+    );
+    return rows[0]?.released ?? 0;
+  });
 }
 
 export interface GroupSettings {

@@ -5,9 +5,10 @@
 // views and functions (see sql/000007_views.sql, 000008_ops.sql and 000020_ui.sql).
 // Counts are numbers; ids, key_seqs and epochs stay strings (int8); ages are seconds.
 import type pg from 'pg';
-import { withClient, type Queryable } from '../db/with-client.js';
+import type { Queryable } from '../db/with-client.js';
 import type { DeadLetterRow, LagCounts, VacuumHolder } from '../queries/status.js';
 import { readSnapshot } from '../db/read-snapshot.js';
+import { inReadCommitted } from '../db/read-committed.js';
 import { topicIdOf } from '../db/topic-filter.js';
 
 type Q = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
@@ -320,7 +321,8 @@ export async function countReplayable(db: Queryable, group: string, ids: readonl
 
 /** bucketq.replay_dead, as `bucketq dlq replay` calls it; returns how many were replayed. */
 export async function replayDead(db: Queryable, group: string, ids: readonly string[] | undefined): Promise<number> {
-  return withClient(db, async (c) => {
+  // READ COMMITTED whatever the database's default (replay_dead refuses any other level).
+  return inReadCommitted(db, async (c) => {
     const { rows } = await c.query<{ n: number }>('select bucketq.replay_dead(group_name => $1::text, msg_ids => $2::bigint[]) as n', [
       group,
       ids ?? null,
@@ -358,7 +360,9 @@ export async function previewRewind(db: Queryable, group: string, to: Date): Pro
 
 /** bucketq.rewind, as `bucketq rewind` calls it; returns how many messages will be delivered again. */
 export async function rewind(db: Queryable, group: string, to: Date): Promise<number> {
-  return withClient(db, async (c) => {
+  // READ COMMITTED whatever the database's default (rewind refuses any other level).
+  // Unmapped errors: the page shows Postgres' SQLSTATE, detail and hint.
+  return inReadCommitted(db, async (c) => {
     const { rows } = await c.query<{ n: number }>('select bucketq.rewind(group_name => $1::text, to_time => $2::timestamptz) as n', [group, to]);
     return rows[0]?.n ?? 0;
   });
