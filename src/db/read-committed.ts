@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withClient, isPool, type Queryable } from './with-client.js';
+import { inTransaction, isPool, withClient, type Queryable } from './with-client.js';
 
 /**
  * Runs fn in one READ COMMITTED transaction on a connection of the pool, whatever the
@@ -9,15 +9,5 @@ import { withClient, isPool, type Queryable } from './with-client.js';
  */
 export async function inReadCommitted<T>(db: Queryable, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
   if (!isPool(db)) return fn(db);
-  return withClient(db, async (c) => {
-    await c.query('begin isolation level read committed');
-    try {
-      const result = await fn(c);
-      await c.query('commit');
-      return result;
-    } catch (err) {
-      await c.query('rollback').catch(() => {});
-      throw err;
-    }
-  });
+  return withClient(db, (c) => inTransaction(c, 'begin isolation level read committed', () => fn(c)));
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withClient, type Queryable } from './with-client.js';
+import { inTransaction, withClient, type Queryable } from './with-client.js';
 
 /**
  * Runs fn in one read-only REPEATABLE READ transaction on one connection, so that every
@@ -10,16 +10,10 @@ import { withClient, type Queryable } from './with-client.js';
  * 7 ms). SET LOCAL, so that a pooler's shared session keeps its own setting.
  */
 export async function readSnapshot<T>(db: Queryable, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-  return withClient(db, async (c) => {
-    await c.query('begin isolation level repeatable read read only');
-    try {
+  return withClient(db, (c) =>
+    inTransaction(c, 'begin isolation level repeatable read read only', async () => {
       await c.query('set local jit = off');
-      const result = await fn(c);
-      await c.query('commit');
-      return result;
-    } catch (err) {
-      await c.query('rollback').catch(() => {});
-      throw err;
-    }
-  });
+      return fn(c);
+    }),
+  );
 }

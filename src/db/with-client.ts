@@ -33,3 +33,16 @@ export async function withClient<T>(db: Queryable, fn: (client: pg.ClientBase) =
     throw err;
   }
 }
+
+/** Runs fn on client between beginSql and COMMIT; ROLLBACK (its own failure ignored) and rethrow if fn fails. */
+export async function inTransaction<T>(client: pg.ClientBase, beginSql: string, fn: () => Promise<T>): Promise<T> {
+  await client.query(beginSql);
+  try {
+    const result = await fn();
+    await client.query('commit');
+    return result;
+  } catch (err) {
+    await client.query('rollback').catch(() => {});
+    throw err;
+  }
+}
