@@ -34,8 +34,11 @@ describe('bench harness (tiny)', () => {
           continue;
         }
         expect(primary, `${w.id} / ${subject}: ${w.primary}`).toBeTypeOf('number');
-        // Churn may reach zero (the point of issue 14); every other primary is a rate or a time.
-        if (w.id === 'churn') expect(primary, `${w.id} / ${subject}: ${w.primary}`).toBeGreaterThanOrEqual(0);
+        // Churn may reach zero (the point of issue 14). So may graphile-worker's failover time
+        // when the killed worker held no job: the survivors never stopped, and their first
+        // effect after the kill can land within the 0.1 ms the figure is rounded to.
+        // Every other primary is a rate or a time.
+        if (w.id === 'churn' || (w.id === 'failover' && subject === 'graphile-worker')) expect(primary, `${w.id} / ${subject}: ${w.primary}`).toBeGreaterThanOrEqual(0);
         else expect(primary, `${w.id} / ${subject}: ${w.primary}`).toBeGreaterThan(0);
         for (const [k, v] of Object.entries(m)) {
           if (v !== null) expect(Number.isFinite(v), `${w.id} / ${subject}: ${k} = ${v}`).toBe(true);
