@@ -2,6 +2,7 @@
 import pg from 'pg';
 import type { z } from 'zod';
 import { preparedStatementsOffByEnv, withoutPreparedStatements } from './db/prepared.js';
+import { readCommittedOnPool } from './db/read-committed.js';
 import { migrate } from './migrate.js';
 import {
   type AckItem,
@@ -162,7 +163,8 @@ export class BucketQ {
   async claim(group: string, consumerId: string, options: ClaimOptions = {}): Promise<consume.LeasedMessage[]> {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const consumer = parseOrThrow(consumerIdSchema, consumerId, 'consumerId');
-    return consume.claim(this.pool, groupName, consumer, parseOrThrow(claimOptionsSchema, options, 'claim options'));
+    const opts = parseOrThrow(claimOptionsSchema, options, 'claim options');
+    return readCommittedOnPool(this.pool, (db) => consume.claim(db, groupName, consumer, opts));
   }
 
   /** Acknowledges leased messages (pass `client` to ack inside your own transaction). */
@@ -170,7 +172,7 @@ export class BucketQ {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const parsed = parseOrThrow(ackItemsSchema, items, 'ack items');
     const { client, ...o } = parseOrThrow(ackOptionsSchema, options, 'ack options');
-    return consume.ack(this.own(client) ?? this.pool, groupName, parsed, o);
+    return readCommittedOnPool(this.own(client) ?? this.pool, (db) => consume.ack(db, groupName, parsed, o));
   }
 
   /** Fails leased messages: retried after a backoff, or dead-lettered when attempts run out. */
@@ -178,7 +180,7 @@ export class BucketQ {
     const groupName = parseOrThrow(groupNameSchema, group, 'group name');
     const parsed = parseOrThrow(nackItemsSchema, items, 'nack items');
     const { client, ...o } = parseOrThrow(nackOptionsSchema, options, 'nack options');
-    return consume.nack(this.own(client) ?? this.pool, groupName, parsed, o);
+    return readCommittedOnPool(this.own(client) ?? this.pool, (db) => consume.nack(db, groupName, parsed, o));
   }
 
   /** Puts a group's dead-lettered messages (all, or the given ids) back in line; returns how many. */

@@ -8,6 +8,7 @@ import {
   ConfigError,
   ConflictError,
   FencedError,
+  InvalidArgumentError,
   InvalidNameError,
   PayloadValidationError,
   StaleLeaseError,
@@ -153,6 +154,47 @@ describe('send and consume', () => {
     expect(r!.retryAt).toBeInstanceOf(Date);
     const [again] = await bq.claim(group, 'c1');
     expect(again).toMatchObject({ msgId: m!.msgId, attempt: 2 });
+  });
+
+  it("on a pool whose connections default to REPEATABLE READ, claim, ack and nack run in READ COMMITTED (the functions refuse any other level); a caller's client in REPEATABLE READ gets the refusal", async () => {
+    const { topic, group } = await topicWithGroup();
+    for (const key of ['a', 'b', 'c']) await bq.send(topic, { key }, { key });
+    const rrPool = new pg.Pool({ connectionString: db.connectionString, options: '-c default_transaction_isolation=repeatable\\ read', max: 2 });
+    const rr = new BucketQ({ pool: rrPool });
+    try {
+      // Called directly on such a connection, claim refuses: what the client works around.
+      expect((await rrPool.query<{ l: string }>("select current_setting('transaction_isolation') as l")).rows[0]!.l).toBe('repeatable read');
+      const direct = await rrPool.query('select * from bucketq.claim($1, $2)', [group, 'c1']).then(() => undefined, (e: { code?: string }) => e);
+      expect(direct?.code).toBe('BQ005');
+
+      const got = await rr.claim(group, 'c1', { max: 3 });
+      expect(got.map((m) => m.key).sort()).toEqual(['a', 'b', 'c']);
+      const [a, b, c] = ['a', 'b', 'c'].map((k) => got.find((m) => m.key === k)!);
+      expect(await rr.ack(group, [a!])).toEqual([{ msgId: a!.msgId, status: 'acked' }]);
+      const [retried] = await rr.nack(group, [{ ...b!, error: 'boom' }], { retryDelay: 0 });
+      expect(retried).toMatchObject({ msgId: b!.msgId, status: 'retry' });
+
+      // A caller's own transaction at REPEATABLE READ: refused, naming the fix, and nothing acked.
+      const own = await rrPool.connect();
+      try {
+        await own.query('begin');
+        const err = await rr.ack(group, [c!], { client: own }).then(() => undefined, (e: Error) => e);
+        expect(err).toBeInstanceOf(InvalidArgumentError);
+        expect(err!.message).toMatch(/ack: runs only in READ COMMITTED transactions, and this one is REPEATABLE READ/);
+        await own.query('rollback');
+      } finally {
+        own.release();
+      }
+      expect(await rr.ack(group, [c!])).toEqual([{ msgId: c!.msgId, status: 'acked' }]);
+      // Only b comes back, once, on its second attempt.
+      const again = await rr.claim(group, 'c1', { max: 3 });
+      expect(again.map((m) => [m.msgId, m.attempt])).toEqual([[b!.msgId, 2]]);
+      expect(await rr.ack(group, again)).toEqual([{ msgId: b!.msgId, status: 'acked' }]);
+      expect(await rr.claim(group, 'c1')).toEqual([]);
+    } finally {
+      await rr.close();
+      await rrPool.end();
+    }
   });
 });
 

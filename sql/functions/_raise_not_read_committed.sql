@@ -37,8 +37,8 @@ begin
             when 'replay' then format('Group %s: a snapshot older than the replay could miss the acks it waited for, and leave the replayed messages waiting behind messages already acked. Nothing was replayed.', g.name)
             else format('Group %s: a snapshot older than the %s could settle a lease that expired or moved since, and record as delivered again messages another consumer has settled. Nothing was changed.', g.name, fn) end,
           hint = case v_kind
-            when 'claim' then 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.'
-            when 'settle' then format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections.', fn)
+            when 'claim' then 'Claim in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections, and the client''s claim() on its pool.'
+            when 'settle' then format('Call %s, and write the handler''s effects, in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker does so on its own connections, and the client''s ack() and nack() on its pool.', fn)
             else format('Call %s in a READ COMMITTED transaction (BEGIN ISOLATION LEVEL READ COMMITTED), or set default_transaction_isolation to read committed for this session; the worker, the CLI, the console and the client''s methods do so.', fn) end;
 end $$;
 

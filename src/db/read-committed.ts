@@ -11,3 +11,34 @@ export async function inReadCommitted<T>(db: Queryable, fn: (client: pg.ClientBa
   if (!isPool(db)) return fn(db);
   return withClient(db, (c) => inTransaction(c, 'begin isolation level read committed', () => fn(c)));
 }
+
+/** Pools found to default to another level: their calls go straight to a READ COMMITTED transaction. */
+const notReadCommitted = new WeakSet<pg.Pool>();
+
+/** The refusal of _raise_not_read_committed (BQ005), as query() maps it. */
+function isNotReadCommittedError(err: unknown): boolean {
+  return (
+    (err as { code?: unknown }).code === 'BQ005' && /runs only in READ COMMITTED transactions/.test(String((err as { message?: unknown }).message))
+  );
+}
+
+/**
+ * For the hot calls a caller makes on a pool (the client's claim, ack and nack): one
+ * autocommit statement, as before, while the pool's connections default to READ
+ * COMMITTED. On a pool whose default is another level the call is refused (BQ005,
+ * before it changes anything: it was its own transaction), then run again in a READ
+ * COMMITTED transaction, and so is every later call on that pool. A caller's own
+ * client runs fn as it is: its transaction, its level, and the refusal if that is not
+ * READ COMMITTED.
+ */
+export async function readCommittedOnPool<T>(db: Queryable, fn: (db: Queryable) => Promise<T>): Promise<T> {
+  if (!isPool(db)) return fn(db);
+  if (notReadCommitted.has(db)) return inReadCommitted(db, fn);
+  try {
+    return await fn(db);
+  } catch (err) {
+    if (!isNotReadCommittedError(err)) throw err;
+    notReadCommitted.add(db);
+    return inReadCommitted(db, fn);
+  }
+}
