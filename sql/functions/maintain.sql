@@ -16,6 +16,7 @@ declare
   v_lock_timeout text := current_setting('lock_timeout');
   v_pending boolean;
   v_floor timestamptz;
+  v_edge record;
 begin
   -- One maintainer at a time; a concurrent caller waits, then finds nothing to do
   -- (or, with wait => false, returns at once: how workers call it periodically).
@@ -78,10 +79,19 @@ begin
     select array_agg(group_id) into v_groups from bucketq.consumer_group where topic_id = t.topic_id;
     v_oldest := coalesce((select min(p.lower_bound) from bucketq.log_partition p where p.topic_id = t.topic_id),
                          v_now - t.retention);
-    delete from bucketq.progress x
-     where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
-       and exists (select 1 from bucketq.progress y
-                    where y.group_id = x.group_id and y.bucket = x.bucket and y.seq > x.seq and y.kind = 1);
+    -- Found by index, so that a run reads about the rows it prunes, never the table
+    -- (a delete by created_at alone read all of it at every run: only 'done' rows have
+    -- an index by time, progress_done). Per bucket, its newest 'done' row from before
+    -- v_oldest (read through progress_done); the rows before it, of every kind, are
+    -- superseded by it: deleted through the primary key. That row itself goes once a
+    -- later one is old too.
+    for v_edge in select d.group_id, d.bucket, max(d.seq) as seq from bucketq.progress d
+                   where d.group_id = any(coalesce(v_groups, '{}')) and d.kind = 1 and d.created_at < v_oldest
+                   group by d.group_id, d.bucket loop
+      delete from bucketq.progress x
+       where x.group_id = v_edge.group_id and x.bucket = v_edge.bucket and x.seq < v_edge.seq
+         and x.created_at < v_oldest;
+    end loop;
     -- (the latest ones stay as checkpoints, without their expired delivery records)
     update bucketq.progress x set msg_ids = '{}'
      where x.group_id = any(coalesce(v_groups, '{}')) and x.created_at < v_oldest
