@@ -16,8 +16,8 @@ export const drain: Workload = {
     return withSystem(subject, ctx, { groups: ['g1'] }, async (sys, db) => {
       const msgs = keyedMessages(messages, ctx.sizes.keys).map((m) => ({ ...m, key: throughputKey(subject, m.key) }));
       await preload(sys, ctx, msgs, sendBatch);
-      const { value: { ms }, waits } = await drainTimed(sys, db, ctx, ['g1'], messages);
-      return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000 }, waits };
+      const { value: { ms, firstMs }, waits } = await drainTimed(sys, db, ctx, ['g1'], messages);
+      return { metrics: { msgsPerSec: (messages / ms) * 1000, seconds: ms / 1000, firstMs }, waits };
     });
   },
 };

@@ -32,9 +32,9 @@ export function fifoWorkload(
       async (sys, db) => {
         await preload(sys, ctx, keyedMessages(n, k), sendBatch(ctx));
         const checker = new OrderChecker();
-        const { value: { ms, handled }, waits } = await drainTimed(sys, db, ctx, ['g1'], n, checker, ctx.sizes.maxDrainMs, fe);
+        const { value: { ms, handled, firstMs }, waits } = await drainTimed(sys, db, ctx, ['g1'], n, checker, ctx.sizes.maxDrainMs, fe);
         return {
-          metrics: { msgsPerSec: (handled / ms) * 1000, seconds: ms / 1000, completedShare: handled / n, violations: checker.violations, outOfOrder: checker.outOfOrder, repeated: checker.repeated, overlapping: checker.overlapping, handled: checker.seen },
+          metrics: { msgsPerSec: (handled / ms) * 1000, seconds: ms / 1000, firstMs, completedShare: handled / n, violations: checker.violations, outOfOrder: checker.outOfOrder, repeated: checker.repeated, overlapping: checker.overlapping, handled: checker.seen },
           waits,
           extra: { keys: k, perKey: n / k, sendBatch: sendBatch(ctx), failFirstAttemptOfEvery: fe || undefined, graphileConfig: config },
         };
