@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { InvalidArgumentError } from '../errors.js';
 import { inTransaction, isPool, withClient, type Queryable } from './with-client.js';
 
 /**
@@ -16,11 +17,8 @@ export async function inReadCommitted<T>(db: Queryable, fn: (client: pg.ClientBa
 const notReadCommitted = new WeakSet<pg.Pool>();
 
 /** The refusal of _raise_not_read_committed (BQ005), as query() maps it. */
-function isNotReadCommittedError(err: unknown): boolean {
-  return (
-    (err as { code?: unknown }).code === 'BQ005' && /runs only in READ COMMITTED transactions/.test(String((err as { message?: unknown }).message))
-  );
-}
+const isNotReadCommittedError = (err: unknown) =>
+  err instanceof InvalidArgumentError && /runs only in READ COMMITTED transactions/.test(err.message);
 
 /**
  * For the hot calls a caller makes on a pool (the client's claim, ack and nack): one

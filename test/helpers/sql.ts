@@ -3,6 +3,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { freshDatabase, type FreshDatabase } from '../support/db.js';
+import { inTransaction } from '../../src/db/with-client.js';
 
 export interface Ctx {
   db: FreshDatabase;
@@ -236,17 +237,7 @@ export async function stateFingerprint(c: Queryable): Promise<Record<string, str
 }
 
 /** Run fn inside BEGIN ... COMMIT (ROLLBACK on error, rethrown). */
-export async function inTx<T>(c: pg.Client, fn: () => Promise<T>): Promise<T> {
-  await c.query('begin');
-  try {
-    const r = await fn();
-    await c.query('commit');
-    return r;
-  } catch (err) {
-    await c.query('rollback').catch(() => {});
-    throw err;
-  }
-}
+export const inTx = <T>(c: pg.Client, fn: () => Promise<T>): Promise<T> => inTransaction(c, 'begin', fn);
 
 export const tick = () => new Promise<void>((r) => setTimeout(r, 1));
 
