@@ -34,6 +34,14 @@ create table bucketq.consumer (
 alter table bucketq.consumer add constraint consumer_group_id_fkey FOREIGN KEY (group_id) REFERENCES bucketq.consumer_group(group_id) ON DELETE CASCADE;
 alter table bucketq.consumer add constraint consumer_pkey PRIMARY KEY (group_id, consumer_id);
 
+create table bucketq.consumer_beat (
+  part smallint not null,
+  group_id integer not null,
+  consumer_id text not null,
+  beat_at timestamp with time zone not null
+) partition by LIST (part);
+comment on table bucketq.consumer_beat is 'Heartbeats, appended (bucketq.heartbeat): one row per beat in the part of its five minutes (consumer_beat_0 or _1, bucketq._beat_part(beat_at)). A consumer''s heartbeat is the newest of its bucketq.consumer.heartbeat_at and its newest row here (view bucketq._consumer_now). maintain() copies the newest beat of consumers that went quiet to their row and TRUNCATEs the part of the five minutes before; no row is updated or deleted one by one. No foreign key: rows of a consumer that left or a deleted group go with their part.';
+
 create table bucketq.consumer_group (
   group_id integer generated always as identity not null,
   name text not null,
@@ -257,6 +265,7 @@ alter table bucketq.topic_key add constraint topic_key_key_id_key UNIQUE (key_id
 comment on table bucketq.topic_key is 'One row per (topic, key), written once when the key is first sent: key_id. Never updated: each sender inserts or locks its keys'' rows in key order (INSERT ... ON CONFLICT DO UPDATE ... WHERE false, a FOR UPDATE row lock that makes no row version) until it commits, which orders key_seq by commit; the counter is bucketq.key_counter.';
 
 CREATE INDEX bucket_owner_owner ON bucketq.bucket_owner USING btree (group_id, owner);
+CREATE INDEX consumer_beat_latest ON ONLY bucketq.consumer_beat USING btree (group_id, consumer_id, beat_at);
 CREATE INDEX consumer_group_topic ON bucketq.consumer_group USING btree (topic_id);
 CREATE INDEX delivery_acked_at ON ONLY bucketq.delivery USING brin (acked_at);
 CREATE INDEX idempotency_prune ON bucketq.idempotency USING btree (sent_at, topic_id);
@@ -505,6 +514,15 @@ begin
   return v_twice;
 end $function$;
 comment on function bucketq._acked_before(bucketq.consumer_group,bigint[],boolean) is 'For ack: the ids of p_ids that group g has acked before, in a batch''s done row (progress kind 1) or, with p_records, a delivery record; NULL if none. A duplicate-delivery guard: ack raises BQ006 for them.';
+
+CREATE OR REPLACE FUNCTION bucketq._beat_part(p_at timestamp with time zone)
+ RETURNS smallint
+ LANGUAGE sql
+ STABLE
+AS $function$
+  select (floor(extract(epoch from p_at) / 300)::bigint % 2)::smallint
+$function$;
+comment on function bucketq._beat_part(timestamp with time zone) is 'The part of bucketq.consumer_beat (0 or 1) that heartbeats at p_at go to: which five-minute period since the epoch, even or odd.';
 
 CREATE OR REPLACE FUNCTION bucketq._bucket_of(p_key text, p_id bigint, p_buckets integer)
  RETURNS integer
@@ -883,10 +901,10 @@ begin
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
-  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
+  -- (A bucket's ownership is live while its owner's heartbeat is: _consumer_now.)
   if not v_locked then
     select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
-      from bucketq.consumer c
+      from bucketq._consumer_now c
       join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
      where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
        and c.heartbeat_at > v_now - g.session_timeout
@@ -897,7 +915,7 @@ begin
     perform bucketq._check_buckets('claim', g, buckets);
   end if;
   if v_owned is null then
-    if not exists (select 1 from bucketq.consumer c
+    if not exists (select 1 from bucketq._consumer_now c
                     where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
                       and c.heartbeat_at > v_now - g.session_timeout) then
       raise exception 'claim: consumer % is not a live member of group %', _claim.consumer_id, g.name
@@ -1250,9 +1268,9 @@ begin
   end if;
 
   v_now := bucketq._now();
-  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
+  -- (A bucket's ownership is live while its owner's heartbeat is: _consumer_now.)
   select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
-    from bucketq.consumer c
+    from bucketq._consumer_now c
     join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
    where c.group_id = g.group_id and c.consumer_id = _claim_locked.consumer_id
      and c.heartbeat_at > v_now - g.session_timeout
@@ -1262,7 +1280,7 @@ begin
     perform bucketq._check_buckets('claim_locked', g, buckets);
   end if;
   if v_owned is null then
-    if not exists (select 1 from bucketq.consumer c
+    if not exists (select 1 from bucketq._consumer_now c
                     where c.group_id = g.group_id and c.consumer_id = _claim_locked.consumer_id
                       and c.heartbeat_at > v_now - g.session_timeout) then
       raise exception 'claim_locked: consumer % is not a live member of group %', _claim_locked.consumer_id, g.name
@@ -1431,7 +1449,7 @@ CREATE OR REPLACE FUNCTION bucketq._consumer_joined_by_caller(p_group_id integer
  LANGUAGE sql
  STABLE
 AS $function$
-  select c.* from bucketq.consumer c
+  select c.* from bucketq._consumer_now c
    where c.group_id = p_group_id and c.consumer_id = p_consumer
      and c.joined_by = bucketq._caller()
 $function$;
@@ -2618,7 +2636,7 @@ begin
     -- settling: handed back on purpose (a stop that ran out of time), not a crash (a
     -- crash aborts, and record_attempt's note counts it).
     if c.lease_token is not null and (c.leased_until <= p_now
-       or exists (select 1 from bucketq.consumer x
+       or exists (select 1 from bucketq._consumer_now x
                    where x.group_id = c.group_id and x.consumer_id = c.consumer_id
                      and x.joined_at <= c.created_at and x.heartbeat_at <= p_now - g.session_timeout)) then
       -- Expired, or its consumer died: the attempt counts; as expired leases, which the
@@ -3922,6 +3940,53 @@ begin
 end $function$;
 comment on function bucketq._role(text) is 'The role holding a kind of bucketq rights in this database: bucketq_<kind>_<database> when it exists, else the cluster-wide bucketq_<kind>.';
 
+CREATE OR REPLACE FUNCTION bucketq._rotate_consumer_beats(p_now timestamp with time zone)
+ RETURNS TABLE(topic text, action text, detail text)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  v_retired text := 'consumer_beat_' || (1 - bucketq._beat_part(p_now));
+  v_kept text := 'consumer_beat_' || bucketq._beat_part(p_now);
+  v_rows boolean;
+  v_copied bigint;
+  v_saved text := current_setting('lock_timeout');
+begin
+  -- The first half of the period: beats of live consumers may still be only there.
+  if extract(epoch from p_now)::numeric % 300 < 150 then
+    return;
+  end if;
+  -- By name: once a minute at most, so dynamic SQL costs nothing that matters.
+  execute format('select exists (select 1 from bucketq.%I)', v_retired) into v_rows;
+  if not v_rows then
+    return;
+  end if;
+  begin
+    perform set_config('lock_timeout', '500ms', true);
+    execute format('lock table bucketq.%I in access exclusive mode', v_retired);
+    execute format($f$
+      update bucketq.consumer c set heartbeat_at = r.beat_at
+        from (select b.group_id, b.consumer_id, max(b.beat_at) as beat_at from bucketq.%I b group by 1, 2) r
+       where c.group_id = r.group_id and c.consumer_id = r.consumer_id and c.heartbeat_at < r.beat_at
+         and not exists (select 1 from bucketq.%I k
+                          where k.group_id = c.group_id and k.consumer_id = c.consumer_id and k.beat_at >= r.beat_at)$f$,
+      v_retired, v_kept);
+    get diagnostics v_copied = row_count;
+    execute format('truncate bucketq.%I', v_retired);
+    perform set_config('lock_timeout', v_saved, true);
+    topic := null;
+    action := 'rotated_consumer_beats';
+    detail := format('bucketq.%s emptied; the newest beat of %s quiet consumer(s) kept on their rows', v_retired, v_copied);
+  exception when lock_not_available then
+    topic := null;
+    action := 'kept_consumer_beats';
+    detail := format('readers of bucketq.%s in flight (lock timeout); retried on the next run', v_retired);
+  end;
+  return next;
+end $function$;
+comment on function bucketq._rotate_consumer_beats(timestamp with time zone) is 'For maintain(), holding its lock: in the second half of a five-minute period, empties the part of bucketq.consumer_beat of the period before (TRUNCATE, after copying the newest beat of each consumer with no newer one to its bucketq.consumer row), waiting at most 500 ms for its lock. Returns one row (topic NULL): rotated_consumer_beats, or kept_consumer_beats on a lock timeout; none when there is nothing to do.';
+
 CREATE OR REPLACE FUNCTION bucketq._rotate_key_counters()
  RETURNS TABLE(topic text, action text, detail text)
  LANGUAGE plpgsql
@@ -4601,7 +4666,7 @@ begin
   end if;
   select array_agg(x.msg_id),
          array_agg(x.msg_id) filter (where p_count_attempt and exists (
-           select 1 from bucketq.consumer c
+           select 1 from bucketq._consumer_now c
             where c.group_id = g.group_id and c.consumer_id = x.consumer_id and c.heartbeat_at <= v_dead_after))
     into v_victims, v_counted
     from (select x.msg_id, x.consumer_id
@@ -5043,7 +5108,7 @@ begin
   end if;
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
   select array_agg(c.consumer_id order by c.consumer_id) into v_live
-    from bucketq.consumer c
+    from bucketq._consumer_now c
    where c.group_id = g.group_id and c.heartbeat_at > bucketq._now() - g.session_timeout;
   if v_live is not null and not coalesce(force, false) then
     raise exception 'delete_group: group % has % live consumer(s): %', g.name, cardinality(v_live), array_to_string(v_live[1:5], ', ')
@@ -5199,17 +5264,29 @@ begin
   v_now := bucketq._now();
   v_live_after := v_now - g.session_timeout;
 
-  update bucketq.consumer c set heartbeat_at = v_now
-   where c.group_id = g.group_id and c.consumer_id = heartbeat.consumer_id;
+  -- The beat is a row appended to this period's part of bucketq.consumer_beat, not an
+  -- update of the consumer's row (migration 39: under a pinned horizon each update left
+  -- a version that every claim's and settle's lookup of the row stepped over). The row
+  -- is locked as that update locked it (FOR NO KEY UPDATE sets its xmax in place, no new
+  -- version): a leave or join of this id in flight finishes first, and one that comes
+  -- waits for us.
+  perform 1 from bucketq.consumer c
+   where c.group_id = g.group_id and c.consumer_id = heartbeat.consumer_id
+     for no key update;
   if not found then
     raise exception 'consumer % is not a member of group %', heartbeat.consumer_id, g.name
       using errcode = 'BQ008', hint = 'Call bucketq.join(group_name, consumer_id) first; after leave (or when an operator removed it) join again.';
   end if;
+  if bucketq._beat_part(v_now) = 0 then
+    insert into bucketq.consumer_beat_0 (part, group_id, consumer_id, beat_at) values (0, g.group_id, heartbeat.consumer_id, v_now);
+  else
+    insert into bucketq.consumer_beat_1 (part, group_id, consumer_id, beat_at) values (1, g.group_id, heartbeat.consumer_id, v_now);
+  end if;
 
-  -- That renews our buckets too: an ownership is live while its owner's consumer row
-  -- is (one row updated per heartbeat, not one per bucket: under a pinned xmin horizon
-  -- each update leaves a dead version that every claim's read of the owners stepped
-  -- over). A bucket taken over while we were late is not ours any more.
+  -- That renews our buckets too: an ownership is live while its owner's heartbeat is
+  -- (one beat per heartbeat, not an update per bucket: under a pinned xmin horizon each
+  -- update leaves a dead version that every claim's read of the owners stepped over). A
+  -- bucket taken over while we were late is not ours any more.
   select count(*) into v_mine from bucketq.bucket_owner o
    where o.group_id = g.group_id and o.owner = heartbeat.consumer_id;
 
@@ -5222,7 +5299,7 @@ begin
       from (select c.consumer_id,
                    (select count(*) from bucketq.bucket_owner o
                      where o.group_id = g.group_id and o.owner = c.consumer_id) as cnt
-              from bucketq.consumer c
+              from bucketq._consumer_now c
              where c.group_id = g.group_id and c.heartbeat_at > v_live_after) l
   ) r where r.consumer_id = heartbeat.consumer_id;
   v_target := v_buckets / v_live + case when v_rank < v_buckets % v_live then 1 else 0 end;
@@ -5244,7 +5321,7 @@ begin
        where o.group_id = g.group_id
          and (o.owner is null
               or (o.owner <> ''
-                  and not exists (select 1 from bucketq.consumer c
+                  and not exists (select 1 from bucketq._consumer_now c
                                    where c.group_id = o.group_id and c.consumer_id = o.owner
                                      and c.heartbeat_at > v_live_after)))
        order by (o.owner is not null), o.bucket
@@ -5275,7 +5352,9 @@ begin
    where (c.group_id, c.consumer_id) in (
            select x.group_id, x.consumer_id from bucketq.consumer x
             where x.group_id = g.group_id
-              and x.heartbeat_at < v_now - greatest(g.session_timeout * 10, interval '1 minute')
+              and (select n.heartbeat_at from bucketq._consumer_now n
+                    where n.group_id = x.group_id and n.consumer_id = x.consumer_id)
+                  < v_now - greatest(g.session_timeout * 10, interval '1 minute')
               and not exists (select 1 from bucketq.bucket_owner o where o.group_id = g.group_id and o.owner = x.consumer_id)
               for update skip locked);
 
@@ -5509,9 +5588,11 @@ begin
   -- TRUNCATE it and point every topic at it (holding producers back for the last step
   -- only, at most 500 ms). Never a DELETE per row.
   return query select * from bucketq._rotate_key_counters();
+  -- The heartbeats, likewise: the part of the five minutes before is emptied by TRUNCATE.
+  return query select * from bucketq._rotate_consumer_beats(v_now);
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $function$;
-comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), and rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL). Returns one row per action taken.';
+comment on function bucketq.maintain(boolean) is 'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL) and empties the heartbeats of the five minutes before (bucketq.consumer_beat, TRUNCATE; one row with topic NULL). Returns one row per action taken.';
 
 CREATE OR REPLACE FUNCTION bucketq.metrics()
  RETURNS TABLE(metric text, topic text, group_name text, bucket integer, state text, value double precision)
@@ -6085,6 +6166,20 @@ begin
 end $function$;
 comment on function bucketq.skip_to_latest(text) is 'Skip a group''s backlog (like kafka-consumer-groups --reset-offsets --to-latest): every message it has not finished yet (ready, in flight, in backoff, waiting, not yet due) is recorded as done without being handled (a delivery record with consumer_id NULL), dead letters holding their key are released, and in-flight leases become void. Messages sent afterwards, or committed while it runs, are delivered as usual; producers do not wait for it. Returns how many messages were skipped. Runs only in READ COMMITTED transactions (BQ005 in any other: an older snapshot could miss batches acked while it waited for them, and record their messages as skipped beside their delivery).';
 
+create view bucketq._consumer_now as
+ SELECT group_id,
+    consumer_id,
+    joined_at,
+    GREATEST(heartbeat_at, ( SELECT max(b.beat_at) AS max
+           FROM bucketq.consumer_beat_0 b
+          WHERE ((b.group_id = c.group_id) AND (b.consumer_id = c.consumer_id))), ( SELECT max(b.beat_at) AS max
+           FROM bucketq.consumer_beat_1 b
+          WHERE ((b.group_id = c.group_id) AND (b.consumer_id = c.consumer_id)))) AS heartbeat_at,
+    meta,
+    joined_by
+   FROM bucketq.consumer c;
+comment on view bucketq._consumer_now is 'Internal: bucketq.consumer with heartbeat_at its heartbeat now (the newest of the row''s and its rows in bucketq.consumer_beat). What the lobby, the claims and the views read for liveness.';
+
 create view bucketq.buckets as
  SELECT g.name AS group_name,
     b.bucket,
@@ -6103,7 +6198,7 @@ create view bucketq.buckets as
           WHERE ((i.group_id = b.group_id) AND (i.bucket = b.bucket))) AS exceptions
    FROM (((bucketq.bucket_owner b
      JOIN bucketq.consumer_group g ON ((g.group_id = b.group_id)))
-     LEFT JOIN bucketq.consumer oc ON (((oc.group_id = b.group_id) AND (oc.consumer_id = b.owner))))
+     LEFT JOIN bucketq._consumer_now oc ON (((oc.group_id = b.group_id) AND (oc.consumer_id = b.owner))))
      LEFT JOIN LATERAL ( SELECT p.group_id,
             p.bucket,
             p.seq,
@@ -6152,7 +6247,7 @@ create view bucketq.consumers as
           WHERE ((o.group_id = c.group_id) AND (o.owner = c.consumer_id) AND (p.kind = 2) AND (p.consumer_id = c.consumer_id) AND (p.leased_until > bucketq._now()))), (0)::bigint)) AS leased,
     c.joined_at,
     c.meta
-   FROM (bucketq.consumer c
+   FROM (bucketq._consumer_now c
      JOIN bucketq.consumer_group g ON ((g.group_id = c.group_id)));
 comment on view bucketq.consumers is 'Consumers in each group''s lobby: alive (heartbeat within the group''s session_timeout), heartbeat age, buckets owned, messages leased now, when it joined, and its meta (host, pid, ...).';
 

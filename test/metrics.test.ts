@@ -203,7 +203,7 @@ describe('worker metrics', () => {
       await sleep(2_500); // 2.5 session timeouts
       const { rows } = await db.pool.query<{ alive: boolean }>(
         `select c.heartbeat_at > now() - g.session_timeout as alive
-           from bucketq.consumer c join bucketq.consumer_group g using (group_id)
+           from bucketq._consumer_now c join bucketq.consumer_group g using (group_id)
           where g.name = 's.g' and c.consumer_id = 'slow-lag'`);
       expect(rows[0]).toMatchObject({ alive: true });
       // Never fenced, never rebalanced: the session held throughout.

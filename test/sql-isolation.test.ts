@@ -208,7 +208,7 @@ describe('the lobby and replay_dead outside READ COMMITTED', () => {
       expect((await nack(c, group, await claim(c, group, 'c1', 10))).map((r) => r.status)).toEqual(['dead']);
       const state = async () => ({
         members: await membership(c, group),
-        seen: (await c.query(`select consumer_id, heartbeat_at from bucketq.consumer x join bucketq.consumer_group g using (group_id) where g.name = $1 order by consumer_id`, [group])).rows,
+        seen: (await c.query(`select consumer_id, heartbeat_at from bucketq._consumer_now x join bucketq.consumer_group g using (group_id) where g.name = $1 order by consumer_id`, [group])).rows,
         dead: (await c.query(`select msg_id, replayed_at from bucketq.dead_letter x join bucketq.consumer_group g using (group_id) where g.name = $1`, [group])).rows,
       });
       const before = await state();

@@ -138,20 +138,24 @@ describe('fair share and stickiness', () => {
     expect(none).toEqual([]);
   });
 
-  it('a heartbeat that moves nothing updates one row (its consumer), not one per bucket it owns; its buckets stay live with it', async () => {
+  it('a heartbeat that moves nothing writes one row (a beat appended), updates none, not one per bucket it owns; its buckets stay live with it', async () => {
     const c = await ctx.session();
     const observer = await ctx.session();
     const { group } = await topicAndGroup(c, ctx, { buckets: 16, group: { session_timeout: '10 seconds' } });
     // The session's counts not yet reported (they include the join's): before and after.
     const writes = async () => Object.fromEntries((await c.query(
-      `select relname, (n_tup_upd + n_tup_del + n_tup_ins)::int as n from pg_stat_xact_user_tables
-        where schemaname = 'bucketq' and relname in ('consumer', 'bucket_owner')`)).rows.map((r) => [r.relname, r.n]));
+      `select case when relname like 'consumer_beat%' then 'consumer_beat' else relname end as rel,
+              sum(n_tup_ins)::int as ins, sum(n_tup_upd + n_tup_del)::int as changed from pg_stat_xact_user_tables
+        where schemaname = 'bucketq' and relname in ('consumer', 'bucket_owner', 'consumer_beat_0', 'consumer_beat_1')
+        group by 1`)).rows.map((r) => [r.rel, { ins: r.ins, changed: r.changed }]));
     await c.query('begin');
     const before = await writes();
     await heartbeat(c, group, 'c1');
     const after = await writes();
     await c.query('commit');
-    expect({ bucket_owner: after.bucket_owner - before.bucket_owner, consumer: after.consumer - before.consumer }).toEqual({ bucket_owner: 0, consumer: 1 });
+    const delta = (rel: string) => ({ ins: after[rel]!.ins - before[rel]!.ins, changed: after[rel]!.changed - before[rel]!.changed });
+    expect({ bucket_owner: delta('bucket_owner'), consumer: delta('consumer'), consumer_beat: delta('consumer_beat') })
+      .toEqual({ bucket_owner: { ins: 0, changed: 0 }, consumer: { ins: 0, changed: 0 }, consumer_beat: { ins: 1, changed: 0 } });
     const live = async () => (await observer.query(`select count(*) filter (where owned)::int as owned, count(*) filter (where heartbeat_age is not null)::int as aged from bucketq.buckets where group_name = $1`, [group])).rows[0];
     expect(await live()).toEqual({ owned: 16, aged: 16 });
     // Past the session timeout without a heartbeat, the consumer's buckets are up for grabs

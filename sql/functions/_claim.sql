@@ -95,10 +95,10 @@ begin
   v_until := v_now + coalesce(lease_timeout, g.lease_timeout);
 
   -- Only buckets this consumer owns, under their current epochs.
-  -- (A bucket's ownership is live while its owner's heartbeat is: the consumer row.)
+  -- (A bucket's ownership is live while its owner's heartbeat is: _consumer_now.)
   if not v_locked then
     select array_agg(o.bucket), array_agg(o.epoch), array_agg(o.moved_at) into v_owned, v_epochs, v_moved
-      from bucketq.consumer c
+      from bucketq._consumer_now c
       join bucketq.bucket_owner o on o.group_id = c.group_id and o.owner = c.consumer_id
      where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
        and c.heartbeat_at > v_now - g.session_timeout
@@ -109,7 +109,7 @@ begin
     perform bucketq._check_buckets('claim', g, buckets);
   end if;
   if v_owned is null then
-    if not exists (select 1 from bucketq.consumer c
+    if not exists (select 1 from bucketq._consumer_now c
                     where c.group_id = g.group_id and c.consumer_id = _claim.consumer_id
                       and c.heartbeat_at > v_now - g.session_timeout) then
       raise exception 'claim: consumer % is not a live member of group %', _claim.consumer_id, g.name

@@ -48,7 +48,7 @@ begin
     -- settling: handed back on purpose (a stop that ran out of time), not a crash (a
     -- crash aborts, and record_attempt's note counts it).
     if c.lease_token is not null and (c.leased_until <= p_now
-       or exists (select 1 from bucketq.consumer x
+       or exists (select 1 from bucketq._consumer_now x
                    where x.group_id = c.group_id and x.consumer_id = c.consumer_id
                      and x.joined_at <= c.created_at and x.heartbeat_at <= p_now - g.session_timeout)) then
       -- Expired, or its consumer died: the attempt counts; as expired leases, which the

@@ -14,7 +14,7 @@ begin
   end if;
   select array_agg(x.msg_id),
          array_agg(x.msg_id) filter (where p_count_attempt and exists (
-           select 1 from bucketq.consumer c
+           select 1 from bucketq._consumer_now c
             where c.group_id = g.group_id and c.consumer_id = x.consumer_id and c.heartbeat_at <= v_dead_after))
     into v_victims, v_counted
     from (select x.msg_id, x.consumer_id

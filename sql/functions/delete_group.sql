@@ -18,7 +18,7 @@ begin
   end if;
   perform 1 from bucketq.consumer_group x where x.group_id = g.group_id for update;
   select array_agg(c.consumer_id order by c.consumer_id) into v_live
-    from bucketq.consumer c
+    from bucketq._consumer_now c
    where c.group_id = g.group_id and c.heartbeat_at > bucketq._now() - g.session_timeout;
   if v_live is not null and not coalesce(force, false) then
     raise exception 'delete_group: group % has % live consumer(s): %', g.name, cardinality(v_live), array_to_string(v_live[1:5], ', ')

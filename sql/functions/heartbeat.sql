@@ -26,17 +26,29 @@ begin
   v_now := bucketq._now();
   v_live_after := v_now - g.session_timeout;
 
-  update bucketq.consumer c set heartbeat_at = v_now
-   where c.group_id = g.group_id and c.consumer_id = heartbeat.consumer_id;
+  -- The beat is a row appended to this period's part of bucketq.consumer_beat, not an
+  -- update of the consumer's row (migration 39: under a pinned horizon each update left
+  -- a version that every claim's and settle's lookup of the row stepped over). The row
+  -- is locked as that update locked it (FOR NO KEY UPDATE sets its xmax in place, no new
+  -- version): a leave or join of this id in flight finishes first, and one that comes
+  -- waits for us.
+  perform 1 from bucketq.consumer c
+   where c.group_id = g.group_id and c.consumer_id = heartbeat.consumer_id
+     for no key update;
   if not found then
     raise exception 'consumer % is not a member of group %', heartbeat.consumer_id, g.name
       using errcode = 'BQ008', hint = 'Call bucketq.join(group_name, consumer_id) first; after leave (or when an operator removed it) join again.';
   end if;
+  if bucketq._beat_part(v_now) = 0 then
+    insert into bucketq.consumer_beat_0 (part, group_id, consumer_id, beat_at) values (0, g.group_id, heartbeat.consumer_id, v_now);
+  else
+    insert into bucketq.consumer_beat_1 (part, group_id, consumer_id, beat_at) values (1, g.group_id, heartbeat.consumer_id, v_now);
+  end if;
 
-  -- That renews our buckets too: an ownership is live while its owner's consumer row
-  -- is (one row updated per heartbeat, not one per bucket: under a pinned xmin horizon
-  -- each update leaves a dead version that every claim's read of the owners stepped
-  -- over). A bucket taken over while we were late is not ours any more.
+  -- That renews our buckets too: an ownership is live while its owner's heartbeat is
+  -- (one beat per heartbeat, not an update per bucket: under a pinned xmin horizon each
+  -- update leaves a dead version that every claim's read of the owners stepped over). A
+  -- bucket taken over while we were late is not ours any more.
   select count(*) into v_mine from bucketq.bucket_owner o
    where o.group_id = g.group_id and o.owner = heartbeat.consumer_id;
 
@@ -49,7 +61,7 @@ begin
       from (select c.consumer_id,
                    (select count(*) from bucketq.bucket_owner o
                      where o.group_id = g.group_id and o.owner = c.consumer_id) as cnt
-              from bucketq.consumer c
+              from bucketq._consumer_now c
              where c.group_id = g.group_id and c.heartbeat_at > v_live_after) l
   ) r where r.consumer_id = heartbeat.consumer_id;
   v_target := v_buckets / v_live + case when v_rank < v_buckets % v_live then 1 else 0 end;
@@ -71,7 +83,7 @@ begin
        where o.group_id = g.group_id
          and (o.owner is null
               or (o.owner <> ''
-                  and not exists (select 1 from bucketq.consumer c
+                  and not exists (select 1 from bucketq._consumer_now c
                                    where c.group_id = o.group_id and c.consumer_id = o.owner
                                      and c.heartbeat_at > v_live_after)))
        order by (o.owner is not null), o.bucket
@@ -102,7 +114,9 @@ begin
    where (c.group_id, c.consumer_id) in (
            select x.group_id, x.consumer_id from bucketq.consumer x
             where x.group_id = g.group_id
-              and x.heartbeat_at < v_now - greatest(g.session_timeout * 10, interval '1 minute')
+              and (select n.heartbeat_at from bucketq._consumer_now n
+                    where n.group_id = x.group_id and n.consumer_id = x.consumer_id)
+                  < v_now - greatest(g.session_timeout * 10, interval '1 minute')
               and not exists (select 1 from bucketq.bucket_owner o where o.group_id = g.group_id and o.owner = x.consumer_id)
               for update skip locked);
 

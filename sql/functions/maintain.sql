@@ -141,8 +141,10 @@ begin
   -- TRUNCATE it and point every topic at it (holding producers back for the last step
   -- only, at most 500 ms). Never a DELETE per row.
   return query select * from bucketq._rotate_key_counters();
+  -- The heartbeats, likewise: the part of the five minutes before is emptied by TRUNCATE.
+  return query select * from bucketq._rotate_consumer_beats(v_now);
   perform set_config('lock_timeout', v_lock_timeout, true);
 end $$;
 
 comment on function bucketq.maintain(boolean) is
-'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), and rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL). Returns one row per action taken.';
+'Housekeeping, safe to call concurrently (callers serialise on an advisory lock; wait => false returns at once if another caller is at it; workers call it so every minute): creates log partitions ahead of time, drops partitions whose retention has passed and whose messages every group has acked or dead-lettered (whole partitions, never row DELETEs on the log), prunes expired idempotency keys, raises each topic''s log floor (topic.log_from) past the partitions every group has passed, so that claims no longer read them (waiting up to 500 ms for the topic''s producers in flight), rotates the per-key counters (bucketq.key_counter: folds the part no topic appends to into key_counter_base, TRUNCATEs it and points every topic at it; one row with topic NULL) and empties the heartbeats of the five minutes before (bucketq.consumer_beat, TRUNCATE; one row with topic NULL). Returns one row per action taken.';

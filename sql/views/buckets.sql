@@ -15,7 +15,7 @@ select g.name as group_name,
        (select count(*) from bucketq.inbox i where i.group_id = b.group_id and i.bucket = b.bucket) as exceptions
   from bucketq.bucket_owner b
   join bucketq.consumer_group g on g.group_id = b.group_id
-  left join bucketq.consumer oc on oc.group_id = b.group_id and oc.consumer_id = b.owner
+  left join bucketq._consumer_now oc on oc.group_id = b.group_id and oc.consumer_id = b.owner
   left join lateral (select p.* from bucketq.progress p
                       where p.group_id = b.group_id and p.bucket = b.bucket and p.kind = 1
                       order by p.seq desc limit 1) c on true;

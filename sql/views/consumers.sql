@@ -16,7 +16,7 @@ select g.name as group_name,
                      and p.consumer_id = c.consumer_id and p.leased_until > bucketq._now()), 0) as leased,
        c.joined_at,
        c.meta
-  from bucketq.consumer c
+  from bucketq._consumer_now c
   join bucketq.consumer_group g on g.group_id = c.group_id;
 
 comment on view bucketq.consumers is
