@@ -6,8 +6,9 @@
 -- rotation before, which pointed every topic away from it while holding each topic's
 -- producers back. One run:
 --
---   1. folds the retired part into key_counter_base (each key's highest last_seq),
---      without holding anyone back: nothing writes the retired part;
+--   1. folds the retired part into key_counter_base (each key's highest last_seq), for
+--      the keys with no row in the current part, without holding anyone back: nothing
+--      writes the retired part;
 --   2. holds every topic's producers back (_lock_topic_producers, in topic order), so
 --      that no send is in flight and none starts until we commit;
 --   3. TRUNCATEs the retired part, and points every topic at it (key_rotation + 1).
@@ -61,11 +62,20 @@ begin
       -- By name: once a minute, so dynamic SQL costs nothing that matters.
       execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || v_retired) into v_rows;
       if v_rows then
+        -- Only keys with no row in the part sends append to now: a key sent to since the
+        -- last rotation has newer rows there, which senders read before the base, and
+        -- which the next run folds if it goes quiet. So a key sent to all along never
+        -- writes its base row: under a pinned horizon each write was a version that every
+        -- later fold (and a send of the key once idle) stepped over, one per key a minute.
+        -- (A row appended there while we look, not seen, only makes us fold the key: the
+        -- base then holds an older last_seq than that row, which senders read first.)
         execute format($f$
           insert into bucketq.key_counter_base as b (part, key_id, first_seq, last_seq)
-          select 2, r.key_id, 1, max(r.last_seq) from bucketq.%I r group by r.key_id
+          select 2, r.key_id, 1, r.last_seq
+            from (select x.key_id, max(x.last_seq) as last_seq from bucketq.%I x group by x.key_id) r
+           where not exists (select 1 from bucketq.%I n where n.key_id = r.key_id)
           on conflict (key_id) do update set last_seq = excluded.last_seq where b.last_seq < excluded.last_seq$f$,
-          'key_counter_' || v_retired);
+          'key_counter_' || v_retired, 'key_counter_' || (1 - v_retired));
         get diagnostics v_folded = row_count;
       end if;
       execute format('select exists (select 1 from bucketq.%I)', 'key_counter_' || (1 - v_retired)) into v_current_rows;
@@ -79,7 +89,7 @@ begin
         end if;
         update bucketq.topic x set key_rotation = v_max + 1;
         v_action := 'rotated_key_counters';
-        v_detail := case when v_rows then format('%s keys of bucketq.key_counter_%s folded into key_counter_base, the part emptied; sends append to it now', v_folded, v_retired)
+        v_detail := case when v_rows then format('%s keys of bucketq.key_counter_%s folded into key_counter_base (keys sent to since keep newer rows in key_counter_%s), the part emptied; sends append to it now', v_folded, v_retired, 1 - v_retired)
                          else format('sends append to bucketq.key_counter_%s now', v_retired) end;
       end if;
     end if;
@@ -95,4 +105,4 @@ begin
 end $$;
 
 comment on function bucketq._rotate_key_counters() is
-'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base, then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
+'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base (the keys with no row in the current part), then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
