@@ -21,6 +21,14 @@ async function offsetTo(c: pg.Client, periods: number, phase: number): Promise<n
   return (Math.floor(now / 300) + periods) * 300 + phase - now;
 }
 
+/** A topic of `buckets` and a group with a 10-minute session timeout, which `consumers` join with c's clock at `phase` seconds into the period `periods` ahead. */
+async function joinedAt(c: pg.Client, buckets: number, periods: number, phase: number, consumers: string[]): Promise<{ topic: string; group: string }> {
+  const { topic, group } = await topicAndGroup(c, ctx, { buckets, group: { session_timeout: '10 minutes' }, consumer: null });
+  await setClock(c, `${await offsetTo(c, periods, phase)} seconds`);
+  for (const id of consumers) await c.query(`select * from bucketq.join($1, $2)`, [group, id]);
+  return { topic, group };
+}
+
 async function beatRotations(c: pg.Client): Promise<{ action: string; detail: string }[]> {
   const { rows } = await c.query(`select action, detail from bucketq.maintain() where action like '%consumer_beats'`);
   return rows;
@@ -95,11 +103,8 @@ describe('heartbeats under a pinned xmin horizon', () => {
 describe('maintain() empties the heartbeats of the five minutes before', () => {
   it('in the second half of a period only: a consumer that beat since keeps its row as it was, a quiet one gets its newest beat copied to its row, and both stay alive', async () => {
     const c = await ctx.session();
-    const { topic, group } = await topicAndGroup(c, ctx, { buckets: 4, group: { session_timeout: '10 minutes' }, consumer: null });
     // Period P (10 s in): both join and beat.
-    await setClock(c, `${await offsetTo(c, 1, 10)} seconds`);
-    await c.query(`select * from bucketq.join($1, 'quiet')`, [group]);
-    await c.query(`select * from bucketq.join($1, 'busy')`, [group]);
+    const { topic, group } = await joinedAt(c, 4, 1, 10, ['quiet', 'busy']);
     await heartbeat(c, group, 'quiet');
     await heartbeat(c, group, 'busy');
     const quietBeat = (await beats(c, group, 'quiet')).now;
@@ -142,9 +147,7 @@ describe('maintain() empties the heartbeats of the five minutes before', () => {
   it('waits at most 500 ms for a reader of the part; then changes nothing and says so, and the next run empties it', async () => {
     const c = await ctx.session();
     const reader = await ctx.session();
-    const { group } = await topicAndGroup(c, ctx, { buckets: 2, group: { session_timeout: '10 minutes' }, consumer: null });
-    await setClock(c, `${await offsetTo(c, 5, 10)} seconds`);
-    await c.query(`select * from bucketq.join($1, 'c1')`, [group]);
+    const { group } = await joinedAt(c, 2, 5, 10, ['c1']);
     await setClock(c, `${await offsetTo(c, 6, 200)} seconds`);
 
     // A transaction that read the consumers (a claim's, a view's) holds both parts.
@@ -166,9 +169,7 @@ describe('maintain() empties the heartbeats of the five minutes before', () => {
   it('a heartbeat that comes while maintain() holds the part waits, and lands after the copy: its beat is the newest', async () => {
     const c = await ctx.session();
     const m = await ctx.session();
-    const { group } = await topicAndGroup(c, ctx, { buckets: 2, group: { session_timeout: '10 minutes' }, consumer: null });
-    await setClock(c, `${await offsetTo(c, 8, 10)} seconds`);
-    await c.query(`select * from bucketq.join($1, 'c1')`, [group]);
+    const { group } = await joinedAt(c, 2, 8, 10, ['c1']);
     // maintain() at period + 1, 200 s in, inside a transaction kept open after it ran.
     await setClock(m, `${await offsetTo(m, 9, 200)} seconds`);
     await m.query('begin');
