@@ -211,6 +211,17 @@ alter table bucketq.progress alter column early_ids set storage external;
 alter table bucketq.progress alter column msg_ids set storage external;
 comment on table bucketq.progress is 'Append-only log of each (group, bucket)''s progress through the message log; the row with the highest seq is the current state. kind 1 (done): every message of the window (lo, hi] (visible in snapshot hi, not in lo) up to ord pos_ord (message pos_id) is finished or in the inbox; lo_floor, hi_floor: message_ord_seq before each snapshot was taken, hi_ceil after (a message visible in hi has ord <= hi_ceil); early_ids: the window''s messages with ord <= lo_floor (from transactions in progress at lo, found once when the window opened, by _log_open); msg_ids are the messages acked by this row (the delivery record: consumer_id, epoch, created_at). kind 2 (hand): msg_ids were handed out up to that position, under lease_token until leased_until (claim) or in transaction xact (claim_locked). kind 3 (attempt): record_attempt''s note that transaction xact is handling msg_ids, so that a crash counts. maintain() prunes rows older than the topic''s retention, keeping the latest per bucket.';
 
+create table bucketq.rotation (
+  name text not null,
+  rotated_at timestamp with time zone not null,
+  kept_runs integer default 0 not null,
+  kept_since timestamp with time zone,
+  last_detail text default ''::text not null
+);
+alter table bucketq.rotation add constraint rotation_name_check CHECK ((name = ANY (ARRAY['key_counter'::text, 'consumer_beat'::text])));
+alter table bucketq.rotation add constraint rotation_pkey PRIMARY KEY (name);
+comment on table bucketq.rotation is 'The last outcome of each TRUNCATE rotation maintain() runs: key_counter (bucketq.key_counter''s parts) and consumer_beat (bucketq.consumer_beat''s). rotated_at: when the part was last emptied (or the upgrade that added this table); kept_runs and kept_since: runs in a row that gave up on the part''s lock since then, and when the first of them ran; last_detail: the last run''s detail text. Read through the view bucketq.rotations.';
+
 create table bucketq.schedule (
   name text not null,
   topic_id integer not null,
@@ -3887,6 +3898,21 @@ begin
 end $function$;
 comment on function bucketq._record_attempt(bucketq.consumer_group,text,xid8,bigint[]) is 'Internal: the body of bucketq.record_attempt (see there), for its topic dispatch; a copy of it per topic is in schema bucketq_t<topic_id>.';
 
+CREATE OR REPLACE FUNCTION bucketq._record_rotation(p_name text, p_rotated boolean, p_detail text, p_now timestamp with time zone)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'bucketq', 'pg_temp'
+AS $function$
+  insert into bucketq.rotation as r (name, rotated_at, kept_runs, kept_since, last_detail)
+  values (p_name, p_now, case when p_rotated then 0 else 1 end, case when p_rotated then null else p_now end, p_detail)
+  on conflict (name) do update
+    set rotated_at  = case when p_rotated then p_now else r.rotated_at end,
+        kept_runs   = case when p_rotated then 0 else r.kept_runs + 1 end,
+        kept_since  = case when p_rotated then null else coalesce(r.kept_since, p_now) end,
+        last_detail = p_detail
+$function$;
+comment on function bucketq._record_rotation(text,boolean,text,timestamp with time zone) is 'For the rotations maintain() runs: records in bucketq.rotation that rotation p_name (key_counter or consumer_beat) emptied its part at p_now (p_rotated), or gave up on its lock (counted in kept_runs since kept_since). p_detail is shown by bucketq.rotations.';
+
 CREATE OR REPLACE FUNCTION bucketq._release(g bucketq.consumer_group, p_buckets integer[])
  RETURNS void
  LANGUAGE plpgsql
@@ -3983,9 +4009,10 @@ begin
     action := 'kept_consumer_beats';
     detail := format('readers of bucketq.%s in flight (lock timeout); retried on the next run', v_retired);
   end;
+  perform bucketq._record_rotation('consumer_beat', action = 'rotated_consumer_beats', detail, p_now);
   return next;
 end $function$;
-comment on function bucketq._rotate_consumer_beats(timestamp with time zone) is 'For maintain(), holding its lock: in the second half of a five-minute period, empties the part of bucketq.consumer_beat of the period before (TRUNCATE, after copying the newest beat of each consumer with no newer one to its bucketq.consumer row), waiting at most 500 ms for its lock. Returns one row (topic NULL): rotated_consumer_beats, or kept_consumer_beats on a lock timeout; none when there is nothing to do.';
+comment on function bucketq._rotate_consumer_beats(timestamp with time zone) is 'For maintain(), holding its lock: in the second half of a five-minute period, empties the part of bucketq.consumer_beat of the period before (TRUNCATE, after copying the newest beat of each consumer with no newer one to its bucketq.consumer row), waiting at most 500 ms for its lock. Records a rotation done or given up in bucketq.rotation (view bucketq.rotations). Returns one row (topic NULL): rotated_consumer_beats, or kept_consumer_beats on a lock timeout; none when there is nothing to do.';
 
 CREATE OR REPLACE FUNCTION bucketq._rotate_key_counters()
  RETURNS TABLE(topic text, action text, detail text)
@@ -4062,12 +4089,15 @@ begin
     v_action := 'kept_key_counters';
     v_detail := 'producers or readers of bucketq.key_counter in flight (lock timeout); retried on the next run';
   end;
+  if v_action in ('rotated_key_counters', 'kept_key_counters') then
+    perform bucketq._record_rotation('key_counter', v_action = 'rotated_key_counters', v_detail, bucketq._now());
+  end if;
   if v_action is not null then
     topic := null; action := v_action; detail := v_detail;
     return next;
   end if;
 end $function$;
-comment on function bucketq._rotate_key_counters() is 'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base (the keys with no row in the current part), then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
+comment on function bucketq._rotate_key_counters() is 'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base (the keys with no row in the current part), then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Records a rotation done or given up in bucketq.rotation (view bucketq.rotations). Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
 
 CREATE OR REPLACE FUNCTION bucketq._schema_owner()
  RETURNS oid
@@ -5617,6 +5647,9 @@ AS $function$
   ),
   paused as (
     select distinct b.group_name from bucketq.buckets b where b.owner = ''
+  ),
+  rotations as (
+    select r.rotation, r.due_since, r.kept_runs, r.bytes from bucketq.rotations r
   )
   -- per group and state: messages not finished yet
   select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
@@ -5656,8 +5689,17 @@ AS $function$
   select 'bucketq_topic_partitions', t.name, null, null, null, t.partitions::float8 from bucketq.topics t
   union all
   select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
+  union all
+  -- per TRUNCATE rotation of maintain() (the state column carries its name)
+  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation,
+         coalesce(extract(epoch from greatest(bucketq._now() - r.due_since, interval '0'))::float8, 0)
+    from rotations r
+  union all
+  select 'bucketq_rotation_kept_runs', null, null, null, r.rotation, coalesce(r.kept_runs, 0)::float8 from rotations r
+  union all
+  select 'bucketq_rotation_bytes', null, null, null, r.rotation, r.bytes::float8 from rotations r
 $function$;
-comment on function bucketq.metrics() is 'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes. Unused labels are NULL; the state column carries the state or alive label.';
+comment on function bucketq.metrics() is 'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes, and per rotation of maintain() (key_counter, consumer_beat; view bucketq.rotations) bucketq_rotation_due_seconds (how long it has been due: rows wait that no one appends to; 0 while nothing is due; alert above 300), bucketq_rotation_kept_runs (runs in a row that gave up on its lock) and bucketq_rotation_bytes. Unused labels are NULL; the state column carries the state, alive or rotation label.';
 
 CREATE OR REPLACE FUNCTION bucketq.nack(group_name text, msg_ids bigint[], lease_tokens bigint[], errors text[] DEFAULT NULL::text[], retry_delay interval DEFAULT NULL::interval, strict boolean DEFAULT true, consumer_id text DEFAULT NULL::text)
  RETURNS TABLE(msg_id bigint, status text, retry_at timestamp with time zone)
@@ -6548,6 +6590,73 @@ create view bucketq.messages as
    FROM (bucketq.message m
      JOIN bucketq.topic t ON ((t.topic_id = m.topic_id)));
 comment on view bucketq.messages is 'The log: every retained message with its topic, key, key_seq, bucket, send time, not_before, idempotency key, payload and headers. Filter by msg_id (indexed). To read one topic, filter by topic_id, e.g. where topic_id = (select topic_id from bucketq.topics where name = ''orders'') and key = ''k1'': only that topic''s log is read. A filter on topic alone reads every topic''s log.';
+
+create view bucketq.rotations as
+ WITH parts AS (
+         SELECT 'key_counter'::text AS rotation,
+            ('key_counter_'::text || (max(x.key_rotation) % 2)) AS appending_to,
+            ('key_counter_'::text || ((max(x.key_rotation) + 1) % 2)) AS retired,
+                CASE ((max(x.key_rotation) + 1) % 2)
+                    WHEN 0 THEN (EXISTS ( SELECT 1
+                       FROM bucketq.key_counter_0))
+                    ELSE (EXISTS ( SELECT 1
+                       FROM bucketq.key_counter_1))
+                END AS retired_rows,
+            NULL::timestamp with time zone AS oldest_beat
+           FROM bucketq.topic x
+        UNION ALL
+         SELECT 'consumer_beat'::text,
+            ('consumer_beat_'::text || n.part),
+            ('consumer_beat_'::text || (1 - n.part)),
+                CASE n.part
+                    WHEN 1 THEN (EXISTS ( SELECT 1
+                       FROM bucketq.consumer_beat_0))
+                    ELSE (EXISTS ( SELECT 1
+                       FROM bucketq.consumer_beat_1))
+                END AS "exists",
+            ( SELECT min(b.beat_at) AS min
+                   FROM bucketq.consumer_beat b) AS min
+           FROM ( SELECT ((floor((EXTRACT(epoch FROM bucketq._now()) / (300)::numeric)))::bigint % (2)::bigint) AS part) n
+        ), due AS (
+         SELECT p.rotation,
+            p.appending_to,
+            p.retired,
+            p.retired_rows,
+            p.oldest_beat,
+            r.rotated_at,
+            r.kept_runs,
+            r.kept_since,
+            r.last_detail,
+                CASE
+                    WHEN (p.rotation = 'key_counter'::text) THEN
+                    CASE
+                        WHEN p.retired_rows THEN r.rotated_at
+                        ELSE NULL::timestamp with time zone
+                    END
+                    WHEN (to_timestamp((((floor((EXTRACT(epoch FROM p.oldest_beat) / (300)::numeric)) * (300)::numeric) + (450)::numeric))::double precision) <= bucketq._now()) THEN to_timestamp((((floor((EXTRACT(epoch FROM p.oldest_beat) / (300)::numeric)) * (300)::numeric) + (450)::numeric))::double precision)
+                    ELSE NULL::timestamp with time zone
+                END AS due_since
+           FROM (parts p
+             LEFT JOIN bucketq.rotation r ON ((r.name = p.rotation)))
+          WHERE (p.appending_to IS NOT NULL)
+        )
+ SELECT rotation,
+    appending_to,
+    retired,
+    retired_rows,
+    (pg_total_relation_size((('bucketq.'::text || appending_to))::regclass) + pg_total_relation_size((('bucketq.'::text || retired))::regclass)) AS bytes,
+    rotated_at,
+    kept_runs,
+    kept_since,
+    due_since,
+    COALESCE(((bucketq._now() - due_since) > '00:05:00'::interval), false) AS overdue,
+        CASE
+            WHEN (NOT COALESCE(((bucketq._now() - due_since) > '00:05:00'::interval), false)) THEN last_detail
+            WHEN (COALESCE(kept_runs, 0) = 0) THEN format('bucketq.%s rows have waited %s to be emptied, and maintain() has not tried since: check that a worker (they call it every minute) or a cron job runs select bucketq.maintain()'::text, rotation, date_trunc('second'::text, (bucketq._now() - due_since)))
+            ELSE format('bucketq.%s rows have waited %s to be emptied: maintain() gave up on the lock in its last %s run(s), since %s. Find who holds the parts with select l.pid, l.relation::regclass, l.mode, a.state, a.xact_start from pg_locks l join pg_stat_activity a using (pid) where l.relation in (''bucketq.%s_0''::regclass, ''bucketq.%s_1''::regclass) (a pg_dump, a long report, a session idle in transaction) and end it'::text, rotation, date_trunc('second'::text, (bucketq._now() - due_since)), kept_runs, kept_since, rotation, rotation)
+        END AS detail
+   FROM due d;
+comment on view bucketq.rotations is 'The TRUNCATE rotations maintain() runs, one row each: key_counter (per-key counters, bucketq.key_counter_0/_1) and consumer_beat (heartbeats, bucketq.consumer_beat_0/_1). appending_to: the part taking rows now; retired: the part to empty next, retired_rows whether it holds any; bytes: both parts with indexes; rotated_at: when a part was last emptied; kept_runs and kept_since: maintain() runs in a row since then that gave up on the lock (a reader held the part past 500 ms); due_since: since when a rotation is due (key_counter: its retired part holds rows; consumer_beat: the oldest beat could have gone; NULL while nothing is due); overdue: due for more than 5 minutes (the parts grow, and every send or liveness lookup reads deeper indexes); detail: what to do when overdue, else the last run''s detail. No row for key_counter while no topic exists.';
 
 create view bucketq.schedules as
  SELECT s.name,

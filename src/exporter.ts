@@ -20,6 +20,9 @@ export const EXPORTED_METRICS = {
   bucketq_topic_buckets: { help: 'Buckets of the topic', labels: ['topic'] },
   bucketq_topic_partitions: { help: 'Log partitions of the topic', labels: ['topic'] },
   bucketq_topic_log_bytes: { help: "Size of the topic's log on disk", labels: ['topic'] },
+  bucketq_rotation_due_seconds: { help: "How long a TRUNCATE rotation of maintain() (key_counter, consumer_beat) has been due: rows wait that no one appends to (0 while nothing is due). Over 300: a reader holds the part, or nobody runs maintain() (view bucketq.rotations)", labels: ['rotation'] },
+  bucketq_rotation_kept_runs: { help: 'maintain() runs in a row that gave up on a rotation\'s lock (500 ms) since it last emptied its part', labels: ['rotation'] },
+  bucketq_rotation_bytes: { help: "Size of a rotation's two parts on disk, with indexes", labels: ['rotation'] },
 } as const satisfies Record<string, { help: string; labels: readonly string[] }>;
 
 export type ExportedMetric = keyof typeof EXPORTED_METRICS;

@@ -70,6 +70,15 @@ describe('bucketq CLI operations', () => {
     expect(s.throughput.filter((t) => t.group === G).reduce((a, t) => a + t.acked, 0)).toBe(2);
     expect(s.tableSizes.map((t) => t.relation)).toEqual(expect.arrayContaining(['message', 'inbox', 'delivery']));
     expect(Array.isArray(s.vacuumHorizon)).toBe(true);
+    // The two rotations maintain() runs, each appending to one of its two parts.
+    expect(s.rotations.map((r) => r.rotation)).toEqual(['consumer_beat', 'key_counter']);
+    for (const r of s.rotations) {
+      expect(r.appendingTo).toMatch(new RegExp(`^${r.rotation}_[01]$`));
+      expect(r.retired).toMatch(new RegExp(`^${r.rotation}_[01]$`));
+      expect(r.retired).not.toBe(r.appendingTo);
+      expect(r.bytes).toBeGreaterThan(0);
+      expect(typeof r.overdue).toBe('boolean');
+    }
   });
 
   it('status --group shows only that group and its topic', async () => {
@@ -87,7 +96,7 @@ describe('bucketq CLI operations', () => {
     expect(out).toMatch(new RegExp(`^\\s*ops\\.g\\s+ops\\.t\\s+3\\s+1\\s+1\\s+1\\s+skip\\s*$`, 'm'));
     // group  consumer  alive  heartbeat age  buckets  leased
     expect(out).toMatch(/^\s*ops\.g\s+c1\s+yes\s+\S+\s+4\s+1\s*$/m);
-    for (const title of ['topics', 'groups', 'consumers', 'buckets', 'lag', 'throughput', 'vacuum horizon', 'table sizes']) {
+    for (const title of ['topics', 'groups', 'consumers', 'buckets', 'lag', 'throughput', 'vacuum horizon', 'rotations', 'table sizes']) {
       expect(out).toMatch(new RegExp(`^${title}`, 'm'));
     }
   });

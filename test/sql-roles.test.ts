@@ -36,7 +36,7 @@ const PUBLIC_FUNCTIONS = ['ack', 'claim', 'claim_locked', 'create_group', 'creat
 // Internal functions the views call (checked against the view's reader). _schema_owner:
 // _now is inlined into the views, and its body calls it.
 const VIEW_HELPERS = ['_log_backlog_any', '_log_backlog_buckets', '_log_backlog_total', '_may_read_payloads', '_may_see_group', '_now', '_schema_owner'];
-const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'schedules', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
+const VIEWS = ['buckets', 'consumers', 'dead_letters', 'groups', 'lag', 'rotations', 'schedules', 'table_sizes', 'throughput', 'topics', 'vacuum_horizon'];
 // Workers fire the schedules of their group's topic (only what an admin scheduled).
 const SCHEDULE_FIRING = ['_due_schedules', '_fire_schedules'];
 

@@ -511,8 +511,12 @@ describe('bucketq ui', () => {
     await expect(page.locator('#error').innerText()).resolves.toContain('an ISO timestamp');
   });
 
-  it('system page: vacuum horizon and table sizes from the views', async () => {
+  it('system page: vacuum horizon, rotations and table sizes from the views', async () => {
     await page.goto(`${ui.url}system`);
+    for (const r of ['key_counter', 'consumer_beat']) {
+      await expect(page.locator(`#rotations tr[data-rotation="${r}"]`).count()).resolves.toBe(1);
+      await expect(cellText(page, `#rotations tr[data-rotation="${r}"] td:nth-child(2)`)).resolves.toMatch(new RegExp(`^${r}_[01]$`));
+    }
     await expect(page.locator('#sizes tr[data-table="inbox"]').count()).resolves.toBe(1);
     const live = Number(await cellText(page, '#sizes tr[data-table="message"] td:nth-child(4)'));
     expect(live).toBeGreaterThanOrEqual(0);

@@ -13,7 +13,8 @@
 -- and heartbeats read it), so no beat lands in it between the copy and the TRUNCATE;
 -- readers lock it when their statement is planned, before its snapshot, so they see
 -- the copy and the empty part together or neither. On a lock timeout nothing changes
--- and the next run retries. The caller holds maintain()'s lock.
+-- and the next run retries. Either outcome is recorded in bucketq.rotation (view
+-- bucketq.rotations). The caller holds maintain()'s lock.
 create or replace function bucketq._rotate_consumer_beats(p_now timestamptz)
 returns table (topic text, action text, detail text)
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
@@ -56,8 +57,9 @@ begin
     action := 'kept_consumer_beats';
     detail := format('readers of bucketq.%s in flight (lock timeout); retried on the next run', v_retired);
   end;
+  perform bucketq._record_rotation('consumer_beat', action = 'rotated_consumer_beats', detail, p_now);
   return next;
 end $$;
 
 comment on function bucketq._rotate_consumer_beats(timestamptz) is
-'For maintain(), holding its lock: in the second half of a five-minute period, empties the part of bucketq.consumer_beat of the period before (TRUNCATE, after copying the newest beat of each consumer with no newer one to its bucketq.consumer row), waiting at most 500 ms for its lock. Returns one row (topic NULL): rotated_consumer_beats, or kept_consumer_beats on a lock timeout; none when there is nothing to do.';
+'For maintain(), holding its lock: in the second half of a five-minute period, empties the part of bucketq.consumer_beat of the period before (TRUNCATE, after copying the newest beat of each consumer with no newer one to its bucketq.consumer row), waiting at most 500 ms for its lock. Records a rotation done or given up in bucketq.rotation (view bucketq.rotations). Returns one row (topic NULL): rotated_consumer_beats, or kept_consumer_beats on a lock timeout; none when there is nothing to do.';

@@ -24,6 +24,7 @@
 -- topic that can send is visible here, and a new topic starts at the others' rotation).
 -- Nothing to rotate when both parts are empty. If the producers or a reader of the
 -- retired part do not let go within 500 ms, nothing changes and the next run retries.
+-- Either outcome is recorded in bucketq.rotation (view bucketq.rotations).
 create or replace function bucketq._rotate_key_counters()
 returns table (topic text, action text, detail text)
 language plpgsql set search_path = pg_catalog, bucketq, pg_temp
@@ -98,6 +99,9 @@ begin
     v_action := 'kept_key_counters';
     v_detail := 'producers or readers of bucketq.key_counter in flight (lock timeout); retried on the next run';
   end;
+  if v_action in ('rotated_key_counters', 'kept_key_counters') then
+    perform bucketq._record_rotation('key_counter', v_action = 'rotated_key_counters', v_detail, bucketq._now());
+  end if;
   if v_action is not null then
     topic := null; action := v_action; detail := v_detail;
     return next;
@@ -105,4 +109,4 @@ begin
 end $$;
 
 comment on function bucketq._rotate_key_counters() is
-'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base (the keys with no row in the current part), then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';
+'For maintain(), holding its lock: folds the retired part of bucketq.key_counter (the one no topic appends to) into key_counter_base (the keys with no row in the current part), then, holding every topic''s producers back for at most 500 ms, TRUNCATEs it and points every topic at it (topic.key_rotation + 1). Deletes no row one by one. Records a rotation done or given up in bucketq.rotation (view bucketq.rotations). Returns one row (topic NULL): rotated_key_counters, kept_key_counters (lock timeout) or aligned_key_counters; none when both parts are empty.';

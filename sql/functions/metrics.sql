@@ -15,6 +15,9 @@ as $$
   ),
   paused as (
     select distinct b.group_name from bucketq.buckets b where b.owner = ''
+  ),
+  rotations as (
+    select r.rotation, r.due_since, r.kept_runs, r.bytes from bucketq.rotations r
   )
   -- per group and state: messages not finished yet
   select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
@@ -54,7 +57,16 @@ as $$
   select 'bucketq_topic_partitions', t.name, null, null, null, t.partitions::float8 from bucketq.topics t
   union all
   select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
+  union all
+  -- per TRUNCATE rotation of maintain() (the state column carries its name)
+  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation,
+         coalesce(extract(epoch from greatest(bucketq._now() - r.due_since, interval '0'))::float8, 0)
+    from rotations r
+  union all
+  select 'bucketq_rotation_kept_runs', null, null, null, r.rotation, coalesce(r.kept_runs, 0)::float8 from rotations r
+  union all
+  select 'bucketq_rotation_bytes', null, null, null, r.rotation, r.bytes::float8 from rotations r
 $$;
 
 comment on function bucketq.metrics() is
-'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes. Unused labels are NULL; the state column carries the state or alive label.';
+'What a monitoring system scrapes, computed from the public views in one call, independent of any running worker (`bucketq exporter` serves it to Prometheus). One row per metric and label set: bucketq_group_messages (per group, by state: ready, leased, delayed, waiting, dead_blocking), bucketq_group_oldest_message_age_seconds, bucketq_group_expired_leases, bucketq_bucket_lag_messages and bucketq_bucket_oldest_message_age_seconds (per group and bucket), bucketq_group_dead_letters (not replayed), bucketq_group_consumers (state: alive true or false), bucketq_group_owned_buckets (owned by a live consumer), bucketq_group_paused (1 or 0), bucketq_topic_buckets, bucketq_topic_partitions, bucketq_topic_log_bytes, and per rotation of maintain() (key_counter, consumer_beat; view bucketq.rotations) bucketq_rotation_due_seconds (how long it has been due: rows wait that no one appends to; 0 while nothing is due; alert above 300), bucketq_rotation_kept_runs (runs in a row that gave up on its lock) and bucketq_rotation_bytes. Unused labels are NULL; the state column carries the state, alive or rotation label.';

@@ -27,8 +27,8 @@ const schema = z.object({
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .summary('topics, groups, consumers, buckets, lag, throughput, vacuum horizon, table sizes')
-    .description('topics, groups (pending, leased, dead), consumers, bucket ownership, lag per bucket, throughput, the vacuum horizon and table sizes, from the bucketq views')
+    .summary('topics, groups, consumers, buckets, lag, throughput, vacuum horizon, rotations, table sizes')
+    .description('topics, groups (pending, leased, dead), consumers, bucket ownership, lag per bucket, throughput, the vacuum horizon, the rotations maintain() runs and table sizes, from the bucketq views')
     .option('--group <group>', 'only this group (and its topic)')
     .option('--watch', 'redraw every --interval-ms until Ctrl-C')
     .option('--interval-ms <n>', 'refresh interval for --watch (default 2000)')
@@ -127,6 +127,17 @@ export function renderStatus(s: StatusSnapshot): string {
       s.vacuumHorizon.slice(0, 5).map((v) => [v.kind, v.holder, v.role, v.database, v.state, v.xminAge, formatAge(v.transactionAgeSeconds), v.query]),
       { maxWidth: 50 },
     ),
+  );
+  section(
+    "rotations (parts maintain() empties by TRUNCATE; overdue: due for over 5 minutes)",
+    formatTable(
+      ['rotation', 'appending to', 'retired', 'size', 'last emptied', 'runs given up', 'due for', 'overdue', 'detail'],
+      s.rotations.map((r) => [r.rotation, r.appendingTo, r.retiredRows ? r.retired : `${r.retired} (empty)`, formatBytes(r.bytes),
+        r.rotatedAt ? r.rotatedAt.toISOString() : null, r.keptRuns, formatAge(r.dueSeconds), r.overdue ? 'OVERDUE' : 'no', r.detail]),
+      { maxWidth: 60 },
+    ) +
+      // What to do, in full: the table cuts the detail short.
+      s.rotations.filter((r) => r.overdue).map((r) => `\n  ${r.rotation} OVERDUE: ${printable(r.detail)}`).join(''),
   );
   const tables = s.tableSizes.filter((t) => t.partitionOf === '');
   section(

@@ -1,5 +1,5 @@
 // One consistent picture of a bucketq database from its views (topics, groups,
-// consumers, buckets, lag, throughput, vacuum_horizon, table_sizes), taken in a single
+// consumers, buckets, lag, throughput, vacuum_horizon, rotations, table_sizes), taken in a single
 // read-only REPEATABLE READ transaction. Counts are numbers; ids and epochs stay
 // strings (int8); ages are seconds.
 import type pg from 'pg';
@@ -106,6 +106,29 @@ export interface TableSize {
   lastAutovacuum: Date | null;
 }
 
+/** A TRUNCATE rotation of maintain(), as bucketq.rotations shows it. */
+export interface Rotation {
+  rotation: string;
+  appendingTo: string;
+  retired: string;
+  retiredRows: boolean;
+  bytes: number;
+  rotatedAt: Date | null;
+  keptRuns: number;
+  keptSince: Date | null;
+  /** Seconds the retired part has waited to be emptied; null when it is empty. */
+  dueSeconds: number | null;
+  overdue: boolean;
+  detail: string;
+}
+
+/** bucketq.rotations in the shape of `Rotation` (status and the console's system page). */
+export const ROTATIONS_SQL = `select rotation, appending_to as "appendingTo", retired, retired_rows as "retiredRows", bytes::float8,
+       rotated_at as "rotatedAt", coalesce(kept_runs, 0) as "keptRuns", kept_since as "keptSince",
+       case when due_since is not null then extract(epoch from greatest(bucketq._now() - due_since, interval '0'))::float8 end as "dueSeconds",
+       overdue, detail
+  from bucketq.rotations order by rotation`;
+
 export interface StatusSnapshot {
   takenAt: Date;
   /** The --group filter, if any. */
@@ -118,6 +141,7 @@ export interface StatusSnapshot {
   lagByGroup: GroupLag[];
   throughput: ThroughputMinute[];
   vacuumHorizon: VacuumHolder[];
+  rotations: Rotation[];
   tableSizes: TableSize[];
 }
 
@@ -216,7 +240,8 @@ async function read(c: pg.ClientBase, group: string | null): Promise<StatusSnaps
             live_rows::float8 as "liveRows", dead_rows::float8 as "deadRows", last_autovacuum as "lastAutovacuum"
        from bucketq.table_sizes order by total_bytes desc, relation`,
   );
-  return { takenAt, group, topics, groups, consumers, buckets, lag, lagByGroup, throughput, vacuumHorizon, tableSizes };
+  const rotations = await q<Rotation>(ROTATIONS_SQL);
+  return { takenAt, group, topics, groups, consumers, buckets, lag, lagByGroup, throughput, vacuumHorizon, rotations, tableSizes };
 }
 
 /** A row of bucketq.dead_letters as the CLI (dlq list) and the console read it. */

@@ -273,6 +273,14 @@ export function systemPage(s: SystemInfo): Page {
 <td class="num">${v.xminAge}</td><td class="num">${age(v.transactionAgeSeconds)}</td><td><code>${v.query ?? ''}</code></td></tr>`,
   )}</tbody></table>
 ${s.vacuumHorizon.length === 0 ? html`<p class="muted">Nothing holds the horizon back.</p>` : ''}
+<h2>Rotations</h2>
+<p class="muted">Parts that maintain() empties by TRUNCATE: the per-key counters and the heartbeats. Overdue: the retired part has waited over 5 minutes (a reader holds it, or nothing runs maintain()).</p>
+<table id="rotations"><thead><tr><th>rotation</th><th>appending to</th><th>retired</th><th>size</th><th>last emptied</th><th>runs given up</th><th>due for</th><th>detail</th></tr></thead>
+<tbody>${s.rotations.map(
+    (r) => html`<tr data-rotation="${r.rotation}"><td>${r.rotation}${r.overdue ? html` <span class="bad">overdue</span>` : ''}</td><td>${r.appendingTo}</td>
+<td>${r.retired}${r.retiredRows ? '' : ' (empty)'}</td><td class="num">${bytes(r.bytes)}</td><td>${time(r.rotatedAt)}</td><td class="num">${r.keptRuns}</td>
+<td class="num">${age(r.dueSeconds)}</td><td>${r.detail}</td></tr>`,
+  )}</tbody></table>
 <h2>Table sizes</h2>
 <table id="sizes"><thead><tr><th>table</th><th>kind</th><th>size</th><th>live rows</th><th>dead rows</th><th>last autovacuum</th></tr></thead>
 <tbody>${s.tableSizes.map(

@@ -6,7 +6,7 @@
 // Counts are numbers; ids, key_seqs and epochs stay strings (int8); ages are seconds.
 import type pg from 'pg';
 import type { Queryable } from '../db/with-client.js';
-import type { DeadLetterRow, LagCounts, VacuumHolder } from '../queries/status.js';
+import { ROTATIONS_SQL, type DeadLetterRow, type LagCounts, type Rotation, type VacuumHolder } from '../queries/status.js';
 import { readSnapshot } from '../db/read-snapshot.js';
 import { inReadCommitted } from '../db/read-committed.js';
 import { topicIdOf } from '../db/topic-filter.js';
@@ -384,11 +384,12 @@ export interface TableSize {
 export interface SystemInfo {
   takenAt: Date;
   vacuumHorizon: VacuumHolder[];
+  rotations: Rotation[];
   /** Top-level tables (partitioned ones with their partitions' sizes and rows summed), largest first. */
   tableSizes: TableSize[];
 }
 
-/** The vacuum horizon and table sizes, as `bucketq status` shows them. */
+/** The vacuum horizon, the rotations and table sizes, as `bucketq status` shows them. */
 export async function readSystem(db: Queryable): Promise<SystemInfo> {
   return snapshot(db, async (q) => {
     const takenAt = (await q<{ now: Date }>('select bucketq._now() as now'))[0]!.now;
@@ -399,6 +400,7 @@ export async function readSystem(db: Queryable): Promise<SystemInfo> {
         where not (kind = 'session' and holder = pg_backend_pid()::text)
         order by xmin_age desc nulls last limit 10`,
     );
+    const rotations = await q<Rotation>(ROTATIONS_SQL);
     const all = await q<TableSize & { partitionOf: string }>(
       `select relation, kind, partition_of as "partitionOf", total_bytes::float8 as "totalBytes", live_rows::float8 as "liveRows",
               dead_rows::float8 as "deadRows", last_autovacuum as "lastAutovacuum"
@@ -412,7 +414,7 @@ export async function readSystem(db: Queryable): Promise<SystemInfo> {
       .map(({ partitionOf: _, ...t }) =>
         t.kind === 'partitioned table' ? { ...t, liveRows: sum(t.relation, (x) => x.liveRows), deadRows: sum(t.relation, (x) => x.deadRows) } : t,
       );
-    return { takenAt, vacuumHorizon, tableSizes };
+    return { takenAt, vacuumHorizon, rotations, tableSizes };
   });
 }
 
