@@ -155,6 +155,8 @@ interface SoakIntervalRow {
   completedPerSec: number;
   sentPerSec: number;
   backlog: number;
+  /** Absent in results from before it was recorded. */
+  machine?: { busyPct: number; stealPct: number; pressurePct: number | null } | null;
   tables: Record<string, { deadTup: number; liveTup: number; updDel: number; tableMB: number; indexMB: number; autovacuums: number }>;
 }
 
@@ -179,6 +181,9 @@ export function soakSection(result: SuiteResult, md: boolean): string {
         return rowsIn.some((r) => (r.tables[t]?.updDel ?? 0) > 0) || !first || first.deadTup !== last.deadTup || first.tableMB + first.indexMB !== last.tableMB + last.indexMB;
       });
       const body: string[][] = [];
+      // The machine's CPU busy / stolen / pressure in %, where recorded.
+      const machine = (r: SoakIntervalRow) =>
+        r.machine ? `${r.machine.busyPct} / ${r.machine.stealPct} / ${r.machine.pressurePct ?? '-'}` : '-';
       for (const r of rowsIn) {
         tables.forEach((t, i) => {
           const x = r.tables[t]!;
@@ -186,6 +191,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
             i === 0 ? String(r.atSec) : '',
             i === 0 ? fmt(r.completedPerSec) : '',
             i === 0 ? count(r.backlog) : '',
+            i === 0 ? machine(r) : '',
             t,
             count(x.deadTup),
             count(x.updDel),
@@ -195,7 +201,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
             String(x.autovacuums),
           ]);
         });
-        if (!tables.length) body.push([String(r.atSec), fmt(r.completedPerSec), count(r.backlog), '', '', '', '', '', '', '']);
+        if (!tables.length) body.push([String(r.atSec), fmt(r.completedPerSec), count(r.backlog), machine(r), '', '', '', '', '', '', '']);
       }
       const m = run.metrics;
       out.push(
@@ -203,7 +209,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
           `completed/s ${fmt(m.completedPerSec)}; last/first interval ${fmt(m.lastOverFirst)}x; updated+deleted per 1,000 completed ${fmt(m.updDelPer1000)}${e.updDelExcludes ? ` (${[e.updDelExcludes].flat().join(' and ')} aside)` : ''}` +
           `${m.pinHeld ? `; pinned xmin age at the end ${fmt(m.pinXminAge)}` : ''}`,
         '',
-        table(['t (s)', 'completed/s', 'backlog', 'table', 'n_dead_tup', 'upd+del', 'n_live_tup', 'table MB', 'index MB', 'autovacuums'], body, md, 1),
+        table(['t (s)', 'completed/s', 'backlog', 'CPU busy / steal / pressure %', 'table', 'n_dead_tup', 'upd+del', 'n_live_tup', 'table MB', 'index MB', 'autovacuums'], body, md, 1),
         '',
       );
     }

@@ -70,6 +70,16 @@ describe('bench harness (tiny)', () => {
     expect(result.figures?.[0]?.values.bucketq).toBeTypeOf('number');
     expect(result.figures?.[0]?.values['graphile-worker']).toBeTypeOf('number');
     expect(soakSection(result, false)).toContain('soak-pinned / graphile-worker');
+    // Each interval has the machine's CPU beside it (Linux: /proc/stat, /proc/pressure/cpu).
+    if (process.platform === 'linux') {
+      const soak = result.workloads.find((x) => x.id === 'soak')!.subjects.bucketq!.runs[0]!;
+      for (const r of soak.extra!.intervals as { machine: { busyPct: number; stealPct: number } | null }[]) {
+        expect(r.machine?.busyPct).toBeGreaterThan(0);
+        expect(r.machine!.busyPct).toBeLessThanOrEqual(100);
+        expect(r.machine!.stealPct).toBeGreaterThanOrEqual(0);
+      }
+      expect(soakSection(result, false)).toContain('CPU busy / steal / pressure %');
+    }
   });
 
   it('fan-out cost: 1, 3 and 10 groups, and the bare INSERT', () => {

@@ -11,6 +11,7 @@
 import pg from 'pg';
 import { now, round, sampled, sleep, withSystem, type Subject, type Workload } from '../lib/common.js';
 import { startProducers } from '../lib/load.js';
+import { cpuSample, machineBetween, type MachineInterval } from '../lib/machine.js';
 import { STATS_SCHEMA, tableStats, type TableStats } from '../lib/tablestats.js';
 
 /**
@@ -28,6 +29,8 @@ export interface SoakInterval {
   completedPerSec: number;
   sentPerSec: number;
   backlog: number;
+  /** The whole machine over the interval (bench/lib/machine.ts); null off Linux. */
+  machine: MachineInterval | null;
   tables: Record<string, { deadTup: number; liveTup: number; updDel: number; tableMB: number; indexMB: number; autovacuums: number }>;
 }
 
@@ -98,6 +101,7 @@ export function soakWorkload(id: string, title: string, pinned: boolean): Worklo
               const first = await tableStats(stats, schema);
               let prev = first;
               let [pc, ps, pt] = [c0, s0, t0];
+              let pcpu = cpuSample();
               const rows: SoakInterval[] = [];
               for (let i = 1; i <= intervals; i++) {
                 const due = t0 + i * intervalSec * 1000;
@@ -107,14 +111,16 @@ export function soakWorkload(id: string, title: string, pinned: boolean): Worklo
                 }
                 const [c, s, t] = [completed, prod.sent, now()];
                 const cur = await tableStats(stats, schema);
+                const cpu = cpuSample();
                 rows.push({
                   atSec: round((t - t0) / 1000, 1),
                   completedPerSec: round(((c - pc) / (t - pt)) * 1000),
                   sentPerSec: round(((s - ps) / (t - pt)) * 1000),
                   backlog: s - c,
+                  machine: machineBetween(pcpu, cpu),
                   tables: interval(prev, cur),
                 });
-                [pc, ps, pt, prev] = [c, s, t, cur];
+                [pc, ps, pt, prev, pcpu] = [c, s, t, cur, cpu];
               }
               const ms = pt - t0;
               return { rows, first, last: prev, completed: pc - c0, ms, heldMs: prod.heldMs, start: interval({}, first) };

@@ -1,0 +1,56 @@
+// What the whole machine did over an interval, from Linux's /proc: CPU busy and stolen
+// (by the hypervisor: a VM's neighbours) as shares of all cores, and CPU pressure (the
+// share of time some runnable task waited for a core, /proc/pressure/cpu). The soaks
+// print them per interval, so that a slow minute can be told apart: slow with the
+// machine busy the same and stolen or pressed more is the host, not the queue.
+// null where /proc does not say (another OS, a kernel without PSI).
+import { readFileSync } from 'node:fs';
+import { round } from './common.js';
+
+export interface CpuSample {
+  /** jiffies: busy (user, nice, system, irq, softirq), steal, and all of them */
+  busy: number;
+  steal: number;
+  total: number;
+  /** µs some task waited for a CPU since boot; null without PSI */
+  pressureUs: number | null;
+  atMs: number;
+}
+
+export interface MachineInterval {
+  /** Share of all cores busy, stolen, and time some task waited for a core, in % */
+  busyPct: number;
+  stealPct: number;
+  pressurePct: number | null;
+}
+
+export function cpuSample(): CpuSample | null {
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is counted in user)
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = cpu;
+    let pressureUs: number | null = null;
+    try {
+      const some = readFileSync('/proc/pressure/cpu', 'utf8').split('\n').find((l) => l.startsWith('some'));
+      const total = some?.match(/total=(\d+)/)?.[1];
+      pressureUs = total === undefined ? null : Number(total);
+    } catch {
+      pressureUs = null;
+    }
+    const busy = user + nice + system + irq + softirq;
+    return { busy, steal, total: busy + idle + iowait + steal, pressureUs, atMs: performance.now() };
+  } catch {
+    return null;
+  }
+}
+
+export function machineBetween(a: CpuSample | null, b: CpuSample | null): MachineInterval | null {
+  if (!a || !b || b.total <= a.total) return null;
+  const total = b.total - a.total;
+  const ms = b.atMs - a.atMs;
+  return {
+    busyPct: round(((b.busy - a.busy) / total) * 100, 1),
+    stealPct: round(((b.steal - a.steal) / total) * 100, 1),
+    pressurePct: a.pressureUs === null || b.pressureUs === null || ms <= 0 ? null : round(((b.pressureUs - a.pressureUs) / 1000 / ms) * 100, 1),
+  };
+}
