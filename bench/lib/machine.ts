@@ -1,8 +1,10 @@
 // What the whole machine did over an interval, from Linux's /proc: CPU busy and stolen
 // (by the hypervisor: a VM's neighbours) as shares of all cores, and CPU pressure (the
 // share of time some runnable task waited for a core, /proc/pressure/cpu). The soaks
-// print them per interval, so that a slow minute can be told apart: slow with the
-// machine busy the same and stolen or pressed more is the host, not the queue.
+// print them per interval, so that a slow minute can be told apart: more steal is the
+// host's neighbours; less busy time is waiting (I/O, locks); as busy, no more steal, is
+// work. (Pressure rises with our own load too: at full speed on two cores, producers,
+// workers and Postgres always have a task waiting.)
 // null where /proc does not say (another OS, a kernel without PSI).
 import { readFileSync } from 'node:fs';
 import { round } from './common.js';
