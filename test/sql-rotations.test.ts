@@ -95,6 +95,7 @@ describe('bucketq.rotations', () => {
     expect(late.detail).toContain('maintain() gave up on the lock in its last 2 run(s)');
     expect(late.detail).toContain(`'bucketq.key_counter_0'::regclass`);
     expect(late.detail).toContain('idle in transaction');
+    expect(late.detail).toContain("a producer's transaction left open");
     const m = await rotationMetrics(c, 'key_counter');
     expect(m.bucketq_rotation_due_seconds).toBeGreaterThan(300);
     expect(m.bucketq_rotation_kept_runs).toBe(2);
@@ -154,6 +155,7 @@ describe('bucketq.rotations', () => {
     expect(late.appending_to).toBe(early.retired);
     expect(late.overdue).toBe(true);
     expect(late.detail).toContain('maintain() gave up on the lock in its last 1 run(s)');
+    expect(late.detail).not.toContain('producer');
     expect((await rotationMetrics(c, 'consumer_beat')).bucketq_rotation_due_seconds).toBeGreaterThan(300);
     await reader.query('commit');
 

@@ -58,8 +58,11 @@ select d.rotation,
             when coalesce(d.kept_runs, 0) = 0
             then format('bucketq.%s rows have waited %s to be emptied, and maintain() has not tried since: check that a worker (they call it every minute) or a cron job runs select bucketq.maintain()',
                         d.rotation, date_trunc('second', bucketq._now() - d.due_since))
-            else format('bucketq.%s rows have waited %s to be emptied: maintain() gave up on the lock in its last %s run(s), since %s. Find who holds the parts with select l.pid, l.relation::regclass, l.mode, a.state, a.xact_start from pg_locks l join pg_stat_activity a using (pid) where l.relation in (''bucketq.%s_0''::regclass, ''bucketq.%s_1''::regclass) (a pg_dump, a long report, a session idle in transaction) and end it',
-                        d.rotation, date_trunc('second', bucketq._now() - d.due_since), d.kept_runs, d.kept_since, d.rotation, d.rotation)
+            else format('bucketq.%s rows have waited %s to be emptied: maintain() gave up on the lock in its last %s run(s), since %s. Find who holds the parts with select l.pid, l.relation::regclass, l.mode, a.state, a.xact_start from pg_locks l join pg_stat_activity a using (pid) where l.relation in (''bucketq.%s_0''::regclass, ''bucketq.%s_1''::regclass) (a pg_dump, a long report, a session idle in transaction) and end it%s',
+                        d.rotation, date_trunc('second', bucketq._now() - d.due_since), d.kept_runs, d.kept_since, d.rotation, d.rotation,
+                        case when d.rotation = 'key_counter'
+                             then '; or a producer''s transaction left open: a send holds its topic''s producer lock until it commits (bucketq.vacuum_horizon lists open transactions)'
+                             else '' end)
        end as detail
   from due d;
 

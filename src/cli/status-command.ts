@@ -129,7 +129,7 @@ export function renderStatus(s: StatusSnapshot): string {
     ),
   );
   section(
-    "rotations (parts maintain() empties by TRUNCATE; overdue: due for over 5 minutes)",
+    'rotations (parts maintain() empties by TRUNCATE; overdue: due for over 5 minutes)',
     formatTable(
       ['rotation', 'appending to', 'retired', 'size', 'last emptied', 'runs given up', 'due for', 'overdue', 'detail'],
       s.rotations.map((r) => [r.rotation, r.appendingTo, r.retiredRows ? r.retired : `${r.retired} (empty)`, formatBytes(r.bytes),
