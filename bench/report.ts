@@ -156,7 +156,7 @@ interface SoakIntervalRow {
   sentPerSec: number;
   backlog: number;
   /** Absent in results from before it was recorded. */
-  machine?: { busyPct: number; stealPct: number; pressurePct: number | null } | null;
+  machine?: { busyPct: number; stealPct: number; pressurePct: number | null; processesPct?: Record<string, number> } | null;
   tables: Record<string, { deadTup: number; liveTup: number; updDel: number; tableMB: number; indexMB: number; autovacuums: number }>;
 }
 
@@ -184,6 +184,13 @@ export function soakSection(result: SuiteResult, md: boolean): string {
       // The machine's CPU busy / stolen / pressure in %, where recorded.
       const machine = (r: SoakIntervalRow) =>
         r.machine ? `${r.machine.busyPct} / ${r.machine.stealPct} / ${r.machine.pressurePct ?? '-'}` : '-';
+      // Who used it, in % of all cores: Postgres's client backends, the bench's own process
+      // (producers, in-process workers), autovacuum, checkpointer, WAL writer, the rest.
+      const SHORT: Record<string, string> = { backends: 'pg', 'bench process': 'bench', autovacuum: 'av', checkpointer: 'ckpt', walwriter: 'walw', 'background writer': 'bgw', 'io worker': 'io', 'other postgres': 'pg other' };
+      const byProcess = (r: SoakIntervalRow) =>
+        r.machine?.processesPct
+          ? Object.entries(r.machine.processesPct).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${SHORT[k] ?? k} ${v}`).join(', ')
+          : '-';
       for (const r of rowsIn) {
         tables.forEach((t, i) => {
           const x = r.tables[t]!;
@@ -192,6 +199,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
             i === 0 ? fmt(r.completedPerSec) : '',
             i === 0 ? count(r.backlog) : '',
             i === 0 ? machine(r) : '',
+            i === 0 ? byProcess(r) : '',
             t,
             count(x.deadTup),
             count(x.updDel),
@@ -201,7 +209,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
             String(x.autovacuums),
           ]);
         });
-        if (!tables.length) body.push([String(r.atSec), fmt(r.completedPerSec), count(r.backlog), machine(r), '', '', '', '', '', '', '']);
+        if (!tables.length) body.push([String(r.atSec), fmt(r.completedPerSec), count(r.backlog), machine(r), byProcess(r), '', '', '', '', '', '', '']);
       }
       const m = run.metrics;
       out.push(
@@ -209,7 +217,7 @@ export function soakSection(result: SuiteResult, md: boolean): string {
           `completed/s ${fmt(m.completedPerSec)}; last/first interval ${fmt(m.lastOverFirst)}x; updated+deleted per 1,000 completed ${fmt(m.updDelPer1000)}${e.updDelExcludes ? ` (${[e.updDelExcludes].flat().join(' and ')} aside)` : ''}` +
           `${m.pinHeld ? `; pinned xmin age at the end ${fmt(m.pinXminAge)}` : ''}`,
         '',
-        table(['t (s)', 'completed/s', 'backlog', 'CPU busy / steal / pressure %', 'table', 'n_dead_tup', 'upd+del', 'n_live_tup', 'table MB', 'index MB', 'autovacuums'], body, md, 1),
+        table(['t (s)', 'completed/s', 'backlog', 'CPU busy / steal / pressure %', 'CPU by process %', 'table', 'n_dead_tup', 'upd+del', 'n_live_tup', 'table MB', 'index MB', 'autovacuums'], body, md, 1),
         '',
       );
     }

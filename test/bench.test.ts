@@ -73,12 +73,16 @@ describe('bench harness (tiny)', () => {
     // Each interval has the machine's CPU beside it (Linux: /proc/stat, /proc/pressure/cpu).
     if (process.platform === 'linux') {
       const soak = result.workloads.find((x) => x.id === 'soak')!.subjects.bucketq!.runs[0]!;
-      for (const r of soak.extra!.intervals as { machine: { busyPct: number; stealPct: number } | null }[]) {
+      for (const r of soak.extra!.intervals as { machine: { busyPct: number; stealPct: number; processesPct: Record<string, number> } | null }[]) {
         expect(r.machine?.busyPct).toBeGreaterThan(0);
         expect(r.machine!.busyPct).toBeLessThanOrEqual(100);
         expect(r.machine!.stealPct).toBeGreaterThanOrEqual(0);
+        // Postgres's backends served the workers, and this process ran them.
+        expect(r.machine!.processesPct.backends).toBeGreaterThan(0);
+        expect(r.machine!.processesPct['bench process']).toBeGreaterThan(0);
       }
       expect(soakSection(result, false)).toContain('CPU busy / steal / pressure %');
+      expect(soakSection(result, false)).toMatch(/pg \d/);
     }
   });
 

@@ -6,8 +6,39 @@
 // work. (Pressure rises with our own load too: at full speed on two cores, producers,
 // workers and Postgres always have a task waiting.)
 // null where /proc does not say (another OS, a kernel without PSI).
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { round } from './common.js';
+
+/**
+ * CPU ticks (user + system, the unit of /proc/stat) used so far by the processes that
+ * matter here, by kind: Postgres's client backends, its autovacuum, checkpointer, WAL
+ * writer, background writer and I/O workers (Postgres 18), the rest of Postgres, and
+ * this process (the bench: producers and in-process workers). A process that exits between two samples (an
+ * autovacuum worker) takes the ticks it used since the first with it.
+ */
+function processTicks(): Record<string, number> {
+  const out: Record<string, number> = {};
+  const add = (kind: string, ticks: number) => (out[kind] = (out[kind] ?? 0) + ticks);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      if (!cmd.startsWith('postgres') && !/\/postgres\b/.test(cmd.split(' ')[0] ?? '')) continue;
+      // After the command's name: utime and stime are fields 14 and 15.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      const kind = /^postgres: (autovacuum|checkpointer|walwriter|background writer|io worker)/.exec(cmd)?.[1]
+        ?? (/^postgres: \S+ \S+ /.test(cmd) ? 'backends' : 'other postgres');
+      add(kind === 'autovacuum' ? 'autovacuum' : kind, ticks);
+    } catch {
+      // gone since the listing
+    }
+  }
+  const self = process.cpuUsage();
+  add('bench process', ((self.user + self.system) / 1e6) * 100); // µs to ticks (USER_HZ 100)
+  return out;
+}
 
 export interface CpuSample {
   /** jiffies: busy (user, nice, system, irq, softirq), steal, and all of them */
@@ -17,6 +48,7 @@ export interface CpuSample {
   /** µs some task waited for a CPU since boot; null without PSI */
   pressureUs: number | null;
   atMs: number;
+  processes: Record<string, number>;
 }
 
 export interface MachineInterval {
@@ -24,6 +56,8 @@ export interface MachineInterval {
   busyPct: number;
   stealPct: number;
   pressurePct: number | null;
+  /** Share of all cores each kind of process used (processTicks), in % */
+  processesPct: Record<string, number>;
 }
 
 export function cpuSample(): CpuSample | null {
@@ -40,7 +74,7 @@ export function cpuSample(): CpuSample | null {
       pressureUs = null;
     }
     const busy = user + nice + system + irq + softirq;
-    return { busy, steal, total: busy + idle + iowait + steal, pressureUs, atMs: performance.now() };
+    return { busy, steal, total: busy + idle + iowait + steal, pressureUs, atMs: performance.now(), processes: processTicks() };
   } catch {
     return null;
   }
@@ -54,5 +88,8 @@ export function machineBetween(a: CpuSample | null, b: CpuSample | null): Machin
     busyPct: round(((b.busy - a.busy) / total) * 100, 1),
     stealPct: round(((b.steal - a.steal) / total) * 100, 1),
     pressurePct: a.pressureUs === null || b.pressureUs === null || ms <= 0 ? null : round(((b.pressureUs - a.pressureUs) / 1000 / ms) * 100, 1),
+    processesPct: Object.fromEntries(
+      Object.entries(b.processes).map(([k, t]) => [k, round((Math.max(0, t - (a.processes[k] ?? 0)) / total) * 100, 1)]),
+    ),
   };
 }
