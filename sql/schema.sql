@@ -5649,7 +5649,7 @@ AS $function$
     select distinct b.group_name from bucketq.buckets b where b.owner = ''
   ),
   rotations as (
-    select r.rotation, r.due_since, r.kept_runs, r.bytes from bucketq.rotations r
+    select r.rotation, r.due_for, r.kept_runs, r.bytes from bucketq.rotations r
   )
   -- per group and state: messages not finished yet
   select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
@@ -5691,8 +5691,7 @@ AS $function$
   select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
   union all
   -- per TRUNCATE rotation of maintain() (the state column carries its name)
-  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation,
-         coalesce(extract(epoch from greatest(bucketq._now() - r.due_since, interval '0'))::float8, 0)
+  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation, coalesce(extract(epoch from r.due_for)::float8, 0)
     from rotations r
   union all
   select 'bucketq_rotation_kept_runs', null, null, null, r.rotation, coalesce(r.kept_runs, 0)::float8 from rotations r
@@ -6602,7 +6601,7 @@ create view bucketq.rotations as
                     ELSE (EXISTS ( SELECT 1
                        FROM bucketq.key_counter_1))
                 END AS retired_rows,
-            NULL::timestamp with time zone AS oldest_beat
+            NULL::timestamp with time zone AS beat_due
            FROM bucketq.topic x
         UNION ALL
          SELECT 'consumer_beat'::text,
@@ -6614,15 +6613,15 @@ create view bucketq.rotations as
                     ELSE (EXISTS ( SELECT 1
                        FROM bucketq.consumer_beat_1))
                 END AS "exists",
-            ( SELECT min(b.beat_at) AS min
-                   FROM bucketq.consumer_beat b) AS min
+            ( SELECT to_timestamp((((floor((EXTRACT(epoch FROM min(b.beat_at)) / (300)::numeric)) * (300)::numeric) + (450)::numeric))::double precision) AS to_timestamp
+                   FROM bucketq.consumer_beat b) AS to_timestamp
            FROM ( SELECT ((floor((EXTRACT(epoch FROM bucketq._now()) / (300)::numeric)))::bigint % (2)::bigint) AS part) n
         ), due AS (
          SELECT p.rotation,
             p.appending_to,
             p.retired,
             p.retired_rows,
-            p.oldest_beat,
+            p.beat_due,
             r.rotated_at,
             r.kept_runs,
             r.kept_since,
@@ -6633,12 +6632,27 @@ create view bucketq.rotations as
                         WHEN p.retired_rows THEN r.rotated_at
                         ELSE NULL::timestamp with time zone
                     END
-                    WHEN (to_timestamp((((floor((EXTRACT(epoch FROM p.oldest_beat) / (300)::numeric)) * (300)::numeric) + (450)::numeric))::double precision) <= bucketq._now()) THEN to_timestamp((((floor((EXTRACT(epoch FROM p.oldest_beat) / (300)::numeric)) * (300)::numeric) + (450)::numeric))::double precision)
+                    WHEN (p.beat_due <= bucketq._now()) THEN p.beat_due
                     ELSE NULL::timestamp with time zone
                 END AS due_since
            FROM (parts p
              LEFT JOIN bucketq.rotation r ON ((r.name = p.rotation)))
           WHERE (p.appending_to IS NOT NULL)
+        ), late AS (
+         SELECT d_1.rotation,
+            d_1.appending_to,
+            d_1.retired,
+            d_1.retired_rows,
+            d_1.beat_due,
+            d_1.rotated_at,
+            d_1.kept_runs,
+            d_1.kept_since,
+            d_1.last_detail,
+            d_1.due_since,
+            x.due_for,
+            COALESCE((x.due_for > '00:05:00'::interval), false) AS overdue
+           FROM (due d_1
+             CROSS JOIN LATERAL ( SELECT GREATEST((bucketq._now() - d_1.due_since), '00:00:00'::interval) AS due_for) x)
         )
  SELECT rotation,
     appending_to,
@@ -6649,18 +6663,19 @@ create view bucketq.rotations as
     kept_runs,
     kept_since,
     due_since,
-    COALESCE(((bucketq._now() - due_since) > '00:05:00'::interval), false) AS overdue,
+    due_for,
+    overdue,
         CASE
-            WHEN (NOT COALESCE(((bucketq._now() - due_since) > '00:05:00'::interval), false)) THEN last_detail
-            WHEN (COALESCE(kept_runs, 0) = 0) THEN format('bucketq.%s rows have waited %s to be emptied, and maintain() has not tried since: check that a worker (they call it every minute) or a cron job runs select bucketq.maintain()'::text, rotation, date_trunc('second'::text, (bucketq._now() - due_since)))
-            ELSE format('bucketq.%s rows have waited %s to be emptied: maintain() gave up on the lock in its last %s run(s), since %s. Find who holds the parts with select l.pid, l.relation::regclass, l.mode, a.state, a.xact_start from pg_locks l join pg_stat_activity a using (pid) where l.relation in (''bucketq.%s_0''::regclass, ''bucketq.%s_1''::regclass) (a pg_dump, a long report, a session idle in transaction) and end it%s'::text, rotation, date_trunc('second'::text, (bucketq._now() - due_since)), kept_runs, kept_since, rotation, rotation,
+            WHEN (NOT overdue) THEN last_detail
+            WHEN (COALESCE(kept_runs, 0) = 0) THEN format('bucketq.%s rows have waited %s to be emptied, and maintain() has not tried since: check that a worker (they call it every minute) or a cron job runs select bucketq.maintain()'::text, rotation, date_trunc('second'::text, due_for))
+            ELSE format('bucketq.%s rows have waited %s to be emptied: maintain() gave up on the lock in its last %s run(s), since %s. Find who holds the parts with select l.pid, l.relation::regclass, l.mode, a.state, a.xact_start from pg_locks l join pg_stat_activity a using (pid) where l.relation in (''bucketq.%s_0''::regclass, ''bucketq.%s_1''::regclass) (a pg_dump, a long report, a session idle in transaction) and end it%s'::text, rotation, date_trunc('second'::text, due_for), kept_runs, kept_since, rotation, rotation,
             CASE
                 WHEN (rotation = 'key_counter'::text) THEN '; or a producer''s transaction left open: a send holds its topic''s producer lock until it commits (bucketq.vacuum_horizon lists open transactions)'::text
                 ELSE ''::text
             END)
         END AS detail
-   FROM due d;
-comment on view bucketq.rotations is 'The TRUNCATE rotations maintain() runs, one row each: key_counter (per-key counters, bucketq.key_counter_0/_1) and consumer_beat (heartbeats, bucketq.consumer_beat_0/_1). appending_to: the part taking rows now; retired: the part to empty next, retired_rows whether it holds any; bytes: both parts with indexes; rotated_at: when a part was last emptied; kept_runs and kept_since: maintain() runs in a row since then that gave up on the lock (a reader held the part past 500 ms); due_since: since when a rotation is due (key_counter: its retired part holds rows; consumer_beat: the oldest beat could have gone; NULL while nothing is due); overdue: due for more than 5 minutes (the parts grow, and every send or liveness lookup reads deeper indexes); detail: what to do when overdue, else the last run''s detail. No row for key_counter while no topic exists.';
+   FROM late d;
+comment on view bucketq.rotations is 'The TRUNCATE rotations maintain() runs, one row each: key_counter (per-key counters, bucketq.key_counter_0/_1) and consumer_beat (heartbeats, bucketq.consumer_beat_0/_1). appending_to: the part taking rows now; retired: the part to empty next, retired_rows whether it holds any; bytes: both parts with indexes; rotated_at: when a part was last emptied; kept_runs and kept_since: maintain() runs in a row since then that gave up on the lock (a reader held the part past 500 ms); due_since: since when a rotation is due (key_counter: its retired part holds rows; consumer_beat: the oldest beat could have gone; NULL while nothing is due), due_for how long; overdue: due for more than 5 minutes (the parts grow, and every send or liveness lookup reads deeper indexes); detail: what to do when overdue, else the last run''s detail. No row for key_counter while no topic exists.';
 
 create view bucketq.schedules as
  SELECT s.name,

@@ -13,8 +13,9 @@ import { round } from './common.js';
  * CPU ticks (user + system, the unit of /proc/stat) used so far by the processes that
  * matter here, by kind: Postgres's client backends, its autovacuum, checkpointer, WAL
  * writer, background writer and I/O workers (Postgres 18), the rest of Postgres, and
- * this process (the bench: producers and in-process workers). A process that exits between two samples (an
- * autovacuum worker) takes the ticks it used since the first with it.
+ * this process (the bench: producers and in-process workers). A process that exits
+ * between two samples (an autovacuum worker) takes the ticks it used since the first
+ * with it.
  */
 function processTicks(): Record<string, number> {
   const out: Record<string, number> = {};
@@ -30,7 +31,7 @@ function processTicks(): Record<string, number> {
       const ticks = Number(f[11]) + Number(f[12]);
       const kind = /^postgres: (autovacuum|checkpointer|walwriter|background writer|io worker)/.exec(cmd)?.[1]
         ?? (/^postgres: \S+ \S+ /.test(cmd) ? 'backends' : 'other postgres');
-      add(kind === 'autovacuum' ? 'autovacuum' : kind, ticks);
+      add(kind, ticks);
     } catch {
       // gone since the listing
     }

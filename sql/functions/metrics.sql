@@ -17,7 +17,7 @@ as $$
     select distinct b.group_name from bucketq.buckets b where b.owner = ''
   ),
   rotations as (
-    select r.rotation, r.due_since, r.kept_runs, r.bytes from bucketq.rotations r
+    select r.rotation, r.due_for, r.kept_runs, r.bytes from bucketq.rotations r
   )
   -- per group and state: messages not finished yet
   select 'bucketq_group_messages', l.topic, l.group_name, null::int, s.state, sum(s.n)::float8
@@ -59,8 +59,7 @@ as $$
   select 'bucketq_topic_log_bytes', t.name, null, null, null, t.log_bytes::float8 from bucketq.topics t
   union all
   -- per TRUNCATE rotation of maintain() (the state column carries its name)
-  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation,
-         coalesce(extract(epoch from greatest(bucketq._now() - r.due_since, interval '0'))::float8, 0)
+  select 'bucketq_rotation_due_seconds', null, null, null, r.rotation, coalesce(extract(epoch from r.due_for)::float8, 0)
     from rotations r
   union all
   select 'bucketq_rotation_kept_runs', null, null, null, r.rotation, coalesce(r.kept_runs, 0)::float8 from rotations r

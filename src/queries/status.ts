@@ -116,7 +116,7 @@ export interface Rotation {
   rotatedAt: Date | null;
   keptRuns: number;
   keptSince: Date | null;
-  /** Seconds the retired part has waited to be emptied; null when it is empty. */
+  /** Seconds the rotation has been due; null while nothing is due. */
   dueSeconds: number | null;
   overdue: boolean;
   detail: string;
@@ -125,7 +125,7 @@ export interface Rotation {
 /** bucketq.rotations in the shape of `Rotation` (status and the console's system page). */
 export const ROTATIONS_SQL = `select rotation, appending_to as "appendingTo", retired, retired_rows as "retiredRows", bytes::float8,
        rotated_at as "rotatedAt", coalesce(kept_runs, 0) as "keptRuns", kept_since as "keptSince",
-       case when due_since is not null then extract(epoch from greatest(bucketq._now() - due_since, interval '0'))::float8 end as "dueSeconds",
+       extract(epoch from due_for)::float8 as "dueSeconds",
        overdue, detail
   from bucketq.rotations order by rotation`;
 
