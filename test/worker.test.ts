@@ -208,32 +208,45 @@ describe('consume()', () => {
     }
   });
 
-  it('start warms a connection per unit of concurrency, and the claim connection, before the first claim (a claim and an ack that roll back)', async () => {
+  it('start warms the claim connection and a pool connection before the first claim, and one more per unit of concurrency before it is used (a claim and an ack that roll back)', async () => {
     // That the warm-up rolls back (delivers nothing, counts no attempt) is what the
     // exactly-once tests above check: each starts on a backlog.
     const topic = unique('t');
     const group = unique('g');
     await bq.createTopic(topic, { buckets: 4 });
     await bq.createGroup(group, topic, { startAt: 'earliest' });
-    await sendKeyed(topic, 40, 8);
-    // Every connection of the consumer (its claim connection is made from the same settings) keeps its statements.
+    // Batches of 10: several would run at once while the other connections warm.
+    await sendKeyed(topic, 400, 40);
+    // Every connection of the consumer (its claim connection is made from the same settings)
+    // keeps its statements, and every statement's start and end goes in one timeline.
     const sessions: string[][] = [];
+    const timeline: { session: number; text: string; event: 'start' | 'end' }[] = [];
     class RecordingClient extends pg.Client {
       private readonly sent: string[] = [];
+      private readonly session = sessions.length;
       constructor(config?: pg.ClientConfig) {
         super(config);
         sessions.push(this.sent);
       }
       override query(...args: unknown[]): never {
-        this.sent.push(queryText(args) ?? '');
-        return (super.query as (...a: unknown[]) => never)(...args);
+        const text = queryText(args) ?? '';
+        this.sent.push(text);
+        timeline.push({ session: this.session, text, event: 'start' });
+        const result = (super.query as (...a: unknown[]) => unknown)(...args);
+        if (result instanceof Promise) {
+          void result.then(
+            () => timeline.push({ session: this.session, text, event: 'end' }),
+            () => timeline.push({ session: this.session, text, event: 'end' }),
+          );
+        }
+        return result as never;
       }
     }
     const pool = new pg.Pool({ connectionString: db.connectionString, max: 6, Client: RecordingClient });
     const handled: { msgId: string; attempt: number }[] = [];
     const c = await consume(
       { pool },
-      { group, handler: (m) => void handled.push({ msgId: m.msgId, attempt: m.attempt }), transaction: 'batch', claimMode: 'auto', concurrency: 3 },
+      { group, handler: (m) => void handled.push({ msgId: m.msgId, attempt: m.attempt }), transaction: 'batch', claimMode: 'auto', concurrency: 3, batchSize: 10 },
       quiet,
     );
     try {
@@ -242,7 +255,8 @@ describe('consume()', () => {
       await c.stop();
       await pool.end();
     }
-    const warmed = sessions.filter((sent) => sent.some((q) => q.startsWith(WARM_UP_TAG)));
+    const isWarmUp = (text: string) => text.startsWith(WARM_UP_TAG);
+    const warmed = sessions.filter((sent) => sent.some(isWarmUp));
     expect(warmed).toHaveLength(4); // 3 pool connections (concurrency 3) and the claim connection
     for (const sent of warmed) {
       // Each warm-up came before any claim the connection made, and ended in a rollback.
@@ -250,8 +264,17 @@ describe('consume()', () => {
       expect(sent[first]!.startsWith(`${WARM_UP_TAG} begin isolation level read committed; `)).toBe(true);
       expect(sent[first]!.endsWith(`${WARM_UP_TAG} rollback`)).toBe(true);
     }
-    expect(handled).toHaveLength(40);
-    expect(new Set(handled.map((h) => h.msgId)).size).toBe(40);
+    // No batch ran on a cold connection: while the others warmed, the pool opened none
+    // beside them for the first batches.
+    expect(sessions.filter((sent) => sent.some(isClaim)).every((sent) => sent.some(isWarmUp))).toBe(true);
+    // The first claim (not a warm-up) started once two warm-ups had ended: the claim
+    // connection's and a pool connection's.
+    const firstClaim = timeline.findIndex((e) => e.event === 'start' && isClaim(e.text) && !isWarmUp(e.text));
+    expect(firstClaim).toBeGreaterThan(0);
+    const warmUpsEnded = timeline.slice(0, firstClaim).filter((e) => e.event === 'end' && isWarmUp(e.text));
+    expect(new Set(warmUpsEnded.map((e) => e.session)).size).toBeGreaterThanOrEqual(2);
+    expect(handled).toHaveLength(400);
+    expect(new Set(handled.map((h) => h.msgId)).size).toBe(400);
     expect(handled.filter((h) => h.attempt !== 1)).toEqual([]);
   });
 
@@ -670,6 +693,33 @@ describe('consume()', () => {
       expect(handledAt! - failedAt!).toBeLessThan(600);
     });
   }
+
+  it('a start that fails (an unknown group) leaves no LISTEN connection behind: it opens beside the group\'s settings', async () => {
+    const admin = new pg.Client({ connectionString: db.connectionString });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ t: Date }>('select clock_timestamp() as t');
+      for (let i = 0; i < 3; i++) {
+        await expect(bq.consume({ group: 'no.such.group', handler: async () => {} }, quiet)).rejects.toThrow(/unknown consumer group/);
+      }
+      // pg-listen's session runs LISTEN; one left open would keep it (and reconnect it).
+      const listening = async () =>
+        Number(
+          (
+            await admin.query<{ n: string }>(
+              `select count(*) as n from pg_stat_activity
+                where datname = current_database() and backend_start >= $1 and query ilike 'listen%'`,
+              [rows[0]!.t],
+            )
+          ).rows[0]!.n,
+        );
+      await waitFor('the LISTEN sessions to end', async () => (await listening()) === 0, 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await listening()).toBe(0);
+    } finally {
+      await admin.end();
+    }
+  });
 
   it('rejects bad options with a message naming the option', async () => {
     await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);

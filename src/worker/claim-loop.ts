@@ -44,16 +44,38 @@ export class ClaimLoop {
    */
   private readonly holding = new Set<Holding>();
   private loop: Promise<void> = Promise.resolve();
+  /** Transactions allowed at once: concurrency, or fewer while connections are still warming. */
+  private allowed: number;
 
   constructor(
     private readonly rt: Runtime,
     private readonly membership: Membership,
     private readonly executor: BatchExecutor,
-  ) {}
+  ) {
+    this.allowed = rt.opts.concurrency;
+  }
 
   /** Transactions (batches, or runs of messages) being handled now. */
   get inflight(): number {
     return this.inflightCount;
+  }
+
+  /**
+   * While the consumer's other connections warm (warm-up.ts), run only as many
+   * transactions at once as there are warm connections: one, then one more as each is
+   * done, and `concurrency` once all are. Resolves then.
+   */
+  warming(others: Promise<void>[]): Promise<void> {
+    this.allowed = 1;
+    for (const warm of others) void warm.then(() => this.allow(this.allowed + 1));
+    return Promise.all(others).then(() => this.allow(this.rt.opts.concurrency));
+  }
+
+  private allow(n: number): void {
+    this.allowed = Math.min(this.rt.opts.concurrency, n);
+    const r = this.slotFreed;
+    this.slotFreed = undefined;
+    r?.();
   }
 
   start(): void {
@@ -71,7 +93,7 @@ export class ClaimLoop {
     const { opts } = rt;
     const batchSize = opts.transaction === 'batch' ? opts.batchSize : Math.min(opts.batchSize, opts.concurrency);
     while (rt.running()) {
-      if (this.inflightCount >= opts.concurrency) {
+      if (this.inflightCount >= this.allowed) {
         await new Promise<void>((r) => (this.slotFreed = r));
         continue;
       }
@@ -99,7 +121,7 @@ export class ClaimLoop {
         continue;
       }
       let messages: ClaimedMessage[];
-      const free = opts.concurrency - this.inflightCount;
+      const free = this.allowed - this.inflightCount;
       const max = opts.transaction === 'batch' ? batchSize : Math.min(batchSize, free);
       this.noteClaim(buckets);
       try {

@@ -96,6 +96,8 @@ export class Consumer {
   private lagJob: Periodic | undefined;
   private schedulesJob: Periodic | undefined;
   private maintenanceJob: Periodic | undefined;
+  /** The warm-up of the connections beyond the first (warm-up.ts), which runs beside the first claims. */
+  private warming: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -211,21 +213,31 @@ export class Consumer {
     if (ownsPool) pool.on('error', () => {}); // a dropped idle client is replaced on next use
     if (!opts.preparedStatements) withoutPreparedStatements(pool);
     const log = (logger ?? createLogger()).child({ group: opts.group });
+    const wakeup = new Wakeup(log);
+    let topic: string | undefined;
+    // The LISTEN connection needs nothing of the group's: it opens beside the settings'
+    // query, and is listening before the first claim (a send after that claim's snapshot
+    // and before the LISTEN would wait for the poll).
+    let listening: Promise<void> = Promise.resolve();
+    if (opts.listen) {
+      const listenConfig = db.connectionString ?? (pool as unknown as { options: pg.ClientConfig }).options;
+      listening = wakeup.listen(typeof listenConfig === 'string' ? listenConfig : connectionStringOf(listenConfig), () => topic);
+      listening.catch(() => {}); // awaited below
+    }
     let consumer: Consumer | undefined;
     try {
       const settings = await groupSettings(pool, opts.group);
-      const wakeup = new Wakeup(log);
+      topic = settings.topic;
+      await listening;
       // Each handler run is an OpenTelemetry span (a no-op without an SDK).
       const traced = { ...opts, handler: traceHandler(opts.handler, opts.group, settings.topic) };
       consumer = new Consumer(pool, ownsPool, traced, settings, wakeup, log.child({ consumer: opts.consumerId }));
       await consumer.startMetricsServer();
-      if (opts.listen) {
-        const listenConfig = db.connectionString ?? (pool as unknown as { options: pg.ClientConfig }).options;
-        await wakeup.listen(typeof listenConfig === 'string' ? listenConfig : connectionStringOf(listenConfig), settings.topic);
-      }
       await consumer.begin();
       return consumer;
     } catch (err) {
+      await listening.catch(() => {});
+      await wakeup.close();
       await consumer?.metricsServer?.close();
       await consumer?.claimPool.end().catch(() => {});
       if (ownsPool) await pool.end().catch(() => {});
@@ -234,9 +246,16 @@ export class Consumer {
   }
 
   private async begin(): Promise<void> {
+    // The claim connection opens while we join (its warm-up needs the membership).
+    const claimConnected = this.claimPool.query('select 1').catch(() => {});
     await this.membership.join();
+    await claimConnected;
     // Also connects the claim connection before the first locked batch records its attempt there.
-    await warmConnections(this.rt);
+    const { others } = await warmConnections(this.rt);
+    // The first claims run while the other connections warm. A warm-up holds its
+    // buckets' cursor rows for a moment, and a claim meanwhile passes over them: claim
+    // everywhere once the last is over.
+    this.warming = this.claimLoop.warming(others).then(() => this.wakeup.wake());
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     this.membership.startHeartbeat(interval);
     // Each on a timer of its own, so that none holds the heartbeat or another back.
@@ -244,7 +263,8 @@ export class Consumer {
     if (this.opts.maintenanceIntervalMs > 0) {
       void (this.maintenanceJob = new Periodic(this.opts.maintenanceIntervalMs, () => this.maintain())).start(false);
     }
-    if (this.opts.schedules) await (this.schedulesJob = new Periodic(interval, () => this.fireSchedules())).start(true);
+    // Due schedules fire beside the first claim: a message they send wakes the loop.
+    if (this.opts.schedules) void (this.schedulesJob = new Periodic(interval, () => this.fireSchedules())).start(true);
     this.claimLoop.start();
   }
 
@@ -310,6 +330,7 @@ export class Consumer {
     await loopEnded;
     await heartbeatStopped; // a heartbeat after the leave would find us gone
     await jobsStopped;
+    await this.warming;
     await this.membership.leave();
     await this.wakeup.close();
     await this.metricsServer?.close();

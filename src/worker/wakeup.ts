@@ -45,8 +45,12 @@ export class Wakeup {
 
   constructor(private readonly log: Logger) {}
 
-  /** Start listening for sends to `topic`. */
-  async listen(connectionString: string, topic: string): Promise<void> {
+  /**
+   * Start listening for sends to the topic `topic()` names. Until it names one (the
+   * consumer is still reading its group's settings), every notification wakes the loop:
+   * the first claim looks everywhere anyway.
+   */
+  async listen(connectionString: string, topic: () => string | undefined): Promise<void> {
     const subscriber = createSubscriber(
       { connectionString, keepAlive: true },
       {
@@ -57,7 +61,9 @@ export class Wakeup {
       },
     );
     subscriber.notifications.on(NOTIFY_CHANNEL, (payload: unknown) => {
-      const wake = parseWakePayload(payload, topic);
+      const ours = topic();
+      if (ours === undefined) return this.wake();
+      const wake = parseWakePayload(payload, ours);
       if (wake === undefined) return;
       if (wake.bucket === undefined) this.wake();
       else this.wakeBuckets([wake.bucket]);

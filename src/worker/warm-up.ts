@@ -32,40 +32,62 @@ function warmUpSql(rt: Runtime, lit: (v: string) => string, locked: boolean): st
   );
 }
 
-/** Warm one connection of `pool`; only speed is at stake, so a failure (fenced already, a lost connection) is logged and forgotten. */
-async function warmOne(rt: Runtime, pool: pg.Pool, locked: boolean): Promise<void> {
+/**
+ * Warm one connection of `pool` and hand it back still checked out (undefined if it
+ * failed: only speed is at stake, so a failure, fenced already or a lost connection, is
+ * logged and forgotten).
+ */
+async function warmHeld(rt: Runtime, pool: pg.Pool, locked: boolean): Promise<HeldConnection | undefined> {
   let held: HeldConnection;
   try {
     held = await checkout(rt, pool);
   } catch (err) {
     rt.log.debug({ err }, 'connection warm-up could not connect');
-    return;
+    return undefined;
   }
-  let broken: Error | undefined;
   try {
     await held.client.query(warmUpSql(rt, (v) => held.client.escapeLiteral(v), locked));
+    return held;
   } catch (err) {
     rt.log.debug({ err }, 'connection warm-up failed');
+    let broken: Error | undefined;
     await held.client.query('rollback').catch((e: Error) => (broken = e));
+    held.release(broken);
+    return undefined;
   }
-  held.release(broken);
+}
+
+async function warmOne(rt: Runtime, pool: pg.Pool, locked: boolean): Promise<void> {
+  (await warmHeld(rt, pool, locked))?.release();
 }
 
 /**
  * Open and warm the connections claims and batches will use: `concurrency` pool
  * connections (at most MAX_WARMED_CONNECTIONS, and no more than the pool holds), and
- * the claim connection when claims may lease. They are asked for at once, so a pool
- * with room opens one for each; each holds its buckets' cursor rows for a few
- * milliseconds.
+ * the claim connection when claims may lease. Each holds its buckets' cursor rows for a
+ * few milliseconds.
+ *
+ * Resolves once the connections the first claim and its batch need are warm (the claim
+ * connection and one pool connection, warmed side by side), with a promise per other
+ * pool connection, resolved when it is warm and back in the pool. Waiting for all of
+ * them held a consumer's first message back by all their cold starts at once (on 2
+ * cores, some 250 ms for a consumer of concurrency 4). The others are asked for while
+ * the first pool connection is still held, so the pool opens a new connection for each
+ * rather than warming the warm one again; the claim loop runs no more batches at once
+ * than there are warm connections until they are done (ClaimLoop.allow), or the pool
+ * would open cold ones beside those being warmed.
  */
-export async function warmConnections(rt: Runtime): Promise<void> {
+export async function warmConnections(rt: Runtime): Promise<{ others: Promise<void>[] }> {
   const locked = mayClaimLocked(rt.opts);
   const leases = !locked || (rt.opts.claimMode ?? 'auto') !== 'lock';
   const poolMax = (rt.pool as unknown as { options: pg.PoolConfig }).options.max ?? 10;
   const n = Math.max(1, Math.min(rt.opts.concurrency, MAX_WARMED_CONNECTIONS, poolMax));
-  await Promise.all([
-    ...Array.from({ length: n }, () => warmOne(rt, rt.pool, locked)),
+  const [first] = await Promise.all([
+    warmHeld(rt, rt.pool, locked),
     // In 'lock' mode the claim connection only records attempts: connected, nothing to warm.
     leases ? warmOne(rt, rt.claimPool, false) : rt.claimPool.query('select 1'),
   ]);
+  const others = Array.from({ length: n - 1 }, () => warmOne(rt, rt.pool, locked));
+  first?.release();
+  return { others };
 }
