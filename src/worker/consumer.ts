@@ -252,10 +252,17 @@ export class Consumer {
     await claimConnected;
     // Also connects the claim connection before the first locked batch records its attempt there.
     const { others } = await warmConnections(this.rt);
-    // The first claims run while the other connections warm. A warm-up holds its
-    // buckets' cursor rows for a moment, and a claim meanwhile passes over them: claim
-    // everywhere once the last is over.
-    this.warming = this.claimLoop.warming(others).then(() => this.wakeup.wake());
+    if (this.opts.transaction === 'message') {
+      // A claim of message transactions takes as many messages as there are free slots,
+      // and the next claim finds none of its buckets' later messages until those are
+      // acked: claims while fewer connections are warm would take fewer at once.
+      await Promise.all(others);
+    } else {
+      // The first batches run while the other connections warm. A warm-up holds its
+      // buckets' cursor rows for a moment, and a claim meanwhile passes over them: claim
+      // everywhere once the last is over.
+      this.warming = this.claimLoop.warming(others).then(() => this.wakeup.wake());
+    }
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     this.membership.startHeartbeat(interval);
     // Each on a timer of its own, so that none holds the heartbeat or another back.
@@ -263,8 +270,9 @@ export class Consumer {
     if (this.opts.maintenanceIntervalMs > 0) {
       void (this.maintenanceJob = new Periodic(this.opts.maintenanceIntervalMs, () => this.maintain())).start(false);
     }
-    // Due schedules fire beside the first claim: a message they send wakes the loop.
-    if (this.opts.schedules) void (this.schedulesJob = new Periodic(interval, () => this.fireSchedules())).start(true);
+    // (Before the first claim: beside it, the firing took the warm pool connection and
+    // the first batch's ack opened a cold one.)
+    if (this.opts.schedules) await (this.schedulesJob = new Periodic(interval, () => this.fireSchedules())).start(true);
     this.claimLoop.start();
   }
 
