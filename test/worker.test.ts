@@ -278,6 +278,73 @@ describe('consume()', () => {
     expect(handled.filter((h) => h.attempt !== 1)).toEqual([]);
   });
 
+  for (const claimMode of ['lease', 'lock'] as const) {
+    it(`a send to a bucket whose batch is still in flight claims nothing until that batch ends, then at once (${claimMode})`, async () => {
+      // One batch per bucket at a time: a claim in such a bucket would find nothing. The
+      // wake-up waits for the batch's end instead (not for the poll: 10 s here).
+      const topic = unique('t');
+      const group = unique('g');
+      await bq.createTopic(topic, { buckets: 1 });
+      await bq.createGroup(group, topic, { startAt: 'earliest' });
+      const claims: string[] = [];
+      let warmUpsEnded = 0;
+      class RecordingClient extends pg.Client {
+        override query(...args: unknown[]): never {
+          const text = queryText(args) ?? '';
+          if (isClaim(text) && !text.startsWith(WARM_UP_TAG)) claims.push(text);
+          const result = (super.query as (...a: unknown[]) => unknown)(...args);
+          if (text.startsWith(WARM_UP_TAG) && result instanceof Promise) void result.finally(() => warmUpsEnded++);
+          return result as never;
+        }
+      }
+      const pool = new pg.Pool({ connectionString: db.connectionString, max: 8, Client: RecordingClient });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const handled: string[] = [];
+      let firstStarted = false;
+      const c = await consume(
+        { pool },
+        {
+          group,
+          concurrency: 2, // a free slot: the loop could claim while the first batch runs
+          transaction: 'batch',
+          claimMode,
+          pollIntervalMs: 10_000,
+          handler: async (m) => {
+            if ((m.payload as { n: number }).n === 1) {
+              firstStarted = true;
+              await gate;
+            }
+            handled.push(m.key!);
+          },
+        },
+        quiet,
+      );
+      try {
+        // The end of the last warm-up wakes the loop to claim everywhere (a claim may have
+        // passed over the buckets it held): over before the sends.
+        // (2 pool connections, and the claim connection unless claims only lock)
+        await waitFor('the warm-ups', async () => warmUpsEnded === (claimMode === 'lock' ? 2 : 3));
+        await sleep(200);
+        await bq.send(topic, { n: 1 }, { key: 'a' });
+        await waitFor('the first handler to start', async () => firstStarted);
+        const before = claims.length;
+        await bq.send(topic, { n: 2 }, { key: 'b' });
+        await sleep(400); // its NOTIFY has come
+        expect(claims.length - before).toBe(0);
+        const released = Date.now();
+        release();
+        await waitFor('the second message', async () => handled.includes('b'), 5000);
+        expect(Date.now() - released).toBeLessThan(2000);
+        expect(handled).toEqual(['a', 'b']);
+      } finally {
+        release();
+        await c.stop();
+        await pool.end();
+      }
+    });
+  }
+
   it('claims, acks and heartbeats run as named prepared statements, on every connection; preparedStatements: false sends them unnamed', async () => {
     for (const preparedStatements of [true, false]) {
       const topic = unique('t');

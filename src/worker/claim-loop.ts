@@ -109,6 +109,14 @@ export class ClaimLoop {
         await rt.wakeup.wait(opts.pollIntervalMs);
         continue;
       }
+      // Woken only for buckets whose batch is still in flight here: a claim would find
+      // nothing in them (one batch per bucket at a time) and cost a round trip, often
+      // _log_claim's long way, while sends to other buckets wait for it. Their batch's
+      // end wakes the loop for them.
+      if (buckets !== undefined && this.passOverInFlight(buckets)) {
+        await rt.wakeup.wait(opts.pollIntervalMs);
+        continue;
+      }
       if (this.claimsLocked) {
         // Each batch claims in its own transaction, so claims can overlap: while the
         // last claim came back full (a backlog), the next starts at once; otherwise we
@@ -264,6 +272,22 @@ export class ClaimLoop {
       release(broken);
       throw err;
     }
+  }
+
+  /**
+   * If every one of `buckets` has a batch of its own in flight (not one that holds all
+   * buckets: a locked claim of every bucket), mark those batches as passed over (their
+   * end wakes the loop for their buckets) and return true; else change nothing.
+   */
+  private passOverInFlight(buckets: readonly number[]): boolean {
+    const held: Holding[] = [];
+    for (const b of buckets) {
+      const h = [...this.holding].filter((x) => x.buckets?.includes(b));
+      if (h.length === 0) return false;
+      held.push(...h);
+    }
+    for (const h of held) h.passedOver = true;
+    return true;
   }
 
   /** A claim starts: it passes over the buckets of work in flight that it looks in. */
