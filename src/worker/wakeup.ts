@@ -71,8 +71,15 @@ export class Wakeup {
     subscriber.events.on('reconnect', (attempt: number) => this.log.warn({ attempt }, 'LISTEN connection lost, reconnecting'));
     subscriber.events.on('connected', () => this.wake());
     subscriber.events.on('error', (err: Error) => this.log.error({ err }, 'LISTEN connection failed; relying on polling'));
-    await subscriber.connect();
-    await subscriber.listenTo(NOTIFY_CHANNEL);
+    try {
+      await subscriber.connect();
+      await subscriber.listenTo(NOTIFY_CHANNEL);
+    } catch (err) {
+      // Closed at once: pg-listen otherwise reconnects a connection that never opened,
+      // for retryTimeout (a day), and keeps the process alive.
+      await subscriber.close().catch(() => {});
+      throw err;
+    }
     this.subscriber = subscriber;
   }
 
