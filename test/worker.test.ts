@@ -788,6 +788,35 @@ describe('consume()', () => {
     }
   });
 
+  it('a start that fails after joining (the claim connection refused) leaves the group at once: its buckets are not held until the session times out', async () => {
+    const topic = unique('startfail');
+    const group = unique('startfail.g');
+    await bq.createTopic(topic, { buckets: 4 });
+    await bq.createGroup(group, topic, { startAt: 'earliest', sessionTimeout: '1 hour' });
+    // A role allowed one connection: the pool's (settings, join) opens; the claim
+    // connection, which 'lock' mode needs before the first claim, is refused.
+    const user = `bqtest_onecon_${process.pid}`;
+    await db.pool.query(`create role ${user} login password 'pw' connection limit 1 in role bucketq_consumer`);
+    try {
+      const url = new URL(db.connectionString);
+      url.username = user;
+      url.password = 'pw';
+      await expect(
+        consume({ connectionString: url.toString() }, { group, handler: async () => {}, claimMode: 'lock', listen: false }, quiet),
+      ).rejects.toThrow(/too many connections for role/);
+      const { rows } = await db.pool.query<{ consumers: string; owned: string }>(
+        `select (select count(*) from bucketq.consumers where group_name = $1) as consumers,
+                (select count(*) from bucketq.buckets where group_name = $1 and owned) as owned`,
+        [group],
+      );
+      expect(rows[0]).toEqual({ consumers: '0', owned: '0' });
+    } finally {
+      await waitFor('the role\'s connection to close', async () =>
+        (await db.pool.query(`select count(*)::int as n from pg_stat_activity where usename = $1`, [user])).rows[0].n === 0, 5000);
+      await db.pool.query(`drop role ${user}`);
+    }
+  });
+
   it('rejects bad options with a message naming the option', async () => {
     await expect(bq.consume({ group: 'g', handler: async () => {}, concurrency: 0 }, quiet)).rejects.toThrow(/concurrency/);
     await expect(

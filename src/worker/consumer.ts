@@ -236,6 +236,9 @@ export class Consumer {
       await consumer.begin();
       return consumer;
     } catch (err) {
+      // Joined already (the claim connection failed, say): leave, or our buckets stay
+      // ours, unclaimed, until the session times out.
+      if (consumer?.membership.joined) await consumer.membership.leave();
       await listening.catch(() => {});
       await wakeup.close();
       await consumer?.metricsServer?.close();

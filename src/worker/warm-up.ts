@@ -82,11 +82,16 @@ export async function warmConnections(rt: Runtime): Promise<{ others: Promise<vo
   const leases = !locked || (rt.opts.claimMode ?? 'auto') !== 'lock';
   const poolMax = (rt.pool as unknown as { options: pg.PoolConfig }).options.max ?? 10;
   const n = Math.max(1, Math.min(rt.opts.concurrency, MAX_WARMED_CONNECTIONS, poolMax));
-  const [first] = await Promise.all([
+  const [warmed, claimConnection] = await Promise.allSettled([
     warmHeld(rt, rt.pool, locked),
     // In 'lock' mode the claim connection only records attempts: connected, nothing to warm.
     leases ? warmOne(rt, rt.claimPool, false) : rt.claimPool.query('select 1'),
   ]);
+  const first = warmed.status === 'fulfilled' ? warmed.value : undefined;
+  if (claimConnection.status === 'rejected') {
+    first?.release(); // or the pool's end waits for it forever
+    throw claimConnection.reason;
+  }
   const others = Array.from({ length: n - 1 }, () => warmOne(rt, rt.pool, locked));
   first?.release();
   return { others };
