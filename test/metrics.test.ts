@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
 import type { Consumer } from '../src/worker/consumer.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
+import { freePort } from './support/ports.js';
 
 let db: FreshDatabase;
 let bq: BucketQ;
@@ -26,14 +27,6 @@ afterAll(async () => {
   await Promise.all(consumers.map((c) => c.stop({ timeoutMs: 1000 })));
   await db.drop();
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);

@@ -9,6 +9,7 @@ import { consume, type Consumer } from '../src/worker/consumer.js';
 import { WARM_UP_TAG } from '../src/worker/warm-up.js';
 import type { Handler } from '../src/worker/options.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
+import { freePort } from './support/ports.js';
 
 let db: FreshDatabase;
 let bq: BucketQ;
@@ -208,7 +209,10 @@ describe('consume()', () => {
     }
   });
 
-  it('start warms the claim connection and a pool connection before the first claim, and one more per unit of concurrency before it is used (a claim and an ack that roll back)', async () => {
+  it.each([
+    ['', false],
+    [' (with metrics: the lag count waits for the warm-ups, or it takes the warm connection the first batch needs)', true],
+  ])('start warms the claim connection and a pool connection before the first claim, and one more per unit of concurrency before it is used (a claim and an ack that roll back)%s', async (_title, withMetrics) => {
     // That the warm-up rolls back (delivers nothing, counts no attempt) is what the
     // exactly-once tests above check: each starts on a backlog.
     const topic = unique('t');
@@ -246,16 +250,30 @@ describe('consume()', () => {
     const handled: { msgId: string; attempt: number }[] = [];
     const c = await consume(
       { pool },
-      { group, handler: (m) => void handled.push({ msgId: m.msgId, attempt: m.attempt }), transaction: 'batch', claimMode: 'auto', concurrency: 3, batchSize: 10 },
+      {
+        group,
+        handler: (m) => void handled.push({ msgId: m.msgId, attempt: m.attempt }),
+        transaction: 'batch',
+        claimMode: 'auto',
+        concurrency: 3,
+        batchSize: 10,
+        metricsPort: withMetrics ? await freePort() : undefined,
+      },
       quiet,
     );
+    const isLagCount = (text: string) => text.includes('select pending from bucketq.groups');
     try {
       await waitFor('drain', async () => (await pending(group)) === 0);
+      if (withMetrics) await waitFor('the lag count', async () => timeline.some((e) => isLagCount(e.text)));
     } finally {
       await c.stop();
       await pool.end();
     }
     const isWarmUp = (text: string) => text.startsWith(WARM_UP_TAG);
+    if (withMetrics) {
+      const lastWarmUpEnd = timeline.map((e) => e.event === 'end' && isWarmUp(e.text)).lastIndexOf(true);
+      expect(timeline.findIndex((e) => isLagCount(e.text))).toBeGreaterThan(lastWarmUpEnd);
+    }
     const warmed = sessions.filter((sent) => sent.some(isWarmUp));
     expect(warmed).toHaveLength(4); // 3 pool connections (concurrency 3) and the claim connection
     for (const sent of warmed) {

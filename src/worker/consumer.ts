@@ -269,7 +269,12 @@ export class Consumer {
     const interval = this.opts.heartbeatIntervalMs ?? Math.max(50, Math.floor(this.settings.sessionTimeoutMs / 3));
     this.membership.startHeartbeat(interval);
     // Each on a timer of its own, so that none holds the heartbeat or another back.
-    if (this.metrics) void (this.lagJob = new Periodic(interval, () => this.refreshLag(), LAG_SPACING)).start(true);
+    if (this.metrics) {
+      // After the warm-ups: begun now, the count took the warm pool connection, and the
+      // first batch opened a cold one beside those being warmed.
+      const lagJob = (this.lagJob = new Periodic(interval, () => this.refreshLag(), LAG_SPACING));
+      void this.warming.then(() => (this.running ? lagJob.start(true) : undefined));
+    }
     if (this.opts.maintenanceIntervalMs > 0) {
       void (this.maintenanceJob = new Periodic(this.opts.maintenanceIntervalMs, () => this.maintain())).start(false);
     }
