@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BucketQ } from '../src/client.js';
 import type { Consumer } from '../src/worker/consumer.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
-import { freePort } from './support/ports.js';
+import { findFreePort } from '../src/db/embedded.js';
 
 let db: FreshDatabase;
 let bq: BucketQ;
@@ -64,7 +64,7 @@ describe('worker metrics', () => {
     // Hold every handler until the gauges have been read with all 20 pending.
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
-    const port = await freePort();
+    const port = await findFreePort();
     const a = await bq.consume(
       {
         group: 'm.billing',
@@ -81,7 +81,7 @@ describe('worker metrics', () => {
       quiet,
     );
     consumers.push(a);
-    const portB = await freePort();
+    const portB = await findFreePort();
     const b = await bq.consume(
       {
         group: 'm.poison.g',
@@ -154,7 +154,7 @@ describe('worker metrics', () => {
     // stopped claiming. Here the count waits on a lock instead, for 2.5 session timeouts.
     await bq.createTopic('s.t', { buckets: 2 });
     await bq.createGroup('s.g', 's.t', { startAt: 'earliest', sessionTimeout: '1 second' });
-    const port = await freePort();
+    const port = await findFreePort();
     const handled: string[] = [];
     let open!: () => void;
     let gate: Promise<void> = Promise.resolve();
@@ -228,7 +228,7 @@ describe('worker metrics', () => {
     await locker.connect();
     await locker.query('begin');
     await locker.query('lock table bucketq.bucket_owner in access exclusive mode');
-    const port = await freePort();
+    const port = await findFreePort();
     let release!: () => void;
     const inHandler = new Promise<void>((r) => (release = r));
     let handlerStarted = false;
@@ -288,7 +288,7 @@ describe('worker metrics', () => {
     await bq.createTopic('w.t', { buckets: 2 });
     await bq.createGroup('w.g', 'w.t', { startAt: 'earliest' });
     await bq.sendBatch('w.t', Array.from({ length: 5 }, (_, i) => ({ payload: { i }, key: `k${i % 2}` })));
-    const port = await freePort();
+    const port = await findFreePort();
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', 'src/cli.ts', 'worker', '--group', 'w.g', '--handler', 'test/fixtures/effect-handler.ts', '--database-url', db.connectionString, '--heartbeat-ms', '100'],
@@ -320,7 +320,7 @@ describe('worker metrics', () => {
   it('listens on loopback by default; metricsHost (or --metrics-host, BUCKETQ_METRICS_HOST) chooses the interface', async () => {
     await bq.createTopic('i.t', { buckets: 1 });
     await bq.createGroup('i.g', 'i.t');
-    const local = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort() }, quiet);
+    const local = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await findFreePort() }, quiet);
     consumers.push(local);
     const outside = Object.values(os.networkInterfaces())
       .flat()
@@ -335,7 +335,7 @@ describe('worker metrics', () => {
     } finally {
       await local.stop();
     }
-    const all = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort(), metricsHost: '0.0.0.0' }, quiet);
+    const all = await bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await findFreePort(), metricsHost: '0.0.0.0' }, quiet);
     consumers.push(all);
     try {
       expect(all.metricsHost).toBe('0.0.0.0');
@@ -343,7 +343,7 @@ describe('worker metrics', () => {
     } finally {
       await all.stop();
     }
-    await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await freePort(), metricsHost: '203.0.113.7' }, quiet)).rejects.toThrow(
+    await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: await findFreePort(), metricsHost: '203.0.113.7' }, quiet)).rejects.toThrow(
       /cannot serve metrics on port \d+: the host is not an address of this machine; set metricsHost \(--metrics-host\).*\(metricsHost 203\.0\.113\.7\)/,
     );
     await expect(bq.consume({ group: 'i.g', handler: () => {}, metricsPort: 1, metricsHost: '' }, quiet)).rejects.toThrow(/metricsHost must not be empty/);

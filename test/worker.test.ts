@@ -9,7 +9,7 @@ import { consume, type Consumer } from '../src/worker/consumer.js';
 import { WARM_UP_TAG } from '../src/worker/warm-up.js';
 import type { Handler } from '../src/worker/options.js';
 import { freshDatabase, type FreshDatabase } from './support/db.js';
-import { freePort } from './support/ports.js';
+import { findFreePort } from '../src/db/embedded.js';
 
 let db: FreshDatabase;
 let bq: BucketQ;
@@ -257,7 +257,7 @@ describe('consume()', () => {
         claimMode: 'auto',
         concurrency: 3,
         batchSize: 10,
-        metricsPort: withMetrics ? await freePort() : undefined,
+        metricsPort: withMetrics ? await findFreePort() : undefined,
       },
       quiet,
     );
