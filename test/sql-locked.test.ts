@@ -3,7 +3,7 @@
 // sessions; crashes are real terminated backends.
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ack, claim, expectBqError, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase, waitUntilBlocked, type Queryable } from './helpers/sql.js';
+import { ack, claim, expectBqError, nack, pgError, pidOf, send, sendBatch, setClock, topicAndGroup, useDatabase, waitUntilBlocked, type Queryable } from './helpers/sql.js';
 
 const ctx = useDatabase();
 const opened: pg.Client[] = [];
@@ -262,6 +262,46 @@ describe('claim_locked', () => {
     expect((await claimLocked(b, group, 'c2')).map((m) => m.msg_id)).toEqual([id]);
     expect(await ackLocked(b, group, [id!], 'c2')).toEqual([{ msg_id: id, status: 'acked' }]);
     await b.query('commit');
+  });
+
+  it("a retry and a replayed dead letter that another consumer's lease left behind: the locked claimer who owns the bucket now acks them, and the records name it", async () => {
+    // The lease's consumer stays on an inbox row after its nack or dead letter. A locked
+    // ack checked that consumer's ownership instead of its own, so no other consumer
+    // could ack these rows: each try rolled back and counted an attempt, until the
+    // message was dead-lettered (found by test/upgrade.test.ts).
+    const a = await session();
+    const b = await session();
+    const { topic, group } = await topicAndGroup(a, ctx, {
+      buckets: 1,
+      group: { session_timeout: '10 seconds', on_exhausted: 'block' },
+    });
+    const [retry, dead, behind] = await sendBatch(a, topic, [{}, {}, {}], { keys: ['r', 'd', 'd'] });
+    const leased = await claim(a, group, 'c1', 3); // (behind waits in the inbox)
+    expect(leased.map((m) => m.msg_id)).toEqual([retry, dead]);
+    expect((await nack(a, group, leased.filter((m) => m.msg_id === retry), { retryDelay: '0 seconds' })).map((r) => r.status)).toEqual(['retry']);
+    const { rows: rejected } = await a.query(
+      'select status from bucketq.reject(group_name => $1, msg_ids => $2::bigint[], lease_tokens => $3::bigint[])',
+      [group, [dead], leased.filter((m) => m.msg_id === dead).map((m) => m.lease_token)],
+    );
+    expect(rejected.map((r) => r.status)).toEqual(['dead']);
+    expect(await a.query('select bucketq.replay_dead($1) as n', [group]).then((r) => r.rows[0].n)).toBe(1);
+
+    // c1's session expires; c2 takes the bucket, and claims with row locks.
+    await setClock(b, '30 seconds');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'c2']);
+    await b.query('select * from bucketq.heartbeat($1, $2)', [group, 'c2']);
+    const { rows: owner } = await b.query<{ owner: string; epoch: string }>(
+      'select owner, epoch::text from bucketq.buckets where group_name = $1', [group]);
+    expect(owner[0]!.owner).toBe('c2');
+
+    await b.query('begin');
+    const got = await claimLocked(b, group, 'c2', 10, 2);
+    expect(got.map((m) => m.msg_id).sort((x, y) => x - y)).toEqual([retry, dead, behind]);
+    expect(await ackLocked(b, group, got.map((m) => m.msg_id), 'c2')).toEqual(got.map((m) => ({ msg_id: m.msg_id, status: 'acked' })));
+    await b.query('commit');
+    const { rows: records } = await b.query(
+      'select msg_id::int, consumer_id, epoch::text from bucketq.deliveries where group_name = $1 order by msg_id', [group]);
+    expect(records).toEqual([retry, dead, behind].map((id) => ({ msg_id: id, consumer_id: 'c2', epoch: owner[0]!.epoch })));
   });
 
   it('a producer sending the next message of a held key commits without waiting, and that message follows in order', async () => {

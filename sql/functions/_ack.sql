@@ -97,19 +97,22 @@ begin
     -- The locked ids as one array: an index scan of the primary key, whatever the
     -- planner believes of the CTE's size (joined to it, a stale estimate of one row
     -- made it rescan the CTE per row: quadratic).
+    -- A locked claim's claimer is the consumer_id given here: the row's own consumer_id
+    -- is whoever last leased it (a retry's or a dead letter's keeps it), not the claimer.
     delete from bucketq.inbox i
      where i.group_id = g.group_id and i.msg_id = any(array(select l.msg_id from locked l))
        and exists (select 1 from bucketq.bucket_owner o
                     where o.group_id = g.group_id and o.bucket = i.bucket
-                      and o.owner = coalesce(i.consumer_id, _ack.consumer_id)
-                      and (v_locked or o.epoch = i.epoch))
+                      and case when v_locked then o.owner = _ack.consumer_id
+                               else o.owner = i.consumer_id and o.epoch = i.epoch end)
     returning i.msg_id, i.key_id, i.key_seq, i.sent_at, i.attempts, i.consumer_id, i.epoch, i.bucket, i.state
   ),
   recorded as (
     insert into bucketq.delivery (group_id, topic_id, msg_id, sent_at, attempt, consumer_id, epoch, acked_at)
     select g.group_id, g.topic_id, gone.msg_id, gone.sent_at, gone.attempts + v_locked::int,
-           coalesce(_ack.consumer_id, gone.consumer_id),
-           coalesce(gone.epoch, (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)),
+           case when v_locked then _ack.consumer_id else gone.consumer_id end,
+           case when v_locked then (select o.epoch from bucketq.bucket_owner o where o.group_id = g.group_id and o.bucket = gone.bucket)
+                else gone.epoch end,
            v_now
       from gone
     -- A delivery record already there would be a second delivery of an acked message:
