@@ -296,6 +296,55 @@ describe('retry backoff', () => {
   );
 });
 
+describe('retries left by a consumer that is gone', () => {
+  it('a consumer that takes over the bucket under a new id delivers them with row locks, once each, without a dead letter or an error', async () => {
+    // A nack under a lease leaves its consumer on the retry's row. A locked ack used to
+    // check that consumer's ownership rather than its own claimer's: every batch holding
+    // such a retry was refused and rolled back, its attempts counted, until the messages
+    // were dead-lettered. A worker restarted under a new id (the default) with retries
+    // pending and a backlog (claimMode 'auto' then locks) met exactly that.
+    // (The backoff is long enough that the first consumer stops before a retry is due.)
+    const { topic, group } = await topicAndGroup({ maxAttempts: 3, backoffBase: '1 second', backoffMax: '1 second' });
+    const keys = ['a', 'b', 'c', 'd'].map((k) => `${k}.gone`);
+    await bq.sendBatch(topic, keys.map((key) => ({ payload: {}, key })));
+    const first = await bq.consume(
+      { group, claimMode: 'lease', batchSize: 4, handler: () => Promise.reject(new Error('fails the first time')) },
+      quiet,
+    );
+    running.push(first);
+    try {
+      await waitFor('four nacks', () => first.stats.failed === 4, 10_000);
+    } finally {
+      await first.stop(); // leaves the group
+    }
+    expect(first.stats.failed).toBe(4);
+
+    const logged: { level: number; msg: string; err?: { message?: string } }[] = [];
+    const second = await bq.consume(
+      {
+        group,
+        claimMode: 'lock',
+        batchSize: 4,
+        handler: async (m, ctx) => {
+          await ctx.client.query('insert into effects (msg_id, key) values ($1, $2)', [m.msgId, m.key]);
+        },
+      },
+      pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+    );
+    running.push(second);
+    try {
+      await waitFor('the four retries', async () => (await effects(keys)).length >= 4, 10_000).catch(() => {});
+    } finally {
+      await second.stop();
+    }
+    expect(logged.map((l) => `${l.msg}: ${l.err?.message ?? ''}`)).toEqual([]);
+    expect(await deadLetters(group)).toEqual([]);
+    expect(await effects(keys)).toEqual(keys);
+    const { rows } = await db.pool.query('select consumer_id, attempt from bucketq.deliveries where group_name = $1', [group]);
+    expect(rows).toEqual(keys.map(() => ({ consumer_id: second.consumerId, attempt: 2 })));
+  });
+});
+
 describe('lost membership', () => {
   it.each(['lock', 'lease'] as const)('a consumer removed from the group (%s claims) joins again at its next claim, not its next heartbeat', async (claimMode) => {
     const { topic, group } = await topicAndGroup();
