@@ -63,4 +63,17 @@ describe('reject', () => {
     const { rows } = await s.query('select state, attempts from bucketq.message_states where group_name = $1 and msg_id = $2', [group, id]);
     expect(rows).toEqual([{ state: 'leased', attempts: 1 }]);
   });
+
+  it('the locked form refuses a row of its own bucket that this transaction did not claim: stale when not strict, not a bug report', async () => {
+    const s = await ctx.session();
+    const { topic, group, consumer } = await topicAndGroup(s, ctx, { buckets: 1, group: { max_attempts: 5 } });
+    await send(s, topic, { n: 1 }, { key: 'k' });
+    const waiting = await send(s, topic, { n: 2 }, { key: 'k' });
+    await claim(s, group, consumer); // the head, leased; the second waits in the inbox behind it
+    const before = await stateFingerprint(s);
+    expect(await inTx(s, () => reject(s, group, [waiting], null, { consumer, strict: false }))).toEqual([{ msg_id: waiting, status: 'stale' }]);
+    await expectBqError(inTx(s, () => reject(s, group, [waiting], null, { consumer })), 'BQ006');
+    expect(await stateFingerprint(s)).toEqual(before);
+    expect(await deadLetters(s, group)).toEqual([]);
+  });
 });

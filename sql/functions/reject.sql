@@ -49,6 +49,10 @@ begin
     select array_agg(h.msg_id), array_agg(h.attempts) into v_ids, v_attempts from (
       select i.msg_id, i.attempts from bucketq.inbox i
        where i.group_id = g.group_id and i.msg_id = any(msg_ids) and i.lease_token is null and i.state + 0 in (0, 3)
+         -- rows this transaction holds (claim_locked), or put in the inbox from its log
+         -- batch, as nack takes them: our lock below would make any other row look held
+         -- to nack, which would then dead-letter a message no one claimed
+         and (bucketq._xact_holds(pg_current_xact_id(), i.xmax) or bucketq._inserted_here(i.xmin))
          and exists (select 1 from bucketq.bucket_owner o
                       where o.group_id = g.group_id and o.bucket = i.bucket and o.owner = reject.consumer_id)
        order by i.key_id, i.msg_id
