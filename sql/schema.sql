@@ -3753,6 +3753,7 @@ AS $function$
 declare
   v_own boolean;
   v_foreign bigint[];
+  v_fenced bigint[];
   v_log_held bigint[];
   v_log_buckets int[];
   v_note_buckets int[];
@@ -3849,6 +3850,26 @@ begin
         and o.owner = _record_attempt.consumer_id
         and bucketq._xact_holds(xact, i.xmax));
   if v_foreign is not null then
+    -- Held by that transaction (its bucket's cursor row, which claim_locked locks for
+    -- both kinds of message, or the inbox row) in a bucket that moved away from the
+    -- consumer: fenced, as ack and nack say it (BQ008), not bad input. Only messages the
+    -- transaction holds: no news of others.
+    select array_agg(m.id order by m.id) into v_fenced
+      from bucketq.message m
+     where m.topic_id = g.topic_id and m.id = any(v_foreign)
+       and not exists (select 1 from bucketq.bucket_owner o
+                        where o.group_id = g.group_id and o.bucket = m.bucket and o.owner = _record_attempt.consumer_id)
+       and (exists (select 1 from bucketq.cursor k
+                     where k.group_id = g.group_id and k.bucket = m.bucket and bucketq._xact_holds(xact, k.xmax))
+            or exists (select 1 from bucketq.inbox i
+                        where i.group_id = g.group_id and i.msg_id = m.id and bucketq._xact_holds(xact, i.xmax)));
+    if v_fenced is not null then
+      raise exception 'record_attempt: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer)',
+        _record_attempt.consumer_id, bucketq._id_list(v_fenced), g.name
+        using errcode = 'BQ008',
+              detail = 'Nothing was recorded.',
+              hint = 'Roll back the claiming transaction: the new owner delivers these messages. Heartbeat more often than the session timeout, then claim again.';
+    end if;
     raise exception 'record_attempt: transaction % does not hold messages % for consumer % in group %',
       xact, bucketq._quote_input(v_foreign::text), _record_attempt.consumer_id, g.name
       using errcode = 'BQ005',

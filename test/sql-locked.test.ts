@@ -264,6 +264,33 @@ describe('claim_locked', () => {
     await b.query('commit');
   });
 
+  it.each(['the log', 'the inbox'] as const)('record_attempt for a message from %s whose bucket moved while its transaction held it: fenced (BQ008), nothing recorded', async (from) => {
+    const a = await session();
+    const b = await session();
+    const { topic, group } = await topicAndGroup(a, ctx, { buckets: 1, group: { session_timeout: '10 seconds' } });
+    const [id] = await sendBatch(a, topic, [{}], { keys: ['k'] });
+    if (from === 'the inbox') {
+      // a retry: in the inbox, ready again at once
+      const leased = await claim(a, group, 'c1');
+      await nack(a, group, leased, { retryDelay: '0 seconds' });
+    }
+    await a.query('begin');
+    const got = await claimLocked(a, group, 'c1');
+    expect(got.map((m) => m.msg_id)).toEqual([id]);
+    await setClock(b, '30 seconds');
+    await b.query('select * from bucketq.join($1, $2)', [group, 'c2']);
+    await b.query('select * from bucketq.heartbeat($1, $2)', [group, 'c2']);
+    await expectBqError(
+      b.query('select bucketq.record_attempt($1, $2, $3::xid8, $4::bigint[])', [group, 'c1', got[0]!.xact, [id]]),
+      'BQ008', /c1 no longer owns the buckets of messages \{?\d+/);
+    const { rows } = await b.query(
+      `select (select count(*)::int from bucketq.attempt_log a join bucketq.consumer_group g using (group_id) where g.name = $1)
+            + (select count(*)::int from bucketq.progress p join bucketq.consumer_group g using (group_id) where g.name = $1 and p.kind = 3) as n`,
+      [group]);
+    expect(rows[0].n).toBe(0);
+    await a.query('rollback');
+  });
+
   it("a retry and a replayed dead letter that another consumer's lease left behind: the locked claimer who owns the bucket now acks them, and the records name it", async () => {
     // The lease's consumer stays on an inbox row after its nack or dead letter. A locked
     // ack checked that consumer's ownership instead of its own, so no other consumer
