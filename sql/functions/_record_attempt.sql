@@ -107,19 +107,17 @@ begin
         and o.owner = _record_attempt.consumer_id
         and bucketq._xact_holds(xact, i.xmax));
   if v_foreign is not null then
-    -- Held by that transaction (its bucket's cursor row, which claim_locked locks for
-    -- both kinds of message, or the inbox row) in a bucket that moved away from the
-    -- consumer: fenced, as ack and nack say it (BQ008), not bad input. Only messages the
-    -- transaction holds: no news of others.
+    -- In a bucket that transaction holds (claim_locked locks the cursor row of every
+    -- bucket it hands out from, log or inbox) and that moved away from the consumer:
+    -- fenced, as ack and nack say it (BQ008), not bad input. Only such buckets: no
+    -- news of others.
     select array_agg(m.id order by m.id) into v_fenced
       from bucketq.message m
      where m.topic_id = g.topic_id and m.id = any(v_foreign)
        and not exists (select 1 from bucketq.bucket_owner o
                         where o.group_id = g.group_id and o.bucket = m.bucket and o.owner = _record_attempt.consumer_id)
-       and (exists (select 1 from bucketq.cursor k
-                     where k.group_id = g.group_id and k.bucket = m.bucket and bucketq._xact_holds(xact, k.xmax))
-            or exists (select 1 from bucketq.inbox i
-                        where i.group_id = g.group_id and i.msg_id = m.id and bucketq._xact_holds(xact, i.xmax)));
+       and exists (select 1 from bucketq.cursor k
+                    where k.group_id = g.group_id and k.bucket = m.bucket and bucketq._xact_holds(xact, k.xmax));
     if v_fenced is not null then
       raise exception 'record_attempt: consumer % no longer owns the buckets of messages % in group % (fenced: the bucket moved to another consumer)',
         _record_attempt.consumer_id, bucketq._id_list(v_fenced), g.name
