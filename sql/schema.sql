@@ -5890,6 +5890,7 @@ declare
   g bucketq.consumer_group;
   v_ids bigint[];
   v_keys bigint[];
+  v_buckets int[];
   v_missing bigint[];
 begin
   g := bucketq._group(group_name);
@@ -5900,9 +5901,10 @@ begin
   -- Lock the dead letters first (in id order): a replay running beside us is waited
   -- for, and what it replayed (replayed_at set) is then left alone, not put back a
   -- second time after it was acked (issue 13, item 12).
-  select array_agg(d.msg_id), array_agg(distinct d.key_id) filter (where d.key_id is not null)
-    into v_ids, v_keys
-    from (select d.msg_id, d.key_id from bucketq.dead_letter d
+  select array_agg(d.msg_id), array_agg(distinct d.key_id) filter (where d.key_id is not null),
+         array_agg(distinct d.bucket) filter (where d.key_id is not null)
+    into v_ids, v_keys, v_buckets
+    from (select d.msg_id, d.key_id, d.bucket from bucketq.dead_letter d
            where d.group_id = g.group_id and d.replayed_at is null
              and (msg_ids is null or d.msg_id = any(msg_ids))
            order by d.msg_id
@@ -5922,6 +5924,18 @@ begin
   -- order, as producers lock them: no deadlock with a send of several keys), and
   -- wait for acks in flight on them: the promotion below then sees the final state.
   perform 1 from bucketq.topic_key k where k.key_id = any(coalesce(v_keys, '{}')) order by k.key for update;
+  -- and wait for whoever settles a batch from these keys' buckets' logs (ack, nack,
+  -- expiry, a locked batch until it ends: they hold the bucket's cursor row FOR UPDATE).
+  -- A batch's messages left unacked go to the inbox, ready unless an earlier row of
+  -- their key is there; one settled beside us could not see our rows yet, and made a
+  -- later message of a key ready beside the replayed one: two heads of one key, which
+  -- one claim handed out together and a locked ack then refused as out of order.
+  -- Cursor rows before inbox rows, the order everyone takes them in; claims that read
+  -- the log skip these buckets (SKIP LOCKED) until we commit, and then see our rows.
+  perform 1 from bucketq.cursor c
+   where c.group_id = g.group_id and c.bucket = any(coalesce(v_buckets, '{}'))
+   order by c.bucket
+     for key share;
   perform 1 from bucketq.inbox i
    where i.group_id = g.group_id and i.key_id = any(coalesce(v_keys, '{}')) and i.state <> 3
    order by i.key_id, i.msg_id

@@ -331,6 +331,51 @@ describe('claim_locked', () => {
     expect(records).toEqual([retry, dead, behind].map((id) => ({ msg_id: id, consumer_id: 'c2', epoch: owner[0]!.epoch })));
   });
 
+  it('replay_dead beside a locked batch of the same key that acks part of it: the replayed message goes first, the batch\'s rest waits behind it', async () => {
+    // The batch's unacked rest goes to the inbox, ready unless its key has an earlier row
+    // there. A replay committing beside that ack was not seen by it: the key then had two
+    // ready rows, one claim handed out both, and the locked ack refused them as out of
+    // order (found by test/sql-random-sessions.test.ts, skip policy). replay_dead now
+    // waits for the batch's transaction (its cursor row).
+    const w = await session();
+    const r = await session();
+    const observer = await session();
+    const { topic, group } = await topicAndGroup(w, ctx, { buckets: 1, group: { on_exhausted: 'skip' } });
+    const first = (await sendBatch(w, topic, [{}], { keys: ['k'] }))[0]!;
+    const leased = await claim(w, group, 'c1', 1);
+    const { rows: rejected } = await w.query(
+      'select status from bucketq.reject(group_name => $1, msg_ids => $2::bigint[], lease_tokens => $3::bigint[])',
+      [group, [first], leased.map((m) => m.lease_token)],
+    );
+    expect(rejected.map((x) => x.status)).toEqual(['dead']);
+    const [second, third] = (await sendBatch(w, topic, [{}, {}], { keys: ['k', 'k'] })) as [number, number];
+
+    await w.query('begin');
+    expect((await claimLocked(w, group, 'c1', 10, 2)).map((m) => m.msg_id)).toEqual([second, third]);
+    await r.query('begin');
+    let replayed = false;
+    const replay = r.query('select bucketq.replay_dead($1) as n', [group]).finally(() => (replayed = true));
+    // (It waits for the batch's transaction now; before, it ran at once, uncommitted.)
+    await waitUntilBlocked(observer, pidOf(r), () => replayed);
+    expect(await ackLocked(w, group, [second], 'c1')).toEqual([{ msg_id: second, status: 'acked' }]);
+    await w.query('commit');
+    expect((await replay).rows[0].n).toBe(1);
+    await r.query('commit');
+
+    const { rows: states } = await observer.query(
+      'select msg_id::int, state from bucketq.message_states where group_name = $1 and msg_id = any($2::bigint[]) order by msg_id',
+      [group, [first, third]],
+    );
+    expect(states).toEqual([{ msg_id: first, state: 'ready' }, { msg_id: third, state: 'waiting' }]);
+    for (const next of [first, third]) {
+      await w.query('begin');
+      const got = await claimLocked(w, group, 'c1', 10, 1);
+      expect(got.map((m) => m.msg_id)).toEqual([next]);
+      expect(await ackLocked(w, group, [next], 'c1')).toEqual([{ msg_id: next, status: 'acked' }]);
+      await w.query('commit');
+    }
+  });
+
   it('a producer sending the next message of a held key commits without waiting, and that message follows in order', async () => {
     const consumerSession = await session();
     const producer = await session();
